@@ -1,0 +1,1 @@
+//! chartvault-index (being written)

@@ -1,0 +1,1 @@
+//! chartvault-ocr (being written)

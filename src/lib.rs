@@ -1,0 +1,1 @@
+//! chartvault (being written)

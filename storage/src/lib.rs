@@ -1,0 +1,1 @@
+//! chartvault-storage (being written)
