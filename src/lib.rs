@@ -1,1 +1,30 @@
-//! chartvault (being written)
+//! chartvault: a scanned-record archive for hospitals.
+//!
+//! The map of the service:
+//! - [`config`]: settings (embedded defaults < `config.toml` < environment < flags).
+//! - [`startup`]: builds the service from its config; [`http`]: the router and routes.
+//! - [`auth`]: principals from bearer tokens, the one policy function, audit appends.
+//! - [`ingest`]: multipart upload → encrypted staging → preflight → durable accept.
+//! - [`worker`]: the job loop: decode → OCR (engine pool) → encrypted artifacts → index.
+//! - [`search`]: queries with the caller's scope inside the index query; snippets and boxes
+//!   from decrypted page text.
+//! - [`vault`]: object identities, blob names and the keyring over `chartvault-storage`.
+//! - [`db`]: SQLite metadata; [`domain`]: newtypes parsed at the edge; [`error`]: the one
+//!   error type and its HTTP mapping; [`cli`]: the command line.
+//!
+//! The at-rest guarantees live in crates of their own: `chartvault-storage` (keys, the
+//! encrypted object format, blob stores) and `chartvault-index` (tantivy); decoding and OCR
+//! in `chartvault-ocr`.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ingest;
+pub mod search;
+pub mod startup;
+pub mod vault;
+pub mod worker;

@@ -1,1 +1,62 @@
-fn main() {}
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use chartvault::cli::{self, Cli, Command, TokenCommand, UserCommand};
+use chartvault::startup::{disable_core_dumps, shutdown_signal, Application};
+
+fn main() -> anyhow::Result<()> {
+    // Tesseract with OpenMP threads is several times slower here: one engine per core.
+    if std::env::var_os("OMP_THREAD_LIMIT").is_none() {
+        std::env::set_var("OMP_THREAD_LIMIT", "1");
+    }
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config_path = cli.config.as_deref();
+    match cli.command {
+        Command::Serve { data, listen } => {
+            disable_core_dumps();
+            let mut config = cli::load_config(config_path, &data)?;
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
+            let app = Application::build(config).await?;
+            if let Some(token) = &app.first_admin_token {
+                eprintln!("first start: created user 'admin'. Its token (shown once):");
+                println!("admin token: {token}");
+            }
+            println!("listening on http://{}", app.local_addr());
+            app.run_until(shutdown_signal()).await
+        }
+        Command::User(UserCommand::Add { name, role, data }) => {
+            let config = cli::load_config(config_path, &data)?;
+            let token = cli::user_add(&config, &name, role).await?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::User(UserCommand::Disable { name, data }) => {
+            let config = cli::load_config(config_path, &data)?;
+            cli::user_disable(&config, &name).await
+        }
+        Command::Token(TokenCommand::Create { name, data }) => {
+            let config = cli::load_config(config_path, &data)?;
+            let token = cli::token_create(&config, &name).await?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { id, user, data }) => {
+            let config = cli::load_config(config_path, &data)?;
+            cli::token_revoke(&config, id.as_deref(), user.as_deref()).await
+        }
+        Command::Ingest { files, metadata, client } => cli::ingest(&files, &metadata, &client).await,
+        Command::Search { query, limit, client } => cli::search(&query, limit, &client).await,
+    }
+}

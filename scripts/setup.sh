@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what chartvault needs to build and test on Debian 12: libtesseract and its data
+# (English + orientation), clang for the bindings, fonts for generated test scans, and the
+# tesseract command line (the OCR benchmark's baseline and the CER reference in tests).
+# Idempotent: does nothing when everything is present.
+set -euo pipefail
+
+packages=(
+  libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
+  clang libclang-dev pkg-config fonts-dejavu-core
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is required (install the Rust toolchain with rustup)" >&2
+  exit 1
+fi

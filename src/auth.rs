@@ -1,0 +1,253 @@
+//! Who is calling, and may they do this.
+//!
+//! Every request resolves to exactly one [`Principal`] from its bearer token (256-bit random,
+//! stored only as a SHA-256 hash). [`decide`] is the one policy function; every route calls
+//! it. A role without the action gets 403; a resource outside the caller's scope gets 404,
+//! exactly like an unknown id, so ids are never confirmed. Patient relationships and
+//! sensitive categories refine [`decide`] without changing its callers.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::db::{AuditEntry, Db};
+use crate::domain::{DocumentId, PatientId, Role, UserId};
+use crate::error::{current_request_id, ApiError};
+use crate::http::AppState;
+
+const TOKEN_PREFIX: &str = "cv_";
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: UserId,
+    pub name: String,
+    pub role: Role,
+    pub client_addr: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Ingest,
+    Search,
+    ReadDocument,
+    LookupPatient,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Ingest => "ingest",
+            Action::Search => "search",
+            Action::ReadDocument => "read",
+            Action::LookupPatient => "patient-lookup",
+        }
+    }
+}
+
+/// What a decision is about, when it is about a particular record.
+#[derive(Debug, Clone, Copy)]
+pub struct Resource<'a> {
+    pub patient_id: PatientId,
+    pub document_id: Option<DocumentId>,
+    pub category: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// The role lacks the action: 403.
+    Forbidden,
+    /// Outside the caller's scope: 404, indistinguishable from an unknown id.
+    NotFound,
+}
+
+/// The one policy function.
+pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<'_>>) -> Decision {
+    let role_allows = match action {
+        Action::Ingest => matches!(principal.role, Role::Records),
+        Action::Search | Action::ReadDocument | Action::LookupPatient => matches!(
+            principal.role,
+            Role::Records | Role::Clinician | Role::Legal
+        ),
+    };
+    if !role_allows {
+        return Decision::Forbidden;
+    }
+    // Every reading role sees every patient and category until care relationships and
+    // category grants exist; this is where they will narrow the scope.
+    let _ = resource;
+    Decision::Allow
+}
+
+/// A new random token: shown once, stored only hashed.
+pub fn generate_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Creates a token for a user; returns (token id, token).
+pub async fn issue_token(db: &Db, user: UserId, ttl_days: u32) -> sqlx::Result<(String, String)> {
+    let (token, hash) = generate_token();
+    let token_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let expires_at = Utc::now() + Duration::days(i64::from(ttl_days));
+    db.insert_token(&token_id, user, &hash, expires_at).await?;
+    Ok((token_id, token))
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let client_addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() < 100)
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+        let invalid = || ApiError::unauthorized("the token is unknown, expired or revoked");
+        let owner = state
+            .db
+            .token_owner(&hash_token(token))
+            .await?
+            .ok_or_else(invalid)?;
+        let expired = DateTime::parse_from_rfc3339(&owner.expires_at)
+            .map(|t| t.with_timezone(&Utc) <= Utc::now())
+            .unwrap_or(true);
+        if owner.revoked || expired || owner.disabled {
+            return Err(invalid());
+        }
+        Ok(Principal {
+            user_id: owner.user_id,
+            name: owner.name,
+            role: owner.role,
+            client_addr,
+        })
+    }
+}
+
+/// Appends an audit row for an access; if it cannot be written, the request fails with 503
+/// and no PHI leaves the service.
+pub async fn audit(
+    db: &Db,
+    principal: &Principal,
+    action: Action,
+    outcome: &'static str,
+    patient_id: Option<PatientId>,
+    document_id: Option<DocumentId>,
+    detail: Option<serde_json::Value>,
+) -> Result<(), ApiError> {
+    let entry = AuditEntry {
+        user_id: Some(principal.user_id),
+        role: Some(principal.role),
+        action: action.as_str(),
+        patient_id,
+        document_id,
+        outcome,
+        client_addr: principal.client_addr.clone(),
+        request_id: Some(current_request_id()),
+        detail,
+    };
+    match db.append_audit(&entry).await {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            tracing::error!(request_id = %current_request_id(), error = %error, "audit append failed");
+            Err(ApiError::audit_unavailable())
+        }
+    }
+}
+
+/// Applies [`decide`] and audits a denial; returns the error to send.
+pub async fn authorize(
+    db: &Db,
+    principal: &Principal,
+    action: Action,
+    resource: Option<&Resource<'_>>,
+) -> Result<(), ApiError> {
+    let decision = decide(principal, action, resource);
+    if decision == Decision::Allow {
+        return Ok(());
+    }
+    let (outcome, error) = match decision {
+        Decision::Forbidden => ("denied-role", ApiError::forbidden()),
+        _ => ("denied-scope", ApiError::not_found()),
+    };
+    audit(
+        db,
+        principal,
+        action,
+        outcome,
+        resource.map(|r| r.patient_id),
+        resource.and_then(|r| r.document_id),
+        None,
+    )
+    .await?;
+    Err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: Role) -> Principal {
+        Principal {
+            user_id: UserId::new_random(),
+            name: "t".into(),
+            role,
+            client_addr: None,
+        }
+    }
+
+    #[test]
+    fn only_records_may_ingest_and_admin_and_auditor_may_not_read() {
+        let expectations = [
+            (Role::Records, Action::Ingest, Decision::Allow),
+            (Role::Clinician, Action::Ingest, Decision::Forbidden),
+            (Role::Legal, Action::Ingest, Decision::Forbidden),
+            (Role::Admin, Action::Ingest, Decision::Forbidden),
+            (Role::Auditor, Action::Ingest, Decision::Forbidden),
+            (Role::Records, Action::ReadDocument, Decision::Allow),
+            (Role::Clinician, Action::ReadDocument, Decision::Allow),
+            (Role::Legal, Action::Search, Decision::Allow),
+            (Role::Admin, Action::ReadDocument, Decision::Forbidden),
+            (Role::Admin, Action::Search, Decision::Forbidden),
+            (Role::Auditor, Action::ReadDocument, Decision::Forbidden),
+            (Role::Auditor, Action::LookupPatient, Decision::Forbidden),
+        ];
+        for (role, action, expected) in expectations {
+            assert_eq!(decide(&principal(role), action, None), expected, "{role:?} {action:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let (a, hash_a) = generate_token();
+        let (b, _) = generate_token();
+        assert_ne!(a, b);
+        assert!(a.len() > 40);
+        assert_eq!(hash_token(&a), hash_a);
+        assert!(!hash_a.contains(&a));
+    }
+}

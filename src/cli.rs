@@ -1,0 +1,265 @@
+//! The command line: `serve`, user and token administration on a data directory, and the
+//! `ingest` / `search` clients that talk to a running server.
+//!
+//! Patient details never go on the command line (shell history, `ps`): `ingest` reads them
+//! from a JSON file or stdin. Tokens come from `CHARTVAULT_TOKEN`.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::domain::Role;
+
+#[derive(Parser, Debug)]
+#[command(name = "chartvault", version, about = "Encrypted, searchable archive of scanned medical records")]
+pub struct Cli {
+    /// Settings file (default: ./config.toml when present, else the embedded defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service.
+    Serve {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Upload scans to a running server.
+    Ingest {
+        /// Scans to upload (JPEG, PNG or TIFF).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// JSON metadata file, or '-' for stdin: one object for every file, or an array with
+        /// one object per file.
+        #[arg(long, value_name = "FILE|-")]
+        metadata: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Search a running server.
+    Search {
+        query: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user and print its first token (the only line on stdout).
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Disable a user: every token of theirs stops working at once.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Issue a new token for an existing user (printed as the only line on stdout).
+    Create {
+        name: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Revoke one token by its id, or every token of a user.
+    Revoke {
+        /// The token id printed (on stderr) when the token was created.
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        id: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DataDirArg {
+    /// Data directory (overrides the config's data_dir).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    #[arg(long, env = "CHARTVAULT_URL", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// API token (read it from the environment rather than typing it on the command line).
+    #[arg(long, env = "CHARTVAULT_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+pub fn load_config(cli_config: Option<&Path>, data: &DataDirArg) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli_config)?;
+    if let Some(dir) = &data.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    crate::startup::create_data_dir(config)?;
+    Db::open(&config.db_path()).await
+}
+
+pub async fn user_add(config: &Config, name: &str, role: Role) -> anyhow::Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 64 {
+        bail!("a user name must be 1 to 64 characters");
+    }
+    let db = open_db(config).await?;
+    if db.user_by_name(name).await?.is_some() {
+        bail!("a user named {name} exists already");
+    }
+    let user = db.create_user(name, role).await?;
+    let (token_id, token) = crate::auth::issue_token(&db, user, config.auth.token_ttl_days).await?;
+    eprintln!("created user {name} ({}) with token id {token_id}", role.as_str());
+    Ok(token)
+}
+
+pub async fn token_create(config: &Config, name: &str) -> anyhow::Result<String> {
+    let db = open_db(config).await?;
+    let (user, _, disabled) = db
+        .user_by_name(name)
+        .await?
+        .with_context(|| format!("no user named {name}"))?;
+    if disabled {
+        bail!("user {name} is disabled");
+    }
+    let (token_id, token) = crate::auth::issue_token(&db, user, config.auth.token_ttl_days).await?;
+    eprintln!("token id {token_id}");
+    Ok(token)
+}
+
+pub async fn user_disable(config: &Config, name: &str) -> anyhow::Result<()> {
+    let db = open_db(config).await?;
+    if !db.set_user_disabled(name, true).await? {
+        bail!("no user named {name}");
+    }
+    eprintln!("disabled user {name}");
+    Ok(())
+}
+
+pub async fn token_revoke(config: &Config, id: Option<&str>, user: Option<&str>) -> anyhow::Result<()> {
+    let db = open_db(config).await?;
+    let revoked = db.revoke_tokens(id, user).await?;
+    if revoked == 0 {
+        bail!("no active token matched");
+    }
+    eprintln!("revoked {revoked} token(s)");
+    Ok(())
+}
+
+fn read_metadata(source: &str, files: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut text = String::new();
+    if source == "-" {
+        std::io::stdin().read_to_string(&mut text).context("reading metadata from stdin")?;
+    } else {
+        text = std::fs::read_to_string(source).context("reading the metadata file")?;
+    }
+    let value: serde_json::Value = serde_json::from_str(&text).context("the metadata is not valid JSON")?;
+    match value {
+        serde_json::Value::Array(items) => {
+            if items.len() != files {
+                bail!("the metadata array has {} entries for {files} files", items.len());
+            }
+            Ok(items)
+        }
+        object @ serde_json::Value::Object(_) => Ok(vec![object; files]),
+        _ => bail!("the metadata must be a JSON object or an array of objects"),
+    }
+}
+
+pub async fn ingest(files: &[PathBuf], metadata: &str, client: &ClientArgs) -> anyhow::Result<()> {
+    let metadata = read_metadata(metadata, files.len())?;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/documents", client.server.trim_end_matches('/'));
+    let progress = indicatif::ProgressBar::new(files.len() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed}")
+            .expect("the progress template is valid"),
+    );
+    let mut failures = 0;
+    for (index, (path, meta)) in files.iter().zip(metadata).enumerate() {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening file {}", index + 1))?;
+        let length = file.metadata().await?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let form = reqwest::multipart::Form::new()
+            .part("metadata", reqwest::multipart::Part::text(meta.to_string()).mime_str("application/json")?)
+            .part("file", reqwest::multipart::Part::stream_with_length(body, length).file_name("scan"));
+        let response = http.post(&url).bearer_auth(&client.token).multipart(form).send().await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        progress.suspend(|| {
+            if status.is_success() {
+                println!("{}\t{}\t{}", index + 1, body["id"].as_str().unwrap_or("?"), body["status"].as_str().unwrap_or("?"));
+            } else {
+                failures += 1;
+                eprintln!("file {}: {} {}", index + 1, status.as_u16(), body["message"].as_str().unwrap_or(""));
+            }
+        });
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    if failures > 0 {
+        bail!("{failures} of {} files were rejected", files.len());
+    }
+    Ok(())
+}
+
+pub async fn search(query: &str, limit: usize, client: &ClientArgs) -> anyhow::Result<()> {
+    let url = format!("{}/api/v1/search", client.server.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&client.token)
+        .json(&serde_json::json!({ "query": query, "limit": limit }))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{} {}", status.as_u16(), body["message"].as_str().unwrap_or(""));
+    }
+    println!("{} pages match", body["total"]);
+    for hit in body["hits"].as_array().into_iter().flatten() {
+        println!(
+            "{}  page {}  {}  {}\n    {}",
+            hit["document_id"].as_str().unwrap_or(""),
+            hit["page"],
+            hit["patient"]["mrn"].as_str().unwrap_or(""),
+            hit["document_type"].as_str().unwrap_or(""),
+            hit["snippet"].as_str().unwrap_or("").replace('\n', " ")
+        );
+    }
+    Ok(())
+}

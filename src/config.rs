@@ -1,0 +1,223 @@
+//! Settings: embedded defaults < `config.toml` < environment (`CHARTVAULT__SECTION__KEY`)
+//! < command-line flags. Unknown keys are errors. Secrets never live here: the key file is
+//! referenced by path, or by the name of an environment variable.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub keys: KeysConfig,
+    pub limits: LimitsConfig,
+    pub ocr: OcrConfig,
+    pub index: IndexConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Path of the key-encryption key file (created `0600` on first run).
+    pub kek_file: PathBuf,
+    /// Name of an environment variable that holds the key file's contents instead.
+    pub kek_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_upload_bytes: u64,
+    pub max_pixels_per_page: u64,
+    pub max_dimension: u32,
+    pub max_pages_per_document: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcrConfig {
+    /// OCR engines (one OS thread each); 0 means one per core.
+    pub threads: usize,
+    pub language: String,
+    pub page_seg_mode: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    pub commit_interval_ms: u64,
+    pub max_batch: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub token_ttl_days: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            keys: KeysConfig::default(),
+            limits: LimitsConfig::default(),
+            ocr: OcrConfig::default(),
+            index: IndexConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            kek_file: PathBuf::from("./chartvault.key"),
+            kek_env: None,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_upload_bytes: 512 * 1024 * 1024,
+            max_pixels_per_page: 100_000_000,
+            max_dimension: 30_000,
+            max_pages_per_document: 2000,
+        }
+    }
+}
+
+impl Default for OcrConfig {
+    fn default() -> Self {
+        OcrConfig {
+            threads: 0,
+            language: "eng".to_string(),
+            page_seg_mode: 3,
+        }
+    }
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            commit_interval_ms: 500,
+            max_batch: 512,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { token_ttl_days: 90 }
+    }
+}
+
+impl Config {
+    /// Loads the settings. `file` is the `--config` path; without it `./config.toml` is read
+    /// when present. The environment layer is `CHARTVAULT__SECTION__KEY`.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    anyhow::bail!("config file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("config.toml")),
+        }
+        figment = figment.merge(Env::prefixed("CHARTVAULT__").split("__"));
+        let config: Config = figment.extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.limits.max_upload_bytes == 0 || self.limits.max_pages_per_document == 0 {
+            anyhow::bail!("limits must be greater than zero");
+        }
+        if self.index.commit_interval_ms == 0 {
+            anyhow::bail!("index.commit_interval_ms must be greater than zero");
+        }
+        Ok(())
+    }
+
+    pub fn ocr_threads(&self) -> usize {
+        if self.ocr.threads > 0 {
+            return self.ocr.threads;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+
+    /// A config for tests and tools: everything under `data_dir`, the key file beside it.
+    pub fn for_data_dir(data_dir: &Path) -> Config {
+        let mut config = Config {
+            data_dir: data_dir.to_path_buf(),
+            ..Config::default()
+        };
+        config.keys.kek_file = data_dir.with_extension("key");
+        config
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("chartvault.db")
+    }
+
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_config_toml_equals_the_embedded_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let from_file: Config = Figment::new()
+            .merge(Toml::file(path))
+            .extract()
+            .expect("config.toml parses");
+        let defaults = Config::default();
+        assert_eq!(
+            serde_json::to_value(&from_file).unwrap(),
+            serde_json::to_value(&defaults).unwrap()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n"));
+        assert!(figment.extract::<Config>().is_err());
+    }
+}

@@ -1,0 +1,631 @@
+//! Metadata in SQLite (WAL, `synchronous=FULL` so an acknowledged upload survives a crash).
+//!
+//! All SQL lives here, behind [`Db`]; the rest of the service speaks in domain types.
+//! Queries use `$n` placeholders so the same SQL can serve PostgreSQL later.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use crate::domain::{DocumentId, DocumentStatus, Mrn, PatientId, Role, UserId};
+
+pub fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pool: SqlitePool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Patient {
+    pub id: PatientId,
+    pub mrn: String,
+    pub name: String,
+    pub birth_date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub id: DocumentId,
+    pub patient_id: PatientId,
+    pub document_type: String,
+    pub category: String,
+    pub service_date: Option<NaiveDate>,
+    pub encounter: Option<String>,
+    pub content_type: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub page_count: u32,
+    pub created_by: UserId,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub id: DocumentId,
+    pub patient_id: PatientId,
+    pub document_type: String,
+    pub category: String,
+    pub service_date: Option<NaiveDate>,
+    pub encounter: Option<String>,
+    pub content_type: String,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub page_count: u32,
+    pub status: DocumentStatus,
+    pub failure_reason: Option<String>,
+    pub created_at: String,
+    pub indexed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PageRow {
+    pub page: u32,
+    pub width: u32,
+    pub height: u32,
+    pub dpi: Option<f64>,
+    pub mean_confidence: f64,
+    pub word_count: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub document_id: DocumentId,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenOwner {
+    pub user_id: UserId,
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub expires_at: String,
+    pub revoked: bool,
+}
+
+/// One audit row. Ids only: the audit never holds names, MRNs or text.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEntry {
+    pub user_id: Option<UserId>,
+    pub role: Option<Role>,
+    pub action: &'static str,
+    pub patient_id: Option<PatientId>,
+    pub document_id: Option<DocumentId>,
+    pub outcome: &'static str,
+    pub client_addr: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: String,
+    pub user_id: Option<String>,
+    pub role: Option<String>,
+    pub action: String,
+    pub patient_id: Option<String>,
+    pub document_id: Option<String>,
+    pub outcome: String,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+fn parse_id<T: FromStr>(raw: &str) -> sqlx::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    raw.parse::<T>()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn parse_date(raw: Option<String>) -> sqlx::Result<Option<NaiveDate>> {
+    raw.map(|d| NaiveDate::from_str(&d).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .transpose()
+}
+
+fn decode_err(message: String) -> sqlx::Error {
+    sqlx::Error::Decode(message.into())
+}
+
+fn document_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Document> {
+    let status: String = row.try_get("status")?;
+    Ok(Document {
+        id: parse_id(row.try_get::<&str, _>("id")?)?,
+        patient_id: parse_id(row.try_get::<&str, _>("patient_id")?)?,
+        document_type: row.try_get("document_type")?,
+        category: row.try_get("category")?,
+        service_date: parse_date(row.try_get("service_date")?)?,
+        encounter: row.try_get("encounter")?,
+        content_type: row.try_get("content_type")?,
+        sha256: row.try_get("sha256")?,
+        size_bytes: row.try_get("size_bytes")?,
+        page_count: row.try_get::<i64, _>("page_count")? as u32,
+        status: DocumentStatus::from_str(&status).map_err(decode_err)?,
+        failure_reason: row.try_get("failure_reason")?,
+        created_at: row.try_get("created_at")?,
+        indexed_at: row.try_get("indexed_at")?,
+    })
+}
+
+impl Db {
+    pub async fn open(path: &Path) -> anyhow::Result<Db> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Db { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn begin(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
+        self.pool.begin().await
+    }
+
+    // ---- keyring ----
+
+    pub async fn insert_key(
+        tx: &mut Transaction<'_, Sqlite>,
+        key_id: &str,
+        kek_version: u32,
+        wrapped: &[u8],
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO keyring (key_id, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(key_id)
+        .bind(kek_version as i64)
+        .bind(wrapped)
+        .bind(now())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_key(&self, key_id: &str) -> sqlx::Result<Option<(u32, Vec<u8>)>> {
+        let row = sqlx::query("SELECT kek_version, wrapped FROM keyring WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<i64, _>("kek_version")? as u32,
+                r.try_get::<Vec<u8>, _>("wrapped")?,
+            ))
+        })
+        .transpose()
+    }
+
+    pub async fn delete_key(&self, key_id: &str) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM keyring WHERE key_id = $1")
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- patients ----
+
+    pub async fn patient_by_mrn(&self, mrn: &Mrn) -> sqlx::Result<Option<Patient>> {
+        let row = sqlx::query("SELECT id, mrn, name, birth_date FROM patients WHERE mrn = $1")
+            .bind(mrn.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| patient_from_row(&r)).transpose()
+    }
+
+    pub async fn patient(&self, id: PatientId) -> sqlx::Result<Option<Patient>> {
+        let row = sqlx::query("SELECT id, mrn, name, birth_date FROM patients WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| patient_from_row(&r)).transpose()
+    }
+
+    /// The patient with this MRN, created with the given details if new. An existing
+    /// patient keeps the details on record.
+    pub async fn ensure_patient(
+        tx: &mut Transaction<'_, Sqlite>,
+        mrn: &Mrn,
+        name: &str,
+        birth_date: Option<NaiveDate>,
+    ) -> sqlx::Result<PatientId> {
+        let existing = sqlx::query("SELECT id FROM patients WHERE mrn = $1")
+            .bind(mrn.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(row) = existing {
+            return parse_id(row.try_get::<&str, _>("id")?);
+        }
+        let id = PatientId::new_random();
+        sqlx::query(
+            "INSERT INTO patients (id, mrn, name, birth_date, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id.to_string())
+        .bind(mrn.as_str())
+        .bind(name)
+        .bind(birth_date.map(|d| d.to_string()))
+        .bind(now())
+        .execute(&mut **tx)
+        .await?;
+        Ok(id)
+    }
+
+    // ---- documents, pages, jobs ----
+
+    /// Records the document and its OCR job (inside the caller's transaction).
+    pub async fn insert_document_with_job(
+        tx: &mut Transaction<'_, Sqlite>,
+        doc: &NewDocument,
+    ) -> sqlx::Result<()> {
+        let at = now();
+        sqlx::query(
+            "INSERT INTO documents (id, patient_id, document_type, category, service_date, encounter,
+                content_type, sha256, size_bytes, page_count, status, created_at, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12)",
+        )
+        .bind(doc.id.to_string())
+        .bind(doc.patient_id.to_string())
+        .bind(&doc.document_type)
+        .bind(&doc.category)
+        .bind(doc.service_date.map(|d| d.to_string()))
+        .bind(&doc.encounter)
+        .bind(&doc.content_type)
+        .bind(&doc.sha256)
+        .bind(doc.size_bytes as i64)
+        .bind(doc.page_count as i64)
+        .bind(&at)
+        .bind(doc.created_by.to_string())
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO jobs (document_id, state, created_at, updated_at) VALUES ($1, 'pending', $2, $2)",
+        )
+        .bind(doc.id.to_string())
+        .bind(&at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn document(&self, id: DocumentId) -> sqlx::Result<Option<Document>> {
+        let row = sqlx::query("SELECT * FROM documents WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| document_from_row(&r)).transpose()
+    }
+
+    pub async fn documents_of_patient(&self, patient: PatientId) -> sqlx::Result<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT * FROM documents WHERE patient_id = $1 ORDER BY service_date DESC, created_at DESC",
+        )
+        .bind(patient.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(document_from_row).collect()
+    }
+
+    pub async fn set_status(
+        &self,
+        id: DocumentId,
+        status: DocumentStatus,
+        failure_reason: Option<&str>,
+    ) -> sqlx::Result<()> {
+        sqlx::query("UPDATE documents SET status = $1, failure_reason = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(failure_reason)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_page(&self, document: DocumentId, page: &PageRow) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO pages (document_id, page, width, height, dpi, mean_confidence, word_count, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (document_id, page) DO UPDATE SET width = excluded.width,
+                height = excluded.height, dpi = excluded.dpi,
+                mean_confidence = excluded.mean_confidence, word_count = excluded.word_count",
+        )
+        .bind(document.to_string())
+        .bind(page.page as i64)
+        .bind(page.width as i64)
+        .bind(page.height as i64)
+        .bind(page.dpi)
+        .bind(page.mean_confidence)
+        .bind(page.word_count as i64)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn pages(&self, document: DocumentId) -> sqlx::Result<Vec<PageRow>> {
+        let rows = sqlx::query(
+            "SELECT page, width, height, dpi, mean_confidence, word_count FROM pages
+             WHERE document_id = $1 ORDER BY page",
+        )
+        .bind(document.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PageRow {
+                    page: r.try_get::<i64, _>("page")? as u32,
+                    width: r.try_get::<i64, _>("width")? as u32,
+                    height: r.try_get::<i64, _>("height")? as u32,
+                    dpi: r.try_get("dpi")?,
+                    mean_confidence: r.try_get("mean_confidence")?,
+                    word_count: r.try_get::<i64, _>("word_count")? as u32,
+                })
+            })
+            .collect()
+    }
+
+    /// Jobs that were running when the process stopped go back to the queue.
+    pub async fn requeue_running_jobs(&self) -> sqlx::Result<u64> {
+        let done = sqlx::query("UPDATE jobs SET state = 'pending', updated_at = $1 WHERE state = 'running'")
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Puts one job back in the queue after a transient failure.
+    pub async fn requeue_job(&self, job: &Job, error: &str) -> sqlx::Result<()> {
+        sqlx::query("UPDATE jobs SET state = 'pending', last_error = $1, updated_at = $2 WHERE id = $3")
+            .bind(error)
+            .bind(now())
+            .bind(job.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Claims the oldest pending job (the single UPDATE is atomic in SQLite).
+    pub async fn claim_job(&self) -> sqlx::Result<Option<Job>> {
+        let row = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $1
+             WHERE id = (SELECT id FROM jobs WHERE state = 'pending' ORDER BY id LIMIT 1)
+             RETURNING id, document_id, attempts",
+        )
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Job {
+                id: r.try_get("id")?,
+                document_id: parse_id(r.try_get::<&str, _>("document_id")?)?,
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn finish_job(&self, job: &Job, document: DocumentId) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        sqlx::query("UPDATE jobs SET state = 'done', updated_at = $1 WHERE id = $2")
+            .bind(&at)
+            .bind(job.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE documents SET status = 'indexed', failure_reason = NULL, indexed_at = $1 WHERE id = $2",
+        )
+        .bind(&at)
+        .bind(document.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    pub async fn fail_job(&self, job: &Job, document: DocumentId, reason: &str) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        sqlx::query("UPDATE jobs SET state = 'failed', last_error = $1, updated_at = $2 WHERE id = $3")
+            .bind(reason)
+            .bind(&at)
+            .bind(job.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE documents SET status = 'failed', failure_reason = $1 WHERE id = $2")
+            .bind(reason)
+            .bind(document.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    // ---- users and tokens ----
+
+    pub async fn create_user(&self, name: &str, role: Role) -> sqlx::Result<UserId> {
+        let id = UserId::new_random();
+        sqlx::query("INSERT INTO users (id, name, role, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(id.to_string())
+            .bind(name)
+            .bind(role.as_str())
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn user_by_name(&self, name: &str) -> sqlx::Result<Option<(UserId, Role, bool)>> {
+        let row = sqlx::query("SELECT id, role, disabled FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let role: String = r.try_get("role")?;
+            Ok((
+                parse_id(r.try_get::<&str, _>("id")?)?,
+                Role::from_str(&role).map_err(decode_err)?,
+                r.try_get::<i64, _>("disabled")? != 0,
+            ))
+        })
+        .transpose()
+    }
+
+    pub async fn user_count(&self) -> sqlx::Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> sqlx::Result<bool> {
+        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
+            .bind(disabled as i64)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn insert_token(
+        &self,
+        token_id: &str,
+        user: UserId,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, user_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_id)
+        .bind(user.to_string())
+        .bind(token_hash)
+        .bind(now())
+        .bind(expires_at.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn token_owner(&self, token_hash: &str) -> sqlx::Result<Option<TokenOwner>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.name, u.role, u.disabled, t.expires_at, t.revoked_at
+             FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let role: String = r.try_get("role")?;
+            Ok(TokenOwner {
+                user_id: parse_id(r.try_get::<&str, _>("id")?)?,
+                name: r.try_get("name")?,
+                role: Role::from_str(&role).map_err(decode_err)?,
+                disabled: r.try_get::<i64, _>("disabled")? != 0,
+                expires_at: r.try_get("expires_at")?,
+                revoked: r.try_get::<Option<String>, _>("revoked_at")?.is_some(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Revokes one token by id, or every token of a user by name. Returns how many.
+    pub async fn revoke_tokens(&self, token_id: Option<&str>, user: Option<&str>) -> sqlx::Result<u64> {
+        let at = now();
+        let done = match (token_id, user) {
+            (Some(id), _) => {
+                sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                    .bind(&at)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+            }
+            (None, Some(name)) => {
+                sqlx::query(
+                    "UPDATE tokens SET revoked_at = $1 WHERE revoked_at IS NULL
+                     AND user_id = (SELECT id FROM users WHERE name = $2)",
+                )
+                .bind(&at)
+                .bind(name)
+                .execute(&self.pool)
+                .await?
+            }
+            (None, None) => return Ok(0),
+        };
+        Ok(done.rows_affected())
+    }
+
+    // ---- audit ----
+
+    pub async fn append_audit(&self, entry: &AuditEntry) -> sqlx::Result<i64> {
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO audit (at, user_id, role, action, patient_id, document_id, outcome,
+                client_addr, request_id, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
+        )
+        .bind(now())
+        .bind(entry.user_id.map(|u| u.to_string()))
+        .bind(entry.role.map(|r| r.as_str()))
+        .bind(entry.action)
+        .bind(entry.patient_id.map(|p| p.to_string()))
+        .bind(entry.document_id.map(|d| d.to_string()))
+        .bind(entry.outcome)
+        .bind(&entry.client_addr)
+        .bind(&entry.request_id)
+        .bind(entry.detail.as_ref().map(|d| d.to_string()))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(seq)
+    }
+
+    pub async fn audit_rows(&self, after_seq: i64) -> sqlx::Result<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, user_id, role, action, patient_id, document_id, outcome, request_id, detail
+             FROM audit WHERE seq > $1 ORDER BY seq",
+        )
+        .bind(after_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    seq: r.try_get("seq")?,
+                    at: r.try_get("at")?,
+                    user_id: r.try_get("user_id")?,
+                    role: r.try_get("role")?,
+                    action: r.try_get("action")?,
+                    patient_id: r.try_get("patient_id")?,
+                    document_id: r.try_get("document_id")?,
+                    outcome: r.try_get("outcome")?,
+                    request_id: r.try_get("request_id")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn patient_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Patient> {
+    Ok(Patient {
+        id: parse_id(row.try_get::<&str, _>("id")?)?,
+        mrn: row.try_get("mrn")?,
+        name: row.try_get("name")?,
+        birth_date: parse_date(row.try_get("birth_date")?)?,
+    })
+}

@@ -1,0 +1,192 @@
+//! Domain newtypes, parsed at the edge: raw strings stop here.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($name:ident) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            pub fn new_random() -> Self {
+                $name(Uuid::new_v4())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map($name)
+            }
+        }
+    };
+}
+
+id_type!(DocumentId);
+id_type!(PatientId);
+id_type!(UserId);
+
+/// A medical record number as the hospital writes it. Leading zeros are significant
+/// (`00123` is not `123`); surrounding white space is not, and letters compare uppercase.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Mrn(String);
+
+impl Mrn {
+    pub fn parse(raw: &str) -> Result<Mrn, String> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err("mrn must not be empty".into());
+        }
+        if trimmed.len() > 32 {
+            return Err("mrn must be at most 32 characters".into());
+        }
+        if !trimmed
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err("mrn may contain only letters, digits and '-'".into());
+        }
+        Ok(Mrn(trimmed.to_ascii_uppercase()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// MRNs are PHI: they never appear in Debug output (and so in logs).
+impl fmt::Debug for Mrn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Mrn(<redacted>)")
+    }
+}
+
+impl TryFrom<String> for Mrn {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Mrn::parse(&value)
+    }
+}
+
+impl From<Mrn> for String {
+    fn from(value: Mrn) -> Self {
+        value.0
+    }
+}
+
+/// A lowercase slug such as `discharge-summary` or `general`.
+pub fn parse_slug(field: &str, raw: &str) -> Result<String, String> {
+    let value = raw.trim().to_ascii_lowercase();
+    if value.is_empty() || value.len() > 64 {
+        return Err(format!("{field} must be 1 to 64 characters"));
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "{field} may contain only letters, digits, '-' and '_'"
+        ));
+    }
+    Ok(value)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Records,
+    Clinician,
+    Legal,
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Records => "records",
+            Role::Clinician => "clinician",
+            Role::Legal => "legal",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "records" => Ok(Role::Records),
+            "clinician" => Ok(Role::Clinician),
+            "legal" => Ok(Role::Legal),
+            "auditor" => Ok(Role::Auditor),
+            other => Err(format!("unknown role {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentStatus {
+    Accepted,
+    Processing,
+    Indexed,
+    Failed,
+}
+
+impl DocumentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentStatus::Accepted => "accepted",
+            DocumentStatus::Processing => "processing",
+            DocumentStatus::Indexed => "indexed",
+            DocumentStatus::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for DocumentStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "accepted" => Ok(DocumentStatus::Accepted),
+            "processing" => Ok(DocumentStatus::Processing),
+            "indexed" => Ok(DocumentStatus::Indexed),
+            "failed" => Ok(DocumentStatus::Failed),
+            other => Err(format!("unknown status {other:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mrn_keeps_leading_zeros_and_folds_case() {
+        assert_eq!(Mrn::parse(" 00123 ").unwrap().as_str(), "00123");
+        assert_eq!(Mrn::parse("ab-7").unwrap().as_str(), "AB-7");
+        assert!(Mrn::parse("").is_err());
+        assert!(Mrn::parse("12 34").is_err());
+        assert!(Mrn::parse("1;DROP").is_err());
+    }
+
+    #[test]
+    fn mrn_debug_does_not_print_the_value() {
+        let mrn = Mrn::parse("00123").unwrap();
+        assert!(!format!("{mrn:?}").contains("123"));
+    }
+}

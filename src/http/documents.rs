@@ -1,0 +1,318 @@
+//! Document routes: upload (multipart), metadata, the original, and each page's image, text
+//! and word boxes. Each read is authorised through `decide` and audited before any byte of
+//! PHI is sent.
+
+use std::io::Read;
+
+use axum::body::Body;
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::auth::{audit, authorize, Action, Principal, Resource};
+use crate::db::{Document, PageRow};
+use crate::domain::{DocumentId, DocumentStatus};
+use crate::error::{ApiError, ApiResult};
+use crate::http::AppState;
+use crate::ingest::{self, Accepted, Staged, StagingUpload, ValidMetadata};
+use crate::vault::ObjectRef;
+
+const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// Room for multipart boundaries and the metadata part on top of the file's own limit.
+const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
+
+pub async fn upload(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    authorize(&state.db, &principal, Action::Ingest, None).await?;
+    let limit = state.config.limits.max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit + MULTIPART_OVERHEAD) {
+        return Err(ingest::too_large(limit));
+    }
+    let mut multipart = multipart.map_err(|_| {
+        ApiError::invalid("the body must be multipart/form-data with parts 'file' and 'metadata'")
+    })?;
+
+    let mut metadata: Option<ValidMetadata> = None;
+    let mut staged: Option<Staged> = None;
+    let outcome = read_parts(&state, &mut multipart, limit, &mut metadata, &mut staged).await;
+    let result = match (outcome, metadata, staged.take()) {
+        (Err(error), _, staged) => Err((error, staged)),
+        (Ok(()), None, staged) => Err((ApiError::invalid("the 'metadata' part is missing"), staged)),
+        (Ok(()), Some(_), None) => Err((ApiError::invalid("the 'file' part is missing"), None)),
+        (Ok(()), Some(metadata), Some(staged)) => Ok((metadata, staged)),
+    };
+    match result {
+        Ok((metadata, staged)) => {
+            let accepted = ingest::accept(&state, staged, metadata, &principal).await?;
+            Ok((StatusCode::ACCEPTED, Json(accepted)))
+        }
+        Err((error, staged)) => {
+            if let Some(staged) = staged {
+                state.vault.discard_staging(staged.doc);
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn read_parts(
+    state: &AppState,
+    multipart: &mut Multipart,
+    limit: u64,
+    metadata: &mut Option<ValidMetadata>,
+    staged: &mut Option<Staged>,
+) -> ApiResult<()> {
+    let unreadable = |_| ApiError::invalid("the multipart body could not be read");
+    while let Some(mut field) = multipart.next_field().await.map_err(unreadable)? {
+        match field.name() {
+            Some("metadata") => {
+                if metadata.is_some() {
+                    return Err(ApiError::invalid("only one 'metadata' part is allowed"));
+                }
+                let mut json = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+                    json.extend_from_slice(&chunk);
+                    if json.len() > MAX_METADATA_BYTES {
+                        return Err(ApiError::invalid("the 'metadata' part is too large"));
+                    }
+                }
+                *metadata = Some(ValidMetadata::parse(&json)?);
+            }
+            Some("file") => {
+                if staged.is_some() {
+                    return Err(ApiError::invalid("only one 'file' part is allowed"));
+                }
+                let mut upload = StagingUpload::begin(&state.vault, limit)?;
+                let received = stream_field(&mut field, &mut upload).await;
+                match received {
+                    Ok(()) => *staged = Some(upload.finish().await?),
+                    Err(error) => {
+                        upload.abort().await;
+                        return Err(error);
+                    }
+                }
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "unexpected part: only 'file' and 'metadata' are accepted",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn stream_field(
+    field: &mut axum::extract::multipart::Field<'_>,
+    upload: &mut StagingUpload,
+) -> ApiResult<()> {
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) => upload.push(chunk).await?,
+            Ok(None) => return Ok(()),
+            Err(_) => return Err(ApiError::invalid("the upload was interrupted or malformed")),
+        }
+    }
+}
+
+/// Loads a document the caller may read, or the error to send (404 for unknown ids and for
+/// documents outside the caller's scope alike).
+async fn readable_document(
+    state: &AppState,
+    principal: &Principal,
+    raw_id: &str,
+) -> ApiResult<Document> {
+    authorize(&state.db, principal, Action::ReadDocument, None).await?;
+    let Ok(id) = raw_id.parse::<DocumentId>() else {
+        return Err(ApiError::not_found());
+    };
+    let Some(doc) = state.db.document(id).await? else {
+        audit(&state.db, principal, Action::ReadDocument, "not-found", None, Some(id), None).await?;
+        return Err(ApiError::not_found());
+    };
+    let resource = Resource {
+        patient_id: doc.patient_id,
+        document_id: Some(doc.id),
+        category: &doc.category,
+    };
+    authorize(&state.db, principal, Action::ReadDocument, Some(&resource)).await?;
+    Ok(doc)
+}
+
+async fn audit_read(
+    state: &AppState,
+    principal: &Principal,
+    doc: &Document,
+    what: &str,
+    page: Option<u32>,
+) -> ApiResult<()> {
+    let detail = serde_json::json!({ "artifact": what, "page": page });
+    audit(
+        &state.db,
+        principal,
+        Action::ReadDocument,
+        "ok",
+        Some(doc.patient_id),
+        Some(doc.id),
+        Some(detail),
+    )
+    .await
+}
+
+#[derive(Serialize)]
+pub struct DocumentView {
+    #[serde(flatten)]
+    document: Document,
+    pages: Vec<PageRow>,
+}
+
+pub async fn metadata(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DocumentView>> {
+    let doc = readable_document(&state, &principal, &id).await?;
+    let pages = state.db.pages(doc.id).await?;
+    audit_read(&state, &principal, &doc, "metadata", None).await?;
+    Ok(Json(DocumentView {
+        document: doc,
+        pages,
+    }))
+}
+
+pub async fn original(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let doc = readable_document(&state, &principal, &id).await?;
+    let reader = state.vault.open(ObjectRef::Original(doc.id)).await?;
+    audit_read(&state, &principal, &doc, "original", None).await?;
+    let extension = match doc.content_type.as_str() {
+        "image/tiff" => "tif",
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        _ => "bin",
+    };
+    let headers = [
+        (header::CONTENT_TYPE, doc.content_type.clone()),
+        (header::CONTENT_LENGTH, doc.size_bytes.to_string()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{}.{extension}\"", doc.id),
+        ),
+        (header::CACHE_CONTROL, "no-store".to_string()),
+    ];
+    Ok((headers, Body::from_stream(decrypting_stream(reader, doc.id))).into_response())
+}
+
+/// Streams a decrypting reader from a blocking thread, 64 KiB at a time. A chunk that fails
+/// authentication ends the stream with an error (the client sees a broken transfer), never
+/// with unauthenticated bytes.
+fn decrypting_stream<R: Read + Send + 'static>(
+    mut reader: R,
+    doc: DocumentId,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buffer) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx.blocking_send(Ok(Bytes::copy_from_slice(&buffer[..n]))).is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(document_id = %doc, error = %error, "decryption failed while streaming");
+                    let _ = tx.blocking_send(Err(error));
+                    return;
+                }
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+async fn page_artifact(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    page: &str,
+    what: &'static str,
+) -> ApiResult<(Document, Vec<u8>)> {
+    let doc = readable_document(state, principal, id).await?;
+    let page: u32 = page.parse().map_err(|_| ApiError::not_found())?;
+    if page == 0 || page > doc.page_count {
+        return Err(ApiError::not_found());
+    }
+    let object = match what {
+        "image" => ObjectRef::PageImage(doc.id, page),
+        "text" => ObjectRef::PageText(doc.id, page),
+        _ => ObjectRef::PageWords(doc.id, page),
+    };
+    let exists = {
+        let blobs = state.vault.blobs.clone();
+        let name = object.blob_name();
+        tokio::task::spawn_blocking(move || blobs.exists(&name)).await??
+    };
+    if !exists {
+        let message = if doc.status == DocumentStatus::Failed {
+            "this page was not processed: the document failed"
+        } else {
+            "this page is not processed yet"
+        };
+        return Err(ApiError::new(crate::error::ErrorCode::NotFound, message));
+    }
+    let bytes = state.vault.get(object).await?;
+    audit_read(state, principal, &doc, what, Some(page)).await?;
+    Ok((doc, bytes))
+}
+
+pub async fn page_image(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, page)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, bytes) = page_artifact(&state, &principal, &id, &page, "image").await?;
+    Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")], bytes).into_response())
+}
+
+pub async fn page_text(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, page)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, bytes) = page_artifact(&state, &principal, &id, &page, "text").await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],
+        bytes,
+    )
+        .into_response())
+}
+
+pub async fn page_words(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, page)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, bytes) = page_artifact(&state, &principal, &id, &page, "words").await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
+        bytes,
+    )
+        .into_response())
+}

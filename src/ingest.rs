@@ -1,0 +1,362 @@
+//! Ingest: metadata validation, the encrypted staging of an upload, preflight, and the
+//! durable accept.
+//!
+//! The upload is encrypted as it streams in, under the identity the original will have, into
+//! a staging object. Preflight reads the staged object through the decrypting reader (headers
+//! only, no pixels). On success the staging object is renamed into place (fsynced) and the
+//! keyring row, patient, document and job are recorded in one transaction; only then does the
+//! client get `202`. On rejection the staging object is deleted: nothing of it remains.
+
+use std::io::Write;
+
+use bytes::Bytes;
+use chartvault_ocr::{Limits, ScanFormat};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::auth::Principal;
+use crate::db::{Db, NewDocument};
+use crate::domain::{parse_slug, DocumentId, Mrn};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::AppState;
+use crate::vault::{NewKey, Vault};
+
+/// The `metadata` part of an upload, as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadMetadata {
+    pub patient: PatientMetadata,
+    pub document_type: String,
+    pub service_date: Option<NaiveDate>,
+    pub encounter: Option<String>,
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientMetadata {
+    pub mrn: String,
+    pub name: String,
+    pub birth_date: Option<NaiveDate>,
+}
+
+/// Metadata after validation.
+#[derive(Debug)]
+pub struct ValidMetadata {
+    pub mrn: Mrn,
+    pub name: String,
+    pub birth_date: Option<NaiveDate>,
+    pub document_type: String,
+    pub category: String,
+    pub service_date: Option<NaiveDate>,
+    pub encounter: Option<String>,
+}
+
+impl ValidMetadata {
+    /// Parses the JSON of a `metadata` part. Error messages name fields, never values.
+    pub fn parse(json: &[u8]) -> Result<ValidMetadata, ApiError> {
+        let raw: UploadMetadata = serde_json::from_slice(json).map_err(|e| {
+            // serde's messages quote unknown field names and types, not values of known fields.
+            ApiError::invalid(format!("metadata is not valid: {}", redact_serde(&e)))
+        })?;
+        let mrn = Mrn::parse(&raw.patient.mrn)
+            .map_err(|e| ApiError::invalid(format!("metadata.patient.{e}")))?;
+        let name = raw.patient.name.trim().to_string();
+        if name.is_empty() || name.len() > 200 {
+            return Err(ApiError::invalid(
+                "metadata.patient.name must be 1 to 200 characters",
+            ));
+        }
+        let document_type = parse_slug("document_type", &raw.document_type)
+            .map_err(|e| ApiError::invalid(format!("metadata.{e}")))?;
+        let category = parse_slug("category", raw.category.as_deref().unwrap_or("general"))
+            .map_err(|e| ApiError::invalid(format!("metadata.{e}")))?;
+        let encounter = raw
+            .encounter
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty());
+        if encounter.as_ref().is_some_and(|e| e.len() > 64) {
+            return Err(ApiError::invalid("metadata.encounter must be at most 64 characters"));
+        }
+        Ok(ValidMetadata {
+            mrn,
+            name,
+            birth_date: raw.patient.birth_date,
+            document_type,
+            category,
+            service_date: raw.service_date,
+            encounter,
+        })
+    }
+}
+
+/// serde_json errors can quote string values ("invalid value: string \"...\""); keep only
+/// the category and position.
+fn redact_serde(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    if text.contains("unknown field") || text.contains("missing field") {
+        // These quote field names (ours or the client's), not values.
+        return text;
+    }
+    let what = match error.classify() {
+        serde_json::error::Category::Syntax => "malformed JSON",
+        serde_json::error::Category::Eof => "the JSON ends early",
+        serde_json::error::Category::Data => "a field has the wrong type or format",
+        serde_json::error::Category::Io => "it could not be read",
+    };
+    format!("{what} at line {} column {}", error.line(), error.column())
+}
+
+/// An upload being encrypted into its staging object as it arrives.
+pub struct StagingUpload {
+    pub doc: DocumentId,
+    key: NewKey,
+    chunks: Option<mpsc::Sender<Bytes>>,
+    task: tokio::task::JoinHandle<anyhow::Result<(String, u64)>>,
+    received: u64,
+    limit: u64,
+    vault: Vault,
+}
+
+/// A completely received, encrypted and committed staging object.
+pub struct Staged {
+    pub doc: DocumentId,
+    pub key: NewKey,
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl StagingUpload {
+    pub fn begin(vault: &Vault, limit: u64) -> Result<StagingUpload, ApiError> {
+        let doc = DocumentId::new_random();
+        let key = vault.new_key();
+        let mut writer = vault.staging_writer(doc, &key)?;
+        let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+        let task = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, u64)> {
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                writer.write_all(&chunk)?;
+            }
+            writer.finish()?.commit()?;
+            Ok((hex::encode(hasher.finalize()), size))
+        });
+        Ok(StagingUpload {
+            doc,
+            key,
+            chunks: Some(tx),
+            task,
+            received: 0,
+            limit,
+            vault: vault.clone(),
+        })
+    }
+
+    pub async fn push(&mut self, chunk: Bytes) -> Result<(), ApiError> {
+        self.received += chunk.len() as u64;
+        if self.received > self.limit {
+            return Err(too_large(self.limit));
+        }
+        let sender = self.chunks.as_ref().expect("push is never called after finish");
+        if sender.send(chunk).await.is_err() {
+            // The writer stopped early: its error surfaces in finish().
+            return Err(ApiError::internal(anyhow::anyhow!("staging writer stopped")));
+        }
+        Ok(())
+    }
+
+    pub async fn finish(mut self) -> Result<Staged, ApiError> {
+        drop(self.chunks.take());
+        let (sha256, size) = (&mut self.task).await??;
+        Ok(Staged {
+            doc: self.doc,
+            key: self.key,
+            sha256,
+            size,
+        })
+    }
+
+    /// Drops the upload: the writer's temp file goes without ever becoming a blob.
+    pub async fn abort(mut self) {
+        drop(self.chunks.take());
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        self.vault.discard_staging(self.doc);
+    }
+}
+
+pub fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the file is larger than the limit of {limit} bytes"),
+    )
+}
+
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub id: DocumentId,
+    pub status: &'static str,
+    pub sha256: String,
+    pub pages: u32,
+}
+
+/// Preflights a staged upload and, if it passes, makes it durable and queues its OCR job.
+/// On any failure the staging object is deleted.
+pub async fn accept(
+    state: &AppState,
+    staged: Staged,
+    metadata: ValidMetadata,
+    principal: &Principal,
+) -> Result<Accepted, ApiError> {
+    let doc = staged.doc;
+    let result = accept_inner(state, &staged, &metadata, principal).await;
+    if result.is_err() {
+        state.vault.discard_staging(doc);
+    }
+    result
+}
+
+async fn accept_inner(
+    state: &AppState,
+    staged: &Staged,
+    metadata: &ValidMetadata,
+    principal: &Principal,
+) -> Result<Accepted, ApiError> {
+    if staged.size == 0 {
+        return Err(ApiError::invalid("the file is empty"));
+    }
+    let limits = scan_limits(&state.config);
+    let vault = state.vault.clone();
+    let doc = staged.doc;
+    let key = staged.key.key.clone();
+    let preflight = tokio::task::spawn_blocking(move || {
+        let reader = vault.staging_reader(doc, &key)?;
+        Ok::<_, anyhow::Error>(chartvault_ocr::preflight(reader, &limits))
+    })
+    .await??
+    .map_err(scan_error)?;
+
+    let page_count = preflight.pages.len() as u32;
+    let vault = state.vault.clone();
+    tokio::task::spawn_blocking(move || vault.promote_staging(doc)).await??;
+
+    let new_doc = NewDocument {
+        id: doc,
+        patient_id: crate::domain::PatientId::new_random(), // replaced below
+        document_type: metadata.document_type.clone(),
+        category: metadata.category.clone(),
+        service_date: metadata.service_date,
+        encounter: metadata.encounter.clone(),
+        content_type: preflight.format.content_type().to_string(),
+        sha256: staged.sha256.clone(),
+        size_bytes: staged.size,
+        page_count,
+        created_by: principal.user_id,
+    };
+    let committed = record(&state.db, staged, metadata, new_doc).await;
+    let patient_id = match committed {
+        Ok(patient_id) => patient_id,
+        Err(error) => {
+            let vault = state.vault.clone();
+            let name = crate::vault::ObjectRef::Original(doc).blob_name();
+            let _ = tokio::task::spawn_blocking(move || vault.blobs.delete(&name)).await;
+            return Err(error.into());
+        }
+    };
+    crate::auth::audit(
+        &state.db,
+        principal,
+        crate::auth::Action::Ingest,
+        "accepted",
+        Some(patient_id),
+        Some(doc),
+        None,
+    )
+    .await?;
+    state.jobs_waiting.notify_one();
+    Ok(Accepted {
+        id: doc,
+        status: "accepted",
+        sha256: staged.sha256.clone(),
+        pages: page_count,
+    })
+}
+
+async fn record(
+    db: &Db,
+    staged: &Staged,
+    metadata: &ValidMetadata,
+    mut new_doc: NewDocument,
+) -> sqlx::Result<crate::domain::PatientId> {
+    let mut tx = db.begin().await?;
+    Db::insert_key(
+        &mut tx,
+        &staged.key.id.to_hex(),
+        staged.key.wrapped.kek_version,
+        &staged.key.wrapped.bytes,
+    )
+    .await?;
+    let patient_id =
+        Db::ensure_patient(&mut tx, &metadata.mrn, &metadata.name, metadata.birth_date).await?;
+    new_doc.patient_id = patient_id;
+    Db::insert_document_with_job(&mut tx, &new_doc).await?;
+    tx.commit().await?;
+    Ok(patient_id)
+}
+
+pub fn scan_limits(config: &crate::config::Config) -> Limits {
+    Limits {
+        max_pixels_per_page: config.limits.max_pixels_per_page,
+        max_pages: config.limits.max_pages_per_document,
+        max_dimension: config.limits.max_dimension,
+    }
+}
+
+pub fn format_of(content_type: &str) -> Option<ScanFormat> {
+    match content_type {
+        "image/jpeg" => Some(ScanFormat::Jpeg),
+        "image/png" => Some(ScanFormat::Png),
+        "image/tiff" => Some(ScanFormat::Tiff),
+        _ => None,
+    }
+}
+
+fn scan_error(error: chartvault_ocr::ScanError) -> ApiError {
+    if error.is_unsupported_format() {
+        return ApiError::new(ErrorCode::UnsupportedMediaType, error.to_string());
+    }
+    ApiError::new(ErrorCode::InvalidScan, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_errors_name_the_field_not_the_value() {
+        let err = ValidMetadata::parse(br#"{"patient":{"mrn":"12 34","name":"Jane"},"document_type":"x"}"#)
+            .unwrap_err();
+        assert!(err.message.contains("mrn"));
+        assert!(!err.message.contains("12 34"));
+        let err = ValidMetadata::parse(br#"{"patient":{"mrn":"1","name":"Jane Q Doe"},"document_type":"x","service_date":"Jane Q Doe"}"#)
+            .unwrap_err();
+        assert!(!err.message.contains("Jane"), "{}", err.message);
+        let err = ValidMetadata::parse(b"{not json").unwrap_err();
+        assert!(err.message.contains("malformed"));
+    }
+
+    #[test]
+    fn category_defaults_to_general() {
+        let ok = ValidMetadata::parse(
+            br#"{"patient":{"mrn":"00123","name":"Jane Q Doe"},"document_type":"Discharge-Summary"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.category, "general");
+        assert_eq!(ok.document_type, "discharge-summary");
+        assert_eq!(ok.mrn.as_str(), "00123");
+    }
+}

@@ -1,0 +1,171 @@
+//! Search: a user query plus filters, run in the index with the caller's scope as a filter
+//! inside the query, then snippets and word boxes built from the decrypted page text after
+//! authorisation — never from the index, which stores no text.
+
+use chartvault_index::{SearchRequest, SearchResults};
+use chartvault_ocr::OcrWord;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{audit, authorize, Action, Principal};
+use crate::domain::{DocumentId, Mrn, PatientId};
+use crate::error::{ApiError, ApiResult};
+use crate::http::AppState;
+use crate::vault::ObjectRef;
+
+pub const DEFAULT_LIMIT: usize = 20;
+pub const MAX_LIMIT: usize = 100;
+const SNIPPET_CHARS: usize = 240;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    pub query: String,
+    pub mrn: Option<String>,
+    pub document_type: Option<String>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SearchResponse {
+    pub total: usize,
+    pub hits: Vec<Hit>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Hit {
+    pub document_id: DocumentId,
+    pub page: u32,
+    pub score: f32,
+    pub snippet: String,
+    pub patient: PatientSummary,
+    pub document_type: String,
+    pub service_date: Option<NaiveDate>,
+    /// Page-image pixel boxes of the words that matched, for highlighting on the image.
+    pub boxes: Vec<WordBox>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PatientSummary {
+    pub id: PatientId,
+    pub mrn: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct WordBox {
+    pub left: u32,
+    pub top: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+pub async fn search(state: &AppState, principal: &Principal, body: SearchBody) -> ApiResult<SearchResponse> {
+    authorize(&state.db, principal, Action::Search, None).await?;
+    let query = body.query.trim().to_string();
+    if query.is_empty() {
+        return Err(ApiError::invalid("query must not be empty"));
+    }
+    if query.len() > 1000 {
+        return Err(ApiError::invalid("query must be at most 1000 characters"));
+    }
+    let limit = body.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::invalid(format!("limit must be 1 to {MAX_LIMIT}")));
+    }
+    let offset = body.offset.unwrap_or(0);
+    if offset > 10_000 {
+        return Err(ApiError::invalid("offset must be at most 10000"));
+    }
+    if let (Some(from), Some(to)) = (body.from, body.to) {
+        if from > to {
+            return Err(ApiError::invalid("from must not be after to"));
+        }
+    }
+    // An MRN narrows the search to one patient. An unknown MRN matches nothing (it is not
+    // an error, so the response does not confirm whether a patient exists).
+    let patient_ids = match &body.mrn {
+        None => None,
+        Some(raw) => {
+            let mrn = Mrn::parse(raw).map_err(ApiError::invalid)?;
+            Some(match state.db.patient_by_mrn(&mrn).await? {
+                Some(patient) => vec![patient.id.0],
+                None => Vec::new(),
+            })
+        }
+    };
+    let document_type = body
+        .document_type
+        .as_deref()
+        .map(|t| crate::domain::parse_slug("document_type", t).map_err(ApiError::invalid))
+        .transpose()?;
+    let request = SearchRequest {
+        query,
+        patient_ids,
+        categories: None,
+        document_ids: None,
+        document_type,
+        from: body.from,
+        to: body.to,
+        limit,
+        offset,
+    };
+    let index = state.index.clone();
+    let results: SearchResults = tokio::task::spawn_blocking(move || index.search(&request))
+        .await?
+        .map_err(|e| match e {
+            chartvault_index::IndexError::Query(message) => ApiError::invalid(message),
+            other => ApiError::internal(other),
+        })?;
+
+    let mut hits = Vec::with_capacity(results.hits.len());
+    for hit in &results.hits {
+        let doc_id = DocumentId(hit.document_id);
+        let Some(doc) = state.db.document(doc_id).await? else {
+            continue; // deleted between the search and now
+        };
+        let Some(patient) = state.db.patient(doc.patient_id).await? else {
+            continue;
+        };
+        let text = state.vault.get(ObjectRef::PageText(doc_id, hit.page)).await?;
+        let text = String::from_utf8_lossy(&text);
+        let words_json = state.vault.get(ObjectRef::PageWords(doc_id, hit.page)).await?;
+        let words: Vec<OcrWord> = serde_json::from_slice(&words_json).map_err(ApiError::internal)?;
+        let boxes = words
+            .iter()
+            .filter(|w| results.highlighter.matches_word(&w.text))
+            .map(|w| WordBox {
+                left: w.left,
+                top: w.top,
+                width: w.width,
+                height: w.height,
+            })
+            .collect();
+        hits.push(Hit {
+            document_id: doc_id,
+            page: hit.page,
+            score: hit.score,
+            snippet: results.highlighter.snippet(&text, SNIPPET_CHARS),
+            patient: PatientSummary {
+                id: patient.id,
+                mrn: patient.mrn,
+                name: patient.name,
+            },
+            document_type: doc.document_type,
+            service_date: doc.service_date,
+            boxes,
+        });
+    }
+    let mut patients: Vec<String> = hits.iter().map(|h| h.patient.id.to_string()).collect();
+    patients.sort();
+    patients.dedup();
+    let detail = serde_json::json!({ "patients": patients, "hits": hits.len(), "total": results.total });
+    audit(&state.db, principal, Action::Search, "ok", None, None, Some(detail)).await?;
+    Ok(SearchResponse {
+        total: results.total,
+        hits,
+    })
+}

@@ -1,0 +1,173 @@
+//! Building the service from its config: keys, database, blob store, index, OCR engines,
+//! job loops and the HTTP listener. Tests build it with port 0 and a temp `data_dir`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chartvault_index::{IndexWriterService, SearchIndex};
+use chartvault_ocr::{OcrConfig, OcrPool};
+use chartvault_storage::{KeyFile, KeyProvider, LocalBlobStore};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::domain::Role;
+use crate::http::{router, AppState};
+use crate::vault::Vault;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    /// Set on the first start of an empty archive: the token of the `admin` user it created.
+    pub first_admin_token: Option<String>,
+}
+
+/// Loads the KEK from the environment variable named in config, or else the key file
+/// (created `0600` on first start).
+pub fn load_keys(config: &Config) -> anyhow::Result<Arc<dyn KeyProvider>> {
+    let keys = match &config.keys.kek_env {
+        Some(var) if std::env::var_os(var).is_some() => KeyFile::from_env(var)?,
+        _ => KeyFile::load_or_create(&config.keys.kek_file)?,
+    };
+    Ok(Arc::new(keys))
+}
+
+pub fn create_data_dir(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .with_context(|| format!("creating data_dir {}", config.data_dir.display()))
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        create_data_dir(&config)?;
+        let keys = load_keys(&config)?;
+        let db = Db::open(&config.db_path()).await.context("opening the database")?;
+        let blobs = LocalBlobStore::open(config.blobs_dir())?;
+        blobs.remove_stale_temp_files()?;
+        let vault = Vault::new(Arc::new(blobs), keys, db.clone());
+        let leftovers = vault.remove_leftover_staging()?;
+        if leftovers > 0 {
+            tracing::info!(leftovers, "removed staging objects of interrupted uploads");
+        }
+        let index = SearchIndex::open_or_create(&config.index_dir()).context("opening the index")?;
+        let index_writer = IndexWriterService::start(
+            &index,
+            Duration::from_millis(config.index.commit_interval_ms),
+            config.index.max_batch,
+        )?;
+        let ocr_threads = config.ocr_threads();
+        let ocr = OcrPool::start(&OcrConfig {
+            threads: ocr_threads,
+            language: config.ocr.language.clone(),
+            page_seg_mode: config.ocr.page_seg_mode,
+            tessdata_dir: None,
+        })
+        .context("starting the OCR engines")?;
+        let requeued = db.requeue_running_jobs().await?;
+        if requeued > 0 {
+            tracing::info!(requeued, "resuming jobs interrupted by the last stop");
+        }
+
+        let first_admin_token = if db.user_count().await? == 0 {
+            let user = db.create_user("admin", Role::Admin).await?;
+            let (_, token) = crate::auth::issue_token(&db, user, config.auth.token_ttl_days).await?;
+            Some(token)
+        } else {
+            None
+        };
+
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            vault,
+            index,
+            index_writer,
+            ocr,
+            jobs_waiting: Arc::new(Notify::new()),
+            shutdown: CancellationToken::new(),
+        };
+        crate::worker::spawn(state.clone(), ocr_threads);
+        Ok(Application {
+            listener,
+            state,
+            first_admin_token,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains requests, stops the job loops and
+    /// commits the index.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let app = router(self.state.clone());
+        let cancel = state.shutdown.clone();
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            cancel.cancel();
+        })
+        .await?;
+        state.shutdown.cancel();
+        state.index_writer.clone().shutdown().await?;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+/// Page text and keys live in this process's memory: no core dumps.
+pub fn disable_core_dumps() {
+    // SAFETY: plain syscalls with valid arguments; failure only leaves dumps enabled.
+    unsafe {
+        let limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::setrlimit(libc::RLIMIT_CORE, &limit) != 0 {
+            tracing::warn!("could not disable core dumps (setrlimit)");
+        }
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+            tracing::warn!("could not mark the process non-dumpable");
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Encrypted objects of the service: where each artifact lives, what identity it is bound
+//! to, and the keyring that holds each object's data key wrapped under the KEK.
+//!
+//! Every object gets its own random data key. The key id travels in the object header; the
+//! wrapped key sits in the `keyring` table. The object's identity (artifact kind, document id,
+//! page) is the associated data, so ciphertext copied onto another record fails to decrypt.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+use chartvault_storage::{
+    read_key_id, BlobName, BlobReader, BlobStore, BlobWriter, DataKey, DecryptReader,
+    EncryptWriter, KeyId, KeyProvider, WrappedKey,
+};
+
+use crate::db::Db;
+use crate::domain::DocumentId;
+
+/// What an object is, which fixes both its blob name and its associated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectRef {
+    Original(DocumentId),
+    PageImage(DocumentId, u32),
+    PageText(DocumentId, u32),
+    PageWords(DocumentId, u32),
+}
+
+impl ObjectRef {
+    pub fn blob_name(&self) -> BlobName {
+        let name = match self {
+            ObjectRef::Original(doc) => format!("originals/{}/{doc}", shard(doc)),
+            ObjectRef::PageImage(doc, page) => format!("pages/{}/{doc}/{page}.image", shard(doc)),
+            ObjectRef::PageText(doc, page) => format!("pages/{}/{doc}/{page}.text", shard(doc)),
+            ObjectRef::PageWords(doc, page) => format!("pages/{}/{doc}/{page}.words", shard(doc)),
+        };
+        BlobName::new(&name).expect("names built from uuids and numbers are valid blob names")
+    }
+
+    /// Where an upload is staged before it is accepted: encrypted already under the
+    /// identity it will have, so acceptance is a rename.
+    pub fn staging_name(doc: DocumentId) -> BlobName {
+        BlobName::new(&format!("staging/{doc}"))
+            .expect("names built from uuids are valid blob names")
+    }
+
+    pub fn aad(&self) -> Vec<u8> {
+        match self {
+            ObjectRef::Original(doc) => format!("chartvault:original:{doc}"),
+            ObjectRef::PageImage(doc, page) => format!("chartvault:page-image:{doc}:{page}"),
+            ObjectRef::PageText(doc, page) => format!("chartvault:page-text:{doc}:{page}"),
+            ObjectRef::PageWords(doc, page) => format!("chartvault:page-words:{doc}:{page}"),
+        }
+        .into_bytes()
+    }
+}
+
+fn shard(doc: &DocumentId) -> String {
+    doc.0.simple().to_string()[..2].to_string()
+}
+
+/// A freshly generated data key and its wrapped form, not yet in the keyring.
+pub struct NewKey {
+    pub id: KeyId,
+    pub key: DataKey,
+    pub wrapped: WrappedKey,
+}
+
+#[derive(Clone)]
+pub struct Vault {
+    pub blobs: Arc<dyn BlobStore>,
+    keys: Arc<dyn KeyProvider>,
+    db: Db,
+}
+
+impl Vault {
+    pub fn new(blobs: Arc<dyn BlobStore>, keys: Arc<dyn KeyProvider>, db: Db) -> Vault {
+        Vault { blobs, keys, db }
+    }
+
+    pub fn new_key(&self) -> NewKey {
+        let id = KeyId::generate();
+        let key = DataKey::generate();
+        let wrapped = self.keys.current().wrap(&id, &key);
+        NewKey { id, key, wrapped }
+    }
+
+    pub async fn store_key(&self, key: &NewKey) -> sqlx::Result<()> {
+        let mut tx = self.db.begin().await?;
+        Db::insert_key(&mut tx, &key.id.to_hex(), key.wrapped.kek_version, &key.wrapped.bytes)
+            .await?;
+        tx.commit().await
+    }
+
+    async fn data_key(&self, id: &KeyId) -> anyhow::Result<DataKey> {
+        let (version, wrapped) = self
+            .db
+            .get_key(&id.to_hex())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no keyring row for key {id}"))?;
+        let kek = self
+            .keys
+            .get(version)
+            .ok_or_else(|| anyhow::anyhow!("KEK version {version} is not loaded"))?;
+        Ok(kek.unwrap(
+            id,
+            &WrappedKey {
+                kek_version: version,
+                bytes: wrapped,
+            },
+        )?)
+    }
+
+    /// Encrypts `plaintext` as `object` under a new key: keyring row first, then the blob
+    /// (written to a temp file, fsynced and renamed), so a visible blob always has its key.
+    pub async fn put(&self, object: ObjectRef, plaintext: Vec<u8>) -> anyhow::Result<()> {
+        let key = self.new_key();
+        self.store_key(&key).await?;
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let name = object.blob_name();
+            let sink = blobs.create(&name)?;
+            let mut writer = EncryptWriter::new(sink, &key.id, &key.key, &object.aad())?;
+            writer.write_all(&plaintext)?;
+            writer.finish()?.commit()?;
+            Ok(())
+        })
+        .await??;
+        Ok(())
+    }
+
+    /// Opens `object` for streaming decryption (blocking reads: use from blocking threads).
+    pub async fn open(
+        &self,
+        object: ObjectRef,
+    ) -> anyhow::Result<DecryptReader<Box<dyn BlobReader>>> {
+        self.open_named(&object.blob_name(), &object.aad()).await
+    }
+
+    pub async fn open_named(
+        &self,
+        name: &BlobName,
+        aad: &[u8],
+    ) -> anyhow::Result<DecryptReader<Box<dyn BlobReader>>> {
+        let blobs = self.blobs.clone();
+        let name = name.clone();
+        let (reader, key_id) = tokio::task::spawn_blocking(
+            move || -> anyhow::Result<(Box<dyn BlobReader>, KeyId)> {
+                let mut reader = blobs.open(&name)?;
+                let key_id = read_key_id(&mut reader)?;
+                reader.seek(SeekFrom::Start(0))?;
+                Ok((reader, key_id))
+            },
+        )
+        .await??;
+        let key = self.data_key(&key_id).await?;
+        Ok(DecryptReader::new(reader, &key, aad)?)
+    }
+
+    /// Decrypts a whole (small) object into memory.
+    pub async fn get(&self, object: ObjectRef) -> anyhow::Result<Vec<u8>> {
+        let mut reader = self.open(object).await?;
+        Ok(tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out)?;
+            Ok(out)
+        })
+        .await??)
+    }
+
+    /// A writer for a staging object: the upload is encrypted as it arrives.
+    pub fn staging_writer(
+        &self,
+        doc: DocumentId,
+        key: &NewKey,
+    ) -> anyhow::Result<EncryptWriter<Box<dyn BlobWriter>>> {
+        let sink = self.blobs.create(&ObjectRef::staging_name(doc))?;
+        Ok(EncryptWriter::new(
+            sink,
+            &key.id,
+            &key.key,
+            &ObjectRef::Original(doc).aad(),
+        )?)
+    }
+
+    /// A reader over a committed staging object whose key is not yet in the keyring.
+    pub fn staging_reader(
+        &self,
+        doc: DocumentId,
+        key: &DataKey,
+    ) -> anyhow::Result<DecryptReader<Box<dyn BlobReader>>> {
+        let reader = self.blobs.open(&ObjectRef::staging_name(doc))?;
+        Ok(DecryptReader::new(reader, key, &ObjectRef::Original(doc).aad())?)
+    }
+
+    pub fn discard_staging(&self, doc: DocumentId) {
+        if let Err(error) = self.blobs.delete(&ObjectRef::staging_name(doc)) {
+            tracing::warn!(document_id = %doc, error = %error, "could not delete a staging object");
+        }
+    }
+
+    /// Promotes a staged upload to the original (atomic rename, fsynced).
+    pub fn promote_staging(&self, doc: DocumentId) -> anyhow::Result<()> {
+        self.blobs
+            .rename(&ObjectRef::staging_name(doc), &ObjectRef::Original(doc).blob_name())?;
+        Ok(())
+    }
+
+    /// Staging objects left by uploads that never finished (a crash mid-upload).
+    pub fn remove_leftover_staging(&self) -> anyhow::Result<usize> {
+        let leftovers = self.blobs.list("staging")?;
+        for name in &leftovers {
+            self.blobs.delete(name)?;
+        }
+        Ok(leftovers.len())
+    }
+}

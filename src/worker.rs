@@ -1,0 +1,248 @@
+//! The OCR job loop. Claims a document's job, decodes each page from the encrypted original,
+//! OCRs it on the engine pool, stores the page's artifacts encrypted, indexes the pages, and
+//! marks the document `indexed`. Every step is idempotent, so after a crash the job is simply
+//! run again: pages already stored are skipped, and re-indexing a page replaces it.
+
+use std::collections::HashSet;
+use std::io::Cursor;
+use std::time::Duration;
+
+use anyhow::Context;
+use chartvault_index::PageRecord;
+use chartvault_ocr::{DecodedPage, ScanFormat};
+use futures::StreamExt;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::ImageEncoder;
+
+use crate::db::{Document, Job, PageRow};
+use crate::domain::{DocumentId, DocumentStatus};
+use crate::http::AppState;
+use crate::vault::ObjectRef;
+
+/// A job that failed this many times is not retried.
+const MAX_ATTEMPTS: i64 = 3;
+
+/// Starts `loops` job loops. Each works on one document at a time and keeps two of its pages
+/// in flight, so the engine pool never waits on decoding or storage.
+pub fn spawn(state: AppState, loops: usize) {
+    for _ in 0..loops.max(1) {
+        let state = state.clone();
+        tokio::spawn(async move { run(state).await });
+    }
+}
+
+async fn run(state: AppState) {
+    loop {
+        if state.shutdown.is_cancelled() {
+            return;
+        }
+        match state.db.claim_job().await {
+            Ok(Some(job)) => process(&state, job).await,
+            Ok(None) => {
+                tokio::select! {
+                    _ = state.jobs_waiting.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = state.shutdown.cancelled() => return,
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "could not claim a job");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn process(state: &AppState, job: Job) {
+    let doc_id = job.document_id;
+    let started = std::time::Instant::now();
+    match process_document(state, doc_id).await {
+        Ok(pages) => {
+            if let Err(error) = state.db.finish_job(&job, doc_id).await {
+                tracing::error!(document_id = %doc_id, error = %error, "could not mark the job done");
+                return;
+            }
+            tracing::info!(document_id = %doc_id, pages, elapsed_ms = started.elapsed().as_millis() as u64, "document indexed");
+        }
+        Err(failure) => {
+            let permanent = failure.permanent || job.attempts >= MAX_ATTEMPTS;
+            tracing::warn!(document_id = %doc_id, error = ?failure.error, permanent, "document processing failed");
+            let result = if permanent {
+                state.db.fail_job(&job, doc_id, &failure.reason).await
+            } else {
+                // Give whatever failed (disk, database) a moment before the retry.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                state.db.requeue_job(&job, &failure.reason).await
+            };
+            if let Err(error) = result {
+                tracing::error!(document_id = %doc_id, error = %error, "could not record the job's failure");
+            }
+        }
+    }
+}
+
+struct Failure {
+    /// Client-facing reason: says what went wrong, never what the page says.
+    reason: String,
+    permanent: bool,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    fn transient(error: anyhow::Error) -> Failure {
+        Failure {
+            reason: "internal error while processing".into(),
+            permanent: false,
+            error,
+        }
+    }
+}
+
+async fn process_document(state: &AppState, doc_id: DocumentId) -> Result<usize, Failure> {
+    let doc = state
+        .db
+        .document(doc_id)
+        .await
+        .map_err(|e| Failure::transient(e.into()))?
+        .ok_or_else(|| Failure::transient(anyhow::anyhow!("job for a missing document")))?;
+    state
+        .db
+        .set_status(doc_id, DocumentStatus::Processing, None)
+        .await
+        .map_err(|e| Failure::transient(e.into()))?;
+    let format = crate::ingest::format_of(&doc.content_type).ok_or_else(|| Failure {
+        reason: "unsupported content type".into(),
+        permanent: true,
+        error: anyhow::anyhow!("unsupported content type {}", doc.content_type),
+    })?;
+
+    let done: HashSet<u32> = state
+        .db
+        .pages(doc_id)
+        .await
+        .map_err(|e| Failure::transient(e.into()))?
+        .into_iter()
+        .map(|p| p.page)
+        .collect();
+    let todo: Vec<u32> = (1..=doc.page_count).filter(|p| !done.contains(p)).collect();
+    let mut results = futures::stream::iter(todo)
+        .map(|page| process_page(state, &doc, format, page))
+        .buffer_unordered(2);
+    while let Some(result) = results.next().await {
+        result?;
+    }
+    drop(results);
+
+    let mut records = Vec::with_capacity(doc.page_count as usize);
+    for page in 1..=doc.page_count {
+        let text = state
+            .vault
+            .get(ObjectRef::PageText(doc_id, page))
+            .await
+            .map_err(Failure::transient)?;
+        records.push(page_record(&doc, page, String::from_utf8_lossy(&text).into_owned()));
+    }
+    let count = records.len();
+    state
+        .index_writer
+        .index_pages(records)
+        .await
+        .map_err(|e| Failure::transient(e.into()))?;
+    Ok(count)
+}
+
+fn page_record(doc: &Document, page: u32, text: String) -> PageRecord {
+    PageRecord {
+        document_id: doc.id.0,
+        page,
+        patient_id: doc.patient_id.0,
+        document_type: doc.document_type.clone(),
+        category: doc.category.clone(),
+        service_date: doc.service_date,
+        text,
+    }
+}
+
+async fn process_page(
+    state: &AppState,
+    doc: &Document,
+    format: ScanFormat,
+    page: u32,
+) -> Result<(), Failure> {
+    let reader = state
+        .vault
+        .open(ObjectRef::Original(doc.id))
+        .await
+        .map_err(Failure::transient)?;
+    let limits = crate::ingest::scan_limits(&state.config);
+    let decoded: DecodedPage = tokio::task::spawn_blocking(move || {
+        chartvault_ocr::decode_page(reader, format, (page - 1) as usize, &limits)
+    })
+    .await
+    .map_err(|e| Failure::transient(e.into()))?
+    .map_err(|e| Failure {
+        reason: format!("page {page} could not be decoded: {e}"),
+        permanent: true,
+        error: e.into(),
+    })?;
+    let dpi = decoded.dpi.map(|(x, _)| x);
+    let image = decoded.image;
+    let (width, height) = image.dimensions();
+
+    let png_source = image.clone();
+    let png = tokio::task::spawn_blocking(move || encode_png(&png_source));
+    let ocr = state
+        .ocr
+        .recognize(image, dpi.map(|d| d.round() as u32))
+        .await
+        .map_err(|e| Failure {
+            reason: format!("page {page} could not be recognised"),
+            permanent: true,
+            error: e.into(),
+        })?;
+    let png = png
+        .await
+        .map_err(|e| Failure::transient(e.into()))?
+        .map_err(Failure::transient)?;
+
+    let words = serde_json::to_vec(&ocr.words).map_err(|e| Failure::transient(e.into()))?;
+    let store = async {
+        state.vault.put(ObjectRef::PageImage(doc.id, page), png).await?;
+        state
+            .vault
+            .put(ObjectRef::PageText(doc.id, page), ocr.text.into_bytes())
+            .await?;
+        state.vault.put(ObjectRef::PageWords(doc.id, page), words).await?;
+        anyhow::Ok(())
+    };
+    store.await.map_err(Failure::transient)?;
+    state
+        .db
+        .insert_page(
+            doc.id,
+            &PageRow {
+                page,
+                width,
+                height,
+                dpi: dpi.map(f64::from),
+                mean_confidence: f64::from(ocr.mean_confidence),
+                word_count: ocr.words.len() as u32,
+            },
+        )
+        .await
+        .map_err(|e| Failure::transient(e.into()))?;
+    Ok(())
+}
+
+fn encode_png(image: &image::GrayImage) -> anyhow::Result<Vec<u8>> {
+    let mut out = Cursor::new(Vec::new());
+    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive)
+        .write_image(
+            image.as_raw(),
+            image.width(),
+            image.height(),
+            image::ExtendedColorType::L8,
+        )
+        .context("encoding the page image")?;
+    Ok(out.into_inner())
+}

@@ -1,0 +1,260 @@
+//! Shared test machinery: a real server on port 0 with a temp data_dir, users of every role,
+//! HTTP helpers, fixtures from ../shared/fixtures, and scans the tests generate themselves.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ab_glyph::{FontVec, PxScale};
+use chartvault::config::Config;
+use chartvault::domain::Role;
+use chartvault::http::AppState;
+use chartvault::startup::Application;
+use image::{GrayImage, Luma};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub data_dir: PathBuf,
+    pub records: String,
+    pub clinician: String,
+    pub legal: String,
+    pub auditor: String,
+    pub admin: String,
+    pub http: reqwest::Client,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let mut config = Config::for_data_dir(&data_dir);
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.index.commit_interval_ms = 200;
+    adjust(&mut config);
+    let app = Application::build(config.clone()).await.expect("the app builds");
+    let base = format!("http://{}", app.local_addr());
+    let state = app.state();
+    let admin = app.first_admin_token.clone().expect("a first start creates an admin");
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let _ = app.run_until(async move { stopped.cancelled().await }).await;
+    });
+    let records = chartvault::cli::user_add(&config, "rec", Role::Records).await.unwrap();
+    let clinician = chartvault::cli::user_add(&config, "doc", Role::Clinician).await.unwrap();
+    let legal = chartvault::cli::user_add(&config, "law", Role::Legal).await.unwrap();
+    let auditor = chartvault::cli::user_add(&config, "aud", Role::Auditor).await.unwrap();
+    TestApp {
+        base,
+        state,
+        data_dir,
+        records,
+        clinician,
+        legal,
+        auditor,
+        admin,
+        http: reqwest::Client::new(),
+        stop,
+        _dir: dir,
+    }
+}
+
+pub fn metadata(mrn: &str, name: &str, document_type: &str) -> Value {
+    json!({
+        "patient": { "mrn": mrn, "name": name, "birth_date": "1950-02-01" },
+        "document_type": document_type,
+        "service_date": "1998-05-01",
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn upload_as(&self, token: &str, file: Vec<u8>, metadata: &Value) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new()
+            .part("metadata", reqwest::multipart::Part::text(metadata.to_string()))
+            .part("file", reqwest::multipart::Part::bytes(file).file_name("scan.bin"));
+        self.http
+            .post(self.url("/api/v1/documents"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    /// Uploads as `records` and returns the new document id (asserting 202).
+    pub async fn upload(&self, file: Vec<u8>, metadata: &Value) -> String {
+        let response = self.upload_as(&self.records, file, metadata).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 202, "upload answered {body}");
+        assert_eq!(body["status"], "accepted");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.http.post(self.url(path)).bearer_auth(token).json(body).send().await.unwrap()
+    }
+
+    pub async fn search(&self, token: &str, body: Value) -> Value {
+        let response = self.post_json(token, "/api/v1/search", &body).await;
+        assert_eq!(response.status(), 200, "search {body}");
+        response.json().await.unwrap()
+    }
+
+    /// Polls until the document is `indexed` (panics on `failed` or after the timeout).
+    pub async fn wait_indexed(&self, id: &str) -> Value {
+        wait_indexed(&self.http, &self.base, &self.records, id).await
+    }
+}
+
+pub async fn wait_indexed(http: &reqwest::Client, base: &str, token: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let response = http
+            .get(format!("{base}/api/v1/documents/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await;
+        if let Ok(response) = response {
+            if response.status() == 200 {
+                let body: Value = response.json().await.unwrap();
+                match body["status"].as_str() {
+                    Some("indexed") => return body,
+                    Some("failed") => panic!("document failed: {}", body["failure_reason"]),
+                    _ => {}
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "document {id} was not indexed in time");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+// ---- fixtures ----
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+}
+
+/// A file from ../shared/fixtures. Outside CI a missing fixture skips the test (None); with
+/// CI=true it fails.
+pub fn fixture(name: &str) -> Option<Vec<u8>> {
+    let path = fixtures_dir().join(name);
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("fixture {} is missing in CI: {error}", path.display());
+            }
+            eprintln!("skipping: fixture {} is missing", path.display());
+            None
+        }
+    }
+}
+
+pub fn fixture_text(name: &str) -> Option<String> {
+    fixture(name).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+// ---- generated scans ----
+
+fn font() -> FontVec {
+    let candidates = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    ];
+    for path in candidates {
+        if let Ok(bytes) = std::fs::read(path) {
+            return FontVec::try_from_vec(bytes).expect("a valid font");
+        }
+    }
+    panic!("no DejaVu font: run scripts/setup.sh (fonts-dejavu-core)");
+}
+
+/// Renders lines of text as a scanned page at 300 dpi: 12 pt serif, a slight rotation and
+/// Gaussian noise, like a real scanner's output.
+pub fn scanned_page(lines: &[&str], rotate_degrees: f32, seed: u64) -> GrayImage {
+    let (width, height) = (2100u32, 300 + 75 * lines.len() as u32);
+    let mut page = GrayImage::from_pixel(width, height, Luma([255]));
+    let font = font();
+    let scale = PxScale::from(52.0);
+    for (i, line) in lines.iter().enumerate() {
+        imageproc::drawing::draw_text_mut(&mut page, Luma([0]), 150, 150 + 75 * i as i32, scale, &font, line);
+    }
+    let rotated = imageproc::geometric_transformations::rotate_about_center(
+        &page,
+        rotate_degrees.to_radians(),
+        imageproc::geometric_transformations::Interpolation::Bilinear,
+        Luma([255]),
+    );
+    imageproc::noise::gaussian_noise(&rotated, 0.0, 12.0, seed)
+}
+
+/// A multi-page grayscale TIFF at 300 dpi.
+pub fn tiff_of(pages: &[GrayImage]) -> Vec<u8> {
+    use tiff::encoder::{colortype, Rational, TiffEncoder};
+    use tiff::tags::ResolutionUnit;
+    let mut out = Cursor::new(Vec::new());
+    {
+        let mut encoder = TiffEncoder::new(&mut out).expect("tiff encoder");
+        for page in pages {
+            let mut image = encoder
+                .new_image::<colortype::Gray8>(page.width(), page.height())
+                .expect("tiff page");
+            image.resolution(ResolutionUnit::Inch, Rational { n: 300, d: 1 });
+            image.write_data(page.as_raw()).expect("tiff data");
+        }
+    }
+    out.into_inner()
+}
+
+pub fn png_of(page: &GrayImage) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    page.write_to(&mut out, image::ImageFormat::Png).expect("png");
+    out.into_inner()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Case-insensitive byte search.
+pub fn contains_ignore_case(haystack: &[u8], needle: &str) -> bool {
+    let needle = needle.to_ascii_lowercase().into_bytes();
+    haystack
+        .windows(needle.len())
+        .any(|w| w.iter().zip(&needle).all(|(a, b)| a.to_ascii_lowercase() == *b))
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real server on port 0, real Tesseract, real SQLite, real files.
+
+mod auth;
+mod bad_input;
+mod crash;
+mod fixtures;
+mod generated;
+mod helpers;
