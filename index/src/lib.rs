@@ -1,1 +1,29 @@
-//! chartvault-index (being written)
+//! chartvault-index: the full-text index of OCRed chart pages.
+//!
+//! One tantivy document per page, keyed by (document id, page), carrying the opaque patient
+//! id, document type, sensitivity category and service date as filter fields; the page text
+//! is indexed (with positions, for phrases) but never stored.
+//!
+//! Map:
+//! - [`schema`]: fields, the `cv_text` analyzer, term encodings.
+//! - [`query`]: the user query language, parsed here so users can only search page text.
+//! - [`search`]: [`SearchIndex`] and authorised [`SearchIndex::search`], where the caller's
+//!   permissions are clauses of the tantivy query.
+//! - [`highlight`]: [`Highlighter`], snippets and OCR word-box matching.
+//! - [`writer`]: [`IndexWriterService`], the single batching writer thread.
+//! - [`error`]: [`IndexError`].
+//!
+//! The crate knows nothing of HTTP, the database or OCR; storage is any tantivy
+//! `Directory`, so an encrypting one can be slotted in with [`SearchIndex::open_in`].
+
+pub mod error;
+pub mod highlight;
+pub mod query;
+pub mod schema;
+pub mod search;
+pub mod writer;
+
+pub use error::IndexError;
+pub use highlight::Highlighter;
+pub use search::{SearchHit, SearchIndex, SearchRequest, SearchResults};
+pub use writer::{IndexWriterService, PageRecord};

@@ -1,0 +1,139 @@
+//! The index schema and the text analysis shared by indexing, querying and highlighting.
+//!
+//! Owns: field names and options, the `cv_text` analyzer, and the encoding of ids, dates and
+//! the unique per-page key into index terms. Promises: page text is indexed with positions
+//! but never stored; the only stored values are opaque ids, page numbers, document type,
+//! category and service date; every page has exactly one `doc_page` key, which both makes
+//! re-indexing idempotent (delete by key, then add) and gives search a deterministic
+//! tie-break order.
+
+use chrono::NaiveDate;
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, NumericOptions, Schema,
+    TextFieldIndexing, TextOptions, FAST, STORED, STRING,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+use tantivy::{DateTime, Index, Term};
+use uuid::Uuid;
+
+/// Name under which the text analyzer is registered on every opened index.
+pub const TEXT_ANALYZER: &str = "cv_text";
+
+/// Tokens longer than this many bytes are dropped (OCR noise, base64 blobs).
+const MAX_TOKEN_BYTES: usize = 40;
+
+pub(crate) const F_TEXT: &str = "text";
+pub(crate) const F_DOCUMENT_ID: &str = "document_id";
+pub(crate) const F_PAGE: &str = "page";
+pub(crate) const F_PATIENT_ID: &str = "patient_id";
+pub(crate) const F_DOCUMENT_TYPE: &str = "document_type";
+pub(crate) const F_CATEGORY: &str = "category";
+pub(crate) const F_SERVICE_DATE: &str = "service_date";
+pub(crate) const F_DOC_PAGE: &str = "doc_page";
+
+/// The analyzer for page text and query words: split on non-alphanumerics, drop over-long
+/// tokens, lowercase, fold accents to ASCII (`Café` → `cafe`).
+pub fn text_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+/// Runs `text` through [`text_analyzer`] and returns the token texts.
+pub(crate) fn analyze(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut stream = analyzer.token_stream(text);
+    while stream.advance() {
+        tokens.push(stream.token().text.clone());
+    }
+    tokens
+}
+
+/// Handles on the schema's fields.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fields {
+    pub text: Field,
+    pub document_id: Field,
+    pub page: Field,
+    pub patient_id: Field,
+    pub document_type: Field,
+    pub category: Field,
+    pub service_date: Field,
+    pub doc_page: Field,
+}
+
+pub(crate) fn build_schema() -> Schema {
+    let mut builder = Schema::builder();
+    let text_indexing = TextFieldIndexing::default()
+        .set_tokenizer(TEXT_ANALYZER)
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    builder.add_text_field(
+        F_TEXT,
+        TextOptions::default().set_indexing_options(text_indexing),
+    );
+    builder.add_text_field(F_DOCUMENT_ID, STRING | STORED);
+    builder.add_u64_field(F_PAGE, NumericOptions::default().set_indexed().set_stored());
+    builder.add_text_field(F_PATIENT_ID, STRING | STORED);
+    builder.add_text_field(F_DOCUMENT_TYPE, STRING | STORED);
+    builder.add_text_field(F_CATEGORY, STRING | STORED);
+    builder.add_date_field(
+        F_SERVICE_DATE,
+        DateOptions::default()
+            .set_indexed()
+            .set_stored()
+            .set_fast()
+            .set_precision(DateTimePrecision::Seconds),
+    );
+    builder.add_text_field(F_DOC_PAGE, STRING | FAST);
+    builder.build()
+}
+
+impl Fields {
+    pub(crate) fn from_schema(schema: &Schema) -> Result<Self, tantivy::TantivyError> {
+        Ok(Fields {
+            text: schema.get_field(F_TEXT)?,
+            document_id: schema.get_field(F_DOCUMENT_ID)?,
+            page: schema.get_field(F_PAGE)?,
+            patient_id: schema.get_field(F_PATIENT_ID)?,
+            document_type: schema.get_field(F_DOCUMENT_TYPE)?,
+            category: schema.get_field(F_CATEGORY)?,
+            service_date: schema.get_field(F_SERVICE_DATE)?,
+            doc_page: schema.get_field(F_DOC_PAGE)?,
+        })
+    }
+}
+
+/// Registers the analyzers the schema names; tantivy does not persist them in the index.
+pub(crate) fn register_analyzers(index: &Index) {
+    index.tokenizers().register(TEXT_ANALYZER, text_analyzer());
+}
+
+/// Ids are stored as lowercase hyphenated strings, so their lexical order is the UUID's
+/// byte order.
+pub(crate) fn uuid_string(id: Uuid) -> String {
+    id.as_hyphenated().to_string()
+}
+
+/// The unique key of one page: `<document uuid>:<page, zero-padded to 10 digits>`. Sorting
+/// keys as strings sorts by (document id, page).
+pub(crate) fn doc_page_key(document_id: Uuid, page: u32) -> String {
+    format!("{}:{page:010}", uuid_string(document_id))
+}
+
+pub(crate) fn doc_page_term(fields: &Fields, document_id: Uuid, page: u32) -> Term {
+    Term::from_field_text(fields.doc_page, &doc_page_key(document_id, page))
+}
+
+/// A service date is indexed as midnight UTC of that day.
+pub(crate) fn date_value(date: NaiveDate) -> DateTime {
+    let seconds = date
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists on every calendar day")
+        .and_utc()
+        .timestamp();
+    DateTime::from_timestamp_secs(seconds)
+}

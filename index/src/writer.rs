@@ -1,0 +1,327 @@
+//! The index's single writer.
+//!
+//! Owns: the one tantivy `IndexWriter` (and so the index's write lock), on a dedicated OS
+//! thread fed through a channel; [`PageRecord`], the unit of indexing.
+//!
+//! Promises:
+//! - Batching: operations are committed together, at the latest `commit_every` after the
+//!   first uncommitted one, or as soon as `max_batch` pages are pending, so ingest does not
+//!   pay a commit per page and a new page is searchable within about `commit_every`.
+//! - [`IndexWriterService::index_pages`] and [`IndexWriterService::delete_document`]
+//!   resolve only after the commit holding their change *and* the reader reload, so a
+//!   search started afterwards sees the change.
+//! - Idempotence: a page is keyed by (document id, page); indexing it again replaces it
+//!   (delete by key, then add, in the same commit), so it is found exactly once however
+//!   often a crashed ingest step is re-run.
+//! - A failed commit is rolled back whole and every caller waiting on it gets an error; no
+//!   caller is told "done" for a change that is not durable.
+//! - Deleting pages hides them at once, but their terms stay in segment files until a
+//!   merge; shredding must force one (a later task).
+
+use std::fmt;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use tantivy::indexer::IndexWriterOptions;
+use tantivy::{IndexWriter, TantivyDocument, Term};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::error::IndexError;
+use crate::schema::{date_value, doc_page_key, doc_page_term, uuid_string, Fields};
+use crate::search::SearchIndex;
+
+/// Memory the writer may buffer before flushing a segment.
+const WRITER_MEMORY_BYTES: usize = 50_000_000;
+
+/// One OCRed page to index.
+#[derive(Clone)]
+pub struct PageRecord {
+    pub document_id: Uuid,
+    /// 1-based.
+    pub page: u32,
+    /// Internal opaque patient id, never an MRN.
+    pub patient_id: Uuid,
+    /// E.g. `discharge-summary`.
+    pub document_type: String,
+    /// `general`, or a sensitive category.
+    pub category: String,
+    pub service_date: Option<NaiveDate>,
+    /// Indexed, never stored.
+    pub text: String,
+}
+
+impl fmt::Debug for PageRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The page text is PHI: never in debug output or logs.
+        f.debug_struct("PageRecord")
+            .field("document_id", &self.document_id)
+            .field("page", &self.page)
+            .field("patient_id", &self.patient_id)
+            .field("document_type", &self.document_type)
+            .field("category", &self.category)
+            .field("service_date", &self.service_date)
+            .field("text_bytes", &self.text.len())
+            .finish()
+    }
+}
+
+type Reply = oneshot::Sender<Result<(), IndexError>>;
+
+enum Command {
+    Index { pages: Vec<PageRecord>, done: Reply },
+    DeleteDocument { document_id: Uuid, done: Reply },
+    Shutdown { done: Reply },
+}
+
+/// Handle on the writer thread. Cheap to clone; the thread stops after
+/// [`IndexWriterService::shutdown`] or when every handle is dropped (committing what is
+/// pending either way).
+#[derive(Clone)]
+pub struct IndexWriterService {
+    inner: Arc<ServiceInner>,
+}
+
+struct ServiceInner {
+    commands: mpsc::Sender<Command>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for IndexWriterService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IndexWriterService").finish_non_exhaustive()
+    }
+}
+
+impl IndexWriterService {
+    /// Takes the index's write lock and starts the writer thread. Fails if another writer
+    /// holds the lock.
+    pub fn start(
+        index: &SearchIndex,
+        commit_every: Duration,
+        max_batch: usize,
+    ) -> Result<Self, IndexError> {
+        let options = IndexWriterOptions::builder()
+            .num_worker_threads(1)
+            .num_merge_threads(1)
+            .memory_budget_per_thread(WRITER_MEMORY_BYTES)
+            .build();
+        let writer: IndexWriter = index.index().writer_with_options(options)?;
+        let (commands, receiver) = mpsc::channel();
+        let batcher = Batcher {
+            index: index.clone(),
+            fields: *index.fields(),
+            writer,
+            waiting: Vec::new(),
+            pending_pages: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name("cv-index-writer".to_string())
+            .spawn(move || batcher.run(receiver, commit_every, max_batch.max(1)))?;
+        Ok(IndexWriterService {
+            inner: Arc::new(ServiceInner {
+                commands,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// Indexes (or re-indexes) pages; resolves once they are committed and searchable.
+    pub async fn index_pages(&self, pages: Vec<PageRecord>) -> Result<(), IndexError> {
+        if pages.is_empty() {
+            return Ok(());
+        }
+        if pages.iter().any(|page| page.page == 0) {
+            return Err(IndexError::InvalidRecord("page numbers start at 1"));
+        }
+        self.request(|done| Command::Index { pages, done }).await
+    }
+
+    /// Removes every page of a document; resolves once that is committed and searchable.
+    pub async fn delete_document(&self, document_id: Uuid) -> Result<(), IndexError> {
+        self.request(|done| Command::DeleteDocument { document_id, done })
+            .await
+    }
+
+    /// Commits what is pending, waits for merges, and stops the writer thread (releasing the
+    /// write lock). Other handles get [`IndexError::WriterGone`] afterwards.
+    pub async fn shutdown(self) -> Result<(), IndexError> {
+        let result = self.request(|done| Command::Shutdown { done }).await;
+        let thread = match self.inner.thread.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(thread) = thread {
+            // The thread replies to Shutdown as its last act, so this join is immediate.
+            thread.join().map_err(|_| IndexError::WriterGone)?;
+        }
+        result
+    }
+
+    async fn request(&self, command: impl FnOnce(Reply) -> Command) -> Result<(), IndexError> {
+        let (done, reply) = oneshot::channel();
+        self.inner
+            .commands
+            .send(command(done))
+            .map_err(|_| IndexError::WriterGone)?;
+        reply.await.map_err(|_| IndexError::WriterGone)?
+    }
+}
+
+/// The writer thread's state: the writer and who waits for the next commit.
+struct Batcher {
+    index: SearchIndex,
+    fields: Fields,
+    writer: IndexWriter,
+    waiting: Vec<Reply>,
+    pending_pages: usize,
+}
+
+impl Batcher {
+    fn run(mut self, commands: mpsc::Receiver<Command>, commit_every: Duration, max_batch: usize) {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let command = match deadline {
+                None => match commands.recv() {
+                    Ok(command) => Some(command),
+                    Err(mpsc::RecvError) => break,
+                },
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        None
+                    } else {
+                        match commands.recv_timeout(deadline - now) {
+                            Ok(command) => Some(command),
+                            Err(mpsc::RecvTimeoutError::Timeout) => None,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
+                }
+            };
+            let Some(command) = command else {
+                self.commit();
+                deadline = None;
+                continue;
+            };
+            match command {
+                Command::Index { pages, done } => {
+                    let count = pages.len();
+                    match self.add_pages(pages) {
+                        Ok(()) => {
+                            self.waiting.push(done);
+                            self.pending_pages += count;
+                        }
+                        Err(error) => {
+                            let _ = done.send(Err(error));
+                            self.fail_batch();
+                        }
+                    }
+                }
+                Command::DeleteDocument { document_id, done } => {
+                    let term =
+                        Term::from_field_text(self.fields.document_id, &uuid_string(document_id));
+                    self.writer.delete_term(term);
+                    self.waiting.push(done);
+                }
+                Command::Shutdown { done } => {
+                    self.commit();
+                    let result = self.writer.wait_merging_threads().map_err(IndexError::from);
+                    let _ = done.send(result);
+                    return;
+                }
+            }
+            if self.pending_pages >= max_batch {
+                self.commit();
+                deadline = None;
+            } else if deadline.is_none() && !self.waiting.is_empty() {
+                deadline = Some(Instant::now() + commit_every);
+            }
+        }
+        // Every handle is gone: make what was accepted durable before stopping.
+        self.commit();
+        if let Err(error) = self.writer.wait_merging_threads() {
+            tracing::warn!(%error, "search index merges failed while stopping the writer");
+        }
+    }
+
+    fn add_pages(&mut self, pages: Vec<PageRecord>) -> Result<(), IndexError> {
+        for page in pages {
+            // Same key, same commit: the delete covers earlier copies (committed or not),
+            // never the document added right after it.
+            self.writer
+                .delete_term(doc_page_term(&self.fields, page.document_id, page.page));
+            self.writer.add_document(self.document(page))?;
+        }
+        Ok(())
+    }
+
+    fn document(&self, page: PageRecord) -> TantivyDocument {
+        let fields = &self.fields;
+        let mut document = TantivyDocument::default();
+        document.add_text(fields.text, &page.text);
+        document.add_text(fields.document_id, uuid_string(page.document_id));
+        document.add_u64(fields.page, u64::from(page.page));
+        document.add_text(fields.patient_id, uuid_string(page.patient_id));
+        document.add_text(fields.document_type, &page.document_type);
+        document.add_text(fields.category, &page.category);
+        if let Some(date) = page.service_date {
+            document.add_date(fields.service_date, date_value(date));
+        }
+        document.add_text(fields.doc_page, doc_page_key(page.document_id, page.page));
+        document
+    }
+
+    /// Commits and reloads the reader, then answers everyone waiting.
+    fn commit(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        if let Err(error) = self.writer.commit() {
+            tracing::error!(%error, "search index commit failed; batch rolled back");
+            self.fail_batch();
+            return;
+        }
+        let reloaded = self.index.reload();
+        let waiting = std::mem::take(&mut self.waiting);
+        tracing::debug!(
+            operations = waiting.len(),
+            pages = self.pending_pages,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "search index committed"
+        );
+        self.pending_pages = 0;
+        match reloaded {
+            Ok(()) => {
+                for done in waiting {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                // Committed but not yet visible: callers retry (re-indexing is idempotent).
+                tracing::error!(%error, "search index reader reload failed after commit");
+                for done in waiting {
+                    let _ = done.send(Err(IndexError::CommitFailed(
+                        "the index reader could not reload".to_string(),
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Drops every uncommitted change and tells everyone waiting that it failed.
+    fn fail_batch(&mut self) {
+        let message = match self.writer.rollback() {
+            Ok(_) => "the batch was rolled back".to_string(),
+            Err(error) => format!("the batch could not be rolled back: {error}"),
+        };
+        for done in self.waiting.drain(..) {
+            let _ = done.send(Err(IndexError::CommitFailed(message.clone())));
+        }
+        self.pending_pages = 0;
+    }
+}
