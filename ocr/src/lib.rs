@@ -1,1 +1,32 @@
-//! chartvault-ocr (being written)
+//! chartvault-ocr: from uploaded scan bytes to recognised text.
+//!
+//! This crate owns three things and knows nothing of HTTP, the database or encryption:
+//!
+//! - [`sniff`] and [`preflight`]: what an upload is (from magic bytes only) and how many
+//!   pages of what size it holds, from headers alone, enforcing [`Limits`] before any pixel is
+//!   decoded (`preflight` module);
+//! - [`decode_page`]: one page to 8-bit grayscale in Rust (`image` for PNG/JPEG, `tiff` for
+//!   TIFF including CCITT Group 4), so Tesseract never parses file bytes (`decode` module);
+//! - [`OcrPool`]: a fixed set of OS threads, each owning one single-threaded libtesseract
+//!   engine created once, fed pages through a channel (`pool` module), returning text, word
+//!   boxes and confidences ([`PageOcr`]).
+//!
+//! [`character_error_rate`] is the measure used to check OCR quality against ground truth.
+//!
+//! Errors ([`ScanError`], [`OcrError`]) never contain file names or page text.
+
+mod cer;
+mod decode;
+mod error;
+mod format;
+mod pool;
+mod preflight;
+mod words;
+
+pub use cer::character_error_rate;
+pub use decode::{decode_page, DecodedPage};
+pub use error::{OcrError, ScanError};
+pub use format::{sniff, ScanFormat, SNIFF_LEN};
+pub use pool::{OcrConfig, OcrPool, DEFAULT_DPI};
+pub use preflight::{preflight, Limits, PageInfo, Preflight};
+pub use words::{OcrWord, PageOcr};

@@ -1,0 +1,294 @@
+//! Decoding one page of a scan to 8-bit grayscale pixels, in Rust.
+//!
+//! Decoders: PNG and JPEG through the `image` crate (`png`, `zune-jpeg`); TIFF through the
+//! `tiff` crate (uncompressed, PackBits, LZW, Deflate, CCITT Group 4 via `fax`).
+//!
+//! Promises:
+//! - the page's header is preflighted against [`Limits`] before any pixel buffer exists, and
+//!   the decoders run with memory limits derived from those limits, so a decompression bomb
+//!   fails instead of allocating;
+//! - the reader is read through directly (it is usually a decrypting reader); nothing is
+//!   written to a temporary file;
+//! - the result is "ink dark, paper light": 0 is black and 255 white whatever the file's
+//!   photometric interpretation (the `tiff` crate maps WhiteIsZero to BlackIsZero), and
+//!   transparent pixels are composited onto white paper;
+//! - EXIF orientation is not applied (orientation is detected on the pixels later).
+
+use std::io::{BufReader, Read, Seek, SeekFrom};
+
+use image::{DynamicImage, GrayImage};
+use tiff::decoder::{Decoder as TiffDecoder, DecodingResult};
+
+use crate::preflight::tiff::{read_pages, TiffPage, PHOTOMETRIC_RGB};
+use crate::preflight::{self, sniff_reader, Limits};
+use crate::{ScanError, ScanFormat};
+
+/// One decoded page.
+#[derive(Debug, Clone)]
+pub struct DecodedPage {
+    /// 8-bit grayscale, 0 = black.
+    pub image: GrayImage,
+    /// Horizontal and vertical dots per inch, when the file states them.
+    pub dpi: Option<(f32, f32)>,
+}
+
+/// Decodes page `page_index` (0-based) of a scan of the given format to grayscale.
+///
+/// The reader is rewound first. For a TIFF, the IFD chain is walked (and checked) up to the
+/// requested page, so decoding every page of an n-page TIFF reads O(n²) directory entries:
+/// negligible next to the pixel work for the page counts [`Limits`] allows.
+pub fn decode_page<R: Read + Seek>(
+    mut reader: R,
+    format: ScanFormat,
+    page_index: usize,
+    limits: &Limits,
+) -> Result<DecodedPage, ScanError> {
+    let sniffed = sniff_reader(&mut reader)?;
+    if sniffed != format {
+        return Err(ScanError::Malformed {
+            format,
+            detail: format!("the content is {sniffed}, not {format}"),
+        });
+    }
+    match format {
+        ScanFormat::Png | ScanFormat::Jpeg => {
+            if page_index != 0 {
+                return Err(ScanError::PageOutOfRange {
+                    requested: page_index.saturating_add(1),
+                    pages: 1,
+                });
+            }
+            let info = preflight::preflight(&mut reader, limits)?.pages[0];
+            reader.seek(SeekFrom::Start(0))?;
+            let image = decode_with_image_crate(reader, format, limits)?;
+            Ok(DecodedPage {
+                image,
+                dpi: info.dpi,
+            })
+        }
+        ScanFormat::Tiff => {
+            let pages = read_pages(&mut reader, limits, Some(page_index))?;
+            let Some(page) = pages.get(page_index).copied() else {
+                return Err(ScanError::PageOutOfRange {
+                    requested: page_index.saturating_add(1),
+                    pages: pages.len(),
+                });
+            };
+            reader.seek(SeekFrom::Start(0))?;
+            let image = decode_tiff_page(reader, page_index, &page, limits)?;
+            Ok(DecodedPage {
+                image,
+                dpi: page.info.dpi,
+            })
+        }
+    }
+}
+
+/// The largest decoded buffer a page may need: every allowed pixel at `bytes_per_pixel`,
+/// plus a little for row padding.
+fn decoder_budget(limits: &Limits, bytes_per_pixel: u64) -> u64 {
+    limits
+        .max_pixels_per_page
+        .saturating_mul(bytes_per_pixel)
+        .saturating_add(1 << 20)
+}
+
+fn decode_with_image_crate<R: Read + Seek>(
+    reader: R,
+    format: ScanFormat,
+    limits: &Limits,
+) -> Result<GrayImage, ScanError> {
+    let image_format = match format {
+        ScanFormat::Png => image::ImageFormat::Png,
+        ScanFormat::Jpeg => image::ImageFormat::Jpeg,
+        ScanFormat::Tiff => unreachable!("TIFF is decoded with the tiff crate"),
+    };
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_image_width = Some(limits.max_dimension);
+    decoder_limits.max_image_height = Some(limits.max_dimension);
+    // RGBA with 16 bits per sample is the widest pixel either decoder produces.
+    decoder_limits.max_alloc = Some(decoder_budget(limits, 8));
+    let mut image_reader = image::ImageReader::with_format(BufReader::new(reader), image_format);
+    image_reader.limits(decoder_limits);
+    let decoded = image_reader.decode().map_err(|error| match error {
+        image::ImageError::Limits(limit) => ScanError::DecoderLimit {
+            format,
+            page: 1,
+            detail: limit.to_string(),
+        },
+        image::ImageError::IoError(io) => ScanError::Io(io),
+        other => ScanError::Decode {
+            format,
+            page: 1,
+            detail: other.to_string(),
+        },
+    })?;
+    Ok(to_gray_on_white(decoded))
+}
+
+/// Grayscale, with any alpha channel composited onto white paper.
+fn to_gray_on_white(image: DynamicImage) -> GrayImage {
+    if !image.color().has_alpha() {
+        return image.to_luma8();
+    }
+    let luma_alpha = image.to_luma_alpha8();
+    let (width, height) = luma_alpha.dimensions();
+    let pixels = luma_alpha
+        .pixels()
+        .map(|pixel| over_white(pixel.0[0], pixel.0[1]))
+        .collect();
+    GrayImage::from_raw(width, height, pixels).expect("one byte per pixel of the source")
+}
+
+fn over_white(luma: u8, alpha: u8) -> u8 {
+    let (luma, alpha) = (u32::from(luma), u32::from(alpha));
+    ((luma * alpha + 255 * (255 - alpha) + 127) / 255) as u8
+}
+
+fn rec601_luma(red: u32, green: u32, blue: u32) -> u8 {
+    ((red * 299 + green * 587 + blue * 114 + 500) / 1000) as u8
+}
+
+fn decode_tiff_page<R: Read + Seek>(
+    reader: R,
+    page_index: usize,
+    page: &TiffPage,
+    limits: &Limits,
+) -> Result<GrayImage, ScanError> {
+    let page_number = page_index + 1;
+    let format = ScanFormat::Tiff;
+    let map_error = |error: tiff::TiffError| match error {
+        tiff::TiffError::LimitsExceeded => ScanError::DecoderLimit {
+            format,
+            page: page_number,
+            detail: "the page's decoded size exceeds the configured limits".into(),
+        },
+        tiff::TiffError::IoError(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
+            ScanError::Io(io)
+        }
+        other => ScanError::Decode {
+            format,
+            page: page_number,
+            detail: other.to_string(),
+        },
+    };
+
+    let bits_per_pixel = u64::from(page.bits_per_sample) * u64::from(page.samples_per_pixel);
+    let mut tiff_limits = tiff::decoder::Limits::default();
+    let budget = decoder_budget(limits, bits_per_pixel.div_ceil(8));
+    tiff_limits.decoding_buffer_size = usize::try_from(budget).unwrap_or(usize::MAX);
+
+    let mut decoder = TiffDecoder::new(BufReader::new(reader))
+        .map_err(map_error)?
+        .with_limits(tiff_limits);
+    decoder.seek_to_image(page_index).map_err(map_error)?;
+    let (width, height) = decoder.dimensions().map_err(map_error)?;
+    if (width, height) != (page.info.width, page.info.height) {
+        return Err(ScanError::Malformed {
+            format,
+            detail: format!("page {page_number} has inconsistent dimensions"),
+        });
+    }
+    let decoded = decoder.read_image().map_err(map_error)?;
+    let samples = usize::from(page.samples_per_pixel);
+    let pixels = match decoded {
+        DecodingResult::U8(data) if page.photometric == PHOTOMETRIC_RGB => {
+            rgb_to_gray(&data, width, height, samples, |v| u32::from(v))
+        }
+        DecodingResult::U16(data) if page.photometric == PHOTOMETRIC_RGB => {
+            rgb_to_gray(&data, width, height, samples, |v| u32::from(v >> 8))
+        }
+        DecodingResult::U8(data) => {
+            unpack_gray(&data, width, height, u32::from(page.bits_per_sample))
+        }
+        DecodingResult::U16(data) => data.iter().map(|&v| (v >> 8) as u8).collect(),
+        _ => {
+            return Err(ScanError::UnsupportedPixelLayout {
+                format,
+                page: page_number,
+                detail: "the decoder produced samples wider than 16 bits".into(),
+            })
+        }
+    };
+    GrayImage::from_raw(width, height, pixels).ok_or_else(|| ScanError::Decode {
+        format,
+        page: page_number,
+        detail: "the decoded data is shorter than the page".into(),
+    })
+}
+
+/// Gray samples of 1, 2, 4 or 8 bits, rows padded to whole bytes, scaled to 0..=255.
+fn unpack_gray(data: &[u8], width: u32, height: u32, bits: u32) -> Vec<u8> {
+    if bits == 8 {
+        return data.to_vec();
+    }
+    let width = width as usize;
+    let row_bytes = (width * bits as usize).div_ceil(8);
+    let max_value = (1u32 << bits) - 1;
+    let per_byte = (8 / bits) as usize;
+    let mut out = Vec::with_capacity(width * height as usize);
+    for row in data.chunks(row_bytes).take(height as usize) {
+        for x in 0..width {
+            let Some(&byte) = row.get(x / per_byte) else {
+                break;
+            };
+            let shift = 8 - bits as usize * (x % per_byte + 1);
+            let value = (u32::from(byte) >> shift) & max_value;
+            out.push((value * 255 / max_value) as u8);
+        }
+    }
+    out
+}
+
+fn rgb_to_gray<T: Copy>(
+    data: &[T],
+    width: u32,
+    height: u32,
+    samples: usize,
+    to_u8: impl Fn(T) -> u32,
+) -> Vec<u8> {
+    let pixels = width as usize * height as usize;
+    data.chunks_exact(samples)
+        .take(pixels)
+        .map(|pixel| {
+            let luma = rec601_luma(to_u8(pixel[0]), to_u8(pixel[1]), to_u8(pixel[2]));
+            if samples == 4 {
+                over_white(luma, to_u8(pixel[3]) as u8)
+            } else {
+                luma
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_bit_rows_unpack_with_padding() {
+        // Width 10: two bytes per row. Row 0: 1011 0000 01.., row 1: all set.
+        let data = [0b1011_0000, 0b0100_0000, 0xFF, 0xFF];
+        let out = unpack_gray(&data, 10, 2, 1);
+        assert_eq!(
+            &out[..10],
+            &[255, 0, 255, 255, 0, 0, 0, 0, 0, 255],
+            "MSB first"
+        );
+        assert!(out[10..].iter().all(|&v| v == 255));
+        assert_eq!(out.len(), 20);
+    }
+
+    #[test]
+    fn four_bit_samples_scale_to_full_range() {
+        let out = unpack_gray(&[0xF0, 0x8F], 4, 1, 4);
+        assert_eq!(out, vec![255, 0, 136, 255]);
+    }
+
+    #[test]
+    fn transparent_pixels_become_white_paper() {
+        assert_eq!(over_white(0, 0), 255);
+        assert_eq!(over_white(0, 255), 0);
+        assert_eq!(over_white(100, 255), 100);
+    }
+}

@@ -1,0 +1,425 @@
+//! The OCR pool: a fixed set of dedicated OS threads, each owning one libtesseract engine.
+//!
+//! Promises:
+//! - each thread creates its engine once, at [`OcrPool::start`], and reuses it page after
+//!   page (the `tesseract` crate's builder consumes and returns the engine; only if an error
+//!   consumed it is a new one created, on the next page);
+//! - `start` fails fast, with a message naming the Debian package, when the language data is
+//!   missing;
+//! - Tesseract receives decoded pixels through `SetImage` (8-bit gray, one byte per pixel),
+//!   never file bytes: leptonica's file parsers never see untrusted input, and nothing goes
+//!   through temporary files;
+//! - each engine is single-threaded. OpenMP reads `OMP_THREAD_LIMIT` once, when libgomp is
+//!   loaded at process start, so the binary's `main` must not rely on this crate for it: the
+//!   service's launcher sets `OMP_THREAD_LIMIT=1` in the environment. `start` also sets it
+//!   when unset (for child processes such as the `tesseract` CLI), and every engine thread
+//!   turns OpenMP parallel regions off for itself (`omp_set_max_active_levels(0)`, looked up
+//!   at run time), which works whatever the environment was at start;
+//! - logs (`tracing`) carry sizes, timings and word counts, never page text;
+//! - dropping the last [`OcrPool`] handle lets the engine threads finish their queue and
+//!   exit.
+//!
+//! The queue is unbounded: callers bound concurrency (the ingest worker awaits its pages).
+//! Parallelism comes from one engine per core; a page is never split across threads.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use image::GrayImage;
+use tesseract::Tesseract;
+use tokio::sync::oneshot;
+
+use crate::words::words_from_tsv;
+use crate::{OcrError, PageOcr};
+
+/// The resolution assumed when a page states none, or an implausible one.
+pub const DEFAULT_DPI: u32 = 300;
+/// Below this, a stated resolution is taken to be wrong (Tesseract itself warns below 70).
+const MIN_PLAUSIBLE_DPI: u32 = 70;
+/// Tesseract's page segmentation modes run from 0 to 13.
+const MAX_PAGE_SEG_MODE: u32 = 13;
+
+/// How to run the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcrConfig {
+    /// Engine threads (one engine each). Default: the available parallelism.
+    pub threads: usize,
+    /// Tesseract language(s), e.g. `"eng"` or `"eng+deu"`.
+    pub language: String,
+    /// Tesseract page segmentation mode; 3 (fully automatic) is the CLI's default.
+    pub page_seg_mode: u32,
+    /// Folder holding `<language>.traineddata`; `None` uses Tesseract's default
+    /// (`TESSDATA_PREFIX`, then the compiled-in path).
+    pub tessdata_dir: Option<PathBuf>,
+}
+
+impl Default for OcrConfig {
+    fn default() -> Self {
+        OcrConfig {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            language: "eng".into(),
+            page_seg_mode: 3,
+            tessdata_dir: None,
+        }
+    }
+}
+
+struct Job {
+    image: GrayImage,
+    dpi: Option<u32>,
+    reply: oneshot::Sender<Result<PageOcr, OcrError>>,
+}
+
+/// What every engine is created with.
+#[derive(Debug)]
+struct EngineSettings {
+    tessdata_dir: Option<String>,
+    language: String,
+    page_seg_mode: String,
+}
+
+/// A handle to the engine threads; cheap to clone, shareable across tasks.
+#[derive(Clone)]
+pub struct OcrPool {
+    jobs: mpsc::Sender<Job>,
+    threads: usize,
+}
+
+impl std::fmt::Debug for OcrPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OcrPool")
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OcrPool {
+    /// Starts `config.threads` engine threads and waits until every engine is initialised.
+    pub fn start(config: &OcrConfig) -> Result<OcrPool, OcrError> {
+        let settings = Arc::new(validate(config)?);
+        if std::env::var_os("OMP_THREAD_LIMIT").is_none() {
+            // Too late for this process's libgomp (see the module docs), right for children.
+            std::env::set_var("OMP_THREAD_LIMIT", "1");
+        }
+
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        for index in 0..config.threads {
+            let settings = Arc::clone(&settings);
+            let queue = Arc::clone(&queue);
+            let ready = ready_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("ocr-engine-{index}"))
+                .spawn(move || engine_thread(index, &settings, &queue, ready))
+                .map_err(OcrError::ThreadSpawn)?;
+        }
+        drop(ready_tx);
+        for _ in 0..config.threads {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                // Dropping `jobs` on return stops the threads that did start.
+                Ok(Err(error)) => return Err(error),
+                Err(_) => return Err(OcrError::EngineInit("an engine thread exited".into())),
+            }
+        }
+        tracing::info!(
+            threads = config.threads,
+            language = %settings.language,
+            page_seg_mode = %settings.page_seg_mode,
+            "OCR pool started"
+        );
+        Ok(OcrPool {
+            jobs,
+            threads: config.threads,
+        })
+    }
+
+    /// Recognises one page of pixels. `dpi` is the page's resolution if known; unknown or
+    /// implausible (< 70) values become [`DEFAULT_DPI`].
+    pub async fn recognize(&self, page: GrayImage, dpi: Option<u32>) -> Result<PageOcr, OcrError> {
+        let (reply, response) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                image: page,
+                dpi,
+                reply,
+            })
+            .map_err(|_| OcrError::PoolClosed)?;
+        response.await.map_err(|_| OcrError::PoolClosed)?
+    }
+
+    /// How many engine threads the pool runs.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+fn validate(config: &OcrConfig) -> Result<EngineSettings, OcrError> {
+    if config.threads == 0 {
+        return Err(OcrError::InvalidConfig("threads must be at least 1".into()));
+    }
+    let language_ok = !config.language.is_empty()
+        && config.language.split('+').all(|part| {
+            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    if !language_ok {
+        return Err(OcrError::InvalidConfig(
+            "language must be Tesseract language codes joined by '+', e.g. eng or eng+deu".into(),
+        ));
+    }
+    if config.page_seg_mode > MAX_PAGE_SEG_MODE || matches!(config.page_seg_mode, 0 | 2) {
+        return Err(OcrError::InvalidConfig(format!(
+            "page segmentation mode {} does not recognise text (use 1 or 3–13)",
+            config.page_seg_mode
+        )));
+    }
+    let tessdata_dir = match &config.tessdata_dir {
+        Some(dir) => Some(
+            dir.to_str()
+                .ok_or_else(|| OcrError::InvalidConfig("tessdata_dir is not valid UTF-8".into()))?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    if let Some(dir) = &config.tessdata_dir {
+        for language in config.language.split('+') {
+            if !dir.join(format!("{language}.traineddata")).is_file() {
+                return Err(language_missing(language));
+            }
+        }
+    }
+    Ok(EngineSettings {
+        tessdata_dir,
+        language: config.language.clone(),
+        page_seg_mode: config.page_seg_mode.to_string(),
+    })
+}
+
+/// Debian packages tesseract-ocr-<code> with underscores as dashes (chi_sim → chi-sim).
+fn language_missing(language: &str) -> OcrError {
+    let package = language
+        .split('+')
+        .map(|code| {
+            format!(
+                "tesseract-ocr-{}",
+                code.to_ascii_lowercase().replace('_', "-")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    OcrError::LanguageDataMissing {
+        language: language.to_owned(),
+        package,
+    }
+}
+
+fn create_engine(settings: &EngineSettings) -> Result<Tesseract, OcrError> {
+    let engine = Tesseract::new(settings.tessdata_dir.as_deref(), Some(&settings.language))
+        .map_err(|error| match error {
+            tesseract::InitializeError::TessBaseAPIInitError(_) => {
+                language_missing(&settings.language)
+            }
+            other => OcrError::EngineInit(other.to_string()),
+        })?;
+    engine
+        .set_variable("tessedit_pageseg_mode", &settings.page_seg_mode)
+        .map_err(|error| OcrError::EngineInit(error.to_string()))
+}
+
+fn engine_thread(
+    index: usize,
+    settings: &EngineSettings,
+    queue: &Mutex<mpsc::Receiver<Job>>,
+    ready: mpsc::Sender<Result<(), OcrError>>,
+) {
+    disable_openmp_parallelism_for_this_thread();
+    let started = Instant::now();
+    let mut engine = match create_engine(settings) {
+        Ok(engine) => Some(engine),
+        Err(error) => {
+            tracing::error!(engine = index, %error, "OCR engine failed to initialise");
+            let _ = ready.send(Err(error));
+            return;
+        }
+    };
+    tracing::debug!(
+        engine = index,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "OCR engine initialised"
+    );
+    let _ = ready.send(Ok(()));
+    drop(ready);
+
+    loop {
+        // Holding the lock only while waiting: one idle thread waits, the others queue on the lock.
+        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = job else { break };
+        if job.reply.is_closed() {
+            continue; // the caller gave up waiting
+        }
+        let started = Instant::now();
+        let (width, height) = job.image.dimensions();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            recognize_page(&mut engine, settings, &job.image, job.dpi)
+        }))
+        .unwrap_or_else(|_| {
+            engine = None;
+            Err(OcrError::Recognition("the engine panicked".into()))
+        });
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(page) => tracing::debug!(
+                engine = index,
+                width,
+                height,
+                words = page.words.len(),
+                mean_confidence = page.mean_confidence,
+                elapsed_ms,
+                "page recognised"
+            ),
+            Err(error) => {
+                tracing::warn!(engine = index, width, height, elapsed_ms, %error, "page not recognised")
+            }
+        }
+        let _ = job.reply.send(result);
+    }
+    tracing::debug!(engine = index, "OCR engine thread stopping");
+}
+
+fn recognize_page(
+    engine: &mut Option<Tesseract>,
+    settings: &EngineSettings,
+    image: &GrayImage,
+    dpi: Option<u32>,
+) -> Result<PageOcr, OcrError> {
+    let (width, height) = image.dimensions();
+    if width == 0 || height == 0 {
+        return Err(OcrError::InvalidPage(format!(
+            "the page is {width}x{height} pixels"
+        )));
+    }
+    let (Ok(width), Ok(height)) = (i32::try_from(width), i32::try_from(height)) else {
+        return Err(OcrError::InvalidPage("the page is too large".into()));
+    };
+    let ppi = dpi
+        .filter(|dpi| *dpi >= MIN_PLAUSIBLE_DPI)
+        .unwrap_or(DEFAULT_DPI);
+    let ppi = i32::try_from(ppi).unwrap_or(i32::MAX);
+
+    let tess = match engine.take() {
+        Some(tess) => tess,
+        None => {
+            tracing::info!("re-creating an OCR engine after an earlier failure");
+            create_engine(settings)?
+        }
+    };
+    // On an error the builder has consumed the engine; the next page creates a new one.
+    let mut tess = tess
+        .set_frame(image.as_raw(), width, height, 1, width)
+        .map_err(|error| OcrError::InvalidPage(error.to_string()))?
+        .set_source_resolution(ppi)
+        .recognize()
+        .map_err(|error| OcrError::Recognition(error.to_string()))?;
+    let outcome = read_results(&mut tess);
+    *engine = Some(tess);
+    outcome
+}
+
+fn read_results(tess: &mut Tesseract) -> Result<PageOcr, OcrError> {
+    let text = tess
+        .get_text()
+        .map_err(|error| OcrError::Recognition(error.to_string()))?;
+    let tsv = tess
+        .get_tsv_text(0)
+        .map_err(|error| OcrError::Recognition(error.to_string()))?;
+    Ok(PageOcr {
+        text,
+        words: words_from_tsv(&tsv),
+        mean_confidence: tess.mean_text_conf() as f32,
+    })
+}
+
+/// Makes every OpenMP parallel region started from this thread run on this thread alone.
+///
+/// libgomp reads `OMP_THREAD_LIMIT` only when it is loaded, and Tesseract's LSTM code asks
+/// for a fixed number of threads (`num_threads(4)`), which `omp_set_num_threads` does not
+/// override. With max-active-levels 0, no parallel region is active, so each runs with one
+/// thread. The functions are looked up at run time so that a Tesseract built without OpenMP
+/// needs nothing.
+fn disable_openmp_parallelism_for_this_thread() {
+    type SetInt = unsafe extern "C" fn(libc::c_int);
+    for (name, value) in [
+        (c"omp_set_max_active_levels", 0),
+        (c"omp_set_num_threads", 1),
+    ] {
+        // SAFETY: dlsym only looks a symbol up; the name is NUL-terminated.
+        let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        if symbol.is_null() {
+            continue;
+        }
+        // SAFETY: both OpenMP routines have the C signature `void f(int)` in every runtime.
+        unsafe {
+            let set: SetInt = std::mem::transmute::<*mut libc::c_void, SetInt>(symbol);
+            set(value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_package_names_follow_language_codes() {
+        let error = language_missing("chi_sim");
+        assert!(
+            error.to_string().contains("tesseract-ocr-chi-sim"),
+            "{error}"
+        );
+        assert!(language_missing("eng")
+            .to_string()
+            .contains("tesseract-ocr-eng"));
+    }
+
+    #[test]
+    fn unusable_configurations_are_rejected() {
+        let base = OcrConfig::default();
+        for config in [
+            OcrConfig {
+                threads: 0,
+                ..base.clone()
+            },
+            OcrConfig {
+                language: "../eng".into(),
+                ..base.clone()
+            },
+            OcrConfig {
+                page_seg_mode: 14,
+                ..base.clone()
+            },
+        ] {
+            assert!(matches!(validate(&config), Err(OcrError::InvalidConfig(_))));
+        }
+    }
+
+    #[test]
+    fn missing_language_data_names_the_package() {
+        let dir = std::env::temp_dir();
+        let config = OcrConfig {
+            threads: 1,
+            language: "xyz".into(),
+            tessdata_dir: Some(dir),
+            ..OcrConfig::default()
+        };
+        let error = OcrPool::start(&config).unwrap_err();
+        assert!(
+            matches!(error, OcrError::LanguageDataMissing { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("tesseract-ocr-xyz"), "{error}");
+    }
+}
