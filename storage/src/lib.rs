@@ -1,1 +1,33 @@
-//! chartvault-storage (being written)
+//! chartvault-storage: everything chartvault keeps at rest, encrypted.
+//!
+//! This crate holds the at-rest guarantees and knows nothing of the app (no database, HTTP
+//! or OCR):
+//!
+//! - [`keys`]: key ids, per-object data keys, versioned key-encryption keys (KEKs), wrapping,
+//!   and the [`KeyProvider`] trait; [`keyfile`]: the key-file / environment provider.
+//! - [`envelope`]: the object format (chunked AES-256-GCM with the object's identity as
+//!   associated data), streaming [`EncryptWriter`] / seekable [`DecryptReader`].
+//! - [`blob`]: the [`BlobStore`] trait (atomic create, open, delete, rename, list) and
+//!   [`LocalBlobStore`]; the conformance tests every backend must pass live in `testsuite`
+//!   (cargo feature `testsuite`).
+//!
+//! A blob store stores bytes; it is the caller that puts only envelope-encrypted objects in
+//! it, so no plaintext ever reaches the disk.
+
+pub mod blob;
+pub mod envelope;
+mod error;
+pub mod keyfile;
+pub mod keys;
+
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
+
+pub use blob::{BlobName, BlobReader, BlobStore, BlobWriter, LocalBlobStore};
+pub use envelope::{
+    ciphertext_len, open, plaintext_len, read_header, read_key_id, seal, DecryptReader,
+    EncryptWriter, ObjectHeader, CHUNK_SIZE, HEADER_LEN, MAGIC,
+};
+pub use error::StorageError;
+pub use keyfile::KeyFile;
+pub use keys::{DataKey, Kek, KeyId, KeyProvider, WrappedKey};

@@ -1,0 +1,269 @@
+//! The [`BlobStore`] conformance suite (cargo feature `testsuite`, quickwit style).
+//!
+//! Every backend runs [`run_blob_store_conformance`] against a fresh, empty store; each
+//! check is also public so a backend can run them one by one. The checks panic on failure,
+//! naming the broken promise. Names used live under `conformance-*/` prefixes.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+
+use crate::{
+    read_key_id, BlobName, BlobStore, DataKey, DecryptReader, EncryptWriter, KeyId, StorageError,
+    CHUNK_SIZE,
+};
+
+/// Runs every check below, in order, against `store` (which must start empty).
+pub fn run_blob_store_conformance(store: &dyn BlobStore) {
+    committed_blob_reads_back_its_bytes(store);
+    empty_blob_round_trips(store);
+    blob_is_invisible_until_commit(store);
+    writer_dropped_without_commit_leaves_nothing(store);
+    open_of_missing_blob_is_not_found(store);
+    commit_replaces_an_existing_blob(store);
+    delete_is_idempotent(store);
+    rename_moves_a_blob_and_replaces_the_target(store);
+    rename_of_missing_blob_is_not_found(store);
+    list_is_recursive_sorted_and_filtered_by_prefix(store);
+    reader_seeks_anywhere(store);
+    encrypted_object_streams_through_the_store(store);
+}
+
+fn name(text: &str) -> BlobName {
+    BlobName::new(text).expect("conformance suite names are valid")
+}
+
+/// Writes and commits `bytes` under `blob`.
+pub fn put(store: &dyn BlobStore, blob: &BlobName, bytes: &[u8]) {
+    let mut writer = store.create(blob).expect("create");
+    writer.write_all(bytes).expect("write");
+    writer.commit().expect("commit");
+}
+
+/// Reads the whole blob.
+pub fn get(store: &dyn BlobStore, blob: &BlobName) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    store
+        .open(blob)
+        .expect("open")
+        .read_to_end(&mut bytes)
+        .expect("read");
+    bytes
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|index| (index % 251) as u8).collect()
+}
+
+pub fn committed_blob_reads_back_its_bytes(store: &dyn BlobStore) {
+    let blob = name("conformance-put/originals/3f/3f2a");
+    let bytes = pattern(200_000);
+    let mut writer = store.create(&blob).expect("create");
+    for piece in bytes.chunks(7_001) {
+        writer.write_all(piece).expect("write");
+    }
+    writer.commit().expect("commit");
+    assert!(
+        store.exists(&blob).expect("exists"),
+        "committed blob exists"
+    );
+    assert_eq!(
+        get(store, &blob),
+        bytes,
+        "committed blob reads back its bytes"
+    );
+}
+
+pub fn empty_blob_round_trips(store: &dyn BlobStore) {
+    let blob = name("conformance-empty/blob");
+    put(store, &blob, b"");
+    assert!(store.exists(&blob).expect("exists"));
+    assert_eq!(get(store, &blob), b"");
+}
+
+pub fn blob_is_invisible_until_commit(store: &dyn BlobStore) {
+    let blob = name("conformance-atomic/blob");
+    let mut writer = store.create(&blob).expect("create");
+    writer.write_all(&pattern(100_000)).expect("write");
+    writer.flush().expect("flush");
+    assert!(
+        !store.exists(&blob).expect("exists"),
+        "uncommitted blob must not exist"
+    );
+    assert!(
+        matches!(store.open(&blob), Err(StorageError::NotFound(_))),
+        "uncommitted blob must not open"
+    );
+    assert!(
+        store.list("conformance-atomic/").expect("list").is_empty(),
+        "uncommitted blob must not be listed"
+    );
+    writer.commit().expect("commit");
+    assert_eq!(
+        store.list("conformance-atomic/").expect("list"),
+        vec![blob.clone()]
+    );
+}
+
+pub fn writer_dropped_without_commit_leaves_nothing(store: &dyn BlobStore) {
+    let blob = name("conformance-dropped/blob");
+    let mut writer = store.create(&blob).expect("create");
+    writer.write_all(b"never committed").expect("write");
+    drop(writer);
+    assert!(!store.exists(&blob).expect("exists"));
+    assert!(store.list("conformance-dropped").expect("list").is_empty());
+}
+
+pub fn open_of_missing_blob_is_not_found(store: &dyn BlobStore) {
+    let blob = name("conformance-missing/nothing-here");
+    assert!(matches!(store.open(&blob), Err(StorageError::NotFound(_))));
+    assert!(!store.exists(&blob).expect("exists"));
+}
+
+pub fn commit_replaces_an_existing_blob(store: &dyn BlobStore) {
+    let blob = name("conformance-replace/blob");
+    put(store, &blob, b"first version, longer than the second");
+    put(store, &blob, b"second");
+    assert_eq!(get(store, &blob), b"second");
+    assert_eq!(
+        store.list("conformance-replace/").expect("list"),
+        vec![blob]
+    );
+}
+
+pub fn delete_is_idempotent(store: &dyn BlobStore) {
+    let blob = name("conformance-delete/blob");
+    put(store, &blob, b"to be shredded");
+    store.delete(&blob).expect("delete");
+    assert!(!store.exists(&blob).expect("exists"));
+    assert!(matches!(store.open(&blob), Err(StorageError::NotFound(_))));
+    store.delete(&blob).expect("deleting again succeeds");
+    store
+        .delete(&name("conformance-delete/never-existed"))
+        .expect("deleting a missing blob succeeds");
+}
+
+pub fn rename_moves_a_blob_and_replaces_the_target(store: &dyn BlobStore) {
+    let staging = name("conformance-rename/staging/upload-1");
+    let target = name("conformance-rename/originals/ab/abcdef");
+    put(store, &staging, b"promoted bytes");
+    store.rename(&staging, &target).expect("rename");
+    assert!(!store.exists(&staging).expect("exists"));
+    assert_eq!(get(store, &target), b"promoted bytes");
+
+    put(store, &staging, b"newer bytes");
+    store.rename(&staging, &target).expect("rename over");
+    assert_eq!(get(store, &target), b"newer bytes");
+    assert_eq!(
+        store.list("conformance-rename/").expect("list"),
+        vec![target]
+    );
+}
+
+pub fn rename_of_missing_blob_is_not_found(store: &dyn BlobStore) {
+    let result = store.rename(
+        &name("conformance-rename-missing/from"),
+        &name("conformance-rename-missing/to"),
+    );
+    assert!(matches!(result, Err(StorageError::NotFound(_))));
+    assert!(!store
+        .exists(&name("conformance-rename-missing/to"))
+        .expect("exists"));
+}
+
+pub fn list_is_recursive_sorted_and_filtered_by_prefix(store: &dyn BlobStore) {
+    let names = [
+        "conformance-list/b/d/e",
+        "conformance-list/a",
+        "conformance-list/bx",
+        "conformance-list/b/c",
+    ];
+    for text in names {
+        put(store, &name(text), text.as_bytes());
+    }
+    let listed = |prefix: &str| -> Vec<String> {
+        store
+            .list(prefix)
+            .expect("list")
+            .iter()
+            .map(|blob| blob.to_string())
+            .collect()
+    };
+    assert_eq!(
+        listed("conformance-list/"),
+        [
+            "conformance-list/a",
+            "conformance-list/b/c",
+            "conformance-list/b/d/e",
+            "conformance-list/bx"
+        ]
+    );
+    assert_eq!(
+        listed("conformance-list/b"),
+        [
+            "conformance-list/b/c",
+            "conformance-list/b/d/e",
+            "conformance-list/bx"
+        ]
+    );
+    assert_eq!(
+        listed("conformance-list/b/"),
+        ["conformance-list/b/c", "conformance-list/b/d/e"]
+    );
+    assert_eq!(listed("conformance-list/b/d/e"), ["conformance-list/b/d/e"]);
+    assert!(listed("conformance-list/zz").is_empty());
+    assert!(listed("conformance-nothing/").is_empty());
+    let everything = listed("");
+    assert!(
+        everything.windows(2).all(|pair| pair[0] < pair[1]),
+        "sorted"
+    );
+    for text in names {
+        assert!(
+            everything.iter().any(|listed| listed == text),
+            "{text} listed"
+        );
+    }
+}
+
+pub fn reader_seeks_anywhere(store: &dyn BlobStore) {
+    let blob = name("conformance-seek/blob");
+    let bytes = pattern(10_000);
+    put(store, &blob, &bytes);
+    let mut reader = store.open(&blob).expect("open");
+    let mut buffer = [0u8; 10];
+    reader.seek(SeekFrom::Start(5_000)).expect("seek");
+    reader.read_exact(&mut buffer).expect("read");
+    assert_eq!(buffer, bytes[5_000..5_010]);
+    reader.seek(SeekFrom::End(-10)).expect("seek");
+    reader.read_exact(&mut buffer).expect("read");
+    assert_eq!(buffer, bytes[9_990..]);
+    reader.seek(SeekFrom::Current(-20)).expect("seek");
+    reader.read_exact(&mut buffer).expect("read");
+    assert_eq!(buffer, bytes[9_980..9_990]);
+    assert_eq!(reader.seek(SeekFrom::End(0)).expect("seek"), 10_000);
+}
+
+pub fn encrypted_object_streams_through_the_store(store: &dyn BlobStore) {
+    let blob = name("conformance-encrypted/object");
+    let key_id = KeyId::generate();
+    let key = DataKey::generate();
+    let aad = b"document 1 / original";
+    let plaintext = pattern(3 * CHUNK_SIZE + 5);
+
+    let mut writer = EncryptWriter::new(store.create(&blob).expect("create"), &key_id, &key, aad)
+        .expect("header");
+    writer.write_all(&plaintext).expect("write");
+    writer.finish().expect("finish").commit().expect("commit");
+
+    let mut raw = store.open(&blob).expect("open");
+    assert_eq!(read_key_id(&mut raw).expect("header"), key_id);
+    raw.seek(SeekFrom::Start(0)).expect("rewind");
+    let mut reader = DecryptReader::new(raw, &key, aad).expect("decrypt");
+    let mut tail = [0u8; 10];
+    reader.seek(SeekFrom::End(-10)).expect("seek");
+    reader.read_exact(&mut tail).expect("read tail");
+    assert_eq!(tail, plaintext[plaintext.len() - 10..]);
+    reader.seek(SeekFrom::Start(0)).expect("seek");
+    let mut all = Vec::new();
+    reader.read_to_end(&mut all).expect("read");
+    assert!(all == plaintext, "decrypted object equals the plaintext");
+}
