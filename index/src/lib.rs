@@ -5,13 +5,13 @@
 //! is indexed (with positions, for phrases) but never stored.
 //!
 //! Map:
-//! - [`schema`]: fields, the `cv_text` analyzer, term encodings.
-//! - [`query`]: the user query language, parsed here so users can only search page text.
-//! - [`search`]: [`SearchIndex`] and authorised [`SearchIndex::search`], where the caller's
+//! - [`schema`] — fields, the `cv_text` analyzer, term encodings.
+//! - [`query`] — the user query language, parsed here so users can only search page text.
+//! - [`search`] — [`SearchIndex`] and authorised [`SearchIndex::search`], where the caller's
 //!   permissions are clauses of the tantivy query.
-//! - [`highlight`]: [`Highlighter`], snippets and OCR word-box matching.
-//! - [`writer`]: [`IndexWriterService`], the single batching writer thread.
-//! - [`error`]: [`IndexError`].
+//! - [`highlight`] — [`Highlighter`], snippets and OCR word-box matching.
+//! - [`writer`] — [`IndexWriterService`], the single batching writer thread.
+//! - [`error`] — [`IndexError`].
 //!
 //! The crate knows nothing of HTTP, the database or OCR; storage is any tantivy
 //! `Directory`, so an encrypting one can be slotted in with [`SearchIndex::open_in`].
