@@ -137,3 +137,36 @@ pub(crate) fn date_value(date: NaiveDate) -> DateTime {
         .timestamp();
     DateTime::from_timestamp_secs(seconds)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_text_is_indexed_with_positions_but_not_stored() {
+        let schema = build_schema();
+        let entry = schema.get_field_entry(schema.get_field(F_TEXT).expect("text field"));
+        assert!(!entry.is_stored());
+        assert!(entry
+            .field_type()
+            .get_index_record_option()
+            .is_some_and(IndexRecordOption::has_positions));
+    }
+
+    #[test]
+    fn doc_page_keys_sort_by_document_then_page() {
+        let document = Uuid::from_u128(7);
+        assert!(doc_page_key(document, 9) < doc_page_key(document, 10));
+        assert!(doc_page_key(document, u32::MAX) < doc_page_key(Uuid::from_u128(8), 1));
+    }
+
+    #[test]
+    fn analyzer_folds_case_and_accents_and_drops_long_tokens() {
+        let mut analyzer = text_analyzer();
+        let long = "x".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(
+            analyze(&mut analyzer, &format!("Café, METFORMIN {long} naïve")),
+            vec!["cafe", "metformin", "naive"]
+        );
+    }
+}

@@ -325,3 +325,24 @@ impl Batcher {
         self.pending_pages = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_record_debug_output_omits_the_text() {
+        let record = PageRecord {
+            document_id: Uuid::nil(),
+            page: 1,
+            patient_id: Uuid::nil(),
+            document_type: "discharge-summary".to_string(),
+            category: "general".to_string(),
+            service_date: None,
+            text: "Jane Doe takes metformin".to_string(),
+        };
+        let debug = format!("{record:?}");
+        assert!(!debug.contains("metformin"), "{debug}");
+        assert!(debug.contains("text_bytes"));
+    }
+}
