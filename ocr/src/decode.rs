@@ -193,7 +193,7 @@ fn decode_tiff_page<R: Read + Seek>(
     let samples = usize::from(page.samples_per_pixel);
     let pixels = match decoded {
         DecodingResult::U8(data) if page.photometric == PHOTOMETRIC_RGB => {
-            rgb_to_gray(&data, width, height, samples, |v| u32::from(v))
+            rgb_to_gray(&data, width, height, samples, u32::from)
         }
         DecodingResult::U16(data) if page.photometric == PHOTOMETRIC_RGB => {
             rgb_to_gray(&data, width, height, samples, |v| u32::from(v >> 8))
