@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --bin chartvault
+# libgomp reads this once at load time: set it before the process starts.
+export OMP_THREAD_LIMIT=1
 exec target/debug/chartvault serve "$@"

@@ -112,7 +112,10 @@ pub async fn issue_token(db: &Db, user: UserId, ttl_days: u32) -> sqlx::Result<(
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let client_addr = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -126,7 +129,9 @@ impl FromRequestParts<AppState> for Principal {
             .strip_prefix("Bearer ")
             .map(str::trim)
             .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() < 100)
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+            })?;
         let invalid = || ApiError::unauthorized("the token is unknown, expired or revoked");
         let owner = state
             .db
@@ -237,7 +242,11 @@ mod tests {
             (Role::Auditor, Action::LookupPatient, Decision::Forbidden),
         ];
         for (role, action, expected) in expectations {
-            assert_eq!(decide(&principal(role), action, None), expected, "{role:?} {action:?}");
+            assert_eq!(
+                decide(&principal(role), action, None),
+                expected,
+                "{role:?} {action:?}"
+            );
         }
     }
 

@@ -16,7 +16,11 @@ use crate::db::Db;
 use crate::domain::Role;
 
 #[derive(Parser, Debug)]
-#[command(name = "chartvault", version, about = "Encrypted, searchable archive of scanned medical records")]
+#[command(
+    name = "chartvault",
+    version,
+    about = "Encrypted, searchable archive of scanned medical records"
+)]
 pub struct Cli {
     /// Settings file (default: ./config.toml when present, else the embedded defaults).
     #[arg(long, global = true, value_name = "FILE")]
@@ -141,7 +145,10 @@ pub async fn user_add(config: &Config, name: &str, role: Role) -> anyhow::Result
     }
     let user = db.create_user(name, role).await?;
     let (token_id, token) = crate::auth::issue_token(&db, user, config.auth.token_ttl_days).await?;
-    eprintln!("created user {name} ({}) with token id {token_id}", role.as_str());
+    eprintln!(
+        "created user {name} ({}) with token id {token_id}",
+        role.as_str()
+    );
     Ok(token)
 }
 
@@ -168,7 +175,11 @@ pub async fn user_disable(config: &Config, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn token_revoke(config: &Config, id: Option<&str>, user: Option<&str>) -> anyhow::Result<()> {
+pub async fn token_revoke(
+    config: &Config,
+    id: Option<&str>,
+    user: Option<&str>,
+) -> anyhow::Result<()> {
     let db = open_db(config).await?;
     let revoked = db.revoke_tokens(id, user).await?;
     if revoked == 0 {
@@ -181,15 +192,21 @@ pub async fn token_revoke(config: &Config, id: Option<&str>, user: Option<&str>)
 fn read_metadata(source: &str, files: usize) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut text = String::new();
     if source == "-" {
-        std::io::stdin().read_to_string(&mut text).context("reading metadata from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading metadata from stdin")?;
     } else {
         text = std::fs::read_to_string(source).context("reading the metadata file")?;
     }
-    let value: serde_json::Value = serde_json::from_str(&text).context("the metadata is not valid JSON")?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).context("the metadata is not valid JSON")?;
     match value {
         serde_json::Value::Array(items) => {
             if items.len() != files {
-                bail!("the metadata array has {} entries for {files} files", items.len());
+                bail!(
+                    "the metadata array has {} entries for {files} files",
+                    items.len()
+                );
             }
             Ok(items)
         }
@@ -215,17 +232,38 @@ pub async fn ingest(files: &[PathBuf], metadata: &str, client: &ClientArgs) -> a
         let length = file.metadata().await?.len();
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
         let form = reqwest::multipart::Form::new()
-            .part("metadata", reqwest::multipart::Part::text(meta.to_string()).mime_str("application/json")?)
-            .part("file", reqwest::multipart::Part::stream_with_length(body, length).file_name("scan"));
-        let response = http.post(&url).bearer_auth(&client.token).multipart(form).send().await?;
+            .part(
+                "metadata",
+                reqwest::multipart::Part::text(meta.to_string()).mime_str("application/json")?,
+            )
+            .part(
+                "file",
+                reqwest::multipart::Part::stream_with_length(body, length).file_name("scan"),
+            );
+        let response = http
+            .post(&url)
+            .bearer_auth(&client.token)
+            .multipart(form)
+            .send()
+            .await?;
         let status = response.status();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         progress.suspend(|| {
             if status.is_success() {
-                println!("{}\t{}\t{}", index + 1, body["id"].as_str().unwrap_or("?"), body["status"].as_str().unwrap_or("?"));
+                println!(
+                    "{}\t{}\t{}",
+                    index + 1,
+                    body["id"].as_str().unwrap_or("?"),
+                    body["status"].as_str().unwrap_or("?")
+                );
             } else {
                 failures += 1;
-                eprintln!("file {}: {} {}", index + 1, status.as_u16(), body["message"].as_str().unwrap_or(""));
+                eprintln!(
+                    "file {}: {} {}",
+                    index + 1,
+                    status.as_u16(),
+                    body["message"].as_str().unwrap_or("")
+                );
             }
         });
         progress.inc(1);
@@ -248,7 +286,11 @@ pub async fn search(query: &str, limit: usize, client: &ClientArgs) -> anyhow::R
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     if !status.is_success() {
-        bail!("{} {}", status.as_u16(), body["message"].as_str().unwrap_or(""));
+        bail!(
+            "{} {}",
+            status.as_u16(),
+            body["message"].as_str().unwrap_or("")
+        );
     }
     println!("{} pages match", body["total"]);
     for hit in body["hits"].as_array().into_iter().flatten() {

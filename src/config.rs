@@ -216,8 +216,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let figment = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::string("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n"));
+        let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n",
+        ));
         assert!(figment.extract::<Config>().is_err());
     }
 }

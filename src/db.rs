@@ -385,21 +385,25 @@ impl Db {
 
     /// Jobs that were running when the process stopped go back to the queue.
     pub async fn requeue_running_jobs(&self) -> sqlx::Result<u64> {
-        let done = sqlx::query("UPDATE jobs SET state = 'pending', updated_at = $1 WHERE state = 'running'")
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', updated_at = $1 WHERE state = 'running'",
+        )
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
     /// Puts one job back in the queue after a transient failure.
     pub async fn requeue_job(&self, job: &Job, error: &str) -> sqlx::Result<()> {
-        sqlx::query("UPDATE jobs SET state = 'pending', last_error = $1, updated_at = $2 WHERE id = $3")
-            .bind(error)
-            .bind(now())
-            .bind(job.id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET state = 'pending', last_error = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(error)
+        .bind(now())
+        .bind(job.id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -441,15 +445,22 @@ impl Db {
         tx.commit().await
     }
 
-    pub async fn fail_job(&self, job: &Job, document: DocumentId, reason: &str) -> sqlx::Result<()> {
+    pub async fn fail_job(
+        &self,
+        job: &Job,
+        document: DocumentId,
+        reason: &str,
+    ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         let at = now();
-        sqlx::query("UPDATE jobs SET state = 'failed', last_error = $1, updated_at = $2 WHERE id = $3")
-            .bind(reason)
-            .bind(&at)
-            .bind(job.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET state = 'failed', last_error = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(reason)
+        .bind(&at)
+        .bind(job.id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE documents SET status = 'failed', failure_reason = $1 WHERE id = $2")
             .bind(reason)
             .bind(document.to_string())
@@ -546,15 +557,21 @@ impl Db {
     }
 
     /// Revokes one token by id, or every token of a user by name. Returns how many.
-    pub async fn revoke_tokens(&self, token_id: Option<&str>, user: Option<&str>) -> sqlx::Result<u64> {
+    pub async fn revoke_tokens(
+        &self,
+        token_id: Option<&str>,
+        user: Option<&str>,
+    ) -> sqlx::Result<u64> {
         let at = now();
         let done = match (token_id, user) {
             (Some(id), _) => {
-                sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                    .bind(&at)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?
+                sqlx::query(
+                    "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(&at)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
             }
             (None, Some(name)) => {
                 sqlx::query(

@@ -78,7 +78,9 @@ impl ValidMetadata {
             .map(|e| e.trim().to_string())
             .filter(|e| !e.is_empty());
         if encounter.as_ref().is_some_and(|e| e.len() > 64) {
-            return Err(ApiError::invalid("metadata.encounter must be at most 64 characters"));
+            return Err(ApiError::invalid(
+                "metadata.encounter must be at most 64 characters",
+            ));
         }
         Ok(ValidMetadata {
             mrn,
@@ -161,10 +163,15 @@ impl StagingUpload {
         if self.received > self.limit {
             return Err(too_large(self.limit));
         }
-        let sender = self.chunks.as_ref().expect("push is never called after finish");
+        let sender = self
+            .chunks
+            .as_ref()
+            .expect("push is never called after finish");
         if sender.send(chunk).await.is_err() {
             // The writer stopped early: its error surfaces in finish().
-            return Err(ApiError::internal(anyhow::anyhow!("staging writer stopped")));
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "staging writer stopped"
+            )));
         }
         Ok(())
     }
@@ -326,10 +333,17 @@ pub fn format_of(content_type: &str) -> Option<ScanFormat> {
 }
 
 fn scan_error(error: chartvault_ocr::ScanError) -> ApiError {
-    if error.is_unsupported_format() {
-        return ApiError::new(ErrorCode::UnsupportedMediaType, error.to_string());
+    use chartvault_ocr::ScanError;
+    match error {
+        ScanError::UnknownFormat => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "unsupported file type: chartvault accepts JPEG, PNG and TIFF scans \
+             (recognised by their content, not their name)",
+        ),
+        ScanError::Empty => ApiError::invalid("the file is empty"),
+        // The crate's messages describe the file's structure, never its content.
+        other => ApiError::new(ErrorCode::InvalidScan, other.to_string()),
     }
-    ApiError::new(ErrorCode::InvalidScan, error.to_string())
 }
 
 #[cfg(test)]
@@ -338,8 +352,10 @@ mod tests {
 
     #[test]
     fn metadata_errors_name_the_field_not_the_value() {
-        let err = ValidMetadata::parse(br#"{"patient":{"mrn":"12 34","name":"Jane"},"document_type":"x"}"#)
-            .unwrap_err();
+        let err = ValidMetadata::parse(
+            br#"{"patient":{"mrn":"12 34","name":"Jane"},"document_type":"x"}"#,
+        )
+        .unwrap_err();
         assert!(err.message.contains("mrn"));
         assert!(!err.message.contains("12 34"));
         let err = ValidMetadata::parse(br#"{"patient":{"mrn":"1","name":"Jane Q Doe"},"document_type":"x","service_date":"Jane Q Doe"}"#)

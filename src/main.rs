@@ -6,13 +6,21 @@ use chartvault::startup::{disable_core_dumps, shutdown_signal, Application};
 
 fn main() -> anyhow::Result<()> {
     // Tesseract with OpenMP threads is several times slower here: one engine per core.
+    // libgomp reads this variable only when it loads, so scripts/serve.sh exports it; the
+    // OCR pool also turns OpenMP off on each engine thread. Set here for child processes.
     if std::env::var_os("OMP_THREAD_LIMIT").is_none() {
         std::env::set_var("OMP_THREAD_LIMIT", "1");
     }
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let default_level = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Runtime::new()?;
@@ -56,7 +64,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = cli::load_config(config_path, &data)?;
             cli::token_revoke(&config, id.as_deref(), user.as_deref()).await
         }
-        Command::Ingest { files, metadata, client } => cli::ingest(&files, &metadata, &client).await,
-        Command::Search { query, limit, client } => cli::search(&query, limit, &client).await,
+        Command::Ingest {
+            files,
+            metadata,
+            client,
+        } => cli::ingest(&files, &metadata, &client).await,
+        Command::Search {
+            query,
+            limit,
+            client,
+        } => cli::search(&query, limit, &client).await,
     }
 }

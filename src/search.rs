@@ -63,7 +63,11 @@ pub struct WordBox {
     pub height: u32,
 }
 
-pub async fn search(state: &AppState, principal: &Principal, body: SearchBody) -> ApiResult<SearchResponse> {
+pub async fn search(
+    state: &AppState,
+    principal: &Principal,
+    body: SearchBody,
+) -> ApiResult<SearchResponse> {
     authorize(&state.db, principal, Action::Search, None).await?;
     let query = body.query.trim().to_string();
     if query.is_empty() {
@@ -130,10 +134,17 @@ pub async fn search(state: &AppState, principal: &Principal, body: SearchBody) -
         let Some(patient) = state.db.patient(doc.patient_id).await? else {
             continue;
         };
-        let text = state.vault.get(ObjectRef::PageText(doc_id, hit.page)).await?;
+        let text = state
+            .vault
+            .get(ObjectRef::PageText(doc_id, hit.page))
+            .await?;
         let text = String::from_utf8_lossy(&text);
-        let words_json = state.vault.get(ObjectRef::PageWords(doc_id, hit.page)).await?;
-        let words: Vec<OcrWord> = serde_json::from_slice(&words_json).map_err(ApiError::internal)?;
+        let words_json = state
+            .vault
+            .get(ObjectRef::PageWords(doc_id, hit.page))
+            .await?;
+        let words: Vec<OcrWord> =
+            serde_json::from_slice(&words_json).map_err(ApiError::internal)?;
         let boxes = words
             .iter()
             .filter(|w| results.highlighter.matches_word(&w.text))
@@ -162,8 +173,18 @@ pub async fn search(state: &AppState, principal: &Principal, body: SearchBody) -
     let mut patients: Vec<String> = hits.iter().map(|h| h.patient.id.to_string()).collect();
     patients.sort();
     patients.dedup();
-    let detail = serde_json::json!({ "patients": patients, "hits": hits.len(), "total": results.total });
-    audit(&state.db, principal, Action::Search, "ok", None, None, Some(detail)).await?;
+    let detail =
+        serde_json::json!({ "patients": patients, "hits": hits.len(), "total": results.total });
+    audit(
+        &state.db,
+        principal,
+        Action::Search,
+        "ok",
+        None,
+        None,
+        Some(detail),
+    )
+    .await?;
     Ok(SearchResponse {
         total: results.total,
         hits,

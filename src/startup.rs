@@ -49,7 +49,9 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         create_data_dir(&config)?;
         let keys = load_keys(&config)?;
-        let db = Db::open(&config.db_path()).await.context("opening the database")?;
+        let db = Db::open(&config.db_path())
+            .await
+            .context("opening the database")?;
         let blobs = LocalBlobStore::open(config.blobs_dir())?;
         blobs.remove_stale_temp_files()?;
         let vault = Vault::new(Arc::new(blobs), keys, db.clone());
@@ -57,7 +59,8 @@ impl Application {
         if leftovers > 0 {
             tracing::info!(leftovers, "removed staging objects of interrupted uploads");
         }
-        let index = SearchIndex::open_or_create(&config.index_dir()).context("opening the index")?;
+        let index =
+            SearchIndex::open_or_create(&config.index_dir()).context("opening the index")?;
         let index_writer = IndexWriterService::start(
             &index,
             Duration::from_millis(config.index.commit_interval_ms),
@@ -78,7 +81,8 @@ impl Application {
 
         let first_admin_token = if db.user_count().await? == 0 {
             let user = db.create_user("admin", Role::Admin).await?;
-            let (_, token) = crate::auth::issue_token(&db, user, config.auth.token_ttl_days).await?;
+            let (_, token) =
+                crate::auth::issue_token(&db, user, config.auth.token_ttl_days).await?;
             Some(token)
         } else {
             None
@@ -117,7 +121,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then drains requests, stops the job loops and
     /// commits the index.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let app = router(self.state.clone());
         let cancel = state.shutdown.clone();

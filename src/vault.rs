@@ -86,8 +86,13 @@ impl Vault {
 
     pub async fn store_key(&self, key: &NewKey) -> sqlx::Result<()> {
         let mut tx = self.db.begin().await?;
-        Db::insert_key(&mut tx, &key.id.to_hex(), key.wrapped.kek_version, &key.wrapped.bytes)
-            .await?;
+        Db::insert_key(
+            &mut tx,
+            &key.id.to_hex(),
+            key.wrapped.kek_version,
+            &key.wrapped.bytes,
+        )
+        .await?;
         tx.commit().await
     }
 
@@ -143,15 +148,14 @@ impl Vault {
     ) -> anyhow::Result<DecryptReader<Box<dyn BlobReader>>> {
         let blobs = self.blobs.clone();
         let name = name.clone();
-        let (reader, key_id) = tokio::task::spawn_blocking(
-            move || -> anyhow::Result<(Box<dyn BlobReader>, KeyId)> {
+        let (reader, key_id) =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(Box<dyn BlobReader>, KeyId)> {
                 let mut reader = blobs.open(&name)?;
                 let key_id = read_key_id(&mut reader)?;
                 reader.seek(SeekFrom::Start(0))?;
                 Ok((reader, key_id))
-            },
-        )
-        .await??;
+            })
+            .await??;
         let key = self.data_key(&key_id).await?;
         Ok(DecryptReader::new(reader, &key, aad)?)
     }
@@ -159,12 +163,14 @@ impl Vault {
     /// Decrypts a whole (small) object into memory.
     pub async fn get(&self, object: ObjectRef) -> anyhow::Result<Vec<u8>> {
         let mut reader = self.open(object).await?;
-        Ok(tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            let mut out = Vec::new();
-            reader.read_to_end(&mut out)?;
-            Ok(out)
-        })
-        .await??)
+        Ok(
+            tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                let mut out = Vec::new();
+                reader.read_to_end(&mut out)?;
+                Ok(out)
+            })
+            .await??,
+        )
     }
 
     /// A writer for a staging object: the upload is encrypted as it arrives.
@@ -189,7 +195,11 @@ impl Vault {
         key: &DataKey,
     ) -> anyhow::Result<DecryptReader<Box<dyn BlobReader>>> {
         let reader = self.blobs.open(&ObjectRef::staging_name(doc))?;
-        Ok(DecryptReader::new(reader, key, &ObjectRef::Original(doc).aad())?)
+        Ok(DecryptReader::new(
+            reader,
+            key,
+            &ObjectRef::Original(doc).aad(),
+        )?)
     }
 
     pub fn discard_staging(&self, doc: DocumentId) {
@@ -200,8 +210,10 @@ impl Vault {
 
     /// Promotes a staged upload to the original (atomic rename, fsynced).
     pub fn promote_staging(&self, doc: DocumentId) -> anyhow::Result<()> {
-        self.blobs
-            .rename(&ObjectRef::staging_name(doc), &ObjectRef::Original(doc).blob_name())?;
+        self.blobs.rename(
+            &ObjectRef::staging_name(doc),
+            &ObjectRef::Original(doc).blob_name(),
+        )?;
         Ok(())
     }
 

@@ -140,7 +140,11 @@ async fn process_document(state: &AppState, doc_id: DocumentId) -> Result<usize,
             .get(ObjectRef::PageText(doc_id, page))
             .await
             .map_err(Failure::transient)?;
-        records.push(page_record(&doc, page, String::from_utf8_lossy(&text).into_owned()));
+        records.push(page_record(
+            &doc,
+            page,
+            String::from_utf8_lossy(&text).into_owned(),
+        ));
     }
     let count = records.len();
     state
@@ -207,12 +211,18 @@ async fn process_page(
 
     let words = serde_json::to_vec(&ocr.words).map_err(|e| Failure::transient(e.into()))?;
     let store = async {
-        state.vault.put(ObjectRef::PageImage(doc.id, page), png).await?;
+        state
+            .vault
+            .put(ObjectRef::PageImage(doc.id, page), png)
+            .await?;
         state
             .vault
             .put(ObjectRef::PageText(doc.id, page), ocr.text.into_bytes())
             .await?;
-        state.vault.put(ObjectRef::PageWords(doc.id, page), words).await?;
+        state
+            .vault
+            .put(ObjectRef::PageWords(doc.id, page), words)
+            .await?;
         anyhow::Ok(())
     };
     store.await.map_err(Failure::transient)?;

@@ -11,11 +11,15 @@
 //!   permissions are clauses of the tantivy query.
 //! - [`highlight`] — [`Highlighter`], snippets and OCR word-box matching.
 //! - [`writer`] — [`IndexWriterService`], the single batching writer thread.
+//! - [`encrypted_directory`] — [`EncryptedDirectory`], the tantivy directory that keeps every
+//!   index file encrypted at rest.
 //! - [`error`] — [`IndexError`].
 //!
 //! The crate knows nothing of HTTP, the database or OCR; storage is any tantivy
-//! `Directory`, so an encrypting one can be slotted in with [`SearchIndex::open_in`].
+//! `Directory`; production wraps the mmap directory in an [`EncryptedDirectory`] and hands it
+//! to [`SearchIndex::open_in_directory`].
 
+pub mod encrypted_directory;
 pub mod error;
 pub mod highlight;
 pub mod query;
@@ -23,6 +27,7 @@ pub mod schema;
 pub mod search;
 pub mod writer;
 
+pub use encrypted_directory::EncryptedDirectory;
 pub use error::IndexError;
 pub use highlight::Highlighter;
 pub use search::{SearchHit, SearchIndex, SearchRequest, SearchResults};

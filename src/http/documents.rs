@@ -5,12 +5,13 @@
 use std::io::Read;
 
 use axum::body::Body;
-use axum::extract::multipart::{Multipart, MultipartRejection};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::multipart::Multipart;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::auth::{audit, authorize, Action, Principal, Resource};
@@ -18,7 +19,7 @@ use crate::db::{Document, PageRow};
 use crate::domain::{DocumentId, DocumentStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
-use crate::ingest::{self, Accepted, Staged, StagingUpload, ValidMetadata};
+use crate::ingest::{self, Staged, StagingUpload, ValidMetadata};
 use crate::vault::ObjectRef;
 
 const MAX_METADATA_BYTES: usize = 64 * 1024;
@@ -27,44 +28,98 @@ const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
 
 pub async fn upload(
     State(state): State<AppState>,
-    principal: Principal,
-    headers: HeaderMap,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    authorize(&state.db, &principal, Action::Ingest, None).await?;
+    principal: Result<Principal, ApiError>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let principal = match principal {
+        Ok(principal) => principal,
+        Err(error) => return refuse(error, body).await,
+    };
+    if let Err(error) = authorize(&state.db, &principal, Action::Ingest, None).await {
+        return refuse(error, body).await;
+    }
     let limit = state.config.limits.max_upload_bytes;
-    let declared = headers
+    let declared = parts
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit + MULTIPART_OVERHEAD) {
-        return Err(ingest::too_large(limit));
+        return refuse(ingest::too_large(limit), body).await;
     }
-    let mut multipart = multipart.map_err(|_| {
-        ApiError::invalid("the body must be multipart/form-data with parts 'file' and 'metadata'")
-    })?;
+    let request = Request::from_parts(parts, body);
+    let mut multipart = match Multipart::from_request(request, &state).await {
+        Ok(multipart) => multipart,
+        Err(_) => {
+            return ApiError::invalid(
+                "the body must be multipart/form-data with parts 'file' and 'metadata'",
+            )
+            .into_response()
+        }
+    };
 
     let mut metadata: Option<ValidMetadata> = None;
     let mut staged: Option<Staged> = None;
     let outcome = read_parts(&state, &mut multipart, limit, &mut metadata, &mut staged).await;
     let result = match (outcome, metadata, staged.take()) {
         (Err(error), _, staged) => Err((error, staged)),
-        (Ok(()), None, staged) => Err((ApiError::invalid("the 'metadata' part is missing"), staged)),
+        (Ok(()), None, staged) => {
+            Err((ApiError::invalid("the 'metadata' part is missing"), staged))
+        }
         (Ok(()), Some(_), None) => Err((ApiError::invalid("the 'file' part is missing"), None)),
         (Ok(()), Some(metadata), Some(staged)) => Ok((metadata, staged)),
     };
     match result {
         Ok((metadata, staged)) => {
-            let accepted = ingest::accept(&state, staged, metadata, &principal).await?;
-            Ok((StatusCode::ACCEPTED, Json(accepted)))
+            match ingest::accept(&state, staged, metadata, &principal).await {
+                Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+                Err(error) => error.into_response(),
+            }
         }
         Err((error, staged)) => {
             if let Some(staged) = staged {
                 state.vault.discard_staging(staged.doc);
             }
-            Err(error)
+            drain_multipart(&mut multipart).await;
+            error.into_response()
         }
     }
+}
+
+/// How much of a refused upload is read and discarded so the client, still sending, gets
+/// the error instead of a reset connection. Past this the connection is simply closed.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn refuse(error: ApiError, body: Body) -> Response {
+    let mut stream = body.into_data_stream();
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    error.into_response()
+}
+
+async fn drain_multipart(multipart: &mut Multipart) {
+    let drain = async {
+        let mut seen = 0usize;
+        while let Ok(Some(mut field)) = multipart.next_field().await {
+            while let Ok(Some(chunk)) = field.chunk().await {
+                seen += chunk.len();
+                if seen > DRAIN_BYTES {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
 }
 
 async fn read_parts(
@@ -139,7 +194,16 @@ async fn readable_document(
         return Err(ApiError::not_found());
     };
     let Some(doc) = state.db.document(id).await? else {
-        audit(&state.db, principal, Action::ReadDocument, "not-found", None, Some(id), None).await?;
+        audit(
+            &state.db,
+            principal,
+            Action::ReadDocument,
+            "not-found",
+            None,
+            Some(id),
+            None,
+        )
+        .await?;
         return Err(ApiError::not_found());
     };
     let resource = Resource {
@@ -215,7 +279,11 @@ pub async fn original(
         ),
         (header::CACHE_CONTROL, "no-store".to_string()),
     ];
-    Ok((headers, Body::from_stream(decrypting_stream(reader, doc.id))).into_response())
+    Ok((
+        headers,
+        Body::from_stream(decrypting_stream(reader, doc.id)),
+    )
+        .into_response())
 }
 
 /// Streams a decrypting reader from a blocking thread, 64 KiB at a time. A chunk that fails
@@ -232,7 +300,10 @@ fn decrypting_stream<R: Read + Send + 'static>(
             match reader.read(&mut buffer) {
                 Ok(0) => return,
                 Ok(n) => {
-                    if tx.blocking_send(Ok(Bytes::copy_from_slice(&buffer[..n]))).is_err() {
+                    if tx
+                        .blocking_send(Ok(Bytes::copy_from_slice(&buffer[..n])))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -244,7 +315,9 @@ fn decrypting_stream<R: Read + Send + 'static>(
             }
         }
     });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }
 
 async fn page_artifact(
@@ -288,7 +361,14 @@ pub async fn page_image(
     Path((id, page)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let (_, bytes) = page_artifact(&state, &principal, &id, &page, "image").await?;
-    Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")], bytes).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 pub async fn page_text(
@@ -298,7 +378,10 @@ pub async fn page_text(
 ) -> ApiResult<Response> {
     let (_, bytes) = page_artifact(&state, &principal, &id, &page, "text").await?;
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         bytes,
     )
         .into_response())
@@ -311,7 +394,10 @@ pub async fn page_words(
 ) -> ApiResult<Response> {
     let (_, bytes) = page_artifact(&state, &principal, &id, &page, "words").await?;
     Ok((
-        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         bytes,
     )
         .into_response())

@@ -44,9 +44,18 @@ pub fn router(state: AppState) -> Router {
         .route("/documents", post(documents::upload))
         .route("/documents/{id}", get(documents::metadata))
         .route("/documents/{id}/original", get(documents::original))
-        .route("/documents/{id}/pages/{page}/image", get(documents::page_image))
-        .route("/documents/{id}/pages/{page}/text", get(documents::page_text))
-        .route("/documents/{id}/pages/{page}/words", get(documents::page_words))
+        .route(
+            "/documents/{id}/pages/{page}/image",
+            get(documents::page_image),
+        )
+        .route(
+            "/documents/{id}/pages/{page}/text",
+            get(documents::page_text),
+        )
+        .route(
+            "/documents/{id}/pages/{page}/words",
+            get(documents::page_words),
+        )
         .route("/search", post(search))
         .route("/patients/lookup", post(patients::lookup));
     Router::new()
@@ -116,7 +125,9 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Val
             "not ready: the database or the index is unavailable",
         ));
     }
-    Ok(Json(serde_json::json!({ "status": "ready", "ocr_threads": state.ocr.threads() })))
+    Ok(Json(
+        serde_json::json!({ "status": "ready", "ocr_threads": state.ocr.threads() }),
+    ))
 }
 
 async fn search(
@@ -140,7 +151,10 @@ pub(crate) fn json_rejection(rejection: axum::extract::rejection::JsonRejection)
             let text = e.body_text();
             // serde's messages for unknown or missing fields name fields, not values.
             if text.contains("unknown field") || text.contains("missing field") {
-                ApiError::invalid(text.replace("Failed to deserialize the JSON body into the target type: ", ""))
+                ApiError::invalid(text.replace(
+                    "Failed to deserialize the JSON body into the target type: ",
+                    "",
+                ))
             } else {
                 ApiError::invalid("a field of the body has the wrong type or format")
             }

@@ -31,7 +31,16 @@ pub async fn lookup(
     let Json(body) = body.map_err(super::json_rejection)?;
     let mrn = Mrn::parse(&body.mrn).map_err(ApiError::invalid)?;
     let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
-        audit(&state.db, &principal, Action::LookupPatient, "not-found", None, None, None).await?;
+        audit(
+            &state.db,
+            &principal,
+            Action::LookupPatient,
+            "not-found",
+            None,
+            None,
+            None,
+        )
+        .await?;
         return Err(ApiError::not_found());
     };
     let documents = state.db.documents_of_patient(patient.id).await?;
@@ -59,7 +68,16 @@ pub async fn lookup(
         }),
     )
     .await?;
-    audit(&state.db, &principal, Action::LookupPatient, "ok", Some(patient.id), None, None).await?;
+    audit(
+        &state.db,
+        &principal,
+        Action::LookupPatient,
+        "ok",
+        Some(patient.id),
+        None,
+        None,
+    )
+    .await?;
     Ok(Json(Chart {
         patient,
         documents: visible,

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 async fn status_of_search(app: &TestApp, token: &str) -> (u16, Value) {
-    let response = app.post_json(token, "/api/v1/search", &json!({ "query": "anything" })).await;
+    let response = app
+        .post_json(token, "/api/v1/search", &json!({ "query": "anything" }))
+        .await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or_default())
 }
@@ -18,7 +20,13 @@ async fn expired_revoked_and_disabled_tokens_get_401() {
     assert_eq!(status_of_search(&app, &app.clinician).await.0, 200);
 
     // Missing and unknown tokens.
-    let response = app.http.post(app.url("/api/v1/search")).json(&json!({"query": "x"})).send().await.unwrap();
+    let response = app
+        .http
+        .post(app.url("/api/v1/search"))
+        .json(&json!({"query": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], "unauthorized");
@@ -41,7 +49,9 @@ async fn expired_revoked_and_disabled_tokens_get_401() {
         data_dir: app.data_dir.clone(),
         ..chartvault::config::Config::for_data_dir(&app.data_dir)
     };
-    chartvault::cli::token_revoke(&config, None, Some("doc")).await.unwrap();
+    chartvault::cli::token_revoke(&config, None, Some("doc"))
+        .await
+        .unwrap();
     assert_eq!(status_of_search(&app, &app.clinician).await.0, 401);
     assert_eq!(status_of_search(&app, &app.legal).await.0, 200);
     // A new token for the same user works again...
@@ -62,13 +72,25 @@ async fn roles_without_the_action_get_403_and_unknown_ids_get_404() {
     }
     let page = png_of(&scanned_page(&["Consent form signed"], 0.0, 9));
     for token in [&app.clinician, &app.legal, &app.admin, &app.auditor] {
-        let response = app.upload_as(token, page.clone(), &metadata("1", "A B", "consent")).await;
+        let response = app
+            .upload_as(token, page.clone(), &metadata("1", "A B", "consent"))
+            .await;
         assert_eq!(response.status(), 403);
     }
     let id = app.upload(page, &metadata("1", "A B", "consent")).await;
     for token in [&app.admin, &app.auditor] {
-        assert_eq!(app.get(token, &format!("/api/v1/documents/{id}")).await.status(), 403);
-        assert_eq!(app.get(token, &format!("/api/v1/documents/{id}/original")).await.status(), 403);
+        assert_eq!(
+            app.get(token, &format!("/api/v1/documents/{id}"))
+                .await
+                .status(),
+            403
+        );
+        assert_eq!(
+            app.get(token, &format!("/api/v1/documents/{id}/original"))
+                .await
+                .status(),
+            403
+        );
     }
     let unknown = uuid::Uuid::new_v4();
     for path in [
@@ -83,9 +105,17 @@ async fn roles_without_the_action_get_403_and_unknown_ids_get_404() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["code"], "not_found");
     }
-    let lookup = app.post_json(&app.clinician, "/api/v1/patients/lookup", &json!({"mrn": "424242"})).await;
+    let lookup = app
+        .post_json(
+            &app.clinician,
+            "/api/v1/patients/lookup",
+            &json!({"mrn": "424242"}),
+        )
+        .await;
     assert_eq!(lookup.status(), 404);
     // Denials are audited too.
     let audit = app.state.db.audit_rows(0).await.unwrap();
-    assert!(audit.iter().any(|r| r.outcome == "denied-role" && r.role.as_deref() == Some("auditor")));
+    assert!(audit
+        .iter()
+        .any(|r| r.outcome == "denied-role" && r.role.as_deref() == Some("auditor")));
 }

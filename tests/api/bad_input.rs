@@ -10,8 +10,14 @@ async fn nothing_stored(app: &TestApp) {
         .fetch_one(app.state.db.pool())
         .await
         .unwrap();
-    let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(app.state.db.pool()).await.unwrap();
-    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keyring").fetch_one(app.state.db.pool()).await.unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keyring")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
     assert_eq!((documents, jobs, keys), (0, 0, 0));
     let blobs = files_under(&app.data_dir.join("blobs"));
     assert!(blobs.is_empty(), "left behind: {blobs:?}");
@@ -36,7 +42,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -49,41 +59,135 @@ async fn bad_uploads_get_clear_errors_and_leave_nothing_behind() {
     let valid_tiff = tiff_of(&[scanned_page(&["a page"], 0.0, 1)]);
     let cases: Vec<(&str, Vec<u8>, Value, u16, &str)> = vec![
         ("empty file", vec![], good_meta.clone(), 400, "empty"),
-        ("truncated TIFF", valid_tiff[..120].to_vec(), good_meta.clone(), 422, ""),
-        ("text named .tif", b"Patient notes in plain text, not an image\n".repeat(10), good_meta.clone(), 415, "JPEG"),
-        ("60000x60000 PNG header", huge_png_header(), good_meta.clone(), 422, "limit"),
-        ("over the size limit", vec![0x49; 4 * 1024 * 1024], good_meta.clone(), 413, "limit"),
-        ("malformed metadata", valid_tiff.clone(), json!("not an object"), 400, "metadata"),
-        ("metadata without mrn", valid_tiff.clone(), json!({"patient": {"name": "X"}, "document_type": "n"}), 400, "mrn"),
-        ("bad mrn", valid_tiff.clone(), metadata("12 34; drop", "X", "n"), 400, "mrn"),
-        ("unknown field", valid_tiff.clone(), json!({"patient": {"mrn": "1", "name": "X"}, "document_type": "n", "colour": "red"}), 400, "colour"),
+        (
+            "truncated TIFF",
+            valid_tiff[..120].to_vec(),
+            good_meta.clone(),
+            422,
+            "",
+        ),
+        (
+            "text named .tif",
+            b"Patient notes in plain text, not an image\n".repeat(10),
+            good_meta.clone(),
+            415,
+            "JPEG",
+        ),
+        (
+            "60000x60000 PNG header",
+            huge_png_header(),
+            good_meta.clone(),
+            422,
+            "limit",
+        ),
+        (
+            "over the size limit",
+            vec![0x49; 4 * 1024 * 1024],
+            good_meta.clone(),
+            413,
+            "limit",
+        ),
+        (
+            "malformed metadata",
+            valid_tiff.clone(),
+            json!("not an object"),
+            400,
+            "metadata",
+        ),
+        (
+            "metadata without mrn",
+            valid_tiff.clone(),
+            json!({"patient": {"name": "X"}, "document_type": "n"}),
+            400,
+            "mrn",
+        ),
+        (
+            "bad mrn",
+            valid_tiff.clone(),
+            metadata("12 34; drop", "X", "n"),
+            400,
+            "mrn",
+        ),
+        (
+            "unknown field",
+            valid_tiff.clone(),
+            json!({"patient": {"mrn": "1", "name": "X"}, "document_type": "n", "colour": "red"}),
+            400,
+            "colour",
+        ),
     ];
     for (what, file, meta, status, says) in cases {
         let response = app.upload_as(&app.records, file, &meta).await;
         assert_eq!(response.status().as_u16(), status, "{what}");
-        let body: Value = response.json().await.unwrap_or_else(|_| panic!("{what}: JSON error body"));
+        let body: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|_| panic!("{what}: JSON error body"));
         let message = body["message"].as_str().unwrap_or_default();
-        assert!(body["code"].is_string() && !message.is_empty(), "{what}: {body}");
+        assert!(
+            body["code"].is_string() && !message.is_empty(),
+            "{what}: {body}"
+        );
         assert!(message.contains(says), "{what}: {message}");
-        assert!(!message.contains("Jane") && !message.contains("00123"), "{what}: PHI in {message}");
+        assert!(
+            !message.contains("Jane") && !message.contains("00123"),
+            "{what}: PHI in {message}"
+        );
         nothing_stored(&app).await;
-        assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            app.http
+                .get(app.url("/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
 
     // Missing parts.
-    let only_meta = reqwest::multipart::Form::new().part("metadata", reqwest::multipart::Part::text(good_meta.to_string()));
-    let response = app.http.post(app.url("/api/v1/documents")).bearer_auth(&app.records).multipart(only_meta).send().await.unwrap();
+    let only_meta = reqwest::multipart::Form::new().part(
+        "metadata",
+        reqwest::multipart::Part::text(good_meta.to_string()),
+    );
+    let response = app
+        .http
+        .post(app.url("/api/v1/documents"))
+        .bearer_auth(&app.records)
+        .multipart(only_meta)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
-    let only_file = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(valid_tiff.clone()));
-    let response = app.http.post(app.url("/api/v1/documents")).bearer_auth(&app.records).multipart(only_file).send().await.unwrap();
+    let only_file = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(valid_tiff.clone()));
+    let response = app
+        .http
+        .post(app.url("/api/v1/documents"))
+        .bearer_auth(&app.records)
+        .multipart(only_file)
+        .send()
+        .await
+        .unwrap();
     let body: Value = response.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().contains("metadata"), "{body}");
-    let not_multipart = app.post_json(&app.records, "/api/v1/documents", &good_meta).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("metadata"),
+        "{body}"
+    );
+    let not_multipart = app
+        .post_json(&app.records, "/api/v1/documents", &good_meta)
+        .await;
     assert_eq!(not_multipart.status(), 400);
     nothing_stored(&app).await;
 
     // Bad search bodies.
-    for body in [json!({}), json!({"query": ""}), json!({"query": "x", "limit": 0}), json!({"query": "x", "nope": 1}), json!({"query": "(unbalanced"})] {
+    for body in [
+        json!({}),
+        json!({"query": ""}),
+        json!({"query": "x", "limit": 0}),
+        json!({"query": "x", "nope": 1}),
+        json!({"query": "(unbalanced"}),
+    ] {
         let response = app.post_json(&app.clinician, "/api/v1/search", &body).await;
         assert_eq!(response.status(), 400, "{body}");
     }

@@ -11,7 +11,14 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-const MARKERS: [&str; 6] = ["pelican", "marigold", "juniper", "saffron", "tangerine", "obsidian"];
+const MARKERS: [&str; 6] = [
+    "pelican",
+    "marigold",
+    "juniper",
+    "saffron",
+    "tangerine",
+    "obsidian",
+];
 
 fn chartvault(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chartvault"));
@@ -35,7 +42,10 @@ fn start_server(data_dir: &Path) -> (Child, String) {
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = lines.next().expect("the server prints its address").unwrap();
+        let line = lines
+            .next()
+            .expect("the server prints its address")
+            .unwrap();
         if let Some(addr) = line.strip_prefix("listening on ") {
             // Keep draining stdout so the child never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines {});
@@ -65,12 +75,32 @@ async fn documents_acknowledged_before_a_sigkill_are_all_indexed_once_after_rest
         let pages: Vec<_> = markers
             .iter()
             .enumerate()
-            .map(|(i, m)| scanned_page(&[&format!("Progress note page {}", i + 1), &format!("Marker word {m} appears here")], 0.5, (doc * 3 + i) as u64))
+            .map(|(i, m)| {
+                scanned_page(
+                    &[
+                        &format!("Progress note page {}", i + 1),
+                        &format!("Marker word {m} appears here"),
+                    ],
+                    0.5,
+                    (doc * 3 + i) as u64,
+                )
+            })
             .collect();
         let form = reqwest::multipart::Form::new()
-            .part("metadata", reqwest::multipart::Part::text(metadata("00777", "Kill Test", "progress-note").to_string()))
+            .part(
+                "metadata",
+                reqwest::multipart::Part::text(
+                    metadata("00777", "Kill Test", "progress-note").to_string(),
+                ),
+            )
             .part("file", reqwest::multipart::Part::bytes(tiff_of(&pages)));
-        let response = http.post(format!("{base}/api/v1/documents")).bearer_auth(&token).multipart(form).send().await.unwrap();
+        let response = http
+            .post(format!("{base}/api/v1/documents"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 202);
         let body: serde_json::Value = response.json().await.unwrap();
         ids.push(body["id"].as_str().unwrap().to_string());

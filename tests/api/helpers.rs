@@ -45,19 +45,34 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.index.commit_interval_ms = 200;
     adjust(&mut config);
-    let app = Application::build(config.clone()).await.expect("the app builds");
+    let app = Application::build(config.clone())
+        .await
+        .expect("the app builds");
     let base = format!("http://{}", app.local_addr());
     let state = app.state();
-    let admin = app.first_admin_token.clone().expect("a first start creates an admin");
+    let admin = app
+        .first_admin_token
+        .clone()
+        .expect("a first start creates an admin");
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     tokio::spawn(async move {
-        let _ = app.run_until(async move { stopped.cancelled().await }).await;
+        let _ = app
+            .run_until(async move { stopped.cancelled().await })
+            .await;
     });
-    let records = chartvault::cli::user_add(&config, "rec", Role::Records).await.unwrap();
-    let clinician = chartvault::cli::user_add(&config, "doc", Role::Clinician).await.unwrap();
-    let legal = chartvault::cli::user_add(&config, "law", Role::Legal).await.unwrap();
-    let auditor = chartvault::cli::user_add(&config, "aud", Role::Auditor).await.unwrap();
+    let records = chartvault::cli::user_add(&config, "rec", Role::Records)
+        .await
+        .unwrap();
+    let clinician = chartvault::cli::user_add(&config, "doc", Role::Clinician)
+        .await
+        .unwrap();
+    let legal = chartvault::cli::user_add(&config, "law", Role::Legal)
+        .await
+        .unwrap();
+    let auditor = chartvault::cli::user_add(&config, "aud", Role::Auditor)
+        .await
+        .unwrap();
     TestApp {
         base,
         state,
@@ -86,10 +101,21 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
-    pub async fn upload_as(&self, token: &str, file: Vec<u8>, metadata: &Value) -> reqwest::Response {
+    pub async fn upload_as(
+        &self,
+        token: &str,
+        file: Vec<u8>,
+        metadata: &Value,
+    ) -> reqwest::Response {
         let form = reqwest::multipart::Form::new()
-            .part("metadata", reqwest::multipart::Part::text(metadata.to_string()))
-            .part("file", reqwest::multipart::Part::bytes(file).file_name("scan.bin"));
+            .part(
+                "metadata",
+                reqwest::multipart::Part::text(metadata.to_string()),
+            )
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(file).file_name("scan.bin"),
+            );
         self.http
             .post(self.url("/api/v1/documents"))
             .bearer_auth(token)
@@ -110,11 +136,22 @@ impl TestApp {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
-        self.http.post(self.url(path)).bearer_auth(token).json(body).send().await.unwrap()
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn search(&self, token: &str, body: Value) -> Value {
@@ -147,7 +184,10 @@ pub async fn wait_indexed(http: &reqwest::Client, base: &str, token: &str, id: &
                 }
             }
         }
-        assert!(Instant::now() < deadline, "document {id} was not indexed in time");
+        assert!(
+            Instant::now() < deadline,
+            "document {id} was not indexed in time"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -201,7 +241,15 @@ pub fn scanned_page(lines: &[&str], rotate_degrees: f32, seed: u64) -> GrayImage
     let font = font();
     let scale = PxScale::from(52.0);
     for (i, line) in lines.iter().enumerate() {
-        imageproc::drawing::draw_text_mut(&mut page, Luma([0]), 150, 150 + 75 * i as i32, scale, &font, line);
+        imageproc::drawing::draw_text_mut(
+            &mut page,
+            Luma([0]),
+            150,
+            150 + 75 * i as i32,
+            scale,
+            &font,
+            line,
+        );
     }
     let rotated = imageproc::geometric_transformations::rotate_about_center(
         &page,
@@ -232,14 +280,17 @@ pub fn tiff_of(pages: &[GrayImage]) -> Vec<u8> {
 
 pub fn png_of(page: &GrayImage) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
-    page.write_to(&mut out, image::ImageFormat::Png).expect("png");
+    page.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png");
     out.into_inner()
 }
 
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -254,7 +305,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Case-insensitive byte search.
 pub fn contains_ignore_case(haystack: &[u8], needle: &str) -> bool {
     let needle = needle.to_ascii_lowercase().into_bytes();
-    haystack
-        .windows(needle.len())
-        .any(|w| w.iter().zip(&needle).all(|(a, b)| a.to_ascii_lowercase() == *b))
+    haystack.windows(needle.len()).any(|w| {
+        w.iter()
+            .zip(&needle)
+            .all(|(a, b)| a.to_ascii_lowercase() == *b)
+    })
 }
