@@ -46,7 +46,7 @@ fn letter_page(seed: u64) -> image::GrayImage {
     let mut lines: Vec<String> = Vec::new();
     for block in 0..2 {
         for line in LETTER {
-            lines.push(format!("{line}"));
+            lines.push(line.to_string());
         }
         lines.push(format!("Page marker {seed}-{block}"));
     }

@@ -33,13 +33,13 @@ impl ObjectRef {
             ObjectRef::PageText(doc, page) => format!("pages/{}/{doc}/{page}.text", shard(doc)),
             ObjectRef::PageWords(doc, page) => format!("pages/{}/{doc}/{page}.words", shard(doc)),
         };
-        BlobName::new(&name).expect("names built from uuids and numbers are valid blob names")
+        BlobName::new(name).expect("names built from uuids and numbers are valid blob names")
     }
 
     /// Where an upload is staged before it is accepted: encrypted already under the
     /// identity it will have, so acceptance is a rename.
     pub fn staging_name(doc: DocumentId) -> BlobName {
-        BlobName::new(&format!("staging/{doc}"))
+        BlobName::new(format!("staging/{doc}"))
             .expect("names built from uuids are valid blob names")
     }
 

@@ -29,7 +29,9 @@ fn chartvault(data_dir: &Path) -> Command {
     command
 }
 
-/// Starts `serve` on port 0 and returns the child and its base URL.
+/// Starts `serve` on port 0 and returns the child and its base URL (the caller kills and
+/// waits for it).
+#[allow(clippy::zombie_processes)]
 fn start_server(data_dir: &Path) -> (Child, String) {
     let mut child = chartvault(data_dir)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
