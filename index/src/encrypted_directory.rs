@@ -41,8 +41,15 @@
 //!
 //! **Atomicity** is the inner directory's: reads never observe a partially written file,
 //! because tantivy only opens a file after its writer terminated, and `atomic_write` is the
-//! inner directory's atomic write of the sealed bytes. `delete`, `exists`, `watch`,
-//! `acquire_lock` and `sync_directory` are delegated unchanged.
+//! inner directory's atomic write of the sealed bytes. `delete`, `exists`, `acquire_lock` and
+//! `sync_directory` are delegated unchanged.
+//!
+//! **Watching** is not delegated: `MmapDirectory`'s watcher hashes `meta.json` line by line as
+//! UTF-8 and so never fires on ciphertext. Instead, like tantivy's `RamDirectory`, this
+//! directory calls its watchers after each of its own `atomic_write`s of `meta.json` (shared by
+//! all clones, so by every `Index` opened on it). A commit made by another process is not
+//! seen; chartvault has a single index writer per index, in the process that searches it, and
+//! reloads its reader explicitly after each commit.
 //!
 //! The storage crate's public [`DecryptReader`] does the decrypting: it is pointed (through
 //! a small `Read + Seek` adapter over the inner file handle) at the chunk a read needs, so
@@ -63,10 +70,13 @@ use lru::LruCache;
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
 use tantivy::directory::{
     AntiCallToken, Directory, DirectoryLock, FileHandle, Lock, OwnedBytes, TerminatingWrite,
-    WatchCallback, WatchHandle, WritePtr,
+    WatchCallback, WatchCallbackList, WatchHandle, WritePtr,
 };
 use tantivy::HasLen;
 use zeroize::Zeroizing;
+
+/// The file tantivy commits through; its watchers are told when it changes.
+const META_FILE: &str = "meta.json";
 
 /// Prefix of every index file's associated data; the file's path follows it.
 const AAD_PREFIX: &[u8] = b"chartvault:index:";
@@ -87,6 +97,7 @@ pub struct EncryptedDirectory {
     key: Arc<DataKey>,
     key_id: KeyId,
     cache: Arc<ChunkCache>,
+    watchers: Arc<WatchCallbackList>,
 }
 
 impl fmt::Debug for EncryptedDirectory {
@@ -114,6 +125,7 @@ impl EncryptedDirectory {
             key: Arc::new(key),
             key_id,
             cache: Arc::new(ChunkCache::new(cache_bytes)),
+            watchers: Arc::new(WatchCallbackList::default()),
         }
     }
 
@@ -199,7 +211,12 @@ impl Directory for EncryptedDirectory {
 
     fn atomic_write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let sealed = seal(&self.key_id, &self.key, &associated_data(path), data);
-        self.inner.atomic_write(path, &sealed)
+        self.inner.atomic_write(path, &sealed)?;
+        if path == Path::new(META_FILE) {
+            // Like RamDirectory: run the callbacks in the background, do not wait for them.
+            drop(self.watchers.broadcast());
+        }
+        Ok(())
     }
 
     fn sync_directory(&self) -> io::Result<()> {
@@ -211,7 +228,7 @@ impl Directory for EncryptedDirectory {
     }
 
     fn watch(&self, watch_callback: WatchCallback) -> tantivy::Result<WatchHandle> {
-        self.inner.watch(watch_callback)
+        Ok(self.watchers.subscribe(watch_callback))
     }
 }
 
