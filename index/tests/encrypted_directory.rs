@@ -792,7 +792,12 @@ mod whole_index {
             let raw_patient = Uuid::parse_str(PATIENT).expect("uuid").into_bytes();
             assert!(!bytes.windows(16).any(|window| window == raw_patient));
         }
-        // The only plain files are tantivy's (empty) lock files.
+        // The only plain files are the (empty) lock files MmapDirectory creates for tantivy's
+        // writer and meta locks; it leaves them in place after releasing them.
+        assert!(
+            lock_files.contains(".tantivy-writer.lock"),
+            "{lock_files:?}"
+        );
         assert!(lock_files
             .iter()
             .all(|name| name == ".tantivy-writer.lock" || name == ".tantivy-meta.lock"));
