@@ -22,10 +22,12 @@ use crate::vault::ObjectRef;
 /// A job that failed this many times is not retried.
 const MAX_ATTEMPTS: i64 = 3;
 
-/// Starts `loops` job loops. Each works on one document at a time and keeps two of its pages
-/// in flight, so the engine pool never waits on decoding or storage.
-pub fn spawn(state: AppState, loops: usize) {
-    for _ in 0..loops.max(1) {
+/// Starts the job loops: two per OCR engine, each working on one document at a time with up
+/// to one page more than there are engines in flight. While one document waits for its
+/// pages to be decoded, stored or committed to the index, the engines already have the
+/// next pages queued: OCR, the bottleneck, never waits for the rest.
+pub fn spawn(state: AppState, engines: usize) {
+    for _ in 0..engines.max(1) * 2 {
         let state = state.clone();
         tokio::spawn(async move { run(state).await });
     }
@@ -127,7 +129,7 @@ async fn process_document(state: &AppState, doc_id: DocumentId) -> Result<usize,
     let todo: Vec<u32> = (1..=doc.page_count).filter(|p| !done.contains(p)).collect();
     let mut results = futures::stream::iter(todo)
         .map(|page| process_page(state, &doc, format, page))
-        .buffer_unordered(2);
+        .buffer_unordered(state.ocr.threads() + 1);
     while let Some(result) = results.next().await {
         result?;
     }
