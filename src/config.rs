@@ -59,6 +59,8 @@ pub struct OcrConfig {
 pub struct IndexConfig {
     pub commit_interval_ms: u64,
     pub max_batch: usize,
+    /// Memory for decrypted index chunks (plaintext in memory only, never on disk).
+    pub cache_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,6 +126,7 @@ impl Default for IndexConfig {
         IndexConfig {
             commit_interval_ms: 500,
             max_batch: 512,
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

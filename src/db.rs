@@ -215,6 +215,42 @@ impl Db {
         .transpose()
     }
 
+    pub async fn service_key_id(&self, purpose: &str) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar("SELECT key_id FROM service_keys WHERE purpose = $1")
+            .bind(purpose)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Records a new service key (keyring row and purpose) in one transaction. Returns false
+    /// if another process recorded one for this purpose first.
+    pub async fn insert_service_key(
+        &self,
+        purpose: &str,
+        key_id: &str,
+        kek_version: u32,
+        wrapped: &[u8],
+    ) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let taken: Option<String> =
+            sqlx::query_scalar("SELECT key_id FROM service_keys WHERE purpose = $1")
+                .bind(purpose)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if taken.is_some() {
+            return Ok(false);
+        }
+        Db::insert_key(&mut tx, key_id, kek_version, wrapped).await?;
+        sqlx::query("INSERT INTO service_keys (purpose, key_id, created_at) VALUES ($1, $2, $3)")
+            .bind(purpose)
+            .bind(key_id)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub async fn delete_key(&self, key_id: &str) -> sqlx::Result<()> {
         sqlx::query("DELETE FROM keyring WHERE key_id = $1")
             .bind(key_id)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chartvault_index::{IndexWriterService, SearchIndex};
+use chartvault_index::{EncryptedDirectory, IndexWriterService, SearchIndex};
 use chartvault_ocr::{OcrConfig, OcrPool};
 use chartvault_storage::{KeyFile, KeyProvider, LocalBlobStore};
 use tokio::net::TcpListener;
@@ -59,8 +59,7 @@ impl Application {
         if leftovers > 0 {
             tracing::info!(leftovers, "removed staging objects of interrupted uploads");
         }
-        let index =
-            SearchIndex::open_or_create(&config.index_dir()).context("opening the index")?;
+        let index = open_index(&config, &vault).await?;
         let index_writer = IndexWriterService::start(
             &index,
             Duration::from_millis(config.index.commit_interval_ms),
@@ -141,6 +140,19 @@ impl Application {
         state.index_writer.clone().shutdown().await?;
         Ok(())
     }
+}
+
+/// The search index, every file of it encrypted under the index's own key (wrapped in the
+/// keyring like every data key); plaintext chunks live only in a bounded memory cache.
+pub async fn open_index(config: &Config, vault: &Vault) -> anyhow::Result<SearchIndex> {
+    let (key_id, key) = vault
+        .service_key("index")
+        .await
+        .context("loading the index key")?;
+    let directory =
+        EncryptedDirectory::open_mmap(&config.index_dir(), key, key_id, config.index.cache_bytes)
+            .context("opening the index directory")?;
+    SearchIndex::open_in(Box::new(directory)).context("opening the index")
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -96,6 +96,28 @@ impl Vault {
         tx.commit().await
     }
 
+    /// The service's own key for `purpose` (e.g. the search index), created on first use.
+    pub async fn service_key(&self, purpose: &str) -> anyhow::Result<(KeyId, DataKey)> {
+        if let Some(hex) = self.db.service_key_id(purpose).await? {
+            let id = KeyId::from_hex(&hex)?;
+            return Ok((id, self.data_key(&id).await?));
+        }
+        let key = self.new_key();
+        let created = self
+            .db
+            .insert_service_key(
+                purpose,
+                &key.id.to_hex(),
+                key.wrapped.kek_version,
+                &key.wrapped.bytes,
+            )
+            .await?;
+        if !created {
+            return Box::pin(self.service_key(purpose)).await;
+        }
+        Ok((key.id, key.key))
+    }
+
     async fn data_key(&self, id: &KeyId) -> anyhow::Result<DataKey> {
         let (version, wrapped) = self
             .db

@@ -111,6 +111,19 @@ impl fmt::Debug for EncryptedDirectory {
 }
 
 impl EncryptedDirectory {
+    /// An encrypted directory over a memory-mapped directory at `path` (created if missing).
+    pub fn open_mmap(
+        path: &Path,
+        key: DataKey,
+        key_id: KeyId,
+        cache_bytes: usize,
+    ) -> Result<Self, crate::IndexError> {
+        std::fs::create_dir_all(path)?;
+        let inner = tantivy::directory::MmapDirectory::open(path)
+            .map_err(|e| crate::IndexError::Io(io::Error::other(e.to_string())))?;
+        Ok(Self::new(inner, key, key_id, cache_bytes))
+    }
+
     /// Encrypts into `inner` with the index's data key `key`, recorded in every file header
     /// as `key_id`, keeping at most `cache_bytes` of decrypted chunks in memory (0 disables
     /// the cache).

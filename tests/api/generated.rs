@@ -199,15 +199,24 @@ async fn a_clinician_finds_metformin_on_page_two_of_a_generated_chart() {
             .contains(hit["patient"]["id"].as_str().unwrap())));
     assert!(audit.iter().filter(|r| r.action == "read").count() >= 4);
 
-    // At rest: every blob is an envelope, and no page word, name or MRN is readable.
+    // At rest: every blob and index file is an envelope (the index's two empty lock files
+    // aside), and no page word, name or MRN is readable in either.
     let blobs = files_under(&app.data_dir.join("blobs"));
     assert!(blobs.len() >= 10, "original + 3 artifacts x 3 pages");
-    for path in &blobs {
+    let index_files: Vec<_> = files_under(&app.data_dir.join("index"))
+        .into_iter()
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().ends_with(".lock"))
+        .collect();
+    assert!(index_files.len() >= 3, "{index_files:?}");
+    for path in blobs.iter().chain(&index_files) {
         let bytes = std::fs::read(path).unwrap();
+        // A file the index writer has only just created (a merge under way) may be empty.
         assert!(
-            bytes.starts_with(chartvault_storage::MAGIC),
-            "{} is not an envelope",
-            path.display()
+            bytes.is_empty() || bytes.starts_with(chartvault_storage::MAGIC),
+            "{} is not an envelope: {} bytes, starting {:?}",
+            path.display(),
+            bytes.len(),
+            &bytes[..bytes.len().min(16)]
         );
         for word in [
             "metformin",
