@@ -36,6 +36,8 @@ pub enum Action {
     Search,
     ReadDocument,
     LookupPatient,
+    /// Crypto-shred a document (with a reason); see [`crate::shred`].
+    DeleteDocument,
 }
 
 impl Action {
@@ -45,6 +47,7 @@ impl Action {
             Action::Search => "search",
             Action::ReadDocument => "read",
             Action::LookupPatient => "patient-lookup",
+            Action::DeleteDocument => "delete",
         }
     }
 }
@@ -69,7 +72,7 @@ pub enum Decision {
 /// The one policy function.
 pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<'_>>) -> Decision {
     let role_allows = match action {
-        Action::Ingest => matches!(principal.role, Role::Records),
+        Action::Ingest | Action::DeleteDocument => matches!(principal.role, Role::Records),
         Action::Search | Action::ReadDocument | Action::LookupPatient => matches!(
             principal.role,
             Role::Records | Role::Clinician | Role::Legal

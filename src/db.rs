@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
@@ -13,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::domain::{DocumentId, DocumentStatus, Mrn, PatientId, Role, UserId};
+use crate::phi::{is_sealed, Column, PhiCipher};
 
 pub fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -21,6 +23,8 @@ pub fn now() -> String {
 #[derive(Clone)]
 pub struct Db {
     pool: SqlitePool,
+    /// Seals and opens PHI columns; set once at startup, when the keyring can be read.
+    phi: Arc<OnceLock<PhiCipher>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +66,10 @@ pub struct Document {
     pub failure_reason: Option<String>,
     pub created_at: String,
     pub indexed_at: Option<String>,
+    /// Set on a tombstone (status `deleted`).
+    pub deleted_at: Option<String>,
+    pub deleted_by: Option<String>,
+    pub deletion_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -136,26 +144,6 @@ fn decode_err(message: String) -> sqlx::Error {
     sqlx::Error::Decode(message.into())
 }
 
-fn document_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Document> {
-    let status: String = row.try_get("status")?;
-    Ok(Document {
-        id: parse_id(row.try_get::<&str, _>("id")?)?,
-        patient_id: parse_id(row.try_get::<&str, _>("patient_id")?)?,
-        document_type: row.try_get("document_type")?,
-        category: row.try_get("category")?,
-        service_date: parse_date(row.try_get("service_date")?)?,
-        encounter: row.try_get("encounter")?,
-        content_type: row.try_get("content_type")?,
-        sha256: row.try_get("sha256")?,
-        size_bytes: row.try_get("size_bytes")?,
-        page_count: row.try_get::<i64, _>("page_count")? as u32,
-        status: DocumentStatus::from_str(&status).map_err(decode_err)?,
-        failure_reason: row.try_get("failure_reason")?,
-        created_at: row.try_get("created_at")?,
-        indexed_at: row.try_get("indexed_at")?,
-    })
-}
-
 impl Db {
     pub async fn open(path: &Path) -> anyhow::Result<Db> {
         let options = SqliteConnectOptions::new()
@@ -164,13 +152,163 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Deleted rows (a shredded key, an upgraded plaintext value) are overwritten.
+            .pragma("secure_delete", "ON");
+        // Migrations run on their own connection with foreign-key enforcement off, as
+        // SQLite requires for rebuilding a table; each ends by checking every reference.
+        {
+            use sqlx::Connection;
+            let mut migrating =
+                sqlx::SqliteConnection::connect_with(&options.clone().foreign_keys(false)).await?;
+            sqlx::migrate!("./migrations").run(&mut migrating).await?;
+            migrating.close().await?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Db { pool })
+        Ok(Db {
+            pool,
+            phi: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Gives the database the keys of its sealed columns (once, at startup).
+    pub fn set_phi(&self, phi: PhiCipher) {
+        if self.phi.set(phi).is_err() {
+            tracing::warn!("the PHI column keys were set twice; keeping the first");
+        }
+    }
+
+    fn phi(&self) -> sqlx::Result<&PhiCipher> {
+        self.phi
+            .get()
+            .ok_or_else(|| sqlx::Error::Configuration("the PHI column keys are not loaded".into()))
+    }
+
+    fn open_column(&self, column: Column, row_id: &str, sealed: &[u8]) -> sqlx::Result<String> {
+        self.phi()?
+            .open(column, row_id, sealed)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    }
+
+    fn open_optional(
+        &self,
+        column: Column,
+        row_id: &str,
+        sealed: Option<Vec<u8>>,
+    ) -> sqlx::Result<Option<String>> {
+        sealed
+            .map(|bytes| self.open_column(column, row_id, &bytes))
+            .transpose()
+    }
+
+    fn document_from_row(&self, row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Document> {
+        let status: String = row.try_get("status")?;
+        let id: String = row.try_get("id")?;
+        Ok(Document {
+            id: parse_id(&id)?,
+            patient_id: parse_id(row.try_get::<&str, _>("patient_id")?)?,
+            document_type: row.try_get("document_type")?,
+            category: row.try_get("category")?,
+            service_date: parse_date(row.try_get("service_date")?)?,
+            encounter: self.open_optional(
+                Column::DocumentEncounter,
+                &id,
+                row.try_get("encounter")?,
+            )?,
+            content_type: row.try_get("content_type")?,
+            sha256: row.try_get("sha256")?,
+            size_bytes: row.try_get("size_bytes")?,
+            page_count: row.try_get::<i64, _>("page_count")? as u32,
+            status: DocumentStatus::from_str(&status).map_err(decode_err)?,
+            failure_reason: row.try_get("failure_reason")?,
+            created_at: row.try_get("created_at")?,
+            indexed_at: row.try_get("indexed_at")?,
+            deleted_at: row.try_get("deleted_at")?,
+            deleted_by: row.try_get("deleted_by")?,
+            deletion_reason: self.open_optional(
+                Column::DocumentDeletionReason,
+                &id,
+                row.try_get("deletion_reason")?,
+            )?,
+        })
+    }
+
+    fn patient_from_row(&self, row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Patient> {
+        let id: String = row.try_get("id")?;
+        let birth_date =
+            self.open_optional(Column::PatientBirthDate, &id, row.try_get("birth_date")?)?;
+        Ok(Patient {
+            id: parse_id(&id)?,
+            mrn: self.open_column(Column::PatientMrn, &id, row.try_get("mrn")?)?,
+            name: self.open_column(Column::PatientName, &id, row.try_get("name")?)?,
+            birth_date: parse_date(birth_date)?,
+        })
+    }
+
+    /// Seals the PHI of rows written before columns were sealed (an upgraded archive), then
+    /// vacuums so their plaintext does not linger in free pages. Returns the rows sealed.
+    pub async fn seal_legacy_rows(&self) -> anyhow::Result<u64> {
+        let phi = self.phi()?;
+        let mut sealed = 0u64;
+        let mut tx = self.pool.begin().await?;
+        let patients =
+            sqlx::query("SELECT id, mrn, name, birth_date FROM patients WHERE mrn_index IS NULL")
+                .fetch_all(&mut *tx)
+                .await?;
+        for row in &patients {
+            let id: String = row.try_get("id")?;
+            let text = |column: &str| -> sqlx::Result<Option<String>> {
+                Ok(row
+                    .try_get::<Option<Vec<u8>>, _>(column)?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned()))
+            };
+            let mrn = Mrn::parse(&text("mrn")?.unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("an old patient row holds an invalid MRN: {e}"))?;
+            sqlx::query(
+                "UPDATE patients SET mrn_index = $1, mrn = $2, name = $3, birth_date = $4 WHERE id = $5",
+            )
+            .bind(phi.mrn_index(&mrn))
+            .bind(phi.seal(Column::PatientMrn, &id, mrn.as_str()))
+            .bind(phi.seal(Column::PatientName, &id, &text("name")?.unwrap_or_default()))
+            .bind(text("birth_date")?.map(|d| phi.seal(Column::PatientBirthDate, &id, &d)))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            sealed += 1;
+        }
+        let documents =
+            sqlx::query("SELECT id, encounter FROM documents WHERE encounter IS NOT NULL")
+                .fetch_all(&mut *tx)
+                .await?;
+        for row in &documents {
+            let id: String = row.try_get("id")?;
+            let value: Vec<u8> = row.try_get("encounter")?;
+            if is_sealed(&value) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&value).into_owned();
+            sqlx::query("UPDATE documents SET encounter = $1 WHERE id = $2")
+                .bind(phi.seal(Column::DocumentEncounter, &id, &text))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            sealed += 1;
+        }
+        tx.commit().await?;
+        if sealed > 0 {
+            self.scrub_free_space().await?;
+        }
+        Ok(sealed)
+    }
+
+    /// Rewrites the database file without free pages and empties the WAL, so deleted or
+    /// replaced rows (old plaintext, shredded keys) are not left on disk.
+    pub async fn scrub_free_space(&self) -> sqlx::Result<()> {
+        sqlx::query("VACUUM").execute(&self.pool).await?;
+        self.truncate_wal().await
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -262,11 +400,12 @@ impl Db {
     // ---- patients ----
 
     pub async fn patient_by_mrn(&self, mrn: &Mrn) -> sqlx::Result<Option<Patient>> {
-        let row = sqlx::query("SELECT id, mrn, name, birth_date FROM patients WHERE mrn = $1")
-            .bind(mrn.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| patient_from_row(&r)).transpose()
+        let row =
+            sqlx::query("SELECT id, mrn, name, birth_date FROM patients WHERE mrn_index = $1")
+                .bind(self.phi()?.mrn_index(mrn))
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| self.patient_from_row(&r)).transpose()
     }
 
     pub async fn patient(&self, id: PatientId) -> sqlx::Result<Option<Patient>> {
@@ -274,32 +413,38 @@ impl Db {
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| patient_from_row(&r)).transpose()
+        row.map(|r| self.patient_from_row(&r)).transpose()
     }
 
     /// The patient with this MRN, created with the given details if new. An existing
     /// patient keeps the details on record.
     pub async fn ensure_patient(
+        &self,
         tx: &mut Transaction<'_, Sqlite>,
         mrn: &Mrn,
         name: &str,
         birth_date: Option<NaiveDate>,
     ) -> sqlx::Result<PatientId> {
-        let existing = sqlx::query("SELECT id FROM patients WHERE mrn = $1")
-            .bind(mrn.as_str())
+        let phi = self.phi()?;
+        let mrn_index = phi.mrn_index(mrn);
+        let existing = sqlx::query("SELECT id FROM patients WHERE mrn_index = $1")
+            .bind(&mrn_index)
             .fetch_optional(&mut **tx)
             .await?;
         if let Some(row) = existing {
             return parse_id(row.try_get::<&str, _>("id")?);
         }
         let id = PatientId::new_random();
+        let row_id = id.to_string();
         sqlx::query(
-            "INSERT INTO patients (id, mrn, name, birth_date, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO patients (id, mrn_index, mrn, name, birth_date, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(id.to_string())
-        .bind(mrn.as_str())
-        .bind(name)
-        .bind(birth_date.map(|d| d.to_string()))
+        .bind(&row_id)
+        .bind(&mrn_index)
+        .bind(phi.seal(Column::PatientMrn, &row_id, mrn.as_str()))
+        .bind(phi.seal(Column::PatientName, &row_id, name))
+        .bind(birth_date.map(|d| phi.seal(Column::PatientBirthDate, &row_id, &d.to_string())))
         .bind(now())
         .execute(&mut **tx)
         .await?;
@@ -310,10 +455,20 @@ impl Db {
 
     /// Records the document and its OCR job (inside the caller's transaction).
     pub async fn insert_document_with_job(
+        &self,
         tx: &mut Transaction<'_, Sqlite>,
         doc: &NewDocument,
     ) -> sqlx::Result<()> {
         let at = now();
+        let row_id = doc.id.to_string();
+        let encounter = match &doc.encounter {
+            Some(encounter) => Some(self.phi()?.seal(
+                Column::DocumentEncounter,
+                &row_id,
+                encounter,
+            )),
+            None => None,
+        };
         sqlx::query(
             "INSERT INTO documents (id, patient_id, document_type, category, service_date, encounter,
                 content_type, sha256, size_bytes, page_count, status, created_at, created_by)
@@ -324,7 +479,7 @@ impl Db {
         .bind(&doc.document_type)
         .bind(&doc.category)
         .bind(doc.service_date.map(|d| d.to_string()))
-        .bind(&doc.encounter)
+        .bind(encounter)
         .bind(&doc.content_type)
         .bind(&doc.sha256)
         .bind(doc.size_bytes as i64)
@@ -348,7 +503,7 @@ impl Db {
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| document_from_row(&r)).transpose()
+        row.map(|r| self.document_from_row(&r)).transpose()
     }
 
     pub async fn documents_of_patient(&self, patient: PatientId) -> sqlx::Result<Vec<Document>> {
@@ -358,7 +513,86 @@ impl Db {
         .bind(patient.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(document_from_row).collect()
+        rows.iter().map(|r| self.document_from_row(r)).collect()
+    }
+
+    /// Turns a document into its tombstone, in one transaction: its keyring rows (the keys
+    /// of `key_ids`) and page rows are deleted, so from the commit on nothing of it can be
+    /// decrypted; id, sha256, when, who and the sealed reason remain. Only a document in one
+    /// of `destroyable` states is changed; returns false (and changes nothing) otherwise.
+    pub async fn tombstone_document(
+        &self,
+        id: DocumentId,
+        destroyable: &[DocumentStatus],
+        key_ids: &[String],
+        by: UserId,
+        reason: &str,
+    ) -> sqlx::Result<bool> {
+        let row_id = id.to_string();
+        let sealed_reason = self
+            .phi()?
+            .seal(Column::DocumentDeletionReason, &row_id, reason);
+        let states: Vec<&str> = destroyable.iter().map(|s| s.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT status FROM documents WHERE id = $1")
+                .bind(&row_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if !current.is_some_and(|status| states.contains(&status.as_str())) {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE documents SET status = 'deleted', deleted_at = $1, deleted_by = $2,
+                deletion_reason = $3, encounter = NULL, failure_reason = NULL
+             WHERE id = $4",
+        )
+        .bind(now())
+        .bind(by.to_string())
+        .bind(sealed_reason)
+        .bind(&row_id)
+        .execute(&mut *tx)
+        .await?;
+        for key_id in key_ids {
+            sqlx::query("DELETE FROM keyring WHERE key_id = $1")
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM pages WHERE document_id = $1")
+            .bind(&row_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Tombstones whose blobs and index entries may still exist (a stop mid-shred).
+    pub async fn unpurged_tombstones(&self) -> sqlx::Result<Vec<DocumentId>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM documents WHERE status = 'deleted' AND purged_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|id| parse_id(id)).collect()
+    }
+
+    pub async fn mark_purged(&self, id: DocumentId) -> sqlx::Result<()> {
+        sqlx::query("UPDATE documents SET purged_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves the WAL into the database file and empties it, so overwritten rows (with
+    /// `secure_delete`, zeroed in the file) do not survive in old WAL frames.
+    pub async fn truncate_wal(&self) -> sqlx::Result<()> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn set_status(
@@ -672,13 +906,4 @@ impl Db {
             })
             .collect()
     }
-}
-
-fn patient_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Patient> {
-    Ok(Patient {
-        id: parse_id(row.try_get::<&str, _>("id")?)?,
-        mrn: row.try_get("mrn")?,
-        name: row.try_get("name")?,
-        birth_date: parse_date(row.try_get("birth_date")?)?,
-    })
 }

@@ -145,6 +145,8 @@ pub enum DocumentStatus {
     Processing,
     Indexed,
     Failed,
+    /// A tombstone: the document was crypto-shredded.
+    Deleted,
 }
 
 impl DocumentStatus {
@@ -154,6 +156,7 @@ impl DocumentStatus {
             DocumentStatus::Processing => "processing",
             DocumentStatus::Indexed => "indexed",
             DocumentStatus::Failed => "failed",
+            DocumentStatus::Deleted => "deleted",
         }
     }
 }
@@ -166,6 +169,7 @@ impl FromStr for DocumentStatus {
             "processing" => Ok(DocumentStatus::Processing),
             "indexed" => Ok(DocumentStatus::Indexed),
             "failed" => Ok(DocumentStatus::Failed),
+            "deleted" => Ok(DocumentStatus::Deleted),
             other => Err(format!("unknown status {other:?}")),
         }
     }

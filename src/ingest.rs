@@ -307,10 +307,11 @@ async fn record(
         &staged.key.wrapped.bytes,
     )
     .await?;
-    let patient_id =
-        Db::ensure_patient(&mut tx, &metadata.mrn, &metadata.name, metadata.birth_date).await?;
+    let patient_id = db
+        .ensure_patient(&mut tx, &metadata.mrn, &metadata.name, metadata.birth_date)
+        .await?;
     new_doc.patient_id = patient_id;
-    Db::insert_document_with_job(&mut tx, &new_doc).await?;
+    db.insert_document_with_job(&mut tx, &new_doc).await?;
     tx.commit().await?;
     Ok(patient_id)
 }

@@ -8,7 +8,9 @@
 //! - [`worker`]: the job loop: decode → OCR (engine pool) → encrypted artifacts → index.
 //! - [`search`]: queries with the caller's scope inside the index query; snippets and boxes
 //!   from decrypted page text.
+//! - [`shred`]: crypto-shredding of a document and the one "may this be destroyed?" check.
 //! - [`vault`]: object identities, blob names and the keyring over `chartvault-storage`.
+//! - [`phi`]: sealing of the PHI columns and the MRN blind index.
 //! - [`db`]: SQLite metadata; [`domain`]: newtypes parsed at the edge; [`error`]: the one
 //!   error type and its HTTP mapping; [`cli`]: the command line.
 //!
@@ -24,7 +26,9 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod phi;
 pub mod search;
+pub mod shred;
 pub mod startup;
 pub mod vault;
 pub mod worker;

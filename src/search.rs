@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{audit, authorize, Action, Principal};
-use crate::domain::{DocumentId, Mrn, PatientId};
+use crate::domain::{DocumentId, DocumentStatus, Mrn, PatientId};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::vault::ObjectRef;
@@ -129,20 +129,32 @@ pub async fn search(
     for hit in &results.hits {
         let doc_id = DocumentId(hit.document_id);
         let Some(doc) = state.db.document(doc_id).await? else {
-            continue; // deleted between the search and now
+            continue;
         };
+        if doc.status == DocumentStatus::Deleted {
+            continue; // shredded between the search and now
+        }
         let Some(patient) = state.db.patient(doc.patient_id).await? else {
             continue;
         };
-        let text = state
-            .vault
-            .get(ObjectRef::PageText(doc_id, hit.page))
-            .await?;
+        let artifacts = async {
+            let text = state
+                .vault
+                .get(ObjectRef::PageText(doc_id, hit.page))
+                .await?;
+            let words = state
+                .vault
+                .get(ObjectRef::PageWords(doc_id, hit.page))
+                .await?;
+            anyhow::Ok((text, words))
+        };
+        let (text, words_json) = match artifacts.await {
+            Ok(artifacts) => artifacts,
+            // A document shredded while this search ran: its keys are gone, skip it.
+            Err(_) if shredded(state, doc_id).await? => continue,
+            Err(error) => return Err(error.into()),
+        };
         let text = String::from_utf8_lossy(&text);
-        let words_json = state
-            .vault
-            .get(ObjectRef::PageWords(doc_id, hit.page))
-            .await?;
         let words: Vec<OcrWord> =
             serde_json::from_slice(&words_json).map_err(ApiError::internal)?;
         let boxes = words
@@ -189,4 +201,12 @@ pub async fn search(
         total: results.total,
         hits,
     })
+}
+
+async fn shredded(state: &AppState, id: DocumentId) -> ApiResult<bool> {
+    Ok(state
+        .db
+        .document(id)
+        .await?
+        .is_none_or(|doc| doc.status == DocumentStatus::Deleted))
 }

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::domain::Role;
 use crate::http::{router, AppState};
+use crate::phi::PhiCipher;
 use crate::vault::Vault;
 
 pub struct Application {
@@ -55,6 +56,18 @@ impl Application {
         let blobs = LocalBlobStore::open(config.blobs_dir())?;
         blobs.remove_stale_temp_files()?;
         let vault = Vault::new(Arc::new(blobs), keys, db.clone());
+        db.set_phi(
+            PhiCipher::load(&vault)
+                .await
+                .context("loading the PHI column keys")?,
+        );
+        let upgraded = db.seal_legacy_rows().await?;
+        if upgraded > 0 {
+            tracing::info!(
+                upgraded,
+                "sealed PHI columns of rows written before sealing"
+            );
+        }
         let leftovers = vault.remove_leftover_staging()?;
         if leftovers > 0 {
             tracing::info!(leftovers, "removed staging objects of interrupted uploads");
@@ -100,6 +113,13 @@ impl Application {
             jobs_waiting: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
         };
+        let finished = crate::shred::finish_pending(&state).await?;
+        if finished > 0 {
+            tracing::info!(
+                finished,
+                "finished purging documents shredded before the last stop"
+            );
+        }
         crate::worker::spawn(state.clone(), ocr_threads);
         Ok(Application {
             listener,

@@ -36,6 +36,11 @@ impl ObjectRef {
         BlobName::new(name).expect("names built from uuids and numbers are valid blob names")
     }
 
+    /// The prefix under which every page artifact of a document lives.
+    pub fn pages_prefix(doc: DocumentId) -> String {
+        format!("pages/{}/{doc}/", shard(&doc))
+    }
+
     /// Where an upload is staged before it is accepted: encrypted already under the
     /// identity it will have, so acceptance is a rename.
     pub fn staging_name(doc: DocumentId) -> BlobName {

@@ -326,4 +326,28 @@ impl SearchIndex {
         );
         Ok(self.searcher().search(&query, &Count)?)
     }
+
+    /// Whether any segment's term dictionary still holds `word` (as the analyzer indexes
+    /// it), deleted documents included: true until a merge has rewritten their segments.
+    /// For checking that shredded text left the index files.
+    pub fn term_in_any_segment(&self, word: &str) -> Result<bool, IndexError> {
+        let fields = self.fields();
+        let mut analyzer = crate::schema::text_analyzer();
+        let terms = crate::schema::analyze(&mut analyzer, word);
+        let searcher = self.searcher();
+        for term in terms {
+            let term = tantivy::Term::from_field_text(fields.text, &term);
+            for segment in searcher.segment_readers() {
+                let inverted = segment.inverted_index(fields.text)?;
+                if inverted
+                    .terms()
+                    .get(term.serialized_value_bytes())?
+                    .is_some()
+                {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
 }

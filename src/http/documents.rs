@@ -12,12 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{audit, authorize, Action, Principal, Resource};
 use crate::db::{Document, PageRow};
 use crate::domain::{DocumentId, DocumentStatus};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::AppState;
 use crate::ingest::{self, Staged, StagingUpload, ValidMetadata};
 use crate::vault::ObjectRef;
@@ -256,12 +256,125 @@ pub async fn metadata(
     }))
 }
 
+/// A tombstone's artifacts are gone for good: 410, not 404, once the caller may see it.
+fn ensure_not_deleted(doc: &Document) -> ApiResult<()> {
+    if doc.status == DocumentStatus::Deleted {
+        return Err(ApiError::new(
+            ErrorCode::Gone,
+            "the document was deleted; only its tombstone remains",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteBody {
+    reason: String,
+}
+
+#[derive(Serialize)]
+pub struct Tombstone {
+    id: DocumentId,
+    status: DocumentStatus,
+    sha256: String,
+    deleted_at: Option<String>,
+    deleted_by: Option<String>,
+}
+
+/// `DELETE /documents/{id}` with `{"reason": "..."}`: crypto-shreds the document
+/// (see [`crate::shred`]); answers with its tombstone.
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw_id): Path<String>,
+    body: Result<Json<DeleteBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Tombstone>> {
+    authorize(&state.db, &principal, Action::DeleteDocument, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 1000 {
+        return Err(ApiError::invalid("reason must be 1 to 1000 characters"));
+    }
+    let Ok(id) = raw_id.parse::<DocumentId>() else {
+        return Err(ApiError::not_found());
+    };
+    let Some(doc) = state.db.document(id).await? else {
+        audit(
+            &state.db,
+            &principal,
+            Action::DeleteDocument,
+            "not-found",
+            None,
+            Some(id),
+            None,
+        )
+        .await?;
+        return Err(ApiError::not_found());
+    };
+    let resource = Resource {
+        patient_id: doc.patient_id,
+        document_id: Some(doc.id),
+        category: &doc.category,
+    };
+    authorize(
+        &state.db,
+        &principal,
+        Action::DeleteDocument,
+        Some(&resource),
+    )
+    .await?;
+    if let Some(refusal) = crate::shred::destruction_refusal(&doc) {
+        audit(
+            &state.db,
+            &principal,
+            Action::DeleteDocument,
+            "refused",
+            Some(doc.patient_id),
+            Some(doc.id),
+            Some(serde_json::json!({ "refusal": refusal.code.as_str() })),
+        )
+        .await?;
+        return Err(refusal);
+    }
+    // Audited before the act: a destruction that cannot be recorded does not happen.
+    audit(
+        &state.db,
+        &principal,
+        Action::DeleteDocument,
+        "ok",
+        Some(doc.patient_id),
+        Some(doc.id),
+        Some(serde_json::json!({ "pages": doc.page_count, "sha256": doc.sha256 })),
+    )
+    .await?;
+    if !crate::shred::shred(&state, &doc, principal.user_id, reason).await? {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the document changed state during the request; retry",
+        ));
+    }
+    let doc = state
+        .db
+        .document(id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(Tombstone {
+        id: doc.id,
+        status: doc.status,
+        sha256: doc.sha256,
+        deleted_at: doc.deleted_at,
+        deleted_by: doc.deleted_by,
+    }))
+}
+
 pub async fn original(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let doc = readable_document(&state, &principal, &id).await?;
+    ensure_not_deleted(&doc)?;
     let reader = state.vault.open(ObjectRef::Original(doc.id)).await?;
     audit_read(&state, &principal, &doc, "original", None).await?;
     let extension = match doc.content_type.as_str() {
@@ -328,6 +441,7 @@ async fn page_artifact(
     what: &'static str,
 ) -> ApiResult<(Document, Vec<u8>)> {
     let doc = readable_document(state, principal, id).await?;
+    ensure_not_deleted(&doc)?;
     let page: u32 = page.parse().map_err(|_| ApiError::not_found())?;
     if page == 0 || page > doc.page_count {
         return Err(ApiError::not_found());

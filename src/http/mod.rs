@@ -42,7 +42,10 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/documents", post(documents::upload))
-        .route("/documents/{id}", get(documents::metadata))
+        .route(
+            "/documents/{id}",
+            get(documents::metadata).delete(documents::delete),
+        )
         .route("/documents/{id}/original", get(documents::original))
         .route(
             "/documents/{id}/pages/{page}/image",

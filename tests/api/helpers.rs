@@ -38,7 +38,25 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// Every test of this binary logs at TRACE, every crate included, into one file, so the
+/// at-rest test can check that no PHI reaches the log at any level.
+pub fn trace_log_path() -> &'static Path {
+    static LOG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("chartvault-api-trace-{}.log", std::process::id()));
+        let file = std::fs::File::create(&path).expect("trace log file");
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+        path
+    })
+}
+
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    trace_log_path();
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
     let mut config = Config::for_data_dir(&data_dir);
@@ -147,6 +165,16 @@ impl TestApp {
     pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
         self.http
             .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .delete(self.url(path))
             .bearer_auth(token)
             .json(body)
             .send()
@@ -304,7 +332,27 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// Case-insensitive byte search.
 pub fn contains_ignore_case(haystack: &[u8], needle: &str) -> bool {
-    let needle = needle.to_ascii_lowercase().into_bytes();
+    contains_bytes_ignore_case(haystack, needle.as_bytes())
+}
+
+/// Case-insensitive (ASCII) search for `needle` as UTF-8, UTF-16LE or UTF-16BE: how SQLite,
+/// tantivy or a log could hold a string.
+pub fn contains_in_any_encoding(haystack: &[u8], needle: &str) -> bool {
+    let le: Vec<u8> = needle
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    let be: Vec<u8> = needle
+        .encode_utf16()
+        .flat_map(|u| u.to_be_bytes())
+        .collect();
+    contains_ignore_case(haystack, needle)
+        || contains_bytes_ignore_case(haystack, &le)
+        || contains_bytes_ignore_case(haystack, &be)
+}
+
+pub fn contains_bytes_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    let needle = needle.to_ascii_lowercase();
     haystack.windows(needle.len()).any(|w| {
         w.iter()
             .zip(&needle)

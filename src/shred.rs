@@ -1,0 +1,117 @@
+//! Crypto-shredding of a document.
+//!
+//! Promises:
+//! - [`destruction_refusal`] is the one place that decides whether a document may be
+//!   destroyed (legal holds and retention periods will refuse it there).
+//! - The moment of destruction is one database transaction ([`Db::tombstone_document`]):
+//!   the keyring rows of every object of the document go (with `secure_delete` on, their
+//!   bytes are zeroed in the file; the WAL is truncated afterwards), its page rows go, and
+//!   the document row becomes a tombstone (id, sha256, when, who, the sealed reason). From
+//!   that commit on, no byte of the document can be decrypted with any KEK.
+//! - Then the index entries are purged (a forced merge of the segments that held them, so
+//!   their terms leave the files), the blobs are deleted, and the tombstone is marked
+//!   purged. A stop in between is finished at the next start ([`finish_pending`]).
+
+use std::io::{Seek, SeekFrom};
+
+use chartvault_storage::{read_key_id, BlobName};
+
+use crate::db::Document;
+use crate::domain::{DocumentId, DocumentStatus, UserId};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::AppState;
+use crate::vault::ObjectRef;
+
+/// Why a document may not be destroyed now, or `None` if it may.
+pub fn destruction_refusal(doc: &Document) -> Option<ApiError> {
+    match doc.status {
+        DocumentStatus::Indexed | DocumentStatus::Failed => None,
+        DocumentStatus::Accepted | DocumentStatus::Processing => Some(ApiError::new(
+            ErrorCode::Conflict,
+            "the document is still being processed; delete it once it is indexed or failed",
+        )),
+        DocumentStatus::Deleted => Some(ApiError::new(
+            ErrorCode::Gone,
+            "the document was deleted already",
+        )),
+    }
+}
+
+/// The states [`destruction_refusal`] lets through, re-checked inside the transaction.
+const DESTROYABLE: &[DocumentStatus] = &[DocumentStatus::Indexed, DocumentStatus::Failed];
+
+/// Every blob of a document: its original and all page artifacts.
+fn blobs_of(state: &AppState, doc: DocumentId) -> anyhow::Result<Vec<BlobName>> {
+    let mut names = state.vault.blobs.list(&ObjectRef::pages_prefix(doc))?;
+    let original = ObjectRef::Original(doc).blob_name();
+    if state.vault.blobs.exists(&original)? {
+        names.push(original);
+    }
+    Ok(names)
+}
+
+/// Destroys a document (the caller has authorised it and checked
+/// [`destruction_refusal`]). Returns false if the document changed state meanwhile.
+pub async fn shred(
+    state: &AppState,
+    doc: &Document,
+    by: UserId,
+    reason: &str,
+) -> anyhow::Result<bool> {
+    let id = doc.id;
+    let worker_state = state.clone();
+    let key_ids = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        let mut key_ids = Vec::new();
+        for name in blobs_of(&worker_state, id)? {
+            let mut reader = worker_state.vault.blobs.open(&name)?;
+            reader.seek(SeekFrom::Start(0))?;
+            // A blob that is not an object (cut short by a crash) has no key to destroy.
+            if let Ok(key_id) = read_key_id(&mut reader) {
+                key_ids.push(key_id.to_hex());
+            }
+        }
+        key_ids.sort();
+        key_ids.dedup();
+        Ok(key_ids)
+    })
+    .await??;
+    if !state
+        .db
+        .tombstone_document(id, DESTROYABLE, &key_ids, by, reason)
+        .await?
+    {
+        return Ok(false);
+    }
+    tracing::info!(document_id = %id, keys = key_ids.len(), "document keys destroyed");
+    purge(state, id).await?;
+    Ok(true)
+}
+
+/// Removes what is left of a tombstone: index entries, blobs; then marks it purged.
+async fn purge(state: &AppState, id: DocumentId) -> anyhow::Result<()> {
+    if let Err(error) = state.db.truncate_wal().await {
+        tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
+    }
+    state.index_writer.delete_document(id.0).await?; // PURGE-PENDING
+    let worker_state = state.clone();
+    let removed = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+        let names = blobs_of(&worker_state, id)?;
+        for name in &names {
+            worker_state.vault.blobs.delete(name)?;
+        }
+        Ok(names.len())
+    })
+    .await??;
+    state.db.mark_purged(id).await?;
+    tracing::info!(document_id = %id, blobs = removed, "document purged");
+    Ok(())
+}
+
+/// Finishes shredding interrupted by a stop (run at startup, once the index writer runs).
+pub async fn finish_pending(state: &AppState) -> anyhow::Result<usize> {
+    let pending = state.db.unpurged_tombstones().await?;
+    for id in &pending {
+        purge(state, *id).await?;
+    }
+    Ok(pending.len())
+}

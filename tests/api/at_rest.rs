@@ -1,0 +1,160 @@
+//! No PHI at rest: after ingesting generated scans and a real fixture page under distinctive
+//! patient names, MRNs, encounters and marker words, a byte search of the whole data_dir
+//! (blobs, index, the database with its WAL and shared-memory files) and of the TRACE log
+//! finds none of them, in UTF-8 or UTF-16; every blob and index file is an envelope.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+const MARKERS: &[&str] = &["zanzibarite", "quillfeather", "ombrellino"];
+const NAME: &str = "Philippa Quarrendon";
+const MRN: &str = "QZ-48213";
+const ENCOUNTER: &str = "ENC-77120-XR";
+const FIXTURE_NAME: &str = "Ottoline Brackwater";
+const FIXTURE_MRN: &str = "RX-90331";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_readable_is_left_in_the_data_dir_or_the_log() {
+    let app = spawn_app().await;
+    let pages = [
+        scanned_page(
+            &[
+                "Outpatient clinic letter",
+                &format!("Patient: {NAME}   MRN {MRN}"),
+                "Findings: a zanzibarite lesion on the left forearm",
+            ],
+            0.3,
+            11,
+        ),
+        scanned_page(
+            &[
+                "Plan: quillfeather dressing changed every other day",
+                "Review in the ombrellino clinic in two weeks",
+            ],
+            -0.4,
+            12,
+        ),
+    ];
+    let mut meta = metadata(MRN, NAME, "clinic-letter");
+    meta["encounter"] = json!(ENCOUNTER);
+    let generated = app.upload(tiff_of(&pages), &meta).await;
+
+    // A real scan from ../shared/fixtures, with its own distinctive words.
+    let mut needles: Vec<String> = [MARKERS, &[NAME, MRN, ENCOUNTER]]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    needles.extend(["Philippa", "Quarrendon", "48213", "77120"].map(String::from));
+    let mut fixture_doc = None;
+    if let (Some(scan), Some(truth)) = (fixture("8087.png"), fixture_text("8087.txt")) {
+        fixture_doc = Some(
+            app.upload(scan, &metadata(FIXTURE_MRN, FIXTURE_NAME, "correspondence"))
+                .await,
+        );
+        needles.extend([FIXTURE_NAME, FIXTURE_MRN, "Brackwater", "90331"].map(String::from));
+        // The page's longest words: distinctive enough not to occur by chance in binary data.
+        let mut words: Vec<String> = truth
+            .split(|c: char| !c.is_alphabetic())
+            .filter(|w| w.len() >= 9)
+            .map(str::to_string)
+            .collect();
+        words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+        words.dedup();
+        assert!(words.len() >= 3, "the fixture has long words");
+        needles.extend(words.into_iter().take(6));
+    }
+
+    let doc = app.wait_indexed(&generated).await;
+    assert_eq!(doc["encounter"], ENCOUNTER, "sealed columns open again");
+    if let Some(id) = &fixture_doc {
+        app.wait_indexed(id).await;
+    }
+    // The archive still works on what it sealed: search, MRN lookup (blind index), names.
+    let hits = app
+        .search(
+            &app.clinician,
+            json!({ "query": "zanzibarite", "mrn": "qz-48213" }),
+        )
+        .await;
+    assert_eq!(hits["total"], 1, "{hits}");
+    assert_eq!(hits["hits"][0]["patient"]["name"], NAME);
+    assert_eq!(hits["hits"][0]["patient"]["mrn"], MRN);
+    let chart = app
+        .post_json(
+            &app.clinician,
+            "/api/v1/patients/lookup",
+            &json!({ "mrn": MRN }),
+        )
+        .await;
+    assert_eq!(chart.status(), 200);
+    let chart: serde_json::Value = chart.json().await.unwrap();
+    assert_eq!(chart["patient"]["name"], NAME);
+    assert_eq!(chart["patient"]["birth_date"], "1950-02-01");
+
+    // The database's own view: every PHI column is an envelope.
+    let rows = sqlx::query_as::<_, (Vec<u8>, Vec<u8>, Vec<u8>, Option<Vec<u8>>)>(
+        "SELECT mrn_index, mrn, name, birth_date FROM patients",
+    )
+    .fetch_all(app.state.db.pool())
+    .await
+    .unwrap();
+    assert!(!rows.is_empty());
+    for (index, mrn, name, birth_date) in rows {
+        assert_eq!(index.len(), 32, "the blind index is an HMAC-SHA256");
+        for sealed in [Some(mrn), Some(name), birth_date].into_iter().flatten() {
+            assert!(sealed.starts_with(chartvault_storage::MAGIC));
+        }
+    }
+
+    // Every file under the data dir, the database's WAL included while the server runs.
+    let files = files_under(&app.data_dir);
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "chartvault.db"), "{names:?}");
+    assert!(names.iter().any(|n| n == "chartvault.db-wal"), "{names:?}");
+    let mut checked_bytes = 0usize;
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        checked_bytes += bytes.len();
+        for needle in &needles {
+            assert!(
+                !contains_in_any_encoding(&bytes, needle),
+                "{needle:?} is readable in {}",
+                path.display()
+            );
+        }
+        let relative = path.strip_prefix(&app.data_dir).unwrap();
+        let is_lock = relative.to_string_lossy().ends_with(".lock");
+        let under_store = relative.starts_with("blobs") || relative.starts_with("index");
+        if under_store && !is_lock && !bytes.is_empty() {
+            assert!(
+                bytes.starts_with(chartvault_storage::MAGIC),
+                "{} is not an envelope",
+                path.display()
+            );
+        }
+    }
+    assert!(checked_bytes > 100_000, "the data dir holds the archive");
+
+    // The key file lives outside the data dir.
+    assert!(!names.iter().any(|n| n.ends_with(".key")));
+
+    // The TRACE log of everything this test binary did: requests were logged (the document
+    // id appears), PHI was not.
+    let log = std::fs::read(trace_log_path()).unwrap();
+    assert!(
+        contains_ignore_case(&log, &generated),
+        "the trace log covers this test's requests"
+    );
+    assert!(contains_ignore_case(&log, "TRACE"));
+    for needle in &needles {
+        assert!(
+            !contains_in_any_encoding(&log, needle),
+            "{needle:?} is in the trace log"
+        );
+    }
+}

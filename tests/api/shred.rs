@@ -1,0 +1,196 @@
+//! Crypto-shredding: `DELETE /api/v1/documents/{id}` by records, with a reason. Afterwards
+//! nothing of the document can be found or read, its keys and blobs are gone, other
+//! documents are untouched, and the tombstone remains.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+async fn keyring_rows(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM keyring")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shredded_document_is_gone_and_only_its_tombstone_remains() {
+    let app = spawn_app().await;
+    let doomed_pages = [
+        scanned_page(&["Misfiled referral letter", "Marker wolfsbane"], 0.2, 21),
+        scanned_page(
+            &["Second page of the misfiled letter", "Marker larkspur"],
+            -0.2,
+            22,
+        ),
+    ];
+    let doomed_original = tiff_of(&doomed_pages);
+    let doomed = app
+        .upload(
+            doomed_original.clone(),
+            &metadata("SH-1", "Iris Vantongeren", "letter"),
+        )
+        .await;
+    let kept = app
+        .upload(
+            png_of(&scanned_page(
+                &["Operative note", "Marker hollyhock"],
+                0.0,
+                23,
+            )),
+            &metadata("SH-1", "Iris Vantongeren", "operative-note"),
+        )
+        .await;
+    app.wait_indexed(&doomed).await;
+    app.wait_indexed(&kept).await;
+    let found = app
+        .search(&app.clinician, json!({ "query": "wolfsbane" }))
+        .await;
+    assert_eq!(found["total"], 1, "{found}");
+    let blobs_before = files_under(&app.data_dir.join("blobs"));
+    assert!(blobs_before
+        .iter()
+        .any(|p| p.to_string_lossy().contains(&doomed)));
+    let keys_before = keyring_rows(&app).await;
+    let path = format!("/api/v1/documents/{doomed}");
+
+    // Who may, and with what.
+    for token in [&app.clinician, &app.legal, &app.auditor, &app.admin] {
+        let response = app
+            .delete(token, &path, &json!({ "reason": "misfiled" }))
+            .await;
+        assert_eq!(response.status(), 403);
+    }
+    let response = app.delete(&app.records, &path, &json!({})).await;
+    assert_eq!(response.status(), 400);
+    let response = app
+        .delete(&app.records, &path, &json!({ "reason": "  " }))
+        .await;
+    assert_eq!(response.status(), 400);
+    let response = app
+        .delete(
+            &app.records,
+            &format!("/api/v1/documents/{}", uuid::Uuid::new_v4()),
+            &json!({ "reason": "misfiled" }),
+        )
+        .await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        app.search(&app.clinician, json!({ "query": "wolfsbane" }))
+            .await["total"],
+        1,
+        "refused requests destroyed nothing"
+    );
+
+    let response = app
+        .delete(
+            &app.records,
+            &path,
+            &json!({ "reason": "misfiled: belongs to another patient" }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let tombstone: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(tombstone["status"], "deleted");
+    assert_eq!(tombstone["id"], doomed.as_str());
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&doomed_original));
+    assert_eq!(tombstone["sha256"], sha);
+
+    // Nothing of it is found, for any role, by any of its words.
+    for token in [&app.clinician, &app.records, &app.legal] {
+        for word in ["wolfsbane", "larkspur", "misfiled"] {
+            let hits = app.search(token, json!({ "query": word })).await;
+            assert_eq!(hits["total"], 0, "{word}: {hits}");
+        }
+    }
+    // ... and its terms left the index files: no segment's term dictionary holds them.
+    for word in ["wolfsbane", "larkspur"] {
+        assert!(
+            !app.state.index.term_in_any_segment(word).unwrap(),
+            "{word} is still in a segment"
+        );
+    }
+    assert!(app.state.index.term_in_any_segment("hollyhock").unwrap());
+
+    // Its artifacts are gone for good; its tombstone remains.
+    for artifact in ["original", "pages/1/image", "pages/1/text", "pages/2/words"] {
+        let response = app.get(&app.clinician, &format!("{path}/{artifact}")).await;
+        assert_eq!(response.status(), 410, "{artifact}");
+    }
+    let meta: serde_json::Value = app.get(&app.records, &path).await.json().await.unwrap();
+    assert_eq!(meta["status"], "deleted");
+    assert_eq!(meta["sha256"], sha);
+    assert_eq!(
+        meta["deletion_reason"],
+        "misfiled: belongs to another patient"
+    );
+    assert!(meta["deleted_at"].is_string() && meta["deleted_by"].is_string());
+    assert_eq!(meta["pages"].as_array().unwrap().len(), 0);
+    let again = app
+        .delete(&app.records, &path, &json!({ "reason": "twice" }))
+        .await;
+    assert_eq!(again.status(), 410);
+
+    // Its blobs and keyring rows are gone (an original and 3 artifacts per page).
+    let blobs_after = files_under(&app.data_dir.join("blobs"));
+    assert!(!blobs_after
+        .iter()
+        .any(|p| p.to_string_lossy().contains(&doomed)));
+    assert_eq!(blobs_before.len() - blobs_after.len(), 1 + 3 * 2);
+    assert_eq!(keys_before - keyring_rows(&app).await, 1 + 3 * 2);
+
+    // The other document of the same patient is untouched.
+    let hits = app
+        .search(&app.clinician, json!({ "query": "hollyhock" }))
+        .await;
+    assert_eq!(hits["total"], 1);
+    let original = app
+        .get(
+            &app.clinician,
+            &format!("/api/v1/documents/{kept}/original"),
+        )
+        .await;
+    assert_eq!(original.status(), 200);
+
+    // The destruction is in the audit log, with ids and no reason text.
+    let audit = app.state.db.audit_rows(0).await.unwrap();
+    let row = audit
+        .iter()
+        .find(|r| r.action == "delete" && r.outcome == "ok")
+        .expect("an audit row for the deletion");
+    assert_eq!(row.document_id.as_deref(), Some(doomed.as_str()));
+    assert!(!row.detail.as_deref().unwrap_or("").contains("misfiled"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_still_being_processed_cannot_be_deleted() {
+    let app = spawn_app().await;
+    let pages: Vec<_> = (0..4)
+        .map(|i| {
+            scanned_page(
+                &["A long chart still in OCR", "Marker foxglove"],
+                0.0,
+                30 + i,
+            )
+        })
+        .collect();
+    let id = app
+        .upload(tiff_of(&pages), &metadata("SH-2", "Rowan Example", "chart"))
+        .await;
+    let response = app
+        .delete(
+            &app.records,
+            &format!("/api/v1/documents/{id}"),
+            &json!({ "reason": "too early" }),
+        )
+        .await;
+    assert_eq!(response.status(), 409);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "conflict");
+    // Nothing was lost: it finishes and is found.
+    app.wait_indexed(&id).await;
+    let hits = app
+        .search(&app.clinician, json!({ "query": "foxglove" }))
+        .await;
+    assert_eq!(hits["total"], 4);
+}
