@@ -38,6 +38,8 @@ pub enum Action {
     LookupPatient,
     /// Crypto-shred a document (with a reason); see [`crate::shred`].
     DeleteDocument,
+    /// KEK status, rotation and retirement.
+    ManageKeys,
 }
 
 impl Action {
@@ -48,6 +50,7 @@ impl Action {
             Action::ReadDocument => "read",
             Action::LookupPatient => "patient-lookup",
             Action::DeleteDocument => "delete",
+            Action::ManageKeys => "manage-keys",
         }
     }
 }
@@ -73,6 +76,7 @@ pub enum Decision {
 pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<'_>>) -> Decision {
     let role_allows = match action {
         Action::Ingest | Action::DeleteDocument => matches!(principal.role, Role::Records),
+        Action::ManageKeys => matches!(principal.role, Role::Admin),
         Action::Search | Action::ReadDocument | Action::LookupPatient => matches!(
             principal.role,
             Role::Records | Role::Clinician | Role::Legal

@@ -353,6 +353,60 @@ impl Db {
         .transpose()
     }
 
+    /// Keyring rows per KEK version, ascending by version.
+    pub async fn keyring_versions(&self) -> sqlx::Result<Vec<(u32, i64)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT kek_version, count(*) FROM keyring GROUP BY kek_version ORDER BY kek_version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(v, n)| (v as u32, n)).collect())
+    }
+
+    /// Up to `limit` keyring rows wrapped under a version other than `current`.
+    pub async fn keyring_rows_not_under(
+        &self,
+        current: u32,
+        limit: i64,
+    ) -> sqlx::Result<Vec<(String, u32, Vec<u8>)>> {
+        let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT key_id, kek_version, wrapped FROM keyring WHERE kek_version != $1 LIMIT $2",
+        )
+        .bind(current as i64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, v, bytes)| (id, v as u32, bytes))
+            .collect())
+    }
+
+    /// Replaces wrapped keys in one transaction, each only if its row is still under the
+    /// version it was read with: `(key_id, old_version, new_version, new_bytes)`. Returns the
+    /// rows changed.
+    pub async fn swap_wrapped_keys(
+        &self,
+        updates: &[(String, u32, u32, Vec<u8>)],
+    ) -> sqlx::Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0;
+        for (key_id, old, new, bytes) in updates {
+            changed += sqlx::query(
+                "UPDATE keyring SET kek_version = $1, wrapped = $2 WHERE key_id = $3 AND kek_version = $4",
+            )
+            .bind(*new as i64)
+            .bind(bytes)
+            .bind(key_id)
+            .bind(*old as i64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     pub async fn service_key_id(&self, purpose: &str) -> sqlx::Result<Option<String>> {
         sqlx::query_scalar("SELECT key_id FROM service_keys WHERE purpose = $1")
             .bind(purpose)

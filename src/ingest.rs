@@ -133,7 +133,7 @@ pub struct Staged {
 impl StagingUpload {
     pub fn begin(vault: &Vault, limit: u64) -> Result<StagingUpload, ApiError> {
         let doc = DocumentId::new_random();
-        let key = vault.new_key();
+        let key = vault.new_key()?;
         let mut writer = vault.staging_writer(doc, &key)?;
         let (tx, mut rx) = mpsc::channel::<Bytes>(8);
         let task = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, u64)> {

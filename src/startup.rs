@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chartvault_index::{EncryptedDirectory, IndexWriterService, SearchIndex};
 use chartvault_ocr::{OcrConfig, OcrPool};
-use chartvault_storage::{KeyFile, KeyProvider, LocalBlobStore};
+use chartvault_storage::{KeyProvider, LocalBlobStore};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -30,11 +30,7 @@ pub struct Application {
 /// Loads the KEK from the environment variable named in config, or else the key file
 /// (created `0600` on first start).
 pub fn load_keys(config: &Config) -> anyhow::Result<Arc<dyn KeyProvider>> {
-    let keys = match &config.keys.kek_env {
-        Some(var) if std::env::var_os(var).is_some() => KeyFile::from_env(var)?,
-        _ => KeyFile::load_or_create(&config.keys.kek_file)?,
-    };
-    Ok(Arc::new(keys))
+    crate::kek::KekSource::from_config(config).load()
 }
 
 pub fn create_data_dir(config: &Config) -> anyhow::Result<()> {

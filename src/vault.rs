@@ -6,11 +6,11 @@
 //! page) is the associated data, so ciphertext copied onto another record fails to decrypt.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chartvault_storage::{
     read_key_id, BlobName, BlobReader, BlobStore, BlobWriter, DataKey, DecryptReader,
-    EncryptWriter, KeyId, KeyProvider, WrappedKey,
+    EncryptWriter, KeyId, KeyProvider, StorageError, WrappedKey,
 };
 
 use crate::db::Db;
@@ -73,20 +73,41 @@ pub struct NewKey {
 #[derive(Clone)]
 pub struct Vault {
     pub blobs: Arc<dyn BlobStore>,
-    keys: Arc<dyn KeyProvider>,
+    /// Replaced whole when a KEK version is added or retired (see [`crate::kek`]).
+    keys: Arc<RwLock<Arc<dyn KeyProvider>>>,
     db: Db,
 }
 
 impl Vault {
     pub fn new(blobs: Arc<dyn BlobStore>, keys: Arc<dyn KeyProvider>, db: Db) -> Vault {
-        Vault { blobs, keys, db }
+        Vault {
+            blobs,
+            keys: Arc::new(RwLock::new(keys)),
+            db,
+        }
     }
 
-    pub fn new_key(&self) -> NewKey {
+    /// The key provider in use now.
+    pub fn keys(&self) -> Arc<dyn KeyProvider> {
+        match self.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a reloaded key provider (a KEK version added or retired).
+    pub fn replace_keys(&self, keys: Arc<dyn KeyProvider>) {
+        match self.keys.write() {
+            Ok(mut slot) => *slot = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
+    }
+
+    pub fn new_key(&self) -> anyhow::Result<NewKey> {
         let id = KeyId::generate();
         let key = DataKey::generate();
-        let wrapped = self.keys.current().wrap(&id, &key);
-        NewKey { id, key, wrapped }
+        let wrapped = self.keys().wrap_key(&id, &key)?;
+        Ok(NewKey { id, key, wrapped })
     }
 
     pub async fn store_key(&self, key: &NewKey) -> sqlx::Result<()> {
@@ -107,7 +128,7 @@ impl Vault {
             let id = KeyId::from_hex(&hex)?;
             return Ok((id, self.data_key(&id).await?));
         }
-        let key = self.new_key();
+        let key = self.new_key()?;
         let created = self
             .db
             .insert_service_key(
@@ -123,29 +144,33 @@ impl Vault {
         Ok((key.id, key.key))
     }
 
-    async fn data_key(&self, id: &KeyId) -> anyhow::Result<DataKey> {
-        let (version, wrapped) = self
-            .db
-            .get_key(&id.to_hex())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no keyring row for key {id}"))?;
-        let kek = self
-            .keys
-            .get(version)
-            .ok_or_else(|| anyhow::anyhow!("KEK version {version} is not loaded"))?;
-        Ok(kek.unwrap(
-            id,
-            &WrappedKey {
+    pub async fn data_key(&self, id: &KeyId) -> anyhow::Result<DataKey> {
+        let hex = id.to_hex();
+        let mut attempt = 0;
+        loop {
+            let (version, wrapped) = self
+                .db
+                .get_key(&hex)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no keyring row for key {id}"))?;
+            let wrapped = WrappedKey {
                 kek_version: version,
                 bytes: wrapped,
-            },
-        )?)
+            };
+            match self.keys().unwrap_key(id, &wrapped) {
+                Ok(key) => return Ok(key),
+                // The row was read just before a rotation re-wrapped it and its old KEK
+                // version was retired: the row read now is under a version we hold.
+                Err(StorageError::Key(_)) if attempt == 0 => attempt += 1,
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// Encrypts `plaintext` as `object` under a new key: keyring row first, then the blob
     /// (written to a temp file, fsynced and renamed), so a visible blob always has its key.
     pub async fn put(&self, object: ObjectRef, plaintext: Vec<u8>) -> anyhow::Result<()> {
-        let key = self.new_key();
+        let key = self.new_key()?;
         self.store_key(&key).await?;
         let blobs = self.blobs.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {

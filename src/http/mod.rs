@@ -2,6 +2,7 @@
 //! request middleware (request ids, tracing without PHI). Only this module and `error` know
 //! axum.
 
+mod admin;
 mod documents;
 mod patients;
 
@@ -60,7 +61,10 @@ pub fn router(state: AppState) -> Router {
             get(documents::page_words),
         )
         .route("/search", post(search))
-        .route("/patients/lookup", post(patients::lookup));
+        .route("/patients/lookup", post(patients::lookup))
+        .route("/admin/keys", get(admin::key_status))
+        .route("/admin/keys/rotate", post(admin::rotate))
+        .route("/admin/keys/retire", post(admin::retire));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))

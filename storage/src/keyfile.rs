@@ -28,7 +28,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use zeroize::Zeroizing;
 
-use crate::keys::{random_array, Kek, KeyProvider, KEY_LEN};
+use crate::keys::{random_array, DataKey, Kek, KeyId, KeyProvider, WrappedKey, KEY_LEN};
 use crate::StorageError;
 
 const FILE_PREAMBLE: &str = "\
@@ -99,6 +99,56 @@ impl KeyFile {
         file.write_all(line.as_bytes()).map_err(io_error)?;
         file.sync_all().map_err(io_error)?;
         Ok(version)
+    }
+
+    /// Removes KEK `version` from the key file at `path` (retiring it after every keyring
+    /// row was re-wrapped). The current (highest) version cannot be removed. The file is
+    /// rewritten whole (temp file `0600`, fsync, rename, directory fsync), so a crash leaves
+    /// either the old or the new file. Not safe against concurrent changes of the same file.
+    pub fn remove_version(path: impl AsRef<Path>, version: u32) -> Result<(), StorageError> {
+        let path = path.as_ref();
+        let existing = KeyFile::load(path)?;
+        if existing.get(version).is_none() {
+            return Err(StorageError::Key(format!(
+                "key file {}: no KEK version {version}",
+                path.display()
+            )));
+        }
+        if existing.current().version() == version {
+            return Err(StorageError::Key(format!(
+                "key file {}: version {version} is current and cannot be retired",
+                path.display()
+            )));
+        }
+        let mut text = Zeroizing::new(FILE_PREAMBLE.to_string());
+        for kek in existing.keks.values().filter(|k| k.version() != version) {
+            text.push_str(key_line(kek.version(), kek.expose_secret()).as_str());
+            text.push('\n');
+        }
+        let io_error = |source| StorageError::io(format!("key file {}", path.display()), source);
+        let temp = path.with_extension("key-rewrite");
+        let _ = fs::remove_file(&temp);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io_error)?;
+        let written = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| fs::rename(&temp, path));
+        if let Err(source) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(io_error(source));
+        }
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        File::open(parent)
+            .and_then(|directory| directory.sync_all())
+            .map_err(|source| StorageError::io(format!("directory {}", parent.display()), source))
     }
 
     /// Reads KEKs from the environment variable `var_name`: either the key file format, or a
@@ -180,16 +230,42 @@ impl KeyFile {
     }
 }
 
-impl KeyProvider for KeyFile {
-    fn current(&self) -> &Kek {
+impl KeyFile {
+    /// The KEK that wraps new data keys (the highest version).
+    pub fn current(&self) -> &Kek {
         self.keks
             .values()
             .next_back()
             .expect("a KeyFile holds at least one KEK (checked in from_keks)")
     }
 
-    fn get(&self, version: u32) -> Option<&Kek> {
+    /// The KEK with this version, if held.
+    pub fn get(&self, version: u32) -> Option<&Kek> {
         self.keks.get(&version)
+    }
+}
+
+impl KeyProvider for KeyFile {
+    fn current_version(&self) -> u32 {
+        self.current().version()
+    }
+
+    fn versions(&self) -> Vec<u32> {
+        KeyFile::versions(self)
+    }
+
+    fn wrap_key(&self, id: &KeyId, key: &DataKey) -> Result<WrappedKey, StorageError> {
+        Ok(self.current().wrap(id, key))
+    }
+
+    fn unwrap_key(&self, id: &KeyId, wrapped: &WrappedKey) -> Result<DataKey, StorageError> {
+        let kek = self.get(wrapped.kek_version).ok_or_else(|| {
+            StorageError::Key(format!(
+                "KEK version {} is not available from the key provider",
+                wrapped.kek_version
+            ))
+        })?;
+        kek.unwrap(id, wrapped)
     }
 }
 
@@ -273,7 +349,6 @@ fn read_private_file(path: &Path) -> Result<Zeroizing<String>, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{DataKey, KeyId};
 
     fn mode_of(path: &Path) -> u32 {
         fs::metadata(path).expect("metadata").permissions().mode() & 0o777
@@ -302,7 +377,7 @@ mod tests {
         let first = KeyFile::load_or_create(&path).expect("create");
         let id = KeyId::generate();
         let key = DataKey::generate();
-        let wrapped = first.wrap_key(&id, &key);
+        let wrapped = first.wrap_key(&id, &key).expect("wrap");
         let second = KeyFile::load_or_create(&path).expect("reload");
         let unwrapped = second.unwrap_key(&id, &wrapped).expect("unwrap");
         assert_eq!(unwrapped.expose_secret(), key.expose_secret());
@@ -334,7 +409,7 @@ mod tests {
         let before = KeyFile::load_or_create(&path).expect("create");
         let id = KeyId::generate();
         let key = DataKey::generate();
-        let old_wrapped = before.wrap_key(&id, &key);
+        let old_wrapped = before.wrap_key(&id, &key).expect("wrap");
 
         assert_eq!(KeyFile::add_version(&path).expect("add"), 2);
         assert_eq!(KeyFile::add_version(&path).expect("add"), 3);
@@ -416,5 +491,33 @@ mod tests {
     fn debug_lists_versions_only() {
         let keys = KeyFile::from_keks(vec![Kek::from_bytes(1, [0xee; KEY_LEN])]).expect("keys");
         assert_eq!(format!("{keys:?}"), "KeyFile { versions: [1] }");
+    }
+
+    #[test]
+    fn remove_version_retires_an_old_kek_and_keeps_the_file_private() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("chartvault.key");
+        KeyFile::load_or_create(&path).expect("create");
+        assert_eq!(KeyFile::add_version(&path).expect("v2"), 2);
+        let before = KeyFile::load(&path).expect("load");
+        let id = KeyId::generate();
+        let key = DataKey::generate();
+        let old = before.get(1).expect("v1").wrap(&id, &key);
+        let rewrapped = before.rewrap_key(&id, &old).expect("rewrap");
+        assert_eq!(rewrapped.kek_version, 2);
+
+        assert!(KeyFile::remove_version(&path, 2).is_err(), "current stays");
+        assert!(
+            KeyFile::remove_version(&path, 9).is_err(),
+            "unknown version"
+        );
+        KeyFile::remove_version(&path, 1).expect("retire v1");
+        assert_eq!(mode_of(&path), 0o600);
+        let after = KeyFile::load(&path).expect("load");
+        assert_eq!(after.versions(), vec![2]);
+        assert!(after.unwrap_key(&id, &old).is_err(), "v1 is gone");
+        let unwrapped = after.unwrap_key(&id, &rewrapped).expect("v2 unwraps");
+        assert_eq!(unwrapped.expose_secret(), key.expose_secret());
+        assert!(!dir.path().join("chartvault.key-rewrite").exists());
     }
 }

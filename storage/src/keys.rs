@@ -267,36 +267,31 @@ impl fmt::Debug for Kek {
     }
 }
 
-/// Where the app gets its key-encryption keys: a key file ([`crate::KeyFile`]) now, a KMS
-/// later. The current KEK wraps new keys; older versions stay available to unwrap until
-/// every keyring row has been re-wrapped.
+/// Where the app gets its key-encryption keys: a key file or environment variable
+/// ([`crate::KeyFile`]) today, a KMS or HSM later.
+///
+/// The trait is shaped so that KEK bytes never have to leave the provider: a KMS
+/// implementation sends the 32-byte data key to the KMS's encrypt/decrypt (or wrap/unwrap)
+/// call with the key id and version as associated data, and keeps nothing but version
+/// numbers locally. The current version wraps new keys; older versions stay available to
+/// unwrap until every keyring row has been re-wrapped and the version is retired.
 pub trait KeyProvider: Send + Sync {
-    /// The KEK that wraps new data keys (the highest version).
-    fn current(&self) -> &Kek;
+    /// The version that wraps new data keys.
+    fn current_version(&self) -> u32;
 
-    /// The KEK with this version, if the provider still holds it.
-    fn get(&self, version: u32) -> Option<&Kek>;
+    /// Every version the provider can unwrap with, ascending.
+    fn versions(&self) -> Vec<u32>;
 
-    /// Wraps `key` for keyring row `id` under the current KEK.
-    fn wrap_key(&self, id: &KeyId, key: &DataKey) -> WrappedKey {
-        self.current().wrap(id, key)
-    }
+    /// Wraps `key` for keyring row `id` under the current version.
+    fn wrap_key(&self, id: &KeyId, key: &DataKey) -> Result<WrappedKey, StorageError>;
 
-    /// Unwraps a keyring row with whichever KEK version sealed it.
-    fn unwrap_key(&self, id: &KeyId, wrapped: &WrappedKey) -> Result<DataKey, StorageError> {
-        let kek = self.get(wrapped.kek_version).ok_or_else(|| {
-            StorageError::Key(format!(
-                "KEK version {} is not available from the key provider",
-                wrapped.kek_version
-            ))
-        })?;
-        kek.unwrap(id, wrapped)
-    }
+    /// Unwraps a keyring row with whichever version sealed it.
+    fn unwrap_key(&self, id: &KeyId, wrapped: &WrappedKey) -> Result<DataKey, StorageError>;
 
-    /// Re-seals a keyring row under the current KEK (rotation); objects are not touched.
+    /// Re-seals a keyring row under the current version (rotation); objects are not touched.
     fn rewrap_key(&self, id: &KeyId, wrapped: &WrappedKey) -> Result<WrappedKey, StorageError> {
         let key = self.unwrap_key(id, wrapped)?;
-        Ok(self.wrap_key(id, &key))
+        self.wrap_key(id, &key)
     }
 }
 

@@ -7,4 +7,5 @@ mod crash;
 mod fixtures;
 mod generated;
 mod helpers;
+mod rotation;
 mod shred;

@@ -1,0 +1,183 @@
+//! KEK lifecycle: where the KEK comes from, rotation and retirement.
+//!
+//! Promises:
+//! - [`rotate`] adds a KEK version (to the key file; an environment variable is changed by
+//!   the operator) and re-wraps every keyring row still under an older version: object
+//!   keys, the index key, the PHI column and blind-index keys. No object, index file or
+//!   column value is touched, and the running service keeps serving: old versions stay
+//!   loaded until [`retire`], and each row is swapped in one compare-and-set update.
+//! - [`retire`] removes a version only when no keyring row uses it any more, then reloads
+//!   the provider: from then on the old KEK decrypts nothing.
+//! - The same functions serve the admin API of a running server and the offline CLI.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use chartvault_storage::{KeyFile, KeyId, KeyProvider, WrappedKey};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::vault::Vault;
+
+/// Rows re-wrapped per transaction.
+const BATCH: i64 = 256;
+
+/// Where the KEKs come from.
+#[derive(Debug, Clone)]
+pub enum KekSource {
+    /// A `0600` key file (created on first start).
+    File(PathBuf),
+    /// An environment variable holding the key-file format (or one bare base64 key).
+    Env(String),
+}
+
+impl KekSource {
+    pub fn from_config(config: &Config) -> KekSource {
+        match &config.keys.kek_env {
+            Some(var) if std::env::var_os(var).is_some() => KekSource::Env(var.clone()),
+            _ => KekSource::File(config.keys.kek_file.clone()),
+        }
+    }
+
+    pub fn load(&self) -> anyhow::Result<Arc<dyn KeyProvider>> {
+        let keys = match self {
+            KekSource::File(path) => KeyFile::load_or_create(path)?,
+            KekSource::Env(var) => KeyFile::from_env(var)?,
+        };
+        Ok(Arc::new(keys))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// The version new keys are wrapped under.
+    pub current_version: u32,
+    /// The versions loaded.
+    pub loaded_versions: Vec<u32>,
+    /// Keyring rows per KEK version, ascending by version.
+    pub rows_by_version: Vec<(u32, i64)>,
+}
+
+pub async fn status(db: &Db, vault: &Vault) -> anyhow::Result<KeyStatus> {
+    let keys = vault.keys();
+    Ok(KeyStatus {
+        current_version: keys.current_version(),
+        loaded_versions: keys.versions(),
+        rows_by_version: db.keyring_versions().await?,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rotation {
+    pub previous_version: u32,
+    pub current_version: u32,
+    pub rewrapped: u64,
+}
+
+/// Adds a KEK version (key file) and re-wraps every keyring row under it.
+///
+/// With an environment-variable KEK the operator adds the new version to the variable and
+/// restarts; `rotate` then re-wraps the rows. Without a new version there is nothing to
+/// rotate to, and it says so.
+pub async fn rotate(db: &Db, vault: &Vault, source: &KekSource) -> anyhow::Result<Rotation> {
+    let previous_version = vault.keys().current_version();
+    match source {
+        KekSource::File(path) => {
+            let added = KeyFile::add_version(path).context("adding a KEK version")?;
+            vault.replace_keys(source.load()?);
+            tracing::info!(kek_version = added, "KEK version added");
+        }
+        KekSource::Env(var) => {
+            let pending = db
+                .keyring_versions()
+                .await?
+                .iter()
+                .any(|(version, _)| *version != previous_version);
+            if !pending {
+                bail!(
+                    "the KEK comes from the environment variable {var}: add a new version line \
+                     (`v<N> <base64 key>`) to it and restart, then rotate again to re-wrap"
+                );
+            }
+        }
+    }
+    let current_version = vault.keys().current_version();
+    let rewrapped = rewrap_all(db, vault).await?;
+    tracing::info!(
+        kek_version = current_version,
+        rewrapped,
+        "keyring re-wrapped under the current KEK"
+    );
+    Ok(Rotation {
+        previous_version,
+        current_version,
+        rewrapped,
+    })
+}
+
+/// Re-wraps every keyring row not under the current version; returns how many.
+pub async fn rewrap_all(db: &Db, vault: &Vault) -> anyhow::Result<u64> {
+    let keys = vault.keys();
+    let current = keys.current_version();
+    let mut rewrapped = 0u64;
+    loop {
+        let rows = db.keyring_rows_not_under(current, BATCH).await?;
+        if rows.is_empty() {
+            return Ok(rewrapped);
+        }
+        let mut updates = Vec::with_capacity(rows.len());
+        for (key_id, version, bytes) in rows {
+            let id = KeyId::from_hex(&key_id)?;
+            let wrapped = WrappedKey {
+                kek_version: version,
+                bytes,
+            };
+            let new = keys
+                .rewrap_key(&id, &wrapped)
+                .with_context(|| format!("re-wrapping keyring row {key_id}"))?;
+            updates.push((key_id, version, new.kek_version, new.bytes));
+        }
+        // A row changed meanwhile (shredded) is skipped by the compare-and-set.
+        rewrapped += db.swap_wrapped_keys(&updates).await?;
+    }
+}
+
+/// Retires KEK `version`: refused while any keyring row is wrapped under it or when it is
+/// current; removes it from the key file and reloads the provider.
+pub async fn retire(
+    db: &Db,
+    vault: &Vault,
+    source: &KekSource,
+    version: u32,
+) -> anyhow::Result<()> {
+    let keys = vault.keys();
+    if !keys.versions().contains(&version) {
+        bail!("KEK version {version} is not loaded");
+    }
+    if keys.current_version() == version {
+        bail!("KEK version {version} is current; rotate first");
+    }
+    let in_use = db
+        .keyring_versions()
+        .await?
+        .into_iter()
+        .find(|(v, _)| *v == version)
+        .map_or(0, |(_, rows)| rows);
+    if in_use > 0 {
+        bail!("{in_use} keyring rows are still wrapped under KEK version {version}; rotate first");
+    }
+    match source {
+        KekSource::File(path) => {
+            KeyFile::remove_version(path, version).map_err(|e| anyhow!(e))?;
+            vault.replace_keys(source.load()?);
+            tracing::info!(kek_version = version, "KEK version retired");
+            Ok(())
+        }
+        KekSource::Env(var) => bail!(
+            "no keyring row uses KEK version {version}: remove its line from the environment \
+             variable {var} and restart"
+        ),
+    }
+}

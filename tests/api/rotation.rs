@@ -1,0 +1,180 @@
+//! KEK rotation under load: while clinicians search and read, an admin rotates the KEK and
+//! retires the old version. No request fails, every keyring row (object keys, the index
+//! key, the PHI column and blind-index keys) ends under the new version, the old KEK is gone
+//! from the key file, and everything still decrypts.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use chartvault_storage::{KeyFile, KeyId, KeyProvider, WrappedKey};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_and_retiring_the_kek_under_load_fails_no_request() {
+    let app = spawn_app().await;
+    let words = ["heliotrope", "sassafras", "bergamot"];
+    let mut docs = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        let original = png_of(&scanned_page(
+            &["Nursing note", &format!("Marker {word}")],
+            0.0,
+            40 + i as u64,
+        ));
+        let id = app
+            .upload(original.clone(), &metadata("KR-1", "Ada Rotation", "note"))
+            .await;
+        docs.push((id, original, *word));
+    }
+    for (id, _, _) in &docs {
+        app.wait_indexed(id).await;
+    }
+    let status: Value = app
+        .get(&app.admin, "/api/v1/admin/keys")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["current_version"], 1);
+    let rows: i64 = status["rows_by_version"][0][1].as_i64().unwrap();
+    assert!(
+        rows >= 3 * 4 + 3,
+        "object keys + index, metadata, blind-index keys: {rows}"
+    );
+
+    // Load: searches and reads of every artifact, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for worker in 0..3 {
+        let (http, base, token) = (app.http.clone(), app.base.clone(), app.clinician.clone());
+        let docs = docs.clone();
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            let mut round = worker;
+            while !stop.load(Ordering::Relaxed) {
+                let (id, original, word) = &docs[round % docs.len()];
+                round += 1;
+                let search = http
+                    .post(format!("{base}/api/v1/search"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "query": word }))
+                    .send()
+                    .await
+                    .unwrap();
+                let search_ok = search.status() == 200
+                    && search.json::<Value>().await.unwrap()["hits"][0]["document_id"]
+                        == id.as_str();
+                let download = http
+                    .get(format!("{base}/api/v1/documents/{id}/original"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                let download_ok = download.status() == 200
+                    && download.bytes().await.map(|b| b.to_vec()).ok().as_ref() == Some(original);
+                for good in [search_ok, download_ok] {
+                    if good {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    // Only an admin manages keys.
+    let refused = app
+        .post_json(&app.clinician, "/api/v1/admin/keys/rotate", &json!({}))
+        .await;
+    assert_eq!(refused.status(), 403);
+    // The current version cannot be retired; nor can one still in use.
+    let refused = app
+        .post_json(
+            &app.admin,
+            "/api/v1/admin/keys/retire",
+            &json!({ "version": 1 }),
+        )
+        .await;
+    assert_eq!(refused.status(), 409);
+
+    let rotation = app
+        .post_json(&app.admin, "/api/v1/admin/keys/rotate", &json!({}))
+        .await;
+    assert_eq!(rotation.status(), 200);
+    let rotation: Value = rotation.json().await.unwrap();
+    assert_eq!(rotation["previous_version"], 1);
+    assert_eq!(rotation["current_version"], 2);
+    assert!(rotation["rewrapped"].as_i64().unwrap() >= rows);
+
+    // A document ingested now is wrapped under the new version.
+    let late = png_of(&scanned_page(&["Late note", "Marker cardamom"], 0.0, 49));
+    let late_id = app
+        .upload(late.clone(), &metadata("KR-1", "Ada Rotation", "note"))
+        .await;
+    app.wait_indexed(&late_id).await;
+
+    let retired = app
+        .post_json(
+            &app.admin,
+            "/api/v1/admin/keys/retire",
+            &json!({ "version": 1 }),
+        )
+        .await;
+    assert_eq!(retired.status(), 200);
+    let status: Value = retired.json().await.unwrap();
+    assert_eq!(status["current_version"], 2);
+    assert_eq!(status["loaded_versions"], json!([2]));
+    assert_eq!(status["rows_by_version"].as_array().unwrap().len(), 1);
+    assert_eq!(status["rows_by_version"][0][0], 2);
+
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
+    assert!(ok.load(Ordering::Relaxed) >= 12, "the load ran");
+
+    // The key file holds only version 2, and it alone opens every keyring row.
+    let key_file = KeyFile::load(app.data_dir.with_extension("key")).unwrap();
+    assert_eq!(key_file.versions(), vec![2]);
+    let keyring: Vec<(String, i64, Vec<u8>)> =
+        sqlx::query_as("SELECT key_id, kek_version, wrapped FROM keyring")
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
+    assert!(keyring.len() as i64 > rows);
+    for (id, version, bytes) in keyring {
+        assert_eq!(version, 2);
+        let wrapped = WrappedKey {
+            kek_version: 2,
+            bytes,
+        };
+        key_file
+            .unwrap_key(&KeyId::from_hex(&id).unwrap(), &wrapped)
+            .expect("every row unwraps under the new KEK alone");
+    }
+
+    // Everything still decrypts through the running service: old and new documents,
+    // search (index key), names and MRNs (column keys), MRN lookup (blind index).
+    for (id, original, word) in docs.iter().chain([&(late_id, late, "cardamom")]) {
+        let hits = app
+            .search(&app.clinician, json!({ "query": word, "mrn": "KR-1" }))
+            .await;
+        assert_eq!(hits["hits"][0]["document_id"], id.as_str());
+        assert_eq!(hits["hits"][0]["patient"]["name"], "Ada Rotation");
+        let download = app
+            .get(&app.clinician, &format!("/api/v1/documents/{id}/original"))
+            .await;
+        assert_eq!(download.bytes().await.unwrap().to_vec(), *original);
+    }
+    let audit = app.state.db.audit_rows(0).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|r| r.action == "manage-keys" && r.outcome == "ok"));
+}
