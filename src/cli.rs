@@ -57,6 +57,9 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Key-encryption keys: status, rotation, retirement.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Search a running server.
     Search {
         query: String,
@@ -103,6 +106,43 @@ pub enum TokenCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// The current KEK version, the versions loaded, and keyring rows per version.
+    Status {
+        #[command(flatten)]
+        target: KeysTarget,
+    },
+    /// Add a KEK version and re-wrap every keyring row under it; no object is touched, and
+    /// a running server keeps serving throughout.
+    Rotate {
+        #[command(flatten)]
+        target: KeysTarget,
+    },
+    /// Remove an old KEK version; refused while any keyring row is wrapped under it.
+    Retire {
+        version: u32,
+        #[command(flatten)]
+        target: KeysTarget,
+    },
+}
+
+/// Through the running server's admin API (default), or offline on a stopped server's data
+/// directory.
+#[derive(Args, Debug)]
+pub struct KeysTarget {
+    /// Work directly on the data directory; refused while a server runs on it.
+    #[arg(long)]
+    pub offline: bool,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    #[arg(long, env = "CHARTVAULT_URL", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// An admin's API token (needed unless --offline).
+    #[arg(long, env = "CHARTVAULT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -304,4 +344,106 @@ pub async fn search(query: &str, limit: usize, client: &ClientArgs) -> anyhow::R
         );
     }
     Ok(())
+}
+
+/// Runs a `keys` subcommand and returns the JSON it prints.
+pub async fn keys(
+    cli_config: Option<&Path>,
+    command: KeysCommand,
+) -> anyhow::Result<serde_json::Value> {
+    let (target, operation) = match command {
+        KeysCommand::Status { target } => (target, KeyOperation::Status),
+        KeysCommand::Rotate { target } => (target, KeyOperation::Rotate),
+        KeysCommand::Retire { version, target } => (target, KeyOperation::Retire(version)),
+    };
+    if target.offline {
+        let config = load_config(cli_config, &target.data)?;
+        return keys_offline(&config, operation).await;
+    }
+    let token = target
+        .token
+        .as_deref()
+        .context("an admin token is needed (CHARTVAULT_TOKEN), or use --offline")?;
+    let base = format!("{}/api/v1/admin/keys", target.server.trim_end_matches('/'));
+    let http = reqwest::Client::new();
+    let request = match operation {
+        KeyOperation::Status => http.get(&base),
+        KeyOperation::Rotate => http.post(format!("{base}/rotate")),
+        KeyOperation::Retire(version) => http
+            .post(format!("{base}/retire"))
+            .json(&serde_json::json!({ "version": version })),
+    };
+    let response = request.bearer_auth(token).send().await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "{} {}",
+            status.as_u16(),
+            body["message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(body)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum KeyOperation {
+    Status,
+    Rotate,
+    Retire(u32),
+}
+
+async fn keys_offline(
+    config: &Config,
+    operation: KeyOperation,
+) -> anyhow::Result<serde_json::Value> {
+    crate::startup::create_data_dir(config)?;
+    let _lock = ServerLock::acquire(config)?;
+    let db = Db::open(&config.db_path()).await?;
+    let blobs = chartvault_storage::LocalBlobStore::open(config.blobs_dir())?;
+    let vault = crate::vault::Vault::new(
+        std::sync::Arc::new(blobs),
+        crate::startup::load_keys(config)?,
+        db.clone(),
+    );
+    let source = crate::kek::KekSource::from_config(config);
+    Ok(match operation {
+        KeyOperation::Status => serde_json::to_value(crate::kek::status(&db, &vault).await?)?,
+        KeyOperation::Rotate => {
+            serde_json::to_value(crate::kek::rotate(&db, &vault, &source).await?)?
+        }
+        KeyOperation::Retire(version) => {
+            crate::kek::retire(&db, &vault, &source, version).await?;
+            serde_json::to_value(crate::kek::status(&db, &vault).await?)?
+        }
+    })
+}
+
+/// The index writer's lock file, held (flock) by a running server: taking it proves no
+/// server runs on the data directory, and keeps one from starting meanwhile.
+pub struct ServerLock {
+    _file: std::fs::File,
+}
+
+impl ServerLock {
+    pub fn acquire(config: &Config) -> anyhow::Result<ServerLock> {
+        use std::os::fd::AsRawFd;
+        std::fs::create_dir_all(config.index_dir())?;
+        let path = config.index_dir().join(".tantivy-writer.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own; failure is reported, not assumed.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if !locked {
+            bail!(
+                "a server is running on {}: stop it, or use its API (drop --offline)",
+                config.data_dir.display()
+            );
+        }
+        Ok(ServerLock { _file: file })
+    }
 }

@@ -69,6 +69,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             metadata,
             client,
         } => cli::ingest(&files, &metadata, &client).await,
+        Command::Keys(command) => {
+            let report = cli::keys(config_path, command).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         Command::Search {
             query,
             limit,

@@ -178,3 +178,85 @@ async fn rotating_and_retiring_the_kek_under_load_fails_no_request() {
         .iter()
         .any(|r| r.action == "manage-keys" && r.outcome == "ok"));
 }
+
+fn cli(data_dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chartvault"));
+    command
+        .env("CHARTVAULT__KEYS__KEK_FILE", data_dir.with_extension("key"))
+        .env("RUST_LOG", "warn")
+        .env_remove("CHARTVAULT_TOKEN");
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_command_works_through_the_api_and_offline_only_on_a_stopped_server() {
+    let app = spawn_app().await;
+    // Offline is refused while the server holds the data directory.
+    let offline = cli(&app.data_dir)
+        .args(["keys", "rotate", "--offline", "--data-dir"])
+        .arg(&app.data_dir)
+        .output()
+        .unwrap();
+    assert!(!offline.status.success());
+    assert!(
+        String::from_utf8_lossy(&offline.stderr).contains("a server is running"),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    // Through the API, with an admin token from the environment.
+    let rotated = cli(&app.data_dir)
+        .args(["keys", "rotate"])
+        .env("CHARTVAULT_URL", &app.base)
+        .env("CHARTVAULT_TOKEN", &app.admin)
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let report: Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    assert_eq!(report["current_version"], 2);
+    let refused = cli(&app.data_dir)
+        .args(["keys", "rotate"])
+        .env("CHARTVAULT_URL", &app.base)
+        .env("CHARTVAULT_TOKEN", &app.clinician)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+
+    // Offline on a stopped archive: rotate, then retire the old version.
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let created = cli(&data_dir)
+        .args(["user", "add", "root", "--role", "admin", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    for args in [&["keys", "rotate"][..], &["keys", "retire", "1"][..]] {
+        let output = cli(&data_dir)
+            .args(args)
+            .args(["--offline", "--data-dir"])
+            .arg(&data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let status = cli(&data_dir)
+        .args(["keys", "status", "--offline", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["current_version"], 2);
+    assert_eq!(status["loaded_versions"], json!([2]));
+}
