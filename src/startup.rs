@@ -36,6 +36,22 @@ pub fn load_keys(config: &Config) -> anyhow::Result<Arc<dyn KeyProvider>> {
     Ok(Arc::new(keys))
 }
 
+/// Loads the KEK as [`load_keys`] does, but never creates a key file: the operator tools
+/// (`verify`, `backup`, `restore`) need the archive's own KEK, and a fresh one would only
+/// fail to unwrap every key (and leave a stray key file behind).
+pub fn load_existing_keys(config: &Config) -> anyhow::Result<Arc<dyn KeyProvider>> {
+    let keys = match &config.keys.kek_env {
+        Some(var) if std::env::var_os(var).is_some() => KeyFile::from_env(var)?,
+        _ => KeyFile::load(&config.keys.kek_file).with_context(|| {
+            format!(
+                "loading the key file {} (set keys.kek_file or keys.kek_env)",
+                config.keys.kek_file.display()
+            )
+        })?,
+    };
+    Ok(Arc::new(keys))
+}
+
 pub fn create_data_dir(config: &Config) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()

@@ -1,8 +1,10 @@
 //! End-to-end tests: the real server on port 0, real Tesseract, real SQLite, real files.
 
 mod auth;
+mod backup;
 mod bad_input;
 mod crash;
 mod fixtures;
 mod generated;
 mod helpers;
+mod verify;
