@@ -36,7 +36,9 @@
 //! **The cache** holds decrypted chunks, in memory only, shared by all clones of a directory
 //! and all its file handles, bounded to `cache_bytes` bytes of plaintext and evicted least
 //! recently used first; its buffers are zeroised when evicted. Deleting (or rewriting) a file
-//! drops its chunks. (tantivy also keeps decoded structures in memory for a reader's lifetime:
+//! drops its chunks, and none of that file is cached again, even when a handle opened before
+//! the delete (an old searcher's) reads on: such reads decrypt from the inner directory
+//! without caching. (tantivy also keeps decoded structures in memory for a reader's lifetime:
 //! plaintext in memory is expected, plaintext on disk never.)
 //!
 //! **Atomicity** is the inner directory's: reads never observe a partially written file,
@@ -82,7 +84,7 @@ const META_FILE: &str = "meta.json";
 const AAD_PREFIX: &[u8] = b"chartvault:index:";
 
 /// The associated data binding an index file's ciphertext to its path.
-fn associated_data(path: &Path) -> Vec<u8> {
+pub(crate) fn associated_data(path: &Path) -> Vec<u8> {
     let path_bytes = path.as_os_str().as_encoded_bytes();
     let mut aad = Vec::with_capacity(AAD_PREFIX.len() + path_bytes.len());
     aad.extend_from_slice(AAD_PREFIX);
@@ -155,6 +157,28 @@ impl EncryptedDirectory {
     /// Number of decrypted chunks currently cached.
     pub fn cached_chunks(&self) -> usize {
         self.cache.lock().chunks.len()
+    }
+
+    /// The files with decrypted chunks in the cache, each with its number of cached chunks,
+    /// sorted by path. Chunks of a deleted (or rewritten) file are dropped with it and never
+    /// cached again, so the counts add up to [`Self::cached_chunks`].
+    pub fn cached_files(&self) -> Vec<(PathBuf, usize)> {
+        let state = self.cache.lock();
+        let paths: HashMap<u64, &PathBuf> = state
+            .file_ids
+            .iter()
+            .map(|(path, id)| (*id, path))
+            .collect();
+        let mut counts: HashMap<u64, usize> = HashMap::new();
+        for ((file_id, _), _) in state.chunks.iter() {
+            *counts.entry(*file_id).or_default() += 1;
+        }
+        let mut files: Vec<(PathBuf, usize)> = counts
+            .into_iter()
+            .filter_map(|(id, count)| paths.get(&id).map(|path| ((*path).clone(), count)))
+            .collect();
+        files.sort();
+        files
     }
 
     fn wrap_file_handle(
@@ -358,11 +382,16 @@ impl ChunkCache {
         self.lock().chunks.get(&key).cloned()
     }
 
-    fn insert(&self, key: ChunkKey, chunk: Chunk) {
+    /// Caches chunk `key` of the file at `path`, unless that file has been deleted or
+    /// rewritten since the reader's handle was opened (its id retired).
+    fn insert(&self, path: &Path, key: ChunkKey, chunk: Chunk) {
         if chunk.len() > self.capacity_bytes {
             return;
         }
         let mut state = self.lock();
+        if state.file_ids.get(path) != Some(&key.0) {
+            return;
+        }
         if let Some(previous) = state.chunks.put(key, Arc::clone(&chunk)) {
             state.bytes -= previous.len();
         }
@@ -469,7 +498,7 @@ impl FileHandle for EncryptedFileHandle {
                 Some(chunk) => chunk,
                 None => {
                     let chunk = self.decrypt_chunk(&mut reader, index)?;
-                    self.cache.insert(key, Arc::clone(&chunk));
+                    self.cache.insert(&self.path, key, Arc::clone(&chunk));
                     chunk
                 }
             };

@@ -13,6 +13,8 @@
 //! - [`writer`] — [`IndexWriterService`], the single batching writer thread.
 //! - [`encrypted_directory`] — [`EncryptedDirectory`], the tantivy directory that keeps every
 //!   index file encrypted at rest.
+//! - [`verify`] — [`verify_index_dir`], the offline integrity check of an encrypted index
+//!   directory, file by file, without tantivy.
 //! - [`error`] — [`IndexError`].
 //!
 //! The crate knows nothing of HTTP, the database or OCR; storage is any tantivy
@@ -25,10 +27,12 @@ pub mod highlight;
 pub mod query;
 pub mod schema;
 pub mod search;
+pub mod verify;
 pub mod writer;
 
 pub use encrypted_directory::EncryptedDirectory;
 pub use error::IndexError;
 pub use highlight::Highlighter;
 pub use search::{SearchHit, SearchIndex, SearchRequest, SearchResults};
+pub use verify::{verify_index_dir, IndexFileProblem, IndexVerifyReport};
 pub use writer::{IndexWriterService, PageRecord};

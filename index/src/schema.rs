@@ -124,6 +124,15 @@ pub(crate) fn doc_page_key(document_id: Uuid, page: u32) -> String {
     format!("{}:{page:010}", uuid_string(document_id))
 }
 
+/// The (document id, page) of a [`doc_page_key`]; `None` if `key` is not one.
+pub(crate) fn parse_doc_page_key(key: &str) -> Option<(Uuid, u32)> {
+    let (document_id, page) = key.split_once(':')?;
+    if page.len() != 10 || !page.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    Some((Uuid::parse_str(document_id).ok()?, page.parse().ok()?))
+}
+
 pub(crate) fn doc_page_term(fields: &Fields, document_id: Uuid, page: u32) -> Term {
     Term::from_field_text(fields.doc_page, &doc_page_key(document_id, page))
 }
@@ -158,6 +167,22 @@ mod tests {
         let document = Uuid::from_u128(7);
         assert!(doc_page_key(document, 9) < doc_page_key(document, 10));
         assert!(doc_page_key(document, u32::MAX) < doc_page_key(Uuid::from_u128(8), 1));
+    }
+
+    #[test]
+    fn doc_page_keys_parse_back() {
+        let document = Uuid::new_v4();
+        for page in [1, 10, u32::MAX] {
+            assert_eq!(
+                parse_doc_page_key(&doc_page_key(document, page)),
+                Some((document, page))
+            );
+        }
+        let key = doc_page_key(document, 7);
+        assert_eq!(parse_doc_page_key(&key.replace(':', "-")), None);
+        assert_eq!(parse_doc_page_key(&format!("{key}0")), None);
+        assert_eq!(parse_doc_page_key("not-a-uuid:0000000001"), None);
+        assert_eq!(parse_doc_page_key(&format!("{document}:99999999999")), None);
     }
 
     #[test]

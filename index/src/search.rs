@@ -20,6 +20,7 @@ use tantivy::collector::sort_key::SortBySimilarityScore;
 use tantivy::collector::sort_key::SortByString;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
+use tantivy::index::SegmentId;
 use tantivy::query::{
     BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
 };
@@ -33,7 +34,8 @@ use crate::error::IndexError;
 use crate::highlight::Highlighter;
 use crate::query::{parse_query, to_tantivy_query};
 use crate::schema::{
-    build_schema, date_value, doc_page_term, register_analyzers, uuid_string, Fields, F_DOC_PAGE,
+    build_schema, date_value, doc_page_term, parse_doc_page_key, register_analyzers, uuid_string,
+    Fields, F_DOC_PAGE,
 };
 
 /// Largest `limit` a request may ask for.
@@ -160,6 +162,20 @@ impl SearchIndex {
 
     fn searcher(&self) -> Searcher {
         self.inner.reader.searcher()
+    }
+
+    /// The segments (as the reader last loaded them) whose term dictionary holds `term`,
+    /// whether or not a live document still carries it: deleted documents' terms stay in a
+    /// segment until it is merged.
+    pub(crate) fn segments_holding(&self, term: &Term) -> Result<Vec<SegmentId>, IndexError> {
+        let mut holding = Vec::new();
+        for segment in self.searcher().segment_readers() {
+            let inverted_index = segment.inverted_index(term.field())?;
+            if inverted_index.get_term_info(term)?.is_some() {
+                holding.push(segment.segment_id());
+            }
+        }
+        Ok(holding)
     }
 
     /// Runs an authorised search. Blocking (CPU and, with an encrypted directory, I/O): call
@@ -315,6 +331,39 @@ impl SearchIndex {
     /// Number of live (not deleted) pages visible to searches.
     pub fn page_count(&self) -> Result<u64, IndexError> {
         Ok(self.searcher().num_docs())
+    }
+
+    /// Every live (document id, page) in the index, sorted, as the reader last loaded it: for
+    /// an integrity check against the database. A page indexed twice (which the writer's
+    /// replace-by-key rules out) would appear twice. Reads one fast-field column per
+    /// segment; blocking, like [`Self::search`].
+    pub fn indexed_pages(&self) -> Result<Vec<(Uuid, u32)>, IndexError> {
+        let searcher = self.searcher();
+        let mut pages = Vec::with_capacity(usize::try_from(searcher.num_docs()).unwrap_or(0));
+        let mut key = String::new();
+        for segment in searcher.segment_readers() {
+            let Some(keys) = segment.fast_fields().str(F_DOC_PAGE)? else {
+                // A segment that never saw a page has no column; one that did must have it.
+                if segment.num_docs() == 0 {
+                    continue;
+                }
+                return Err(IndexError::CorruptDocument("doc_page"));
+            };
+            for doc in segment.doc_ids_alive() {
+                let mut ords = keys.term_ords(doc);
+                let (Some(ord), None) = (ords.next(), ords.next()) else {
+                    return Err(IndexError::CorruptDocument("doc_page"));
+                };
+                key.clear();
+                if !keys.ord_to_str(ord, &mut key)? {
+                    return Err(IndexError::CorruptDocument("doc_page"));
+                }
+                pages
+                    .push(parse_doc_page_key(&key).ok_or(IndexError::CorruptDocument("doc_page"))?);
+            }
+        }
+        pages.sort_unstable();
+        Ok(pages)
     }
 
     /// Number of live index documents for one page: 1 when indexed, 0 when not; anything

@@ -15,8 +15,15 @@
 //!   often a crashed ingest step is re-run.
 //! - A failed commit is rolled back whole and every caller waiting on it gets an error; no
 //!   caller is told "done" for a change that is not durable.
-//! - Deleting pages hides them at once, but their terms stay in segment files until a
-//!   merge; shredding must force one (a later task).
+//! - Deleting pages ([`IndexWriterService::delete_document`]) hides them at once, but their
+//!   terms, postings and stored ids stay in segment files until a merge rewrites those
+//!   segments. Shredding ([`IndexWriterService::purge_document`]) forces that merge, of just
+//!   the segments that held the document, and deletes the obsolete files before it resolves:
+//!   afterwards no segment of the index (term dictionaries included) holds anything of the
+//!   document, and no obsolete file is left in the directory (an [`EncryptedDirectory`]
+//!   drops its cached chunks of every deleted file).
+//!
+//! [`EncryptedDirectory`]: crate::EncryptedDirectory
 
 use std::fmt;
 use std::sync::mpsc;
@@ -36,6 +43,11 @@ use crate::search::SearchIndex;
 
 /// Memory the writer may buffer before flushing a segment.
 const WRITER_MEMORY_BYTES: usize = 50_000_000;
+
+/// How many merges a purge tries before giving up. A merge only fails when a background
+/// merge of the merge policy replaced one of its segments first; the purge then looks again
+/// at which segments hold the document and merges those.
+const PURGE_MERGE_ATTEMPTS: usize = 8;
 
 /// One OCRed page to index.
 #[derive(Clone)]
@@ -74,6 +86,7 @@ type Reply = oneshot::Sender<Result<(), IndexError>>;
 enum Command {
     Index { pages: Vec<PageRecord>, done: Reply },
     DeleteDocument { document_id: Uuid, done: Reply },
+    PurgeDocument { document_id: Uuid, done: Reply },
     Shutdown { done: Reply },
 }
 
@@ -143,6 +156,20 @@ impl IndexWriterService {
     /// Removes every page of a document; resolves once that is committed and searchable.
     pub async fn delete_document(&self, document_id: Uuid) -> Result<(), IndexError> {
         self.request(|done| Command::DeleteDocument { document_id, done })
+            .await
+    }
+
+    /// Shreds a document from the index: deletes every page of it, commits, then merges
+    /// exactly the segments that held its pages (rewriting them without the deleted pages),
+    /// waits for that merge, deletes the now unused segment files and reloads the reader.
+    /// Resolves only then: afterwards no remaining segment holds a term, posting or stored
+    /// value of the document, and no file of a segment that did is left in the directory.
+    ///
+    /// Costs a rewrite of the segments holding the document (not of the whole index), and
+    /// the writer does nothing else meanwhile; use it to shred, [`Self::delete_document`]
+    /// to merely hide. Other pending changes are committed with it.
+    pub async fn purge_document(&self, document_id: Uuid) -> Result<(), IndexError> {
+        self.request(|done| Command::PurgeDocument { document_id, done })
             .await
     }
 
@@ -217,7 +244,8 @@ impl Batcher {
                         }
                         Err(error) => {
                             let _ = done.send(Err(error));
-                            self.fail_batch();
+                            // Everyone else waiting was told; nothing more to report.
+                            let _ = self.fail_batch();
                         }
                     }
                 }
@@ -226,6 +254,16 @@ impl Batcher {
                         Term::from_field_text(self.fields.document_id, &uuid_string(document_id));
                     self.writer.delete_term(term);
                     self.waiting.push(done);
+                }
+                Command::PurgeDocument { document_id, done } => {
+                    let result = self.purge(document_id);
+                    if let Err(error) = &result {
+                        tracing::error!(%error, "search index purge failed");
+                    }
+                    let _ = done.send(result);
+                    // The purge committed (or rolled back) everything that was pending.
+                    deadline = None;
+                    continue;
                 }
                 Command::Shutdown { done } => {
                     self.commit();
@@ -275,16 +313,22 @@ impl Batcher {
         document
     }
 
-    /// Commits and reloads the reader, then answers everyone waiting.
+    /// Commits and reloads the reader, then answers everyone waiting (if anyone is).
     fn commit(&mut self) {
         if self.waiting.is_empty() {
             return;
         }
+        // The outcome has been sent to everyone waiting.
+        let _ = self.commit_and_answer();
+    }
+
+    /// Commits (even when nobody waits) and reloads the reader, answers everyone waiting, and
+    /// returns the outcome they were sent.
+    fn commit_and_answer(&mut self) -> Result<(), IndexError> {
         let started = Instant::now();
         if let Err(error) = self.writer.commit() {
             tracing::error!(%error, "search index commit failed; batch rolled back");
-            self.fail_batch();
-            return;
+            return Err(self.fail_batch());
         }
         let reloaded = self.index.reload();
         let waiting = std::mem::take(&mut self.waiting);
@@ -300,21 +344,72 @@ impl Batcher {
                 for done in waiting {
                     let _ = done.send(Ok(()));
                 }
+                Ok(())
             }
             Err(error) => {
                 // Committed but not yet visible: callers retry (re-indexing is idempotent).
                 tracing::error!(%error, "search index reader reload failed after commit");
+                let failure =
+                    || IndexError::CommitFailed("the index reader could not reload".to_string());
                 for done in waiting {
-                    let _ = done.send(Err(IndexError::CommitFailed(
-                        "the index reader could not reload".to_string(),
-                    )));
+                    let _ = done.send(Err(failure()));
                 }
+                Err(failure())
             }
         }
     }
 
-    /// Drops every uncommitted change and tells everyone waiting that it failed.
-    fn fail_batch(&mut self) {
+    /// Deletes and commits a document's pages, then merges away every segment still holding
+    /// them (see [`IndexWriterService::purge_document`]).
+    fn purge(&mut self, document_id: Uuid) -> Result<(), IndexError> {
+        let started = Instant::now();
+        let term = Term::from_field_text(self.fields.document_id, &uuid_string(document_id));
+        self.writer.delete_term(term.clone());
+        self.commit_and_answer()?;
+        let mut merges = 0;
+        loop {
+            // The reader was just reloaded: it shows the committed segments. A deleted page
+            // hides from searches but its terms, including its document id, stay in the
+            // segment's term dictionaries until a merge drops them, so the id term finds
+            // exactly the segments to rewrite.
+            let holding = self.index.segments_holding(&term)?;
+            if holding.is_empty() {
+                break;
+            }
+            if merges == PURGE_MERGE_ATTEMPTS {
+                return Err(IndexError::CommitFailed(
+                    "segments holding a purged document could not be merged".to_string(),
+                ));
+            }
+            merges += 1;
+            if let Err(error) = self.writer.merge(&holding).wait() {
+                // A background merge replaced one of these segments first (tantivy does not
+                // stop two merges of one segment); look again at the segments now committed.
+                tracing::warn!(%error, "search index purge merge failed; retrying");
+                std::thread::sleep(Duration::from_millis(20 * merges as u64));
+            }
+            self.index.reload()?;
+        }
+        let collected = self.writer.garbage_collect_files().wait()?;
+        self.index.reload()?;
+        if !collected.failed_to_delete_files.is_empty() {
+            return Err(IndexError::CommitFailed(format!(
+                "{} obsolete index files could not be deleted",
+                collected.failed_to_delete_files.len()
+            )));
+        }
+        tracing::info!(
+            merges,
+            deleted_files = collected.deleted_files.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "search index purged a document"
+        );
+        Ok(())
+    }
+
+    /// Drops every uncommitted change, tells everyone waiting that it failed, and returns
+    /// that error.
+    fn fail_batch(&mut self) -> IndexError {
         let message = match self.writer.rollback() {
             Ok(_) => "the batch was rolled back".to_string(),
             Err(error) => format!("the batch could not be rolled back: {error}"),
@@ -323,6 +418,7 @@ impl Batcher {
             let _ = done.send(Err(IndexError::CommitFailed(message.clone())));
         }
         self.pending_pages = 0;
+        IndexError::CommitFailed(message)
     }
 }
 

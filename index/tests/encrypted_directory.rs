@@ -640,6 +640,64 @@ fn cache_stays_within_its_budget_and_forgets_deleted_files() {
     assert_eq!(directory.cached_bytes(), 0);
 }
 
+/// tantivy deletes segment files that old searchers still read (mmap, like `RamDirectory`,
+/// keeps them readable): such reads must not put the deleted file's plaintext back into the
+/// cache.
+#[test]
+fn a_handle_opened_before_a_delete_does_not_refill_the_cache() {
+    let directory = EncryptedDirectory::new(
+        RamDirectory::default(),
+        DataKey::generate(),
+        KeyId::generate(),
+        8 * CHUNK_SIZE,
+    );
+    let data = pseudo_random_bytes(3 * CHUNK_SIZE, 5);
+    write_file(&directory, Path::new("old-segment"), &data);
+    write_file(&directory, Path::new("live"), b"live file");
+    let old = directory
+        .get_file_handle(Path::new("old-segment"))
+        .expect("old");
+    let live = directory.get_file_handle(Path::new("live")).expect("live");
+    assert_eq!(
+        old.read_bytes(0..CHUNK_SIZE).expect("first chunk").len(),
+        CHUNK_SIZE
+    );
+    assert_eq!(live.read_bytes(0..4).expect("live").as_slice(), b"live");
+    assert_eq!(
+        directory.cached_files(),
+        vec![
+            (PathBuf::from("live"), 1),
+            (PathBuf::from("old-segment"), 1)
+        ]
+    );
+
+    directory.delete(Path::new("old-segment")).expect("delete");
+    assert_eq!(directory.cached_files(), vec![(PathBuf::from("live"), 1)]);
+    // The old handle still reads (decrypting from the inner directory), but caches nothing.
+    assert_eq!(
+        old.read_bytes(0..data.len()).expect("all").as_slice(),
+        &data[..]
+    );
+    assert_eq!(directory.cached_chunks(), 1);
+    assert_eq!(directory.cached_files(), vec![(PathBuf::from("live"), 1)]);
+
+    // A new file under the old name is cached as usual, and never served the old chunks.
+    write_file(&directory, Path::new("old-segment"), b"new contents");
+    let new = directory
+        .get_file_handle(Path::new("old-segment"))
+        .expect("new");
+    assert_eq!(new.read_bytes(0..3).expect("new").as_slice(), b"new");
+    assert_eq!(old.read_bytes(0..16).expect("old").as_slice(), &data[..16]);
+    assert_eq!(
+        directory.cached_files(),
+        vec![
+            (PathBuf::from("live"), 1),
+            (PathBuf::from("old-segment"), 1)
+        ]
+    );
+    assert_eq!(directory.cached_chunks(), 2);
+}
+
 /// Case-insensitive search for `needle` (ASCII) in `haystack`.
 fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
     haystack

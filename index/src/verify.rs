@@ -1,0 +1,243 @@
+//! [`verify_index_dir`]: an offline integrity check of an encrypted index directory.
+//!
+//! Owns the check that every file an [`EncryptedDirectory`] wrote is intact, without opening
+//! tantivy (so a damaged index is examined file by file instead of failing on the first bad
+//! read): each file must be a chartvault object under the index's key id whose every chunk
+//! authenticates under the index's data key with the associated data `EncryptedDirectory`
+//! uses, and every segment file the (decrypted) `meta.json` names must exist. The chunk format
+//! is the storage crate's: files are read through its [`DecryptReader`].
+//!
+//! Promises: the report names files (tantivy's segment UUIDs and extensions) and what is
+//! wrong with them, never their contents; plaintext read while checking is zeroised.
+//!
+//! [`EncryptedDirectory`]: crate::EncryptedDirectory
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use chartvault_storage::{
+    plaintext_len, read_header, DataKey, DecryptReader, KeyId, StorageError, CHUNK_SIZE, HEADER_LEN,
+};
+use tantivy::fastfield::FastFieldsPlugin;
+use tantivy::index::{InvertedIndexPlugin, SegmentId};
+use tantivy::store::StorePlugin;
+use tantivy::SegmentPlugin;
+use zeroize::Zeroizing;
+
+use crate::encrypted_directory::associated_data;
+use crate::error::IndexError;
+
+/// tantivy's lock files: created by the inner directory, empty, and never encrypted.
+const LOCK_FILES: [&str; 2] = [".tantivy-writer.lock", ".tantivy-meta.lock"];
+
+/// The file tantivy commits through; it lists the segments.
+const META_FILE: &str = "meta.json";
+
+/// What [`verify_index_dir`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexVerifyReport {
+    /// Files examined (every file in the directory but tantivy's lock files).
+    pub files_checked: usize,
+    /// Total size of those files on disk (ciphertext, headers included).
+    pub bytes_checked: u64,
+    /// Everything wrong, in file-name order; empty for an intact index.
+    pub problems: Vec<IndexFileProblem>,
+}
+
+impl IndexVerifyReport {
+    /// Whether no problem was found.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// One damaged, foreign or missing file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexFileProblem {
+    /// The file's name relative to the index directory.
+    pub file: String,
+    /// What is wrong, e.g. "chunk 3 fails authentication" or "segment file missing".
+    pub problem: String,
+}
+
+/// Checks every file of the encrypted index directory `path` (see the module docs), with the
+/// index's data key `key` and key id `key_id`. `Err` only when the directory itself cannot be
+/// listed; damaged files are reported in [`IndexVerifyReport::problems`].
+///
+/// Reads every byte of the index once; blocking.
+pub fn verify_index_dir(
+    path: &Path,
+    key: &DataKey,
+    key_id: KeyId,
+) -> Result<IndexVerifyReport, IndexError> {
+    let mut entries = std::fs::read_dir(path)?.collect::<Result<Vec<_>, io::Error>>()?;
+    entries.sort_by_key(|entry| entry.file_name());
+
+    let mut report = IndexVerifyReport::default();
+    let mut present = BTreeSet::new();
+    let mut meta = None;
+    for entry in entries {
+        let name = entry.file_name();
+        let display_name = name.to_string_lossy().into_owned();
+        present.insert(display_name.clone());
+        if LOCK_FILES.contains(&display_name.as_str()) {
+            continue;
+        }
+        report.files_checked += 1;
+        let mut problem = |problem: &str| {
+            report.problems.push(IndexFileProblem {
+                file: display_name.clone(),
+                problem: problem.to_string(),
+            });
+        };
+        if !entry.file_type()?.is_file() {
+            problem("not a regular file");
+            continue;
+        }
+        let keep_plaintext = display_name == META_FILE;
+        let checked = check_file(&entry.path(), Path::new(&name), key, key_id, keep_plaintext);
+        report.bytes_checked += checked.file_len;
+        match checked.outcome {
+            Ok(plaintext) if keep_plaintext => meta = Some(plaintext),
+            Ok(_) => {}
+            Err(message) => problem(&message),
+        }
+    }
+
+    match meta {
+        Some(plaintext) => match segment_files(&plaintext) {
+            Some(expected) => {
+                for file in expected.difference(&present) {
+                    report.problems.push(IndexFileProblem {
+                        file: file.clone(),
+                        problem: "segment file missing".to_string(),
+                    });
+                }
+            }
+            None => report.problems.push(IndexFileProblem {
+                file: META_FILE.to_string(),
+                problem: "decrypts but is not index metadata".to_string(),
+            }),
+        },
+        // A damaged meta.json is already reported; only its absence is new.
+        None if !present.contains(META_FILE) => report.problems.push(IndexFileProblem {
+            file: META_FILE.to_string(),
+            problem: "missing: the directory holds no index".to_string(),
+        }),
+        None => {}
+    }
+    report
+        .problems
+        .sort_by(|a, b| a.file.cmp(&b.file).then_with(|| a.problem.cmp(&b.problem)));
+    Ok(report)
+}
+
+/// The result of checking one file.
+struct FileCheck {
+    /// 0 if the file could not be opened.
+    file_len: u64,
+    /// The plaintext when asked for and the file is intact, else what is wrong.
+    outcome: Result<Zeroizing<Vec<u8>>, String>,
+}
+
+/// Decrypts and authenticates every chunk of the file at `path`, named `relative` in the
+/// index directory; keeps the plaintext only when `keep_plaintext`.
+fn check_file(
+    path: &Path,
+    relative: &Path,
+    key: &DataKey,
+    key_id: KeyId,
+    keep_plaintext: bool,
+) -> FileCheck {
+    let mut file_len = 0;
+    let outcome = (|| {
+        let mut file = File::open(path).map_err(|_| "cannot be opened".to_string())?;
+        let len = file
+            .metadata()
+            .map_err(|_| "cannot be read".to_string())?
+            .len();
+        file_len = len;
+        if len < HEADER_LEN as u64 {
+            return Err(if len == 0 {
+                "empty: not an encrypted index file".to_string()
+            } else {
+                "not an encrypted index file (shorter than a header)".to_string()
+            });
+        }
+        let header = read_header(&mut file).map_err(|error| match error {
+            StorageError::Format(_) => "not an encrypted index file".to_string(),
+            _ => "cannot be read".to_string(),
+        })?;
+        if header.key_id() != key_id {
+            return Err("written under another key".to_string());
+        }
+        let plaintext_len =
+            plaintext_len(len).map_err(|_| "truncated: its length fits no encrypted file")?;
+        let mut reader = DecryptReader::from_header(file, header, key, &associated_data(relative));
+        let mut plaintext = Zeroizing::new(Vec::new());
+        let mut buffer = Zeroizing::new(vec![0u8; CHUNK_SIZE]);
+        let mut position: u64 = 0;
+        loop {
+            match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(count) => {
+                    position += count as u64;
+                    if keep_plaintext {
+                        plaintext.extend_from_slice(&buffer[..count]);
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                    let chunk = position / CHUNK_SIZE as u64;
+                    let last = plaintext_len.saturating_sub(1) / CHUNK_SIZE as u64;
+                    return Err(if chunk == last && chunk > 0 {
+                        format!(
+                            "chunk {chunk} fails authentication (the last: tampered or truncated)"
+                        )
+                    } else {
+                        format!("chunk {chunk} fails authentication")
+                    });
+                }
+                Err(_) => return Err("cannot be read".to_string()),
+            }
+        }
+        Ok(plaintext)
+    })();
+    FileCheck { file_len, outcome }
+}
+
+/// The segment files `meta.json` (its plaintext) says must exist; `None` if it does not
+/// parse as tantivy index metadata. Mirrors tantivy's own list: one file per extension of its
+/// built-in segment plugins (and of custom plugins the index records), plus the delete bitset
+/// of a segment with deletes.
+fn segment_files(meta_json: &[u8]) -> Option<BTreeSet<String>> {
+    let meta: serde_json::Value = serde_json::from_slice(meta_json).ok()?;
+    let builtin: [&dyn SegmentPlugin; 3] = [&InvertedIndexPlugin, &FastFieldsPlugin, &StorePlugin];
+    let mut extensions: Vec<String> = builtin
+        .iter()
+        .flat_map(|plugin| plugin.extensions().iter().map(|ext| ext.to_string()))
+        .collect();
+    if let Some(custom) = meta.get("persisted_custom_extensions") {
+        for extension in custom.as_array()? {
+            extensions.push(extension.as_str()?.to_string());
+        }
+    }
+    let mut files = BTreeSet::new();
+    for segment in meta.get("segments")?.as_array()? {
+        let id = SegmentId::from_uuid_string(segment.get("segment_id")?.as_str()?).ok()?;
+        let id = id.uuid_string();
+        for extension in &extensions {
+            files.insert(format!("{id}.{extension}"));
+        }
+        match segment.get("deletes") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(deletes) => {
+                let opstamp = deletes.get("opstamp")?.as_u64()?;
+                files.insert(format!("{id}.{opstamp}.del"));
+            }
+        }
+    }
+    Some(files)
+}
