@@ -68,6 +68,32 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Check a data directory: every blob and index file authenticated, originals against
+    /// their SHA-256, rows against blobs and index (read-only; safe while the server runs).
+    /// Exit code 0 clean (notices allowed), 1 findings, 2 could not check.
+    Verify {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Also print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent snapshot of a data directory (database, blobs, index; never the
+    /// KEK) into DEST, which must be empty or absent. Safe while the server runs.
+    Backup {
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Restore a backup into a new, empty data directory (needs the archive's KEK).
+    Restore {
+        #[arg(value_name = "SRC")]
+        src: PathBuf,
+        /// The new data directory (empty or absent).
+        #[arg(long, value_name = "NEWDIR", required = true)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -445,5 +471,29 @@ impl ServerLock {
             );
         }
         Ok(ServerLock { _file: file })
+    }
+}
+
+/// `chartvault verify`: the summary on stderr, the JSON report on stdout with `--json`.
+/// Returns the exit code (0 clean, 1 findings, 2 could not check).
+pub async fn verify(config: &Config, json: bool) -> u8 {
+    match crate::verify::verify(config).await {
+        Ok(report) => {
+            eprint!("{}", report.summary());
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(error) => {
+                        eprintln!("error: could not write the JSON report: {error}");
+                        return 2;
+                    }
+                }
+            }
+            report.exit_code()
+        }
+        Err(error) => {
+            eprintln!("error: verify could not run: {error:#}");
+            2
+        }
     }
 }

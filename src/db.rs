@@ -961,3 +961,193 @@ impl Db {
             .collect()
     }
 }
+
+// ---- operator tools: verify, backup, restore ----
+
+/// A document as the operator tools see it: status as stored (including `deleted`, a
+/// shredded document's tombstone, which this branch's [`DocumentStatus`] does not know).
+#[derive(Debug, Clone)]
+pub struct DocumentArtifacts {
+    pub id: DocumentId,
+    pub status: String,
+    pub sha256: String,
+}
+
+impl DocumentArtifacts {
+    /// A shredded document keeps a tombstone row and nothing else: no blobs, pages rows,
+    /// keyring rows or index entries are expected of it.
+    pub fn is_deleted(&self) -> bool {
+        self.status == "deleted"
+    }
+}
+
+/// One keyring row: the data key `key_id` wrapped under KEK `kek_version`.
+#[derive(Clone)]
+pub struct KeyringRow {
+    pub key_id: String,
+    pub kek_version: u32,
+    pub wrapped: Vec<u8>,
+}
+
+/// Every row that names an artifact, read in one transaction: a consistent snapshot.
+#[derive(Clone, Default)]
+pub struct Inventory {
+    pub documents: Vec<DocumentArtifacts>,
+    /// (document, page) of every `pages` row.
+    pub pages: Vec<(DocumentId, u32)>,
+    pub keyring: Vec<KeyringRow>,
+    /// (purpose, key id) of every service key.
+    pub service_keys: Vec<(String, String)>,
+    /// (document, state) of every job not done.
+    pub open_jobs: Vec<(DocumentId, String)>,
+}
+
+impl Db {
+    /// Opens an existing database read-only: no migrations, no journal-mode change, no
+    /// writes, so it is safe beside a running server (WAL readers never block its writer).
+    pub async fn open_read_only(path: &Path) -> anyhow::Result<Db> {
+        if !path.is_file() {
+            anyhow::bail!("no database at {}", path.display());
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        Ok(Db {
+            pool,
+            phi: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Opens a database file nothing writes to (a backup's snapshot) without locking it or
+    /// creating `-wal`/`-shm` files beside it.
+    pub async fn open_immutable(path: &Path) -> anyhow::Result<Db> {
+        if !path.is_file() {
+            anyhow::bail!("no database at {}", path.display());
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .immutable(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(Db {
+            pool,
+            phi: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Reads the [`Inventory`] inside one read transaction.
+    pub async fn inventory(&self) -> sqlx::Result<Inventory> {
+        let mut tx = self.pool.begin().await?;
+        let documents = sqlx::query("SELECT id, status, sha256 FROM documents ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(DocumentArtifacts {
+                    id: parse_id(r.try_get::<&str, _>("id")?)?,
+                    status: r.try_get("status")?,
+                    sha256: r.try_get("sha256")?,
+                })
+            })
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        let pages = sqlx::query("SELECT document_id, page FROM pages ORDER BY document_id, page")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    parse_id(r.try_get::<&str, _>("document_id")?)?,
+                    r.try_get::<i64, _>("page")? as u32,
+                ))
+            })
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        let keyring = sqlx::query("SELECT key_id, kek_version, wrapped FROM keyring")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(KeyringRow {
+                    key_id: r.try_get("key_id")?,
+                    kek_version: r.try_get::<i64, _>("kek_version")? as u32,
+                    wrapped: r.try_get("wrapped")?,
+                })
+            })
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        let service_keys = sqlx::query("SELECT purpose, key_id FROM service_keys")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("purpose")?, r.try_get("key_id")?)))
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        let open_jobs = sqlx::query("SELECT document_id, state FROM jobs WHERE state <> 'done'")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    parse_id(r.try_get::<&str, _>("document_id")?)?,
+                    r.try_get("state")?,
+                ))
+            })
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(Inventory {
+            documents,
+            pages,
+            keyring,
+            service_keys,
+            open_jobs,
+        })
+    }
+
+    /// The stored status of a document (`deleted` included), `None` if there is no row.
+    pub async fn document_status(&self, id: DocumentId) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar("SELECT status FROM documents WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn page_exists(&self, id: DocumentId, page: u32) -> sqlx::Result<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM pages WHERE document_id = $1 AND page = $2")
+                .bind(id.to_string())
+                .bind(page as i64)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// Writes a consistent copy of the whole database to `dest` (which must not exist), while
+    /// the server goes on writing: SQLite's `VACUUM INTO` reads one snapshot.
+    pub async fn vacuum_into(&self, dest: &Path) -> anyhow::Result<()> {
+        let dest = dest
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("the backup path is not valid UTF-8"))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(dest)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every document with status `indexed` and its metadata, for re-indexing.
+    pub async fn indexed_documents(&self) -> sqlx::Result<Vec<Document>> {
+        let rows = sqlx::query("SELECT * FROM documents WHERE status = 'indexed' ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| self.document_from_row(r)).collect()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -48,6 +48,21 @@ impl KekSource {
         };
         Ok(Arc::new(keys))
     }
+
+    /// As [`KekSource::load`], but never creates a key file: tools working on an existing
+    /// archive need its own KEK, and a fresh one would only fail to unwrap every key.
+    pub fn load_existing(&self) -> anyhow::Result<Arc<dyn KeyProvider>> {
+        let keys = match self {
+            KekSource::File(path) => KeyFile::load(path).with_context(|| {
+                format!(
+                    "loading the key file {} (set keys.kek_file or keys.kek_env)",
+                    path.display()
+                )
+            })?,
+            KekSource::Env(var) => KeyFile::from_env(var)?,
+        };
+        Ok(Arc::new(keys))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

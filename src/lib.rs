@@ -14,12 +14,15 @@
 //! - [`phi`]: sealing of the PHI columns and the MRN blind index.
 //! - [`db`]: SQLite metadata; [`domain`]: newtypes parsed at the edge; [`error`]: the one
 //!   error type and its HTTP mapping; [`cli`]: the command line.
+//! - [`verify`]: `chartvault verify`, the read-only integrity check of a data directory;
+//!   [`backup`]: `chartvault backup` / `restore`, online snapshots and their restore.
 //!
 //! The at-rest guarantees live in crates of their own: `chartvault-storage` (keys, the
 //! encrypted object format, blob stores) and `chartvault-index` (tantivy); decoding and OCR
 //! in `chartvault-ocr`.
 
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -33,4 +36,5 @@ pub mod search;
 pub mod shred;
 pub mod startup;
 pub mod vault;
+pub mod verify;
 pub mod worker;

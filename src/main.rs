@@ -1,10 +1,12 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use chartvault::cli::{self, Cli, Command, TokenCommand, UserCommand};
 use chartvault::startup::{disable_core_dumps, shutdown_signal, Application};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     // Tesseract with OpenMP threads is several times slower here: one engine per core.
     // libgomp reads this variable only when it loads, so scripts/serve.sh exports it; the
     // OCR pool also turns OpenMP off on each engine thread. Set here for child processes.
@@ -27,7 +29,22 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(cli))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = cli.config.as_deref();
+    if let Command::Verify { data, json } = &cli.command {
+        let config = match cli::load_config(config_path, data) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        return Ok(ExitCode::from(cli::verify(&config, *json).await));
+    }
+    run_command(cli).await.map(|()| ExitCode::SUCCESS)
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
     let config_path = cli.config.as_deref();
     match cli.command {
         Command::Serve { data, listen } => {
@@ -79,5 +96,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             client,
         } => cli::search(&query, limit, &client).await,
+        Command::Verify { .. } => unreachable!("handled in run"),
+        Command::Backup { dest, data } => {
+            let config = cli::load_config(config_path, &data)?;
+            let summary = chartvault::backup::backup(&config, &dest).await?;
+            eprintln!("{}", summary.describe());
+            Ok(())
+        }
+        Command::Restore { src, data_dir } => {
+            let mut config = cli::load_config(config_path, &cli::DataDirArg { data_dir: None })?;
+            config.data_dir = data_dir;
+            let summary = chartvault::backup::restore(&config, &src).await?;
+            eprintln!("{}", summary.describe());
+            Ok(())
+        }
     }
 }

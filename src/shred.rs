@@ -92,7 +92,7 @@ async fn purge(state: &AppState, id: DocumentId) -> anyhow::Result<()> {
     if let Err(error) = state.db.truncate_wal().await {
         tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
     }
-    state.index_writer.delete_document(id.0).await?; // PURGE-PENDING
+    state.index_writer.purge_document(id.0).await?;
     let worker_state = state.clone();
     let removed = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
         let names = blobs_of(&worker_state, id)?;

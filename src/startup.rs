@@ -33,6 +33,13 @@ pub fn load_keys(config: &Config) -> anyhow::Result<Arc<dyn KeyProvider>> {
     crate::kek::KekSource::from_config(config).load()
 }
 
+/// Loads the KEK as [`load_keys`] does, but never creates a key file: the operator tools
+/// (`verify`, `backup`, `restore`) need the archive's own KEK, and a fresh one would only
+/// fail to unwrap every key (and leave a stray key file behind).
+pub fn load_existing_keys(config: &Config) -> anyhow::Result<Arc<dyn KeyProvider>> {
+    crate::kek::KekSource::from_config(config).load_existing()
+}
+
 pub fn create_data_dir(config: &Config) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()

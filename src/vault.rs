@@ -48,6 +48,63 @@ impl ObjectRef {
             .expect("names built from uuids are valid blob names")
     }
 
+    /// The object a blob name stands for: the inverse of [`ObjectRef::blob_name`]. Only the
+    /// canonical spelling parses (right shard, lowercase hyphenated uuid, page without
+    /// leading zeros), so `from_blob_name(n).map(|o| o.blob_name()) == Some(n)`.
+    pub fn from_blob_name(name: &BlobName) -> Option<ObjectRef> {
+        let components: Vec<&str> = name.components().collect();
+        let object = match components.as_slice() {
+            ["originals", _shard, doc] => ObjectRef::Original(doc.parse().ok()?),
+            ["pages", _shard, doc, file] => {
+                let doc: DocumentId = doc.parse().ok()?;
+                let (page, kind) = file.split_once('.')?;
+                let page: u32 = page.parse().ok()?;
+                match kind {
+                    "image" => ObjectRef::PageImage(doc, page),
+                    "text" => ObjectRef::PageText(doc, page),
+                    "words" => ObjectRef::PageWords(doc, page),
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        (object.blob_name() == *name).then_some(object)
+    }
+
+    /// The document of a [`ObjectRef::staging_name`], if `name` is one.
+    pub fn staged_document(name: &BlobName) -> Option<DocumentId> {
+        let doc: DocumentId = name.as_str().strip_prefix("staging/")?.parse().ok()?;
+        (ObjectRef::staging_name(doc) == *name).then_some(doc)
+    }
+
+    pub fn document(&self) -> DocumentId {
+        match *self {
+            ObjectRef::Original(doc)
+            | ObjectRef::PageImage(doc, _)
+            | ObjectRef::PageText(doc, _)
+            | ObjectRef::PageWords(doc, _) => doc,
+        }
+    }
+
+    /// The page of a page artifact; `None` for an original.
+    pub fn page(&self) -> Option<u32> {
+        match *self {
+            ObjectRef::Original(_) => None,
+            ObjectRef::PageImage(_, page)
+            | ObjectRef::PageText(_, page)
+            | ObjectRef::PageWords(_, page) => Some(page),
+        }
+    }
+
+    /// The three artifacts the worker stores for each page.
+    pub fn page_artifacts(doc: DocumentId, page: u32) -> [ObjectRef; 3] {
+        [
+            ObjectRef::PageImage(doc, page),
+            ObjectRef::PageText(doc, page),
+            ObjectRef::PageWords(doc, page),
+        ]
+    }
+
     pub fn aad(&self) -> Vec<u8> {
         match self {
             ObjectRef::Original(doc) => format!("chartvault:original:{doc}"),
@@ -276,5 +333,53 @@ impl Vault {
             self.blobs.delete(name)?;
         }
         Ok(leftovers.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_object_parses_back_from_its_blob_name() {
+        let doc = DocumentId::new_random();
+        for object in [
+            ObjectRef::Original(doc),
+            ObjectRef::PageImage(doc, 1),
+            ObjectRef::PageText(doc, 12),
+            ObjectRef::PageWords(doc, 2000),
+        ] {
+            assert_eq!(ObjectRef::from_blob_name(&object.blob_name()), Some(object));
+        }
+        assert_eq!(
+            ObjectRef::staged_document(&ObjectRef::staging_name(doc)),
+            Some(doc)
+        );
+        assert_eq!(
+            ObjectRef::staged_document(&ObjectRef::Original(doc).blob_name()),
+            None
+        );
+    }
+
+    #[test]
+    fn non_canonical_names_are_not_objects() {
+        let doc = DocumentId::new_random();
+        let simple = doc.0.simple().to_string();
+        let shard = &simple[..2];
+        let wrong_shard = if shard == "00" { "11" } else { "00" };
+        for name in [
+            format!("originals/{wrong_shard}/{doc}"),
+            format!("originals/{shard}/{simple}"),
+            format!("originals/{shard}/{}", doc.to_string().to_uppercase()),
+            format!("pages/{shard}/{doc}/01.text"),
+            format!("pages/{shard}/{doc}/1.pdf"),
+            format!("pages/{shard}/{doc}/1"),
+            format!("originals/{shard}/{doc}/extra"),
+            format!("staging/{doc}"),
+            "index/meta.json".to_string(),
+        ] {
+            let name = BlobName::new(name).expect("a valid blob name");
+            assert_eq!(ObjectRef::from_blob_name(&name), None, "{name}");
+        }
     }
 }

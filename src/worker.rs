@@ -157,7 +157,8 @@ async fn process_document(state: &AppState, doc_id: DocumentId) -> Result<usize,
     Ok(count)
 }
 
-fn page_record(doc: &Document, page: u32, text: String) -> PageRecord {
+/// The index record of one page (also used to re-index pages after a restore).
+pub(crate) fn page_record(doc: &Document, page: u32, text: String) -> PageRecord {
     PageRecord {
         document_id: doc.id.0,
         page,

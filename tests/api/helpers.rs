@@ -106,6 +106,48 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
+/// Starts the service on an existing data directory (a restored backup, say) with the KEK in
+/// `kek_file`, reusing the users and tokens of `like` (the restored database holds them).
+/// `dir` is kept alive as long as the app.
+pub async fn spawn_app_on(
+    dir: tempfile::TempDir,
+    data_dir: &Path,
+    kek_file: &Path,
+    like: &TestApp,
+) -> TestApp {
+    let mut config = Config::for_data_dir(data_dir);
+    config.keys.kek_file = kek_file.to_path_buf();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.index.commit_interval_ms = 200;
+    let app = Application::build(config).await.expect("the app builds");
+    assert!(
+        app.first_admin_token.is_none(),
+        "an existing archive already has its admin"
+    );
+    let base = format!("http://{}", app.local_addr());
+    let state = app.state();
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let _ = app
+            .run_until(async move { stopped.cancelled().await })
+            .await;
+    });
+    TestApp {
+        base,
+        state,
+        data_dir: data_dir.to_path_buf(),
+        records: like.records.clone(),
+        clinician: like.clinician.clone(),
+        legal: like.legal.clone(),
+        auditor: like.auditor.clone(),
+        admin: like.admin.clone(),
+        http: reqwest::Client::new(),
+        stop,
+        _dir: dir,
+    }
+}
+
 pub fn metadata(mrn: &str, name: &str, document_type: &str) -> Value {
     json!({
         "patient": { "mrn": mrn, "name": name, "birth_date": "1950-02-01" },
@@ -115,6 +157,17 @@ pub fn metadata(mrn: &str, name: &str, document_type: &str) -> Value {
 }
 
 impl TestApp {
+    /// Stops the server (its data directory stays until the `TestApp` is dropped).
+    pub fn stop_server(&self) {
+        self.stop.cancel();
+    }
+
+    /// The config the app was built with, for the operator tools (key file beside the
+    /// data directory, as `spawn_app` places it).
+    pub fn config(&self) -> Config {
+        (*self.state.config).clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -2,6 +2,7 @@
 
 mod at_rest;
 mod auth;
+mod backup;
 mod bad_input;
 mod crash;
 mod fixtures;
@@ -9,3 +10,4 @@ mod generated;
 mod helpers;
 mod rotation;
 mod shred;
+mod verify;

@@ -1,0 +1,802 @@
+//! `chartvault backup` and `chartvault restore`: consistent online snapshots of a data
+//! directory, and their restore into a new one.
+//!
+//! What a backup promises:
+//! - **Consistent while the server runs** (in another process). The index is copied first,
+//!   then the database is snapshotted with SQLite's `VACUUM INTO` (one read transaction, so
+//!   the keyring, `service_keys`, documents, pages and jobs agree with each other), then
+//!   exactly the blobs that snapshot references are copied: the original of every document
+//!   not deleted and the image, text and words of every `pages` row. The service commits
+//!   every blob before the row that names it, so each referenced blob exists; one that
+//!   vanished meanwhile (a document shredded during the backup) is listed in the manifest's
+//!   `missing_blobs`, not fatal.
+//! - **The index** is copied as its live files (the `meta.json` tantivy commits through, the
+//!   files of the segments it lists, and `.managed.json`), read through the index key only to
+//!   learn which files those are. tantivy may commit, merge and garbage-collect while it
+//!   copies: if a file vanishes or `meta.json` changes during the copy, the copy starts over.
+//!   Segment files being written but not yet committed are never copied.
+//! - **Ciphertext only, byte for byte.** Blobs and index files are copied as stored
+//!   (encrypted); the database holds the keyring's *wrapped* keys. **The KEK (key file or
+//!   environment variable) is never written into a backup**: without it a backup is
+//!   unreadable, so it must be escrowed separately. (The backup still needs the KEK to read
+//!   the index's file list.) Every file is fsynced, then `MANIFEST.json` (format version,
+//!   creation time, chartvault version, counts, SHA-256 and size of every file) is written
+//!   last, atomically: a backup without a manifest is incomplete.
+//!
+//! What a restore promises:
+//! - It refuses a non-empty target, checks the manifest's hashes and sizes *before* writing
+//!   anything, checks that the KEK unwraps the backup's keyring, then copies (hashing again),
+//!   fsyncs, and reconciles the index with the restored database ([`reconcile_index`]): an
+//!   index that does not open is rebuilt empty, entries of deleted documents are removed, and
+//!   every page of an `indexed` document missing from the index is re-indexed from its
+//!   decrypted text. Documents accepted but not yet processed at snapshot time keep their
+//!   `jobs` rows: the restored server resumes them when it starts.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use chartvault_index::{EncryptedDirectory, IndexWriterService};
+use chartvault_storage::LocalBlobStore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::vault::{ObjectRef, Vault};
+use crate::verify::Keyring;
+
+pub const MANIFEST: &str = "MANIFEST.json";
+const FORMAT: &str = "chartvault-backup";
+const FORMAT_VERSION: u32 = 1;
+const DB_FILE: &str = "chartvault.db";
+/// tantivy's list of the files it manages (and garbage-collects).
+const MANAGED_FILE: &str = ".managed.json";
+/// How often the index copy starts over when tantivy keeps committing under it.
+const INDEX_COPY_ATTEMPTS: usize = 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    pub created_at: String,
+    pub chartvault_version: String,
+    pub counts: Counts,
+    /// Blobs the snapshot referenced that had vanished when they were copied.
+    pub missing_blobs: Vec<String>,
+    pub files: Vec<ManifestFile>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    pub documents: usize,
+    pub deleted_documents: usize,
+    pub pages: usize,
+    pub keyring_rows: usize,
+    /// Documents whose OCR job had not finished at snapshot time (resumed after restore).
+    pub open_jobs: usize,
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    pub index_files: usize,
+    pub index_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
+    /// Relative to the backup directory, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    /// Hex SHA-256 of the file's bytes (ciphertext, except for the database).
+    pub sha256: String,
+}
+
+/// What a backup did.
+#[derive(Debug, Clone)]
+pub struct BackupSummary {
+    pub manifest: Manifest,
+    /// How many times the index copy had to start over.
+    pub index_copy_retries: usize,
+}
+
+impl BackupSummary {
+    pub fn describe(&self) -> String {
+        let c = &self.manifest.counts;
+        let mut out = format!(
+            "backup: {} documents ({} deleted), {} pages, {} keyring rows, {} blobs ({:.1} MiB), \
+             {} index files ({:.1} MiB), {} unfinished jobs",
+            c.documents,
+            c.deleted_documents,
+            c.pages,
+            c.keyring_rows,
+            c.blobs,
+            c.blob_bytes as f64 / (1024.0 * 1024.0),
+            c.index_files,
+            c.index_bytes as f64 / (1024.0 * 1024.0),
+            c.open_jobs
+        );
+        if self.index_copy_retries > 0 {
+            out.push_str(&format!(
+                "; the index copy started over {} times (commits during the copy)",
+                self.index_copy_retries
+            ));
+        }
+        if !self.manifest.missing_blobs.is_empty() {
+            out.push_str(&format!(
+                "\n{} referenced blobs vanished during the backup (documents deleted meanwhile):",
+                self.manifest.missing_blobs.len()
+            ));
+            for name in &self.manifest.missing_blobs {
+                out.push_str(&format!("\n  {name}"));
+            }
+        }
+        out.push_str("\nthe KEK is not in the backup: keep it escrowed separately");
+        out
+    }
+}
+
+/// Takes a backup of `config.data_dir` into `dest` (created; must be empty if it exists).
+pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummary> {
+    let db_path = config.db_path();
+    if !db_path.is_file() {
+        bail!("no database at {}", db_path.display());
+    }
+    prepare_empty_dir(dest, "backup destination")?;
+    refuse_nested(&config.data_dir, dest)?;
+    let keys = crate::startup::load_existing_keys(config)?;
+    let db = Db::open_read_only(&db_path)
+        .await
+        .context("opening the database read-only")?;
+    let mut files = Vec::new();
+
+    // 1. The index, first: every page it holds then has its rows in the later snapshot.
+    let live_inventory = db.inventory().await?;
+    let keyring = Keyring::new(keys.clone(), &live_inventory.keyring);
+    keyring.check_kek()?;
+    let mut index_copy_retries = 0;
+    if let Some((key_id, key)) = keyring.service_key(&live_inventory, "index")? {
+        let (index_dir, dest_index) = (config.index_dir(), dest.join("index"));
+        let (copied, retries) = tokio::task::spawn_blocking(move || {
+            copy_live_index(&index_dir, &dest_index, key, key_id)
+        })
+        .await??;
+        index_copy_retries = retries;
+        files.extend(copied);
+    }
+
+    // 2. The database: one consistent snapshot.
+    let dest_db = dest.join(DB_FILE);
+    db.vacuum_into(&dest_db)
+        .await
+        .context("snapshotting the database (VACUUM INTO)")?;
+    db.close().await;
+    files.push(hash_file(&dest_db, DB_FILE).context("hashing the database snapshot")?);
+    fsync_file(&dest_db)?;
+    let snapshot = Db::open_immutable(&dest_db).await?;
+    let inventory = snapshot.inventory().await?;
+    snapshot.close().await;
+
+    // 3. Exactly the blobs the snapshot references.
+    let mut names = Vec::new();
+    let live_docs: BTreeSet<_> = inventory
+        .documents
+        .iter()
+        .filter(|d| !d.is_deleted())
+        .map(|d| d.id)
+        .collect();
+    for doc in &live_docs {
+        names.push(ObjectRef::Original(*doc).blob_name());
+    }
+    for (doc, page) in &inventory.pages {
+        if live_docs.contains(doc) {
+            names.extend(
+                ObjectRef::page_artifacts(*doc, *page)
+                    .iter()
+                    .map(|o| o.blob_name()),
+            );
+        }
+    }
+    let (blob_files, missing_blobs) = {
+        let (src, dst) = (config.blobs_dir(), dest.join("blobs"));
+        tokio::task::spawn_blocking(move || copy_blobs(&src, &dst, &names)).await??
+    };
+    let index_files: Vec<_> = files
+        .iter()
+        .filter(|f| f.path.starts_with("index/"))
+        .collect();
+    let counts = Counts {
+        documents: inventory.documents.len(),
+        deleted_documents: inventory.documents.len() - live_docs.len(),
+        pages: inventory.pages.len(),
+        keyring_rows: inventory.keyring.len(),
+        open_jobs: inventory.open_jobs.len(),
+        blobs: blob_files.len(),
+        blob_bytes: blob_files.iter().map(|f| f.size).sum(),
+        index_files: index_files.len(),
+        index_bytes: index_files.iter().map(|f| f.size).sum(),
+    };
+    files.extend(blob_files);
+    fsync_tree(dest)?;
+
+    // 4. The manifest, last and atomically.
+    let manifest = Manifest {
+        format: FORMAT.to_string(),
+        format_version: FORMAT_VERSION,
+        created_at: crate::db::now(),
+        chartvault_version: env!("CARGO_PKG_VERSION").to_string(),
+        counts,
+        missing_blobs,
+        files,
+    };
+    let temp = dest.join(".MANIFEST.json.tmp");
+    {
+        let mut file = create_new(&temp)?;
+        serde_json::to_writer_pretty(&mut file, &manifest)?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+    }
+    fs::rename(&temp, dest.join(MANIFEST))?;
+    fsync_dir(dest)?;
+    tracing::info!(
+        blobs = manifest.counts.blobs,
+        index_files = manifest.counts.index_files,
+        "backup written"
+    );
+    Ok(BackupSummary {
+        manifest,
+        index_copy_retries,
+    })
+}
+
+/// Copies the live files of the index in `src` into `dst`; starts over if tantivy commits
+/// (meta.json changes) or removes a file during the copy. Returns the files and the number
+/// of restarts.
+fn copy_live_index(
+    src: &Path,
+    dst: &Path,
+    key: chartvault_storage::DataKey,
+    key_id: chartvault_storage::KeyId,
+) -> anyhow::Result<(Vec<ManifestFile>, usize)> {
+    for attempt in 0..INDEX_COPY_ATTEMPTS {
+        if attempt > 0 {
+            fs::remove_dir_all(dst)?;
+            std::thread::sleep(Duration::from_millis(50 * attempt as u64));
+        }
+        let meta_before = match fs::read(src.join("meta.json")) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+            Err(error) => return Err(error).context("reading the index's meta.json"),
+        };
+        create_dir_private(dst)?;
+        let live = match live_index_files(src, key.clone(), key_id) {
+            Ok(live) => live,
+            Err(error) => {
+                tracing::debug!(error = %error, attempt, "index changed while listing its files");
+                continue;
+            }
+        };
+        let mut files = Vec::new();
+        let mut vanished = false;
+        for name in live.iter().map(String::as_str).chain([MANAGED_FILE]) {
+            match copy_file(&src.join(name), &dst.join(name)) {
+                Ok((size, sha256)) => files.push(ManifestFile {
+                    path: format!("index/{name}"),
+                    size,
+                    sha256,
+                }),
+                // An index that never wrote a segment has no list of managed files.
+                Err(error) if error.kind() == io::ErrorKind::NotFound && name == MANAGED_FILE => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    vanished = true;
+                    break;
+                }
+                Err(error) => return Err(error).with_context(|| format!("copying index/{name}")),
+            }
+        }
+        if vanished {
+            continue;
+        }
+        let meta_after = fs::read(src.join("meta.json")).ok();
+        if meta_after.as_deref() != Some(meta_before.as_slice()) {
+            continue;
+        }
+        write_new(&dst.join("meta.json"), &meta_before)?;
+        files.push(ManifestFile {
+            path: "index/meta.json".to_string(),
+            size: meta_before.len() as u64,
+            sha256: hex::encode(Sha256::digest(&meta_before)),
+        });
+        fsync_dir(dst)?;
+        return Ok((files, attempt));
+    }
+    bail!("the index kept changing during {INDEX_COPY_ATTEMPTS} copy attempts; try again")
+}
+
+/// The files of the segments `meta.json` lists (not meta.json itself), by name: every file
+/// named `<segment uuid>.<ext>`, except temp stores and delete bitsets of older opstamps
+/// (obsolete files waiting for tantivy's garbage collection).
+fn live_index_files(
+    src: &Path,
+    key: chartvault_storage::DataKey,
+    key_id: chartvault_storage::KeyId,
+) -> anyhow::Result<BTreeSet<String>> {
+    let directory = EncryptedDirectory::open_mmap(src, key, key_id, 0)?;
+    let index = tantivy::Index::open(directory)?;
+    let segments = index.searchable_segment_metas()?;
+    let mut names = Vec::new();
+    for entry in fs::read_dir(src)? {
+        if let Some(name) = entry?.file_name().to_str() {
+            names.push(name.to_string());
+        }
+    }
+    let mut files = BTreeSet::new();
+    for segment in &segments {
+        let prefix = format!("{}.", segment.id().uuid_string());
+        let live_delete = format!("{prefix}{}.del", segment.delete_opstamp().unwrap_or(0));
+        for name in &names {
+            let Some(extension) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let obsolete_delete = extension.ends_with(".del") && *name != live_delete;
+            if !obsolete_delete && !extension.ends_with(".temp") {
+                files.insert(name.clone());
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn copy_blobs(
+    src_root: &Path,
+    dst_root: &Path,
+    names: &[chartvault_storage::BlobName],
+) -> anyhow::Result<(Vec<ManifestFile>, Vec<String>)> {
+    let mut files = Vec::new();
+    let mut missing = Vec::new();
+    for name in names {
+        let dst = dst_root.join(name.as_str());
+        if let Some(parent) = dst.parent() {
+            create_dir_private(parent)?;
+        }
+        match copy_file(&src_root.join(name.as_str()), &dst) {
+            Ok((size, sha256)) => files.push(ManifestFile {
+                path: format!("blobs/{name}"),
+                size,
+                sha256,
+            }),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                tracing::warn!(blob = %name, "a referenced blob vanished during the backup");
+                let _ = fs::remove_file(&dst);
+                missing.push(name.to_string());
+            }
+            Err(error) => return Err(error).with_context(|| format!("copying blob {name}")),
+        }
+    }
+    Ok((files, missing))
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreSummary {
+    pub files: usize,
+    pub documents: usize,
+    pub pages: usize,
+    pub blobs: usize,
+    pub missing_blobs: usize,
+    /// Documents whose OCR job will run when the server starts.
+    pub open_jobs: usize,
+    pub reconcile: ReconcileSummary,
+}
+
+impl RestoreSummary {
+    pub fn describe(&self) -> String {
+        let r = &self.reconcile;
+        let mut out = format!(
+            "restore: {} files checked and copied; {} documents, {} pages, {} blobs; index {}: \
+             {} documents removed from it, {} pages re-indexed; {} documents will be processed \
+             when the server starts",
+            self.files,
+            self.documents,
+            self.pages,
+            self.blobs,
+            if r.rebuilt { "rebuilt" } else { "kept" },
+            r.removed_documents,
+            r.reindexed_pages,
+            self.open_jobs
+        );
+        if self.missing_blobs > 0 {
+            out.push_str(&format!(
+                "\n{} blobs were missing from the backup (see its manifest): `chartvault verify` \
+                 reports them",
+                self.missing_blobs
+            ));
+        }
+        out
+    }
+}
+
+/// Restores the backup in `src` into `config.data_dir` (which must be empty or absent), with
+/// the KEK `config` names.
+pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<RestoreSummary> {
+    let target = config.data_dir.clone();
+    let manifest = read_manifest(src)?;
+    // Before anything is written: the KEK is there, the target is empty, the files are intact.
+    let keys = crate::startup::load_existing_keys(config)?;
+    if target.exists() && fs::read_dir(&target)?.next().is_some() {
+        bail!("the restore target {} is not empty", target.display());
+    }
+    let src_owned = src.to_path_buf();
+    let checked = manifest.files.clone();
+    tokio::task::spawn_blocking(move || check_files(&src_owned, &checked)).await??;
+
+    prepare_empty_dir(&target, "restore target")?;
+    let copied = {
+        let (src, target, files) = (src.to_path_buf(), target.clone(), manifest.files.clone());
+        tokio::task::spawn_blocking(move || copy_manifest_files(&src, &target, &files)).await?
+    };
+    if let Err(error) = copied {
+        remove_contents(&target);
+        return Err(error);
+    }
+
+    let db = Db::open(&config.db_path())
+        .await
+        .context("opening the restored database")?;
+    let inventory = db.inventory().await?;
+    if let Err(error) = Keyring::new(keys.clone(), &inventory.keyring).check_kek() {
+        db.close().await;
+        remove_contents(&target);
+        return Err(error);
+    }
+    let reconcile = reconcile_index_with(config, &db, keys).await?;
+    db.close().await;
+    fsync_tree(&target)?;
+    Ok(RestoreSummary {
+        files: manifest.files.len(),
+        documents: inventory.documents.len(),
+        pages: inventory.pages.len(),
+        blobs: manifest.counts.blobs,
+        missing_blobs: manifest.missing_blobs.len(),
+        open_jobs: inventory.open_jobs.len(),
+        reconcile,
+    })
+}
+
+pub fn read_manifest(src: &Path) -> anyhow::Result<Manifest> {
+    let text = fs::read_to_string(src.join(MANIFEST)).with_context(|| {
+        format!(
+            "reading {}/{MANIFEST} (a backup without a manifest is incomplete)",
+            src.display()
+        )
+    })?;
+    let manifest: Manifest = serde_json::from_str(&text).context("parsing the manifest")?;
+    if manifest.format != FORMAT {
+        bail!("{MANIFEST} is not a chartvault backup manifest");
+    }
+    if manifest.format_version != FORMAT_VERSION {
+        bail!(
+            "backup format version {} is not supported (this chartvault reads version {FORMAT_VERSION})",
+            manifest.format_version
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for file in &manifest.files {
+        check_relative_path(&file.path)?;
+        if !seen.insert(file.path.as_str()) {
+            bail!("the manifest lists {} twice", file.path);
+        }
+    }
+    if !seen.contains(DB_FILE) {
+        bail!("the manifest lists no database");
+    }
+    Ok(manifest)
+}
+
+/// Manifest paths stay inside the backup and the target: relative, no `.`/`..`, and under
+/// the database, `blobs/` or `index/`.
+fn check_relative_path(path: &str) -> anyhow::Result<()> {
+    let components: Vec<&str> = path.split('/').collect();
+    let bad = components
+        .iter()
+        .any(|c| c.is_empty() || *c == "." || *c == ".." || c.contains('\0'));
+    let allowed = match components.as_slice() {
+        [DB_FILE] => true,
+        ["blobs", rest @ ..] | ["index", rest @ ..] => !rest.is_empty(),
+        _ => false,
+    };
+    if bad || !allowed {
+        bail!("the manifest lists an unexpected path {path:?}");
+    }
+    Ok(())
+}
+
+fn check_files(src: &Path, files: &[ManifestFile]) -> anyhow::Result<()> {
+    let mut bad = Vec::new();
+    for file in files {
+        match hash_file(&src.join(&file.path), &file.path) {
+            Ok(actual) if actual.size == file.size && actual.sha256 == file.sha256 => {}
+            Ok(_) => bad.push(format!("{}: content differs from the manifest", file.path)),
+            Err(error) => bad.push(format!("{}: {error}", file.path)),
+        }
+    }
+    if !bad.is_empty() {
+        let shown: Vec<_> = bad.iter().take(20).cloned().collect();
+        bail!(
+            "the backup does not match its manifest ({} files):\n  {}",
+            bad.len(),
+            shown.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+fn copy_manifest_files(src: &Path, target: &Path, files: &[ManifestFile]) -> anyhow::Result<()> {
+    for file in files {
+        let dst = target.join(&file.path);
+        if let Some(parent) = dst.parent() {
+            create_dir_private(parent)?;
+        }
+        let (size, sha256) = copy_file(&src.join(&file.path), &dst)
+            .with_context(|| format!("copying {}", file.path))?;
+        if size != file.size || sha256 != file.sha256 {
+            bail!("{} changed while it was restored", file.path);
+        }
+    }
+    Ok(())
+}
+
+/// What [`reconcile_index`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReconcileSummary {
+    /// The index did not open and was rebuilt from the page texts.
+    pub rebuilt: bool,
+    pub removed_documents: usize,
+    pub reindexed_pages: usize,
+}
+
+/// Brings the index of `config.data_dir` in line with its database (the server must not be
+/// running on it): see the module docs.
+pub async fn reconcile_index(config: &Config) -> anyhow::Result<ReconcileSummary> {
+    let keys = crate::startup::load_existing_keys(config)?;
+    let db = Db::open(&config.db_path()).await?;
+    let summary = reconcile_index_with(config, &db, keys).await;
+    db.close().await;
+    summary
+}
+
+async fn reconcile_index_with(
+    config: &Config,
+    db: &Db,
+    keys: Arc<dyn chartvault_storage::KeyProvider>,
+) -> anyhow::Result<ReconcileSummary> {
+    let blobs = LocalBlobStore::open(config.blobs_dir())?;
+    let vault = Vault::new(Arc::new(blobs), keys, db.clone());
+    // Re-indexing reads document metadata, whose PHI columns are sealed.
+    db.set_phi(crate::phi::PhiCipher::load(&vault).await?);
+    let mut summary = ReconcileSummary::default();
+    let index = match crate::startup::open_index(config, &vault).await {
+        Ok(index) => index,
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "the restored index does not open: rebuilding it");
+            let index_dir = config.index_dir();
+            if index_dir.exists() {
+                fs::remove_dir_all(&index_dir)?;
+            }
+            summary.rebuilt = true;
+            crate::startup::open_index(config, &vault).await?
+        }
+    };
+    let writer = IndexWriterService::start(
+        &index,
+        Duration::from_millis(config.index.commit_interval_ms),
+        config.index.max_batch,
+    )?;
+    let result = async {
+        let inventory = db.inventory().await?;
+        for doc in inventory.documents.iter().filter(|d| d.is_deleted()) {
+            let present = {
+                let index = index.clone();
+                let id = doc.id.0;
+                tokio::task::spawn_blocking(move || index.contains_page(id, 1)).await??
+            };
+            if present > 0 {
+                writer.purge_document(doc.id.0).await?;
+                summary.removed_documents += 1;
+            }
+        }
+        let mut batch = Vec::new();
+        for doc in db.indexed_documents().await? {
+            for page in db.pages(doc.id).await? {
+                let indexed = {
+                    let index = index.clone();
+                    let (id, number) = (doc.id.0, page.page);
+                    tokio::task::spawn_blocking(move || index.contains_page(id, number)).await??
+                };
+                if indexed > 0 {
+                    continue;
+                }
+                let text = vault
+                    .get(ObjectRef::PageText(doc.id, page.page))
+                    .await
+                    .with_context(|| {
+                        format!("reading the text of page {} of {}", page.page, doc.id)
+                    })?;
+                batch.push(crate::worker::page_record(
+                    &doc,
+                    page.page,
+                    String::from_utf8_lossy(&text).into_owned(),
+                ));
+                if batch.len() >= config.index.max_batch.max(1) {
+                    summary.reindexed_pages += batch.len();
+                    writer.index_pages(std::mem::take(&mut batch)).await?;
+                }
+            }
+        }
+        summary.reindexed_pages += batch.len();
+        writer.index_pages(batch).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    writer.shutdown().await?;
+    result?;
+    Ok(summary)
+}
+
+// ---- files ----
+
+fn prepare_empty_dir(dir: &Path, what: &str) -> anyhow::Result<()> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            bail!("the {what} {} is not a directory", dir.display());
+        }
+        if fs::read_dir(dir)?.next().is_some() {
+            bail!("the {what} {} is not empty", dir.display());
+        }
+        return Ok(());
+    }
+    create_dir_private(dir).with_context(|| format!("creating the {what} {}", dir.display()))
+}
+
+/// A backup inside the data directory (or the other way round) would copy itself.
+fn refuse_nested(data_dir: &Path, dest: &Path) -> anyhow::Result<()> {
+    let data_dir = data_dir.canonicalize()?;
+    let dest = dest.canonicalize()?;
+    if dest.starts_with(&data_dir) || data_dir.starts_with(&dest) {
+        bail!("the backup destination must lie outside the data directory");
+    }
+    Ok(())
+}
+
+fn create_dir_private(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+fn create_new(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = create_new(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Copies `src` to the new file `dst` byte for byte, fsyncs it, and returns its size and
+/// hex SHA-256. `NotFound` when `src` does not exist.
+fn copy_file(src: &Path, dst: &Path) -> io::Result<(u64, String)> {
+    let mut input = File::open(src)?;
+    let mut output = create_new(dst)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match input.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        hasher.update(&buffer[..n]);
+        output.write_all(&buffer[..n])?;
+        size += n as u64;
+    }
+    output.sync_all()?;
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+fn hash_file(path: &Path, name: &str) -> io::Result<ManifestFile> {
+    let mut input = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let size = io::copy(&mut input, &mut hasher)?;
+    Ok(ManifestFile {
+        path: name.to_string(),
+        size,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+fn fsync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Fsyncs every directory under `root` (and `root`), so the new entries are durable.
+fn fsync_tree(root: &Path) -> io::Result<()> {
+    let mut dirs: Vec<PathBuf> = vec![root.to_path_buf()];
+    let mut index = 0;
+    while index < dirs.len() {
+        for entry in fs::read_dir(&dirs[index])? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                dirs.push(entry.path());
+            }
+        }
+        index += 1;
+    }
+    for dir in dirs.iter().rev() {
+        fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Best effort after a failed restore: empties the target again.
+fn remove_contents(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let _ = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_paths_must_stay_inside_the_backup() {
+        for ok in [
+            "chartvault.db",
+            "blobs/originals/ab/x",
+            "index/meta.json",
+            "index/.managed.json",
+        ] {
+            assert!(check_relative_path(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "blobs/../../x",
+            "blobs",
+            "index/",
+            "other/file",
+            "blobs//x",
+            "MANIFEST.json",
+        ] {
+            assert!(check_relative_path(bad).is_err(), "{bad}");
+        }
+    }
+}

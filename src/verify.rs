@@ -1,0 +1,900 @@
+//! `chartvault verify`: an integrity check of a data directory, safe beside a running server.
+//!
+//! What it promises:
+//! - **Read-only.** The database is opened read-only (no migrations, no pragmas that write),
+//!   blobs and index files are only read, the index is opened without a writer (so never
+//!   takes the writer lock), and the KEK is loaded without ever creating a key file.
+//! - **Every byte authenticated.** Every blob is decrypted to its end through the storage
+//!   crate's `DecryptReader`, with its data key from the keyring (unwrapped under the KEK)
+//!   and the associated data of the object its *name* says it is ([`ObjectRef`]): a flipped
+//!   bit, a truncation or ciphertext moved under another name fails. Every original's
+//!   plaintext is hashed against `documents.sha256`. Every index file is authenticated
+//!   under the index's key.
+//! - **Cross-checked.** Rows whose blobs are missing, blobs no row references, keyring rows
+//!   nothing references, index pages without a `pages` row, and `pages` rows of indexed
+//!   documents missing from the index.
+//! - **No false alarms from a live server.** Blobs are listed *before* the database snapshot
+//!   is read (the service commits a blob before the row naming it, so every row of the
+//!   snapshot has its blob already), and every "missing" or "unreferenced" candidate is
+//!   re-confirmed against a fresh read of the database before it is reported. Page artifacts
+//!   of documents still being processed are work in progress, not orphans.
+//! - **No PHI in the output.** Findings name blob names, index file names, document ids,
+//!   page numbers and key ids: never content, names or MRNs.
+//! - A document with status `deleted` (a shredded document's tombstone) is expected to have
+//!   nothing: no blobs, pages rows or index entries. Anything of it that remains is reported.
+//!
+//! Findings have a [`Severity`]: `error` (the archive lost or corrupted something, or holds
+//! what it should not) or `notice` ([`FindingKind::InterruptedUpload`] and
+//! [`FindingKind::OrphanKey`]: by-products of uploads in flight or interrupted, which the
+//! next server start cleans up, and keyring rows that protect nothing). The command exits 0
+//! without errors (notices alone included), 1 with any error finding, 2 when it could not
+//! run (no data directory or database, no KEK, a KEK that does not match the archive, I/O).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use chartvault_storage::{
+    read_key_id, BlobName, BlobStore, DataKey, DecryptReader, KeyId, KeyProvider, LocalBlobStore,
+    StorageError, WrappedKey,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::db::{Db, Inventory, KeyringRow};
+use crate::domain::DocumentId;
+use crate::vault::ObjectRef;
+
+mod index;
+
+/// What a finding is about. Serialised in snake_case (`blob_corrupt`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A blob does not authenticate (or is not an object at all).
+    BlobCorrupt,
+    /// A row names a blob that does not exist.
+    BlobMissing,
+    /// A blob's key id has no keyring row: the blob can never be decrypted.
+    KeyMissing,
+    /// A keyring row does not unwrap under the KEK version it names.
+    KeyCorrupt,
+    /// An original's plaintext does not hash to `documents.sha256`.
+    ChecksumMismatch,
+    /// A blob no row references (including blobs of deleted documents, and files that are
+    /// not blobs at all).
+    OrphanBlob,
+    /// A staging object or a blob store temp file: an upload or write in flight, or
+    /// interrupted (the next server start removes them). Notice.
+    InterruptedUpload,
+    /// A keyring row that no blob and no service names. Notice.
+    OrphanKey,
+    /// An index file does not authenticate under the index key.
+    IndexFileCorrupt,
+    /// The index cannot be opened at all.
+    IndexUnreadable,
+    /// The index holds a page with no `pages` row (or of a deleted document).
+    IndexPageWithoutRow,
+    /// A page of an `indexed` document is not in the index.
+    RowPageNotIndexed,
+}
+
+impl FindingKind {
+    pub fn severity(self) -> Severity {
+        match self {
+            FindingKind::InterruptedUpload | FindingKind::OrphanKey => Severity::Notice,
+            _ => Severity::Error,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::BlobCorrupt => "blob_corrupt",
+            FindingKind::BlobMissing => "blob_missing",
+            FindingKind::KeyMissing => "key_missing",
+            FindingKind::KeyCorrupt => "key_corrupt",
+            FindingKind::ChecksumMismatch => "checksum_mismatch",
+            FindingKind::OrphanBlob => "orphan_blob",
+            FindingKind::InterruptedUpload => "interrupted_upload",
+            FindingKind::OrphanKey => "orphan_key",
+            FindingKind::IndexFileCorrupt => "index_file_corrupt",
+            FindingKind::IndexUnreadable => "index_unreadable",
+            FindingKind::IndexPageWithoutRow => "index_page_without_row",
+            FindingKind::RowPageNotIndexed => "row_page_not_indexed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Error,
+    Notice,
+}
+
+/// One problem, named by ids and file names only.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    /// The blob's name in the blob store, or the file's path under `blobs/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blob: Option<String>,
+    /// An index file's name under `index/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    pub description: String,
+}
+
+impl Finding {
+    fn new(kind: FindingKind, description: impl Into<String>) -> Finding {
+        Finding {
+            kind,
+            severity: kind.severity(),
+            blob: None,
+            file: None,
+            document_id: None,
+            page: None,
+            key_id: None,
+            description: description.into(),
+        }
+    }
+
+    fn blob(kind: FindingKind, name: &str, description: impl Into<String>) -> Finding {
+        let mut finding = Finding::new(kind, description);
+        finding.blob = Some(name.to_string());
+        if let Some(object) = BlobName::new(name)
+            .ok()
+            .and_then(|n| ObjectRef::from_blob_name(&n))
+        {
+            finding.document_id = Some(object.document().to_string());
+            finding.page = object.page();
+        }
+        finding
+    }
+
+    fn with_key(mut self, key_id: &str) -> Finding {
+        self.key_id = Some(key_id.to_string());
+        self
+    }
+}
+
+/// What was checked.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Checked {
+    pub documents: usize,
+    pub deleted_documents: usize,
+    pub pages: usize,
+    /// Blobs decrypted and authenticated to their end.
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    /// Originals whose plaintext was hashed against `documents.sha256`.
+    pub originals_hashed: usize,
+    pub keyring_rows: usize,
+    pub index_files: usize,
+    pub index_bytes: u64,
+    pub indexed_pages: usize,
+    /// Page artifacts of documents still being processed (not yet recorded; not findings).
+    pub in_progress_blobs: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub data_dir: PathBuf,
+    pub checked: Checked,
+    pub findings: Vec<Finding>,
+}
+
+impl VerifyReport {
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+
+    pub fn notices(&self) -> usize {
+        self.findings.len() - self.errors()
+    }
+
+    /// No error findings (notices allowed): what exit code 0 means.
+    pub fn is_clean(&self) -> bool {
+        self.errors() == 0
+    }
+
+    /// The process exit code: 0 clean, 1 with any error finding.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_clean() {
+            0
+        } else {
+            1
+        }
+    }
+
+    pub fn of_kind(&self, kind: FindingKind) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(move |f| f.kind == kind)
+    }
+
+    /// The human summary (for stderr): counts, then one line per finding.
+    pub fn summary(&self) -> String {
+        let c = &self.checked;
+        let mut out = format!(
+            "verify {}: {} documents ({} deleted), {} pages, {} blobs ({:.1} MiB) authenticated, \
+             {} originals hashed, {} keyring rows, {} index files ({:.1} MiB), {} indexed pages\n",
+            self.data_dir.display(),
+            c.documents,
+            c.deleted_documents,
+            c.pages,
+            c.blobs,
+            c.blob_bytes as f64 / (1024.0 * 1024.0),
+            c.originals_hashed,
+            c.keyring_rows,
+            c.index_files,
+            c.index_bytes as f64 / (1024.0 * 1024.0),
+            c.indexed_pages,
+        );
+        if c.in_progress_blobs > 0 {
+            out.push_str(&format!(
+                "{} page artifacts of documents still being processed were skipped\n",
+                c.in_progress_blobs
+            ));
+        }
+        for finding in &self.findings {
+            let subject = finding
+                .blob
+                .as_deref()
+                .or(finding.file.as_deref())
+                .or(finding.key_id.as_deref())
+                .or(finding.document_id.as_deref())
+                .unwrap_or("-");
+            let page = finding
+                .page
+                .filter(|_| finding.blob.is_none())
+                .map(|p| format!(" page {p}"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{:<6} {:<22} {subject}{page}: {}\n",
+                match finding.severity {
+                    Severity::Error => "ERROR",
+                    Severity::Notice => "notice",
+                },
+                finding.kind.as_str(),
+                finding.description
+            ));
+        }
+        out.push_str(&format!(
+            "{}: {} errors, {} notices\n",
+            if self.is_clean() {
+                "clean"
+            } else {
+                "NOT CLEAN"
+            },
+            self.errors(),
+            self.notices()
+        ));
+        out
+    }
+}
+
+/// Data keys by key id, unwrapped on demand from a keyring snapshot.
+pub(crate) struct Keyring {
+    keys: Arc<dyn KeyProvider>,
+    rows: HashMap<String, KeyringRow>,
+}
+
+pub(crate) enum KeyLookup {
+    Found(DataKey),
+    NoRow,
+    /// The row does not unwrap under the KEK version it names (or that version is absent).
+    Unwrap(String),
+}
+
+impl Keyring {
+    pub(crate) fn new(keys: Arc<dyn KeyProvider>, rows: &[KeyringRow]) -> Keyring {
+        Keyring {
+            keys,
+            rows: rows
+                .iter()
+                .map(|row| (row.key_id.clone(), row.clone()))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn data_key(&self, key_id: &KeyId) -> KeyLookup {
+        let Some(row) = self.rows.get(&key_id.to_hex()) else {
+            return KeyLookup::NoRow;
+        };
+        let wrapped = WrappedKey {
+            kek_version: row.kek_version,
+            bytes: row.wrapped.clone(),
+        };
+        match self.keys.unwrap_key(key_id, &wrapped) {
+            Ok(key) => KeyLookup::Found(key),
+            Err(error) => KeyLookup::Unwrap(error.to_string()),
+        }
+    }
+
+    /// The key of service `purpose` (e.g. `index`), if the archive has one.
+    pub(crate) fn service_key(
+        &self,
+        inventory: &Inventory,
+        purpose: &str,
+    ) -> anyhow::Result<Option<(KeyId, DataKey)>> {
+        let Some((_, hex)) = inventory.service_keys.iter().find(|(p, _)| p == purpose) else {
+            return Ok(None);
+        };
+        let key_id = KeyId::from_hex(hex)?;
+        match self.data_key(&key_id) {
+            KeyLookup::Found(key) => Ok(Some((key_id, key))),
+            KeyLookup::NoRow => bail!("the {purpose} key {hex} has no keyring row"),
+            KeyLookup::Unwrap(error) => bail!(
+                "the KEK does not unwrap the {purpose} key ({error}): is this the archive's key file?"
+            ),
+        }
+    }
+
+    /// Fails unless the KEK unwraps at least one keyring row (when there are any): a wrong
+    /// key file is a usage error, not a corrupt archive.
+    pub(crate) fn check_kek(&self) -> anyhow::Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let unwraps = self.rows.keys().any(|hex| {
+            KeyId::from_hex(hex)
+                .map(|id| matches!(self.data_key(&id), KeyLookup::Found(_)))
+                .unwrap_or(false)
+        });
+        if !unwraps {
+            bail!("the KEK unwraps none of the archive's keys: is this the archive's key file?");
+        }
+        Ok(())
+    }
+}
+
+/// What reading one blob to its end found.
+enum BlobOutcome {
+    Authentic {
+        key_id: KeyId,
+        bytes: u64,
+        sha256: Option<String>,
+    },
+    Missing,
+    KeyMissing(KeyId),
+    KeyCorrupt(KeyId, String),
+    Corrupt {
+        key_id: Option<KeyId>,
+        reason: String,
+    },
+}
+
+/// Opens `name`, reads its key id, unwraps its key and decrypts it to the end under `aad`,
+/// hashing the plaintext when `hash` is set.
+fn authenticate(
+    store: &LocalBlobStore,
+    keyring: &Keyring,
+    name: &BlobName,
+    aad: &[u8],
+    hash: bool,
+) -> BlobOutcome {
+    let mut reader = match store.open(name) {
+        Ok(reader) => reader,
+        Err(StorageError::NotFound(_)) => return BlobOutcome::Missing,
+        Err(error) => {
+            return BlobOutcome::Corrupt {
+                key_id: None,
+                reason: format!("cannot be opened: {error}"),
+            }
+        }
+    };
+    let key_id = match read_key_id(&mut reader) {
+        Ok(key_id) => key_id,
+        Err(error) => {
+            return BlobOutcome::Corrupt {
+                key_id: None,
+                reason: describe_storage_error(&error),
+            }
+        }
+    };
+    if let Err(error) = reader.seek(SeekFrom::Start(0)) {
+        return BlobOutcome::Corrupt {
+            key_id: Some(key_id),
+            reason: format!("cannot be read: {error}"),
+        };
+    }
+    let key = match keyring.data_key(&key_id) {
+        KeyLookup::Found(key) => key,
+        KeyLookup::NoRow => return BlobOutcome::KeyMissing(key_id),
+        KeyLookup::Unwrap(error) => return BlobOutcome::KeyCorrupt(key_id, error),
+    };
+    let mut decrypting = match DecryptReader::new(reader, &key, aad) {
+        Ok(decrypting) => decrypting,
+        Err(error) => {
+            return BlobOutcome::Corrupt {
+                key_id: Some(key_id),
+                reason: describe_storage_error(&error),
+            }
+        }
+    };
+    let mut hasher = hash.then(Sha256::new);
+    let mut buffer = zeroize::Zeroizing::new(vec![0u8; 64 * 1024]);
+    let mut bytes = 0u64;
+    loop {
+        match decrypting.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                bytes += n as u64;
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&buffer[..n]);
+                }
+            }
+            Err(error) => {
+                let error = StorageError::from_io(format!("blob {name}"), error);
+                return BlobOutcome::Corrupt {
+                    key_id: Some(key_id),
+                    reason: describe_storage_error(&error),
+                };
+            }
+        }
+    }
+    BlobOutcome::Authentic {
+        key_id,
+        bytes,
+        sha256: hasher.map(|h| hex::encode(h.finalize())),
+    }
+}
+
+fn describe_storage_error(error: &StorageError) -> String {
+    match error {
+        StorageError::Decrypt => "does not authenticate: altered, truncated, or the ciphertext \
+                                  of another object"
+            .to_string(),
+        StorageError::Format(what) => format!("not a readable chartvault object: {what}"),
+        other => other.to_string(),
+    }
+}
+
+/// The blob store's own view (committed blobs) and every other file under `blobs/`.
+struct Listing {
+    blobs: Vec<BlobName>,
+    /// Paths (relative to `blobs/`) of the store's temp files.
+    temp_files: Vec<String>,
+    /// Paths of files that are neither blobs nor temp files.
+    strays: Vec<String>,
+}
+
+const TEMP_PREFIX: &str = ".tmp-";
+
+fn list_blob_dir(root: &Path) -> anyhow::Result<Listing> {
+    if !root.is_dir() {
+        return Ok(Listing {
+            blobs: Vec::new(),
+            temp_files: Vec::new(),
+            strays: Vec::new(),
+        });
+    }
+    let store = LocalBlobStore::open(root)?;
+    let blobs = store.list("")?;
+    let known: BTreeSet<&str> = blobs.iter().map(|b| b.as_str()).collect();
+    let mut temp_files = Vec::new();
+    let mut strays = Vec::new();
+    for path in walk_files(root)? {
+        let relative = relative_name(root, &path);
+        if known.contains(relative.as_str()) {
+            continue;
+        }
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if file_name.starts_with(TEMP_PREFIX) {
+            temp_files.push(relative);
+        } else {
+            strays.push(relative);
+        }
+    }
+    Ok(Listing {
+        blobs,
+        temp_files,
+        strays,
+    })
+}
+
+/// Every regular file under `dir`, recursively (symlinks are not followed).
+pub(crate) fn walk_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                pending.push(entry.path());
+            } else if file_type.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub(crate) fn relative_name(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A blob to authenticate and what it is expected to be.
+struct ToCheck {
+    name: BlobName,
+    object: Option<ObjectRef>,
+    /// Referenced by the snapshot (else an orphan candidate).
+    referenced: bool,
+}
+
+struct CheckedBlob {
+    check: ToCheck,
+    outcome: BlobOutcome,
+}
+
+/// Verifies the data directory of `config` (see the module docs). `Err` means the check
+/// could not run (exit code 2); findings are in the report.
+pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
+    let data_dir = config.data_dir.clone();
+    if !data_dir.is_dir() {
+        bail!("no data directory at {}", data_dir.display());
+    }
+    let db_path = config.db_path();
+    if !db_path.is_file() {
+        bail!("no database at {}", db_path.display());
+    }
+    let keys = crate::startup::load_existing_keys(config)?;
+
+    // Blobs first, then the snapshot: every row in the snapshot has its blob committed.
+    let blobs_dir = config.blobs_dir();
+    let listing = {
+        let root = blobs_dir.clone();
+        tokio::task::spawn_blocking(move || list_blob_dir(&root)).await??
+    };
+    let db = Db::open_read_only(&db_path)
+        .await
+        .context("opening the database read-only")?;
+    let inventory = db.inventory().await.context("reading the database")?;
+    let keyring = Keyring::new(keys, &inventory.keyring);
+    keyring.check_kek()?;
+
+    let mut report = VerifyReport {
+        data_dir: data_dir.clone(),
+        checked: Checked {
+            documents: inventory.documents.len(),
+            deleted_documents: inventory
+                .documents
+                .iter()
+                .filter(|d| d.is_deleted())
+                .count(),
+            pages: inventory.pages.len(),
+            keyring_rows: inventory.keyring.len(),
+            ..Checked::default()
+        },
+        findings: Vec::new(),
+    };
+
+    // What the snapshot expects to exist.
+    let live: HashMap<DocumentId, &crate::db::DocumentArtifacts> = inventory
+        .documents
+        .iter()
+        .filter(|d| !d.is_deleted())
+        .map(|d| (d.id, d))
+        .collect();
+    let mut expected: BTreeMap<BlobName, ObjectRef> = BTreeMap::new();
+    for doc in live.values() {
+        let original = ObjectRef::Original(doc.id);
+        expected.insert(original.blob_name(), original);
+    }
+    for (doc, page) in &inventory.pages {
+        if live.contains_key(doc) {
+            for object in ObjectRef::page_artifacts(*doc, *page) {
+                expected.insert(object.blob_name(), object);
+            }
+        }
+    }
+
+    let mut to_check = Vec::new();
+    let listed: BTreeSet<&BlobName> = listing.blobs.iter().collect();
+    for name in &listing.blobs {
+        if let Some(doc) = ObjectRef::staged_document(name) {
+            let mut finding = Finding::blob(
+                FindingKind::InterruptedUpload,
+                name.as_str(),
+                "staging object of an upload in flight or interrupted (removed at the next \
+                 server start)",
+            );
+            finding.document_id = Some(doc.to_string());
+            report.findings.push(finding);
+            continue;
+        }
+        match expected.get(name) {
+            Some(object) => to_check.push(ToCheck {
+                name: name.clone(),
+                object: Some(*object),
+                referenced: true,
+            }),
+            None => to_check.push(ToCheck {
+                name: name.clone(),
+                object: ObjectRef::from_blob_name(name),
+                referenced: false,
+            }),
+        }
+    }
+    // Expected blobs the listing did not see (committed just after it, or missing).
+    for (name, object) in &expected {
+        if !listed.contains(name) {
+            to_check.push(ToCheck {
+                name: name.clone(),
+                object: Some(*object),
+                referenced: true,
+            });
+        }
+    }
+    for temp in &listing.temp_files {
+        report.findings.push(Finding::blob(
+            FindingKind::InterruptedUpload,
+            temp,
+            "temp file of a blob write in flight or interrupted (removed at the next server \
+             start)",
+        ));
+    }
+    for stray in &listing.strays {
+        report.findings.push(Finding::blob(
+            FindingKind::OrphanBlob,
+            stray,
+            "a file in the blob store that is not a blob (invalid name)",
+        ));
+    }
+
+    // Decrypt everything (blocking I/O and CPU).
+    let keyring = Arc::new(keyring);
+    let checked: Vec<CheckedBlob> = {
+        let keyring = keyring.clone();
+        let root = blobs_dir.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<CheckedBlob>> {
+            if !root.is_dir() {
+                return Ok(to_check
+                    .into_iter()
+                    .map(|check| CheckedBlob {
+                        check,
+                        outcome: BlobOutcome::Missing,
+                    })
+                    .collect());
+            }
+            let store = LocalBlobStore::open(&root)?;
+            Ok(to_check
+                .into_iter()
+                .map(|check| {
+                    let outcome = match check.object {
+                        Some(object) => authenticate(
+                            &store,
+                            &keyring,
+                            &check.name,
+                            &object.aad(),
+                            matches!(object, ObjectRef::Original(_)),
+                        ),
+                        None => header_only(&store, &check.name),
+                    };
+                    CheckedBlob { check, outcome }
+                })
+                .collect())
+        })
+        .await??
+    };
+
+    let sha_of: HashMap<DocumentId, &str> =
+        live.values().map(|d| (d.id, d.sha256.as_str())).collect();
+    let mut referenced_keys: BTreeSet<String> = inventory
+        .service_keys
+        .iter()
+        .map(|(_, key_id)| key_id.clone())
+        .collect();
+    for CheckedBlob { check, outcome } in checked {
+        let name = check.name.as_str();
+        if let Some(key_id) = outcome_key(&outcome) {
+            referenced_keys.insert(key_id.to_hex());
+        }
+        if !check.referenced {
+            if let Some(finding) = confirm_orphan(&db, &check, &outcome, &mut report).await? {
+                report.findings.push(finding);
+            }
+            continue;
+        }
+        match outcome {
+            BlobOutcome::Authentic { bytes, sha256, .. } => {
+                report.checked.blobs += 1;
+                report.checked.blob_bytes += bytes;
+                if let (Some(actual), Some(ObjectRef::Original(doc))) = (sha256, check.object) {
+                    report.checked.originals_hashed += 1;
+                    let recorded = sha_of.get(&doc).copied().unwrap_or_default();
+                    if !actual.eq_ignore_ascii_case(recorded) {
+                        report.findings.push(Finding::blob(
+                            FindingKind::ChecksumMismatch,
+                            name,
+                            "the original decrypts, but its SHA-256 differs from the one \
+                             recorded at upload",
+                        ));
+                    }
+                }
+            }
+            BlobOutcome::Missing => {
+                let object = check.object.expect("referenced blobs are objects");
+                if still_expected(&db, object).await? {
+                    report.findings.push(Finding::blob(
+                        FindingKind::BlobMissing,
+                        name,
+                        match object {
+                            ObjectRef::Original(_) => "the document's original is missing",
+                            _ => "a page artifact recorded in `pages` is missing",
+                        },
+                    ));
+                }
+            }
+            BlobOutcome::KeyMissing(key_id) => report.findings.push(
+                Finding::blob(
+                    FindingKind::KeyMissing,
+                    name,
+                    "the blob's data key has no keyring row: it cannot be decrypted",
+                )
+                .with_key(&key_id.to_hex()),
+            ),
+            BlobOutcome::KeyCorrupt(key_id, error) => report.findings.push(
+                Finding::blob(
+                    FindingKind::KeyCorrupt,
+                    name,
+                    format!("the blob's keyring row does not unwrap: {error}"),
+                )
+                .with_key(&key_id.to_hex()),
+            ),
+            BlobOutcome::Corrupt { key_id, reason } => {
+                let finding = Finding::blob(FindingKind::BlobCorrupt, name, reason);
+                report.findings.push(match key_id {
+                    Some(key_id) => finding.with_key(&key_id.to_hex()),
+                    None => finding,
+                });
+            }
+        }
+    }
+
+    for row in &inventory.keyring {
+        if !referenced_keys.contains(&row.key_id) {
+            report.findings.push(
+                Finding::new(
+                    FindingKind::OrphanKey,
+                    "a keyring row no blob or service refers to (a write in flight, or \
+                     left by an interrupted one)",
+                )
+                .with_key(&row.key_id),
+            );
+        }
+    }
+
+    index::check_index(config, &db, &inventory, &keyring, &mut report).await?;
+
+    db.close().await;
+    report.findings.sort_by_key(|f| (f.severity as u8, f.kind));
+    Ok(report)
+}
+
+/// Reads just the key id of a blob whose name is not an object (so there is no identity to
+/// authenticate it against).
+fn header_only(store: &LocalBlobStore, name: &BlobName) -> BlobOutcome {
+    let mut reader = match store.open(name) {
+        Ok(reader) => reader,
+        Err(StorageError::NotFound(_)) => return BlobOutcome::Missing,
+        Err(error) => {
+            return BlobOutcome::Corrupt {
+                key_id: None,
+                reason: error.to_string(),
+            }
+        }
+    };
+    match read_key_id(&mut reader) {
+        Ok(key_id) => BlobOutcome::Corrupt {
+            key_id: Some(key_id),
+            reason: "its name is not that of any chartvault object".into(),
+        },
+        Err(error) => BlobOutcome::Corrupt {
+            key_id: None,
+            reason: describe_storage_error(&error),
+        },
+    }
+}
+
+fn outcome_key(outcome: &BlobOutcome) -> Option<KeyId> {
+    match outcome {
+        BlobOutcome::Authentic { key_id, .. }
+        | BlobOutcome::KeyMissing(key_id)
+        | BlobOutcome::KeyCorrupt(key_id, _) => Some(*key_id),
+        BlobOutcome::Corrupt { key_id, .. } => *key_id,
+        BlobOutcome::Missing => None,
+    }
+}
+
+/// Whether a blob the snapshot expected is still expected now (its document not deleted
+/// meanwhile, its page row still there).
+async fn still_expected(db: &Db, object: ObjectRef) -> anyhow::Result<bool> {
+    let status = db.document_status(object.document()).await?;
+    if status.is_none() || status.as_deref() == Some("deleted") {
+        return Ok(false);
+    }
+    match object.page() {
+        None => Ok(true),
+        Some(page) => Ok(db.page_exists(object.document(), page).await?),
+    }
+}
+
+/// Re-checks an unreferenced blob against the database as it is now: `None` if a row
+/// refers to it by now, or if it is a page artifact of a document still being processed.
+async fn confirm_orphan(
+    db: &Db,
+    check: &ToCheck,
+    outcome: &BlobOutcome,
+    report: &mut VerifyReport,
+) -> anyhow::Result<Option<Finding>> {
+    let name = check.name.as_str();
+    let Some(object) = check.object else {
+        return Ok(Some(Finding::blob(
+            FindingKind::OrphanBlob,
+            name,
+            "a blob whose name is not that of any chartvault object",
+        )));
+    };
+    if matches!(outcome, BlobOutcome::Missing) {
+        // Gone since the listing (deleted by a shred or a discarded write): nothing to say.
+        return Ok(None);
+    }
+    let status = db.document_status(object.document()).await?;
+    let why = match status.as_deref() {
+        None => "no document row refers to it",
+        Some("deleted") => "it belongs to a deleted (shredded) document",
+        Some(status) => match object.page() {
+            None => return Ok(None), // the document row appeared after the snapshot
+            Some(page) => {
+                if db.page_exists(object.document(), page).await? {
+                    return Ok(None);
+                }
+                if matches!(status, "accepted" | "processing") {
+                    report.checked.in_progress_blobs += 1;
+                    return Ok(None);
+                }
+                "no `pages` row refers to it"
+            }
+        },
+    };
+    let authenticity = match outcome {
+        BlobOutcome::Authentic { .. } => "it authenticates as the object its name says",
+        BlobOutcome::KeyMissing(_) => "its data key is not in the keyring",
+        BlobOutcome::KeyCorrupt(..) => "its keyring row does not unwrap",
+        BlobOutcome::Corrupt { .. } => "it does not authenticate as the object its name says",
+        BlobOutcome::Missing => unreachable!("handled above"),
+    };
+    Ok(Some(Finding::blob(
+        FindingKind::OrphanBlob,
+        name,
+        format!("unreferenced: {why}; {authenticity}"),
+    )))
+}
