@@ -27,12 +27,12 @@
 //! - It refuses a non-empty target, checks the manifest's hashes and sizes *before* writing
 //!   anything, checks that the KEK unwraps the backup's keyring, then copies (hashing again),
 //!   fsyncs, and reconciles the index with the restored database ([`reconcile_index`]): an
-//!   index that does not open is rebuilt empty, entries of deleted documents are removed, and
-//!   every page of an `indexed` document missing from the index is re-indexed from its
-//!   decrypted text. Documents accepted but not yet processed at snapshot time keep their
+//!   index that does not open is rebuilt empty, documents the database does not know or has
+//!   deleted are purged from it (merged away, not merely hidden), and every page of an
+//!   `indexed` document missing from the index is re-indexed from its decrypted text. Documents accepted but not yet processed at snapshot time keep their
 //!   `jobs` rows: the restored server resumes them when it starts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -47,6 +47,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::domain::DocumentId;
 use crate::vault::{ObjectRef, Vault};
 use crate::verify::Keyring;
 
@@ -274,7 +275,9 @@ fn copy_live_index(
             Err(error) => return Err(error).context("reading the index's meta.json"),
         };
         create_dir_private(dst)?;
-        let live = match live_index_files(src, key.clone(), key_id) {
+        let live = match LiveIndexFiles::read(src, key.clone(), key_id)
+            .and_then(|live| Ok(live.segment_files_in(src)?))
+        {
             Ok(live) => live,
             Err(error) => {
                 tracing::debug!(error = %error, attempt, "index changed while listing its files");
@@ -318,38 +321,60 @@ fn copy_live_index(
     bail!("the index kept changing during {INDEX_COPY_ATTEMPTS} copy attempts; try again")
 }
 
-/// The files of the segments `meta.json` lists (not meta.json itself), by name: every file
-/// named `<segment uuid>.<ext>`, except temp stores and delete bitsets of older opstamps
-/// (obsolete files waiting for tantivy's garbage collection).
-fn live_index_files(
-    src: &Path,
-    key: chartvault_storage::DataKey,
-    key_id: chartvault_storage::KeyId,
-) -> anyhow::Result<BTreeSet<String>> {
-    let directory = EncryptedDirectory::open_mmap(src, key, key_id, 0)?;
-    let index = tantivy::Index::open(directory)?;
-    let segments = index.searchable_segment_metas()?;
-    let mut names = Vec::new();
-    for entry in fs::read_dir(src)? {
-        if let Some(name) = entry?.file_name().to_str() {
-            names.push(name.to_string());
-        }
+/// Which files of an index directory belong to its current commit: `meta.json`,
+/// `.managed.json`, and the files of the segments `meta.json` lists (except temp stores and
+/// delete bitsets of older opstamps). Anything else is being written, or obsolete and waiting
+/// for tantivy's garbage collection.
+pub(crate) struct LiveIndexFiles {
+    /// `<segment uuid>.` of each segment, and the name of its live delete bitset.
+    segments: Vec<(String, String)>,
+}
+
+impl LiveIndexFiles {
+    /// Reads the current `meta.json` through the index key (tantivy opened without a writer).
+    pub(crate) fn read(
+        dir: &Path,
+        key: chartvault_storage::DataKey,
+        key_id: chartvault_storage::KeyId,
+    ) -> anyhow::Result<LiveIndexFiles> {
+        let directory = EncryptedDirectory::open_mmap(dir, key, key_id, 0)?;
+        let index = tantivy::Index::open(directory)?;
+        let segments = index
+            .searchable_segment_metas()?
+            .iter()
+            .map(|segment| {
+                let prefix = format!("{}.", segment.id().uuid_string());
+                let delete = format!("{prefix}{}.del", segment.delete_opstamp().unwrap_or(0));
+                (prefix, delete)
+            })
+            .collect();
+        Ok(LiveIndexFiles { segments })
     }
-    let mut files = BTreeSet::new();
-    for segment in &segments {
-        let prefix = format!("{}.", segment.id().uuid_string());
-        let live_delete = format!("{prefix}{}.del", segment.delete_opstamp().unwrap_or(0));
-        for name in &names {
-            let Some(extension) = name.strip_prefix(&prefix) else {
-                continue;
-            };
-            let obsolete_delete = extension.ends_with(".del") && *name != live_delete;
-            if !obsolete_delete && !extension.ends_with(".temp") {
-                files.insert(name.clone());
+
+    pub(crate) fn is_live(&self, name: &str) -> bool {
+        if name == "meta.json" || name == MANAGED_FILE {
+            return true;
+        }
+        self.segments.iter().any(|(prefix, live_delete)| {
+            name.strip_prefix(prefix.as_str()).is_some_and(|extension| {
+                let obsolete_delete = extension.ends_with(".del") && name != live_delete;
+                !obsolete_delete && !extension.ends_with(".temp")
+            })
+        })
+    }
+
+    /// The live segment files present in `dir` (not meta.json or .managed.json).
+    fn segment_files_in(&self, dir: &Path) -> io::Result<BTreeSet<String>> {
+        let mut files = BTreeSet::new();
+        for entry in fs::read_dir(dir)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                if name != "meta.json" && name != MANAGED_FILE && self.is_live(name) {
+                    files.insert(name.to_string());
+                }
             }
         }
+        Ok(files)
     }
-    Ok(files)
 }
 
 fn copy_blobs(
@@ -599,26 +624,37 @@ async fn reconcile_index_with(
     )?;
     let result = async {
         let inventory = db.inventory().await?;
-        for doc in inventory.documents.iter().filter(|d| d.is_deleted()) {
-            let present = {
-                let index = index.clone();
-                let id = doc.id.0;
-                tokio::task::spawn_blocking(move || index.contains_page(id, 1)).await??
-            };
-            if present > 0 {
-                writer.purge_document(doc.id.0).await?;
-                summary.removed_documents += 1;
+        let indexed = {
+            let index = index.clone();
+            tokio::task::spawn_blocking(move || index.indexed_pages()).await??
+        };
+        let status: HashMap<DocumentId, &str> = inventory
+            .documents
+            .iter()
+            .map(|d| (d.id, d.status.as_str()))
+            .collect();
+        let rows: HashSet<(DocumentId, u32)> = inventory.pages.iter().copied().collect();
+        // Documents the index must forget: unknown to the database, deleted, or holding a
+        // page without a row. Purged (merged away), not merely hidden: a deleted document's
+        // words must not survive in the restored segment files.
+        let mut purge = BTreeSet::new();
+        let mut in_index = HashSet::new();
+        for (doc, page) in indexed {
+            let doc = DocumentId(doc);
+            let known = status.get(&doc).is_some_and(|s| *s != "deleted");
+            if !known || !rows.contains(&(doc, page)) {
+                purge.insert(doc);
             }
+            in_index.insert((doc, page));
+        }
+        for doc in &purge {
+            writer.purge_document(doc.0).await?;
+            summary.removed_documents += 1;
         }
         let mut batch = Vec::new();
         for doc in db.indexed_documents().await? {
             for page in db.pages(doc.id).await? {
-                let indexed = {
-                    let index = index.clone();
-                    let (id, number) = (doc.id.0, page.page);
-                    tokio::task::spawn_blocking(move || index.contains_page(id, number)).await??
-                };
-                if indexed > 0 {
+                if in_index.contains(&(doc.id, page.page)) && !purge.contains(&doc.id) {
                     continue;
                 }
                 let text = vault

@@ -11,8 +11,8 @@
 //!   plaintext is hashed against `documents.sha256`. Every index file is authenticated
 //!   under the index's key.
 //! - **Cross-checked.** Rows whose blobs are missing, blobs no row references, keyring rows
-//!   nothing references, index pages without a `pages` row, and `pages` rows of indexed
-//!   documents missing from the index.
+//!   nothing references, index pages without a `pages` row (or of a deleted document), pages
+//!   indexed twice, and `pages` rows of indexed documents missing from the index.
 //! - **No false alarms from a live server.** Blobs are listed *before* the database snapshot
 //!   is read (the service commits a blob before the row naming it, so every row of the
 //!   snapshot has its blob already), and every "missing" or "unreferenced" candidate is
@@ -78,6 +78,8 @@ pub enum FindingKind {
     IndexUnreadable,
     /// The index holds a page with no `pages` row (or of a deleted document).
     IndexPageWithoutRow,
+    /// The index holds the same page twice.
+    IndexPageDuplicate,
     /// A page of an `indexed` document is not in the index.
     RowPageNotIndexed,
 }
@@ -103,6 +105,7 @@ impl FindingKind {
             FindingKind::IndexFileCorrupt => "index_file_corrupt",
             FindingKind::IndexUnreadable => "index_unreadable",
             FindingKind::IndexPageWithoutRow => "index_page_without_row",
+            FindingKind::IndexPageDuplicate => "index_page_duplicate",
             FindingKind::RowPageNotIndexed => "row_page_not_indexed",
         }
     }

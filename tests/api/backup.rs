@@ -305,3 +305,69 @@ fn copy_tree(from: &Path, to: &Path) {
         std::fs::copy(&file, &target).unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_purges_shredded_documents_and_rebuilds_an_index_that_does_not_open() {
+    let app = spawn_app().await;
+    let kept = app
+        .upload(scan_with_marker("granite", 7), &patient(0))
+        .await;
+    let shredded = app.upload(scan_with_marker("harbor", 8), &patient(1)).await;
+    app.wait_indexed(&kept).await;
+    app.wait_indexed(&shredded).await;
+    // Shredded in the database and blob store, but still in the index.
+    crate::verify::shred_leaving(&app, shredded.parse().unwrap(), &[], false).await;
+
+    let backup_root = tempfile::tempdir().unwrap();
+    let backup_dir = backup_root.path().join("backup");
+    let summary = chartvault::backup::backup(&app.config(), &backup_dir)
+        .await
+        .unwrap();
+    assert_eq!(summary.manifest.counts.deleted_documents, 1);
+    assert_eq!(summary.manifest.counts.blobs, 4, "only the kept document's");
+    app.stop_server();
+
+    let restored_root = tempfile::tempdir().unwrap();
+    let restored = restored_root.path().join("data");
+    let mut config = Config::for_data_dir(&restored);
+    config.keys.kek_file = app.data_dir.with_extension("key");
+    let summary = restore(&config, &backup_dir).await.unwrap();
+    eprintln!("{}", summary.describe());
+    assert!(!summary.reconcile.rebuilt);
+    assert_eq!(summary.reconcile.removed_documents, 1);
+    assert_eq!(summary.reconcile.reindexed_pages, 0);
+    let report = verify(&config).await.unwrap();
+    assert!(report.findings.is_empty(), "{}", report.summary());
+    assert_eq!(report.checked.indexed_pages, 1);
+
+    // An index whose meta.json no longer decrypts is rebuilt from the page texts.
+    let meta = restored.join("index/meta.json");
+    let mut bytes = std::fs::read(&meta).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&meta, bytes).unwrap();
+    let report = verify(&config).await.unwrap();
+    assert!(
+        report
+            .of_kind(chartvault::verify::FindingKind::IndexFileCorrupt)
+            .count()
+            >= 1
+    );
+    let reconciled = chartvault::backup::reconcile_index(&config).await.unwrap();
+    assert!(reconciled.rebuilt);
+    assert_eq!(reconciled.reindexed_pages, 1);
+    let report = verify(&config).await.unwrap();
+    assert!(report.findings.is_empty(), "{}", report.summary());
+
+    let kek_file = config.keys.kek_file.clone();
+    let restored_app = spawn_app_on(restored_root, &restored, &kek_file, &app).await;
+    let hits = restored_app
+        .search(&restored_app.clinician, json!({ "query": "granite" }))
+        .await;
+    assert_eq!(hits["total"], 1, "{hits}");
+    assert_eq!(hits["hits"][0]["document_id"], kept.as_str());
+    let hits = restored_app
+        .search(&restored_app.clinician, json!({ "query": "harbor" }))
+        .await;
+    assert_eq!(hits["total"], 0, "{hits}");
+}

@@ -92,6 +92,11 @@ async fn a_live_archive_verifies_clean_even_while_a_document_is_being_ingested()
     );
     assert_eq!(checked.originals_hashed, 1);
     assert!(checked.blob_bytes > 10_000);
+    assert!(
+        checked.index_files >= 3,
+        "meta.json and segment files: {checked:?}"
+    );
+    assert_eq!(checked.indexed_pages, 1);
 
     // The binary agrees, in JSON on stdout, with the summary on stderr; no patient data.
     let (code, json, stderr) = verify_binary(&app);
@@ -130,6 +135,7 @@ async fn a_live_archive_verifies_clean_even_while_a_document_is_being_ingested()
     assert!(report.findings.is_empty(), "{:?}", report.findings);
     assert_eq!(report.checked.documents, 2);
     assert_eq!(report.checked.blobs, 8);
+    assert_eq!(report.checked.indexed_pages, 2);
     let _ = id;
 }
 
@@ -294,8 +300,8 @@ async fn a_wrong_key_file_is_a_usage_error_not_a_finding() {
 
 /// Shreds a document the way the coming DELETE endpoint will leave it: a tombstone row with
 /// status `deleted`, and no blobs, pages rows, keyring rows or index entries. Keeps the
-/// blobs in `keep`.
-async fn shred_leaving(app: &TestApp, id: DocumentId, keep: &[ObjectRef]) {
+/// blobs in `keep`, and the index entries unless `purge_index`.
+pub async fn shred_leaving(app: &TestApp, id: DocumentId, keep: &[ObjectRef], purge_index: bool) {
     let mut objects = vec![ObjectRef::Original(id)];
     objects.extend(ObjectRef::page_artifacts(id, 1));
     let pool = app.state.db.pool();
@@ -333,14 +339,16 @@ async fn shred_leaving(app: &TestApp, id: DocumentId, keep: &[ObjectRef]) {
         .await
         .unwrap();
     drop(conn);
-    app.state.index_writer.delete_document(id.0).await.unwrap();
+    if purge_index {
+        app.state.index_writer.purge_document(id.0).await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shredded_documents_tombstone_expects_nothing_but_a_leftover_blob_is_an_orphan() {
     let (app, id) = archive_with_one_document("cobalt").await;
     let leftover = ObjectRef::PageImage(id, 1);
-    shred_leaving(&app, id, &[leftover]).await;
+    shred_leaving(&app, id, &[leftover], false).await;
 
     let report = verify_app(&app).await;
     assert_eq!(report.checked.deleted_documents, 1);
@@ -350,14 +358,60 @@ async fn a_shredded_documents_tombstone_expects_nothing_but_a_leftover_blob_is_a
     );
     let finding = report.of_kind(FindingKind::OrphanBlob).next().unwrap();
     assert!(finding.description.contains("deleted"), "{finding:?}");
+    let in_index: Vec<_> = report
+        .of_kind(FindingKind::IndexPageWithoutRow)
+        .map(|f| (f.document_id.clone().unwrap(), f.page))
+        .collect();
+    assert_eq!(in_index, vec![(id.to_string(), Some(1))]);
     assert_eq!(
         report.errors(),
-        1,
+        2,
         "nothing is missing: {:?}",
         report.findings
     );
 
+    app.state.index_writer.purge_document(id.0).await.unwrap();
     std::fs::remove_file(blob_path(&app, leftover)).unwrap();
     let report = verify_app(&app).await;
     assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_an_index_file_is_index_file_corrupt() {
+    let (app, _) = archive_with_one_document("hazelnut").await;
+    let index_dir = app.data_dir.join("index");
+    let largest = files_under(&index_dir)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            !name.starts_with('.') && name != "meta.json"
+        })
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("segment files");
+    flip_byte_in_the_middle(&largest);
+    let report = verify_app(&app).await;
+    let name = largest.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(names(&report, FindingKind::IndexFileCorrupt), vec![name]);
+    assert_eq!(report.of_kind(FindingKind::BlobCorrupt).count(), 0);
+    assert_eq!(report.exit_code(), 1);
+    let (code, json, _) = verify_binary(&app);
+    assert_eq!(code, 1);
+    assert!(json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["kind"] == "index_file_corrupt"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_missing_from_the_index_is_row_page_not_indexed() {
+    let (app, id) = archive_with_one_document("basalt").await;
+    app.state.index_writer.delete_document(id.0).await.unwrap();
+    let report = verify_app(&app).await;
+    let missing: Vec<_> = report
+        .of_kind(FindingKind::RowPageNotIndexed)
+        .map(|f| (f.document_id.clone().unwrap(), f.page))
+        .collect();
+    assert_eq!(missing, vec![(id.to_string(), Some(1))]);
+    assert_eq!(report.errors(), 1, "{:?}", report.findings);
 }
