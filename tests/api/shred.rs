@@ -152,6 +152,11 @@ async fn a_shredded_document_is_gone_and_only_its_tombstone_remains() {
         .await;
     assert_eq!(original.status(), 200);
 
+    // The archive is consistent afterwards: no orphan, nothing missing, index = rows.
+    let report = chartvault::verify::verify(&app.config()).await.unwrap();
+    assert!(report.findings.is_empty(), "{}", report.summary());
+    assert_eq!(report.checked.deleted_documents, 1, "{}", report.summary());
+
     // The destruction is in the audit log, with ids and no reason text.
     let audit = app.state.db.audit_rows(0).await.unwrap();
     let row = audit
