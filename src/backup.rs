@@ -652,7 +652,17 @@ async fn reconcile_index_with(
             summary.removed_documents += 1;
         }
         let mut batch = Vec::new();
+        let mut names = HashMap::new();
         for doc in db.indexed_documents().await? {
+            if !names.contains_key(&doc.patient_id) {
+                let name = db
+                    .patient(doc.patient_id)
+                    .await?
+                    .map(|p| p.name)
+                    .unwrap_or_default();
+                names.insert(doc.patient_id, name);
+            }
+            let patient_name = &names[&doc.patient_id];
             for page in db.pages(doc.id).await? {
                 if in_index.contains(&(doc.id, page.page)) && !purge.contains(&doc.id) {
                     continue;
@@ -665,6 +675,7 @@ async fn reconcile_index_with(
                     })?;
                 batch.push(crate::worker::page_record(
                     &doc,
+                    patient_name,
                     page.page,
                     String::from_utf8_lossy(&text).into_owned(),
                 ));

@@ -135,6 +135,13 @@ async fn process_document(state: &AppState, doc_id: DocumentId) -> Result<usize,
     }
     drop(results);
 
+    let patient_name = state
+        .db
+        .patient(doc.patient_id)
+        .await
+        .map_err(|e| Failure::transient(e.into()))?
+        .map(|patient| patient.name)
+        .unwrap_or_default();
     let mut records = Vec::with_capacity(doc.page_count as usize);
     for page in 1..=doc.page_count {
         let text = state
@@ -144,6 +151,7 @@ async fn process_document(state: &AppState, doc_id: DocumentId) -> Result<usize,
             .map_err(Failure::transient)?;
         records.push(page_record(
             &doc,
+            &patient_name,
             page,
             String::from_utf8_lossy(&text).into_owned(),
         ));
@@ -158,11 +166,17 @@ async fn process_document(state: &AppState, doc_id: DocumentId) -> Result<usize,
 }
 
 /// The index record of one page (also used to re-index pages after a restore).
-pub(crate) fn page_record(doc: &Document, page: u32, text: String) -> PageRecord {
+pub(crate) fn page_record(
+    doc: &Document,
+    patient_name: &str,
+    page: u32,
+    text: String,
+) -> PageRecord {
     PageRecord {
         document_id: doc.id.0,
         page,
         patient_id: doc.patient_id.0,
+        patient_name: patient_name.to_string(),
         document_type: doc.document_type.clone(),
         category: doc.category.clone(),
         service_date: doc.service_date,

@@ -24,6 +24,7 @@
 pub mod encrypted_directory;
 pub mod error;
 pub mod highlight;
+pub mod patients;
 pub mod query;
 pub mod schema;
 pub mod search;
@@ -33,6 +34,7 @@ pub mod writer;
 pub use encrypted_directory::EncryptedDirectory;
 pub use error::IndexError;
 pub use highlight::Highlighter;
+pub use patients::PatientMatch;
 pub use search::{SearchHit, SearchIndex, SearchRequest, SearchResults};
 pub use verify::{verify_index_dir, IndexFileProblem, IndexVerifyReport};
 pub use writer::{IndexWriterService, PageRecord};

@@ -32,6 +32,7 @@ pub(crate) const F_DOCUMENT_TYPE: &str = "document_type";
 pub(crate) const F_CATEGORY: &str = "category";
 pub(crate) const F_SERVICE_DATE: &str = "service_date";
 pub(crate) const F_DOC_PAGE: &str = "doc_page";
+pub(crate) const F_PATIENT_NAME: &str = "patient_name";
 
 /// The analyzer for page text and query words: split on non-alphanumerics, drop over-long
 /// tokens, lowercase, fold accents to ASCII (`Café` → `cafe`).
@@ -64,6 +65,7 @@ pub(crate) struct Fields {
     pub category: Field,
     pub service_date: Field,
     pub doc_page: Field,
+    pub patient_name: Field,
 }
 
 pub(crate) fn build_schema() -> Schema {
@@ -77,7 +79,8 @@ pub(crate) fn build_schema() -> Schema {
     );
     builder.add_text_field(F_DOCUMENT_ID, STRING | STORED);
     builder.add_u64_field(F_PAGE, NumericOptions::default().set_indexed().set_stored());
-    builder.add_text_field(F_PATIENT_ID, STRING | STORED);
+    // Fast too: a patient-name search gathers the distinct patients of its matches.
+    builder.add_text_field(F_PATIENT_ID, STRING | STORED | FAST);
     builder.add_text_field(F_DOCUMENT_TYPE, STRING | STORED);
     builder.add_text_field(F_CATEGORY, STRING | STORED);
     builder.add_date_field(
@@ -89,6 +92,16 @@ pub(crate) fn build_schema() -> Schema {
             .set_precision(DateTimePrecision::Seconds),
     );
     builder.add_text_field(F_DOC_PAGE, STRING | FAST);
+    // The patient's name, indexed (never stored) on each of their pages, so a name search
+    // needs no plaintext name anywhere but this encrypted index.
+    builder.add_text_field(
+        F_PATIENT_NAME,
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(TEXT_ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        ),
+    );
     builder.build()
 }
 
@@ -103,6 +116,7 @@ impl Fields {
             category: schema.get_field(F_CATEGORY)?,
             service_date: schema.get_field(F_SERVICE_DATE)?,
             doc_page: schema.get_field(F_DOC_PAGE)?,
+            patient_name: schema.get_field(F_PATIENT_NAME)?,
         })
     }
 }

@@ -160,7 +160,7 @@ impl SearchIndex {
         Ok(self.inner.reader.reload()?)
     }
 
-    fn searcher(&self) -> Searcher {
+    pub(crate) fn searcher(&self) -> Searcher {
         self.inner.reader.searcher()
     }
 

@@ -57,6 +57,8 @@ pub struct PageRecord {
     pub page: u32,
     /// Internal opaque patient id, never an MRN.
     pub patient_id: Uuid,
+    /// The patient's name: indexed for patient-name search, never stored.
+    pub patient_name: String,
     /// E.g. `discharge-summary`.
     pub document_type: String,
     /// `general`, or a sensitive category.
@@ -304,6 +306,7 @@ impl Batcher {
         document.add_text(fields.document_id, uuid_string(page.document_id));
         document.add_u64(fields.page, u64::from(page.page));
         document.add_text(fields.patient_id, uuid_string(page.patient_id));
+        document.add_text(fields.patient_name, &page.patient_name);
         document.add_text(fields.document_type, &page.document_type);
         document.add_text(fields.category, &page.category);
         if let Some(date) = page.service_date {
@@ -432,6 +435,7 @@ mod tests {
             document_id: Uuid::nil(),
             page: 1,
             patient_id: Uuid::nil(),
+            patient_name: String::new(),
             document_type: "discharge-summary".to_string(),
             category: "general".to_string(),
             service_date: None,

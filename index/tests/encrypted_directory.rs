@@ -723,6 +723,7 @@ mod whole_index {
             document_id,
             page,
             patient_id: Uuid::parse_str(PATIENT).expect("patient uuid"),
+            patient_name: "Test Patient".to_string(),
             document_type: "progress-note".to_string(),
             category: "general".to_string(),
             service_date: None,

@@ -15,6 +15,7 @@ fn page(document_id: Uuid, page: u32, patient_id: Uuid, text: &str) -> PageRecor
         document_id,
         page,
         patient_id,
+        patient_name: "Test Patient".to_string(),
         document_type: "progress-note".to_string(),
         category: "general".to_string(),
         service_date: None,

@@ -20,6 +20,7 @@ fn page(document_id: Uuid, page: u32, text: String) -> PageRecord {
         document_id,
         page,
         patient_id: Uuid::from_u128(0x5eed),
+        patient_name: "Test Patient".to_string(),
         document_type: "progress-note".to_string(),
         category: "general".to_string(),
         service_date: None,

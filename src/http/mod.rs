@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/search", post(search))
         .route("/patients/lookup", post(patients::lookup))
+        .route("/patients/search", post(patients::search_by_name))
         .route("/admin/keys", get(admin::key_status))
         .route("/admin/keys/rotate", post(admin::rotate))
         .route("/admin/keys/retire", post(admin::retire));

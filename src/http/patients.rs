@@ -83,3 +83,86 @@ pub async fn lookup(
         documents: visible,
     }))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameSearchBody {
+    name: String,
+    #[serde(default = "default_name_limit")]
+    limit: usize,
+}
+
+fn default_name_limit() -> usize {
+    20
+}
+
+#[derive(Serialize)]
+pub struct NameMatch {
+    #[serde(flatten)]
+    patient: Patient,
+    /// Pages of the patient's indexed documents.
+    pages: u64,
+}
+
+#[derive(Serialize)]
+pub struct NameMatches {
+    patients: Vec<NameMatch>,
+}
+
+/// `POST /patients/search {"name": "quarr"}`: patients by name, through the encrypted index
+/// (the database holds names sealed, so it cannot search them). Names go in the body, never
+/// the URL; the audit row lists the patient ids returned.
+pub async fn search_by_name(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: Result<Json<NameSearchBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<NameMatches>> {
+    authorize(&state.db, &principal, Action::LookupPatient, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    if body.name.chars().count() > 200 {
+        return Err(ApiError::invalid("name must be at most 200 characters"));
+    }
+    if !(1..=100).contains(&body.limit) {
+        return Err(ApiError::invalid("limit must be 1 to 100"));
+    }
+    let index = state.index.clone();
+    let found =
+        tokio::task::spawn_blocking(move || index.find_patients(&body.name, None, body.limit))
+            .await?
+            .map_err(|e| match e {
+                chartvault_index::IndexError::Query(message) => ApiError::invalid(message),
+                other => ApiError::internal(other),
+            })?;
+    let mut patients = Vec::with_capacity(found.len());
+    for matched in found {
+        let patient_id = crate::domain::PatientId(matched.patient_id);
+        let resource = Resource {
+            patient_id,
+            document_id: None,
+            category: "general",
+        };
+        if crate::auth::decide(&principal, Action::LookupPatient, Some(&resource))
+            != crate::auth::Decision::Allow
+        {
+            continue;
+        }
+        if let Some(patient) = state.db.patient(patient_id).await? {
+            patients.push(NameMatch {
+                patient,
+                pages: matched.pages,
+            });
+        }
+    }
+    let ids: Vec<String> = patients.iter().map(|m| m.patient.id.to_string()).collect();
+    audit(
+        &state.db,
+        &principal,
+        Action::LookupPatient,
+        "ok",
+        None,
+        None,
+        Some(serde_json::json!({ "by": "name", "patients": ids })),
+    )
+    .await?;
+    Ok(Json(NameMatches { patients }))
+}

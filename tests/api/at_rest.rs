@@ -95,6 +95,40 @@ async fn nothing_readable_is_left_in_the_data_dir_or_the_log() {
     assert_eq!(chart["patient"]["name"], NAME);
     assert_eq!(chart["patient"]["birth_date"], "1950-02-01");
 
+    // Patient-name search goes through the encrypted index (the database cannot search
+    // sealed names): a prefix of the surname, any case.
+    let by_name = app
+        .post_json(
+            &app.clinician,
+            "/api/v1/patients/search",
+            &json!({ "name": "QUARREN" }),
+        )
+        .await;
+    assert_eq!(by_name.status(), 200);
+    let by_name: serde_json::Value = by_name.json().await.unwrap();
+    let matches = by_name["patients"].as_array().unwrap();
+    assert_eq!(matches.len(), 1, "{by_name}");
+    assert_eq!(matches[0]["name"], NAME);
+    assert_eq!(matches[0]["mrn"], MRN);
+    assert_eq!(matches[0]["pages"], 2);
+    let none = app
+        .post_json(
+            &app.clinician,
+            "/api/v1/patients/search",
+            &json!({ "name": "philippa brackwater" }),
+        )
+        .await;
+    let none: serde_json::Value = none.json().await.unwrap();
+    assert_eq!(none["patients"], json!([]));
+    let refused = app
+        .post_json(
+            &app.auditor,
+            "/api/v1/patients/search",
+            &json!({ "name": "quarr" }),
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+
     // The database's own view: every PHI column is an envelope.
     let rows = sqlx::query_as::<_, (Vec<u8>, Vec<u8>, Vec<u8>, Option<Vec<u8>>)>(
         "SELECT mrn_index, mrn, name, birth_date FROM patients",
