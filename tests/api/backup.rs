@@ -232,7 +232,28 @@ async fn a_backup_taken_during_ingest_restores_every_acknowledged_document() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not empty"));
 
+    // Jobs the snapshot caught running (their server was busy with them) are requeued when
+    // the restored server starts, and finish.
+    let running: Vec<String> = {
+        let snapshot = chartvault::db::Db::open_immutable(&backup_dir.join("chartvault.db"))
+            .await
+            .unwrap();
+        let running = sqlx::query_scalar("SELECT document_id FROM jobs WHERE state = 'running'")
+            .fetch_all(snapshot.pool())
+            .await
+            .unwrap();
+        snapshot.close().await;
+        running
+    };
+    assert!(
+        !running.is_empty(),
+        "the backup should catch a job in progress"
+    );
+
     let restored_app = spawn_app_on(restored_root, &restored, &restored_key, &app).await;
+    for id in &running {
+        restored_app.wait_indexed(id).await;
+    }
     for doc in &before_backup {
         restored_app.wait_indexed(&doc.id).await;
     }
