@@ -148,8 +148,14 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
     if !db_path.is_file() {
         bail!("no database at {}", db_path.display());
     }
+    let created = !dest.exists();
     prepare_empty_dir(dest, "backup destination")?;
-    refuse_nested(&config.data_dir, dest)?;
+    if let Err(error) = refuse_nested(&config.data_dir, dest) {
+        if created {
+            let _ = fs::remove_dir(dest);
+        }
+        return Err(error);
+    }
     let keys = crate::startup::load_existing_keys(config)?;
     let db = Db::open_read_only(&db_path)
         .await

@@ -81,6 +81,8 @@ pub enum Command {
     /// Write a consistent snapshot of a data directory (database, blobs, index; never the
     /// KEK) into DEST, which must be empty or absent. Safe while the server runs.
     Backup {
+        /// The backup directory (created; must be empty if it exists, and lie outside the
+        /// data directory).
         #[arg(value_name = "DEST")]
         dest: PathBuf,
         #[command(flatten)]
@@ -88,6 +90,7 @@ pub enum Command {
     },
     /// Restore a backup into a new, empty data directory (needs the archive's KEK).
     Restore {
+        /// A backup directory written by `chartvault backup` (with its MANIFEST.json).
         #[arg(value_name = "SRC")]
         src: PathBuf,
         /// The new data directory (empty or absent).

@@ -155,8 +155,26 @@ async fn a_backup_taken_during_ingest_restores_every_acknowledged_document() {
     // The live database: its file and its write-ahead log.
     let mut live_db = std::fs::read(app.data_dir.join("chartvault.db")).unwrap();
     live_db.extend(std::fs::read(app.data_dir.join("chartvault.db-wal")).unwrap_or_default());
+    // The manifest lists every file of the backup (and nothing else is there).
     let backup_files = files_under(&backup_dir);
-    assert!(backup_files.len() >= 1 + manifest.counts.blobs + manifest.counts.index_files);
+    let mut on_disk: Vec<String> = backup_files
+        .iter()
+        .map(|p| {
+            p.strip_prefix(&backup_dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|p| p != "MANIFEST.json")
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed);
+    assert_eq!(
+        listed.len(),
+        1 + manifest.counts.blobs + manifest.counts.index_files
+    );
     for path in &backup_files {
         let name = path.file_name().unwrap().to_string_lossy();
         assert!(!name.ends_with(".key"), "a key file in the backup: {name}");
@@ -214,7 +232,28 @@ async fn a_backup_taken_during_ingest_restores_every_acknowledged_document() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not empty"));
 
+    // Jobs the snapshot caught running (their server was busy with them) are requeued when
+    // the restored server starts, and finish.
+    let running: Vec<String> = {
+        let snapshot = chartvault::db::Db::open_immutable(&backup_dir.join("chartvault.db"))
+            .await
+            .unwrap();
+        let running = sqlx::query_scalar("SELECT document_id FROM jobs WHERE state = 'running'")
+            .fetch_all(snapshot.pool())
+            .await
+            .unwrap();
+        snapshot.close().await;
+        running
+    };
+    assert!(
+        !running.is_empty(),
+        "the backup should catch a job in progress"
+    );
+
     let restored_app = spawn_app_on(restored_root, &restored, &restored_key, &app).await;
+    for id in &running {
+        restored_app.wait_indexed(id).await;
+    }
     for doc in &before_backup {
         restored_app.wait_indexed(&doc.id).await;
     }
@@ -317,6 +356,13 @@ async fn a_restore_purges_shredded_documents_and_rebuilds_an_index_that_does_not
     app.wait_indexed(&shredded).await;
     // Shredded in the database and blob store, but still in the index.
     crate::verify::shred_leaving(&app, shredded.parse().unwrap(), &[], false).await;
+
+    // A backup inside the data directory would copy itself: refused, and nothing is left.
+    let inside = app.data_dir.join("backup");
+    assert!(chartvault::backup::backup(&app.config(), &inside)
+        .await
+        .is_err());
+    assert!(!inside.exists());
 
     let backup_root = tempfile::tempdir().unwrap();
     let backup_dir = backup_root.path().join("backup");

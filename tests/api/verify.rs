@@ -415,3 +415,44 @@ async fn a_page_missing_from_the_index_is_row_page_not_indexed() {
     assert_eq!(missing, vec![(id.to_string(), Some(1))]);
     assert_eq!(report.errors(), 1, "{:?}", report.findings);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_original_that_does_not_hash_to_its_recorded_sha256_is_a_checksum_mismatch() {
+    let (app, id) = archive_with_one_document("meadow").await;
+    sqlx::query("UPDATE documents SET sha256 = $1 WHERE id = $2")
+        .bind("0".repeat(64))
+        .bind(id.to_string())
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    let report = verify_app(&app).await;
+    assert_eq!(
+        names(&report, FindingKind::ChecksumMismatch),
+        vec![ObjectRef::Original(id).blob_name().to_string()]
+    );
+    assert_eq!(report.errors(), 1, "{:?}", report.findings);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_whose_keyring_row_is_gone_is_key_missing() {
+    let (app, id) = archive_with_one_document("orchard").await;
+    let words = ObjectRef::PageWords(id, 1);
+    let key_id =
+        chartvault_storage::read_key_id(&mut std::fs::File::open(blob_path(&app, words)).unwrap())
+            .unwrap();
+    sqlx::query("DELETE FROM keyring WHERE key_id = $1")
+        .bind(key_id.to_hex())
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    let report = verify_app(&app).await;
+    let missing: Vec<_> = report
+        .of_kind(FindingKind::KeyMissing)
+        .map(|f| (f.blob.clone().unwrap(), f.key_id.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        missing,
+        vec![(words.blob_name().to_string(), key_id.to_hex())]
+    );
+    assert_eq!(report.errors(), 1, "{:?}", report.findings);
+}
