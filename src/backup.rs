@@ -660,13 +660,9 @@ async fn reconcile_index_with(
         let mut batch = Vec::new();
         let mut names = HashMap::new();
         for doc in db.indexed_documents().await? {
-            if !names.contains_key(&doc.patient_id) {
-                let name = db
-                    .patient(doc.patient_id)
-                    .await?
-                    .map(|p| p.name)
-                    .unwrap_or_default();
-                names.insert(doc.patient_id, name);
+            if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(doc.patient_id) {
+                let name = db.patient(doc.patient_id).await?.map(|p| p.name);
+                slot.insert(name.unwrap_or_default());
             }
             let patient_name = &names[&doc.patient_id];
             for page in db.pages(doc.id).await? {
