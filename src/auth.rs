@@ -6,7 +6,9 @@
 //! exactly like an unknown id, so ids are never confirmed. Patient relationships and
 //! sensitive categories refine [`decide`] without changing its callers.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -28,6 +30,52 @@ pub struct Principal {
     pub name: String,
     pub role: Role,
     pub client_addr: Option<String>,
+    /// Which patients and categories this caller may see, loaded with the principal.
+    pub scope: AccessScope,
+}
+
+/// The patients and categories a principal may see, as of the request.
+#[derive(Debug, Clone, Default)]
+pub struct AccessScope {
+    /// The caller's care list; `None` = every patient (`records`, `legal`).
+    pub care: Option<BTreeSet<PatientId>>,
+    /// Active break-the-glass accesses: patient → access id.
+    pub break_glass: BTreeMap<PatientId, String>,
+    /// Sensitive categories granted to the caller.
+    pub granted: BTreeSet<String>,
+    /// The archive's sensitive categories.
+    pub sensitive: Arc<BTreeSet<String>>,
+}
+
+impl AccessScope {
+    pub fn may_see_category(&self, category: &str) -> bool {
+        !self.sensitive.contains(category) || self.granted.contains(category)
+    }
+
+    /// Sensitive categories the caller has no grant for: excluded from every search.
+    pub fn hidden_categories(&self) -> Vec<String> {
+        self.sensitive.difference(&self.granted).cloned().collect()
+    }
+
+    /// The patients the caller may see at all; `None` = every patient.
+    pub fn visible_patients(&self) -> Option<Vec<PatientId>> {
+        self.care.as_ref().map(|care| {
+            let mut patients: BTreeSet<PatientId> = care.clone();
+            patients.extend(self.break_glass.keys().copied());
+            patients.into_iter().collect()
+        })
+    }
+
+    /// The break-the-glass access through which the caller sees `patient`, if that is the
+    /// only way they see it.
+    pub fn break_glass_for(&self, patient: PatientId) -> Option<&str> {
+        match &self.care {
+            Some(care) if !care.contains(&patient) => {
+                self.break_glass.get(&patient).map(String::as_str)
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +88,14 @@ pub enum Action {
     DeleteDocument,
     /// KEK status, rotation and retirement.
     ManageKeys,
+    /// Care relationships: who treats which patient.
+    ManageCare,
+    /// Grants of sensitive categories.
+    GrantCategory,
+    /// Emergency access to a patient off the caller's care list.
+    BreakGlass,
+    /// The privacy officer's review of break-the-glass accesses.
+    ReviewBreakGlass,
 }
 
 impl Action {
@@ -51,6 +107,10 @@ impl Action {
             Action::LookupPatient => "patient-lookup",
             Action::DeleteDocument => "delete",
             Action::ManageKeys => "manage-keys",
+            Action::ManageCare => "manage-care",
+            Action::GrantCategory => "grant-category",
+            Action::BreakGlass => "break-glass",
+            Action::ReviewBreakGlass => "review-break-glass",
         }
     }
 }
@@ -66,17 +126,34 @@ pub struct Resource<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Allow,
+    /// Allowed only through an active break-the-glass access: flagged in the audit.
+    AllowBreakGlass,
     /// The role lacks the action: 403.
     Forbidden,
     /// Outside the caller's scope: 404, indistinguishable from an unknown id.
     NotFound,
 }
 
-/// The one policy function.
+impl Decision {
+    pub fn is_allow(self) -> bool {
+        matches!(self, Decision::Allow | Decision::AllowBreakGlass)
+    }
+}
+
+/// The one policy function: role, then patient scope, then category.
+///
+/// - The role must carry the action (else 403).
+/// - About a particular record: a sensitive category needs an explicit grant, whatever the
+///   role and never through break-the-glass; `records` and `legal` see every patient; a
+///   clinician sees the patients on their care list, and others only through an active
+///   break-the-glass access; anything else is 404.
 pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<'_>>) -> Decision {
     let role_allows = match action {
         Action::Ingest | Action::DeleteDocument => matches!(principal.role, Role::Records),
-        Action::ManageKeys => matches!(principal.role, Role::Admin),
+        Action::ManageKeys | Action::GrantCategory => matches!(principal.role, Role::Admin),
+        Action::ManageCare => matches!(principal.role, Role::Records | Role::Admin),
+        Action::BreakGlass => matches!(principal.role, Role::Clinician),
+        Action::ReviewBreakGlass => matches!(principal.role, Role::Auditor),
         Action::Search | Action::ReadDocument | Action::LookupPatient => matches!(
             principal.role,
             Role::Records | Role::Clinician | Role::Legal
@@ -85,10 +162,25 @@ pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<
     if !role_allows {
         return Decision::Forbidden;
     }
-    // Every reading role sees every patient and category until care relationships and
-    // category grants exist; this is where they will narrow the scope.
-    let _ = resource;
-    Decision::Allow
+    let Some(resource) = resource else {
+        return Decision::Allow;
+    };
+    if !principal.scope.may_see_category(resource.category) {
+        return Decision::NotFound;
+    }
+    match &principal.scope.care {
+        None => Decision::Allow,
+        Some(care) if care.contains(&resource.patient_id) => Decision::Allow,
+        Some(_)
+            if principal
+                .scope
+                .break_glass
+                .contains_key(&resource.patient_id) =>
+        {
+            Decision::AllowBreakGlass
+        }
+        Some(_) => Decision::NotFound,
+    }
 }
 
 /// A new random token: shown once, stored only hashed.
@@ -151,13 +243,52 @@ impl FromRequestParts<AppState> for Principal {
         if owner.revoked || expired || owner.disabled {
             return Err(invalid());
         }
+        let scope = load_scope(state, owner.user_id, owner.role).await?;
         Ok(Principal {
             user_id: owner.user_id,
             name: owner.name,
             role: owner.role,
             client_addr,
+            scope,
         })
     }
+}
+
+/// The caller's care list, break-the-glass accesses and category grants, as of now.
+pub async fn load_scope(
+    state: &AppState,
+    user: UserId,
+    role: Role,
+) -> Result<AccessScope, ApiError> {
+    let now = Utc::now();
+    let care = match role {
+        Role::Clinician => Some(
+            state
+                .db
+                .care_patients(user, now.date_naive())
+                .await?
+                .into_iter()
+                .collect(),
+        ),
+        Role::Records | Role::Legal => None,
+        // No patient at all: these roles read no documents.
+        Role::Admin | Role::Auditor => Some(BTreeSet::new()),
+    };
+    let break_glass = match role {
+        Role::Clinician => state
+            .db
+            .active_break_glass(user, now)
+            .await?
+            .into_iter()
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    Ok(AccessScope {
+        care,
+        break_glass,
+        granted: state.db.category_grants(user).await?.into_iter().collect(),
+        sensitive: state.sensitive_categories.clone(),
+    })
 }
 
 /// Appends an audit row for an access; if it cannot be written, the request fails with 503
@@ -171,6 +302,19 @@ pub async fn audit(
     document_id: Option<DocumentId>,
     detail: Option<serde_json::Value>,
 ) -> Result<(), ApiError> {
+    // An access that only break-the-glass allows is flagged, with the access it went through.
+    let detail = match patient_id.and_then(|p| principal.scope.break_glass_for(p)) {
+        Some(access) => {
+            let mut detail = match detail {
+                Some(serde_json::Value::Object(map)) => map,
+                Some(other) => serde_json::Map::from_iter([("detail".to_string(), other)]),
+                None => serde_json::Map::new(),
+            };
+            detail.insert("break_glass".to_string(), serde_json::json!(access));
+            Some(serde_json::Value::Object(detail))
+        }
+        None => detail,
+    };
     let entry = AuditEntry {
         user_id: Some(principal.user_id),
         role: Some(principal.role),
@@ -199,7 +343,7 @@ pub async fn authorize(
     resource: Option<&Resource<'_>>,
 ) -> Result<(), ApiError> {
     let decision = decide(principal, action, resource);
-    if decision == Decision::Allow {
+    if decision.is_allow() {
         return Ok(());
     }
     let (outcome, error) = match decision {
@@ -229,6 +373,7 @@ mod tests {
             name: "t".into(),
             role,
             client_addr: None,
+            scope: AccessScope::default(),
         }
     }
 

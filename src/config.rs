@@ -19,6 +19,33 @@ pub struct Config {
     pub ocr: OcrConfig,
     pub index: IndexConfig,
     pub auth: AuthConfig,
+    pub access: AccessConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Categories seen only with an explicit grant (never through break-the-glass).
+    pub sensitive_categories: Vec<String>,
+    /// How long a break-the-glass access lasts.
+    pub break_glass_minutes: u32,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            sensitive_categories: [
+                "psychotherapy",
+                "substance-use",
+                "hiv",
+                "reproductive",
+                "behavioral",
+            ]
+            .map(String::from)
+            .to_vec(),
+            break_glass_minutes: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +106,7 @@ impl Default for Config {
             ocr: OcrConfig::default(),
             index: IndexConfig::default(),
             auth: AuthConfig::default(),
+            access: AccessConfig::default(),
         }
     }
 }

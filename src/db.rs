@@ -82,6 +82,22 @@ pub struct PageRow {
     pub word_count: u32,
 }
 
+/// One break-the-glass access, its reason opened.
+#[derive(Debug, Clone, Serialize)]
+pub struct BreakGlassRow {
+    pub id: String,
+    pub user_id: String,
+    pub patient_id: PatientId,
+    pub reason_code: String,
+    pub reason: String,
+    pub started_at: String,
+    pub expires_at: String,
+    pub reviewed_at: Option<String>,
+    pub reviewed_by: Option<String>,
+    pub review_outcome: Option<String>,
+    pub review_note: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,
@@ -449,6 +465,233 @@ impl Db {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    // ---- access: care relationships, category grants, break-the-glass ----
+
+    /// Patients on the user's care list on `day`.
+    pub async fn care_patients(
+        &self,
+        user: UserId,
+        day: NaiveDate,
+    ) -> sqlx::Result<Vec<PatientId>> {
+        let day = day.to_string();
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT patient_id FROM care_relationships
+             WHERE user_id = $1 AND starts_on <= $2 AND (ends_on IS NULL OR ends_on >= $2)",
+        )
+        .bind(user.to_string())
+        .bind(&day)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|id| parse_id(id)).collect()
+    }
+
+    pub async fn insert_care_relationship(
+        &self,
+        user: UserId,
+        patient: PatientId,
+        starts_on: NaiveDate,
+        ends_on: Option<NaiveDate>,
+        by: UserId,
+    ) -> sqlx::Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO care_relationships (id, user_id, patient_id, starts_on, ends_on, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(user.to_string())
+        .bind(patient.to_string())
+        .bind(starts_on.to_string())
+        .bind(ends_on.map(|d| d.to_string()))
+        .bind(by.to_string())
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Ends a care relationship (its last day becomes the day before `today`, so it no
+    /// longer holds today); returns false if there is no such open relationship.
+    pub async fn end_care_relationship(
+        &self,
+        id: &str,
+        today: NaiveDate,
+        by: UserId,
+    ) -> sqlx::Result<bool> {
+        let yesterday = today.pred_opt().unwrap_or(today).to_string();
+        let changed = sqlx::query(
+            "UPDATE care_relationships SET ends_on = $1, ended_by = $2
+             WHERE id = $3 AND (ends_on IS NULL OR ends_on > $1)",
+        )
+        .bind(yesterday)
+        .bind(by.to_string())
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    pub async fn category_grants(&self, user: UserId) -> sqlx::Result<Vec<String>> {
+        sqlx::query_scalar("SELECT category FROM category_grants WHERE user_id = $1")
+            .bind(user.to_string())
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    pub async fn grant_category(
+        &self,
+        user: UserId,
+        category: &str,
+        by: UserId,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO category_grants (user_id, category, granted_by, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, category) DO NOTHING",
+        )
+        .bind(user.to_string())
+        .bind(category)
+        .bind(by.to_string())
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_category(&self, user: UserId, category: &str) -> sqlx::Result<bool> {
+        let changed =
+            sqlx::query("DELETE FROM category_grants WHERE user_id = $1 AND category = $2")
+                .bind(user.to_string())
+                .bind(category)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// The user's break-the-glass accesses that have not expired: (patient, access id).
+    pub async fn active_break_glass(
+        &self,
+        user: UserId,
+        at: DateTime<Utc>,
+    ) -> sqlx::Result<Vec<(PatientId, String)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT patient_id, id FROM break_glass WHERE user_id = $1 AND expires_at > $2",
+        )
+        .bind(user.to_string())
+        .bind(at.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(patient, id)| Ok((parse_id(&patient)?, id)))
+            .collect()
+    }
+
+    pub async fn insert_break_glass(
+        &self,
+        user: UserId,
+        patient: PatientId,
+        reason_code: &str,
+        reason: &str,
+        expires_at: DateTime<Utc>,
+    ) -> sqlx::Result<BreakGlassRow> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let started_at = now();
+        let expires_at = expires_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        sqlx::query(
+            "INSERT INTO break_glass (id, user_id, patient_id, reason_code, reason, started_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(user.to_string())
+        .bind(patient.to_string())
+        .bind(reason_code)
+        .bind(self.phi()?.seal(Column::BreakGlassReason, &id, reason))
+        .bind(&started_at)
+        .bind(&expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(BreakGlassRow {
+            id,
+            user_id: user.to_string(),
+            patient_id: patient,
+            reason_code: reason_code.to_string(),
+            reason: reason.to_string(),
+            started_at,
+            expires_at,
+            reviewed_at: None,
+            reviewed_by: None,
+            review_outcome: None,
+            review_note: None,
+        })
+    }
+
+    /// Break-the-glass accesses, oldest first: those not reviewed yet, or all.
+    pub async fn break_glass_accesses(
+        &self,
+        unreviewed_only: bool,
+    ) -> sqlx::Result<Vec<BreakGlassRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM break_glass WHERE ($1 = 0 OR reviewed_at IS NULL) ORDER BY started_at",
+        )
+        .bind(unreviewed_only as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                Ok(BreakGlassRow {
+                    user_id: row.try_get("user_id")?,
+                    patient_id: parse_id(row.try_get::<&str, _>("patient_id")?)?,
+                    reason_code: row.try_get("reason_code")?,
+                    reason: self.open_column(
+                        Column::BreakGlassReason,
+                        &id,
+                        row.try_get("reason")?,
+                    )?,
+                    started_at: row.try_get("started_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    reviewed_at: row.try_get("reviewed_at")?,
+                    reviewed_by: row.try_get("reviewed_by")?,
+                    review_outcome: row.try_get("review_outcome")?,
+                    review_note: self.open_optional(
+                        Column::BreakGlassReviewNote,
+                        &id,
+                        row.try_get("review_note")?,
+                    )?,
+                    id,
+                })
+            })
+            .collect()
+    }
+
+    /// Records the privacy officer's review; false if there is no such unreviewed access.
+    pub async fn review_break_glass(
+        &self,
+        id: &str,
+        by: UserId,
+        outcome: &str,
+        note: Option<&str>,
+    ) -> sqlx::Result<bool> {
+        let note = match note {
+            Some(note) => Some(self.phi()?.seal(Column::BreakGlassReviewNote, id, note)),
+            None => None,
+        };
+        let changed = sqlx::query(
+            "UPDATE break_glass SET reviewed_at = $1, reviewed_by = $2, review_outcome = $3, review_note = $4
+             WHERE id = $5 AND reviewed_at IS NULL",
+        )
+        .bind(now())
+        .bind(by.to_string())
+        .bind(outcome)
+        .bind(note)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed > 0)
     }
 
     // ---- patients ----

@@ -31,6 +31,8 @@ pub enum Column {
     PatientBirthDate,
     DocumentEncounter,
     DocumentDeletionReason,
+    BreakGlassReason,
+    BreakGlassReviewNote,
 }
 
 impl Column {
@@ -41,6 +43,8 @@ impl Column {
             Column::PatientBirthDate => "patients.birth_date",
             Column::DocumentEncounter => "documents.encounter",
             Column::DocumentDeletionReason => "documents.deletion_reason",
+            Column::BreakGlassReason => "break_glass.reason",
+            Column::BreakGlassReviewNote => "break_glass.review_note",
         }
     }
 }

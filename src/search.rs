@@ -7,7 +7,7 @@ use chartvault_ocr::OcrWord;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{audit, authorize, Action, Principal};
+use crate::auth::{audit, authorize, decide, Action, Principal, Resource};
 use crate::domain::{DocumentId, DocumentStatus, Mrn, PatientId};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
@@ -89,15 +89,24 @@ pub async fn search(
             return Err(ApiError::invalid("from must not be after to"));
         }
     }
-    // An MRN narrows the search to one patient. An unknown MRN matches nothing (it is not
-    // an error, so the response does not confirm whether a patient exists).
+    // The caller's scope is part of the query: patients off their list and sensitive
+    // categories without a grant never match, so totals and paging never reflect them.
+    let visible = principal.scope.visible_patients();
+    // An MRN narrows the search to one patient. An unknown MRN, or one outside the caller's
+    // scope, matches nothing (not an error: the response does not confirm a patient exists).
     let patient_ids = match &body.mrn {
-        None => None,
+        None => visible.map(|patients| patients.into_iter().map(|p| p.0).collect()),
         Some(raw) => {
             let mrn = Mrn::parse(raw).map_err(ApiError::invalid)?;
             Some(match state.db.patient_by_mrn(&mrn).await? {
-                Some(patient) => vec![patient.id.0],
-                None => Vec::new(),
+                Some(patient)
+                    if visible
+                        .as_ref()
+                        .is_none_or(|visible| visible.contains(&patient.id)) =>
+                {
+                    vec![patient.id.0]
+                }
+                _ => Vec::new(),
             })
         }
     };
@@ -110,6 +119,7 @@ pub async fn search(
         query,
         patient_ids,
         categories: None,
+        excluded_categories: principal.scope.hidden_categories(),
         document_ids: None,
         document_type,
         from: body.from,
@@ -133,6 +143,15 @@ pub async fn search(
         };
         if doc.status == DocumentStatus::Deleted {
             continue; // shredded between the search and now
+        }
+        // The index filtered by scope already; the policy function has the last word.
+        let resource = Resource {
+            patient_id: doc.patient_id,
+            document_id: Some(doc.id),
+            category: &doc.category,
+        };
+        if !decide(principal, Action::ReadDocument, Some(&resource)).is_allow() {
+            continue;
         }
         let Some(patient) = state.db.patient(doc.patient_id).await? else {
             continue;
@@ -185,8 +204,18 @@ pub async fn search(
     let mut patients: Vec<String> = hits.iter().map(|h| h.patient.id.to_string()).collect();
     patients.sort();
     patients.dedup();
-    let detail =
+    let mut detail =
         serde_json::json!({ "patients": patients, "hits": hits.len(), "total": results.total });
+    // Hits seen only through break-the-glass flag the search, with the accesses used.
+    let mut accesses: Vec<&str> = hits
+        .iter()
+        .filter_map(|h| principal.scope.break_glass_for(h.patient.id))
+        .collect();
+    accesses.sort();
+    accesses.dedup();
+    if !accesses.is_empty() {
+        detail["break_glass"] = serde_json::json!(accesses);
+    }
     audit(
         &state.db,
         principal,

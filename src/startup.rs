@@ -106,7 +106,10 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
+        let sensitive_categories =
+            Arc::new(config.access.sensitive_categories.iter().cloned().collect());
         let state = AppState {
+            sensitive_categories,
             config: Arc::new(config),
             db,
             vault,

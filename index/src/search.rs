@@ -54,6 +54,9 @@ pub struct SearchRequest {
     pub patient_ids: Option<Vec<Uuid>>,
     /// Categories the caller may see; `None` = all.
     pub categories: Option<Vec<String>>,
+    /// Categories the caller may not see (sensitive ones without a grant): pages in them
+    /// never match, so totals, paging and snippets never reflect them.
+    pub excluded_categories: Vec<String>,
     /// Restrict to these documents; `None` = all.
     pub document_ids: Option<Vec<Uuid>>,
     /// Restrict to one document type.
@@ -207,6 +210,13 @@ impl SearchIndex {
         if let Some(filter) = filter {
             // Score 0: filters decide what matches, never how it ranks.
             clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(filter, 0.0))));
+        }
+        if !request.excluded_categories.is_empty() {
+            let hidden = request
+                .excluded_categories
+                .iter()
+                .map(|category| Term::from_field_text(fields.category, category));
+            clauses.push((Occur::MustNot, Box::new(TermSetQuery::new(hidden))));
         }
         let query = BooleanQuery::new(clauses);
 

@@ -2,6 +2,7 @@
 //! request middleware (request ids, tracing without PHI). Only this module and `error` know
 //! axum.
 
+mod access;
 mod admin;
 mod documents;
 mod patients;
@@ -11,9 +12,10 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::HeaderValue;
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use chartvault_index::{IndexWriterService, SearchIndex};
 use chartvault_ocr::OcrPool;
@@ -37,35 +39,93 @@ pub struct AppState {
     pub ocr: OcrPool,
     pub jobs_waiting: Arc<Notify>,
     pub shutdown: CancellationToken,
+    /// `access.sensitive_categories`, shared by every principal's scope.
+    pub sensitive_categories: Arc<std::collections::BTreeSet<String>>,
+}
+
+/// Every API route: method, path under `/api/v1`, handler. The router is built from this
+/// table and nothing else, so the access-control test, which walks [`api_route_table`],
+/// covers every route there is.
+fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    vec![
+        (Method::POST, "/documents", post(documents::upload)),
+        (Method::GET, "/documents/{id}", get(documents::metadata)),
+        (Method::DELETE, "/documents/{id}", delete(documents::delete)),
+        (
+            Method::GET,
+            "/documents/{id}/original",
+            get(documents::original),
+        ),
+        (
+            Method::GET,
+            "/documents/{id}/pages/{page}/image",
+            get(documents::page_image),
+        ),
+        (
+            Method::GET,
+            "/documents/{id}/pages/{page}/text",
+            get(documents::page_text),
+        ),
+        (
+            Method::GET,
+            "/documents/{id}/pages/{page}/words",
+            get(documents::page_words),
+        ),
+        (Method::POST, "/search", post(search)),
+        (Method::POST, "/patients/lookup", post(patients::lookup)),
+        (
+            Method::POST,
+            "/patients/search",
+            post(patients::search_by_name),
+        ),
+        (Method::POST, "/care-relationships", post(access::add_care)),
+        (
+            Method::DELETE,
+            "/care-relationships/{id}",
+            delete(access::end_care),
+        ),
+        (
+            Method::POST,
+            "/category-grants",
+            post(access::grant_category),
+        ),
+        (
+            Method::DELETE,
+            "/category-grants",
+            delete(access::revoke_category),
+        ),
+        (Method::POST, "/break-glass", post(access::break_glass)),
+        (
+            Method::GET,
+            "/break-glass/review",
+            get(access::review_queue),
+        ),
+        (
+            Method::POST,
+            "/break-glass/{id}/review",
+            post(access::review),
+        ),
+        (Method::GET, "/admin/keys", get(admin::key_status)),
+        (Method::POST, "/admin/keys/rotate", post(admin::rotate)),
+        (Method::POST, "/admin/keys/retire", post(admin::retire)),
+    ]
+}
+
+/// (method, path under `/api/v1`) of every API route.
+pub fn api_route_table() -> Vec<(Method, &'static str)> {
+    api_routes()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
 }
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/documents", post(documents::upload))
-        .route(
-            "/documents/{id}",
-            get(documents::metadata).delete(documents::delete),
-        )
-        .route("/documents/{id}/original", get(documents::original))
-        .route(
-            "/documents/{id}/pages/{page}/image",
-            get(documents::page_image),
-        )
-        .route(
-            "/documents/{id}/pages/{page}/text",
-            get(documents::page_text),
-        )
-        .route(
-            "/documents/{id}/pages/{page}/words",
-            get(documents::page_words),
-        )
-        .route("/search", post(search))
-        .route("/patients/lookup", post(patients::lookup))
-        .route("/patients/search", post(patients::search_by_name))
-        .route("/admin/keys", get(admin::key_status))
-        .route("/admin/keys/rotate", post(admin::rotate))
-        .route("/admin/keys/retire", post(admin::retire));
+    let api = api_routes()
+        .into_iter()
+        .fold(Router::new(), |api, (_, path, handler)| {
+            api.route(path, handler)
+        });
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))

@@ -196,14 +196,31 @@ impl TestApp {
             .expect("upload request")
     }
 
-    /// Uploads as `records` and returns the new document id (asserting 202).
+    /// Uploads as `records` and returns the new document id (asserting 202). The test
+    /// clinician (`doc`) is put on the patient's care team, as a ward's admission would;
+    /// tests of scoping use [`TestApp::upload_as`] and their own clinicians.
     pub async fn upload(&self, file: Vec<u8>, metadata: &Value) -> String {
         let response = self.upload_as(&self.records, file, metadata).await;
         let status = response.status();
         let body: Value = response.json().await.unwrap();
         assert_eq!(status, 202, "upload answered {body}");
         assert_eq!(body["status"], "accepted");
+        let mrn = metadata["patient"]["mrn"].as_str().unwrap();
+        self.add_care("doc", mrn).await;
         body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Puts the patient on the clinician `user`'s care list (as `records`).
+    pub async fn add_care(&self, user: &str, mrn: &str) -> Value {
+        let response = self
+            .post_json(
+                &self.records,
+                "/api/v1/care-relationships",
+                &json!({ "user": user, "mrn": mrn }),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "care relationship");
+        response.json().await.unwrap()
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {

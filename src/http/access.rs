@@ -1,0 +1,385 @@
+//! Who may see which patients: care relationships (`records`, `admin`), grants of sensitive
+//! categories (`admin`), break-the-glass (a clinician) and its review (`auditor`). MRNs and
+//! reasons travel in bodies, never URLs; every call is audited.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{audit, authorize, Action, Principal};
+use crate::db::BreakGlassRow;
+use crate::domain::{Mrn, PatientId, Role, UserId};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::AppState;
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+/// Reason codes a break-the-glass request may give.
+pub const BREAK_GLASS_REASONS: &[&str] = &[
+    "emergency",
+    "continuity-of-care",
+    "patient-request",
+    "public-health",
+    "other",
+];
+
+async fn user_named(state: &AppState, name: &str) -> ApiResult<(UserId, Role)> {
+    match state.db.user_by_name(name.trim()).await? {
+        Some((id, role, false)) => Ok((id, role)),
+        _ => Err(ApiError::invalid("user: no active user by that name")),
+    }
+}
+
+async fn patient_by_mrn(state: &AppState, raw: &str) -> ApiResult<Option<PatientId>> {
+    let mrn = Mrn::parse(raw).map_err(ApiError::invalid)?;
+    Ok(state.db.patient_by_mrn(&mrn).await?.map(|p| p.id))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CareBody {
+    user: String,
+    mrn: String,
+    starts_on: Option<NaiveDate>,
+    ends_on: Option<NaiveDate>,
+}
+
+#[derive(Serialize)]
+pub struct CareRelationship {
+    id: String,
+    user_id: UserId,
+    patient_id: PatientId,
+    starts_on: NaiveDate,
+    ends_on: Option<NaiveDate>,
+}
+
+/// `POST /care-relationships {user, mrn, starts_on?, ends_on?}`: the clinician `user` may see
+/// the patient from `starts_on` (default today) to `ends_on` (inclusive; default open).
+pub async fn add_care(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: JsonBody<CareBody>,
+) -> ApiResult<(StatusCode, Json<CareRelationship>)> {
+    authorize(&state.db, &principal, Action::ManageCare, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let (user, role) = user_named(&state, &body.user).await?;
+    if role != Role::Clinician {
+        return Err(ApiError::invalid(
+            "user: care relationships are for clinicians (other roles are not scoped by patient)",
+        ));
+    }
+    let starts_on = body.starts_on.unwrap_or_else(|| Utc::now().date_naive());
+    if body.ends_on.is_some_and(|end| end < starts_on) {
+        return Err(ApiError::invalid("ends_on must not be before starts_on"));
+    }
+    let Some(patient) = patient_by_mrn(&state, &body.mrn).await? else {
+        audit(
+            &state.db,
+            &principal,
+            Action::ManageCare,
+            "not-found",
+            None,
+            None,
+            None,
+        )
+        .await?;
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no patient with that MRN",
+        ));
+    };
+    let id = state
+        .db
+        .insert_care_relationship(user, patient, starts_on, body.ends_on, principal.user_id)
+        .await?;
+    let detail = serde_json::json!({ "care_relationship": id, "user": user.to_string() });
+    audit(
+        &state.db,
+        &principal,
+        Action::ManageCare,
+        "ok",
+        Some(patient),
+        None,
+        Some(detail),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CareRelationship {
+            id,
+            user_id: user,
+            patient_id: patient,
+            starts_on,
+            ends_on: body.ends_on,
+        }),
+    ))
+}
+
+/// `DELETE /care-relationships/{id}`: ends the relationship; it no longer holds today.
+pub async fn end_care(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    authorize(&state.db, &principal, Action::ManageCare, None).await?;
+    let ended = state
+        .db
+        .end_care_relationship(&id, Utc::now().date_naive(), principal.user_id)
+        .await?;
+    let outcome = if ended { "ok" } else { "not-found" };
+    let detail = serde_json::json!({ "care_relationship": id, "ended": ended });
+    audit(
+        &state.db,
+        &principal,
+        Action::ManageCare,
+        outcome,
+        None,
+        None,
+        Some(detail),
+    )
+    .await?;
+    if !ended {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(serde_json::json!({ "id": id, "ended": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    user: String,
+    category: String,
+}
+
+fn sensitive_category(state: &AppState, raw: &str) -> ApiResult<String> {
+    let category = crate::domain::parse_slug("category", raw).map_err(ApiError::invalid)?;
+    if !state.sensitive_categories.contains(&category) {
+        return Err(ApiError::invalid(
+            "category: only sensitive categories are granted (see access.sensitive_categories)",
+        ));
+    }
+    Ok(category)
+}
+
+/// `POST /category-grants {user, category}`: the user may see documents of that sensitive
+/// category (within their patient scope).
+pub async fn grant_category(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: JsonBody<GrantBody>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    authorize(&state.db, &principal, Action::GrantCategory, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let category = sensitive_category(&state, &body.category)?;
+    let (user, _) = user_named(&state, &body.user).await?;
+    state
+        .db
+        .grant_category(user, &category, principal.user_id)
+        .await?;
+    let detail =
+        serde_json::json!({ "user": user.to_string(), "category": category, "granted": true });
+    audit(
+        &state.db,
+        &principal,
+        Action::GrantCategory,
+        "ok",
+        None,
+        None,
+        Some(detail),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "user_id": user, "category": category })),
+    ))
+}
+
+/// `DELETE /category-grants {user, category}`.
+pub async fn revoke_category(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: JsonBody<GrantBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    authorize(&state.db, &principal, Action::GrantCategory, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let category = sensitive_category(&state, &body.category)?;
+    let (user, _) = user_named(&state, &body.user).await?;
+    let revoked = state.db.revoke_category(user, &category).await?;
+    let detail =
+        serde_json::json!({ "user": user.to_string(), "category": category, "granted": false });
+    let outcome = if revoked { "ok" } else { "not-found" };
+    audit(
+        &state.db,
+        &principal,
+        Action::GrantCategory,
+        outcome,
+        None,
+        None,
+        Some(detail),
+    )
+    .await?;
+    if !revoked {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(
+        serde_json::json!({ "user_id": user, "category": category, "revoked": true }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassBody {
+    mrn: String,
+    reason_code: String,
+    reason: String,
+}
+
+#[derive(Serialize)]
+pub struct BreakGlassGrant {
+    id: String,
+    patient_id: PatientId,
+    expires_at: String,
+}
+
+/// `POST /break-glass {mrn, reason_code, reason}`: a clinician's time-limited access to a
+/// patient off their care list (never to sensitive categories). Every access under it is
+/// flagged in the audit and the access waits in the privacy officer's review queue.
+pub async fn break_glass(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: JsonBody<BreakGlassBody>,
+) -> ApiResult<(StatusCode, Json<BreakGlassGrant>)> {
+    authorize(&state.db, &principal, Action::BreakGlass, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let reason_code = body.reason_code.trim().to_ascii_lowercase();
+    if !BREAK_GLASS_REASONS.contains(&reason_code.as_str()) {
+        return Err(ApiError::invalid(format!(
+            "reason_code must be one of: {}",
+            BREAK_GLASS_REASONS.join(", ")
+        )));
+    }
+    let reason = body.reason.trim();
+    if reason.chars().count() < 5 || reason.chars().count() > 1000 {
+        return Err(ApiError::invalid("reason must be 5 to 1000 characters"));
+    }
+    let Some(patient) = patient_by_mrn(&state, &body.mrn).await? else {
+        audit(
+            &state.db,
+            &principal,
+            Action::BreakGlass,
+            "not-found",
+            None,
+            None,
+            None,
+        )
+        .await?;
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no patient with that MRN",
+        ));
+    };
+    let minutes = i64::from(state.config.access.break_glass_minutes.max(1));
+    let expires_at = Utc::now() + Duration::minutes(minutes);
+    let row = state
+        .db
+        .insert_break_glass(principal.user_id, patient, &reason_code, reason, expires_at)
+        .await?;
+    let detail = serde_json::json!({
+        "break_glass": row.id, "reason_code": reason_code, "expires_at": row.expires_at,
+    });
+    audit(
+        &state.db,
+        &principal,
+        Action::BreakGlass,
+        "ok",
+        Some(patient),
+        None,
+        Some(detail),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BreakGlassGrant {
+            id: row.id,
+            patient_id: patient,
+            expires_at: row.expires_at,
+        }),
+    ))
+}
+
+#[derive(Serialize)]
+pub struct ReviewQueue {
+    accesses: Vec<BreakGlassRow>,
+}
+
+/// `GET /break-glass/review`: break-the-glass accesses not reviewed yet, oldest first (the
+/// entries made under each are in the audit, flagged with its id).
+pub async fn review_queue(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<ReviewQueue>> {
+    authorize(&state.db, &principal, Action::ReviewBreakGlass, None).await?;
+    let accesses = state.db.break_glass_accesses(true).await?;
+    let ids: Vec<&str> = accesses.iter().map(|a| a.id.as_str()).collect();
+    audit(
+        &state.db,
+        &principal,
+        Action::ReviewBreakGlass,
+        "ok",
+        None,
+        None,
+        Some(serde_json::json!({ "listed": ids })),
+    )
+    .await?;
+    Ok(Json(ReviewQueue { accesses }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    outcome: String,
+    note: Option<String>,
+}
+
+/// `POST /break-glass/{id}/review {outcome: appropriate|inappropriate, note?}`.
+pub async fn review(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: JsonBody<ReviewBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    authorize(&state.db, &principal, Action::ReviewBreakGlass, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    if !matches!(body.outcome.as_str(), "appropriate" | "inappropriate") {
+        return Err(ApiError::invalid(
+            "outcome must be appropriate or inappropriate",
+        ));
+    }
+    if body.note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
+        return Err(ApiError::invalid("note must be at most 2000 characters"));
+    }
+    let reviewed = state
+        .db
+        .review_break_glass(&id, principal.user_id, &body.outcome, body.note.as_deref())
+        .await?;
+    let outcome = if reviewed { "ok" } else { "not-found" };
+    let detail = serde_json::json!({ "break_glass": id, "review": body.outcome });
+    audit(
+        &state.db,
+        &principal,
+        Action::ReviewBreakGlass,
+        outcome,
+        None,
+        None,
+        Some(detail),
+    )
+    .await?;
+    if !reviewed {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(
+        serde_json::json!({ "id": id, "outcome": body.outcome }),
+    ))
+}
