@@ -15,7 +15,19 @@ pub async fn key_status(
     principal: Principal,
 ) -> ApiResult<Json<KeyStatus>> {
     authorize(&state.db, &principal, Action::ManageKeys, None).await?;
-    Ok(Json(kek::status(&state.db, &state.vault).await?))
+    let status = kek::status(&state.db, &state.vault).await?;
+    let detail = serde_json::json!({ "operation": "status" });
+    audit(
+        &state.db,
+        &principal,
+        Action::ManageKeys,
+        "ok",
+        None,
+        None,
+        Some(detail),
+    )
+    .await?;
+    Ok(Json(status))
 }
 
 /// `POST /admin/keys/rotate`: a new KEK version, and every keyring row re-wrapped under it.

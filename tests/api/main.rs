@@ -1,5 +1,6 @@
 //! End-to-end tests: the real server on port 0, real Tesseract, real SQLite, real files.
 
+mod access;
 mod at_rest;
 mod auth;
 mod backup;
