@@ -10,8 +10,9 @@
 //! Run: `cargo bench -p chartvault-index --bench search_latency --profile dev` (or
 //! `--release`). Environment: `CV_BENCH_PAGES` (default 100000), `CV_BENCH_ROUNDS` (rounds of
 //! the whole query set after warm-up, default 400; without `--bench`, as under
-//! `cargo test --all-targets`, the defaults are 2000 pages and 3 rounds), `CV_BENCH_CACHE_BYTES` (default 64 MiB),
-//! `CV_BENCH_DIR` (keep the built indexes there and reuse them on the next run).
+//! `cargo test --all-targets`, the defaults are 2000 pages and 3 rounds),
+//! `CV_BENCH_CACHE_BYTES` (default 64 MiB), `CV_BENCH_DIR` (keep the built indexes there and
+//! reuse them on the next run).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -483,7 +484,8 @@ fn main() {
 
     println!();
     println!(
-        "{pages} pages; {rounds} rounds x {} queries = {} searches per directory, interleaved ({:.1} s); cache {} MiB",
+        "{pages} pages; {rounds} rounds x {} queries = {} searches per directory, \
+         interleaved ({:.1} s); cache {} MiB",
         queries.len(),
         rounds * queries.len(),
         measuring.as_secs_f64(),
