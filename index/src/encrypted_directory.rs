@@ -28,14 +28,24 @@
 //!
 //! **Reads** ([`Directory::get_file_handle`]) check the header names this directory's key id,
 //! and `read_bytes(range)` decrypts only the chunks the range touches, reading just their
-//! ciphertext from the inner directory's own file handle. A chunk that fails authentication
+//! ciphertext from the inner directory's own file handle. Every buffer of plaintext handed to
+//! tantivy is zeroised when tantivy (and the cache) drop it. A chunk that fails authentication
 //! (flipped bit, wrong key, a chunk moved, a file cut short: the final chunk must carry the
 //! last-chunk flag) is an `io::Error` of kind `InvalidData`: never wrong bytes, never a panic.
 //! `len()` is the plaintext length, derived from the ciphertext length.
 //!
 //! **The cache** holds decrypted chunks, in memory only, shared by all clones of a directory
 //! and all its file handles, bounded to `cache_bytes` bytes of plaintext and evicted least
-//! recently used first; its buffers are zeroised when evicted. Deleting (or rewriting) a file
+//! recently used first; its buffers are zeroised once evicted and no longer read. A read
+//! within one chunk shares that chunk's buffer (no copy; a short read is copied instead, so
+//! a few bytes tantivy keeps do not pin a whole chunk). A read across chunks needs one
+//! contiguous buffer: it is assembled from the chunks and, unless larger than
+//! `cache_bytes / 16`, cached whole as well, because tantivy re-reads the same ranges on
+//! every search (e.g. a fast-field column it opens per query) and copying them each time
+//! would dominate the latency of a cheap query. The budget counts what the cache holds: a
+//! buffer tantivy still uses after its eviction (as it used its own copy before) is not
+//! counted, and a shared read of at least `CHUNK_SIZE / 16` bytes keeps its whole chunk
+//! alive. Deleting (or rewriting) a file
 //! drops its chunks, and none of that file is cached again, even when a handle opened before
 //! the delete (an old searcher's) reads on: such reads decrypt from the inner directory
 //! without caching. (tantivy also keeps decoded structures in memory for a reader's lifetime:
@@ -60,7 +70,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::ops::Range;
+use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -69,6 +79,7 @@ use chartvault_storage::{
     CHUNK_SIZE, HEADER_LEN,
 };
 use lru::LruCache;
+use stable_deref_trait::StableDeref;
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
 use tantivy::directory::{
     AntiCallToken, Directory, DirectoryLock, FileHandle, Lock, OwnedBytes, TerminatingWrite,
@@ -154,14 +165,14 @@ impl EncryptedDirectory {
         self.cache.lock().bytes
     }
 
-    /// Number of decrypted chunks currently cached.
+    /// Number of cache entries: decrypted chunks, and reads across chunks cached whole.
     pub fn cached_chunks(&self) -> usize {
         self.cache.lock().chunks.len()
     }
 
-    /// The files with decrypted chunks in the cache, each with its number of cached chunks,
-    /// sorted by path. Chunks of a deleted (or rewritten) file are dropped with it and never
-    /// cached again, so the counts add up to [`Self::cached_chunks`].
+    /// The files with entries in the cache (see [`Self::cached_chunks`]), each with its number
+    /// of entries, sorted by path. Entries of a deleted (or rewritten) file are dropped with it
+    /// and never cached again, so the counts add up to [`Self::cached_chunks`].
     pub fn cached_files(&self) -> Vec<(PathBuf, usize)> {
         let state = self.cache.lock();
         let paths: HashMap<u64, &PathBuf> = state
@@ -170,8 +181,8 @@ impl EncryptedDirectory {
             .map(|(path, id)| (*id, path))
             .collect();
         let mut counts: HashMap<u64, usize> = HashMap::new();
-        for ((file_id, _), _) in state.chunks.iter() {
-            *counts.entry(*file_id).or_default() += 1;
+        for (key, _) in state.chunks.iter() {
+            *counts.entry(key.file_id()).or_default() += 1;
         }
         let mut files: Vec<(PathBuf, usize)> = counts
             .into_iter()
@@ -307,13 +318,56 @@ impl TerminatingWrite for EncryptingWrite {
     }
 }
 
-/// A cached chunk of plaintext, zeroised when its last reference goes.
+/// A cached chunk (or assembled range) of plaintext, zeroised when its last reference goes.
 type Chunk = Arc<Zeroizing<Vec<u8>>>;
 
-/// (file id, chunk index). File ids are handed out per path by [`ChunkCache::file_id`] and
-/// retired when the file is deleted or rewritten, so a new file under an old name, and an old
-/// handle to a deleted file, never share chunks.
-type ChunkKey = (u64, usize);
+/// What the cache holds for a file. File ids are handed out per path by
+/// [`ChunkCache::file_id`] and retired when the file is deleted or rewritten, so a new file
+/// under an old name, and an old handle to a deleted file, never share entries.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum ChunkKey {
+    /// Chunk `index` of file `file_id`.
+    Chunk { file_id: u64, index: usize },
+    /// Plaintext bytes `start..end` of file `file_id`, spanning several chunks.
+    Span {
+        file_id: u64,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl ChunkKey {
+    fn file_id(&self) -> u64 {
+        match *self {
+            ChunkKey::Chunk { file_id, .. } | ChunkKey::Span { file_id, .. } => file_id,
+        }
+    }
+}
+
+/// Reads shorter than this are copied out of their chunk rather than sharing it.
+const SHARE_MIN_BYTES: usize = CHUNK_SIZE / 16;
+
+/// Plaintext handed to tantivy: a cached buffer (or a private copy), zeroised when its last
+/// reference goes.
+struct SharedPlaintext(Chunk);
+
+impl Deref for SharedPlaintext {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+// SAFETY: the bytes live in the heap buffer of a `Vec` behind an `Arc`; nothing mutates or
+// reallocates that `Vec` after it is wrapped (only shared references exist), so the slice
+// `deref` returns stays at the same address for as long as any clone of the `Arc` lives,
+// wherever the `SharedPlaintext` itself moves.
+unsafe impl StableDeref for SharedPlaintext {}
+
+fn owned_bytes(plaintext: Chunk) -> OwnedBytes {
+    OwnedBytes::new(SharedPlaintext(plaintext))
+}
 
 struct ChunkCache {
     capacity_bytes: usize,
@@ -369,7 +423,7 @@ impl ChunkCache {
             .chunks
             .iter()
             .map(|(key, _)| *key)
-            .filter(|(id, _)| *id == file_id)
+            .filter(|key| key.file_id() == file_id)
             .collect();
         for key in stale {
             if let Some(chunk) = state.chunks.pop(&key) {
@@ -389,7 +443,7 @@ impl ChunkCache {
             return;
         }
         let mut state = self.lock();
-        if state.file_ids.get(path) != Some(&key.0) {
+        if state.file_ids.get(path) != Some(&key.file_id()) {
             return;
         }
         if let Some(previous) = state.chunks.put(key, Arc::clone(&chunk)) {
@@ -472,9 +526,37 @@ impl EncryptedFileHandle {
     }
 }
 
+impl EncryptedFileHandle {
+    /// Chunk `index`, from the cache or decrypted (and then cached).
+    fn chunk<'a>(
+        &'a self,
+        reader: &mut Option<PositionedReader<'a>>,
+        index: usize,
+    ) -> io::Result<Chunk> {
+        let key = ChunkKey::Chunk {
+            file_id: self.file_id,
+            index,
+        };
+        if let Some(chunk) = self.cache.get(key) {
+            return Ok(chunk);
+        }
+        let chunk = self.decrypt_chunk(reader, index)?;
+        self.cache.insert(&self.path, key, Arc::clone(&chunk));
+        Ok(chunk)
+    }
+}
+
+fn wrong_chunk_length() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "decrypted chunk has wrong length",
+    )
+}
+
 impl FileHandle for EncryptedFileHandle {
     /// Plaintext bytes `range`: chunks `range.start / CHUNK_SIZE ..= (range.end - 1) /
-    /// CHUNK_SIZE`, each from the cache or decrypted (and then cached).
+    /// CHUNK_SIZE`, each from the cache or decrypted (and then cached); a range across chunks
+    /// is itself cached whole (module docs).
     fn read_bytes(&self, range: Range<usize>) -> io::Result<OwnedBytes> {
         if range.start > range.end || range.end > self.plaintext_len {
             return Err(io::Error::new(
@@ -490,31 +572,51 @@ impl FileHandle for EncryptedFileHandle {
         }
         let first_chunk = range.start / CHUNK_SIZE;
         let last_chunk = (range.end - 1) / CHUNK_SIZE;
-        let mut plaintext = Vec::with_capacity(range.len());
         let mut reader = None;
+
+        if first_chunk == last_chunk {
+            let chunk = self.chunk(&mut reader, first_chunk)?;
+            let chunk_start = first_chunk * CHUNK_SIZE;
+            let part = range.start - chunk_start..range.end - chunk_start;
+            if chunk.len() < part.end {
+                return Err(wrong_chunk_length());
+            }
+            if part.len() < SHARE_MIN_BYTES {
+                let copy = Zeroizing::new(chunk[part].to_vec());
+                return Ok(owned_bytes(Arc::new(copy)));
+            }
+            return Ok(owned_bytes(chunk).slice(part));
+        }
+
+        let span = ChunkKey::Span {
+            file_id: self.file_id,
+            start: range.start,
+            end: range.end,
+        };
+        let cache_span = range.len() <= self.cache.capacity_bytes / 16;
+        if cache_span {
+            if let Some(plaintext) = self.cache.get(span) {
+                return Ok(owned_bytes(plaintext));
+            }
+        }
+        // Exact capacity: the buffer never reallocates, so no unzeroised copy is left behind.
+        let mut plaintext = Zeroizing::new(Vec::with_capacity(range.len()));
         for index in first_chunk..=last_chunk {
-            let key = (self.file_id, index);
-            let chunk = match self.cache.get(key) {
-                Some(chunk) => chunk,
-                None => {
-                    let chunk = self.decrypt_chunk(&mut reader, index)?;
-                    self.cache.insert(&self.path, key, Arc::clone(&chunk));
-                    chunk
-                }
-            };
+            let chunk = self.chunk(&mut reader, index)?;
             let chunk_start = index * CHUNK_SIZE;
             let from = range.start.max(chunk_start) - chunk_start;
             let to = range.end.min(chunk_start + chunk.len()) - chunk_start;
-            let part = chunk.get(from..to).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "decrypted chunk has wrong length",
-                )
-            })?;
+            let part = chunk.get(from..to).ok_or_else(wrong_chunk_length)?;
             plaintext.extend_from_slice(part);
         }
-        debug_assert_eq!(plaintext.len(), range.len());
-        Ok(OwnedBytes::new(plaintext))
+        if plaintext.len() != range.len() {
+            return Err(wrong_chunk_length());
+        }
+        let plaintext = Arc::new(plaintext);
+        if cache_span {
+            self.cache.insert(&self.path, span, Arc::clone(&plaintext));
+        }
+        Ok(owned_bytes(plaintext))
     }
 }
 

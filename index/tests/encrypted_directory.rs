@@ -698,6 +698,85 @@ fn a_handle_opened_before_a_delete_does_not_refill_the_cache() {
     assert_eq!(directory.cached_chunks(), 2);
 }
 
+/// A read within one chunk shares the cached chunk (a short one is copied); a read across
+/// chunks is assembled once and then served whole from the cache; all of it goes with the
+/// file.
+#[test]
+fn reads_share_cached_plaintext_and_ranges_across_chunks_are_cached_whole() {
+    let directory = EncryptedDirectory::new(
+        RamDirectory::default(),
+        DataKey::generate(),
+        KeyId::generate(),
+        64 * CHUNK_SIZE,
+    );
+    let data = pseudo_random_bytes(3 * CHUNK_SIZE + 100, 9);
+    write_file(&directory, Path::new("file"), &data);
+    let handle = directory
+        .get_file_handle(Path::new("file"))
+        .expect("handle");
+    let read = |range: std::ops::Range<usize>| {
+        let bytes = handle.read_bytes(range.clone()).expect("read");
+        assert_eq!(bytes.as_slice(), &data[range]);
+        bytes
+    };
+
+    // Within chunk 1: the same buffer both times, at the offset within the chunk.
+    let within = CHUNK_SIZE + 100..CHUNK_SIZE + 20_000;
+    let (first, second) = (read(within.clone()), read(within.clone()));
+    assert_eq!(first.as_slice().as_ptr(), second.as_slice().as_ptr());
+    let wider = read(CHUNK_SIZE..2 * CHUNK_SIZE);
+    assert_eq!(wider.as_slice()[100..].as_ptr(), first.as_slice().as_ptr());
+    assert_eq!(directory.cached_chunks(), 1);
+    // A short read is a private copy.
+    let (short, short_again) = (
+        read(CHUNK_SIZE + 5..CHUNK_SIZE + 50),
+        read(CHUNK_SIZE + 5..CHUNK_SIZE + 50),
+    );
+    assert_ne!(short.as_slice().as_ptr(), short_again.as_slice().as_ptr());
+    assert_eq!(directory.cached_chunks(), 1);
+
+    // Across chunks 0..=2: assembled (caching chunks 0 and 2 on the way) and cached whole.
+    let across = 100..2 * CHUNK_SIZE + 100;
+    let (first, second) = (read(across.clone()), read(across.clone()));
+    assert_eq!(first.as_slice().as_ptr(), second.as_slice().as_ptr());
+    assert_eq!(directory.cached_chunks(), 4);
+    assert_eq!(directory.cached_files(), vec![(PathBuf::from("file"), 4)]);
+    // Another range across chunks is another entry.
+    read(200..CHUNK_SIZE + 200);
+    assert_eq!(directory.cached_chunks(), 5);
+
+    // Bytes handed out stay readable after the file (and its cache entries) are gone.
+    directory.delete(Path::new("file")).expect("delete");
+    assert_eq!(directory.cached_chunks(), 0);
+    assert_eq!(directory.cached_bytes(), 0);
+    assert_eq!(first.as_slice(), &data[across]);
+    assert_eq!(wider.as_slice(), &data[CHUNK_SIZE..2 * CHUNK_SIZE]);
+}
+
+/// A range too large to cache whole (more than a sixteenth of the budget) is assembled for
+/// each read, from cached chunks.
+#[test]
+fn large_ranges_across_chunks_are_not_cached_whole() {
+    let directory = EncryptedDirectory::new(
+        RamDirectory::default(),
+        DataKey::generate(),
+        KeyId::generate(),
+        16 * CHUNK_SIZE,
+    );
+    let data = pseudo_random_bytes(4 * CHUNK_SIZE, 10);
+    write_file(&directory, Path::new("file"), &data);
+    let handle = directory
+        .get_file_handle(Path::new("file"))
+        .expect("handle");
+    let across = 10..2 * CHUNK_SIZE + 10;
+    let first = handle.read_bytes(across.clone()).expect("read");
+    let second = handle.read_bytes(across.clone()).expect("read");
+    assert_eq!(first.as_slice(), &data[across.clone()]);
+    assert_eq!(second.as_slice(), &data[across]);
+    assert_ne!(first.as_slice().as_ptr(), second.as_slice().as_ptr());
+    assert_eq!(directory.cached_chunks(), 3);
+}
+
 /// Case-insensitive search for `needle` (ASCII) in `haystack`.
 fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
