@@ -242,6 +242,7 @@ impl Corpus {
             document_id: self.document,
             page: self.page_in_document,
             patient_id: self.patient,
+            patient_name: format!("Patient {}", self.patient.as_u128() % 1000),
             document_type: self.document_type.to_string(),
             category: "general".to_string(),
             service_date: Some(self.service_date),
