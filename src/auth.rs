@@ -40,6 +40,12 @@ pub enum Action {
     DeleteDocument,
     /// KEK status, rotation and retirement.
     ManageKeys,
+    /// Read the audit log (`POST /audit/query`).
+    QueryAudit,
+    /// Record a disclosure made outside the system.
+    RecordDisclosure,
+    /// A patient's accounting of disclosures.
+    AccountDisclosures,
 }
 
 impl Action {
@@ -51,6 +57,9 @@ impl Action {
             Action::LookupPatient => "patient-lookup",
             Action::DeleteDocument => "delete",
             Action::ManageKeys => "manage-keys",
+            Action::QueryAudit => "audit-query",
+            Action::RecordDisclosure => "record-disclosure",
+            Action::AccountDisclosures => "account-disclosures",
         }
     }
 }
@@ -77,6 +86,13 @@ pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<
     let role_allows = match action {
         Action::Ingest | Action::DeleteDocument => matches!(principal.role, Role::Records),
         Action::ManageKeys => matches!(principal.role, Role::Admin),
+        // The audit and the accounting are the auditor's alone: nobody reviews themselves.
+        Action::QueryAudit | Action::AccountDisclosures => matches!(principal.role, Role::Auditor),
+        // Those who release records (HIM, release of information) log their releases; the
+        // auditor (privacy office) logs disclosures reported to it.
+        Action::RecordDisclosure => {
+            matches!(principal.role, Role::Records | Role::Legal | Role::Auditor)
+        }
         Action::Search | Action::ReadDocument | Action::LookupPatient => matches!(
             principal.role,
             Role::Records | Role::Clinician | Role::Legal
@@ -180,6 +196,8 @@ pub async fn audit(
         outcome,
         client_addr: principal.client_addr.clone(),
         request_id: Some(current_request_id()),
+        purpose_of_use: None,
+        break_glass: false,
         detail,
     };
     match db.append_audit(&entry).await {
@@ -247,6 +265,20 @@ mod tests {
             (Role::Admin, Action::Search, Decision::Forbidden),
             (Role::Auditor, Action::ReadDocument, Decision::Forbidden),
             (Role::Auditor, Action::LookupPatient, Decision::Forbidden),
+            (Role::Auditor, Action::QueryAudit, Decision::Allow),
+            (Role::Auditor, Action::AccountDisclosures, Decision::Allow),
+            (Role::Auditor, Action::RecordDisclosure, Decision::Allow),
+            (Role::Records, Action::QueryAudit, Decision::Forbidden),
+            (Role::Admin, Action::QueryAudit, Decision::Forbidden),
+            (Role::Legal, Action::AccountDisclosures, Decision::Forbidden),
+            (Role::Legal, Action::RecordDisclosure, Decision::Allow),
+            (Role::Records, Action::RecordDisclosure, Decision::Allow),
+            (
+                Role::Clinician,
+                Action::RecordDisclosure,
+                Decision::Forbidden,
+            ),
+            (Role::Admin, Action::RecordDisclosure, Decision::Forbidden),
         ];
         for (role, action, expected) in expectations {
             assert_eq!(

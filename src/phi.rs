@@ -1,5 +1,6 @@
 //! Sealing of the PHI the database holds: patient MRN, name and birth date, a document's
-//! encounter and a deletion's reason.
+//! encounter and a deletion's reason, a disclosure's recipient, description and purpose.
+//! (The audit log is sealed under a key of its own: see [`crate::audit`].)
 //!
 //! Promises:
 //! - Every PHI column holds the storage envelope (`CVAULT` magic, key id, AES-256-GCM) under
@@ -31,6 +32,10 @@ pub enum Column {
     PatientBirthDate,
     DocumentEncounter,
     DocumentDeletionReason,
+    DisclosureRecipientName,
+    DisclosureRecipientAddress,
+    DisclosureDescription,
+    DisclosurePurpose,
 }
 
 impl Column {
@@ -41,6 +46,10 @@ impl Column {
             Column::PatientBirthDate => "patients.birth_date",
             Column::DocumentEncounter => "documents.encounter",
             Column::DocumentDeletionReason => "documents.deletion_reason",
+            Column::DisclosureRecipientName => "disclosures.recipient_name",
+            Column::DisclosureRecipientAddress => "disclosures.recipient_address",
+            Column::DisclosureDescription => "disclosures.description",
+            Column::DisclosurePurpose => "disclosures.purpose",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! axum.
 
 mod admin;
+mod audit;
 mod documents;
 mod patients;
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub ocr: OcrPool,
     pub jobs_waiting: Arc<Notify>,
     pub shutdown: CancellationToken,
+    /// Signs audit checkpoints (periodically, and once more at shutdown).
+    pub audit_checkpoints: crate::audit::checkpoint::Checkpointer,
 }
 
 /// Every route of the service.
@@ -65,7 +68,10 @@ pub fn router(state: AppState) -> Router {
         .route("/patients/search", post(patients::search_by_name))
         .route("/admin/keys", get(admin::key_status))
         .route("/admin/keys/rotate", post(admin::rotate))
-        .route("/admin/keys/retire", post(admin::retire));
+        .route("/admin/keys/retire", post(admin::retire))
+        .route("/audit/query", post(audit::query))
+        .route("/disclosures", post(audit::record_disclosure))
+        .route("/disclosures/accounting", post(audit::accounting));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
