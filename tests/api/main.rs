@@ -1,6 +1,8 @@
 //! End-to-end tests: the real server on port 0, real Tesseract, real SQLite, real files.
 
+mod accounting;
 mod at_rest;
+mod audit_chain;
 mod auth;
 mod backup;
 mod bad_input;
