@@ -637,3 +637,92 @@ async fn audit_query_finds_entries_by_patient_user_and_break_glass_for_auditors_
         .await;
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_of_an_archive_older_than_the_chain_are_sealed_and_chained_at_first_start() {
+    // An archive as the migrations before 0005 left it, with plaintext audit rows.
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let old_migrations = dir.path().join("migrations");
+    std::fs::create_dir_all(&old_migrations).unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.as_str() < "0005" {
+            std::fs::copy(&path, old_migrations.join(&name)).unwrap();
+        }
+    }
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(data_dir.join("chartvault.db"))
+                .create_if_missing(true)
+                .foreign_keys(false),
+        )
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(old_migrations.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let (user, patient) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    for (i, action) in ["read", "search"].iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO audit (at, user_id, role, action, patient_id, outcome, client_addr,
+                request_id, detail)
+             VALUES ($1, $2, 'clinician', $3, $4, 'ok', '10.71.82.93', $5, $6)",
+        )
+        .bind(format!("2020-01-0{}T00:00:00.000Z", i + 1))
+        .bind(user.to_string())
+        .bind(action)
+        .bind(patient.to_string())
+        .bind(format!("legacyrequest{i}"))
+        .bind((i == 1).then(|| json!({ "patients": [patient.to_string()] }).to_string()))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let mut config = Config::for_data_dir(&data_dir);
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    let app = chartvault::startup::Application::build(config.clone())
+        .await
+        .expect("an old archive starts");
+    let db = app.state().db;
+    let rows = db.audit_rows(0).await.unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].seq, 1);
+    assert_eq!(rows[0].at, "2020-01-01T00:00:00.000Z", "times are kept");
+    assert_eq!(rows[0].request_id.as_deref(), Some("legacyrequest0"));
+    assert_eq!(rows[0].patient_id, Some(patient.to_string()));
+    assert_eq!(rows[1].action, "search");
+    assert!(!rows[1].break_glass);
+    let legacy: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'audit_legacy'",
+    )
+    .fetch_optional(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(legacy, None, "the plaintext table is gone");
+    let report = verify_audit(&config).await.unwrap();
+    assert!(report.is_clean(), "{}", report.summary());
+    assert_eq!(report.entries, 2);
+    for path in files_under(&data_dir) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("chartvault.db") {
+            let bytes = std::fs::read(&path).unwrap();
+            for needle in ["legacyrequest", "10.71.82.93", &user.to_string()] {
+                assert!(
+                    !contains_in_any_encoding(&bytes, needle),
+                    "{needle} in {name}"
+                );
+            }
+        }
+    }
+}
