@@ -96,6 +96,12 @@ pub enum Action {
     BreakGlass,
     /// The privacy officer's review of break-the-glass accesses.
     ReviewBreakGlass,
+    /// Read the audit log (`POST /audit/query`).
+    QueryAudit,
+    /// Record a disclosure made outside the system.
+    RecordDisclosure,
+    /// A patient's accounting of disclosures.
+    AccountDisclosures,
 }
 
 impl Action {
@@ -111,6 +117,9 @@ impl Action {
             Action::GrantCategory => "grant-category",
             Action::BreakGlass => "break-glass",
             Action::ReviewBreakGlass => "review-break-glass",
+            Action::QueryAudit => "audit-query",
+            Action::RecordDisclosure => "record-disclosure",
+            Action::AccountDisclosures => "account-disclosures",
         }
     }
 }
@@ -154,6 +163,13 @@ pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<
         Action::ManageCare => matches!(principal.role, Role::Records | Role::Admin),
         Action::BreakGlass => matches!(principal.role, Role::Clinician),
         Action::ReviewBreakGlass => matches!(principal.role, Role::Auditor),
+        // The audit and the accounting are the auditor's alone: nobody reviews themselves.
+        Action::QueryAudit | Action::AccountDisclosures => matches!(principal.role, Role::Auditor),
+        // Those who release records (HIM, release of information) log their releases; the
+        // auditor (privacy office) logs disclosures reported to it.
+        Action::RecordDisclosure => {
+            matches!(principal.role, Role::Records | Role::Legal | Role::Auditor)
+        }
         Action::Search | Action::ReadDocument | Action::LookupPatient => matches!(
             principal.role,
             Role::Records | Role::Clinician | Role::Legal
@@ -315,6 +331,9 @@ pub async fn audit(
         }
         None => detail,
     };
+    let break_glass = detail
+        .as_ref()
+        .is_some_and(|d| d.get("break_glass").is_some());
     let entry = AuditEntry {
         user_id: Some(principal.user_id),
         role: Some(principal.role),
@@ -324,6 +343,8 @@ pub async fn audit(
         outcome,
         client_addr: principal.client_addr.clone(),
         request_id: Some(current_request_id()),
+        purpose_of_use: Some(purpose_of_use(principal.role, break_glass).to_string()),
+        break_glass,
         detail,
     };
     match db.append_audit(&entry).await {
@@ -332,6 +353,18 @@ pub async fn audit(
             tracing::error!(request_id = %current_request_id(), error = %error, "audit append failed");
             Err(ApiError::audit_unavailable())
         }
+    }
+}
+
+/// The purpose of use recorded with an access (HL7 v3 PurposeOfUse codes): emergency
+/// treatment under break-the-glass, else what the role is for.
+pub fn purpose_of_use(role: Role, break_glass: bool) -> &'static str {
+    match role {
+        _ if break_glass => "ETREAT",
+        Role::Clinician => "TREAT",
+        Role::Records | Role::Auditor => "HOPERAT",
+        Role::Legal => "LEGAL",
+        Role::Admin => "HSYSADMIN",
     }
 }
 
@@ -392,6 +425,20 @@ mod tests {
             (Role::Admin, Action::Search, Decision::Forbidden),
             (Role::Auditor, Action::ReadDocument, Decision::Forbidden),
             (Role::Auditor, Action::LookupPatient, Decision::Forbidden),
+            (Role::Auditor, Action::QueryAudit, Decision::Allow),
+            (Role::Auditor, Action::AccountDisclosures, Decision::Allow),
+            (Role::Auditor, Action::RecordDisclosure, Decision::Allow),
+            (Role::Records, Action::QueryAudit, Decision::Forbidden),
+            (Role::Admin, Action::QueryAudit, Decision::Forbidden),
+            (Role::Legal, Action::AccountDisclosures, Decision::Forbidden),
+            (Role::Legal, Action::RecordDisclosure, Decision::Allow),
+            (Role::Records, Action::RecordDisclosure, Decision::Allow),
+            (
+                Role::Clinician,
+                Action::RecordDisclosure,
+                Decision::Forbidden,
+            ),
+            (Role::Admin, Action::RecordDisclosure, Decision::Forbidden),
         ];
         for (role, action, expected) in expectations {
             assert_eq!(

@@ -78,6 +78,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Write a consistent snapshot of a data directory (database, blobs, index; never the
     /// KEK) into DEST, which must be empty or absent. Safe while the server runs.
     Backup {
@@ -96,6 +99,20 @@ pub enum Command {
         /// The new data directory (empty or absent).
         #[arg(long, value_name = "NEWDIR", required = true)]
         data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the audit hash chain and check it against the signed checkpoints
+    /// (read-only; safe while the server runs). Names the first bad entry, and how many
+    /// entries lie past the last checkpoint. Exit code 0 clean, 1 findings, 2 could not check.
+    Verify {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Also print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -496,6 +513,30 @@ pub async fn verify(config: &Config, json: bool) -> u8 {
         }
         Err(error) => {
             eprintln!("error: verify could not run: {error:#}");
+            2
+        }
+    }
+}
+
+/// `chartvault audit verify`: the summary on stderr, the JSON report on stdout with `--json`.
+/// Returns the exit code (0 clean, 1 findings, 2 could not check).
+pub async fn audit_verify(config: &Config, json: bool) -> u8 {
+    match crate::audit::verify::verify_audit(config).await {
+        Ok(report) => {
+            eprint!("{}", report.summary());
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(error) => {
+                        eprintln!("error: could not write the JSON report: {error}");
+                        return 2;
+                    }
+                }
+            }
+            report.exit_code()
+        }
+        Err(error) => {
+            eprintln!("error: audit verify could not run: {error:#}");
             2
         }
     }

@@ -20,6 +20,7 @@ pub struct Config {
     pub index: IndexConfig,
     pub auth: AuthConfig,
     pub access: AccessConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +97,32 @@ pub struct AuthConfig {
     pub token_ttl_days: u32,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// A signed checkpoint at least every this many entries...
+    pub checkpoint_every_entries: u64,
+    /// ...and every this many seconds when there are new entries.
+    pub checkpoint_interval_secs: u64,
+    /// The Ed25519 checkpoint signing key (created `0600`; default
+    /// `<data_dir>.audit-signing.key`, outside `data_dir`). Its public key goes to `<file>.pub`.
+    pub signing_key_file: Option<PathBuf>,
+    /// The append-only checkpoint file (default `<data_dir>.audit-checkpoints`, outside
+    /// `data_dir`): ship it to write-once storage.
+    pub checkpoint_file: Option<PathBuf>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_every_entries: 1000,
+            checkpoint_interval_secs: 60,
+            signing_key_file: None,
+            checkpoint_file: None,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -107,6 +134,7 @@ impl Default for Config {
             index: IndexConfig::default(),
             auth: AuthConfig::default(),
             access: AccessConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -189,6 +217,9 @@ impl Config {
         if self.limits.max_upload_bytes == 0 || self.limits.max_pages_per_document == 0 {
             anyhow::bail!("limits must be greater than zero");
         }
+        if self.audit.checkpoint_every_entries == 0 || self.audit.checkpoint_interval_secs == 0 {
+            anyhow::bail!("audit checkpoint intervals must be greater than zero");
+        }
         if self.index.commit_interval_ms == 0 {
             anyhow::bail!("index.commit_interval_ms must be greater than zero");
         }
@@ -224,6 +255,20 @@ impl Config {
 
     pub fn index_dir(&self) -> PathBuf {
         self.data_dir.join("index")
+    }
+
+    pub fn audit_signing_key_file(&self) -> PathBuf {
+        self.audit
+            .signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.with_extension("audit-signing.key"))
+    }
+
+    pub fn audit_checkpoint_file(&self) -> PathBuf {
+        self.audit
+            .checkpoint_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.with_extension("audit-checkpoints"))
     }
 }
 

@@ -16,6 +16,12 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use crate::domain::{DocumentId, DocumentStatus, Mrn, PatientId, Role, UserId};
 use crate::phi::{is_sealed, Column, PhiCipher};
 
+mod audit_log;
+mod disclosures;
+
+pub use audit_log::{AuditFilter, StoredAuditRow};
+pub use disclosures::{Disclosure, DisclosureSource, NewDisclosure};
+
 pub fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -25,6 +31,8 @@ pub struct Db {
     pool: SqlitePool,
     /// Seals and opens PHI columns; set once at startup, when the keyring can be read.
     phi: Arc<OnceLock<PhiCipher>>,
+    /// The audit chain's keys, its one writer, and its head (see [`audit_log`]).
+    audit: Arc<audit_log::AuditLogState>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -126,9 +134,14 @@ pub struct AuditEntry {
     pub outcome: &'static str,
     pub client_addr: Option<String>,
     pub request_id: Option<String>,
+    /// Why the access happened (e.g. `treatment`), when the policy knows it.
+    pub purpose_of_use: Option<String>,
+    /// The access was a break-glass override: flagged for review.
+    pub break_glass: bool,
     pub detail: Option<serde_json::Value>,
 }
 
+/// One audit entry as read back (decrypted).
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRow {
     pub seq: i64,
@@ -139,8 +152,13 @@ pub struct AuditRow {
     pub patient_id: Option<String>,
     pub document_id: Option<String>,
     pub outcome: String,
+    pub client_addr: Option<String>,
     pub request_id: Option<String>,
+    pub purpose_of_use: Option<String>,
+    pub break_glass: bool,
     pub detail: Option<String>,
+    /// Hex of the entry's chain hash.
+    pub hash: String,
 }
 
 fn parse_id<T: FromStr>(raw: &str) -> sqlx::Result<T>
@@ -187,6 +205,7 @@ impl Db {
         Ok(Db {
             pool,
             phi: Arc::new(OnceLock::new()),
+            audit: Arc::new(audit_log::AuditLogState::default()),
         })
     }
 
@@ -1154,55 +1173,6 @@ impl Db {
         };
         Ok(done.rows_affected())
     }
-
-    // ---- audit ----
-
-    pub async fn append_audit(&self, entry: &AuditEntry) -> sqlx::Result<i64> {
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO audit (at, user_id, role, action, patient_id, document_id, outcome,
-                client_addr, request_id, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
-        )
-        .bind(now())
-        .bind(entry.user_id.map(|u| u.to_string()))
-        .bind(entry.role.map(|r| r.as_str()))
-        .bind(entry.action)
-        .bind(entry.patient_id.map(|p| p.to_string()))
-        .bind(entry.document_id.map(|d| d.to_string()))
-        .bind(entry.outcome)
-        .bind(&entry.client_addr)
-        .bind(&entry.request_id)
-        .bind(entry.detail.as_ref().map(|d| d.to_string()))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(seq)
-    }
-
-    pub async fn audit_rows(&self, after_seq: i64) -> sqlx::Result<Vec<AuditRow>> {
-        let rows = sqlx::query(
-            "SELECT seq, at, user_id, role, action, patient_id, document_id, outcome, request_id, detail
-             FROM audit WHERE seq > $1 ORDER BY seq",
-        )
-        .bind(after_seq)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    seq: r.try_get("seq")?,
-                    at: r.try_get("at")?,
-                    user_id: r.try_get("user_id")?,
-                    role: r.try_get("role")?,
-                    action: r.try_get("action")?,
-                    patient_id: r.try_get("patient_id")?,
-                    document_id: r.try_get("document_id")?,
-                    outcome: r.try_get("outcome")?,
-                    request_id: r.try_get("request_id")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect()
-    }
 }
 
 // ---- operator tools: verify, backup, restore ----
@@ -1263,6 +1233,7 @@ impl Db {
         Ok(Db {
             pool,
             phi: Arc::new(OnceLock::new()),
+            audit: Arc::new(audit_log::AuditLogState::default()),
         })
     }
 
@@ -1283,6 +1254,7 @@ impl Db {
         Ok(Db {
             pool,
             phi: Arc::new(OnceLock::new()),
+            audit: Arc::new(audit_log::AuditLogState::default()),
         })
     }
 

@@ -4,6 +4,8 @@
 //! - [`config`]: settings (embedded defaults < `config.toml` < environment < flags).
 //! - [`startup`]: builds the service from its config; [`http`]: the router and routes.
 //! - [`auth`]: principals from bearer tokens, the one policy function, audit appends.
+//! - [`audit`]: the sealed, hash-chained audit log, its signed checkpoints and
+//!   `chartvault audit verify`.
 //! - [`ingest`]: multipart upload → encrypted staging → preflight → durable accept.
 //! - [`worker`]: the job loop: decode → OCR (engine pool) → encrypted artifacts → index.
 //! - [`search`]: queries with the caller's scope inside the index query; snippets and boxes
@@ -21,6 +23,7 @@
 //! encrypted object format, blob stores) and `chartvault-index` (tantivy); decoding and OCR
 //! in `chartvault-ocr`.
 
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod cli;

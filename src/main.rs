@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use chartvault::cli::{self, Cli, Command, TokenCommand, UserCommand};
+use chartvault::cli::{self, AuditCommand, Cli, Command, TokenCommand, UserCommand};
 use chartvault::startup::{disable_core_dumps, shutdown_signal, Application};
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -40,6 +40,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         };
         return Ok(ExitCode::from(cli::verify(&config, *json).await));
+    }
+    if let Command::Audit(AuditCommand::Verify { data, json }) = &cli.command {
+        let config = match cli::load_config(config_path, data) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        return Ok(ExitCode::from(cli::audit_verify(&config, *json).await));
     }
     run_command(cli).await.map(|()| ExitCode::SUCCESS)
 }
@@ -96,7 +106,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             limit,
             client,
         } => cli::search(&query, limit, &client).await,
-        Command::Verify { .. } => unreachable!("handled in run"),
+        Command::Verify { .. } | Command::Audit(_) => unreachable!("handled in run"),
         Command::Backup { dest, data } => {
             let config = cli::load_config(config_path, &data)?;
             let summary = chartvault::backup::backup(&config, &dest).await?;

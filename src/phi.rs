@@ -1,5 +1,6 @@
 //! Sealing of the PHI the database holds: patient MRN, name and birth date, a document's
-//! encounter and a deletion's reason.
+//! encounter and a deletion's reason, a disclosure's recipient, description and purpose.
+//! (The audit log is sealed under a key of its own: see [`crate::audit`].)
 //!
 //! Promises:
 //! - Every PHI column holds the storage envelope (`CVAULT` magic, key id, AES-256-GCM) under
@@ -33,6 +34,10 @@ pub enum Column {
     DocumentDeletionReason,
     BreakGlassReason,
     BreakGlassReviewNote,
+    DisclosureRecipientName,
+    DisclosureRecipientAddress,
+    DisclosureDescription,
+    DisclosurePurpose,
 }
 
 impl Column {
@@ -45,6 +50,10 @@ impl Column {
             Column::DocumentDeletionReason => "documents.deletion_reason",
             Column::BreakGlassReason => "break_glass.reason",
             Column::BreakGlassReviewNote => "break_glass.review_note",
+            Column::DisclosureRecipientName => "disclosures.recipient_name",
+            Column::DisclosureRecipientAddress => "disclosures.recipient_address",
+            Column::DisclosureDescription => "disclosures.description",
+            Column::DisclosurePurpose => "disclosures.purpose",
         }
     }
 }

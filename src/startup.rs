@@ -1,5 +1,5 @@
-//! Building the service from its config: keys, database, blob store, index, OCR engines,
-//! job loops and the HTTP listener. Tests build it with port 0 and a temp `data_dir`.
+//! Building the service from its config: keys, database, audit chain and checkpoints, blob
+//! store, index, OCR engines, job loops and the HTTP listener. Tests build it with port 0 and a temp `data_dir`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::checkpoint::Checkpointer;
+use crate::audit::AuditCipher;
 use crate::config::Config;
 use crate::db::Db;
 use crate::domain::Role;
@@ -64,6 +66,20 @@ impl Application {
                 .await
                 .context("loading the PHI column keys")?,
         );
+        db.set_audit_cipher(
+            AuditCipher::load(&vault)
+                .await
+                .context("loading the audit keys")?,
+        );
+        let chained = db.chain_legacy_audit().await?;
+        if chained > 0 {
+            tracing::info!(
+                chained,
+                "sealed and chained audit rows written before the chain"
+            );
+        }
+        let audit_checkpoints =
+            Checkpointer::new(&config, db.clone()).context("loading the audit signing key")?;
         let upgraded = db.seal_legacy_rows().await?;
         if upgraded > 0 {
             tracing::info!(
@@ -118,6 +134,7 @@ impl Application {
             ocr,
             jobs_waiting: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
+            audit_checkpoints,
         };
         let finished = crate::shred::finish_pending(&state).await?;
         if finished > 0 {
@@ -127,6 +144,7 @@ impl Application {
             );
         }
         crate::worker::spawn(state.clone(), ocr_threads);
+        state.audit_checkpoints.spawn(state.shutdown.clone());
         Ok(Application {
             listener,
             state,
@@ -164,6 +182,10 @@ impl Application {
         .await?;
         state.shutdown.cancel();
         state.index_writer.clone().shutdown().await?;
+        // The last entries of this run get their checkpoint before the process ends.
+        if let Err(error) = state.audit_checkpoints.checkpoint_now().await {
+            tracing::error!(error = %error, "could not write the shutdown audit checkpoint");
+        }
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 
 mod access;
 mod admin;
+mod audit;
 mod documents;
 mod patients;
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// `access.sensitive_categories`, shared by every principal's scope.
     pub sensitive_categories: Arc<std::collections::BTreeSet<String>>,
+    /// Signs audit checkpoints (periodically, and once more at shutdown).
+    pub audit_checkpoints: crate::audit::checkpoint::Checkpointer,
 }
 
 /// Every API route: method, path under `/api/v1`, handler. The router is built from this
@@ -108,6 +111,13 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/admin/keys", get(admin::key_status)),
         (Method::POST, "/admin/keys/rotate", post(admin::rotate)),
         (Method::POST, "/admin/keys/retire", post(admin::retire)),
+        (Method::POST, "/audit/query", post(audit::query)),
+        (Method::POST, "/disclosures", post(audit::record_disclosure)),
+        (
+            Method::POST,
+            "/disclosures/accounting",
+            post(audit::accounting),
+        ),
     ]
 }
 

@@ -64,6 +64,9 @@ const EXPECTED: &[Row] = &[
     ("GET /admin/keys",                            "-",   [200, 403, 403, 403, 403, 403, 403, 403]),
     ("POST /admin/keys/rotate",                    "-",   [200, 403, 403, 403, 403, 403, 403, 403]),
     ("POST /admin/keys/retire",                    "-",   [200, 403, 403, 403, 403, 403, 403, 403]),
+    ("POST /audit/query",                          "IN",  [403, 403, 403, 200, 403, 403, 403, 403]),
+    ("POST /disclosures",                          "IN",  [403, 201, 201, 201, 403, 403, 403, 403]),
+    ("POST /disclosures/accounting",               "IN",  [403, 403, 403, 200, 403, 403, 403, 403]),
     // Changes the callers' scope: after the reads.
     ("POST /break-glass",                          "OUT", [403, 403, 403, 403, 201, 201, 201, 201]),
     // Destroys: last. Records have no `hiv` grant, so S is out of their scope.
@@ -233,6 +236,13 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
             Some(json!({ "outcome": "appropriate", "note": "emergency confirmed" }))
         }
         "/admin/keys/retire" => Some(json!({ "version": 1 })),
+        "/audit/query" => Some(json!({ "patient_mrn": mrn, "limit": 5 })),
+        "/disclosures" => Some(json!({
+            "mrn": mrn, "disclosed_at": "2026-11-20", "recipient_name": "County court",
+            "recipient_address": "1 Court Street", "description": "discharge summary",
+            "purpose": "subpoena", "document_ids": [],
+        })),
+        "/disclosures/accounting" => Some(json!({ "mrn": mrn })),
         "/documents/{id}" if method == "DELETE" => Some(json!({ "reason": "access test" })),
         _ => None,
     };

@@ -224,7 +224,6 @@ async fn a_clinician_finds_metformin_on_page_two_of_a_generated_chart() {
             "marigold",
             "juniper",
             "Jane Q Doe",
-            "Jane",
             "00123",
             "Riverside",
             "glipizide",

@@ -1,7 +1,9 @@
 //! End-to-end tests: the real server on port 0, real Tesseract, real SQLite, real files.
 
 mod access;
+mod accounting;
 mod at_rest;
+mod audit_chain;
 mod auth;
 mod backup;
 mod bad_input;

@@ -1,0 +1,344 @@
+//! The audit and accounting APIs: `POST /audit/query` (auditor), `POST /disclosures`
+//! (records, legal, auditor) and `POST /disclosures/accounting` (auditor). MRNs travel in
+//! bodies, never URLs; every call is itself audited.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Months, NaiveDate, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::auth::{audit, authorize, Action, Principal};
+use crate::db::{AuditFilter, Disclosure, DisclosureSource, NewDisclosure, Patient};
+use crate::domain::{DocumentId, Mrn, UserId};
+use crate::error::{ApiError, ApiResult};
+use crate::http::AppState;
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+const MAX_QUERY_LIMIT: i64 = 1000;
+const MAX_TEXT: usize = 2000;
+/// 45 CFR 164.528(a): an accounting covers the six years before the request.
+const ACCOUNTING_MONTHS: u32 = 72;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQueryBody {
+    patient_mrn: Option<String>,
+    /// A user's name or id.
+    user: Option<String>,
+    /// `YYYY-MM-DD` or RFC 3339; inclusive.
+    from: Option<String>,
+    /// `YYYY-MM-DD` or RFC 3339; exclusive.
+    to: Option<String>,
+    action: Option<String>,
+    #[serde(default)]
+    break_glass_only: bool,
+    limit: Option<i64>,
+    after_seq: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct AuditQueryResponse {
+    entries: Vec<Value>,
+    /// Pass as `after_seq` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after_seq: Option<i64>,
+}
+
+fn parse_bound(field: &str, raw: &str) -> ApiResult<String> {
+    let raw = raw.trim();
+    let at = if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        date.and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+    } else {
+        DateTime::parse_from_rfc3339(raw)
+            .map_err(|_| ApiError::invalid(format!("{field} must be YYYY-MM-DD or RFC 3339")))?
+            .with_timezone(&Utc)
+    };
+    Ok(at.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// `POST /audit/query`: entries oldest first from `after_seq`, decrypted.
+pub async fn query(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: JsonBody<AuditQueryBody>,
+) -> ApiResult<Json<AuditQueryResponse>> {
+    authorize(&state.db, &principal, Action::QueryAudit, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let limit = body.limit.unwrap_or(100);
+    if !(1..=MAX_QUERY_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be 1 to {MAX_QUERY_LIMIT}"
+        )));
+    }
+    let mut filter = AuditFilter {
+        from: body
+            .from
+            .as_deref()
+            .map(|f| parse_bound("from", f))
+            .transpose()?,
+        to: body
+            .to
+            .as_deref()
+            .map(|t| parse_bound("to", t))
+            .transpose()?,
+        action: body.action.clone(),
+        break_glass_only: body.break_glass_only,
+        after_seq: body.after_seq.unwrap_or(0).max(0),
+        limit,
+        ..AuditFilter::default()
+    };
+    // A filter that names nobody matches nothing (never everything).
+    let mut matches_nobody = false;
+    if let Some(raw) = &body.patient_mrn {
+        let mrn = Mrn::parse(raw).map_err(ApiError::invalid)?;
+        match state.db.patient_by_mrn(&mrn).await? {
+            Some(patient) => filter.patient_id = Some(patient.id),
+            None => matches_nobody = true,
+        }
+    }
+    if let Some(user) = &body.user {
+        let user = user.trim();
+        match user.parse::<UserId>() {
+            Ok(id) => filter.user_id = Some(id),
+            Err(_) => match state.db.user_by_name(user).await? {
+                Some((id, _, _)) => filter.user_id = Some(id),
+                None => matches_nobody = true,
+            },
+        }
+    }
+    let rows = if matches_nobody {
+        Vec::new()
+    } else {
+        state.db.audit_query(&filter).await?
+    };
+    let filters: Vec<&str> = [
+        ("patient", body.patient_mrn.is_some()),
+        ("user", body.user.is_some()),
+        ("from", body.from.is_some()),
+        ("to", body.to.is_some()),
+        ("action", body.action.is_some()),
+        ("break_glass_only", body.break_glass_only),
+    ]
+    .into_iter()
+    .filter_map(|(name, used)| used.then_some(name))
+    .collect();
+    audit(
+        &state.db,
+        &principal,
+        Action::QueryAudit,
+        "ok",
+        filter.patient_id,
+        None,
+        Some(json!({
+            "filters": filters,
+            "user_id": filter.user_id.map(|u| u.to_string()),
+            "returned": rows.len(),
+        })),
+    )
+    .await?;
+    let next_after_seq = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.seq))
+        .flatten();
+    let entries = rows
+        .into_iter()
+        .map(|row| {
+            let detail = row
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<Value>(d).ok());
+            let mut value = serde_json::to_value(row).map_err(ApiError::internal)?;
+            value["detail"] = detail.unwrap_or(Value::Null);
+            Ok(value)
+        })
+        .collect::<ApiResult<Vec<Value>>>()?;
+    Ok(Json(AuditQueryResponse {
+        entries,
+        next_after_seq,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureBody {
+    mrn: String,
+    /// The date of the disclosure (`YYYY-MM-DD`), not in the future.
+    disclosed_at: NaiveDate,
+    recipient_name: String,
+    recipient_address: Option<String>,
+    /// What was disclosed.
+    description: String,
+    /// The purpose, or a copy or reference of the request / legal basis.
+    purpose: String,
+    #[serde(default)]
+    document_ids: Vec<DocumentId>,
+}
+
+#[derive(Serialize)]
+pub struct Recorded {
+    id: String,
+    patient_id: String,
+    disclosed_at: NaiveDate,
+    source: &'static str,
+}
+
+fn required_text(field: &str, value: &str) -> ApiResult<String> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > MAX_TEXT {
+        return Err(ApiError::invalid(format!(
+            "{field} must be 1 to {MAX_TEXT} characters"
+        )));
+    }
+    Ok(value.to_string())
+}
+
+/// `POST /disclosures`: records a release made outside the system.
+pub async fn record_disclosure(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: JsonBody<DisclosureBody>,
+) -> ApiResult<(StatusCode, Json<Recorded>)> {
+    authorize(&state.db, &principal, Action::RecordDisclosure, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let mrn = Mrn::parse(&body.mrn).map_err(ApiError::invalid)?;
+    if body.disclosed_at > Utc::now().date_naive() {
+        return Err(ApiError::invalid("disclosed_at must not be in the future"));
+    }
+    let recipient_name = required_text("recipient_name", &body.recipient_name)?;
+    let recipient_address = body
+        .recipient_address
+        .as_deref()
+        .map(|a| required_text("recipient_address", a))
+        .transpose()?;
+    let description = required_text("description", &body.description)?;
+    let purpose = required_text("purpose", &body.purpose)?;
+    if body.document_ids.len() > 1000 {
+        return Err(ApiError::invalid("at most 1000 document_ids"));
+    }
+    let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
+        audit(
+            &state.db,
+            &principal,
+            Action::RecordDisclosure,
+            "not-found",
+            None,
+            None,
+            None,
+        )
+        .await?;
+        return Err(ApiError::not_found());
+    };
+    for id in &body.document_ids {
+        let belongs = state
+            .db
+            .document(*id)
+            .await?
+            .is_some_and(|doc| doc.patient_id == patient.id);
+        if !belongs {
+            return Err(ApiError::invalid(
+                "document_ids must name documents of this patient",
+            ));
+        }
+    }
+    let id = state
+        .db
+        .insert_disclosure(&NewDisclosure {
+            patient_id: patient.id,
+            disclosed_at: body.disclosed_at,
+            document_ids: body.document_ids.clone(),
+            recipient_name,
+            recipient_address,
+            description,
+            purpose,
+            source: DisclosureSource::Manual,
+            recorded_by: principal.user_id,
+        })
+        .await?;
+    audit(
+        &state.db,
+        &principal,
+        Action::RecordDisclosure,
+        "ok",
+        Some(patient.id),
+        None,
+        Some(json!({ "disclosure": id, "documents": body.document_ids })),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Recorded {
+            id,
+            patient_id: patient.id.to_string(),
+            disclosed_at: body.disclosed_at,
+            source: DisclosureSource::Manual.as_str(),
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountingBody {
+    mrn: String,
+}
+
+#[derive(Serialize)]
+pub struct Accounting {
+    patient: Patient,
+    /// The first day the accounting covers (six years before `period_end`).
+    period_start: NaiveDate,
+    period_end: NaiveDate,
+    disclosures: Vec<Disclosure>,
+}
+
+/// `POST /disclosures/accounting {mrn}`: every disclosure of the patient in the last six
+/// years, newest first, with date, recipient, address, description and purpose.
+pub async fn accounting(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: JsonBody<AccountingBody>,
+) -> ApiResult<Json<Accounting>> {
+    authorize(&state.db, &principal, Action::AccountDisclosures, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let mrn = Mrn::parse(&body.mrn).map_err(ApiError::invalid)?;
+    let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
+        audit(
+            &state.db,
+            &principal,
+            Action::AccountDisclosures,
+            "not-found",
+            None,
+            None,
+            None,
+        )
+        .await?;
+        return Err(ApiError::not_found());
+    };
+    let period_end = Utc::now().date_naive();
+    let period_start = period_end
+        .checked_sub_months(Months::new(ACCOUNTING_MONTHS))
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("date arithmetic out of range")))?;
+    let disclosures = state
+        .db
+        .disclosures_of_patient(patient.id, period_start)
+        .await?;
+    audit(
+        &state.db,
+        &principal,
+        Action::AccountDisclosures,
+        "ok",
+        Some(patient.id),
+        None,
+        Some(json!({ "disclosures": disclosures.len() })),
+    )
+    .await?;
+    Ok(Json(Accounting {
+        patient,
+        period_start,
+        period_end,
+        disclosures,
+    }))
+}
