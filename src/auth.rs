@@ -32,6 +32,8 @@ pub struct Principal {
     pub client_addr: Option<String>,
     /// Which patients and categories this caller may see, loaded with the principal.
     pub scope: AccessScope,
+    /// For a JWT caller, what its SMART scopes allow (narrowing the role, never widening).
+    pub smart: Option<crate::jwt::SmartScopes>,
 }
 
 /// The patients and categories a principal may see, as of the request.
@@ -175,7 +177,7 @@ pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<
             Role::Records | Role::Clinician | Role::Legal
         ),
     };
-    if !role_allows {
+    if !role_allows || principal.smart.as_ref().is_some_and(|s| !s.allows(action)) {
         return Decision::Forbidden;
     }
     let Some(resource) = resource else {
@@ -243,10 +245,18 @@ impl FromRequestParts<AppState> for Principal {
         let token = header
             .strip_prefix("Bearer ")
             .map(str::trim)
-            .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() < 100)
+            .filter(|t| !t.is_empty() && t.len() < 8192)
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
             })?;
+        if !token.starts_with(TOKEN_PREFIX) {
+            return jwt_principal(state, token, client_addr).await;
+        }
+        if token.len() >= 100 {
+            return Err(ApiError::unauthorized(
+                "the token is unknown, expired or revoked",
+            ));
+        }
         let invalid = || ApiError::unauthorized("the token is unknown, expired or revoked");
         let owner = state
             .db
@@ -266,8 +276,53 @@ impl FromRequestParts<AppState> for Principal {
             role: owner.role,
             client_addr,
             scope,
+            smart: None,
         })
     }
+}
+
+/// A principal from an OIDC/SMART JWT (see [`crate::jwt`]): the user it names, with that
+/// user's role, narrowed by its scopes (and to one patient under a `patient/` scope).
+async fn jwt_principal(
+    state: &AppState,
+    token: &str,
+    client_addr: Option<String>,
+) -> Result<Principal, ApiError> {
+    let Some(verifier) = &state.jwt else {
+        return Err(ApiError::unauthorized(
+            "the token is not a chartvault API token, and OIDC tokens are not configured",
+        ));
+    };
+    let claims = verifier.verify(token).map_err(ApiError::unauthorized)?;
+    let (user_id, role, disabled) = state
+        .db
+        .user_by_name(&claims.user)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the token's user is not a chartvault user"))?;
+    if disabled {
+        return Err(ApiError::unauthorized("the token's user is disabled"));
+    }
+    let mut scope = load_scope(state, user_id, role).await?;
+    if let Some(patient) = claims.scopes.patient {
+        let allowed = scope
+            .care
+            .as_ref()
+            .is_none_or(|care| care.contains(&patient));
+        scope.care = Some(if allowed {
+            BTreeSet::from([patient])
+        } else {
+            BTreeSet::new()
+        });
+        scope.break_glass.retain(|p, _| *p == patient);
+    }
+    Ok(Principal {
+        user_id,
+        name: claims.user,
+        role,
+        client_addr,
+        scope,
+        smart: Some(claims.scopes),
+    })
 }
 
 /// The caller's care list, break-the-glass accesses and category grants, as of now.
@@ -407,6 +462,7 @@ mod tests {
             role,
             client_addr: None,
             scope: AccessScope::default(),
+            smart: None,
         }
     }
 

@@ -95,6 +95,13 @@ pub struct IndexConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub token_ttl_days: u32,
+    /// OIDC bearer tokens (JWTs) are accepted when an issuer, an audience and a JWKS file
+    /// are set: the `iss` and `aud` they must carry, and the signing keys (RS256/ES256).
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+    /// The claim naming the chartvault user a JWT acts as.
+    pub jwt_user_claim: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,7 +196,13 @@ impl Default for IndexConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { token_ttl_days: 90 }
+        AuthConfig {
+            token_ttl_days: 90,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwks_file: None,
+            jwt_user_claim: "sub".to_string(),
+        }
     }
 }
 

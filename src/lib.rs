@@ -12,6 +12,7 @@
 //!   from decrypted page text.
 //! - [`shred`]: crypto-shredding of a document and the one "may this be destroyed?" check.
 //! - [`vault`]: object identities, blob names and the keyring over `chartvault-storage`.
+//! - [`jwt`]: OIDC/SMART bearer tokens: JWT verification against a JWKS, scopes.
 //! - [`kek`]: where the KEK comes from; rotation and retirement.
 //! - [`phi`]: sealing of the PHI columns and the MRN blind index.
 //! - [`db`]: SQLite metadata; [`domain`]: newtypes parsed at the edge; [`error`]: the one
@@ -33,6 +34,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod jwt;
 pub mod kek;
 pub mod phi;
 pub mod search;

@@ -124,7 +124,11 @@ impl Application {
             .with_context(|| format!("binding {}", config.server.listen))?;
         let sensitive_categories =
             Arc::new(config.access.sensitive_categories.iter().cloned().collect());
+        let jwt = crate::jwt::JwtVerifier::from_config(&config.auth)
+            .context("loading the OIDC token settings")?
+            .map(Arc::new);
         let state = AppState {
+            jwt,
             sensitive_categories,
             config: Arc::new(config),
             db,

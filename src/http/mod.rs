@@ -44,6 +44,8 @@ pub struct AppState {
     pub sensitive_categories: Arc<std::collections::BTreeSet<String>>,
     /// Signs audit checkpoints (periodically, and once more at shutdown).
     pub audit_checkpoints: crate::audit::checkpoint::Checkpointer,
+    /// Verifies OIDC/SMART bearer tokens, when configured.
+    pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
 }
 
 /// Every API route: method, path under `/api/v1`, handler. The router is built from this

@@ -11,6 +11,7 @@ mod crash;
 mod fixtures;
 mod generated;
 mod helpers;
+mod jwt;
 mod rotation;
 mod shred;
 mod verify;
