@@ -202,7 +202,9 @@ async fn accounting_lists_the_patients_disclosures_of_the_last_six_years() {
         }
     }
     for path in files_under(&app.data_dir) {
-        let bytes = std::fs::read(&path).unwrap();
+        let Some(bytes) = read_live(&path) else {
+            continue;
+        };
         for needle in ["Wexley", "Quarrington", "duces tecum", "March admission"] {
             assert!(
                 !contains_in_any_encoding(&bytes, needle),

@@ -400,6 +400,16 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A file of a running server's data directory, or `None` if it vanished since it was
+/// listed (the index deletes merged segment files, the blob store its temp files).
+pub fn read_live(path: &Path) -> Option<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => panic!("reading {}: {error}", path.display()),
+    }
+}
+
 /// Case-insensitive byte search.
 pub fn contains_ignore_case(haystack: &[u8], needle: &str) -> bool {
     contains_bytes_ignore_case(haystack, needle.as_bytes())
