@@ -822,6 +822,23 @@ impl Db {
         row.map(|r| self.document_from_row(&r)).transpose()
     }
 
+    /// The patient's oldest live (not deleted) document with this original.
+    pub async fn document_by_sha256(
+        &self,
+        patient: PatientId,
+        sha256: &str,
+    ) -> sqlx::Result<Option<Document>> {
+        let row = sqlx::query(
+            "SELECT * FROM documents WHERE patient_id = $1 AND sha256 = $2 AND status != 'deleted'
+             ORDER BY created_at LIMIT 1",
+        )
+        .bind(patient.to_string())
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| self.document_from_row(&r)).transpose()
+    }
+
     pub async fn documents_of_patient(&self, patient: PatientId) -> sqlx::Result<Vec<Document>> {
         let rows = sqlx::query(
             "SELECT * FROM documents WHERE patient_id = $1 ORDER BY service_date DESC, created_at DESC",

@@ -32,6 +32,9 @@ pub struct UploadMetadata {
     pub service_date: Option<NaiveDate>,
     pub encounter: Option<String>,
     pub category: Option<String>,
+    /// Store a second copy even if this patient has the same original already.
+    #[serde(default)]
+    pub allow_duplicate: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +55,7 @@ pub struct ValidMetadata {
     pub category: String,
     pub service_date: Option<NaiveDate>,
     pub encounter: Option<String>,
+    pub allow_duplicate: bool,
 }
 
 impl ValidMetadata {
@@ -90,6 +94,7 @@ impl ValidMetadata {
             category,
             service_date: raw.service_date,
             encounter,
+            allow_duplicate: raw.allow_duplicate,
         })
     }
 }
@@ -209,6 +214,9 @@ pub struct Accepted {
     pub status: &'static str,
     pub sha256: String,
     pub pages: u32,
+    /// The patient had this original already: `id` is the existing document (answered
+    /// `200`, nothing stored).
+    pub duplicate: bool,
 }
 
 /// Preflights a staged upload and, if it passes, makes it durable and queues its OCR job.
@@ -235,6 +243,28 @@ async fn accept_inner(
 ) -> Result<Accepted, ApiError> {
     if staged.size == 0 {
         return Err(ApiError::invalid("the file is empty"));
+    }
+    if !metadata.allow_duplicate {
+        if let Some(existing) = existing_copy(state, staged, metadata).await? {
+            state.vault.discard_staging(staged.doc);
+            crate::auth::audit(
+                &state.db,
+                principal,
+                crate::auth::Action::Ingest,
+                "duplicate",
+                Some(existing.patient_id),
+                Some(existing.id),
+                None,
+            )
+            .await?;
+            return Ok(Accepted {
+                id: existing.id,
+                status: existing.status.as_str(),
+                sha256: existing.sha256,
+                pages: existing.page_count,
+                duplicate: true,
+            });
+        }
     }
     let limits = scan_limits(&state.config);
     let vault = state.vault.clone();
@@ -290,7 +320,23 @@ async fn accept_inner(
         status: "accepted",
         sha256: staged.sha256.clone(),
         pages: page_count,
+        duplicate: false,
     })
+}
+
+/// The patient's live document with the same original (SHA-256), if any.
+async fn existing_copy(
+    state: &AppState,
+    staged: &Staged,
+    metadata: &ValidMetadata,
+) -> Result<Option<crate::db::Document>, ApiError> {
+    let Some(patient) = state.db.patient_by_mrn(&metadata.mrn).await? else {
+        return Ok(None);
+    };
+    Ok(state
+        .db
+        .document_by_sha256(patient.id, &staged.sha256)
+        .await?)
 }
 
 async fn record(

@@ -73,6 +73,9 @@ pub async fn upload(
     match result {
         Ok((metadata, staged)) => {
             match ingest::accept(&state, staged, metadata, &principal).await {
+                Ok(accepted) if accepted.duplicate => {
+                    (StatusCode::OK, Json(accepted)).into_response()
+                }
                 Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
                 Err(error) => error.into_response(),
             }

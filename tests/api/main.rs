@@ -8,6 +8,7 @@ mod auth;
 mod backup;
 mod bad_input;
 mod crash;
+mod duplicates;
 mod fixtures;
 mod generated;
 mod helpers;
