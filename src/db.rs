@@ -141,24 +141,22 @@ pub struct AuditEntry {
     pub detail: Option<serde_json::Value>,
 }
 
-/// One audit entry as read back (decrypted).
+/// One audit entry as read back (decrypted), with its chain hash. Its fields are the
+/// record's (through `Deref`).
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRow {
-    pub seq: i64,
-    pub at: String,
-    pub user_id: Option<String>,
-    pub role: Option<String>,
-    pub action: String,
-    pub patient_id: Option<String>,
-    pub document_id: Option<String>,
-    pub outcome: String,
-    pub client_addr: Option<String>,
-    pub request_id: Option<String>,
-    pub purpose_of_use: Option<String>,
-    pub break_glass: bool,
-    pub detail: Option<String>,
+    #[serde(flatten)]
+    pub record: crate::audit::AuditRecord,
     /// Hex of the entry's chain hash.
     pub hash: String,
+}
+
+impl std::ops::Deref for AuditRow {
+    type Target = crate::audit::AuditRecord;
+
+    fn deref(&self) -> &Self::Target {
+        &self.record
+    }
 }
 
 fn parse_id<T: FromStr>(raw: &str) -> sqlx::Result<T>

@@ -200,19 +200,7 @@ impl Db {
             .open(seq, &sealed)
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         Ok(AuditRow {
-            seq,
-            at: record.at,
-            user_id: record.user_id,
-            role: record.role,
-            action: record.action,
-            patient_id: record.patient_id,
-            document_id: record.document_id,
-            outcome: record.outcome,
-            client_addr: record.client_addr,
-            request_id: record.request_id,
-            purpose_of_use: record.purpose_of_use,
-            break_glass: record.break_glass,
-            detail: record.detail,
+            record,
             hash: hex::encode(hash),
         })
     }
