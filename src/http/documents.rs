@@ -436,86 +436,102 @@ fn decrypting_stream<R: Read + Send + 'static>(
     })
 }
 
+/// The three stored artifacts of a page.
+#[derive(Debug, Clone, Copy)]
+enum PageArtifact {
+    Image,
+    Text,
+    Words,
+}
+
+impl PageArtifact {
+    fn object(self, doc: DocumentId, page: u32) -> ObjectRef {
+        match self {
+            PageArtifact::Image => ObjectRef::PageImage(doc, page),
+            PageArtifact::Text => ObjectRef::PageText(doc, page),
+            PageArtifact::Words => ObjectRef::PageWords(doc, page),
+        }
+    }
+
+    /// The name in audit entries.
+    fn name(self) -> &'static str {
+        match self {
+            PageArtifact::Image => "image",
+            PageArtifact::Text => "text",
+            PageArtifact::Words => "words",
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            PageArtifact::Image => "image/png",
+            PageArtifact::Text => "text/plain; charset=utf-8",
+            PageArtifact::Words => "application/json",
+        }
+    }
+}
+
+/// One artifact of one page, decrypted, after the read is authorised and audited.
 async fn page_artifact(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-    page: &str,
-    what: &'static str,
-) -> ApiResult<(Document, Vec<u8>)> {
-    let doc = readable_document(state, principal, id).await?;
+    state: AppState,
+    principal: Principal,
+    (id, page): (String, String),
+    artifact: PageArtifact,
+) -> ApiResult<Response> {
+    let doc = readable_document(&state, &principal, &id).await?;
     ensure_not_deleted(&doc)?;
     let page: u32 = page.parse().map_err(|_| ApiError::not_found())?;
     if page == 0 || page > doc.page_count {
         return Err(ApiError::not_found());
     }
-    let object = match what {
-        "image" => ObjectRef::PageImage(doc.id, page),
-        "text" => ObjectRef::PageText(doc.id, page),
-        _ => ObjectRef::PageWords(doc.id, page),
+    let bytes = match state.vault.get(artifact.object(doc.id, page)).await {
+        Ok(bytes) => bytes,
+        Err(error)
+            if matches!(
+                error.downcast_ref::<chartvault_storage::StorageError>(),
+                Some(chartvault_storage::StorageError::NotFound(_))
+            ) =>
+        {
+            let message = if doc.status == DocumentStatus::Failed {
+                "this page was not processed: the document failed"
+            } else {
+                "this page is not processed yet"
+            };
+            return Err(ApiError::new(ErrorCode::NotFound, message));
+        }
+        Err(error) => return Err(error.into()),
     };
-    let exists = {
-        let blobs = state.vault.blobs.clone();
-        let name = object.blob_name();
-        tokio::task::spawn_blocking(move || blobs.exists(&name)).await??
-    };
-    if !exists {
-        let message = if doc.status == DocumentStatus::Failed {
-            "this page was not processed: the document failed"
-        } else {
-            "this page is not processed yet"
-        };
-        return Err(ApiError::new(crate::error::ErrorCode::NotFound, message));
-    }
-    let bytes = state.vault.get(object).await?;
-    audit_read(state, principal, &doc, what, Some(page)).await?;
-    Ok((doc, bytes))
+    audit_read(&state, &principal, &doc, artifact.name(), Some(page)).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, artifact.content_type()),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 pub async fn page_image(
     State(state): State<AppState>,
     principal: Principal,
-    Path((id, page)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (_, bytes) = page_artifact(&state, &principal, &id, &page, "image").await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/png"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        bytes,
-    )
-        .into_response())
+    page_artifact(state, principal, path, PageArtifact::Image).await
 }
 
 pub async fn page_text(
     State(state): State<AppState>,
     principal: Principal,
-    Path((id, page)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (_, bytes) = page_artifact(&state, &principal, &id, &page, "text").await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        bytes,
-    )
-        .into_response())
+    page_artifact(state, principal, path, PageArtifact::Text).await
 }
 
 pub async fn page_words(
     State(state): State<AppState>,
     principal: Principal,
-    Path((id, page)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (_, bytes) = page_artifact(&state, &principal, &id, &page, "words").await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        bytes,
-    )
-        .into_response())
+    page_artifact(state, principal, path, PageArtifact::Words).await
 }
