@@ -32,9 +32,22 @@ async fn user_named(state: &AppState, name: &str) -> ApiResult<(UserId, Role)> {
     }
 }
 
-async fn patient_by_mrn(state: &AppState, raw: &str) -> ApiResult<Option<PatientId>> {
+/// The patient with this MRN; an unknown MRN is audited (as `action`, `not-found`) and 404.
+async fn patient_by_mrn(
+    state: &AppState,
+    principal: &Principal,
+    action: Action,
+    raw: &str,
+) -> ApiResult<PatientId> {
     let mrn = Mrn::parse(raw).map_err(ApiError::invalid)?;
-    Ok(state.db.patient_by_mrn(&mrn).await?.map(|p| p.id))
+    if let Some(patient) = state.db.patient_by_mrn(&mrn).await? {
+        return Ok(patient.id);
+    }
+    audit(&state.db, principal, action, "not-found", None, None, None).await?;
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        "no patient with that MRN",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -74,22 +87,7 @@ pub async fn add_care(
     if body.ends_on.is_some_and(|end| end < starts_on) {
         return Err(ApiError::invalid("ends_on must not be before starts_on"));
     }
-    let Some(patient) = patient_by_mrn(&state, &body.mrn).await? else {
-        audit(
-            &state.db,
-            &principal,
-            Action::ManageCare,
-            "not-found",
-            None,
-            None,
-            None,
-        )
-        .await?;
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            "no patient with that MRN",
-        ));
-    };
+    let patient = patient_by_mrn(&state, &principal, Action::ManageCare, &body.mrn).await?;
     let id = state
         .db
         .insert_care_relationship(user, patient, starts_on, body.ends_on, principal.user_id)
@@ -264,22 +262,7 @@ pub async fn break_glass(
     if reason.chars().count() < 5 || reason.chars().count() > 1000 {
         return Err(ApiError::invalid("reason must be 5 to 1000 characters"));
     }
-    let Some(patient) = patient_by_mrn(&state, &body.mrn).await? else {
-        audit(
-            &state.db,
-            &principal,
-            Action::BreakGlass,
-            "not-found",
-            None,
-            None,
-            None,
-        )
-        .await?;
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            "no patient with that MRN",
-        ));
-    };
+    let patient = patient_by_mrn(&state, &principal, Action::BreakGlass, &body.mrn).await?;
     let minutes = i64::from(state.config.access.break_glass_minutes.max(1));
     let expires_at = Utc::now() + Duration::minutes(minutes);
     let row = state
