@@ -497,47 +497,43 @@ impl ServerLock {
 /// `chartvault verify`: the summary on stderr, the JSON report on stdout with `--json`.
 /// Returns the exit code (0 clean, 1 findings, 2 could not check).
 pub async fn verify(config: &Config, json: bool) -> u8 {
-    match crate::verify::verify(config).await {
-        Ok(report) => {
-            eprint!("{}", report.summary());
-            if json {
-                match serde_json::to_string_pretty(&report) {
-                    Ok(text) => println!("{text}"),
-                    Err(error) => {
-                        eprintln!("error: could not write the JSON report: {error}");
-                        return 2;
-                    }
-                }
-            }
-            report.exit_code()
-        }
-        Err(error) => {
-            eprintln!("error: verify could not run: {error:#}");
-            2
-        }
-    }
+    let report = crate::verify::verify(config).await;
+    print_report("verify", report, json, |r| (r.summary(), r.exit_code()))
 }
 
-/// `chartvault audit verify`: the summary on stderr, the JSON report on stdout with `--json`.
-/// Returns the exit code (0 clean, 1 findings, 2 could not check).
+/// `chartvault audit verify`: as [`verify`], for the audit chain.
 pub async fn audit_verify(config: &Config, json: bool) -> u8 {
-    match crate::audit::verify::verify_audit(config).await {
-        Ok(report) => {
-            eprint!("{}", report.summary());
-            if json {
-                match serde_json::to_string_pretty(&report) {
-                    Ok(text) => println!("{text}"),
-                    Err(error) => {
-                        eprintln!("error: could not write the JSON report: {error}");
-                        return 2;
-                    }
-                }
-            }
-            report.exit_code()
-        }
+    let report = crate::audit::verify::verify_audit(config).await;
+    print_report("audit verify", report, json, |r| {
+        (r.summary(), r.exit_code())
+    })
+}
+
+/// Prints a check's summary (stderr) and, with `json`, its report (stdout); returns its
+/// exit code, or 2 when the check could not run.
+fn print_report<R: serde::Serialize>(
+    what: &str,
+    report: anyhow::Result<R>,
+    json: bool,
+    outcome: impl Fn(&R) -> (String, u8),
+) -> u8 {
+    let report = match report {
+        Ok(report) => report,
         Err(error) => {
-            eprintln!("error: audit verify could not run: {error:#}");
-            2
+            eprintln!("error: {what} could not run: {error:#}");
+            return 2;
+        }
+    };
+    let (summary, code) = outcome(&report);
+    eprint!("{summary}");
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("error: could not write the JSON report: {error}");
+                return 2;
+            }
         }
     }
+    code
 }
