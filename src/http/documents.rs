@@ -193,6 +193,17 @@ async fn readable_document(
     raw_id: &str,
 ) -> ApiResult<Document> {
     authorize(&state.db, principal, Action::ReadDocument, None).await?;
+    document_in_scope(state, principal, Action::ReadDocument, raw_id).await
+}
+
+/// The document `raw_id` if `action` on it is allowed; an unknown id is audited and 404,
+/// exactly like a document outside the caller's scope.
+async fn document_in_scope(
+    state: &AppState,
+    principal: &Principal,
+    action: Action,
+    raw_id: &str,
+) -> ApiResult<Document> {
     let Ok(id) = raw_id.parse::<DocumentId>() else {
         return Err(ApiError::not_found());
     };
@@ -200,7 +211,7 @@ async fn readable_document(
         audit(
             &state.db,
             principal,
-            Action::ReadDocument,
+            action,
             "not-found",
             None,
             Some(id),
@@ -214,7 +225,7 @@ async fn readable_document(
         document_id: Some(doc.id),
         category: &doc.category,
     };
-    authorize(&state.db, principal, Action::ReadDocument, Some(&resource)).await?;
+    authorize(&state.db, principal, action, Some(&resource)).await?;
     Ok(doc)
 }
 
@@ -299,34 +310,7 @@ pub async fn delete(
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(ApiError::invalid("reason must be 1 to 1000 characters"));
     }
-    let Ok(id) = raw_id.parse::<DocumentId>() else {
-        return Err(ApiError::not_found());
-    };
-    let Some(doc) = state.db.document(id).await? else {
-        audit(
-            &state.db,
-            &principal,
-            Action::DeleteDocument,
-            "not-found",
-            None,
-            Some(id),
-            None,
-        )
-        .await?;
-        return Err(ApiError::not_found());
-    };
-    let resource = Resource {
-        patient_id: doc.patient_id,
-        document_id: Some(doc.id),
-        category: &doc.category,
-    };
-    authorize(
-        &state.db,
-        &principal,
-        Action::DeleteDocument,
-        Some(&resource),
-    )
-    .await?;
+    let doc = document_in_scope(&state, &principal, Action::DeleteDocument, &raw_id).await?;
     if let Some(refusal) = crate::shred::destruction_refusal(&doc) {
         audit(
             &state.db,
@@ -359,7 +343,7 @@ pub async fn delete(
     }
     let doc = state
         .db
-        .document(id)
+        .document(doc.id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(Json(Tombstone {
