@@ -16,17 +16,20 @@
 //! Errors ([`ScanError`], [`OcrError`]) never contain file names or page text.
 
 mod cer;
+pub mod cleanup;
 mod decode;
 mod error;
 mod format;
+mod osd;
 mod pool;
 mod preflight;
 mod words;
 
 pub use cer::character_error_rate;
+pub use cleanup::CleanupConfig;
 pub use decode::{decode_page, DecodedPage};
 pub use error::{OcrError, ScanError};
 pub use format::{sniff, ScanFormat, SNIFF_LEN};
-pub use pool::{OcrConfig, OcrPool, DEFAULT_DPI};
+pub use pool::{OcrConfig, OcrPool, ProcessedPage, DEFAULT_DPI};
 pub use preflight::{preflight, Limits, PageInfo, Preflight};
 pub use words::{OcrWord, PageOcr};

@@ -32,6 +32,8 @@ use image::GrayImage;
 use tesseract::Tesseract;
 use tokio::sync::oneshot;
 
+use crate::cleanup::{self, CleanupConfig};
+use crate::osd::OsdEngine;
 use crate::words::words_from_tsv;
 use crate::{OcrError, PageOcr};
 
@@ -43,7 +45,7 @@ const MIN_PLAUSIBLE_DPI: u32 = 70;
 const MAX_PAGE_SEG_MODE: u32 = 13;
 
 /// How to run the pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OcrConfig {
     /// Engine threads (one engine each). Default: the available parallelism.
     pub threads: usize,
@@ -54,6 +56,8 @@ pub struct OcrConfig {
     /// Folder holding `<language>.traineddata`; `None` uses Tesseract's default
     /// (`TESSDATA_PREFIX`, then the compiled-in path).
     pub tessdata_dir: Option<PathBuf>,
+    /// What [`OcrPool::process`] does to a page before OCR.
+    pub cleanup: CleanupConfig,
 }
 
 impl Default for OcrConfig {
@@ -63,14 +67,47 @@ impl Default for OcrConfig {
             language: "eng".into(),
             page_seg_mode: 3,
             tessdata_dir: None,
+            cleanup: CleanupConfig::default(),
         }
     }
+}
+
+/// A page after [`OcrPool::process`]: cleaned up, and recognised unless blank.
+#[derive(Debug, Clone)]
+pub struct ProcessedPage {
+    /// The page as stored and recognised: at most `target_dpi`, upright, straightened. Word
+    /// boxes are in its pixels.
+    pub image: GrayImage,
+    /// The resolution of `image` (the stated one, or [`DEFAULT_DPI`] when none was plausible).
+    pub dpi: u32,
+    /// How far the page was turned clockwise: 0, 90, 180 or 270.
+    pub rotation: u16,
+    /// The skew that was measured and corrected, in degrees (clockwise positive).
+    pub skew_degrees: Option<f32>,
+    /// The fraction of the page covered by ink (see [`crate::cleanup::ink_coverage`]).
+    pub ink: f32,
+    /// The page is blank: not recognised (`ocr` is empty).
+    pub blank: bool,
+    pub ocr: PageOcr,
+}
+
+enum Work {
+    /// Recognise the pixels as they are.
+    Recognize,
+    /// Clean up, then recognise unless blank.
+    Process,
+}
+
+enum Outcome {
+    Recognized(Result<PageOcr, OcrError>),
+    Processed(Result<ProcessedPage, OcrError>),
 }
 
 struct Job {
     image: GrayImage,
     dpi: Option<u32>,
-    reply: oneshot::Sender<Result<PageOcr, OcrError>>,
+    work: Work,
+    reply: oneshot::Sender<Outcome>,
 }
 
 /// What every engine is created with.
@@ -79,6 +116,7 @@ struct EngineSettings {
     tessdata_dir: Option<String>,
     language: String,
     page_seg_mode: String,
+    cleanup: CleanupConfig,
 }
 
 /// A handle to the engine threads; cheap to clone, shareable across tasks.
@@ -141,15 +179,41 @@ impl OcrPool {
     /// Recognises one page of pixels. `dpi` is the page's resolution if known; unknown or
     /// implausible (< 70) values become [`DEFAULT_DPI`].
     pub async fn recognize(&self, page: GrayImage, dpi: Option<u32>) -> Result<PageOcr, OcrError> {
+        match self.submit(page, dpi, Work::Recognize).await? {
+            Outcome::Recognized(result) => result,
+            Outcome::Processed(_) => unreachable!("a recognise job answers Recognized"),
+        }
+    }
+
+    /// Cleans a page up (resolution, blank detection, orientation, skew: see
+    /// [`CleanupConfig`]) and recognises it unless it is blank.
+    pub async fn process(
+        &self,
+        page: GrayImage,
+        dpi: Option<u32>,
+    ) -> Result<ProcessedPage, OcrError> {
+        match self.submit(page, dpi, Work::Process).await? {
+            Outcome::Processed(result) => result,
+            Outcome::Recognized(_) => unreachable!("a process job answers Processed"),
+        }
+    }
+
+    async fn submit(
+        &self,
+        image: GrayImage,
+        dpi: Option<u32>,
+        work: Work,
+    ) -> Result<Outcome, OcrError> {
         let (reply, response) = oneshot::channel();
         self.jobs
             .send(Job {
-                image: page,
+                image,
                 dpi,
+                work,
                 reply,
             })
             .map_err(|_| OcrError::PoolClosed)?;
-        response.await.map_err(|_| OcrError::PoolClosed)?
+        response.await.map_err(|_| OcrError::PoolClosed)
     }
 
     /// How many engine threads the pool runs.
@@ -196,6 +260,7 @@ fn validate(config: &OcrConfig) -> Result<EngineSettings, OcrError> {
         tessdata_dir,
         language: config.language.clone(),
         page_seg_mode: config.page_seg_mode.to_string(),
+        cleanup: config.cleanup.clone(),
     })
 }
 
@@ -251,6 +316,18 @@ fn engine_thread(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "OCR engine initialised"
     );
+    let mut osd = if settings.cleanup.orientation {
+        match OsdEngine::new(settings.tessdata_dir.as_deref()) {
+            Ok(osd) => Some(osd),
+            Err(error) => {
+                tracing::error!(engine = index, %error, "orientation detection failed to initialise");
+                let _ = ready.send(Err(error));
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let _ = ready.send(Ok(()));
     drop(ready);
 
@@ -263,21 +340,41 @@ fn engine_thread(
         }
         let started = Instant::now();
         let (width, height) = job.image.dimensions();
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            recognize_page(&mut engine, settings, &job.image, job.dpi)
+        let outcome = catch_unwind(AssertUnwindSafe(|| match job.work {
+            Work::Recognize => {
+                Outcome::Recognized(recognize_page(&mut engine, settings, &job.image, job.dpi))
+            }
+            Work::Process => Outcome::Processed(process_page(
+                &mut engine,
+                osd.as_mut(),
+                settings,
+                job.image,
+                job.dpi,
+            )),
         }))
         .unwrap_or_else(|_| {
             engine = None;
-            Err(OcrError::Recognition("the engine panicked".into()))
+            let error = || OcrError::Recognition("the engine panicked".into());
+            match job.work {
+                Work::Recognize => Outcome::Recognized(Err(error())),
+                Work::Process => Outcome::Processed(Err(error())),
+            }
         });
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        match &result {
-            Ok(page) => tracing::debug!(
+        let result = match &outcome {
+            Outcome::Recognized(result) => result.as_ref().map(|page| (page, None)),
+            Outcome::Processed(result) => result.as_ref().map(|page| (&page.ocr, Some(page))),
+        };
+        match result {
+            Ok((page, processed)) => tracing::debug!(
                 engine = index,
                 width,
                 height,
                 words = page.words.len(),
                 mean_confidence = page.mean_confidence,
+                rotation = processed.map(|p| p.rotation),
+                skew_degrees = processed.and_then(|p| p.skew_degrees),
+                blank = processed.map(|p| p.blank),
                 elapsed_ms,
                 "page recognised"
             ),
@@ -285,7 +382,7 @@ fn engine_thread(
                 tracing::warn!(engine = index, width, height, elapsed_ms, %error, "page not recognised")
             }
         }
-        let _ = job.reply.send(result);
+        let _ = job.reply.send(outcome);
     }
     tracing::debug!(engine = index, "OCR engine thread stopping");
 }
@@ -305,10 +402,7 @@ fn recognize_page(
     let (Ok(width), Ok(height)) = (i32::try_from(width), i32::try_from(height)) else {
         return Err(OcrError::InvalidPage("the page is too large".into()));
     };
-    let ppi = dpi
-        .filter(|dpi| *dpi >= MIN_PLAUSIBLE_DPI)
-        .unwrap_or(DEFAULT_DPI);
-    let ppi = i32::try_from(ppi).unwrap_or(i32::MAX);
+    let ppi = i32::try_from(plausible_dpi(dpi)).unwrap_or(i32::MAX);
 
     let tess = match engine.take() {
         Some(tess) => tess,
@@ -327,6 +421,92 @@ fn recognize_page(
     let outcome = read_results(&mut tess);
     *engine = Some(tess);
     outcome
+}
+
+/// Resolution, blank check, orientation, skew, then OCR (see [`CleanupConfig`]).
+fn process_page(
+    engine: &mut Option<Tesseract>,
+    osd: Option<&mut OsdEngine>,
+    settings: &EngineSettings,
+    image: GrayImage,
+    dpi: Option<u32>,
+) -> Result<ProcessedPage, OcrError> {
+    let cleanup = &settings.cleanup;
+    let stated = plausible_dpi(dpi);
+    let (image, dpi) = cleanup::normalise_resolution(image, stated as f32, cleanup.target_dpi);
+    let dpi = dpi.round() as u32;
+    let ink = cleanup::ink_coverage(&image, dpi as f32);
+    if ink < cleanup.blank_max_ink {
+        return Ok(ProcessedPage {
+            image,
+            dpi,
+            rotation: 0,
+            skew_degrees: None,
+            ink,
+            blank: true,
+            ocr: PageOcr {
+                text: String::new(),
+                words: Vec::new(),
+                mean_confidence: 0.0,
+            },
+        });
+    }
+    let orientation = osd.and_then(|osd| osd.detect(&image, dpi));
+    // A confident OSD answer is applied; an unsure one is tried against the page as scanned.
+    let (turn_now, try_also) = match orientation {
+        Some(o) if o.rotate != 0 && o.confidence >= cleanup.min_orientation_confidence => {
+            (o.rotate, None)
+        }
+        Some(o) if o.rotate != 0 => (0, Some(o.rotate)),
+        _ => (0, None),
+    };
+    let image = cleanup::rotate_quarter_turns(image, turn_now);
+    let (image, skew_degrees) = straighten(image, cleanup.deskew);
+    let ocr = recognize_page(engine, settings, &image, Some(dpi))?;
+    let mut best = (image, turn_now, ocr);
+    if let Some(turn) = try_also {
+        let turned = cleanup::rotate_quarter_turns(best.0.clone(), turn);
+        let ocr = recognize_page(engine, settings, &turned, Some(dpi))?;
+        if score(&ocr) > score(&best.2) {
+            best = (turned, turn, ocr);
+        }
+    }
+    let (image, rotation, ocr) = best;
+    Ok(ProcessedPage {
+        image,
+        dpi,
+        rotation,
+        skew_degrees,
+        ink,
+        blank: false,
+        ocr,
+    })
+}
+
+/// How good a recognition is, to choose between orientations: confident words count.
+fn score(ocr: &PageOcr) -> f32 {
+    ocr.words
+        .iter()
+        .filter(|word| word.confidence >= 60.0 && word.text.chars().any(char::is_alphanumeric))
+        .count() as f32
+        + ocr.mean_confidence / 100.0
+}
+
+/// Measures the skew and rotates the page straight when it is off by 0.1° or more.
+fn straighten(image: GrayImage, deskew: bool) -> (GrayImage, Option<f32>) {
+    if !deskew {
+        return (image, None);
+    }
+    match cleanup::estimate_skew(&image) {
+        Some(skew) if skew.abs() >= 0.1 => (cleanup::rotate(&image, -skew), Some(skew)),
+        Some(skew) => (image, Some(skew)),
+        None => (image, None),
+    }
+}
+
+fn plausible_dpi(dpi: Option<u32>) -> u32 {
+    dpi.filter(|dpi| *dpi >= MIN_PLAUSIBLE_DPI)
+        .unwrap_or(DEFAULT_DPI)
 }
 
 fn read_results(tess: &mut Tesseract) -> Result<PageOcr, OcrError> {
