@@ -80,6 +80,29 @@ pub struct OcrConfig {
     pub threads: usize,
     pub language: String,
     pub page_seg_mode: u32,
+    /// Pages scanned at a higher resolution are downsampled to this before OCR; the stored
+    /// page image is the downsampled one (the original is kept as uploaded).
+    pub target_dpi: u32,
+    /// Turn sideways and upside-down pages upright (Tesseract OSD).
+    pub detect_orientation: bool,
+    /// Below this OSD confidence, a turn is kept only if it reads better than the scan as is.
+    pub min_orientation_confidence: f32,
+    /// Straighten skewed pages.
+    pub deskew: bool,
+    /// A page with less ink than this fraction of its area is blank: flagged, not OCRed.
+    pub blank_max_ink: f32,
+}
+
+impl OcrConfig {
+    pub fn cleanup(&self) -> chartvault_ocr::CleanupConfig {
+        chartvault_ocr::CleanupConfig {
+            target_dpi: self.target_dpi,
+            orientation: self.detect_orientation,
+            min_orientation_confidence: self.min_orientation_confidence,
+            deskew: self.deskew,
+            blank_max_ink: self.blank_max_ink,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,6 +203,11 @@ impl Default for OcrConfig {
             threads: 0,
             language: "eng".to_string(),
             page_seg_mode: 3,
+            target_dpi: 300,
+            detect_orientation: true,
+            min_orientation_confidence: 5.0,
+            deskew: true,
+            blank_max_ink: 0.001,
         }
     }
 }
@@ -235,6 +263,14 @@ impl Config {
         }
         if self.index.commit_interval_ms == 0 {
             anyhow::bail!("index.commit_interval_ms must be greater than zero");
+        }
+        if !(72..=1200).contains(&self.ocr.target_dpi) {
+            anyhow::bail!("ocr.target_dpi must be between 72 and 1200");
+        }
+        if !(0.0..1.0).contains(&self.ocr.blank_max_ink) {
+            anyhow::bail!(
+                "ocr.blank_max_ink must be a fraction from 0 (no page is blank) to below 1"
+            );
         }
         Ok(())
     }

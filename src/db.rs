@@ -88,6 +88,14 @@ pub struct PageRow {
     pub dpi: Option<f64>,
     pub mean_confidence: f64,
     pub word_count: u32,
+    /// A blank page: stored and numbered, not recognised.
+    pub blank: bool,
+    /// How far the scan was turned clockwise to make it upright (0, 90, 180, 270).
+    pub rotation: u16,
+    /// The skew measured on the scan and corrected in the stored image, in degrees.
+    pub skew_degrees: Option<f64>,
+    /// The fraction of the page covered by ink.
+    pub ink: Option<f64>,
 }
 
 /// One break-the-glass access, its reason opened.
@@ -943,11 +951,14 @@ impl Db {
 
     pub async fn insert_page(&self, document: DocumentId, page: &PageRow) -> sqlx::Result<()> {
         sqlx::query(
-            "INSERT INTO pages (document_id, page, width, height, dpi, mean_confidence, word_count, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO pages (document_id, page, width, height, dpi, mean_confidence, word_count,
+                created_at, blank, rotation, skew_degrees, ink)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (document_id, page) DO UPDATE SET width = excluded.width,
                 height = excluded.height, dpi = excluded.dpi,
-                mean_confidence = excluded.mean_confidence, word_count = excluded.word_count",
+                mean_confidence = excluded.mean_confidence, word_count = excluded.word_count,
+                blank = excluded.blank, rotation = excluded.rotation,
+                skew_degrees = excluded.skew_degrees, ink = excluded.ink",
         )
         .bind(document.to_string())
         .bind(page.page as i64)
@@ -957,6 +968,10 @@ impl Db {
         .bind(page.mean_confidence)
         .bind(page.word_count as i64)
         .bind(now())
+        .bind(page.blank)
+        .bind(i64::from(page.rotation))
+        .bind(page.skew_degrees)
+        .bind(page.ink)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -964,7 +979,8 @@ impl Db {
 
     pub async fn pages(&self, document: DocumentId) -> sqlx::Result<Vec<PageRow>> {
         let rows = sqlx::query(
-            "SELECT page, width, height, dpi, mean_confidence, word_count FROM pages
+            "SELECT page, width, height, dpi, mean_confidence, word_count, blank, rotation,
+                skew_degrees, ink FROM pages
              WHERE document_id = $1 ORDER BY page",
         )
         .bind(document.to_string())
@@ -979,6 +995,10 @@ impl Db {
                     dpi: r.try_get("dpi")?,
                     mean_confidence: r.try_get("mean_confidence")?,
                     word_count: r.try_get::<i64, _>("word_count")? as u32,
+                    blank: r.try_get("blank")?,
+                    rotation: r.try_get::<i64, _>("rotation")? as u16,
+                    skew_degrees: r.try_get("skew_degrees")?,
+                    ink: r.try_get("ink")?,
                 })
             })
             .collect()

@@ -103,6 +103,7 @@ impl Application {
             language: config.ocr.language.clone(),
             page_seg_mode: config.ocr.page_seg_mode,
             tessdata_dir: None,
+            cleanup: config.ocr.cleanup(),
         })
         .context("starting the OCR engines")?;
         let requeued = db.requeue_running_jobs().await?;

@@ -1,5 +1,5 @@
-//! The OCR job loop. Claims a document's job, decodes each page from the encrypted original,
-//! OCRs it on the engine pool, stores the page's artifacts encrypted, indexes the pages, and
+//! The OCR job loop. Claims a document's job, decodes its pages in one pass over the encrypted
+//! original, cleans each up and OCRs it on the engine pool, stores the page's artifacts encrypted, indexes the pages, and
 //! marks the document `indexed`. Every step is idempotent, so after a crash the job is simply
 //! run again: pages already stored are skipped, and re-indexing a page replaces it.
 
@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chartvault_index::PageRecord;
-use chartvault_ocr::{DecodedPage, ScanFormat};
+use chartvault_ocr::{DecodedPage, PageReader, ScanError, ScanFormat};
 use futures::StreamExt;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::ImageEncoder;
+use tokio::sync::mpsc;
 
 use crate::db::{Document, Job, PageRow};
 use crate::domain::{DocumentId, DocumentStatus};
@@ -127,13 +128,9 @@ async fn process_document(state: &AppState, doc_id: DocumentId) -> Result<usize,
         .map(|p| p.page)
         .collect();
     let todo: Vec<u32> = (1..=doc.page_count).filter(|p| !done.contains(p)).collect();
-    let mut results = futures::stream::iter(todo)
-        .map(|page| process_page(state, &doc, format, page))
-        .buffer_unordered(state.ocr.threads() + 1);
-    while let Some(result) = results.next().await {
-        result?;
+    if !todo.is_empty() {
+        process_pages(state, &doc, format, todo).await?;
     }
-    drop(results);
 
     let patient_name = state
         .db
@@ -184,49 +181,105 @@ pub(crate) fn page_record(
     }
 }
 
-async fn process_page(
+/// Decodes the pages in order on one blocking thread, from one open reader of the original
+/// (a 500-page TIFF is read in one pass), and processes them as they come, with up to one
+/// page more than there are OCR engines in flight. The channel between the two holds as many:
+/// memory stays flat whatever the page count.
+async fn process_pages(
     state: &AppState,
     doc: &Document,
     format: ScanFormat,
-    page: u32,
+    todo: Vec<u32>,
 ) -> Result<(), Failure> {
+    let in_flight = state.ocr.threads() + 1;
     let reader = state
         .vault
         .open(ObjectRef::Original(doc.id))
         .await
         .map_err(Failure::transient)?;
     let limits = crate::ingest::scan_limits(&state.config);
-    let decoded: DecodedPage = tokio::task::spawn_blocking(move || {
-        chartvault_ocr::decode_page(reader, format, (page - 1) as usize, &limits)
-    })
-    .await
-    .map_err(|e| Failure::transient(e.into()))?
-    .map_err(|e| Failure {
-        reason: format!("page {page} could not be decoded: {e}"),
-        permanent: true,
-        error: e.into(),
-    })?;
-    let dpi = decoded.dpi.map(|(x, _)| x);
-    let image = decoded.image;
-    let (width, height) = image.dimensions();
+    let page_count = doc.page_count as usize;
+    let (pages_tx, pages_rx) = mpsc::channel::<(u32, Result<DecodedPage, ScanError>)>(in_flight);
+    let decoder = tokio::task::spawn_blocking(move || -> Result<(), ScanError> {
+        let mut pages = PageReader::open(reader, format, &limits)?;
+        if pages.page_count() != page_count {
+            return Err(ScanError::Malformed {
+                format,
+                detail: format!(
+                    "the file now has {} pages, {page_count} were accepted",
+                    pages.page_count()
+                ),
+            });
+        }
+        for page in todo {
+            let decoded = pages.decode((page - 1) as usize);
+            let failed = decoded.is_err();
+            // The receiver is gone when processing stopped early; so does decoding.
+            if pages_tx.blocking_send((page, decoded)).is_err() || failed {
+                break;
+            }
+        }
+        Ok(())
+    });
+    let decoded_pages = futures::stream::unfold(pages_rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let results = decoded_pages
+        .map(|(page, decoded)| process_page(state, doc, page, decoded))
+        .buffer_unordered(in_flight);
+    {
+        let mut results = std::pin::pin!(results);
+        while let Some(result) = results.next().await {
+            result?;
+        }
+    }
+    decoder
+        .await
+        .map_err(|e| Failure::transient(e.into()))?
+        .map_err(|e| match e {
+            ScanError::Io(_) => Failure::transient(e.into()),
+            e => Failure {
+                reason: format!("the scan could not be read: {e}"),
+                permanent: true,
+                error: e.into(),
+            },
+        })
+}
 
-    let png_source = image.clone();
-    let png = tokio::task::spawn_blocking(move || encode_png(&png_source));
-    let ocr = state
+/// Cleans one decoded page up, recognises it (unless blank), and stores its artifacts.
+async fn process_page(
+    state: &AppState,
+    doc: &Document,
+    page: u32,
+    decoded: Result<DecodedPage, ScanError>,
+) -> Result<(), Failure> {
+    let decoded = decoded.map_err(|e| match e {
+        ScanError::Io(_) => Failure::transient(e.into()),
+        e => Failure {
+            reason: format!("page {page} could not be decoded: {e}"),
+            permanent: true,
+            error: e.into(),
+        },
+    })?;
+    let dpi = decoded.dpi.map(|(x, _)| x.round() as u32);
+    let processed = state
         .ocr
-        .recognize(image, dpi.map(|d| d.round() as u32))
+        .process(decoded.image, dpi)
         .await
         .map_err(|e| Failure {
             reason: format!("page {page} could not be recognised"),
             permanent: true,
             error: e.into(),
         })?;
-    let png = png
+    let (width, height) = processed.image.dimensions();
+    let image = processed.image;
+    let png = tokio::task::spawn_blocking(move || encode_png(&image))
         .await
         .map_err(|e| Failure::transient(e.into()))?
         .map_err(Failure::transient)?;
-
+    let ocr = processed.ocr;
     let words = serde_json::to_vec(&ocr.words).map_err(|e| Failure::transient(e.into()))?;
+    let word_count = ocr.words.len() as u32;
     let store = async {
         state
             .vault
@@ -251,9 +304,13 @@ async fn process_page(
                 page,
                 width,
                 height,
-                dpi: dpi.map(f64::from),
+                dpi: Some(f64::from(processed.dpi)),
                 mean_confidence: f64::from(ocr.mean_confidence),
-                word_count: ocr.words.len() as u32,
+                word_count,
+                blank: processed.blank,
+                rotation: processed.rotation,
+                skew_degrees: processed.skew_degrees.map(f64::from),
+                ink: Some(f64::from(processed.ink)),
             },
         )
         .await

@@ -20,7 +20,7 @@ use image::{DynamicImage, GrayImage};
 use tiff::decoder::{Decoder as TiffDecoder, DecodingResult};
 
 use crate::preflight::tiff::{read_pages, TiffPage, PHOTOMETRIC_RGB};
-use crate::preflight::{self, sniff_reader, Limits};
+use crate::preflight::{self, sniff_reader, Limits, PageInfo};
 use crate::{ScanError, ScanFormat};
 
 /// One decoded page.
@@ -155,9 +155,15 @@ fn decode_tiff_page<R: Read + Seek>(
     page: &TiffPage,
     limits: &Limits,
 ) -> Result<GrayImage, ScanError> {
-    let page_number = page_index + 1;
+    let mut decoder = tiff_decoder(reader, std::slice::from_ref(page), limits)?;
+    read_tiff_page(&mut decoder, page_index, page)
+}
+
+type TiffReader<R> = TiffDecoder<BufReader<R>>;
+
+fn tiff_error(page_number: usize) -> impl Fn(tiff::TiffError) -> ScanError {
     let format = ScanFormat::Tiff;
-    let map_error = |error: tiff::TiffError| match error {
+    move |error| match error {
         tiff::TiffError::LimitsExceeded => ScanError::DecoderLimit {
             format,
             page: page_number,
@@ -171,25 +177,48 @@ fn decode_tiff_page<R: Read + Seek>(
             page: page_number,
             detail: other.to_string(),
         },
-    };
+    }
+}
 
-    let bits_per_pixel = u64::from(page.bits_per_sample) * u64::from(page.samples_per_pixel);
+/// A TIFF decoder whose memory limit fits the widest of `pages`.
+fn tiff_decoder<R: Read + Seek>(
+    mut reader: R,
+    pages: &[TiffPage],
+    limits: &Limits,
+) -> Result<TiffReader<R>, ScanError> {
+    reader.seek(SeekFrom::Start(0))?;
+    let widest = pages
+        .iter()
+        .map(|page| u64::from(page.bits_per_sample) * u64::from(page.samples_per_pixel))
+        .max()
+        .unwrap_or(8);
     let mut tiff_limits = tiff::decoder::Limits::default();
-    let budget = decoder_budget(limits, bits_per_pixel.div_ceil(8));
+    let budget = decoder_budget(limits, widest.div_ceil(8));
     tiff_limits.decoding_buffer_size = usize::try_from(budget).unwrap_or(usize::MAX);
+    Ok(TiffDecoder::new(BufReader::new(reader))
+        .map_err(tiff_error(1))?
+        .with_limits(tiff_limits))
+}
 
-    let mut decoder = TiffDecoder::new(BufReader::new(reader))
-        .map_err(map_error)?
-        .with_limits(tiff_limits);
-    decoder.seek_to_image(page_index).map_err(map_error)?;
-    let (width, height) = decoder.dimensions().map_err(map_error)?;
+/// Decodes page `page_index` with an open decoder. The decoder remembers the directory
+/// offsets it has passed, so reading the pages of a file in order reads each directory once.
+fn read_tiff_page<R: Read + Seek>(
+    decoder: &mut TiffReader<R>,
+    page_index: usize,
+    page: &TiffPage,
+) -> Result<GrayImage, ScanError> {
+    let page_number = page_index + 1;
+    let format = ScanFormat::Tiff;
+    let map_error = tiff_error(page_number);
+    decoder.seek_to_image(page_index).map_err(&map_error)?;
+    let (width, height) = decoder.dimensions().map_err(&map_error)?;
     if (width, height) != (page.info.width, page.info.height) {
         return Err(ScanError::Malformed {
             format,
             detail: format!("page {page_number} has inconsistent dimensions"),
         });
     }
-    let decoded = decoder.read_image().map_err(map_error)?;
+    let decoded = decoder.read_image().map_err(&map_error)?;
     let samples = usize::from(page.samples_per_pixel);
     let pixels = match decoded {
         DecodingResult::U8(data) if page.photometric == PHOTOMETRIC_RGB => {
@@ -215,6 +244,102 @@ fn decode_tiff_page<R: Read + Seek>(
         page: page_number,
         detail: "the decoded data is shorter than the page".into(),
     })
+}
+
+/// The pages of one scan, decoded from a single open reader: for a TIFF one pass over the
+/// directory chain at [`PageReader::open`] (the preflight), then one decoder that moves from
+/// page to page. Memory holds one decoded page at a time, whatever the page count.
+pub struct PageReader<R: Read + Seek> {
+    format: ScanFormat,
+    limits: Limits,
+    source: Source<R>,
+}
+
+enum Source<R: Read + Seek> {
+    /// PNG and JPEG: one page; the reader, until it is decoded.
+    Single { reader: Option<R>, info: PageInfo },
+    Tiff {
+        decoder: Box<TiffReader<R>>,
+        pages: Vec<TiffPage>,
+    },
+}
+
+impl<R: Read + Seek> PageReader<R> {
+    /// Sniffs and preflights the whole file (every page against `limits`), then gets ready to
+    /// decode. Fails with the preflight's error.
+    pub fn open(
+        mut reader: R,
+        format: ScanFormat,
+        limits: &Limits,
+    ) -> Result<PageReader<R>, ScanError> {
+        let sniffed = sniff_reader(&mut reader)?;
+        if sniffed != format {
+            return Err(ScanError::Malformed {
+                format,
+                detail: format!("the content is {sniffed}, not {format}"),
+            });
+        }
+        let source = match format {
+            ScanFormat::Png | ScanFormat::Jpeg => {
+                let info = preflight::preflight(&mut reader, limits)?.pages[0];
+                Source::Single {
+                    reader: Some(reader),
+                    info,
+                }
+            }
+            ScanFormat::Tiff => {
+                let pages = read_pages(&mut reader, limits, None)?;
+                let decoder = Box::new(tiff_decoder(reader, &pages, limits)?);
+                Source::Tiff { decoder, pages }
+            }
+        };
+        Ok(PageReader {
+            format,
+            limits: limits.clone(),
+            source,
+        })
+    }
+
+    pub fn page_count(&self) -> usize {
+        match &self.source {
+            Source::Single { .. } => 1,
+            Source::Tiff { pages, .. } => pages.len(),
+        }
+    }
+
+    /// Decodes page `page_index` (0-based). Pages are cheapest read in order; a PNG or JPEG
+    /// page can be decoded once.
+    pub fn decode(&mut self, page_index: usize) -> Result<DecodedPage, ScanError> {
+        let pages = self.page_count();
+        if page_index >= pages {
+            return Err(ScanError::PageOutOfRange {
+                requested: page_index.saturating_add(1),
+                pages,
+            });
+        }
+        match &mut self.source {
+            Source::Single { reader, info } => {
+                let mut reader = reader.take().ok_or_else(|| ScanError::Malformed {
+                    format: self.format,
+                    detail: "the page was decoded already".into(),
+                })?;
+                reader.seek(SeekFrom::Start(0))?;
+                let image = decode_with_image_crate(reader, self.format, &self.limits)?;
+                Ok(DecodedPage {
+                    image,
+                    dpi: info.dpi,
+                })
+            }
+            Source::Tiff { decoder, pages } => {
+                let page = pages[page_index];
+                let image = read_tiff_page(decoder, page_index, &page)?;
+                Ok(DecodedPage {
+                    image,
+                    dpi: page.info.dpi,
+                })
+            }
+        }
+    }
 }
 
 /// Gray samples of 1, 2, 4 or 8 bits, rows padded to whole bytes, scaled to 0..=255.

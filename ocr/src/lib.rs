@@ -27,7 +27,7 @@ mod words;
 
 pub use cer::character_error_rate;
 pub use cleanup::CleanupConfig;
-pub use decode::{decode_page, DecodedPage};
+pub use decode::{decode_page, DecodedPage, PageReader};
 pub use error::{OcrError, ScanError};
 pub use format::{sniff, ScanFormat, SNIFF_LEN};
 pub use pool::{OcrConfig, OcrPool, ProcessedPage, DEFAULT_DPI};

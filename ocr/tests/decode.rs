@@ -246,3 +246,31 @@ fn a_format_that_does_not_match_the_content_is_rejected() {
         decode_page(Cursor::new(bytes), ScanFormat::Tiff, 0, &Limits::default()).unwrap_err();
     assert!(matches!(error, ScanError::Malformed { .. }), "{error}");
 }
+
+/// Reading every page through one `PageReader` gives the same pixels as decoding each page
+/// on its own, and asks for pages in any order.
+#[test]
+fn a_page_reader_decodes_every_page_of_a_multipage_tiff_in_one_pass() {
+    let Some(bytes) = common::fixture_bytes("multipage_g4_3p.tif") else {
+        return;
+    };
+    let limits = Limits::default();
+    let mut reader =
+        chartvault_ocr::PageReader::open(Cursor::new(bytes.clone()), ScanFormat::Tiff, &limits)
+            .expect("opens");
+    assert_eq!(reader.page_count(), 3);
+    for index in [0, 1, 2, 1] {
+        let streamed = reader.decode(index).expect("decodes");
+        let alone = decode_page(Cursor::new(bytes.clone()), ScanFormat::Tiff, index, &limits)
+            .expect("decodes alone");
+        assert_eq!(streamed.image, alone.image, "page {}", index + 1);
+        assert_eq!(streamed.dpi, alone.dpi);
+    }
+    assert!(matches!(
+        reader.decode(3),
+        Err(ScanError::PageOutOfRange {
+            requested: 4,
+            pages: 3
+        })
+    ));
+}

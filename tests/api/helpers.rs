@@ -376,6 +376,52 @@ pub fn tiff_of(pages: &[GrayImage]) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A multi-page bilevel TIFF compressed with CCITT Group 4, at 300 dpi, as a document
+/// scanner or fax sends it: pixels darker than mid-gray become black.
+pub fn g4_tiff_of(pages: &[GrayImage]) -> Vec<u8> {
+    use fax::{encoder::Encoder, Color, VecWriter};
+    use tiff::encoder::{Rational, TiffEncoder};
+    use tiff::tags::Tag;
+    let mut out = Cursor::new(Vec::new());
+    {
+        let mut encoder = TiffEncoder::new(&mut out).expect("tiff encoder");
+        for page in pages {
+            let (width, height) = page.dimensions();
+            let mut g4 = Encoder::new(VecWriter::new());
+            for row in page.rows() {
+                let pels = row.map(|p| {
+                    if p.0[0] < 128 {
+                        Color::Black
+                    } else {
+                        Color::White
+                    }
+                });
+                g4.encode_line(pels, width as u16).expect("g4 line");
+            }
+            let data = g4.finish().expect("g4 end").finish();
+            let mut dir = encoder.image_directory().expect("tiff directory");
+            let offset = dir.write_data(data.as_slice()).expect("strip") as u32;
+            dir.write_tag(Tag::ImageWidth, width).unwrap();
+            dir.write_tag(Tag::ImageLength, height).unwrap();
+            dir.write_tag(Tag::BitsPerSample, 1u16).unwrap();
+            dir.write_tag(Tag::Compression, 4u16).unwrap();
+            dir.write_tag(Tag::PhotometricInterpretation, 0u16).unwrap();
+            dir.write_tag(Tag::StripOffsets, offset).unwrap();
+            dir.write_tag(Tag::SamplesPerPixel, 1u16).unwrap();
+            dir.write_tag(Tag::RowsPerStrip, height).unwrap();
+            dir.write_tag(Tag::StripByteCounts, data.len() as u32)
+                .unwrap();
+            dir.write_tag(Tag::XResolution, Rational { n: 300, d: 1 })
+                .unwrap();
+            dir.write_tag(Tag::YResolution, Rational { n: 300, d: 1 })
+                .unwrap();
+            dir.write_tag(Tag::ResolutionUnit, 2u16).unwrap();
+            dir.finish().expect("tiff directory written");
+        }
+    }
+    out.into_inner()
+}
+
 pub fn png_of(page: &GrayImage) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     page.write_to(&mut out, image::ImageFormat::Png)

@@ -7,6 +7,7 @@ mod audit_chain;
 mod auth;
 mod backup;
 mod bad_input;
+mod cleanup;
 mod crash;
 mod duplicates;
 mod fixtures;

@@ -1,0 +1,130 @@
+//! A 500-page CCITT G4 TIFF batch through the HTTP API: peak resident memory while it is
+//! ingested, and its pages/second against the same pages uploaded one file per page.
+//!
+//! Pages: generated letter-size pages at 300 dpi (20 different ones, cycled), thresholded to
+//! 1 bit and compressed with Group 4 like a document scanner's output. The single-page run
+//! uploads 40 of them as separate one-page G4 TIFFs first; then the peak-RSS mark of the
+//! process (which runs the server) is reset and the 500-page batch is uploaded as one file.
+//!
+//! Run: `cargo bench --profile dev --bench batch_ingest` (`BATCH_PAGES=N` for another size).
+
+#[allow(dead_code)]
+#[path = "../tests/api/helpers.rs"]
+mod helpers;
+
+use std::time::Instant;
+
+use helpers::*;
+
+const LINES: &[&str] = &[
+    "Riverside General Hospital - Department of Internal Medicine",
+    "Progress note, ward 4 east",
+    "The patient was seen on the morning round with the resident.",
+    "Vital signs stable overnight, afebrile, eating and drinking well.",
+    "Blood glucose well controlled on metformin 500 mg twice daily.",
+    "Plan: continue current medications and mobilise with physiotherapy.",
+    "Review the renal function tomorrow morning before discharge.",
+    "Family updated by telephone in the afternoon.",
+];
+
+fn letter_page(seed: u64) -> image::GrayImage {
+    let mut lines: Vec<String> = LINES.iter().map(|l| l.to_string()).collect();
+    lines.push(format!("Page marker {seed}"));
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let page = scanned_page(&refs, 0.0, seed);
+    let mut canvas = image::GrayImage::from_pixel(2550, 3300, image::Luma([255]));
+    image::imageops::replace(&mut canvas, &page, 200, 150);
+    canvas
+}
+
+/// Resident set size and its peak, in MiB, from /proc/self/status.
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn main() {
+    std::env::set_var("OMP_THREAD_LIMIT", "1");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let batch_pages: usize = std::env::var("BATCH_PAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(500);
+    let single_pages = 40.min(batch_pages);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let distinct: Vec<image::GrayImage> = (0..20).map(letter_page).collect();
+    let app = spawn_app_with(|config| {
+        config.limits.max_upload_bytes = 1 << 30;
+    })
+    .await;
+
+    // One file per page.
+    let singles: Vec<Vec<u8>> = (0..single_pages)
+        .map(|i| g4_tiff_of(std::slice::from_ref(&distinct[i % distinct.len()])))
+        .collect();
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for (i, bytes) in singles.into_iter().enumerate() {
+        let mrn = format!("{:05}", 10_000 + i);
+        ids.push(
+            app.upload(bytes, &metadata(&mrn, "Bench Patient", "progress-note"))
+                .await,
+        );
+    }
+    for id in &ids {
+        app.wait_indexed(id).await;
+    }
+    let single_rate = single_pages as f64 / started.elapsed().as_secs_f64();
+
+    // One batch file.
+    let pages: Vec<image::GrayImage> = (0..batch_pages)
+        .map(|i| distinct[i % distinct.len()].clone())
+        .collect();
+    let batch = g4_tiff_of(&pages);
+    drop(pages);
+    let batch_mib = batch.len() as f64 / (1 << 20) as f64;
+    // Reset the peak-RSS mark: from here it measures the batch alone.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let (rss_before, _) = rss_mib();
+    let started = Instant::now();
+    let id = app
+        .upload(batch, &metadata("20000", "Batch Patient", "chart"))
+        .await;
+    let accepted = started.elapsed();
+    let doc = app.wait_indexed(&id).await;
+    let elapsed = started.elapsed();
+    assert_eq!(doc["page_count"], batch_pages);
+    let batch_rate = batch_pages as f64 / elapsed.as_secs_f64();
+    let (_, peak) = rss_mib();
+
+    println!("batch ingest: {batch_pages}-page G4 TIFF ({batch_mib:.1} MiB), {cores} cores");
+    println!("single pages:  {single_pages} one-page uploads     {single_rate:>6.3} pages/s");
+    println!(
+        "batch:         1 upload of {batch_pages} pages        {batch_rate:>6.3} pages/s  \
+         ({:.1} s; acknowledged after {:.2} s)",
+        elapsed.as_secs_f64(),
+        accepted.as_secs_f64()
+    );
+    println!(
+        "ratio (batch / single pages): {:.2}",
+        batch_rate / single_rate
+    );
+    println!(
+        "peak resident memory during the batch: {peak:.0} MiB (process, server included; \
+         {rss_before:.0} MiB before the upload)"
+    );
+}
