@@ -113,9 +113,9 @@ pub enum ScanError {
         detail: String,
     },
 
-    /// The PDF file is encrypted in a way that needs a password (or uses encryption this
-    /// crate cannot read). PDFs encrypted with an empty user password (permission-only
-    /// protection, which any viewer opens without asking) are read normally.
+    /// The PDF file is encrypted. Every encrypted PDF is refused, even one with an empty user
+    /// password (permission-only protection): its streams cannot be checked for
+    /// decompression bombs before they are parsed.
     #[error("the PDF file is encrypted: {detail}")]
     PdfEncrypted { detail: &'static str },
 

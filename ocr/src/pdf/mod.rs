@@ -45,7 +45,9 @@
 //! # Hostile input
 //!
 //! Every call into hayro runs under `catch_unwind`; a panic becomes [`ScanError::Pdf`].
-//! Before that, the `guard` module bounds what decoding can cost (see there).
+//! Before that, the `guard` module bounds what decoding can cost (see there). Encrypted files
+//! are refused outright, even those that open without a password: their streams cannot be
+//! checked before parsing. A corrupt image makes the page an error, not a blank page.
 
 mod guard;
 mod survey;
@@ -120,9 +122,10 @@ impl PdfFile {
     /// Parses the file structure and the page tree; checks every compressed non-image
     /// stream against the decompression bounds first.
     ///
-    /// Errors: [`ScanError::PdfEncrypted`] for a password-protected file (files with an
-    /// empty user password open normally); [`ScanError::Pdf`] for a malformed file, a file
-    /// without pages, more pages than [`Limits::max_pages`], or a decompression bomb.
+    /// Errors: [`ScanError::Empty`]; [`ScanError::PdfEncrypted`] for any encrypted file
+    /// (even one that opens without a password); [`ScanError::Pdf`] for a truncated or
+    /// malformed file, a file without pages, more pages than [`Limits::max_pages`], or a
+    /// stream that inflates past its cap (see the `guard` module).
     pub fn open(bytes: Vec<u8>, limits: &Limits) -> Result<PdfFile, ScanError> {
         if bytes.is_empty() {
             return Err(ScanError::Empty);

@@ -487,29 +487,3 @@ fn pdf_image_declaring_absurd_size_is_rejected() {
     let error = assert_rejected("absurd image", bytes);
     assert!(error.to_string().contains("200000x200000"), "{error}");
 }
-
-#[test]
-#[ignore]
-fn pdf_dump_pages() {
-    let limits = Limits::default();
-    for name in [
-        "lichtenstein.pdf",
-        "skew.pdf",
-        "rotated_skew.pdf",
-        "cardinal.pdf",
-        "multipage.pdf",
-    ] {
-        let pdf = PdfFile::open(fixture(name), &limits).unwrap();
-        for index in 0..pdf.page_count() {
-            let page = pdf.page(index, &limits).unwrap();
-            let small = image::imageops::thumbnail(
-                &page.image,
-                page.image.width() / 4 + 1,
-                page.image.height() / 4 + 1,
-            );
-            small
-                .save(format!("/tmp/pdfdump-{name}-{index}.png"))
-                .unwrap();
-        }
-    }
-}
