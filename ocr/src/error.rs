@@ -113,9 +113,28 @@ pub enum ScanError {
         detail: String,
     },
 
+    /// The PDF file is encrypted. Every encrypted PDF is refused, even one with an empty user
+    /// password (permission-only protection): its streams cannot be checked for
+    /// decompression bombs before they are parsed.
+    #[error("the PDF file is encrypted: {detail}")]
+    PdfEncrypted { detail: &'static str },
+
+    /// A PDF file or one of its pages cannot be read: malformed structure, no pages, too many
+    /// pages, an image or a stream over the limits, an image that does not decode, a drawing
+    /// too complex to render. `page` is 1-based; `None` for the file as a whole.
+    #[error("{}", pdf_message(*page, detail))]
+    Pdf { page: Option<usize>, detail: String },
+
     /// Reading the underlying stream failed (for example the decrypting reader).
     #[error("reading the scan failed")]
     Io(#[from] std::io::Error),
+}
+
+fn pdf_message(page: Option<usize>, detail: &str) -> String {
+    match page {
+        Some(page) => format!("PDF page {page} cannot be read: {detail}"),
+        None => format!("the PDF file cannot be read: {detail}"),
+    }
 }
 
 /// Why the OCR pool could not start or could not recognise a page.
