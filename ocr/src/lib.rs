@@ -15,6 +15,7 @@
 //!
 //! Errors ([`ScanError`], [`OcrError`]) never contain file names or page text.
 
+mod barcode;
 mod cer;
 mod decode;
 mod error;
@@ -23,6 +24,10 @@ mod pool;
 mod preflight;
 mod words;
 
+pub use barcode::{
+    default_module_px, has_cover_marker, parse_cover_sheet, read_barcodes, render_code,
+    render_cover_page, Barcode, CoverSheet, CoverSheetFormat, Symbology,
+};
 pub use cer::character_error_rate;
 pub use decode::{decode_page, DecodedPage};
 pub use error::{OcrError, ScanError};
