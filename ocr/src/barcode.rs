@@ -31,10 +31,18 @@
 //! 300-dpi letter text page takes ≈ 60-140 ms in all (≈ 2/3 of it the 2D pass), a cover page
 //! 80-300 ms (the multiple-code reader re-scans the regions around a code it found).
 //!
-//! Code 39 results are read as *Code 39 Full ASCII* when every shift pair in them is valid
-//! (`+A` = `a`, `%Q` = `|`, `%H` = `=`, …), so a Code 39 cover sheet carries the same payload
-//! as the other symbologies (see [`render_code`]); a Code 39 text that is not valid Full ASCII
-//! is returned as read.
+//! # Code 39
+//!
+//! Basic Code 39 has only `0-9 A-Z - . space $ / + %`: no lowercase, no `|` or `=`. Code 39
+//! results are therefore read as *Code 39 Full ASCII* whenever every shift pair in them is
+//! valid (`+A`..`+Z` = `a`..`z`, `%Q` = `|`, `%H` = `=`, …), so a Code 39 cover carries the very same payload as the other
+//! symbologies; rxing's writer switches to Full ASCII by itself. A Code 39 text with an invalid
+//! shift pair is returned as read. Limits: at most 80 symbol characters once shifted (each
+//! lowercase letter, `|` and `=` takes two), and Code 39 is wide: `CV|MRN=00123|TYPE=progress-note`
+//! is 47 symbol characters, 6.6 in at 0.25 mm modules. So a Code 39 cover carries MRN and type
+//! (and at most a short category); with category and date use a 2D code or Code 128. A site
+//! that must use basic Code 39 can configure a basic-set [`CoverSheetFormat`] (e.g. separator
+//! ` `, key/value `.`: `CV MRN.00123 TYPE.PROGRESS-NOTE`, values then in uppercase).
 //!
 //! # A cover sheet whose code cannot be read
 //!
@@ -583,17 +591,30 @@ pub fn has_cover_marker(ocr_text: &str, format: &CoverSheetFormat) -> bool {
 /// characters once shifted: lowercase letters, `|` and `=` take two each).
 ///
 /// For tests and for printing cover sheets. Panics if the text cannot be encoded in the
-/// symbology (e.g. too long) or `module_px` is 0.
+/// symbology (e.g. too long for Code 39) or `module_px` is 0; see [`try_render_code`].
 #[doc(hidden)]
 pub fn render_code(symbology: Symbology, text: &str, module_px: u32) -> GrayImage {
-    assert!(module_px > 0, "module_px must be positive");
+    try_render_code(symbology, text, module_px).unwrap_or_else(|| {
+        panic!(
+            "cannot render this text as {symbology} (too long, or characters the symbology lacks)"
+        )
+    })
+}
+
+/// [`render_code`], or `None` if the text cannot be encoded in the symbology or `module_px`
+/// is 0.
+#[doc(hidden)]
+pub fn try_render_code(symbology: Symbology, text: &str, module_px: u32) -> Option<GrayImage> {
+    if module_px == 0 {
+        return None;
+    }
     let hints = EncodeHints {
         Margin: Some("0".to_owned()),
         ..EncodeHints::default()
     };
     let matrix = MultiFormatWriter
         .encode_with_hints(text, &symbology.to_rxing(), 0, 0, &hints)
-        .unwrap_or_else(|e| panic!("cannot encode this text as {symbology}: {e}"));
+        .ok()?;
     let (mw, mh) = (matrix.getWidth(), matrix.getHeight());
     let one_d = matches!(symbology, Symbology::Code39 | Symbology::Code128);
     let rows = if one_d { 60 } else { mh };
@@ -618,7 +639,7 @@ pub fn render_code(symbology: Symbology, text: &str, module_px: u32) -> GrayImag
             }
         }
     }
-    image
+    Some(image)
 }
 
 /// A default module size per symbology for a 300-dpi cover sheet: 0.5 mm (6 px) for the 2D

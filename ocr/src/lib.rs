@@ -26,7 +26,7 @@ mod words;
 
 pub use barcode::{
     default_module_px, has_cover_marker, parse_cover_sheet, read_barcodes, render_code,
-    render_cover_page, Barcode, CoverSheet, CoverSheetFormat, Symbology,
+    render_cover_page, try_render_code, Barcode, CoverSheet, CoverSheetFormat, Symbology,
 };
 pub use cer::character_error_rate;
 pub use decode::{decode_page, DecodedPage};
