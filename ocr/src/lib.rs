@@ -15,6 +15,7 @@
 //!
 //! Errors ([`ScanError`], [`OcrError`]) never contain file names or page text.
 
+mod barcode;
 mod cer;
 pub mod cleanup;
 mod decode;
@@ -26,6 +27,10 @@ mod pool;
 mod preflight;
 mod words;
 
+pub use barcode::{
+    default_module_px, has_cover_marker, parse_cover_sheet, read_barcodes, render_code,
+    render_cover_page, try_render_code, Barcode, CoverSheet, CoverSheetFormat, Symbology,
+};
 pub use cer::character_error_rate;
 pub use cleanup::CleanupConfig;
 pub use decode::{decode_page, DecodedPage, PageReader};
