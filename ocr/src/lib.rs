@@ -17,6 +17,7 @@
 
 mod cer;
 mod decode;
+mod dicom;
 mod error;
 mod format;
 mod pool;
@@ -25,6 +26,9 @@ mod words;
 
 pub use cer::character_error_rate;
 pub use decode::{decode_page, DecodedPage};
+pub use dicom::{
+    dicom_info, dicom_preview, dicom_read, is_dicom, DicomInfo, DICOM_MIME, DICOM_PREVIEW_MAX_SIDE,
+};
 pub use error::{OcrError, ScanError};
 pub use format::{sniff, ScanFormat, SNIFF_LEN};
 pub use pool::{OcrConfig, OcrPool, DEFAULT_DPI};
