@@ -111,7 +111,7 @@ fn jpeg(b: &[u8], layout: &Layout) -> Result<(), String> {
             }
             return agree(width, height, components, layout);
         }
-        if matches!(marker, 0xD8 | 0xD9 | 0xDA) {
+        if matches!(marker, 0xD8..=0xDA) {
             // A second SOI, EOI or a scan before any frame header.
             return Err(bad());
         }
@@ -195,13 +195,47 @@ fn rle(b: &[u8], layout: &Layout) -> Result<(), String> {
             "has {segments} RLE segments where the data set implies {expected}"
         ));
     }
+    let mut offsets = Vec::with_capacity(segments as usize + 1);
     let mut previous = 64;
     for i in 0..segments as usize {
         let offset = le32(4 + 4 * i).ok_or("is shorter than the 64-byte RLE header")?;
         if offset < previous || offset as usize > b.len() {
             return Err("has RLE segment offsets out of order or out of range".into());
         }
+        offsets.push(offset as usize);
         previous = offset;
     }
+    offsets.push(b.len());
+    // dicom-rs indexes into each decoded segment up to Rows × Columns: a short segment would
+    // make it panic, so count what each one decodes to first.
+    let needed = layout.rows as usize * layout.cols as usize;
+    for pair in offsets.windows(2) {
+        if packbits_len(&b[pair[0]..pair[1]], needed) < needed {
+            return Err(
+                "has an RLE segment that decodes to fewer samples than the image has".into(),
+            );
+        }
+    }
     Ok(())
+}
+
+/// How many bytes a PackBits segment decodes to (counting up to `cap`), without decoding.
+fn packbits_len(segment: &[u8], cap: usize) -> usize {
+    let (mut i, mut out) = (0usize, 0usize);
+    while i < segment.len() && out < cap {
+        let n = segment[i] as i8;
+        i += 1;
+        if n >= 0 {
+            let literal = (n as usize + 1).min(segment.len() - i);
+            out += literal;
+            i += literal;
+        } else if n != -128 {
+            if i >= segment.len() {
+                break;
+            }
+            out += (1 - isize::from(n)) as usize;
+            i += 1;
+        }
+    }
+    out
 }

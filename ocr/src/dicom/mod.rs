@@ -76,9 +76,11 @@ pub struct DicomInfo {
     pub series_instance_uid: Option<String>,
     /// Patient ID (0010,0020).
     pub patient_id: Option<String>,
-    /// Patient's Name (0010,0010) in raw DICOM PN form: `Family^Given^Middle^Prefix^Suffix`,
-    /// possibly followed by `=ideographic=phonetic` groups. Lossless, so it can be matched
-    /// exactly; [`DicomInfo::patient_name_readable`] gives "Prefix Given Middle Family Suffix".
+    /// Patient's Name (0010,0010) in DICOM PN form: `Family^Given^Middle^Prefix^Suffix`,
+    /// possibly followed by `=ideographic=phonetic` groups, as stored except that trailing
+    /// empty components and groups are dropped (`Doe^Jane^^^` → `Doe^Jane`; DICOM treats them
+    /// as insignificant). For exact matching; [`DicomInfo::patient_name_readable`] gives
+    /// "Prefix Given Middle Family Suffix".
     pub patient_name: Option<String>,
     /// Study Date (0008,0020) as `YYYY-MM-DD`; `None` when absent or not a valid date (DICOM
     /// `YYYYMMDD`, and the old ACR-NEMA `YYYY.MM.DD`, are accepted).
@@ -301,6 +303,17 @@ fn int<T: TryFrom<i64>>(obj: &DefaultDicomObject, tag: Tag) -> Option<T> {
     T::try_from(obj.get(tag)?.to_int::<i64>().ok()?).ok()
 }
 
+/// Drops trailing empty components (`Doe^Jane^^^` → `Doe^Jane`) and trailing empty groups,
+/// which DICOM treats as insignificant, so equal names compare equal.
+fn normalize_person_name(raw: &str) -> Option<String> {
+    let groups: Vec<&str> = raw
+        .split('=')
+        .map(|g| g.trim_end_matches(|c: char| c == '^' || c.is_whitespace()))
+        .collect();
+    let keep = groups.iter().rposition(|g| !g.is_empty())? + 1;
+    Some(groups[..keep].join("="))
+}
+
 /// `YYYYMMDD` (or `YYYY.MM.DD`) to `YYYY-MM-DD`, if it is a real calendar date.
 fn normalize_date(raw: &str) -> Option<String> {
     let digits: String = raw.chars().filter(|c| *c != '.').collect();
@@ -310,7 +323,7 @@ fn normalize_date(raw: &str) -> Option<String> {
     let year: u32 = digits[0..4].parse().ok()?;
     let month: u32 = digits[4..6].parse().ok()?;
     let day: u32 = digits[6..8].parse().ok()?;
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
     let days = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
@@ -371,7 +384,7 @@ fn info_from(
         study_instance_uid: text(obj, tags::STUDY_INSTANCE_UID),
         series_instance_uid: text(obj, tags::SERIES_INSTANCE_UID),
         patient_id: text(obj, tags::PATIENT_ID),
-        patient_name: text(obj, tags::PATIENT_NAME),
+        patient_name: text(obj, tags::PATIENT_NAME).and_then(|pn| normalize_person_name(&pn)),
         study_date: text(obj, tags::STUDY_DATE).and_then(|d| normalize_date(&d)),
         modality: text(obj, tags::MODALITY),
         body_part_examined: text(obj, tags::BODY_PART_EXAMINED),
@@ -456,10 +469,20 @@ fn preview_from(obj: &DefaultDicomObject, info: &DicomInfo) -> Result<GrayImage,
         })?;
         codestream::check(&info.transfer_syntax, first, &layout)
             .map_err(|detail| no_preview(format!("its {ts_desc} pixel data {detail}")))?;
-    } else if pixel_data.header().length().get().is_none() {
-        return Err(no_preview(format!(
-            "its pixel data is encapsulated but {ts_desc} is a native one"
-        )));
+    } else {
+        let Some(len) = pixel_data.header().length().get() else {
+            return Err(no_preview(format!(
+                "its pixel data is encapsulated but {ts_desc} is a native one"
+            )));
+        };
+        let needed = layout.frame_bytes();
+        if (len as usize) < needed {
+            return Err(no_preview(format!(
+                "its native pixel data has {len} bytes where the first frame of {}x{} pixels \
+                 needs {needed}",
+                info.columns, info.rows
+            )));
+        }
     }
 
     let decoded = match guarded(|| obj.decode_pixel_data_frame(0)) {

@@ -105,7 +105,7 @@ impl Layout {
         self.rows as usize * self.cols as usize
     }
 
-    fn frame_bytes(&self) -> usize {
+    pub(super) fn frame_bytes(&self) -> usize {
         self.pixels() * usize::from(self.samples_per_pixel) * usize::from(self.bits_allocated / 8)
     }
 }
