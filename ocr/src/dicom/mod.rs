@@ -13,8 +13,9 @@
 //!
 //! Hostile input. Every function first walks the file structure (`walk` module) without
 //! reading any value, checking every element, item and fragment length against the bytes
-//! that contain it, and bounding the element count and the nesting depth; only then does
-//! dicom-rs parse it. So memory is bounded by a small multiple of the file size, whatever
+//! that contain it, and bounding the element count (500 000) and the nesting depth (32); a
+//! deflated data set is inflated for that walk up to 256 MiB. Only then does dicom-rs parse
+//! it. So memory is bounded by a small multiple of the file size, whatever
 //! the headers claim. Rows × Columns and Number of Frames are checked against [`Limits`]
 //! ([`Limits::max_dimension`], [`Limits::max_pixels_per_page`] for one frame and
 //! [`Limits::max_pages`] for the number of frames) before any pixel is decoded, and the

@@ -38,7 +38,7 @@ pub(crate) const MAX_ELEMENTS: usize = 500_000;
 pub(crate) const MAX_DEPTH: usize = 32;
 
 /// A deflated data set may inflate to at most this many bytes.
-pub(crate) const MAX_INFLATED_BYTES: u64 = 512 * 1024 * 1024;
+pub(crate) const MAX_INFLATED_BYTES: u64 = 256 * 1024 * 1024;
 
 const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
 const ITEM_DELIMITER: Tag = Tag(0xFFFE, 0xE00D);
