@@ -125,6 +125,19 @@ pub enum ScanError {
     #[error("{}", pdf_message(*page, detail))]
     Pdf { page: Option<usize>, detail: String },
 
+    /// A DICOM file is malformed (bad structure, absurd lengths, missing SOP Instance UID) or
+    /// over [`crate::Limits`]. The detail describes the structure only (tags, lengths, sizes,
+    /// transfer syntax UIDs), never an attribute value. Reads "the DICOM file {detail}".
+    #[error("the DICOM file {detail}")]
+    Dicom { detail: String },
+
+    /// A DICOM file was read (its metadata is usable) but no preview can be rendered from its
+    /// pixel data: no pixel data, a transfer syntax or pixel layout this crate does not decode,
+    /// or a corrupt compressed stream. The detail names the transfer syntax or layout, never
+    /// an attribute value.
+    #[error("the DICOM file has no preview: {detail}")]
+    DicomNoPreview { detail: String },
+
     /// Reading the underlying stream failed (for example the decrypting reader).
     #[error("reading the scan failed")]
     Io(#[from] std::io::Error),

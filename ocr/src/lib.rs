@@ -19,6 +19,7 @@ mod barcode;
 mod cer;
 pub mod cleanup;
 mod decode;
+mod dicom;
 mod error;
 mod format;
 mod osd;
@@ -34,6 +35,9 @@ pub use barcode::{
 pub use cer::character_error_rate;
 pub use cleanup::CleanupConfig;
 pub use decode::{decode_page, DecodedPage, PageReader};
+pub use dicom::{
+    dicom_info, dicom_preview, dicom_read, is_dicom, DicomInfo, DICOM_MIME, DICOM_PREVIEW_MAX_SIDE,
+};
 pub use error::{OcrError, ScanError};
 pub use format::{sniff, ScanFormat, SNIFF_LEN};
 pub use pdf::{PdfFile, PdfPage, BORN_DIGITAL_DPI};
