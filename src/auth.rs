@@ -104,6 +104,8 @@ pub enum Action {
     RecordDisclosure,
     /// A patient's accounting of disclosures.
     AccountDisclosures,
+    /// List and resolve the QA queue.
+    ReviewQa,
 }
 
 impl Action {
@@ -122,6 +124,7 @@ impl Action {
             Action::QueryAudit => "audit-query",
             Action::RecordDisclosure => "record-disclosure",
             Action::AccountDisclosures => "account-disclosures",
+            Action::ReviewQa => "review-qa",
         }
     }
 }
@@ -132,6 +135,8 @@ pub struct Resource<'a> {
     pub patient_id: PatientId,
     pub document_id: Option<DocumentId>,
     pub category: &'a str,
+    /// The document waits in the QA queue: only `records` sees it until it is resolved.
+    pub in_qa: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +165,9 @@ impl Decision {
 ///   break-the-glass access; anything else is 404.
 pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<'_>>) -> Decision {
     let role_allows = match action {
-        Action::Ingest | Action::DeleteDocument => matches!(principal.role, Role::Records),
+        Action::Ingest | Action::DeleteDocument | Action::ReviewQa => {
+            matches!(principal.role, Role::Records)
+        }
         Action::ManageKeys | Action::GrantCategory => matches!(principal.role, Role::Admin),
         Action::ManageCare => matches!(principal.role, Role::Records | Role::Admin),
         Action::BreakGlass => matches!(principal.role, Role::Clinician),
@@ -183,6 +190,9 @@ pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<
     let Some(resource) = resource else {
         return Decision::Allow;
     };
+    if resource.in_qa && principal.role != Role::Records {
+        return Decision::NotFound;
+    }
     if !principal.scope.may_see_category(resource.category) {
         return Decision::NotFound;
     }

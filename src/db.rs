@@ -56,6 +56,10 @@ pub struct NewDocument {
     pub size_bytes: u64,
     pub page_count: u32,
     pub created_by: UserId,
+    /// A DICOM instance's SOP Instance UID (stored as its blind index only).
+    pub sop_instance_uid: Option<String>,
+    /// Why the document goes to the QA queue once processed.
+    pub qa_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,6 +82,10 @@ pub struct Document {
     pub deleted_at: Option<String>,
     pub deleted_by: Option<String>,
     pub deletion_reason: Option<String>,
+    /// Why the document is (or, once processed, will be) in the QA queue.
+    pub qa_reason: Option<String>,
+    /// What could not be done though the document is usable (e.g. no DICOM preview).
+    pub notice: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +104,9 @@ pub struct PageRow {
     pub skew_degrees: Option<f64>,
     /// The fraction of the page covered by ink.
     pub ink: Option<f64>,
+    /// Where the text came from: `ocr`, `text-layer` (a PDF's own text), `dicom` (a DICOM
+    /// file's attributes) or `none` (blank).
+    pub text_source: String,
 }
 
 /// One break-the-glass access, its reason opened.
@@ -248,6 +259,12 @@ impl Db {
     fn document_from_row(&self, row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Document> {
         let status: String = row.try_get("status")?;
         let id: String = row.try_get("id")?;
+        let qa_reason: Option<String> = row.try_get("qa_reason")?;
+        // In the database a document in the QA queue is `indexed` with a `qa_reason`.
+        let status = match DocumentStatus::from_str(&status).map_err(decode_err)? {
+            DocumentStatus::Indexed if qa_reason.is_some() => DocumentStatus::Qa,
+            status => status,
+        };
         Ok(Document {
             id: parse_id(&id)?,
             patient_id: parse_id(row.try_get::<&str, _>("patient_id")?)?,
@@ -263,7 +280,7 @@ impl Db {
             sha256: row.try_get("sha256")?,
             size_bytes: row.try_get("size_bytes")?,
             page_count: row.try_get::<i64, _>("page_count")? as u32,
-            status: DocumentStatus::from_str(&status).map_err(decode_err)?,
+            status,
             failure_reason: row.try_get("failure_reason")?,
             created_at: row.try_get("created_at")?,
             indexed_at: row.try_get("indexed_at")?,
@@ -274,6 +291,8 @@ impl Db {
                 &id,
                 row.try_get("deletion_reason")?,
             )?,
+            qa_reason,
+            notice: row.try_get("notice")?,
         })
     }
 
@@ -791,10 +810,15 @@ impl Db {
             )),
             None => None,
         };
+        let sop_index = match &doc.sop_instance_uid {
+            Some(uid) => Some(self.phi()?.sop_index(uid)),
+            None => None,
+        };
         sqlx::query(
             "INSERT INTO documents (id, patient_id, document_type, category, service_date, encounter,
-                content_type, sha256, size_bytes, page_count, status, created_at, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12)",
+                content_type, sha256, size_bytes, page_count, status, created_at, created_by,
+                sop_index, qa_reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12, $13, $14)",
         )
         .bind(doc.id.to_string())
         .bind(doc.patient_id.to_string())
@@ -808,6 +832,8 @@ impl Db {
         .bind(doc.page_count as i64)
         .bind(&at)
         .bind(doc.created_by.to_string())
+        .bind(sop_index)
+        .bind(&doc.qa_reason)
         .execute(&mut **tx)
         .await?;
         sqlx::query(
@@ -818,6 +844,62 @@ impl Db {
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+
+    /// The live document holding this DICOM instance, if any.
+    pub async fn document_by_sop_instance(&self, uid: &str) -> sqlx::Result<Option<Document>> {
+        let index = self.phi()?.sop_index(uid);
+        let row = sqlx::query(
+            "SELECT * FROM documents WHERE sop_index = $1 AND status != 'deleted' LIMIT 1",
+        )
+        .bind(index)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| self.document_from_row(&row)).transpose()
+    }
+
+    /// What could not be done for a document that is usable all the same.
+    pub async fn set_notice(&self, id: DocumentId, notice: &str) -> sqlx::Result<()> {
+        sqlx::query("UPDATE documents SET notice = $1 WHERE id = $2")
+            .bind(notice)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a document out of the QA queue, filed under `patient` with this type and date.
+    /// False when it was not in the queue (any more).
+    pub async fn resolve_qa(
+        &self,
+        id: DocumentId,
+        patient: PatientId,
+        document_type: &str,
+        service_date: Option<NaiveDate>,
+    ) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE documents SET qa_reason = NULL, patient_id = $1, document_type = $2,
+                service_date = $3
+             WHERE id = $4 AND status = 'indexed' AND qa_reason IS NOT NULL",
+        )
+        .bind(patient.to_string())
+        .bind(document_type)
+        .bind(service_date.map(|d| d.to_string()))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Documents waiting in the QA queue, oldest first.
+    pub async fn qa_documents(&self) -> sqlx::Result<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT * FROM documents WHERE status = 'indexed' AND qa_reason IS NOT NULL
+             ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| self.document_from_row(row)).collect()
     }
 
     pub async fn document(&self, id: DocumentId) -> sqlx::Result<Option<Document>> {
@@ -952,13 +1034,14 @@ impl Db {
     pub async fn insert_page(&self, document: DocumentId, page: &PageRow) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO pages (document_id, page, width, height, dpi, mean_confidence, word_count,
-                created_at, blank, rotation, skew_degrees, ink)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                created_at, blank, rotation, skew_degrees, ink, text_source)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (document_id, page) DO UPDATE SET width = excluded.width,
                 height = excluded.height, dpi = excluded.dpi,
                 mean_confidence = excluded.mean_confidence, word_count = excluded.word_count,
                 blank = excluded.blank, rotation = excluded.rotation,
-                skew_degrees = excluded.skew_degrees, ink = excluded.ink",
+                skew_degrees = excluded.skew_degrees, ink = excluded.ink,
+                text_source = excluded.text_source",
         )
         .bind(document.to_string())
         .bind(page.page as i64)
@@ -972,6 +1055,7 @@ impl Db {
         .bind(i64::from(page.rotation))
         .bind(page.skew_degrees)
         .bind(page.ink)
+        .bind(&page.text_source)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -980,7 +1064,7 @@ impl Db {
     pub async fn pages(&self, document: DocumentId) -> sqlx::Result<Vec<PageRow>> {
         let rows = sqlx::query(
             "SELECT page, width, height, dpi, mean_confidence, word_count, blank, rotation,
-                skew_degrees, ink FROM pages
+                skew_degrees, ink, text_source FROM pages
              WHERE document_id = $1 ORDER BY page",
         )
         .bind(document.to_string())
@@ -999,6 +1083,7 @@ impl Db {
                     rotation: r.try_get::<i64, _>("rotation")? as u16,
                     skew_degrees: r.try_get("skew_degrees")?,
                     ink: r.try_get("ink")?,
+                    text_source: r.try_get("text_source")?,
                 })
             })
             .collect()

@@ -146,6 +146,9 @@ pub enum DocumentStatus {
     Accepted,
     Processing,
     Indexed,
+    /// Processed, but a person has to look at it first (`qa_reason` says why): listed for
+    /// `records`, invisible to everyone else.
+    Qa,
     Failed,
     /// A tombstone: the document was crypto-shredded.
     Deleted,
@@ -157,6 +160,7 @@ impl DocumentStatus {
             DocumentStatus::Accepted => "accepted",
             DocumentStatus::Processing => "processing",
             DocumentStatus::Indexed => "indexed",
+            DocumentStatus::Qa => "qa",
             DocumentStatus::Failed => "failed",
             DocumentStatus::Deleted => "deleted",
         }
@@ -170,6 +174,7 @@ impl FromStr for DocumentStatus {
             "accepted" => Ok(DocumentStatus::Accepted),
             "processing" => Ok(DocumentStatus::Processing),
             "indexed" => Ok(DocumentStatus::Indexed),
+            "qa" => Ok(DocumentStatus::Qa),
             "failed" => Ok(DocumentStatus::Failed),
             "deleted" => Ok(DocumentStatus::Deleted),
             other => Err(format!("unknown status {other:?}")),

@@ -246,24 +246,7 @@ async fn accept_inner(
     }
     if !metadata.allow_duplicate {
         if let Some(existing) = existing_copy(state, staged, metadata).await? {
-            state.vault.discard_staging(staged.doc);
-            crate::auth::audit(
-                &state.db,
-                principal,
-                crate::auth::Action::Ingest,
-                "duplicate",
-                Some(existing.patient_id),
-                Some(existing.id),
-                None,
-            )
-            .await?;
-            return Ok(Accepted {
-                id: existing.id,
-                status: existing.status.as_str(),
-                sha256: existing.sha256,
-                pages: existing.page_count,
-                duplicate: true,
-            });
+            return duplicate(state, staged, principal, existing).await;
         }
     }
     let limits = scan_limits(&state.config);
@@ -278,6 +261,18 @@ async fn accept_inner(
     .map_err(scan_error)?;
 
     let page_count = preflight.pages.len() as u32;
+    let mut qa_reason = None;
+    if let Some(dicom) = &preflight.dicom {
+        // A DICOM instance is stored once, whoever uploads it for whichever patient.
+        if let Some(existing) = state
+            .db
+            .document_by_sop_instance(&dicom.sop_instance_uid)
+            .await?
+        {
+            return duplicate(state, staged, principal, existing).await;
+        }
+        qa_reason = dicom_patient_mismatch(dicom, &metadata.mrn);
+    }
     let vault = state.vault.clone();
     tokio::task::spawn_blocking(move || vault.promote_staging(doc)).await??;
 
@@ -293,6 +288,8 @@ async fn accept_inner(
         size_bytes: staged.size,
         page_count,
         created_by: principal.user_id,
+        sop_instance_uid: preflight.dicom.as_ref().map(|d| d.sop_instance_uid.clone()),
+        qa_reason: qa_reason.map(str::to_string),
     };
     let committed = record(&state.db, staged, metadata, new_doc).await;
     let patient_id = match committed {
@@ -322,6 +319,44 @@ async fn accept_inner(
         pages: page_count,
         duplicate: false,
     })
+}
+
+/// Answers an upload of something the archive holds already with the existing document
+/// (`200`, nothing stored), and audits it.
+async fn duplicate(
+    state: &AppState,
+    staged: &Staged,
+    principal: &Principal,
+    existing: crate::db::Document,
+) -> Result<Accepted, ApiError> {
+    state.vault.discard_staging(staged.doc);
+    crate::auth::audit(
+        &state.db,
+        principal,
+        crate::auth::Action::Ingest,
+        "duplicate",
+        Some(existing.patient_id),
+        Some(existing.id),
+        None,
+    )
+    .await?;
+    Ok(Accepted {
+        id: existing.id,
+        status: existing.status.as_str(),
+        sha256: existing.sha256,
+        pages: existing.page_count,
+        duplicate: true,
+    })
+}
+
+/// Why a DICOM file cannot be filed under the MRN it was uploaded with without a person
+/// looking: its PatientID is another, or it has none. The reason never quotes either value.
+fn dicom_patient_mismatch(dicom: &chartvault_ocr::DicomInfo, mrn: &Mrn) -> Option<&'static str> {
+    match dicom.patient_id.as_deref().map(Mrn::parse) {
+        Some(Ok(id)) if &id == mrn => None,
+        Some(_) => Some("the DICOM PatientID does not match the MRN given at upload"),
+        None => Some("the DICOM file has no PatientID to check the MRN given at upload against"),
+    }
 }
 
 /// The patient's live document with the same original (SHA-256), if any.
@@ -375,6 +410,8 @@ pub fn format_of(content_type: &str) -> Option<ScanFormat> {
         "image/jpeg" => Some(ScanFormat::Jpeg),
         "image/png" => Some(ScanFormat::Png),
         "image/tiff" => Some(ScanFormat::Tiff),
+        "application/pdf" => Some(ScanFormat::Pdf),
+        chartvault_ocr::DICOM_MIME => Some(ScanFormat::Dicom),
         _ => None,
     }
 }
@@ -384,8 +421,8 @@ fn scan_error(error: chartvault_ocr::ScanError) -> ApiError {
     match error {
         ScanError::UnknownFormat => ApiError::new(
             ErrorCode::UnsupportedMediaType,
-            "unsupported file type: chartvault accepts JPEG, PNG and TIFF scans \
-             (recognised by their content, not their name)",
+            "unsupported file type: chartvault accepts JPEG, PNG, TIFF and PDF scans and DICOM \
+             files (recognised by their content, not their name)",
         ),
         ScanError::Empty => ApiError::invalid("the file is empty"),
         // The crate's messages describe the file's structure, never its content.

@@ -136,6 +136,17 @@ impl PhiCipher {
     }
 }
 
+impl PhiCipher {
+    /// The blind index of a DICOM SOP Instance UID (the same key as MRNs, another domain).
+    pub fn sop_index(&self, sop_instance_uid: &str) -> Vec<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.blind_index.expose_secret())
+            .expect("HMAC takes a key of any length");
+        mac.update(b"chartvault:dicom-sop:");
+        mac.update(sop_instance_uid.trim().as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+}
+
 /// Whether a column value is sealed already (an archive upgraded from plaintext columns
 /// holds unsealed values until its first start after the upgrade).
 pub fn is_sealed(value: &[u8]) -> bool {

@@ -120,6 +120,7 @@ pub async fn search(
         patient_ids,
         categories: None,
         excluded_categories: principal.scope.hidden_categories(),
+        excluded_documents: hidden_qa_documents(state, principal).await?,
         document_ids: None,
         document_type,
         from: body.from,
@@ -149,6 +150,7 @@ pub async fn search(
             patient_id: doc.patient_id,
             document_id: Some(doc.id),
             category: &doc.category,
+            in_qa: doc.status == DocumentStatus::Qa,
         };
         if !decide(principal, Action::ReadDocument, Some(&resource)).is_allow() {
             continue;
@@ -230,6 +232,24 @@ pub async fn search(
         total: results.total,
         hits,
     })
+}
+
+/// Documents in the QA queue, unless the caller is `records` (who works the queue): they
+/// are left out inside the query, so totals and paging never count them.
+async fn hidden_qa_documents(
+    state: &AppState,
+    principal: &Principal,
+) -> ApiResult<Vec<uuid::Uuid>> {
+    if principal.role == crate::domain::Role::Records {
+        return Ok(Vec::new());
+    }
+    Ok(state
+        .db
+        .qa_documents()
+        .await?
+        .into_iter()
+        .map(|doc| doc.id.0)
+        .collect())
 }
 
 async fn shredded(state: &AppState, id: DocumentId) -> ApiResult<bool> {

@@ -25,7 +25,7 @@ use crate::vault::ObjectRef;
 /// Why a document may not be destroyed now, or `None` if it may.
 pub fn destruction_refusal(doc: &Document) -> Option<ApiError> {
     match doc.status {
-        DocumentStatus::Indexed | DocumentStatus::Failed => None,
+        DocumentStatus::Indexed | DocumentStatus::Qa | DocumentStatus::Failed => None,
         DocumentStatus::Accepted | DocumentStatus::Processing => Some(ApiError::new(
             ErrorCode::Conflict,
             "the document is still being processed; delete it once it is indexed or failed",
@@ -38,6 +38,7 @@ pub fn destruction_refusal(doc: &Document) -> Option<ApiError> {
 }
 
 /// The states [`destruction_refusal`] lets through, re-checked inside the transaction.
+/// (A document in the QA queue is `indexed` in the database.)
 const DESTROYABLE: &[DocumentStatus] = &[DocumentStatus::Indexed, DocumentStatus::Failed];
 
 /// Every blob of a document: its original and all page artifacts.

@@ -132,33 +132,40 @@ async fn process_document(state: &AppState, doc_id: DocumentId) -> Result<usize,
         process_pages(state, &doc, format, todo).await?;
     }
 
+    reindex(state, &doc).await.map_err(Failure::transient)
+}
+
+/// Indexes a document's pages again from their stored text, under the document's current
+/// patient, type and date (after a QA resolution files it elsewhere): each page replaces its
+/// old entry.
+pub(crate) async fn reindex_document(state: &AppState, id: DocumentId) -> anyhow::Result<usize> {
+    let doc = state
+        .db
+        .document(id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no such document"))?;
+    reindex(state, &doc).await
+}
+
+async fn reindex(state: &AppState, doc: &Document) -> anyhow::Result<usize> {
     let patient_name = state
         .db
         .patient(doc.patient_id)
-        .await
-        .map_err(|e| Failure::transient(e.into()))?
+        .await?
         .map(|patient| patient.name)
         .unwrap_or_default();
     let mut records = Vec::with_capacity(doc.page_count as usize);
     for page in 1..=doc.page_count {
-        let text = state
-            .vault
-            .get(ObjectRef::PageText(doc_id, page))
-            .await
-            .map_err(Failure::transient)?;
+        let text = state.vault.get(ObjectRef::PageText(doc.id, page)).await?;
         records.push(page_record(
-            &doc,
+            doc,
             &patient_name,
             page,
             String::from_utf8_lossy(&text).into_owned(),
         ));
     }
     let count = records.len();
-    state
-        .index_writer
-        .index_pages(records)
-        .await
-        .map_err(|e| Failure::transient(e.into()))?;
+    state.index_writer.index_pages(records).await?;
     Ok(count)
 }
 
@@ -261,16 +268,38 @@ async fn process_page(
             error: e.into(),
         },
     })?;
-    let dpi = decoded.dpi.map(|(x, _)| x.round() as u32);
-    let processed = state
-        .ocr
-        .process(decoded.image, dpi)
-        .await
-        .map_err(|e| Failure {
-            reason: format!("page {page} could not be recognised"),
-            permanent: true,
-            error: e.into(),
-        })?;
+    if let Some(reason) = &decoded.no_image {
+        let notice = format!("stored and indexed without a preview: {reason}");
+        state
+            .db
+            .set_notice(doc.id, &notice)
+            .await
+            .map_err(|e| Failure::transient(e.into()))?;
+    }
+    let (processed, text_source) = match decoded.text_layer {
+        Some(layer) => (
+            with_text_layer(state, decoded.image, decoded.dpi, layer).await?,
+            if doc.content_type == chartvault_ocr::DICOM_MIME {
+                "dicom"
+            } else {
+                "text-layer"
+            },
+        ),
+        None => {
+            let dpi = decoded.dpi.map(|(x, _)| x.round() as u32);
+            let processed = state
+                .ocr
+                .process(decoded.image, dpi)
+                .await
+                .map_err(|e| Failure {
+                    reason: format!("page {page} could not be recognised"),
+                    permanent: true,
+                    error: e.into(),
+                })?;
+            let source = if processed.blank { "none" } else { "ocr" };
+            (processed, source)
+        }
+    };
     let (width, height) = processed.image.dimensions();
     let image = processed.image;
     let png = tokio::task::spawn_blocking(move || encode_png(&image))
@@ -311,11 +340,39 @@ async fn process_page(
                 rotation: processed.rotation,
                 skew_degrees: processed.skew_degrees.map(f64::from),
                 ink: Some(f64::from(processed.ink)),
+                text_source: text_source.to_string(),
             },
         )
         .await
         .map_err(|e| Failure::transient(e.into()))?;
     Ok(())
+}
+
+/// A page that brings its own text (a PDF's born-digital text or OCR layer, a DICOM file's
+/// attributes): no OCR, and no
+/// turning or straightening either, since the text's boxes are placed on the page as rendered.
+async fn with_text_layer(
+    state: &AppState,
+    image: image::GrayImage,
+    dpi: Option<(f32, f32)>,
+    layer: chartvault_ocr::PageOcr,
+) -> Result<chartvault_ocr::ProcessedPage, Failure> {
+    let dpi = dpi.map_or(chartvault_ocr::DEFAULT_DPI as f32, |(x, _)| x);
+    let blank_max_ink = state.config.ocr.blank_max_ink;
+    tokio::task::spawn_blocking(move || {
+        let ink = chartvault_ocr::cleanup::ink_coverage(&image, dpi);
+        chartvault_ocr::ProcessedPage {
+            blank: layer.text.trim().is_empty() && ink < blank_max_ink,
+            image,
+            dpi: dpi.round() as u32,
+            rotation: 0,
+            skew_degrees: None,
+            ink,
+            ocr: layer,
+        }
+    })
+    .await
+    .map_err(|e| Failure::transient(e.into()))
 }
 
 fn encode_png(image: &image::GrayImage) -> anyhow::Result<Vec<u8>> {

@@ -57,6 +57,8 @@ pub struct SearchRequest {
     /// Categories the caller may not see (sensitive ones without a grant): pages in them
     /// never match, so totals, paging and snippets never reflect them.
     pub excluded_categories: Vec<String>,
+    /// Documents the caller may not see (waiting in the QA queue): their pages never match.
+    pub excluded_documents: Vec<Uuid>,
     /// Restrict to these documents; `None` = all.
     pub document_ids: Option<Vec<Uuid>>,
     /// Restrict to one document type.
@@ -216,6 +218,13 @@ impl SearchIndex {
                 .excluded_categories
                 .iter()
                 .map(|category| Term::from_field_text(fields.category, category));
+            clauses.push((Occur::MustNot, Box::new(TermSetQuery::new(hidden))));
+        }
+        if !request.excluded_documents.is_empty() {
+            let hidden = request
+                .excluded_documents
+                .iter()
+                .map(|id| Term::from_field_text(fields.document_id, &uuid_string(*id)));
             clauses.push((Occur::MustNot, Box::new(TermSetQuery::new(hidden))));
         }
         let query = BooleanQuery::new(clauses);

@@ -30,6 +30,12 @@ pub struct DecodedPage {
     pub image: GrayImage,
     /// Horizontal and vertical dots per inch, when the file states them.
     pub dpi: Option<(f32, f32)>,
+    /// The page's own text with word boxes in `image` pixels (a PDF's born-digital text or
+    /// OCR layer, or a DICOM file's indexed attributes): such a page needs no OCR.
+    pub text_layer: Option<crate::PageOcr>,
+    /// Why the page has no real image (a DICOM file whose pixel data is not decoded: the
+    /// image is then a blank placeholder).
+    pub no_image: Option<String>,
 }
 
 /// Decodes page `page_index` (0-based) of a scan of the given format to grayscale.
@@ -64,7 +70,12 @@ pub fn decode_page<R: Read + Seek>(
             Ok(DecodedPage {
                 image,
                 dpi: info.dpi,
+                text_layer: None,
+                no_image: None,
             })
+        }
+        ScanFormat::Pdf | ScanFormat::Dicom => {
+            PageReader::open(reader, format, limits)?.decode(page_index)
         }
         ScanFormat::Tiff => {
             let pages = read_pages(&mut reader, limits, Some(page_index))?;
@@ -79,6 +90,8 @@ pub fn decode_page<R: Read + Seek>(
             Ok(DecodedPage {
                 image,
                 dpi: page.info.dpi,
+                text_layer: None,
+                no_image: None,
             })
         }
     }
@@ -101,7 +114,9 @@ fn decode_with_image_crate<R: Read + Seek>(
     let image_format = match format {
         ScanFormat::Png => image::ImageFormat::Png,
         ScanFormat::Jpeg => image::ImageFormat::Jpeg,
-        ScanFormat::Tiff => unreachable!("TIFF is decoded with the tiff crate"),
+        ScanFormat::Tiff | ScanFormat::Pdf | ScanFormat::Dicom => {
+            unreachable!("TIFF, PDF and DICOM have decoders of their own")
+        }
     };
     let mut decoder_limits = image::Limits::default();
     decoder_limits.max_image_width = Some(limits.max_dimension);
@@ -248,7 +263,8 @@ fn read_tiff_page<R: Read + Seek>(
 
 /// The pages of one scan, decoded from a single open reader: for a TIFF one pass over the
 /// directory chain at [`PageReader::open`] (the preflight), then one decoder that moves from
-/// page to page. Memory holds one decoded page at a time, whatever the page count.
+/// page to page; for a PDF the parsed file, rendering one page at a time. Memory holds one
+/// decoded page at a time, whatever the page count.
 pub struct PageReader<R: Read + Seek> {
     format: ScanFormat,
     limits: Limits,
@@ -257,11 +273,17 @@ pub struct PageReader<R: Read + Seek> {
 
 enum Source<R: Read + Seek> {
     /// PNG and JPEG: one page; the reader, until it is decoded.
-    Single { reader: Option<R>, info: PageInfo },
+    Single {
+        reader: Option<R>,
+        info: PageInfo,
+    },
     Tiff {
         decoder: Box<TiffReader<R>>,
         pages: Vec<TiffPage>,
     },
+    Pdf(crate::PdfFile),
+    /// The whole file: its one page is read from it at once.
+    Dicom(Vec<u8>),
 }
 
 impl<R: Read + Seek> PageReader<R> {
@@ -292,6 +314,15 @@ impl<R: Read + Seek> PageReader<R> {
                 let decoder = Box::new(tiff_decoder(reader, &pages, limits)?);
                 Source::Tiff { decoder, pages }
             }
+            ScanFormat::Pdf => Source::Pdf(crate::PdfFile::open(
+                preflight::read_whole(&mut reader)?,
+                limits,
+            )?),
+            ScanFormat::Dicom => {
+                let bytes = preflight::read_whole(&mut reader)?;
+                crate::dicom_info(&bytes, limits)?;
+                Source::Dicom(bytes)
+            }
         };
         Ok(PageReader {
             format,
@@ -304,6 +335,8 @@ impl<R: Read + Seek> PageReader<R> {
         match &self.source {
             Source::Single { .. } => 1,
             Source::Tiff { pages, .. } => pages.len(),
+            Source::Pdf(pdf) => pdf.page_count(),
+            Source::Dicom(_) => 1,
         }
     }
 
@@ -328,6 +361,8 @@ impl<R: Read + Seek> PageReader<R> {
                 Ok(DecodedPage {
                     image,
                     dpi: info.dpi,
+                    text_layer: None,
+                    no_image: None,
                 })
             }
             Source::Tiff { decoder, pages } => {
@@ -336,6 +371,38 @@ impl<R: Read + Seek> PageReader<R> {
                 Ok(DecodedPage {
                     image,
                     dpi: page.info.dpi,
+                    text_layer: None,
+                    no_image: None,
+                })
+            }
+            Source::Pdf(pdf) => {
+                let page = pdf.page(page_index, &self.limits)?;
+                Ok(DecodedPage {
+                    image: page.image,
+                    dpi: Some(page.dpi),
+                    text_layer: page.text_layer,
+                    no_image: None,
+                })
+            }
+            Source::Dicom(bytes) => {
+                let (info, preview) = crate::dicom_read(bytes, &self.limits)?;
+                let text = info.searchable_text();
+                let (image, no_image) = match preview {
+                    Ok(image) => (image, None),
+                    Err(error) => (
+                        GrayImage::from_pixel(256, 256, image::Luma([255])),
+                        Some(error.to_string()),
+                    ),
+                };
+                Ok(DecodedPage {
+                    image,
+                    dpi: None,
+                    text_layer: Some(crate::PageOcr {
+                        text,
+                        words: Vec::new(),
+                        mean_confidence: 100.0,
+                    }),
+                    no_image,
                 })
             }
         }

@@ -17,7 +17,7 @@ pub enum ScanError {
     Empty,
 
     /// The first bytes match none of the supported formats.
-    #[error("the file is not a JPEG, PNG or TIFF image (unrecognised magic bytes)")]
+    #[error("the file is not a JPEG, PNG, TIFF or PDF scan (unrecognised magic bytes)")]
     UnknownFormat,
 
     /// The file ends inside a structure that preflight has to read.

@@ -22,6 +22,8 @@ mod decode;
 mod dicom;
 mod error;
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod osd;
 mod pdf;
 mod pool;

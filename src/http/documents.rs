@@ -224,6 +224,7 @@ async fn document_in_scope(
         patient_id: doc.patient_id,
         document_id: Some(doc.id),
         category: &doc.category,
+        in_qa: doc.status == DocumentStatus::Qa,
     };
     authorize(&state.db, principal, action, Some(&resource)).await?;
     Ok(doc)

@@ -7,6 +7,7 @@ mod admin;
 mod audit;
 mod documents;
 mod patients;
+mod qa;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +121,8 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             "/disclosures/accounting",
             post(audit::accounting),
         ),
+        (Method::GET, "/qa", get(qa::list)),
+        (Method::POST, "/qa/{id}", post(qa::resolve)),
     ]
 }
 

@@ -67,6 +67,9 @@ const EXPECTED: &[Row] = &[
     ("POST /audit/query",                          "IN",  [403, 403, 403, 200, 403, 403, 403, 403]),
     ("POST /disclosures",                          "IN",  [403, 201, 201, 201, 403, 403, 403, 403]),
     ("POST /disclosures/accounting",               "IN",  [403, 403, 403, 200, 403, 403, 403, 403]),
+    ("GET /qa",                                    "-",   [403, 200, 403, 403, 403, 403, 403, 403]),
+    // A filed document is not in the queue: 409 for records.
+    ("POST /qa/{id}",                              "G",   [403, 409, 403, 403, 403, 403, 403, 403]),
     // Changes the callers' scope: after the reads.
     ("POST /break-glass",                          "OUT", [403, 403, 403, 403, 201, 201, 201, 201]),
     // Destroys: last. Records have no `hiv` grant, so S is out of their scope.
@@ -236,6 +239,7 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
             Some(json!({ "outcome": "appropriate", "note": "emergency confirmed" }))
         }
         "/admin/keys/retire" => Some(json!({ "version": 1 })),
+        "/qa/{id}" => Some(json!({ "action": "accept" })),
         "/audit/query" => Some(json!({ "patient_mrn": mrn, "limit": 5 })),
         "/disclosures" => Some(json!({
             "mrn": mrn, "disclosed_at": "2026-11-20", "recipient_name": "County court",

@@ -262,6 +262,27 @@ impl TestApp {
     pub async fn wait_indexed(&self, id: &str) -> Value {
         wait_indexed(&self.http, &self.base, &self.records, id).await
     }
+
+    /// Polls (as `records`) until the document is processed, `indexed` or in the QA queue;
+    /// panics on `failed` or once `limit` has passed.
+    pub async fn wait_processed_within(&self, id: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let doc: Value = self
+                .get(&self.records, &format!("/api/v1/documents/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            match doc["status"].as_str() {
+                Some("indexed") | Some("qa") => return doc,
+                Some("failed") => panic!("document failed: {}", doc["failure_reason"]),
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "not processed in time: {doc}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 pub async fn wait_indexed(http: &reqwest::Client, base: &str, token: &str, id: &str) -> Value {
@@ -376,40 +397,61 @@ pub fn tiff_of(pages: &[GrayImage]) -> Vec<u8> {
     out.into_inner()
 }
 
-/// A multi-page bilevel TIFF compressed with CCITT Group 4, at 300 dpi, as a document
-/// scanner or fax sends it: pixels darker than mid-gray become black.
-pub fn g4_tiff_of(pages: &[GrayImage]) -> Vec<u8> {
+/// One page compressed with CCITT Group 4: width, height and the strip.
+pub struct G4Page {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+/// Compresses a page with CCITT Group 4: pixels darker than mid-gray become black.
+pub fn g4_encode(page: &GrayImage) -> G4Page {
     use fax::{encoder::Encoder, Color, VecWriter};
+    let (width, height) = page.dimensions();
+    let mut g4 = Encoder::new(VecWriter::new());
+    for row in page.rows() {
+        let pels = row.map(|p| {
+            if p.0[0] < 128 {
+                Color::Black
+            } else {
+                Color::White
+            }
+        });
+        g4.encode_line(pels, width as u16).expect("g4 line");
+    }
+    G4Page {
+        width,
+        height,
+        data: g4.finish().expect("g4 end").finish(),
+    }
+}
+
+/// A multi-page bilevel TIFF compressed with CCITT Group 4, at 300 dpi, as a document
+/// scanner or fax sends it.
+pub fn g4_tiff_of<'a>(pages: impl IntoIterator<Item = &'a GrayImage>) -> Vec<u8> {
+    let encoded: Vec<G4Page> = pages.into_iter().map(g4_encode).collect();
+    g4_tiff_of_encoded(&encoded)
+}
+
+/// A multi-page G4 TIFF of pages compressed already (a page may appear several times).
+pub fn g4_tiff_of_encoded<'a>(pages: impl IntoIterator<Item = &'a G4Page>) -> Vec<u8> {
     use tiff::encoder::{Rational, TiffEncoder};
     use tiff::tags::Tag;
     let mut out = Cursor::new(Vec::new());
     {
         let mut encoder = TiffEncoder::new(&mut out).expect("tiff encoder");
         for page in pages {
-            let (width, height) = page.dimensions();
-            let mut g4 = Encoder::new(VecWriter::new());
-            for row in page.rows() {
-                let pels = row.map(|p| {
-                    if p.0[0] < 128 {
-                        Color::Black
-                    } else {
-                        Color::White
-                    }
-                });
-                g4.encode_line(pels, width as u16).expect("g4 line");
-            }
-            let data = g4.finish().expect("g4 end").finish();
             let mut dir = encoder.image_directory().expect("tiff directory");
-            let offset = dir.write_data(data.as_slice()).expect("strip") as u32;
-            dir.write_tag(Tag::ImageWidth, width).unwrap();
-            dir.write_tag(Tag::ImageLength, height).unwrap();
+            let offset = dir.write_data(page.data.as_slice()).expect("strip") as u32;
+            dir.write_tag(Tag::ImageWidth, page.width).unwrap();
+            dir.write_tag(Tag::ImageLength, page.height).unwrap();
             dir.write_tag(Tag::BitsPerSample, 1u16).unwrap();
             dir.write_tag(Tag::Compression, 4u16).unwrap();
             dir.write_tag(Tag::PhotometricInterpretation, 0u16).unwrap();
             dir.write_tag(Tag::StripOffsets, offset).unwrap();
             dir.write_tag(Tag::SamplesPerPixel, 1u16).unwrap();
-            dir.write_tag(Tag::RowsPerStrip, height).unwrap();
-            dir.write_tag(Tag::StripByteCounts, data.len() as u32)
+            dir.write_tag(Tag::RowsPerStrip, page.height).unwrap();
+            dir.write_tag(Tag::StripByteCounts, page.data.len() as u32)
                 .unwrap();
             dir.write_tag(Tag::XResolution, Rational { n: 300, d: 1 })
                 .unwrap();
@@ -420,6 +462,73 @@ pub fn g4_tiff_of(pages: &[GrayImage]) -> Vec<u8> {
         }
     }
     out.into_inner()
+}
+
+/// A born-digital PDF: one Letter page per entry, each line of text in 14 pt Helvetica, with
+/// a correct cross-reference table.
+pub fn text_pdf_of(pages: &[&[&str]]) -> Vec<u8> {
+    let mut objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        Vec::new(), // the page tree, once the kids are known
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            .to_vec(),
+    ];
+    let mut kids = Vec::new();
+    for lines in pages {
+        let mut content = String::from("BT /F1 14 Tf 72 720 Td 18 TL");
+        for line in *lines {
+            let escaped = line
+                .replace('\\', "\\\\")
+                .replace('(', "\\(")
+                .replace(')', "\\)");
+            content.push_str(&format!(" ({escaped}) Tj T*"));
+        }
+        content.push_str(" ET");
+        let content_id = objects.len() + 1;
+        objects.push(
+            format!(
+                "<< /Length {} >>\nstream\n{content}\nendstream",
+                content.len()
+            )
+            .into_bytes(),
+        );
+        kids.push(objects.len() + 1);
+        objects.push(
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+                 /Resources << /Font << /F1 3 0 R >> >> /Contents {content_id} 0 R >>"
+            )
+            .into_bytes(),
+        );
+    }
+    let kids_list: Vec<String> = kids.iter().map(|k| format!("{k} 0 R")).collect();
+    objects[1] = format!(
+        "<< /Type /Pages /Kids [{}] /Count {} >>",
+        kids_list.join(" "),
+        kids.len()
+    )
+    .into_bytes();
+    let mut out = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n".to_vec();
+    let mut offsets = Vec::new();
+    for (index, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n", index + 1).as_bytes());
+        out.extend(body);
+        out.extend(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for offset in offsets {
+        out.extend(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
 }
 
 pub fn png_of(page: &GrayImage) -> Vec<u8> {

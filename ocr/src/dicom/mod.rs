@@ -172,6 +172,28 @@ impl DicomInfo {
     }
 }
 
+impl DicomInfo {
+    /// Everything the archive indexes for the file: [`DicomInfo::index_text`], then a line of
+    /// the identifiers it can be found by (patient ID and readable name, study, series and
+    /// SOP instance UIDs). This text is stored encrypted like OCR text.
+    pub fn searchable_text(&self) -> String {
+        let mut out = self.index_text();
+        let name = self.patient_name_readable();
+        let identifiers = [
+            self.patient_id.as_deref(),
+            name.as_deref(),
+            self.study_instance_uid.as_deref(),
+            self.series_instance_uid.as_deref(),
+            Some(self.sop_instance_uid.as_str()),
+        ];
+        out.push('\n');
+        let line: Vec<&str> = identifiers.into_iter().flatten().collect();
+        out.push_str(&line.join(" "));
+        out.push('\n');
+        out
+    }
+}
+
 /// Plain words for the common modalities, so that "x-ray" or "ultrasound" finds a study.
 fn modality_words(modality: &str) -> Option<&'static str> {
     Some(match modality.trim() {

@@ -55,8 +55,11 @@ pub struct PageInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preflight {
     pub format: ScanFormat,
-    /// One entry per page, in file order (never empty).
+    /// One entry per page, in file order (never empty). A DICOM file has one page: its
+    /// preview (0x0 when it has no pixel data).
     pub pages: Vec<PageInfo>,
+    /// What a DICOM file says about itself.
+    pub dicom: Option<crate::DicomInfo>,
 }
 
 /// Sniffs the format and reads every page header, enforcing `limits`.
@@ -65,6 +68,19 @@ pub struct Preflight {
 /// and only the header structures are read, seeking over everything else.
 pub fn preflight<R: Read + Seek>(mut reader: R, limits: &Limits) -> Result<Preflight, ScanError> {
     let format = sniff_reader(&mut reader)?;
+    if format == ScanFormat::Dicom {
+        let info = crate::dicom_info(&read_whole(&mut reader)?, limits)?;
+        let page = PageInfo {
+            width: info.columns,
+            height: info.rows,
+            dpi: None,
+        };
+        return Ok(Preflight {
+            format,
+            pages: vec![page],
+            dicom: Some(info),
+        });
+    }
     let pages = match format {
         ScanFormat::Png => vec![png::read_header(&mut reader, limits)?],
         ScanFormat::Jpeg => vec![jpeg::read_header(&mut reader, limits)?],
@@ -72,8 +88,28 @@ pub fn preflight<R: Read + Seek>(mut reader: R, limits: &Limits) -> Result<Prefl
             .into_iter()
             .map(|page| page.info)
             .collect(),
+        ScanFormat::Pdf => {
+            let pdf = crate::PdfFile::open(read_whole(&mut reader)?, limits)?;
+            (0..pdf.page_count())
+                .map(|index| pdf.page_info(index, limits))
+                .collect::<Result<_, _>>()?
+        }
+        ScanFormat::Dicom => unreachable!("handled above"),
     };
-    Ok(Preflight { format, pages })
+    Ok(Preflight {
+        format,
+        pages,
+        dicom: None,
+    })
+}
+
+/// The whole file from its start (PDF needs random access to all of it; the upload limit
+/// bounds its size).
+pub(crate) fn read_whole<R: Read + Seek>(reader: &mut R) -> Result<Vec<u8>, ScanError> {
+    reader.seek(SeekFrom::Start(0))?;
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Rewinds and sniffs; leaves the reader at an unspecified position.
