@@ -198,7 +198,7 @@ async fn readable_document(
 
 /// The document `raw_id` if `action` on it is allowed; an unknown id is audited and 404,
 /// exactly like a document outside the caller's scope.
-async fn document_in_scope(
+pub(super) async fn document_in_scope(
     state: &AppState,
     principal: &Principal,
     action: Action,

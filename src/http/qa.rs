@@ -98,23 +98,10 @@ pub async fn resolve(
 ) -> ApiResult<Json<Resolved>> {
     authorize(&state.db, &principal, Action::ReviewQa, None).await?;
     let Json(resolution) = body.map_err(super::json_rejection)?;
-    let doc = match raw_id.parse::<DocumentId>() {
-        Ok(id) => state.db.document(id).await?,
-        Err(_) => None,
-    };
-    let Some(doc) = doc else {
-        audit(
-            &state.db,
-            &principal,
-            Action::ReviewQa,
-            "not-found",
-            None,
-            None,
-            None,
-        )
-        .await?;
-        return Err(ApiError::not_found());
-    };
+    // Unknown ids and documents outside the caller's scope (a sensitive category without a
+    // grant) are audited and 404, as on every document route.
+    let doc =
+        super::documents::document_in_scope(&state, &principal, Action::ReviewQa, &raw_id).await?;
     if doc.status != DocumentStatus::Qa {
         audit(
             &state.db,
