@@ -209,6 +209,17 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
             );
         }
     }
+    // Batches not yet fully filed: their file and the pages they still hold.
+    for (batch, _) in &inventory.batch_originals {
+        names.push(ObjectRef::Original(*batch).blob_name());
+    }
+    for (batch, page) in &inventory.batch_pages {
+        names.extend(
+            ObjectRef::page_artifacts(*batch, *page)
+                .iter()
+                .map(|o| o.blob_name()),
+        );
+    }
     let (blob_files, missing_blobs) = {
         let (src, dst) = (config.blobs_dir(), dest.join("blobs"));
         tokio::task::spawn_blocking(move || copy_blobs(&src, &dst, &names)).await??

@@ -21,6 +21,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub access: AccessConfig,
     pub audit: AuditConfig,
+    pub batches: BatchesConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +106,13 @@ impl OcrConfig {
     }
 }
 
+/// Batch uploads (`POST /batches`): how a cover sheet's code is laid out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchesConfig {
+    pub cover_sheet: chartvault_ocr::CoverSheetFormat,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IndexConfig {
@@ -165,6 +173,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             access: AccessConfig::default(),
             audit: AuditConfig::default(),
+            batches: BatchesConfig::default(),
         }
     }
 }

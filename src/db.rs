@@ -17,6 +17,7 @@ use crate::domain::{DocumentId, DocumentStatus, Mrn, PatientId, Role, UserId};
 use crate::phi::{is_sealed, Column, PhiCipher};
 
 mod audit_log;
+pub mod batches;
 mod disclosures;
 
 pub use audit_log::{AuditFilter, StoredAuditRow};
@@ -189,6 +190,36 @@ where
 fn parse_date(raw: Option<String>) -> sqlx::Result<Option<NaiveDate>> {
     raw.map(|d| NaiveDate::from_str(&d).map_err(|e| sqlx::Error::Decode(Box::new(e))))
         .transpose()
+}
+
+fn insert_page_query(
+    document: DocumentId,
+    page: &PageRow,
+) -> sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
+    sqlx::query(
+        "INSERT INTO pages (document_id, page, width, height, dpi, mean_confidence, word_count,
+            created_at, blank, rotation, skew_degrees, ink, text_source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         ON CONFLICT (document_id, page) DO UPDATE SET width = excluded.width,
+            height = excluded.height, dpi = excluded.dpi,
+            mean_confidence = excluded.mean_confidence, word_count = excluded.word_count,
+            blank = excluded.blank, rotation = excluded.rotation,
+            skew_degrees = excluded.skew_degrees, ink = excluded.ink,
+            text_source = excluded.text_source",
+    )
+    .bind(document.to_string())
+    .bind(page.page as i64)
+    .bind(page.width as i64)
+    .bind(page.height as i64)
+    .bind(page.dpi)
+    .bind(page.mean_confidence)
+    .bind(page.word_count as i64)
+    .bind(now())
+    .bind(page.blank)
+    .bind(i64::from(page.rotation))
+    .bind(page.skew_degrees)
+    .bind(page.ink)
+    .bind(page.text_source.clone())
 }
 
 fn decode_err(message: String) -> sqlx::Error {
@@ -1032,32 +1063,19 @@ impl Db {
     }
 
     pub async fn insert_page(&self, document: DocumentId, page: &PageRow) -> sqlx::Result<()> {
-        sqlx::query(
-            "INSERT INTO pages (document_id, page, width, height, dpi, mean_confidence, word_count,
-                created_at, blank, rotation, skew_degrees, ink, text_source)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             ON CONFLICT (document_id, page) DO UPDATE SET width = excluded.width,
-                height = excluded.height, dpi = excluded.dpi,
-                mean_confidence = excluded.mean_confidence, word_count = excluded.word_count,
-                blank = excluded.blank, rotation = excluded.rotation,
-                skew_degrees = excluded.skew_degrees, ink = excluded.ink,
-                text_source = excluded.text_source",
-        )
-        .bind(document.to_string())
-        .bind(page.page as i64)
-        .bind(page.width as i64)
-        .bind(page.height as i64)
-        .bind(page.dpi)
-        .bind(page.mean_confidence)
-        .bind(page.word_count as i64)
-        .bind(now())
-        .bind(page.blank)
-        .bind(i64::from(page.rotation))
-        .bind(page.skew_degrees)
-        .bind(page.ink)
-        .bind(&page.text_source)
-        .execute(&self.pool)
-        .await?;
+        insert_page_query(document, page)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// [`Db::insert_page`] inside the caller's transaction.
+    pub async fn insert_page_tx(
+        tx: &mut Transaction<'_, Sqlite>,
+        document: DocumentId,
+        page: &PageRow,
+    ) -> sqlx::Result<()> {
+        insert_page_query(document, page).execute(&mut **tx).await?;
         Ok(())
     }
 
@@ -1333,6 +1351,10 @@ pub struct Inventory {
     pub service_keys: Vec<(String, String)>,
     /// (document, state) of every job not done.
     pub open_jobs: Vec<(DocumentId, String)>,
+    /// (batch, sha256) of every batch whose file is still held.
+    pub batch_originals: Vec<(DocumentId, String)>,
+    /// (batch, page) of every page still held under its batch.
+    pub batch_pages: Vec<(DocumentId, u32)>,
 }
 
 impl Db {
@@ -1433,6 +1455,25 @@ impl Db {
                 ))
             })
             .collect::<sqlx::Result<Vec<_>>>()?;
+        let batch_originals = sqlx::query(
+            "SELECT id, sha256 FROM batches WHERE original_destroyed_at IS NULL ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok((parse_id(r.try_get::<&str, _>("id")?)?, r.try_get("sha256")?)))
+        .collect::<sqlx::Result<Vec<_>>>()?;
+        let batch_pages = sqlx::query("SELECT batch_id, page FROM batch_pages")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    parse_id(r.try_get::<&str, _>("batch_id")?)?,
+                    r.try_get::<i64, _>("page")? as u32,
+                ))
+            })
+            .collect::<sqlx::Result<Vec<_>>>()?;
         tx.commit().await?;
         Ok(Inventory {
             documents,
@@ -1440,7 +1481,46 @@ impl Db {
             keyring,
             service_keys,
             open_jobs,
+            batch_originals,
+            batch_pages,
         })
+    }
+
+    /// Whether a blob of `id` (an original, or page `page`) is one a batch holds or is filing
+    /// right now: the batch's file until it is destroyed, its pages until filed, and the
+    /// copies made for a page range being filed before its document row exists.
+    pub async fn batch_holds(&self, id: DocumentId, page: Option<u32>) -> sqlx::Result<bool> {
+        let filing: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM batch_segments WHERE document_id = $1 AND status IN ('pending','qa')",
+        )
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        if filing > 0 {
+            return Ok(true);
+        }
+        let held: i64 =
+            match page {
+                None => sqlx::query_scalar(
+                    "SELECT count(*) FROM batches WHERE id = $1 AND original_destroyed_at IS NULL",
+                )
+                .bind(id.to_string())
+                .fetch_one(&self.pool)
+                .await?,
+                Some(page) => {
+                    sqlx::query_scalar(
+                        "SELECT count(*) FROM batch_pages WHERE batch_id = $1 AND page = $2
+                     UNION ALL SELECT count(*) FROM batches
+                        WHERE id = $1 AND status IN ('accepted','processing')
+                     ORDER BY 1 DESC LIMIT 1",
+                    )
+                    .bind(id.to_string())
+                    .bind(page as i64)
+                    .fetch_one(&self.pool)
+                    .await?
+                }
+            };
+        Ok(held > 0)
     }
 
     /// The stored status of a document (`deleted` included), `None` if there is no row.

@@ -321,6 +321,126 @@ async fn accept_inner(
     })
 }
 
+/// The answer to a batch upload.
+#[derive(Debug, Serialize)]
+pub struct BatchAccepted {
+    pub id: DocumentId,
+    pub status: String,
+    pub sha256: String,
+    pub pages: u32,
+    /// The same file was uploaded as a batch already: `id` is that batch (`200`).
+    pub duplicate: bool,
+}
+
+/// Preflights a staged batch upload and, if it passes, makes it durable and queues it. On
+/// any failure the staging object is deleted.
+pub async fn accept_batch(
+    state: &AppState,
+    staged: Staged,
+    principal: &Principal,
+) -> Result<BatchAccepted, ApiError> {
+    let id = staged.doc;
+    let result = accept_batch_inner(state, &staged, principal).await;
+    if result.is_err() {
+        state.vault.discard_staging(id);
+    }
+    result
+}
+
+async fn accept_batch_inner(
+    state: &AppState,
+    staged: &Staged,
+    principal: &Principal,
+) -> Result<BatchAccepted, ApiError> {
+    if staged.size == 0 {
+        return Err(ApiError::invalid("the file is empty"));
+    }
+    if let Some(existing) = state.db.batch_by_sha256(&staged.sha256).await? {
+        state.vault.discard_staging(staged.doc);
+        crate::auth::audit(
+            &state.db,
+            principal,
+            crate::auth::Action::Ingest,
+            "duplicate",
+            None,
+            Some(existing.id),
+            Some(serde_json::json!({ "batch": true })),
+        )
+        .await?;
+        return Ok(BatchAccepted {
+            id: existing.id,
+            status: existing.status,
+            sha256: existing.sha256,
+            pages: existing.page_count,
+            duplicate: true,
+        });
+    }
+    let limits = scan_limits(&state.config);
+    let vault = state.vault.clone();
+    let id = staged.doc;
+    let key = staged.key.key.clone();
+    let preflight = tokio::task::spawn_blocking(move || {
+        let reader = vault.staging_reader(id, &key)?;
+        Ok::<_, anyhow::Error>(chartvault_ocr::preflight(reader, &limits))
+    })
+    .await??
+    .map_err(scan_error)?;
+    if preflight.format == ScanFormat::Dicom {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "a DICOM file is one image of one patient, not a batch: upload it to /documents",
+        ));
+    }
+    let page_count = preflight.pages.len() as u32;
+    let vault = state.vault.clone();
+    tokio::task::spawn_blocking(move || vault.promote_staging(id)).await??;
+    let batch = crate::db::batches::NewBatch {
+        id,
+        content_type: preflight.format.content_type().to_string(),
+        sha256: staged.sha256.clone(),
+        size_bytes: staged.size,
+        page_count,
+        created_by: principal.user_id,
+    };
+    let committed = async {
+        let mut tx = state.db.begin().await?;
+        Db::insert_key(
+            &mut tx,
+            &staged.key.id.to_hex(),
+            staged.key.wrapped.kek_version,
+            &staged.key.wrapped.bytes,
+        )
+        .await?;
+        Db::insert_batch(&mut tx, &batch).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(error) = committed {
+        let vault = state.vault.clone();
+        let name = crate::vault::ObjectRef::Original(id).blob_name();
+        let _ = tokio::task::spawn_blocking(move || vault.blobs.delete(&name)).await;
+        return Err(error.into());
+    }
+    crate::auth::audit(
+        &state.db,
+        principal,
+        crate::auth::Action::Ingest,
+        "accepted",
+        None,
+        Some(id),
+        Some(serde_json::json!({ "batch": true, "pages": page_count })),
+    )
+    .await?;
+    state.jobs_waiting.notify_one();
+    Ok(BatchAccepted {
+        id,
+        status: "accepted".into(),
+        sha256: staged.sha256.clone(),
+        pages: page_count,
+        duplicate: false,
+    })
+}
+
 /// Answers an upload of something the archive holds already with the existing document
 /// (`200`, nothing stored), and audits it.
 async fn duplicate(

@@ -38,6 +38,7 @@ pub enum Column {
     DisclosureRecipientAddress,
     DisclosureDescription,
     DisclosurePurpose,
+    BatchCoverFields,
 }
 
 impl Column {
@@ -54,6 +55,7 @@ impl Column {
             Column::DisclosureRecipientAddress => "disclosures.recipient_address",
             Column::DisclosureDescription => "disclosures.description",
             Column::DisclosurePurpose => "disclosures.purpose",
+            Column::BatchCoverFields => "batch_pages.cover_fields",
         }
     }
 }

@@ -106,7 +106,7 @@ impl Application {
             cleanup: config.ocr.cleanup(),
         })
         .context("starting the OCR engines")?;
-        let requeued = db.requeue_running_jobs().await?;
+        let requeued = db.requeue_running_jobs().await? + db.requeue_running_batches().await?;
         if requeued > 0 {
             tracing::info!(requeued, "resuming jobs interrupted by the last stop");
         }

@@ -619,6 +619,17 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
         }
     }
 
+    // A batch's file and the pages it still holds (see `crate::batch`).
+    for (batch, _) in &inventory.batch_originals {
+        let original = ObjectRef::Original(*batch);
+        expected.insert(original.blob_name(), original);
+    }
+    for (batch, page) in &inventory.batch_pages {
+        for object in ObjectRef::page_artifacts(*batch, *page) {
+            expected.insert(object.blob_name(), object);
+        }
+    }
+
     let mut to_check = Vec::new();
     let listed: BTreeSet<&BlobName> = listing.blobs.iter().collect();
     for name in &listing.blobs {
@@ -708,8 +719,16 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
         .await??
     };
 
-    let sha_of: HashMap<DocumentId, &str> =
-        live.values().map(|d| (d.id, d.sha256.as_str())).collect();
+    let sha_of: HashMap<DocumentId, &str> = live
+        .values()
+        .map(|d| (d.id, d.sha256.as_str()))
+        .chain(
+            inventory
+                .batch_originals
+                .iter()
+                .map(|(id, sha)| (*id, sha.as_str())),
+        )
+        .collect();
     let mut referenced_keys: BTreeSet<String> = inventory
         .service_keys
         .iter()
@@ -871,6 +890,9 @@ async fn confirm_orphan(
         return Ok(None);
     }
     let status = db.document_status(object.document()).await?;
+    if status.is_none() && db.batch_holds(object.document(), object.page()).await? {
+        return Ok(None);
+    }
     let why = match status.as_deref() {
         None => "no document row refers to it",
         Some("deleted") => "it belongs to a deleted (shredded) document",

@@ -34,13 +34,28 @@ pub fn spawn(state: AppState, engines: usize) {
     }
 }
 
+enum Claimed {
+    Job(Job),
+    Batch(crate::db::batches::Batch),
+}
+
 async fn run(state: AppState) {
     loop {
         if state.shutdown.is_cancelled() {
             return;
         }
-        match state.db.claim_job().await {
-            Ok(Some(job)) => process(&state, job).await,
+        let claimed = match state.db.claim_job().await {
+            Ok(Some(job)) => Ok(Some(Claimed::Job(job))),
+            Ok(None) => state
+                .db
+                .claim_batch()
+                .await
+                .map(|batch| batch.map(Claimed::Batch)),
+            Err(error) => Err(error),
+        };
+        match claimed {
+            Ok(Some(Claimed::Job(job))) => process(&state, job).await,
+            Ok(Some(Claimed::Batch(batch))) => crate::batch::process(&state, batch).await,
             Ok(None) => {
                 tokio::select! {
                     _ = state.jobs_waiting.notified() => {}
@@ -84,15 +99,15 @@ async fn process(state: &AppState, job: Job) {
     }
 }
 
-struct Failure {
+pub(crate) struct Failure {
     /// Client-facing reason: says what went wrong, never what the page says.
-    reason: String,
-    permanent: bool,
-    error: anyhow::Error,
+    pub reason: String,
+    pub permanent: bool,
+    pub error: anyhow::Error,
 }
 
 impl Failure {
-    fn transient(error: anyhow::Error) -> Failure {
+    pub(crate) fn transient(error: anyhow::Error) -> Failure {
         Failure {
             reason: "internal error while processing".into(),
             permanent: false,
@@ -129,7 +144,7 @@ async fn process_document(state: &AppState, doc_id: DocumentId) -> Result<usize,
         .collect();
     let todo: Vec<u32> = (1..=doc.page_count).filter(|p| !done.contains(p)).collect();
     if !todo.is_empty() {
-        process_pages(state, &doc, format, todo).await?;
+        process_pages(state, &Target::document(&doc), format, todo).await?;
     }
 
     reindex(state, &doc).await.map_err(Failure::transient)
@@ -192,9 +207,9 @@ pub(crate) fn page_record(
 /// (a 500-page TIFF is read in one pass), and processes them as they come, with up to one
 /// page more than there are OCR engines in flight. The channel between the two holds as many:
 /// memory stays flat whatever the page count.
-async fn process_pages(
+pub(crate) async fn process_pages(
     state: &AppState,
-    doc: &Document,
+    doc: &Target,
     format: ScanFormat,
     todo: Vec<u32>,
 ) -> Result<(), Failure> {
@@ -253,10 +268,30 @@ async fn process_pages(
         })
 }
 
+/// What pages are being processed for: a document, or a batch upload (whose pages are also
+/// read for cover-sheet barcodes, and recorded under the batch until it is split).
+pub(crate) struct Target {
+    pub id: DocumentId,
+    pub content_type: String,
+    pub page_count: u32,
+    pub batch: bool,
+}
+
+impl Target {
+    fn document(doc: &Document) -> Target {
+        Target {
+            id: doc.id,
+            content_type: doc.content_type.clone(),
+            page_count: doc.page_count,
+            batch: false,
+        }
+    }
+}
+
 /// Cleans one decoded page up, recognises it (unless blank), and stores its artifacts.
 async fn process_page(
     state: &AppState,
-    doc: &Document,
+    doc: &Target,
     page: u32,
     decoded: Result<DecodedPage, ScanError>,
 ) -> Result<(), Failure> {
@@ -302,11 +337,35 @@ async fn process_page(
     };
     let (width, height) = processed.image.dimensions();
     let image = processed.image;
-    let png = tokio::task::spawn_blocking(move || encode_png(&image))
-        .await
-        .map_err(|e| Failure::transient(e.into()))?
-        .map_err(Failure::transient)?;
+    let cover_sheet = doc.batch.then(|| state.config.batches.cover_sheet.clone());
+    let blank = processed.blank;
+    let (png, cover) = tokio::task::spawn_blocking(move || {
+        // A batch page's codes are read on the cleaned-up page (upright, straight, 300 dpi).
+        let cover = cover_sheet.map(|format| {
+            if blank {
+                chartvault_ocr::CoverSheet::NotCover
+            } else {
+                chartvault_ocr::parse_cover_sheet(&chartvault_ocr::read_barcodes(&image), &format)
+            }
+        });
+        encode_png(&image).map(|png| (png, cover))
+    })
+    .await
+    .map_err(|e| Failure::transient(e.into()))?
+    .map_err(Failure::transient)?;
     let ocr = processed.ocr;
+    let cover = cover.map(|cover| match cover {
+        chartvault_ocr::CoverSheet::NotCover
+            if chartvault_ocr::has_cover_marker(&ocr.text, &state.config.batches.cover_sheet) =>
+        {
+            chartvault_ocr::CoverSheet::Unreadable {
+                reason:
+                    "the page is printed as a cover sheet but no cover code on it could be read"
+                        .into(),
+            }
+        }
+        cover => cover,
+    });
     let words = serde_json::to_vec(&ocr.words).map_err(|e| Failure::transient(e.into()))?;
     let word_count = ocr.words.len() as u32;
     let store = async {
@@ -325,26 +384,29 @@ async fn process_page(
         anyhow::Ok(())
     };
     store.await.map_err(Failure::transient)?;
-    state
-        .db
-        .insert_page(
-            doc.id,
-            &PageRow {
-                page,
-                width,
-                height,
-                dpi: Some(f64::from(processed.dpi)),
-                mean_confidence: f64::from(ocr.mean_confidence),
-                word_count,
-                blank: processed.blank,
-                rotation: processed.rotation,
-                skew_degrees: processed.skew_degrees.map(f64::from),
-                ink: Some(f64::from(processed.ink)),
-                text_source: text_source.to_string(),
-            },
-        )
-        .await
-        .map_err(|e| Failure::transient(e.into()))?;
+    let row = PageRow {
+        page,
+        width,
+        height,
+        dpi: Some(f64::from(processed.dpi)),
+        mean_confidence: f64::from(ocr.mean_confidence),
+        word_count,
+        blank: processed.blank,
+        rotation: processed.rotation,
+        skew_degrees: processed.skew_degrees.map(f64::from),
+        ink: Some(f64::from(processed.ink)),
+        text_source: text_source.to_string(),
+    };
+    let recorded = match cover {
+        Some(cover) => {
+            state
+                .db
+                .insert_batch_page(doc.id, &crate::db::batches::BatchPage { row, cover })
+                .await
+        }
+        None => state.db.insert_page(doc.id, &row).await,
+    };
+    recorded.map_err(|e| Failure::transient(e.into()))?;
     Ok(())
 }
 

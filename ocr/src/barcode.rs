@@ -317,7 +317,7 @@ fn code39_full_ascii(raw: &str) -> Option<String> {
 /// (room for later fields), empty fields (a trailing separator) are ignored, a repeated key is
 /// an error. Keys match exactly (case-sensitive).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CoverSheetFormat {
     /// First field of every cover code, e.g. `CV`.
     pub prefix: String,

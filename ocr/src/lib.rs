@@ -28,6 +28,7 @@ mod osd;
 mod pdf;
 mod pool;
 mod preflight;
+mod split;
 mod words;
 
 pub use barcode::{
@@ -45,4 +46,5 @@ pub use format::{sniff, ScanFormat, SNIFF_LEN};
 pub use pdf::{PdfFile, PdfPage, BORN_DIGITAL_DPI};
 pub use pool::{OcrConfig, OcrPool, ProcessedPage, DEFAULT_DPI};
 pub use preflight::{preflight, Limits, PageInfo, Preflight};
+pub use split::TiffPagesWriter;
 pub use words::{OcrWord, PageOcr};

@@ -31,13 +31,37 @@ pub async fn upload(
     principal: Result<Principal, ApiError>,
     request: Request,
 ) -> Response {
+    let (principal, metadata, staged) = match receive(&state, principal, request, true).await {
+        Ok(received) => received,
+        Err(response) => return response,
+    };
+    let Some(metadata) = metadata else {
+        state.vault.discard_staging(staged.doc);
+        return ApiError::invalid("the 'metadata' part is missing").into_response();
+    };
+    match ingest::accept(&state, staged, metadata, &principal).await {
+        Ok(accepted) if accepted.duplicate => (StatusCode::OK, Json(accepted)).into_response(),
+        Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Authorises an upload and receives it: the `file` part encrypted into its staging object
+/// as it streams in, and (when `with_metadata`) the `metadata` part parsed. Any refusal is the
+/// response to send, with nothing left staged.
+pub(super) async fn receive(
+    state: &AppState,
+    principal: Result<Principal, ApiError>,
+    request: Request,
+    with_metadata: bool,
+) -> Result<(Principal, Option<ValidMetadata>, Staged), Response> {
     let (parts, body) = request.into_parts();
     let principal = match principal {
         Ok(principal) => principal,
-        Err(error) => return refuse(error, body).await,
+        Err(error) => return Err(refuse(error, body).await),
     };
     if let Err(error) = authorize(&state.db, &principal, Action::Ingest, None).await {
-        return refuse(error, body).await;
+        return Err(refuse(error, body).await);
     }
     let limit = state.config.limits.max_upload_bytes;
     let declared = parts
@@ -46,46 +70,42 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit + MULTIPART_OVERHEAD) {
-        return refuse(ingest::too_large(limit), body).await;
+        return Err(refuse(ingest::too_large(limit), body).await);
     }
+    let expected = if with_metadata {
+        "the body must be multipart/form-data with parts 'file' and 'metadata'"
+    } else {
+        "the body must be multipart/form-data with one part 'file'"
+    };
     let request = Request::from_parts(parts, body);
-    let mut multipart = match Multipart::from_request(request, &state).await {
+    let mut multipart = match Multipart::from_request(request, state).await {
         Ok(multipart) => multipart,
-        Err(_) => {
-            return ApiError::invalid(
-                "the body must be multipart/form-data with parts 'file' and 'metadata'",
-            )
-            .into_response()
-        }
+        Err(_) => return Err(ApiError::invalid(expected).into_response()),
     };
 
     let mut metadata: Option<ValidMetadata> = None;
     let mut staged: Option<Staged> = None;
-    let outcome = read_parts(&state, &mut multipart, limit, &mut metadata, &mut staged).await;
-    let result = match (outcome, metadata, staged.take()) {
-        (Err(error), _, staged) => Err((error, staged)),
-        (Ok(()), None, staged) => {
-            Err((ApiError::invalid("the 'metadata' part is missing"), staged))
-        }
-        (Ok(()), Some(_), None) => Err((ApiError::invalid("the 'file' part is missing"), None)),
-        (Ok(()), Some(metadata), Some(staged)) => Ok((metadata, staged)),
-    };
-    match result {
-        Ok((metadata, staged)) => {
-            match ingest::accept(&state, staged, metadata, &principal).await {
-                Ok(accepted) if accepted.duplicate => {
-                    (StatusCode::OK, Json(accepted)).into_response()
-                }
-                Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
-                Err(error) => error.into_response(),
-            }
-        }
-        Err((error, staged)) => {
+    let outcome = read_parts(
+        state,
+        &mut multipart,
+        limit,
+        with_metadata,
+        &mut metadata,
+        &mut staged,
+    )
+    .await;
+    match (outcome, staged.take()) {
+        (Ok(()), Some(staged)) => Ok((principal, metadata, staged)),
+        (outcome, staged) => {
             if let Some(staged) = staged {
                 state.vault.discard_staging(staged.doc);
             }
             drain_multipart(&mut multipart).await;
-            error.into_response()
+            let error = match outcome {
+                Err(error) => error,
+                Ok(()) => ApiError::invalid("the 'file' part is missing"),
+            };
+            Err(error.into_response())
         }
     }
 }
@@ -129,12 +149,18 @@ async fn read_parts(
     state: &AppState,
     multipart: &mut Multipart,
     limit: u64,
+    with_metadata: bool,
     metadata: &mut Option<ValidMetadata>,
     staged: &mut Option<Staged>,
 ) -> ApiResult<()> {
     let unreadable = |_| ApiError::invalid("the multipart body could not be read");
     while let Some(mut field) = multipart.next_field().await.map_err(unreadable)? {
         match field.name() {
+            Some("metadata") if !with_metadata => {
+                return Err(ApiError::invalid(
+                    "a batch takes no 'metadata' part: each cover sheet carries its document's",
+                ))
+            }
             Some("metadata") => {
                 if metadata.is_some() {
                     return Err(ApiError::invalid("only one 'metadata' part is allowed"));
@@ -162,9 +188,14 @@ async fn read_parts(
                     }
                 }
             }
-            _ => {
+            _ if with_metadata => {
                 return Err(ApiError::invalid(
                     "unexpected part: only 'file' and 'metadata' are accepted",
+                ))
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "unexpected part: only 'file' is accepted",
                 ))
             }
         }

@@ -5,6 +5,7 @@
 mod access;
 mod admin;
 mod audit;
+mod batches;
 mod documents;
 mod patients;
 mod qa;
@@ -123,6 +124,13 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         ),
         (Method::GET, "/qa", get(qa::list)),
         (Method::POST, "/qa/{id}", post(qa::resolve)),
+        (
+            Method::GET,
+            "/qa/{id}/pages/{page}/image",
+            get(qa::page_image),
+        ),
+        (Method::POST, "/batches", post(batches::upload)),
+        (Method::GET, "/batches/{id}", get(batches::status)),
     ]
 }
 

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::{audit, authorize, Action, Principal};
+use crate::db::batches::Segment;
 use crate::domain::{parse_slug, DocumentId, DocumentStatus, Mrn, PatientId};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::AppState;
+use chartvault_ocr::CoverSheet;
 
 #[derive(Serialize)]
 pub struct QaEntry {
@@ -28,9 +30,27 @@ pub struct QaEntry {
     created_at: String,
 }
 
+/// A page range of a batch upload that could not be filed by itself.
+#[derive(Serialize)]
+pub struct QaPageRange {
+    id: DocumentId,
+    batch_id: DocumentId,
+    /// Pages of the batch (numbered from 1 in scan order) that make up the range.
+    first_page: u32,
+    last_page: u32,
+    page_count: u32,
+    /// The batch page of its cover sheet, if it has one.
+    cover_page: Option<u32>,
+    /// What the cover sheet says, when it could be read (e.g. an MRN no patient has).
+    cover: Option<serde_json::Value>,
+    qa_reason: Option<String>,
+    created_at: String,
+}
+
 #[derive(Serialize)]
 pub struct QaQueue {
     documents: Vec<QaEntry>,
+    page_ranges: Vec<QaPageRange>,
 }
 
 pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<QaQueue>> {
@@ -52,6 +72,36 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiRes
             created_at: doc.created_at,
         });
     }
+    let mut page_ranges = Vec::new();
+    for segment in state.db.qa_segments().await? {
+        let Some(batch) = state.db.batch(segment.batch_id).await? else {
+            continue;
+        };
+        let cover = match segment.cover_page {
+            Some(page) => state
+                .db
+                .batch_pages(segment.batch_id)
+                .await?
+                .into_iter()
+                .find(|p| p.row.page == page)
+                .and_then(|p| match p.cover {
+                    cover @ CoverSheet::Cover { .. } => serde_json::to_value(cover).ok(),
+                    _ => None,
+                }),
+            None => None,
+        };
+        page_ranges.push(QaPageRange {
+            id: segment.id,
+            batch_id: segment.batch_id,
+            first_page: segment.first_page,
+            last_page: segment.last_page,
+            page_count: segment.page_count(),
+            cover_page: segment.cover_page,
+            cover,
+            qa_reason: segment.qa_reason,
+            created_at: batch.created_at,
+        });
+    }
     audit(
         &state.db,
         &principal,
@@ -59,10 +109,13 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiRes
         "ok",
         None,
         None,
-        Some(json!({ "documents": documents.len() })),
+        Some(json!({ "documents": documents.len(), "page_ranges": page_ranges.len() })),
     )
     .await?;
-    Ok(Json(QaQueue { documents }))
+    Ok(Json(QaQueue {
+        documents,
+        page_ranges,
+    }))
 }
 
 /// How a document leaves the queue.
@@ -85,9 +138,10 @@ pub enum Resolution {
 
 #[derive(Serialize)]
 pub struct Resolved {
+    /// The document (for a page range: the document it was filed as).
     id: DocumentId,
     status: DocumentStatus,
-    patient_id: PatientId,
+    patient_id: Option<PatientId>,
 }
 
 pub async fn resolve(
@@ -98,6 +152,11 @@ pub async fn resolve(
 ) -> ApiResult<Json<Resolved>> {
     authorize(&state.db, &principal, Action::ReviewQa, None).await?;
     let Json(resolution) = body.map_err(super::json_rejection)?;
+    if let Ok(id) = raw_id.parse::<DocumentId>() {
+        if let Some(segment) = state.db.segment(id).await? {
+            return resolve_page_range(&state, &principal, segment, resolution).await;
+        }
+    }
     // Unknown ids and documents outside the caller's scope (a sensitive category without a
     // grant) are audited and 404, as on every document route.
     let doc =
@@ -128,7 +187,7 @@ pub async fn resolve(
             Ok(Json(Resolved {
                 id: doc.id,
                 status: DocumentStatus::Indexed,
-                patient_id: doc.patient_id,
+                patient_id: Some(doc.patient_id),
             }))
         }
         Resolution::Assign {
@@ -137,28 +196,11 @@ pub async fn resolve(
             document_type,
             service_date,
         } => {
-            let mrn = Mrn::parse(&mrn).map_err(|e| ApiError::invalid(format!("mrn: {e}")))?;
             let document_type = match document_type {
                 Some(raw) => parse_slug("document_type", &raw).map_err(ApiError::invalid)?,
                 None => doc.document_type.clone(),
             };
-            let patient_id = match state.db.patient_by_mrn(&mrn).await? {
-                Some(patient) => patient.id,
-                None => {
-                    let name = name
-                        .map(|n| n.trim().to_string())
-                        .filter(|n| !n.is_empty() && n.len() <= 200)
-                        .ok_or_else(|| {
-                            ApiError::invalid(
-                                "no patient has that MRN: give the patient's name to create one",
-                            )
-                        })?;
-                    let mut tx = state.db.begin().await?;
-                    let id = state.db.ensure_patient(&mut tx, &mrn, &name, None).await?;
-                    tx.commit().await?;
-                    id
-                }
-            };
+            let patient_id = patient_for(&state, &mrn, name).await?;
             audit_resolution(&state, &principal, &doc, patient_id, "assign").await?;
             state
                 .db
@@ -175,7 +217,7 @@ pub async fn resolve(
             Ok(Json(Resolved {
                 id: doc.id,
                 status: DocumentStatus::Indexed,
-                patient_id,
+                patient_id: Some(patient_id),
             }))
         }
         Resolution::Reject { reason } => {
@@ -193,7 +235,7 @@ pub async fn resolve(
             Ok(Json(Resolved {
                 id: doc.id,
                 status: DocumentStatus::Deleted,
-                patient_id: doc.patient_id,
+                patient_id: Some(doc.patient_id),
             }))
         }
     }
@@ -217,4 +259,230 @@ async fn audit_resolution(
         Some(json!({ "resolution": resolution, "filed_under_before": doc.patient_id })),
     )
     .await
+}
+
+/// The patient of an MRN, created when `name` is given and no patient has the MRN yet.
+async fn patient_for(state: &AppState, mrn: &str, name: Option<String>) -> ApiResult<PatientId> {
+    let mrn = Mrn::parse(mrn).map_err(|e| ApiError::invalid(format!("mrn: {e}")))?;
+    if let Some(patient) = state.db.patient_by_mrn(&mrn).await? {
+        return Ok(patient.id);
+    }
+    let name = name
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty() && n.len() <= 200)
+        .ok_or_else(|| {
+            ApiError::invalid("no patient has that MRN: give the patient's name to create one")
+        })?;
+    let mut tx = state.db.begin().await?;
+    let id = state.db.ensure_patient(&mut tx, &mrn, &name, None).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Resolves a page range of a batch: `assign` files it as a document of that patient (type
+/// and date from the request, else from its cover sheet), `accept` files it as its cover
+/// sheet says (once its MRN is a known patient's), `reject` crypto-shreds its pages.
+async fn resolve_page_range(
+    state: &AppState,
+    principal: &Principal,
+    segment: Segment,
+    resolution: Resolution,
+) -> ApiResult<Json<Resolved>> {
+    let refused = |why: &'static str| async move {
+        audit(
+            &state.db,
+            principal,
+            Action::ReviewQa,
+            "refused",
+            None,
+            Some(segment.id),
+            Some(json!({ "refusal": why })),
+        )
+        .await?;
+        Err::<Json<Resolved>, _>(ApiError::new(ErrorCode::Conflict, why))
+    };
+    if segment.status != "qa" {
+        return refused("the page range is not in the QA queue").await;
+    }
+    let Some(batch) = state.db.batch(segment.batch_id).await? else {
+        return Err(ApiError::not_found());
+    };
+    let cover = match segment.cover_page {
+        Some(page) => state
+            .db
+            .batch_pages(segment.batch_id)
+            .await?
+            .into_iter()
+            .find(|p| p.row.page == page)
+            .and_then(|p| match p.cover {
+                CoverSheet::Cover {
+                    mrn,
+                    document_type,
+                    category,
+                    service_date,
+                } => Some((mrn, document_type, category, service_date)),
+                _ => None,
+            }),
+        None => None,
+    };
+    let detail = |resolution: &str, patient: Option<PatientId>| {
+        json!({
+            "resolution": resolution,
+            "batch": segment.batch_id,
+            "batch_pages": [segment.first_page, segment.last_page],
+            "document": segment.document_id,
+            "patient": patient,
+        })
+    };
+    let filing = match resolution {
+        Resolution::Reject { reason } => {
+            let reason = reason.trim();
+            if reason.is_empty() || reason.chars().count() > 1000 {
+                return Err(ApiError::invalid("reason must be 1 to 1000 characters"));
+            }
+            audit(
+                &state.db,
+                principal,
+                Action::ReviewQa,
+                "ok",
+                None,
+                Some(segment.id),
+                Some(detail("reject", None)),
+            )
+            .await?;
+            if !crate::batch::reject(state, &segment, principal.user_id)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                return refused("the page range was resolved meanwhile").await;
+            }
+            return Ok(Json(Resolved {
+                id: segment.id,
+                status: DocumentStatus::Deleted,
+                patient_id: None,
+            }));
+        }
+        Resolution::Accept => {
+            let Some((mrn, document_type, category, service_date)) = cover else {
+                return Err(ApiError::invalid(
+                    "the page range has no readable cover sheet: assign it to a patient",
+                ));
+            };
+            let mrn = Mrn::parse(&mrn).map_err(|_| {
+                ApiError::invalid("the cover sheet's MRN is not valid: assign the page range")
+            })?;
+            let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
+                return Err(ApiError::invalid(
+                    "no patient has the cover sheet's MRN: assign the page range, with the \
+                     patient's name to create one",
+                ));
+            };
+            crate::batch::Filing {
+                patient_id: patient.id,
+                document_type,
+                category: category.unwrap_or_else(|| "general".into()),
+                service_date: service_date.and_then(|d| d.parse().ok()),
+            }
+        }
+        Resolution::Assign {
+            mrn,
+            name,
+            document_type,
+            service_date,
+        } => {
+            let document_type = match (document_type, &cover) {
+                (Some(raw), _) => parse_slug("document_type", &raw).map_err(ApiError::invalid)?,
+                (None, Some((_, from_cover, _, _))) => from_cover.clone(),
+                (None, None) => {
+                    return Err(ApiError::invalid(
+                        "document_type is required: the page range has no readable cover sheet",
+                    ))
+                }
+            };
+            let patient_id = patient_for(state, &mrn, name).await?;
+            crate::batch::Filing {
+                patient_id,
+                document_type,
+                category: cover
+                    .as_ref()
+                    .and_then(|c| c.2.clone())
+                    .unwrap_or_else(|| "general".into()),
+                service_date: service_date.or_else(|| {
+                    cover
+                        .as_ref()
+                        .and_then(|c| c.3.as_deref())
+                        .and_then(|d| d.parse().ok())
+                }),
+            }
+        }
+    };
+    audit(
+        &state.db,
+        principal,
+        Action::ReviewQa,
+        "ok",
+        Some(filing.patient_id),
+        Some(segment.document_id),
+        Some(detail("file", Some(filing.patient_id))),
+    )
+    .await?;
+    if !crate::batch::file(state, &batch, &segment, &filing, Some(principal.user_id))
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return refused("the page range was resolved meanwhile").await;
+    }
+    Ok(Json(Resolved {
+        id: segment.document_id,
+        status: DocumentStatus::Accepted,
+        patient_id: Some(filing.patient_id),
+    }))
+}
+
+/// A page of a page range in the QA queue, for the person resolving it (PNG).
+pub async fn page_image(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((raw_id, page)): Path<(String, u32)>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    authorize(&state.db, &principal, Action::ReviewQa, None).await?;
+    let segment = match raw_id.parse::<DocumentId>() {
+        Ok(id) => state.db.segment(id).await?,
+        Err(_) => None,
+    };
+    let found = segment.filter(|s| s.status == "qa" && page >= 1 && page <= s.page_count());
+    let Some(segment) = found else {
+        audit(
+            &state.db,
+            &principal,
+            Action::ReviewQa,
+            "not-found",
+            None,
+            raw_id.parse().ok(),
+            None,
+        )
+        .await?;
+        return Err(ApiError::not_found());
+    };
+    let batch_page = segment.first_page + page - 1;
+    audit(
+        &state.db,
+        &principal,
+        Action::ReviewQa,
+        "ok",
+        None,
+        Some(segment.id),
+        Some(json!({ "batch": segment.batch_id, "batch_page": batch_page })),
+    )
+    .await?;
+    let png = state
+        .vault
+        .get(crate::vault::ObjectRef::PageImage(
+            segment.batch_id,
+            batch_page,
+        ))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "image/png")], png).into_response())
 }

@@ -70,6 +70,9 @@ const EXPECTED: &[Row] = &[
     ("GET /qa",                                    "-",   [403, 200, 403, 403, 403, 403, 403, 403]),
     // A filed document is not in the queue: 409 for records.
     ("POST /qa/{id}",                              "G",   [403, 409, 403, 403, 403, 403, 403, 403]),
+    ("GET /qa/{id}/pages/{page}/image",            "G",   [403, 404, 403, 403, 403, 403, 403, 403]),
+    ("POST /batches",                              "-",   [403, 202, 403, 403, 403, 403, 403, 403]),
+    ("GET /batches/{id}",                          "-",   [403, 200, 403, 403, 403, 403, 403, 403]),
     // Changes the callers' scope: after the reads.
     ("POST /break-glass",                          "OUT", [403, 403, 403, 403, 201, 201, 201, 201]),
     // Destroys: last. Records have no `hiv` grant, so S is out of their scope.
@@ -250,6 +253,32 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
         "/documents/{id}" if method == "DELETE" => Some(json!({ "reason": "access test" })),
         _ => None,
     };
+    if path == "/batches" || path == "/batches/{id}" {
+        // One page with no cover sheet: a batch of one page range for the QA queue. The
+        // same file every time, so records' second upload is the same batch.
+        let batch = app.upload_batch_as(token, scan("hazel", 65)).await;
+        if path == "/batches" {
+            return batch.status().as_u16();
+        }
+        let id = match batch
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|b| b["id"].as_str().map(str::to_string))
+        {
+            Some(id) => id,
+            None => {
+                let mine = app
+                    .upload_batch_as(&world.tokens["rec"], scan("hazel", 65))
+                    .await;
+                mine.json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        url_path = url_path.replace("{id}", &id);
+    }
     if path == "/documents" {
         let meta = metadata(mrn, "Ines Inscope", "ward-note");
         return app

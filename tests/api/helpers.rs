@@ -263,6 +263,43 @@ impl TestApp {
         wait_indexed(&self.http, &self.base, &self.records, id).await
     }
 
+    /// Uploads a batch (one file, no metadata) as `token`.
+    pub async fn upload_batch_as(&self, token: &str, file: Vec<u8>) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(file).file_name("batch.bin"),
+        );
+        self.http
+            .post(self.url("/api/v1/batches"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("batch upload request")
+    }
+
+    /// Polls (as `records`) until the batch is split; panics if it fails or takes too long.
+    pub async fn wait_split(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let response = self
+                .get(&self.records, &format!("/api/v1/batches/{id}"))
+                .await;
+            assert_eq!(response.status(), 200);
+            let batch: Value = response.json().await.unwrap();
+            match batch["status"].as_str() {
+                Some("split") => return batch,
+                Some("failed") => panic!("batch failed: {}", batch["failure_reason"]),
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "batch not split in time: {batch}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     /// Polls (as `records`) until the document is processed, `indexed` or in the QA queue;
     /// panics on `failed` or once `limit` has passed.
     pub async fn wait_processed_within(&self, id: &str, limit: Duration) -> Value {

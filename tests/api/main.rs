@@ -7,6 +7,7 @@ mod audit_chain;
 mod auth;
 mod backup;
 mod bad_input;
+mod batches;
 mod cleanup;
 mod crash;
 mod dicom;

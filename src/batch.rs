@@ -1,0 +1,557 @@
+//! Batch uploads: one scanned file holding several documents, split at barcode cover sheets.
+//!
+//! What it promises:
+//! - Every page of the batch is cleaned up and recognised like any document's page, and its
+//!   codes are read on the cleaned-up image. Its artifacts are stored, encrypted, under the
+//!   batch until the page is filed.
+//! - The split ([`plan`]) walks the pages in scan order. A cover sheet (a page whose code
+//!   has the configured prefix) starts a document; a blank page right after it is the cover
+//!   sheet's back and goes with it; the cover sheet is not a page of the document, whose pages
+//!   are numbered from 1. A cover sheet whose code cannot be read (or a page printed as a
+//!   cover sheet with no readable code), the pages before the first cover sheet, a cover
+//!   sheet with no pages after it, and an MRN that is no known patient's send the page range
+//!   to the QA queue instead of guessing.
+//! - A filed page range becomes an ordinary document: its own original (its pages of the
+//!   batch as decoded, one TIFF: G4 for bilevel pages, lossless otherwise, resolution kept),
+//!   its pages, indexed under its patient. The batch's copies of those pages are destroyed.
+//! - The batch file holds several patients' pages, so no document points at it; it is
+//!   crypto-shredded as soon as every page range is filed or rejected. The batch row (hash,
+//!   size, who and when, and what it became) remains.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use anyhow::Context;
+use chartvault_ocr::{CoverSheet, PageReader, TiffPagesWriter};
+use chrono::NaiveDate;
+use sha2::{Digest, Sha256};
+
+use crate::db::batches::{Batch, BatchPage, NewSegment, Segment};
+use crate::db::{Db, NewDocument};
+use crate::domain::{DocumentId, Mrn, PatientId, UserId};
+use crate::http::AppState;
+use crate::vault::ObjectRef;
+use crate::worker::{Failure, Target};
+
+/// A batch that failed this many times is not retried.
+const MAX_ATTEMPTS: i64 = 3;
+
+/// Where a page range is filed.
+#[derive(Debug, Clone)]
+pub struct Filing {
+    pub patient_id: PatientId,
+    pub document_type: String,
+    pub category: String,
+    pub service_date: Option<NaiveDate>,
+}
+
+/// Splits a batch's pages (in scan order) into segments; see the module docs.
+pub fn plan(pages: &[BatchPage]) -> Vec<NewSegment> {
+    struct Open {
+        cover_page: Option<u32>,
+        last_seen: u32,
+        reason: Option<String>,
+        pages: Vec<u32>,
+        back_possible: bool,
+    }
+    fn close(open: Open) -> NewSegment {
+        match (open.pages.first(), open.pages.last()) {
+            (Some(&first), Some(&last)) => NewSegment {
+                first_page: first,
+                last_page: last,
+                cover_page: open.cover_page,
+                qa_reason: open.reason,
+            },
+            // A cover sheet (and its back) with nothing after it: a person decides.
+            _ => NewSegment {
+                first_page: open.cover_page.unwrap_or(open.last_seen),
+                last_page: open.last_seen,
+                cover_page: open.cover_page,
+                qa_reason: Some(
+                    open.reason
+                        .unwrap_or_else(|| "a cover sheet with no pages after it".into()),
+                ),
+            },
+        }
+    }
+    let mut segments = Vec::new();
+    let mut open: Option<Open> = None;
+    for page in pages {
+        let number = page.row.page;
+        match &page.cover {
+            CoverSheet::Cover { .. } | CoverSheet::Unreadable { .. } => {
+                if let Some(done) = open.take() {
+                    segments.push(close(done));
+                }
+                let reason = match &page.cover {
+                    CoverSheet::Unreadable { reason } => Some(format!(
+                        "the cover sheet on page {number} of the batch could not be read: {reason}"
+                    )),
+                    _ => None,
+                };
+                open = Some(Open {
+                    cover_page: Some(number),
+                    last_seen: number,
+                    reason,
+                    pages: Vec::new(),
+                    back_possible: true,
+                });
+            }
+            CoverSheet::NotCover => {
+                let current = open.get_or_insert_with(|| Open {
+                    cover_page: None,
+                    last_seen: number,
+                    reason: Some("pages before the first cover sheet of the batch".into()),
+                    pages: Vec::new(),
+                    back_possible: false,
+                });
+                current.last_seen = number;
+                if current.back_possible && current.pages.is_empty() && page.row.blank {
+                    // The blank back of a duplex-scanned cover sheet.
+                    current.back_possible = false;
+                    continue;
+                }
+                current.back_possible = false;
+                current.pages.push(number);
+            }
+        }
+    }
+    if let Some(done) = open.take() {
+        segments.push(close(done));
+    }
+    segments
+}
+
+/// Runs one claimed batch: processes its pages, splits it, files what its cover sheets say.
+pub(crate) async fn process(state: &AppState, batch: Batch) {
+    let started = std::time::Instant::now();
+    match run(state, &batch).await {
+        Ok(segments) => {
+            if let Err(error) = state.db.set_batch_status(batch.id, "split", None).await {
+                tracing::error!(batch_id = %batch.id, error = %error, "could not mark the batch split");
+                return;
+            }
+            tracing::info!(batch_id = %batch.id, pages = batch.page_count, segments, elapsed_ms = started.elapsed().as_millis() as u64, "batch split");
+        }
+        Err(failure) => {
+            let permanent = failure.permanent || batch.attempts >= MAX_ATTEMPTS;
+            tracing::warn!(batch_id = %batch.id, error = ?failure.error, permanent, "batch processing failed");
+            let result = if permanent {
+                state
+                    .db
+                    .set_batch_status(batch.id, "failed", Some(&failure.reason))
+                    .await
+            } else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                state
+                    .db
+                    .set_batch_status(batch.id, "accepted", Some(&failure.reason))
+                    .await
+            };
+            if let Err(error) = result {
+                tracing::error!(batch_id = %batch.id, error = %error, "could not record the batch's failure");
+            }
+        }
+    }
+}
+
+async fn run(state: &AppState, batch: &Batch) -> Result<usize, Failure> {
+    let transient = |e: sqlx::Error| Failure::transient(e.into());
+    let mut segments = state.db.segments(batch.id).await.map_err(transient)?;
+    if segments.is_empty() {
+        let format = crate::ingest::format_of(&batch.content_type).ok_or_else(|| Failure {
+            reason: "unsupported content type".into(),
+            permanent: true,
+            error: anyhow::anyhow!("unsupported content type {}", batch.content_type),
+        })?;
+        let done: HashSet<u32> = state
+            .db
+            .batch_pages(batch.id)
+            .await
+            .map_err(transient)?
+            .into_iter()
+            .map(|p| p.row.page)
+            .collect();
+        let todo: Vec<u32> = (1..=batch.page_count)
+            .filter(|p| !done.contains(p))
+            .collect();
+        if !todo.is_empty() {
+            let target = Target {
+                id: batch.id,
+                content_type: batch.content_type.clone(),
+                page_count: batch.page_count,
+                batch: true,
+            };
+            crate::worker::process_pages(state, &target, format, todo).await?;
+        }
+        let pages = state.db.batch_pages(batch.id).await.map_err(transient)?;
+        segments = state
+            .db
+            .plan_segments(batch.id, &plan(&pages))
+            .await
+            .map_err(transient)?;
+    }
+    let covers: HashMap<u32, CoverSheet> = state
+        .db
+        .batch_pages(batch.id)
+        .await
+        .map_err(transient)?
+        .into_iter()
+        .map(|p| (p.row.page, p.cover))
+        .collect();
+    for segment in segments.iter().filter(|s| s.status == "pending") {
+        let cover = segment.cover_page.and_then(|page| covers.get(&page));
+        let Some(CoverSheet::Cover {
+            mrn,
+            document_type,
+            category,
+            service_date,
+        }) = cover
+        else {
+            state
+                .db
+                .segment_to_qa(segment.id, "the cover sheet's fields are missing")
+                .await
+                .map_err(transient)?;
+            continue;
+        };
+        let patient = match Mrn::parse(mrn) {
+            Ok(mrn) => state.db.patient_by_mrn(&mrn).await.map_err(transient)?,
+            Err(_) => None,
+        };
+        let Some(patient) = patient else {
+            state
+                .db
+                .segment_to_qa(
+                    segment.id,
+                    "the MRN on the cover sheet is not that of a known patient",
+                )
+                .await
+                .map_err(transient)?;
+            continue;
+        };
+        let filing = Filing {
+            patient_id: patient.id,
+            document_type: document_type.clone(),
+            category: category.clone().unwrap_or_else(|| "general".into()),
+            service_date: service_date.as_deref().and_then(|d| d.parse().ok()),
+        };
+        file(state, batch, segment, &filing, None)
+            .await
+            .map_err(Failure::transient)?;
+    }
+    release_if_done(state, batch.id)
+        .await
+        .map_err(Failure::transient)?;
+    Ok(segments.len())
+}
+
+/// Files a page range as a document (see the module docs). `by` is the person resolving it
+/// from the QA queue, `None` when the cover sheet filed it. False when the range was filed
+/// or rejected meanwhile.
+pub async fn file(
+    state: &AppState,
+    batch: &Batch,
+    segment: &Segment,
+    filing: &Filing,
+    by: Option<UserId>,
+) -> anyhow::Result<bool> {
+    let doc = segment.document_id;
+    let format = crate::ingest::format_of(&batch.content_type)
+        .context("the batch has an unsupported content type")?;
+    let limits = crate::ingest::scan_limits(&state.config);
+    let (first, last) = (segment.first_page, segment.last_page);
+
+    // The document's original: its pages of the batch, as decoded, in one TIFF.
+    let reader = state.vault.open(ObjectRef::Original(batch.id)).await?;
+    let tiff = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+        let mut pages = PageReader::open(reader, format, &limits)?;
+        let mut writer = TiffPagesWriter::new()?;
+        for page in first..=last {
+            let decoded = pages.decode((page - 1) as usize)?;
+            writer.add(&decoded.image, decoded.dpi)?;
+        }
+        Ok(writer.finish())
+    })
+    .await??;
+    let sha256 = hex::encode(Sha256::digest(&tiff));
+    let size = tiff.len() as u64;
+    let key = state.vault.new_key()?;
+    let vault = state.vault.clone();
+    let key = tokio::task::spawn_blocking(move || -> anyhow::Result<crate::vault::NewKey> {
+        let mut writer = vault.staging_writer(doc, &key)?;
+        writer.write_all(&tiff)?;
+        writer.finish()?.commit()?;
+        vault.promote_staging(doc)?;
+        Ok(key)
+    })
+    .await??;
+
+    // Its pages: the batch's artifacts, re-encrypted under the document's identity.
+    let pages: HashMap<u32, BatchPage> = state
+        .db
+        .batch_pages(batch.id)
+        .await?
+        .into_iter()
+        .map(|p| (p.row.page, p))
+        .collect();
+    let mut rows = Vec::new();
+    for (index, page) in (first..=last).enumerate() {
+        let number = index as u32 + 1;
+        let source = pages
+            .get(&page)
+            .with_context(|| format!("batch page {page} is not held by the batch"))?;
+        for (from, to) in ObjectRef::page_artifacts(batch.id, page)
+            .into_iter()
+            .zip(ObjectRef::page_artifacts(doc, number))
+        {
+            let bytes = state.vault.get(from).await?;
+            state.vault.put(to, bytes).await?;
+        }
+        let mut row = source.row.clone();
+        row.page = number;
+        rows.push(row);
+    }
+
+    let created_by = by.unwrap_or(batch.created_by.parse().context("batch created_by")?);
+    let new_doc = NewDocument {
+        id: doc,
+        patient_id: filing.patient_id,
+        document_type: filing.document_type.clone(),
+        category: filing.category.clone(),
+        service_date: filing.service_date,
+        encounter: None,
+        content_type: "image/tiff".into(),
+        sha256,
+        size_bytes: size,
+        page_count: rows.len() as u32,
+        created_by,
+        sop_instance_uid: None,
+        qa_reason: None,
+    };
+    let mut tx = state.db.begin().await?;
+    if !Db::resolve_segment(&mut tx, segment.id, "filed", by).await? {
+        drop(tx);
+        return Ok(false);
+    }
+    Db::insert_key(
+        &mut tx,
+        &key.id.to_hex(),
+        key.wrapped.kek_version,
+        &key.wrapped.bytes,
+    )
+    .await?;
+    state.db.insert_document_with_job(&mut tx, &new_doc).await?;
+    for row in &rows {
+        Db::insert_page_tx(&mut tx, doc, row).await?;
+    }
+    tx.commit().await?;
+    state.jobs_waiting.notify_one();
+
+    destroy_pages(state, batch.id, segment).await?;
+    release_if_done(state, batch.id).await?;
+    Ok(true)
+}
+
+/// Rejects a page range from the QA queue: its pages (and cover sheet) are crypto-shredded.
+/// False when it was resolved meanwhile.
+pub async fn reject(state: &AppState, segment: &Segment, by: UserId) -> anyhow::Result<bool> {
+    let mut tx = state.db.begin().await?;
+    if !Db::resolve_segment(&mut tx, segment.id, "rejected", Some(by)).await? {
+        return Ok(false);
+    }
+    tx.commit().await?;
+    destroy_pages(state, segment.batch_id, segment).await?;
+    release_if_done(state, segment.batch_id).await?;
+    Ok(true)
+}
+
+/// Destroys the batch's copies of a segment's pages: its cover sheet and the cover's back,
+/// and its own pages (keys first, then blobs; then the rows).
+async fn destroy_pages(
+    state: &AppState,
+    batch: DocumentId,
+    segment: &Segment,
+) -> anyhow::Result<()> {
+    let from = segment.cover_page.unwrap_or(segment.first_page);
+    let pages: Vec<u32> = (from.min(segment.first_page)..=segment.last_page).collect();
+    let objects: Vec<ObjectRef> = pages
+        .iter()
+        .flat_map(|&page| ObjectRef::page_artifacts(batch, page))
+        .collect();
+    destroy_objects(state, objects).await?;
+    state.db.delete_batch_pages(batch, &pages).await?;
+    Ok(())
+}
+
+/// Once no page range of the batch is left to file, the batch file is crypto-shredded.
+async fn release_if_done(state: &AppState, batch: DocumentId) -> anyhow::Result<()> {
+    if state.db.batch_has_open_segments(batch).await? {
+        return Ok(());
+    }
+    let Some(row) = state.db.batch(batch).await? else {
+        return Ok(());
+    };
+    if row.original_destroyed_at.is_some() {
+        return Ok(());
+    }
+    let leftovers: Vec<u32> = state
+        .db
+        .batch_pages(batch)
+        .await?
+        .iter()
+        .map(|p| p.row.page)
+        .collect();
+    let mut objects: Vec<ObjectRef> = leftovers
+        .iter()
+        .flat_map(|&page| ObjectRef::page_artifacts(batch, page))
+        .collect();
+    objects.push(ObjectRef::Original(batch));
+    destroy_objects(state, objects).await?;
+    state.db.delete_batch_pages(batch, &leftovers).await?;
+    state.db.mark_batch_original_destroyed(batch).await?;
+    if let Err(error) = state.db.truncate_wal().await {
+        tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
+    }
+    tracing::info!(batch_id = %batch, "batch file destroyed: every page is filed or rejected");
+    Ok(())
+}
+
+/// Crypto-shreds objects: each one's keyring row goes, then its blob.
+async fn destroy_objects(state: &AppState, objects: Vec<ObjectRef>) -> anyhow::Result<()> {
+    let vault = state.vault.clone();
+    let keys = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<Vec<(ObjectRef, Option<String>)>> {
+            let mut keys = Vec::new();
+            for object in objects {
+                let name = object.blob_name();
+                if !vault.blobs.exists(&name)? {
+                    continue;
+                }
+                let mut reader = vault.blobs.open(&name)?;
+                reader.seek(SeekFrom::Start(0))?;
+                let key = chartvault_storage::read_key_id(&mut reader)
+                    .ok()
+                    .map(|k| k.to_hex());
+                keys.push((object, key));
+            }
+            Ok(keys)
+        },
+    )
+    .await??;
+    for (_, key) in &keys {
+        if let Some(key) = key {
+            state.db.delete_key(key).await?;
+        }
+    }
+    let vault = state.vault.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        for (object, _) in keys {
+            vault.blobs.delete(&object.blob_name())?;
+        }
+        Ok(())
+    })
+    .await??;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::PageRow;
+
+    fn page(n: u32, blank: bool, cover: CoverSheet) -> BatchPage {
+        BatchPage {
+            row: PageRow {
+                page: n,
+                width: 10,
+                height: 10,
+                dpi: None,
+                mean_confidence: 90.0,
+                word_count: 1,
+                blank,
+                rotation: 0,
+                skew_degrees: None,
+                ink: None,
+                text_source: "ocr".into(),
+            },
+            cover,
+        }
+    }
+
+    fn cover() -> CoverSheet {
+        CoverSheet::Cover {
+            mrn: "1".into(),
+            document_type: "letter".into(),
+            category: None,
+            service_date: None,
+        }
+    }
+
+    fn seg(first: u32, last: u32, cover: Option<u32>, qa: bool) -> (u32, u32, Option<u32>, bool) {
+        (first, last, cover, qa)
+    }
+
+    fn shape(segments: &[NewSegment]) -> Vec<(u32, u32, Option<u32>, bool)> {
+        segments
+            .iter()
+            .map(|s| {
+                (
+                    s.first_page,
+                    s.last_page,
+                    s.cover_page,
+                    s.qa_reason.is_some(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn covers_start_documents_and_their_blank_backs_go_with_them() {
+        use CoverSheet::NotCover;
+        let pages = vec![
+            page(1, false, cover()),
+            page(2, true, NotCover), // the cover's back
+            page(3, false, NotCover),
+            page(4, true, NotCover), // a page's blank back: kept, flagged
+            page(5, false, cover()),
+            page(6, false, NotCover),
+        ];
+        assert_eq!(
+            shape(&plan(&pages)),
+            vec![seg(3, 4, Some(1), false), seg(6, 6, Some(5), false)]
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_filed_goes_to_qa() {
+        use CoverSheet::NotCover;
+        let unreadable = CoverSheet::Unreadable { reason: "x".into() };
+        let pages = vec![
+            page(1, false, NotCover), // before the first cover sheet
+            page(2, false, unreadable),
+            page(3, false, NotCover),
+            page(4, false, cover()),
+            page(5, true, NotCover), // its back, then nothing
+            page(6, false, cover()),
+            page(7, false, NotCover),
+        ];
+        let segments = plan(&pages);
+        assert_eq!(
+            shape(&segments),
+            vec![
+                seg(1, 1, None, true),
+                seg(3, 3, Some(2), true),
+                seg(4, 5, Some(4), true),
+                seg(7, 7, Some(6), false),
+            ]
+        );
+        assert!(segments[1].qa_reason.as_deref().unwrap().contains("page 2"));
+        assert!(segments[2]
+            .qa_reason
+            .as_deref()
+            .unwrap()
+            .contains("no pages"));
+    }
+}

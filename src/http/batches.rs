@@ -1,0 +1,100 @@
+//! Batch uploads: one scanned file of many documents, split at barcode cover sheets (see
+//! [`crate::batch`]). `records` uploads them and follows their split.
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::auth::{audit, authorize, Action, Principal};
+use crate::db::batches::{Batch, Segment};
+use crate::domain::DocumentId;
+use crate::error::{ApiError, ApiResult};
+use crate::http::AppState;
+use crate::ingest;
+
+pub async fn upload(
+    State(state): State<AppState>,
+    principal: Result<Principal, ApiError>,
+    request: Request,
+) -> Response {
+    let (principal, _, staged) =
+        match super::documents::receive(&state, principal, request, false).await {
+            Ok(received) => received,
+            Err(response) => return response,
+        };
+    match ingest::accept_batch(&state, staged, &principal).await {
+        Ok(accepted) if accepted.duplicate => (StatusCode::OK, Json(accepted)).into_response(),
+        Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Serialize)]
+pub struct BatchStatus {
+    #[serde(flatten)]
+    batch: Batch,
+    /// The documents it was split into and the page ranges waiting in the QA queue, in scan
+    /// order (empty until it is split).
+    segments: Vec<SegmentView>,
+}
+
+#[derive(Serialize)]
+pub struct SegmentView {
+    #[serde(flatten)]
+    segment: Segment,
+    pages: u32,
+}
+
+impl From<Segment> for SegmentView {
+    fn from(segment: Segment) -> SegmentView {
+        SegmentView {
+            pages: segment.page_count(),
+            segment,
+        }
+    }
+}
+
+/// A batch's status and what it became. Structure only: ids, page numbers, reasons.
+pub async fn status(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw_id): Path<String>,
+) -> ApiResult<Json<BatchStatus>> {
+    authorize(&state.db, &principal, Action::Ingest, None).await?;
+    let batch = match raw_id.parse::<DocumentId>() {
+        Ok(id) => state.db.batch(id).await?,
+        Err(_) => None,
+    };
+    let Some(batch) = batch else {
+        let id = raw_id.parse::<DocumentId>().ok();
+        audit(
+            &state.db,
+            &principal,
+            Action::Ingest,
+            "not-found",
+            None,
+            id,
+            None,
+        )
+        .await?;
+        return Err(ApiError::not_found());
+    };
+    let segments = state.db.segments(batch.id).await?;
+    audit(
+        &state.db,
+        &principal,
+        Action::Ingest,
+        "ok",
+        None,
+        Some(batch.id),
+        Some(json!({ "batch_status": batch.status })),
+    )
+    .await?;
+    Ok(Json(BatchStatus {
+        batch,
+        segments: segments.into_iter().map(SegmentView::from).collect(),
+    }))
+}
