@@ -106,6 +106,9 @@ pub enum Action {
     AccountDisclosures,
     /// List and resolve the QA queue.
     ReviewQa,
+    /// Re-file a document under another patient, type or date (a new version; the old one
+    /// is entered in error).
+    CorrectDocument,
 }
 
 impl Action {
@@ -125,6 +128,7 @@ impl Action {
             Action::RecordDisclosure => "record-disclosure",
             Action::AccountDisclosures => "account-disclosures",
             Action::ReviewQa => "review-qa",
+            Action::CorrectDocument => "correct-document",
         }
     }
 }
@@ -135,8 +139,9 @@ pub struct Resource<'a> {
     pub patient_id: PatientId,
     pub document_id: Option<DocumentId>,
     pub category: &'a str,
-    /// The document waits in the QA queue: only `records` sees it until it is resolved.
-    pub in_qa: bool,
+    /// The document waits in the QA queue, or was entered in error and corrected: only
+    /// `records` sees it.
+    pub records_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +170,7 @@ impl Decision {
 ///   break-the-glass access; anything else is 404.
 pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<'_>>) -> Decision {
     let role_allows = match action {
-        Action::Ingest | Action::DeleteDocument | Action::ReviewQa => {
+        Action::Ingest | Action::DeleteDocument | Action::ReviewQa | Action::CorrectDocument => {
             matches!(principal.role, Role::Records)
         }
         Action::ManageKeys | Action::GrantCategory => matches!(principal.role, Role::Admin),
@@ -190,7 +195,7 @@ pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<
     let Some(resource) = resource else {
         return Decision::Allow;
     };
-    if resource.in_qa && principal.role != Role::Records {
+    if resource.records_only && principal.role != Role::Records {
         return Decision::NotFound;
     }
     if !principal.scope.may_see_category(resource.category) {

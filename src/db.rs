@@ -87,6 +87,13 @@ pub struct Document {
     pub qa_reason: Option<String>,
     /// What could not be done though the document is usable (e.g. no DICOM preview).
     pub notice: Option<String>,
+    /// The version this one corrects (entered in error).
+    pub supersedes: Option<DocumentId>,
+    /// Set on a version entered in error: its correction.
+    pub superseded_by: Option<DocumentId>,
+    pub entered_in_error_at: Option<String>,
+    pub entered_in_error_by: Option<String>,
+    pub correction_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -292,9 +299,19 @@ impl Db {
         let id: String = row.try_get("id")?;
         let qa_reason: Option<String> = row.try_get("qa_reason")?;
         // In the database a document in the QA queue is `indexed` with a `qa_reason`.
+        // And a version entered in error is `indexed` with `entered_in_error_at`.
+        let entered_in_error_at: Option<String> = row.try_get("entered_in_error_at")?;
         let status = match DocumentStatus::from_str(&status).map_err(decode_err)? {
+            DocumentStatus::Indexed if entered_in_error_at.is_some() => {
+                DocumentStatus::EnteredInError
+            }
             DocumentStatus::Indexed if qa_reason.is_some() => DocumentStatus::Qa,
             status => status,
+        };
+        let optional_id = |column: &str| -> sqlx::Result<Option<DocumentId>> {
+            row.try_get::<Option<String>, _>(column)?
+                .map(|id| parse_id(&id))
+                .transpose()
         };
         Ok(Document {
             id: parse_id(&id)?,
@@ -324,6 +341,15 @@ impl Db {
             )?,
             qa_reason,
             notice: row.try_get("notice")?,
+            supersedes: optional_id("supersedes")?,
+            superseded_by: optional_id("superseded_by")?,
+            entered_in_error_at,
+            entered_in_error_by: row.try_get("entered_in_error_by")?,
+            correction_reason: self.open_optional(
+                Column::DocumentCorrectionReason,
+                &id,
+                row.try_get("correction_reason")?,
+            )?,
         })
     }
 
@@ -899,6 +925,56 @@ impl Db {
         Ok(())
     }
 
+    /// Marks `old` entered in error, superseded by `new` (inside the transaction that records
+    /// `new`), and moves a DICOM instance's blind index to the new version. False when `old`
+    /// is no longer an indexed document outside the QA queue and not corrected before.
+    pub async fn supersede(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        old: DocumentId,
+        new: DocumentId,
+        by: UserId,
+        reason: &str,
+    ) -> sqlx::Result<bool> {
+        let old_id = old.to_string();
+        let sealed = self
+            .phi()?
+            .seal(Column::DocumentCorrectionReason, &old_id, reason);
+        let sop_index: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT sop_index FROM documents WHERE id = $1")
+                .bind(&old_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .flatten();
+        let done = sqlx::query(
+            "UPDATE documents SET superseded_by = $1, entered_in_error_at = $2,
+                entered_in_error_by = $3, correction_reason = $4, sop_index = NULL
+             WHERE id = $5 AND status = 'indexed' AND qa_reason IS NULL
+                AND entered_in_error_at IS NULL",
+        )
+        .bind(new.to_string())
+        .bind(now())
+        .bind(by.to_string())
+        .bind(sealed)
+        .bind(&old_id)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE documents SET supersedes = $1, sop_index = $2,
+                notice = (SELECT notice FROM documents WHERE id = $1)
+             WHERE id = $3",
+        )
+        .bind(&old_id)
+        .bind(sop_index)
+        .bind(new.to_string())
+        .execute(&mut **tx)
+        .await?;
+        Ok(true)
+    }
+
     /// Takes a document out of the QA queue, filed under `patient` with this type and date.
     /// False when it was not in the queue (any more).
     pub async fn resolve_qa(
@@ -949,6 +1025,7 @@ impl Db {
     ) -> sqlx::Result<Option<Document>> {
         let row = sqlx::query(
             "SELECT * FROM documents WHERE patient_id = $1 AND sha256 = $2 AND status != 'deleted'
+                AND entered_in_error_at IS NULL
              ORDER BY created_at LIMIT 1",
         )
         .bind(patient.to_string())
@@ -996,7 +1073,8 @@ impl Db {
         }
         sqlx::query(
             "UPDATE documents SET status = 'deleted', deleted_at = $1, deleted_by = $2,
-                deletion_reason = $3, encounter = NULL, failure_reason = NULL
+                deletion_reason = $3, encounter = NULL, failure_reason = NULL,
+                correction_reason = NULL
              WHERE id = $4",
         )
         .bind(now())
@@ -1403,18 +1481,23 @@ impl Db {
     /// Reads the [`Inventory`] inside one read transaction.
     pub async fn inventory(&self) -> sqlx::Result<Inventory> {
         let mut tx = self.pool.begin().await?;
-        let documents = sqlx::query("SELECT id, status, sha256 FROM documents ORDER BY id")
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(DocumentArtifacts {
-                    id: parse_id(r.try_get::<&str, _>("id")?)?,
-                    status: r.try_get("status")?,
-                    sha256: r.try_get("sha256")?,
-                })
+        // A version entered in error is kept but out of the index: not `indexed` here.
+        let documents = sqlx::query(
+            "SELECT id, sha256, CASE WHEN entered_in_error_at IS NULL THEN status
+                ELSE 'entered-in-error' END AS status
+             FROM documents ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(DocumentArtifacts {
+                id: parse_id(r.try_get::<&str, _>("id")?)?,
+                status: r.try_get("status")?,
+                sha256: r.try_get("sha256")?,
             })
-            .collect::<sqlx::Result<Vec<_>>>()?;
+        })
+        .collect::<sqlx::Result<Vec<_>>>()?;
         let pages = sqlx::query("SELECT document_id, page FROM pages ORDER BY document_id, page")
             .fetch_all(&mut *tx)
             .await?
@@ -1525,10 +1608,13 @@ impl Db {
 
     /// The stored status of a document (`deleted` included), `None` if there is no row.
     pub async fn document_status(&self, id: DocumentId) -> sqlx::Result<Option<String>> {
-        sqlx::query_scalar("SELECT status FROM documents WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
+        sqlx::query_scalar(
+            "SELECT CASE WHEN entered_in_error_at IS NULL THEN status ELSE 'entered-in-error' END
+             FROM documents WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
     }
 
     pub async fn page_exists(&self, id: DocumentId, page: u32) -> sqlx::Result<bool> {
@@ -1556,9 +1642,12 @@ impl Db {
 
     /// Every document with status `indexed` and its metadata, for re-indexing.
     pub async fn indexed_documents(&self) -> sqlx::Result<Vec<Document>> {
-        let rows = sqlx::query("SELECT * FROM documents WHERE status = 'indexed' ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM documents WHERE status = 'indexed' AND entered_in_error_at IS NULL
+             ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|r| self.document_from_row(r)).collect()
     }
 

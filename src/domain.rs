@@ -152,6 +152,10 @@ pub enum DocumentStatus {
     Failed,
     /// A tombstone: the document was crypto-shredded.
     Deleted,
+    /// Filed wrongly and corrected: `superseded_by` is the corrected version. Kept, readable
+    /// to `records` only, out of the search index.
+    #[serde(rename = "entered-in-error")]
+    EnteredInError,
 }
 
 impl DocumentStatus {
@@ -163,7 +167,13 @@ impl DocumentStatus {
             DocumentStatus::Qa => "qa",
             DocumentStatus::Failed => "failed",
             DocumentStatus::Deleted => "deleted",
+            DocumentStatus::EnteredInError => "entered-in-error",
         }
+    }
+
+    /// Seen by `records` alone: the QA queue, and versions entered in error.
+    pub fn records_only(self) -> bool {
+        matches!(self, DocumentStatus::Qa | DocumentStatus::EnteredInError)
     }
 }
 
@@ -177,6 +187,7 @@ impl FromStr for DocumentStatus {
             "qa" => Ok(DocumentStatus::Qa),
             "failed" => Ok(DocumentStatus::Failed),
             "deleted" => Ok(DocumentStatus::Deleted),
+            "entered-in-error" => Ok(DocumentStatus::EnteredInError),
             other => Err(format!("unknown status {other:?}")),
         }
     }

@@ -30,6 +30,7 @@ pub mod backup;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod correct;
 pub mod db;
 pub mod domain;
 pub mod error;

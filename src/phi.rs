@@ -39,6 +39,7 @@ pub enum Column {
     DisclosureDescription,
     DisclosurePurpose,
     BatchCoverFields,
+    DocumentCorrectionReason,
 }
 
 impl Column {
@@ -56,6 +57,7 @@ impl Column {
             Column::DisclosureDescription => "disclosures.description",
             Column::DisclosurePurpose => "disclosures.purpose",
             Column::BatchCoverFields => "batch_pages.cover_fields",
+            Column::DocumentCorrectionReason => "documents.correction_reason",
         }
     }
 }

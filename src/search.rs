@@ -150,7 +150,7 @@ pub async fn search(
             patient_id: doc.patient_id,
             document_id: Some(doc.id),
             category: &doc.category,
-            in_qa: doc.status == DocumentStatus::Qa,
+            records_only: doc.status.records_only(),
         };
         if !decide(principal, Action::ReadDocument, Some(&resource)).is_allow() {
             continue;

@@ -25,7 +25,10 @@ use crate::vault::ObjectRef;
 /// Why a document may not be destroyed now, or `None` if it may.
 pub fn destruction_refusal(doc: &Document) -> Option<ApiError> {
     match doc.status {
-        DocumentStatus::Indexed | DocumentStatus::Qa | DocumentStatus::Failed => None,
+        DocumentStatus::Indexed
+        | DocumentStatus::Qa
+        | DocumentStatus::EnteredInError
+        | DocumentStatus::Failed => None,
         DocumentStatus::Accepted | DocumentStatus::Processing => Some(ApiError::new(
             ErrorCode::Conflict,
             "the document is still being processed; delete it once it is indexed or failed",

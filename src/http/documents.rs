@@ -255,7 +255,7 @@ pub(super) async fn document_in_scope(
         patient_id: doc.patient_id,
         document_id: Some(doc.id),
         category: &doc.category,
-        in_qa: doc.status == DocumentStatus::Qa,
+        records_only: doc.status.records_only(),
     };
     authorize(&state.db, principal, action, Some(&resource)).await?;
     Ok(doc)
@@ -550,4 +550,132 @@ pub async fn page_words(
     Path(path): Path<(String, String)>,
 ) -> ApiResult<Response> {
     page_artifact(state, principal, path, PageArtifact::Words).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrectionBody {
+    /// The patient it belongs to (created when `name` is given and the MRN is new).
+    mrn: Option<String>,
+    name: Option<String>,
+    document_type: Option<String>,
+    category: Option<String>,
+    service_date: Option<chrono::NaiveDate>,
+    reason: String,
+}
+
+#[derive(Serialize)]
+pub struct Corrected {
+    /// The new version.
+    id: DocumentId,
+    status: DocumentStatus,
+    patient_id: crate::domain::PatientId,
+    /// The version entered in error.
+    supersedes: DocumentId,
+}
+
+/// `POST /documents/{id}/corrections`: files a misfiled document again as a new version;
+/// the old one is entered in error (see [`crate::correct`]). Audited before the act.
+pub async fn correct(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw_id): Path<String>,
+    body: Result<Json<CorrectionBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Corrected>)> {
+    authorize(&state.db, &principal, Action::CorrectDocument, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 1000 {
+        return Err(ApiError::invalid("reason must be 1 to 1000 characters"));
+    }
+    let doc = document_in_scope(&state, &principal, Action::CorrectDocument, &raw_id).await?;
+    if doc.status != DocumentStatus::Indexed {
+        audit(
+            &state.db,
+            &principal,
+            Action::CorrectDocument,
+            "refused",
+            Some(doc.patient_id),
+            Some(doc.id),
+            Some(serde_json::json!({ "refusal": "not an indexed document" })),
+        )
+        .await?;
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "only an indexed document can be corrected; this one is {}",
+                doc.status.as_str()
+            ),
+        ));
+    }
+    let patient_id = match &body.mrn {
+        Some(mrn) => super::qa::patient_for(&state, mrn, body.name.clone()).await?,
+        None => doc.patient_id,
+    };
+    let document_type = match &body.document_type {
+        Some(raw) => crate::domain::parse_slug("document_type", raw).map_err(ApiError::invalid)?,
+        None => doc.document_type.clone(),
+    };
+    let category = match &body.category {
+        Some(raw) => crate::domain::parse_slug("category", raw).map_err(ApiError::invalid)?,
+        None => doc.category.clone(),
+    };
+    let service_date = body.service_date.or(doc.service_date);
+    let mut changed = Vec::new();
+    if patient_id != doc.patient_id {
+        changed.push("patient");
+    }
+    if document_type != doc.document_type {
+        changed.push("document_type");
+    }
+    if category != doc.category {
+        changed.push("category");
+    }
+    if service_date != doc.service_date {
+        changed.push("service_date");
+    }
+    if changed.is_empty() {
+        return Err(ApiError::invalid(
+            "the correction changes nothing: give another mrn, document_type, category or \
+             service_date",
+        ));
+    }
+    audit(
+        &state.db,
+        &principal,
+        Action::CorrectDocument,
+        "ok",
+        Some(patient_id),
+        Some(doc.id),
+        Some(serde_json::json!({
+            "changed": changed,
+            "filed_under_before": doc.patient_id,
+        })),
+    )
+    .await?;
+    let correction = crate::correct::Correction {
+        patient_id,
+        document_type,
+        category,
+        service_date,
+        reason,
+    };
+    let Some(new_id) = crate::correct::correct(&state, &doc, &correction, principal.user_id)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the document changed state during the request; retry",
+        ));
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(Corrected {
+            id: new_id,
+            status: DocumentStatus::Accepted,
+            patient_id,
+            supersedes: doc.id,
+        }),
+    ))
 }

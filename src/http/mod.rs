@@ -59,6 +59,11 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/documents/{id}", get(documents::metadata)),
         (Method::DELETE, "/documents/{id}", delete(documents::delete)),
         (
+            Method::POST,
+            "/documents/{id}/corrections",
+            post(documents::correct),
+        ),
+        (
             Method::GET,
             "/documents/{id}/original",
             get(documents::original),

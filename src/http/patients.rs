@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{audit, authorize, Action, Principal, Resource};
 use crate::db::{Document, Patient};
-use crate::domain::{DocumentStatus, Mrn};
+use crate::domain::Mrn;
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 
@@ -50,7 +50,7 @@ pub async fn lookup(
             patient_id: doc.patient_id,
             document_id: Some(doc.id),
             category: &doc.category,
-            in_qa: doc.status == DocumentStatus::Qa,
+            records_only: doc.status.records_only(),
         };
         if crate::auth::decide(&principal, Action::ReadDocument, Some(&resource))
             == crate::auth::Decision::Allow
@@ -66,7 +66,7 @@ pub async fn lookup(
             patient_id: patient.id,
             document_id: None,
             category: "general",
-            in_qa: false,
+            records_only: false,
         }),
     )
     .await?;
@@ -142,7 +142,7 @@ pub async fn search_by_name(
             patient_id,
             document_id: None,
             category: "general",
-            in_qa: false,
+            records_only: false,
         };
         if crate::auth::decide(&principal, Action::LookupPatient, Some(&resource))
             != crate::auth::Decision::Allow

@@ -262,7 +262,11 @@ async fn audit_resolution(
 }
 
 /// The patient of an MRN, created when `name` is given and no patient has the MRN yet.
-async fn patient_for(state: &AppState, mrn: &str, name: Option<String>) -> ApiResult<PatientId> {
+pub(super) async fn patient_for(
+    state: &AppState,
+    mrn: &str,
+    name: Option<String>,
+) -> ApiResult<PatientId> {
     let mrn = Mrn::parse(mrn).map_err(|e| ApiError::invalid(format!("mrn: {e}")))?;
     if let Some(patient) = state.db.patient_by_mrn(&mrn).await? {
         return Ok(patient.id);

@@ -75,6 +75,9 @@ const EXPECTED: &[Row] = &[
     ("GET /batches/{id}",                          "-",   [403, 200, 403, 403, 403, 403, 403, 403]),
     // Changes the callers' scope: after the reads.
     ("POST /break-glass",                          "OUT", [403, 403, 403, 403, 201, 201, 201, 201]),
+    // Re-files O (a new version; O is entered in error): after the reads.
+    ("POST /documents/{id}/corrections",           "S",   [403, 404, 403, 403, 403, 403, 403, 403]),
+    ("POST /documents/{id}/corrections",           "O",   [403, 201, 403, 403, 403, 403, 403, 403]),
     // Destroys: last. Records have no `hiv` grant, so S is out of their scope.
     ("DELETE /documents/{id}",                     "S",   [403, 404, 403, 403, 403, 403, 403, 403]),
     ("DELETE /documents/{id}",                     "O",   [403, 200, 403, 403, 403, 403, 403, 403]),
@@ -251,6 +254,9 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
         })),
         "/disclosures/accounting" => Some(json!({ "mrn": mrn })),
         "/documents/{id}" if method == "DELETE" => Some(json!({ "reason": "access test" })),
+        "/documents/{id}/corrections" => {
+            Some(json!({ "document_type": "corrected-note", "reason": "access test" }))
+        }
         _ => None,
     };
     if path == "/batches" || path == "/batches/{id}" {

@@ -9,6 +9,7 @@ mod backup;
 mod bad_input;
 mod batches;
 mod cleanup;
+mod corrections;
 mod crash;
 mod dicom;
 mod duplicates;
