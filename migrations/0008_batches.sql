@@ -5,7 +5,8 @@
 -- since each document keeps its own original (its pages of the batch). The row remains.
 -- batch_pages: each page as processed (clean-up, OCR, cover-sheet verdict), its artifacts
 -- stored under the batch's id until the page is filed; `cover_fields` is sealed (it holds an MRN).
--- batch_segments: the documents the batch was split into, and the page ranges in the QA queue.
+-- batch_segments: the documents the batch was split into, and the page ranges in the QA queue
+-- (a range a person split or merged in QA stays, 'split' or 'merged', beside its successors).
 
 CREATE TABLE batches (
     id                    TEXT PRIMARY KEY,
@@ -50,7 +51,7 @@ CREATE TABLE batch_segments (
     first_page   INTEGER NOT NULL,
     last_page    INTEGER NOT NULL,
     cover_page   INTEGER,
-    status       TEXT NOT NULL CHECK (status IN ('pending','qa','filed','rejected')),
+    status       TEXT NOT NULL CHECK (status IN ('pending','qa','filed','rejected','merged','split')),
     qa_reason    TEXT,
     document_id  TEXT NOT NULL,
     resolved_at  TEXT,

@@ -345,10 +345,12 @@ impl Db {
     }
 
     pub async fn segments(&self, batch: DocumentId) -> sqlx::Result<Vec<Segment>> {
-        let rows = sqlx::query("SELECT * FROM batch_segments WHERE batch_id = $1 ORDER BY seq")
-            .bind(batch.to_string())
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM batch_segments WHERE batch_id = $1 ORDER BY first_page, seq",
+        )
+        .bind(batch.to_string())
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(segment_from_row).collect()
     }
 
@@ -364,7 +366,7 @@ impl Db {
     pub async fn qa_segments(&self) -> sqlx::Result<Vec<Segment>> {
         let rows = sqlx::query(
             "SELECT s.* FROM batch_segments s JOIN batches b ON b.id = s.batch_id
-             WHERE s.status = 'qa' ORDER BY b.created_at, s.seq",
+             WHERE s.status = 'qa' ORDER BY b.created_at, s.first_page",
         )
         .fetch_all(self.pool())
         .await?;
@@ -400,6 +402,74 @@ impl Db {
         .bind(now())
         .bind(by.map(|u| u.to_string()))
         .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces page ranges in the QA queue by others over the same pages (a person's split
+    /// or merge): `old` become `status` ('split' or 'merged'), the new ones wait in QA. False
+    /// when one of `old` left the queue meanwhile.
+    pub async fn replace_segments(
+        &self,
+        batch: DocumentId,
+        old: &[DocumentId],
+        status: &str,
+        new: &[NewSegment],
+        by: UserId,
+    ) -> sqlx::Result<Option<Vec<DocumentId>>> {
+        let mut tx = self.pool().begin().await?;
+        for id in old {
+            if !Db::resolve_segment_from(&mut tx, *id, "qa", status, Some(by)).await? {
+                return Ok(None);
+            }
+        }
+        let next: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(seq), -1) + 1 FROM batch_segments WHERE batch_id = $1",
+        )
+        .bind(batch.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut ids = Vec::new();
+        for (i, segment) in new.iter().enumerate() {
+            let id = DocumentId::new_random();
+            sqlx::query(
+                "INSERT INTO batch_segments (id, batch_id, seq, first_page, last_page,
+                    cover_page, status, qa_reason, document_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'qa', $7, $8)",
+            )
+            .bind(id.to_string())
+            .bind(batch.to_string())
+            .bind(next + i as i64)
+            .bind(segment.first_page as i64)
+            .bind(segment.last_page as i64)
+            .bind(segment.cover_page.map(i64::from))
+            .bind(&segment.qa_reason)
+            .bind(DocumentId::new_random().to_string())
+            .execute(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(Some(ids))
+    }
+
+    async fn resolve_segment_from(
+        tx: &mut Transaction<'_, Sqlite>,
+        id: DocumentId,
+        from: &str,
+        to: &str,
+        by: Option<UserId>,
+    ) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE batch_segments SET status = $1, resolved_at = $2, resolved_by = $3
+             WHERE id = $4 AND status = $5",
+        )
+        .bind(to)
+        .bind(now())
+        .bind(by.map(|u| u.to_string()))
+        .bind(id.to_string())
+        .bind(from)
         .execute(&mut **tx)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::{audit, authorize, Action, Principal};
-use crate::db::batches::Segment;
+use crate::db::batches::{NewSegment, Segment};
 use crate::domain::{parse_slug, DocumentId, DocumentStatus, Mrn, PatientId};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::AppState;
@@ -134,14 +134,23 @@ pub enum Resolution {
     },
     /// Not kept: crypto-shredded with the reason.
     Reject { reason: String },
+    /// A page range only: cut it before each of these pages (numbered from 1 within it).
+    Split { at: Vec<u32> },
+    /// A page range only: join it with the page range of the same batch next to it.
+    Merge { with: String },
 }
 
 #[derive(Serialize)]
 pub struct Resolved {
-    /// The document (for a page range: the document it was filed as).
+    /// The document (for a page range: the document it was filed as; for a split or merge,
+    /// the page range that was split or merged).
     id: DocumentId,
-    status: DocumentStatus,
+    /// The document's status, or `split` / `merged`.
+    status: &'static str,
     patient_id: Option<PatientId>,
+    /// The page ranges a split or merge made, in page order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page_ranges: Option<Vec<DocumentId>>,
 }
 
 pub async fn resolve(
@@ -178,6 +187,9 @@ pub async fn resolve(
         ));
     }
     match resolution {
+        Resolution::Split { .. } | Resolution::Merge { .. } => Err(ApiError::invalid(
+            "only a page range of a batch can be split or merged; file or reject this document",
+        )),
         Resolution::Accept => {
             audit_resolution(&state, &principal, &doc, doc.patient_id, "accept").await?;
             state
@@ -186,8 +198,9 @@ pub async fn resolve(
                 .await?;
             Ok(Json(Resolved {
                 id: doc.id,
-                status: DocumentStatus::Indexed,
+                status: DocumentStatus::Indexed.as_str(),
                 patient_id: Some(doc.patient_id),
+                page_ranges: None,
             }))
         }
         Resolution::Assign {
@@ -216,8 +229,9 @@ pub async fn resolve(
                 .map_err(ApiError::internal)?;
             Ok(Json(Resolved {
                 id: doc.id,
-                status: DocumentStatus::Indexed,
+                status: DocumentStatus::Indexed.as_str(),
                 patient_id: Some(patient_id),
+                page_ranges: None,
             }))
         }
         Resolution::Reject { reason } => {
@@ -234,8 +248,9 @@ pub async fn resolve(
             }
             Ok(Json(Resolved {
                 id: doc.id,
-                status: DocumentStatus::Deleted,
+                status: DocumentStatus::Deleted.as_str(),
                 patient_id: Some(doc.patient_id),
+                page_ranges: None,
             }))
         }
     }
@@ -339,6 +354,8 @@ async fn resolve_page_range(
         })
     };
     let filing = match resolution {
+        Resolution::Split { at } => return split(state, principal, &segment, at).await,
+        Resolution::Merge { with } => return merge(state, principal, &segment, &with).await,
         Resolution::Reject { reason } => {
             let reason = reason.trim();
             if reason.is_empty() || reason.chars().count() > 1000 {
@@ -362,8 +379,9 @@ async fn resolve_page_range(
             }
             return Ok(Json(Resolved {
                 id: segment.id,
-                status: DocumentStatus::Deleted,
+                status: DocumentStatus::Deleted.as_str(),
                 patient_id: None,
+                page_ranges: None,
             }));
         }
         Resolution::Accept => {
@@ -438,8 +456,9 @@ async fn resolve_page_range(
     }
     Ok(Json(Resolved {
         id: segment.document_id,
-        status: DocumentStatus::Accepted,
+        status: DocumentStatus::Accepted.as_str(),
         patient_id: Some(filing.patient_id),
+        page_ranges: None,
     }))
 }
 
@@ -489,4 +508,142 @@ pub async fn page_image(
         .await
         .map_err(ApiError::internal)?;
     Ok(([(axum::http::header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+/// Cuts a page range in the queue into several, before each page of `at`.
+async fn split(
+    state: &AppState,
+    principal: &Principal,
+    segment: &Segment,
+    mut at: Vec<u32>,
+) -> ApiResult<Json<Resolved>> {
+    at.sort_unstable();
+    at.dedup();
+    let count = segment.page_count();
+    if at.is_empty() || at.iter().any(|&page| page < 2 || page > count) {
+        return Err(ApiError::invalid(format!(
+            "at: give the pages (2 to {count}) where new page ranges start"
+        )));
+    }
+    let starts: Vec<u32> = std::iter::once(1).chain(at).collect();
+    let pieces: Vec<NewSegment> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &start)| {
+            let end = starts.get(i + 1).map_or(count, |next| next - 1);
+            NewSegment {
+                first_page: segment.first_page + start - 1,
+                last_page: segment.first_page + end - 1,
+                cover_page: if i == 0 { segment.cover_page } else { None },
+                qa_reason: Some(format!(
+                    "split by a person from batch pages {}-{}",
+                    segment.first_page, segment.last_page
+                )),
+            }
+        })
+        .collect();
+    replace(
+        state,
+        principal,
+        segment.batch_id,
+        &[segment],
+        "split",
+        &pieces,
+    )
+    .await
+}
+
+/// Joins a page range in the queue with the one next to it in the same batch (a cover sheet
+/// between them becomes a page).
+async fn merge(
+    state: &AppState,
+    principal: &Principal,
+    segment: &Segment,
+    with: &str,
+) -> ApiResult<Json<Resolved>> {
+    let other = match with.parse::<DocumentId>() {
+        Ok(id) => state.db.segment(id).await?,
+        Err(_) => None,
+    };
+    let Some(other) = other.filter(|o| o.batch_id == segment.batch_id && o.id != segment.id) else {
+        return Err(ApiError::invalid(
+            "with: not another page range of the same batch",
+        ));
+    };
+    if other.status != "qa" {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the other page range is not in the QA queue",
+        ));
+    }
+    let (a, b) = if segment.first_page < other.first_page {
+        (segment, &other)
+    } else {
+        (&other, segment)
+    };
+    if b.cover_page.unwrap_or(b.first_page) != a.last_page + 1 {
+        return Err(ApiError::invalid(
+            "the page ranges are not next to each other in the batch",
+        ));
+    }
+    let merged = NewSegment {
+        first_page: a.first_page,
+        last_page: b.last_page,
+        cover_page: a.cover_page,
+        qa_reason: Some(format!(
+            "merged by a person from batch pages {}-{} and {}-{}",
+            a.first_page, a.last_page, b.first_page, b.last_page
+        )),
+    };
+    replace(
+        state,
+        principal,
+        segment.batch_id,
+        &[a, b],
+        "merged",
+        &[merged],
+    )
+    .await
+}
+
+async fn replace(
+    state: &AppState,
+    principal: &Principal,
+    batch: DocumentId,
+    old: &[&Segment],
+    status: &'static str,
+    new: &[NewSegment],
+) -> ApiResult<Json<Resolved>> {
+    let old_ids: Vec<DocumentId> = old.iter().map(|s| s.id).collect();
+    audit(
+        &state.db,
+        principal,
+        Action::ReviewQa,
+        "ok",
+        None,
+        Some(old_ids[0]),
+        Some(json!({
+            "resolution": status,
+            "batch": batch,
+            "page_ranges": old_ids,
+            "into": new.iter().map(|s| [s.first_page, s.last_page]).collect::<Vec<_>>(),
+        })),
+    )
+    .await?;
+    let Some(ids) = state
+        .db
+        .replace_segments(batch, &old_ids, status, new, principal.user_id)
+        .await?
+    else {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "a page range was resolved meanwhile; reload the queue",
+        ));
+    };
+    Ok(Json(Resolved {
+        id: old_ids[0],
+        status,
+        patient_id: None,
+        page_ranges: Some(ids),
+    }))
 }

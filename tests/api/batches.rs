@@ -402,3 +402,115 @@ async fn pages_that_cannot_be_filed_wait_in_qa_until_a_person_files_or_rejects_t
         .collect();
     assert_eq!(resolutions.len(), 3, "{resolutions:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_splits_and_merges_page_ranges_before_filing_them() {
+    let app = spawn_app().await;
+    admit(&app, "BA-3001", "Flora Splitter", 5).await;
+    // No cover sheet at all: the whole batch is one page range in the queue.
+    let pages = vec![
+        text_page("Telephone message", "kestrel", 51),
+        text_page("Operation note", "pangolin", 52),
+        text_page("Operation note continued", "wombat", 53),
+        text_page("Operation note signature", "narwhal", 54),
+    ];
+    let (status, accepted) =
+        json_of(app.upload_batch_as(&app.records, g4_tiff_of(&pages)).await).await;
+    assert_eq!(status, 202, "{accepted}");
+    let batch_id = accepted["id"].as_str().unwrap().to_string();
+    app.wait_split(&batch_id).await;
+    let ranges = qa_ranges(&app).await;
+    assert_eq!(ranges.len(), 1);
+    assert_eq!((ranges[0].1, ranges[0].2), (1, 4));
+    let resolve = |id: String, body: Value| {
+        let app = &app;
+        async move {
+            json_of(
+                app.post_json(&app.records, &format!("/api/v1/qa/{id}"), &body)
+                    .await,
+            )
+            .await
+        }
+    };
+
+    // Out-of-range cuts are refused; a cut before page 3 makes two ranges.
+    let (status, _) = resolve(ranges[0].0.clone(), json!({ "action": "split", "at": [5] })).await;
+    assert_eq!(status, 400);
+    let (status, split) =
+        resolve(ranges[0].0.clone(), json!({ "action": "split", "at": [3] })).await;
+    assert_eq!(status, 200, "{split}");
+    assert_eq!(split["status"], "split");
+    let ranges = qa_ranges(&app).await;
+    let shape: Vec<(u64, u64)> = ranges.iter().map(|r| (r.1, r.2)).collect();
+    assert_eq!(shape, [(1, 2), (3, 4)]);
+    // The old range is gone from the queue: resolving it again is a conflict.
+    let (status, _) = resolve(
+        split["id"].as_str().unwrap().to_string(),
+        json!({ "action": "split", "at": [2] }),
+    )
+    .await;
+    assert_eq!(status, 409);
+
+    // Merged back, then cut after the telephone message instead.
+    let (status, merged) = resolve(
+        ranges[1].0.clone(),
+        json!({ "action": "merge", "with": ranges[0].0 }),
+    )
+    .await;
+    assert_eq!(status, 200, "{merged}");
+    let ranges = qa_ranges(&app).await;
+    let shape: Vec<(u64, u64)> = ranges.iter().map(|r| (r.1, r.2)).collect();
+    assert_eq!(shape, [(1, 4)]);
+    let (status, _) = resolve(ranges[0].0.clone(), json!({ "action": "split", "at": [2] })).await;
+    assert_eq!(status, 200);
+    let ranges = qa_ranges(&app).await;
+    let shape: Vec<(u64, u64)> = ranges.iter().map(|r| (r.1, r.2)).collect();
+    assert_eq!(shape, [(1, 1), (2, 4)]);
+
+    // The operation note is filed (its type must be given: it has no cover sheet).
+    let (status, refused) = resolve(
+        ranges[1].0.clone(),
+        json!({ "action": "assign", "mrn": "BA-3001" }),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    let (status, filed) = resolve(
+        ranges[1].0.clone(),
+        json!({ "action": "assign", "mrn": "BA-3001", "document_type": "operation-note" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{filed}");
+    let note_id = filed["id"].as_str().unwrap().to_string();
+    let note = app.wait_indexed(&note_id).await;
+    assert_eq!(note["page_count"], 3);
+    assert_eq!(only_hit(&app, "wombat", "BA-3001").await, (note_id, 2));
+    let (status, _) = resolve(
+        ranges[0].0.clone(),
+        json!({ "action": "reject", "reason": "a telephone message, not part of the chart" }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(qa_ranges(&app).await.is_empty());
+    let found = app
+        .search(&app.records, json!({ "query": "kestrel" }))
+        .await;
+    assert_eq!(found["total"], 0);
+    assert!(!blob_exists_for(&app, &batch_id), "batch blobs left behind");
+}
+
+/// The page ranges in the QA queue: (id, first batch page, last batch page).
+async fn qa_ranges(app: &TestApp) -> Vec<(String, u64, u64)> {
+    let (_, queue) = json_of(app.get(&app.records, "/api/v1/qa").await).await;
+    queue["page_ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["first_page"].as_u64().unwrap(),
+                r["last_page"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
