@@ -328,7 +328,13 @@ pub async fn file(
         page_count: rows.len() as u32,
         created_by,
         sop_instance_uid: None,
-        qa_reason: None,
+        // Filed from its cover sheet: the confidence check still applies; filed by a person
+        // from the QA queue: they have looked at it.
+        qa_reason: if by.is_none() {
+            crate::worker::low_confidence(&state.config, &rows)
+        } else {
+            None
+        },
     };
     let mut tx = state.db.begin().await?;
     if !Db::resolve_segment(&mut tx, segment.id, "filed", by).await? {

@@ -92,6 +92,9 @@ pub struct OcrConfig {
     pub deskew: bool,
     /// A page with less ink than this fraction of its area is blank: flagged, not OCRed.
     pub blank_max_ink: f32,
+    /// A document whose OCRed words have a mean confidence below this (0-100) goes to the QA
+    /// queue once processed; 0 turns the check off.
+    pub qa_min_confidence: f32,
 }
 
 impl OcrConfig {
@@ -217,6 +220,7 @@ impl Default for OcrConfig {
             min_orientation_confidence: 5.0,
             deskew: true,
             blank_max_ink: 0.001,
+            qa_min_confidence: 40.0,
         }
     }
 }

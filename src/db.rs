@@ -915,6 +915,16 @@ impl Db {
         row.map(|row| self.document_from_row(&row)).transpose()
     }
 
+    /// Sends a document (still being processed) to the QA queue once it is processed.
+    pub async fn set_qa_reason(&self, id: DocumentId, reason: &str) -> sqlx::Result<()> {
+        sqlx::query("UPDATE documents SET qa_reason = $1 WHERE id = $2 AND qa_reason IS NULL")
+            .bind(reason)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// What could not be done for a document that is usable all the same.
     pub async fn set_notice(&self, id: DocumentId, notice: &str) -> sqlx::Result<()> {
         sqlx::query("UPDATE documents SET notice = $1 WHERE id = $2")

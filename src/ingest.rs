@@ -35,6 +35,8 @@ pub struct UploadMetadata {
     /// Store a second copy even if this patient has the same original already.
     #[serde(default)]
     pub allow_duplicate: bool,
+    /// The number of pages the sender counted: a file with another count goes to QA.
+    pub declared_pages: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +58,7 @@ pub struct ValidMetadata {
     pub service_date: Option<NaiveDate>,
     pub encounter: Option<String>,
     pub allow_duplicate: bool,
+    pub declared_pages: Option<u32>,
 }
 
 impl ValidMetadata {
@@ -95,6 +98,7 @@ impl ValidMetadata {
             service_date: raw.service_date,
             encounter,
             allow_duplicate: raw.allow_duplicate,
+            declared_pages: raw.declared_pages,
         })
     }
 }
@@ -271,7 +275,12 @@ async fn accept_inner(
         {
             return duplicate(state, staged, principal, existing).await;
         }
-        qa_reason = dicom_patient_mismatch(dicom, &metadata.mrn);
+        qa_reason = dicom_patient_mismatch(dicom, &metadata.mrn).map(str::to_string);
+    }
+    if let Some(declared) = metadata.declared_pages.filter(|&d| d != page_count) {
+        qa_reason.get_or_insert_with(|| {
+            format!("the file has {page_count} pages, {declared} were declared at upload")
+        });
     }
     let vault = state.vault.clone();
     tokio::task::spawn_blocking(move || vault.promote_staging(doc)).await??;
@@ -289,7 +298,7 @@ async fn accept_inner(
         page_count,
         created_by: principal.user_id,
         sop_instance_uid: preflight.dicom.as_ref().map(|d| d.sop_instance_uid.clone()),
-        qa_reason: qa_reason.map(str::to_string),
+        qa_reason,
     };
     let committed = record(&state.db, staged, metadata, new_doc).await;
     let patient_id = match committed {

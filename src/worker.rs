@@ -145,9 +145,52 @@ async fn process_document(state: &AppState, doc_id: DocumentId) -> Result<usize,
     let todo: Vec<u32> = (1..=doc.page_count).filter(|p| !done.contains(p)).collect();
     if !todo.is_empty() {
         process_pages(state, &Target::document(&doc), format, todo).await?;
+        // (A document whose pages were made elsewhere, split from a batch or copied by a
+        // correction, was checked there or by a person.)
+        let pages = state
+            .db
+            .pages(doc_id)
+            .await
+            .map_err(|e| Failure::transient(e.into()))?;
+        if let Some(reason) =
+            low_confidence(&state.config, &pages).filter(|_| doc.qa_reason.is_none())
+        {
+            state
+                .db
+                .set_qa_reason(doc_id, &reason)
+                .await
+                .map_err(|e| Failure::transient(e.into()))?;
+        }
     }
 
     reindex(state, &doc).await.map_err(Failure::transient)
+}
+
+/// Sends a document whose OCRed words are, on average, less confident than
+/// `ocr.qa_min_confidence` to the QA queue (weighted by words; pages with their own text
+/// layer, blank pages and pages without words do not count).
+pub(crate) fn low_confidence(config: &crate::config::Config, pages: &[PageRow]) -> Option<String> {
+    let threshold = f64::from(config.ocr.qa_min_confidence);
+    if threshold <= 0.0 {
+        return None;
+    }
+    let (mut weighted, mut words) = (0.0, 0u64);
+    for page in pages {
+        if page.text_source == "ocr" && page.word_count > 0 {
+            weighted += page.mean_confidence * f64::from(page.word_count);
+            words += u64::from(page.word_count);
+        }
+    }
+    if words == 0 {
+        return None;
+    }
+    let mean = weighted / words as f64;
+    (mean < threshold).then(|| {
+        format!(
+            "the mean OCR confidence ({mean:.0}) is below the QA threshold ({threshold:.0}): \
+             check the scan is legible and filed right"
+        )
+    })
 }
 
 /// Indexes a document's pages again from their stored text, under the document's current

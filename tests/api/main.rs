@@ -18,6 +18,7 @@ mod generated;
 mod helpers;
 mod jwt;
 mod pdf;
+mod qa_checks;
 mod rotation;
 mod shred;
 mod verify;
