@@ -967,3 +967,19 @@ fn dates_and_names() {
     );
     assert_eq!(normalize_person_name("^^="), None);
 }
+
+/// Found by the `dicom` fuzz target: a UL of 2 bytes left dicom-rs 2 bytes off and it
+/// zero-filled gigabytes. The walk refuses it first.
+#[test]
+fn a_binary_value_of_a_partial_length_is_refused_before_dicom_rs_reads_it() {
+    let bytes = include_bytes!("../../../fuzz/corpus/dicom/regression-ul-of-2-bytes.dcm");
+    let error = crate::dicom_info(bytes, &Limits::default()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("(0028,0102)")
+            && message.contains("VR UL")
+            && message.contains("multiple of 4"),
+        "{message}"
+    );
+    assert!(crate::dicom_read(bytes, &Limits::default()).is_err());
+}

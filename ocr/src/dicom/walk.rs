@@ -44,6 +44,16 @@ const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
 const ITEM_DELIMITER: Tag = Tag(0xFFFE, 0xE00D);
 const TRANSFER_SYNTAX_UID: Tag = Tag(0x0002, 0x0010);
 
+/// The size of one value of a binary VR (1 for text and bytes).
+fn value_unit(vr: VR) -> u32 {
+    match vr {
+        VR::US | VR::SS | VR::OW => 2,
+        VR::UL | VR::SL | VR::FL | VR::AT | VR::OL | VR::OF => 4,
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+        _ => 1,
+    }
+}
+
 /// What the walk learnt on its way.
 #[derive(Debug)]
 pub(super) struct Structure {
@@ -310,11 +320,26 @@ impl<'a> Walker<'a> {
                     self.pos = at;
                     self.sequence(End::At(at + len as usize), limit, depth + 1)?;
                 }
-                Some(len) => self.skip(
-                    len,
-                    limit,
-                    &format!("data element ({:04X},{:04X})", tag.group(), tag.element()),
-                )?,
+                Some(len) => {
+                    // dicom-rs reads binary values in whole units but advances by the
+                    // length: a UL of 2 bytes would leave it 2 bytes off, reading values
+                    // as headers (one claimed gigabytes and was zero-filled).
+                    let unit = value_unit(header.vr());
+                    if len % unit != 0 {
+                        return Err(malformed(&format!(
+                            "data element ({:04X},{:04X}) has VR {} and a length of {len} \
+                             bytes, not a multiple of {unit}",
+                            tag.group(),
+                            tag.element(),
+                            header.vr().to_string()
+                        )));
+                    }
+                    self.skip(
+                        len,
+                        limit,
+                        &format!("data element ({:04X},{:04X})", tag.group(), tag.element()),
+                    )?
+                }
             }
         }
     }
