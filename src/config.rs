@@ -95,6 +95,8 @@ pub struct OcrConfig {
     /// A document whose OCRed words have a mean confidence below this (0-100) goes to the QA
     /// queue once processed; 0 turns the check off.
     pub qa_min_confidence: f32,
+    /// How long one page may take to clean up and recognise before its document fails.
+    pub page_timeout_ms: u64,
 }
 
 impl OcrConfig {
@@ -221,6 +223,7 @@ impl Default for OcrConfig {
             deskew: true,
             blank_max_ink: 0.001,
             qa_min_confidence: 40.0,
+            page_timeout_ms: 120_000,
         }
     }
 }

@@ -365,10 +365,21 @@ async fn process_page(
         ),
         None => {
             let dpi = decoded.dpi.map(|(x, _)| x.round() as u32);
-            let processed = state
-                .ocr
-                .process(decoded.image, dpi)
+            let limit = Duration::from_millis(state.config.ocr.page_timeout_ms);
+            // The engine finishes a page that runs over on its own (libtesseract's deadline
+            // monitor is not reachable through the tesseract crate); the document stops
+            // waiting for it and fails with a reason.
+            let processed = tokio::time::timeout(limit, state.ocr.process(decoded.image, dpi))
                 .await
+                .map_err(|_| Failure {
+                    reason: format!(
+                        "page {page} took longer than {} ms to clean up and recognise \
+                         (ocr.page_timeout_ms)",
+                        limit.as_millis()
+                    ),
+                    permanent: true,
+                    error: anyhow::anyhow!("page timeout"),
+                })?
                 .map_err(|e| Failure {
                     reason: format!("page {page} could not be recognised"),
                     permanent: true,

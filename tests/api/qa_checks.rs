@@ -109,3 +109,33 @@ async fn ocr_below_the_confidence_threshold_goes_to_qa() {
         .await;
     assert_eq!(doc["status"], "indexed", "{doc}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_over_the_ocr_time_limit_fails_its_document_with_a_reason() {
+    let app = spawn_app_with(|config| config.ocr.page_timeout_ms = 1).await;
+    let id = app
+        .upload(
+            png_of(&page("allspice", 65)),
+            &metadata("QC-3", "Jon Slow", "clinic-note"),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let doc = loop {
+        let doc: Value = app
+            .get(&app.records, &format!("/api/v1/documents/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if doc["status"] == "failed" {
+            break doc;
+        }
+        assert!(std::time::Instant::now() < deadline, "{doc}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = doc["failure_reason"].as_str().unwrap();
+    assert!(reason.contains("page 1 took longer than 1 ms"), "{reason}");
+    // The server goes on serving.
+    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
