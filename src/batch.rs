@@ -262,13 +262,23 @@ pub async fn file(
         .context("the batch has an unsupported content type")?;
     let limits = crate::ingest::scan_limits(&state.config);
     let (first, last) = (segment.first_page, segment.last_page);
+    // (batch page, document page): the kept cover sheet is page 0, then pages from 1.
+    let kept_cover = segment
+        .cover_page
+        .filter(|&cover| state.config.batches.keep_cover_sheet && cover < first);
+    let mapping: Vec<(u32, u32)> = kept_cover
+        .map(|cover| (cover, 0))
+        .into_iter()
+        .chain((first..=last).zip(1..))
+        .collect();
+    let batch_pages: Vec<u32> = mapping.iter().map(|&(page, _)| page).collect();
 
     // The document's original: its pages of the batch, as decoded, in one TIFF.
     let reader = state.vault.open(ObjectRef::Original(batch.id)).await?;
     let tiff = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
         let mut pages = PageReader::open(reader, format, &limits)?;
         let mut writer = TiffPagesWriter::new()?;
-        for page in first..=last {
+        for page in batch_pages {
             let decoded = pages.decode((page - 1) as usize)?;
             writer.add(&decoded.image, decoded.dpi)?;
         }
@@ -297,8 +307,7 @@ pub async fn file(
         .map(|p| (p.row.page, p))
         .collect();
     let mut rows = Vec::new();
-    for (index, page) in (first..=last).enumerate() {
-        let number = index as u32 + 1;
+    for &(page, number) in &mapping {
         let source = pages
             .get(&page)
             .with_context(|| format!("batch page {page} is not held by the batch"))?;
@@ -325,7 +334,7 @@ pub async fn file(
         content_type: "image/tiff".into(),
         sha256,
         size_bytes: size,
-        page_count: rows.len() as u32,
+        page_count: last + 1 - first,
         created_by,
         sop_instance_uid: None,
         // Filed from its cover sheet: the confidence check still applies; filed by a person

@@ -115,6 +115,8 @@ impl OcrConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchesConfig {
+    /// Keep a document's cover sheet as its page 0 (its pages are numbered from 1 either way).
+    pub keep_cover_sheet: bool,
     pub cover_sheet: chartvault_ocr::CoverSheetFormat,
 }
 

@@ -175,7 +175,8 @@ pub(crate) fn low_confidence(config: &crate::config::Config, pages: &[PageRow]) 
         return None;
     }
     let (mut weighted, mut words) = (0.0, 0u64);
-    for page in pages {
+    // (A kept cover sheet, page 0, is mostly barcode: it does not count.)
+    for page in pages.iter().filter(|p| p.page > 0) {
         if page.text_source == "ocr" && page.word_count > 0 {
             weighted += page.mean_confidence * f64::from(page.word_count);
             words += u64::from(page.word_count);
@@ -212,8 +213,10 @@ async fn reindex(state: &AppState, doc: &Document) -> anyhow::Result<usize> {
         .await?
         .map(|patient| patient.name)
         .unwrap_or_default();
-    let mut records = Vec::with_capacity(doc.page_count as usize);
-    for page in 1..=doc.page_count {
+    // Every stored page: 1 to page_count, and a batch document's kept cover sheet (page 0).
+    let pages = state.db.pages(doc.id).await?;
+    let mut records = Vec::with_capacity(pages.len());
+    for page in pages.iter().map(|p| p.page) {
         let text = state.vault.get(ObjectRef::PageText(doc.id, page)).await?;
         records.push(page_record(
             doc,

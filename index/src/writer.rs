@@ -53,7 +53,7 @@ const PURGE_MERGE_ATTEMPTS: usize = 8;
 #[derive(Clone)]
 pub struct PageRecord {
     pub document_id: Uuid,
-    /// 1-based.
+    /// Pages are numbered from 1; page 0 is a batch document's cover sheet, when kept.
     pub page: u32,
     /// Internal opaque patient id, never an MRN.
     pub patient_id: Uuid,
@@ -148,9 +148,6 @@ impl IndexWriterService {
     pub async fn index_pages(&self, pages: Vec<PageRecord>) -> Result<(), IndexError> {
         if pages.is_empty() {
             return Ok(());
-        }
-        if pages.iter().any(|page| page.page == 0) {
-            return Err(IndexError::InvalidRecord("page numbers start at 1"));
         }
         self.request(|done| Command::Index { pages, done }).await
     }

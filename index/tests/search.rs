@@ -500,13 +500,15 @@ async fn only_one_writer_per_index() {
 }
 
 #[tokio::test]
-async fn page_zero_is_rejected() {
+async fn page_zero_a_kept_cover_sheet_is_indexed_like_any_page() {
     let index = SearchIndex::create_in_ram().expect("ram index");
     let writer = start_writer(&index);
-    let result = writer
-        .index_pages(vec![page(Uuid::new_v4(), 0, Uuid::new_v4(), "x")])
-        .await;
-    assert!(matches!(result, Err(IndexError::InvalidRecord(_))));
+    let document = Uuid::new_v4();
+    writer
+        .index_pages(vec![page(document, 0, Uuid::new_v4(), "x")])
+        .await
+        .expect("page 0 indexes");
+    assert_eq!(index.page_count().unwrap(), 1);
 }
 
 #[tokio::test]

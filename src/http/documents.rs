@@ -497,7 +497,8 @@ async fn page_artifact(
     let doc = readable_document(&state, &principal, &id).await?;
     ensure_not_deleted(&doc)?;
     let page: u32 = page.parse().map_err(|_| ApiError::not_found())?;
-    if page == 0 || page > doc.page_count {
+    // Page 0 is a batch document's cover sheet, when kept (`batches.keep_cover_sheet`).
+    if page > doc.page_count || (page == 0 && !state.db.page_exists(doc.id, 0).await?) {
         return Err(ApiError::not_found());
     }
     let bytes = match state.vault.get(artifact.object(doc.id, page)).await {

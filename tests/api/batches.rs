@@ -514,3 +514,61 @@ async fn qa_ranges(app: &TestApp) -> Vec<(String, u64, u64)> {
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_keep_cover_sheet_the_cover_sheet_is_page_0_and_the_pages_still_start_at_1() {
+    let app = spawn_app_with(|config| config.batches.keep_cover_sheet = true).await;
+    admit(&app, "BA-4001", "Gwen Keeper", 6).await;
+    let code = CoverSheetFormat::default().encode("BA-4001", "consent", None, None);
+    let pages = vec![
+        cover(Symbology::Qr, &code),
+        blank_back(71),
+        text_page("Consent to treatment", "marmoset", 72),
+        text_page("Consent witnessed", "tapir", 73),
+    ];
+    let (status, accepted) =
+        json_of(app.upload_batch_as(&app.records, g4_tiff_of(&pages)).await).await;
+    assert_eq!(status, 202, "{accepted}");
+    let batch = app.wait_split(accepted["id"].as_str().unwrap()).await;
+    let segment = &batch["segments"][0];
+    assert_eq!(segment["status"], "filed", "{batch}");
+    let id = segment["document_id"].as_str().unwrap().to_string();
+    let doc = app.wait_indexed(&id).await;
+    assert_eq!(doc["page_count"], 2);
+    let numbers: Vec<u64> = doc["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["page"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [0, 1, 2]);
+    assert_eq!(only_hit(&app, "tapir", "BA-4001").await, (id.clone(), 2));
+    let cover_image = app
+        .get(
+            &app.records,
+            &format!("/api/v1/documents/{id}/pages/0/image"),
+        )
+        .await;
+    assert_eq!(cover_image.status(), 200);
+    let original = app
+        .get(&app.records, &format!("/api/v1/documents/{id}/original"))
+        .await
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let checked = chartvault_ocr::preflight(
+        std::io::Cursor::new(original),
+        &chartvault_ocr::Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        checked.pages.len(),
+        3,
+        "the cover sheet, then pages 1 and 2"
+    );
+    let report = chartvault::verify::verify(&app.config())
+        .await
+        .expect("verify runs");
+    assert_eq!(report.errors(), 0, "{}", report.summary());
+}
