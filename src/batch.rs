@@ -311,13 +311,10 @@ pub async fn file(
         let source = pages
             .get(&page)
             .with_context(|| format!("batch page {page} is not held by the batch"))?;
-        for (from, to) in ObjectRef::page_artifacts(batch.id, page)
-            .into_iter()
-            .zip(ObjectRef::page_artifacts(doc, number))
-        {
-            let bytes = state.vault.get(from).await?;
-            state.vault.put(to, bytes).await?;
-        }
+        state
+            .vault
+            .copy_page((batch.id, page), (doc, number))
+            .await?;
         let mut row = source.row.clone();
         row.page = number;
         rows.push(row);
@@ -350,17 +347,10 @@ pub async fn file(
         drop(tx);
         return Ok(false);
     }
-    Db::insert_key(
-        &mut tx,
-        &key.id.to_hex(),
-        key.wrapped.kek_version,
-        &key.wrapped.bytes,
-    )
-    .await?;
-    state.db.insert_document_with_job(&mut tx, &new_doc).await?;
-    for row in &rows {
-        Db::insert_page_tx(&mut tx, doc, row).await?;
-    }
+    state
+        .db
+        .insert_document_with_pages(&mut tx, &key, &new_doc, &rows)
+        .await?;
     tx.commit().await?;
     state.jobs_waiting.notify_one();
 

@@ -14,7 +14,7 @@ use std::io::Write;
 
 use chrono::NaiveDate;
 
-use crate::db::{Db, Document, NewDocument};
+use crate::db::{Document, NewDocument};
 use crate::domain::{DocumentId, PatientId, UserId};
 use crate::http::AppState;
 use crate::vault::ObjectRef;
@@ -57,13 +57,10 @@ pub async fn correct(
     // Every page's artifacts, and its row.
     let pages = state.db.pages(doc.id).await?;
     for page in &pages {
-        for (from, to) in ObjectRef::page_artifacts(doc.id, page.page)
-            .into_iter()
-            .zip(ObjectRef::page_artifacts(new_id, page.page))
-        {
-            let bytes = state.vault.get(from).await?;
-            state.vault.put(to, bytes).await?;
-        }
+        state
+            .vault
+            .copy_page((doc.id, page.page), (new_id, page.page))
+            .await?;
     }
 
     let new_doc = NewDocument {
@@ -82,17 +79,10 @@ pub async fn correct(
         qa_reason: None,
     };
     let mut tx = state.db.begin().await?;
-    Db::insert_key(
-        &mut tx,
-        &key.id.to_hex(),
-        key.wrapped.kek_version,
-        &key.wrapped.bytes,
-    )
-    .await?;
-    state.db.insert_document_with_job(&mut tx, &new_doc).await?;
-    for page in &pages {
-        Db::insert_page_tx(&mut tx, new_id, page).await?;
-    }
+    state
+        .db
+        .insert_document_with_pages(&mut tx, &key, &new_doc, &pages)
+        .await?;
     if !state
         .db
         .supersede(&mut tx, doc.id, new_id, by, &correction.reason)

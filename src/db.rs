@@ -199,6 +199,23 @@ fn parse_date(raw: Option<String>) -> sqlx::Result<Option<NaiveDate>> {
         .transpose()
 }
 
+/// A page row from a `pages` or `batch_pages` row (the same columns).
+fn page_row_from(r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<PageRow> {
+    Ok(PageRow {
+        page: r.try_get::<i64, _>("page")? as u32,
+        width: r.try_get::<i64, _>("width")? as u32,
+        height: r.try_get::<i64, _>("height")? as u32,
+        dpi: r.try_get("dpi")?,
+        mean_confidence: r.try_get("mean_confidence")?,
+        word_count: r.try_get::<i64, _>("word_count")? as u32,
+        blank: r.try_get("blank")?,
+        rotation: r.try_get::<i64, _>("rotation")? as u16,
+        skew_degrees: r.try_get("skew_degrees")?,
+        ink: r.try_get("ink")?,
+        text_source: r.try_get("text_source")?,
+    })
+}
+
 fn insert_page_query(
     document: DocumentId,
     page: &PageRow,
@@ -903,6 +920,30 @@ impl Db {
         Ok(())
     }
 
+    /// Records a document whose original and pages are stored already (split from a batch,
+    /// or a correction): the original's key, the document, its job (which only indexes
+    /// the pages) and its page rows, inside the caller's transaction.
+    pub async fn insert_document_with_pages(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        original_key: &crate::vault::NewKey,
+        doc: &NewDocument,
+        pages: &[PageRow],
+    ) -> sqlx::Result<()> {
+        Db::insert_key(
+            tx,
+            &original_key.id.to_hex(),
+            original_key.wrapped.kek_version,
+            &original_key.wrapped.bytes,
+        )
+        .await?;
+        self.insert_document_with_job(tx, doc).await?;
+        for page in pages {
+            Db::insert_page_tx(tx, doc.id, page).await?;
+        }
+        Ok(())
+    }
+
     /// The live document holding this DICOM instance, if any.
     pub async fn document_by_sop_instance(&self, uid: &str) -> sqlx::Result<Option<Document>> {
         let index = self.phi()?.sop_index(uid);
@@ -1176,23 +1217,7 @@ impl Db {
         .bind(document.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PageRow {
-                    page: r.try_get::<i64, _>("page")? as u32,
-                    width: r.try_get::<i64, _>("width")? as u32,
-                    height: r.try_get::<i64, _>("height")? as u32,
-                    dpi: r.try_get("dpi")?,
-                    mean_confidence: r.try_get("mean_confidence")?,
-                    word_count: r.try_get::<i64, _>("word_count")? as u32,
-                    blank: r.try_get("blank")?,
-                    rotation: r.try_get::<i64, _>("rotation")? as u16,
-                    skew_degrees: r.try_get("skew_degrees")?,
-                    ink: r.try_get("ink")?,
-                    text_source: r.try_get("text_source")?,
-                })
-            })
-            .collect()
+        rows.iter().map(page_row_from).collect()
     }
 
     /// Jobs that were running when the process stopped go back to the queue.

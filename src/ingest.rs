@@ -253,16 +253,8 @@ async fn accept_inner(
             return duplicate(state, staged, principal, existing).await;
         }
     }
-    let limits = scan_limits(&state.config);
-    let vault = state.vault.clone();
     let doc = staged.doc;
-    let key = staged.key.key.clone();
-    let preflight = tokio::task::spawn_blocking(move || {
-        let reader = vault.staging_reader(doc, &key)?;
-        Ok::<_, anyhow::Error>(chartvault_ocr::preflight(reader, &limits))
-    })
-    .await??
-    .map_err(scan_error)?;
+    let preflight = preflight_staged(state, staged).await?;
 
     let page_count = preflight.pages.len() as u32;
     let mut qa_reason = None;
@@ -304,9 +296,7 @@ async fn accept_inner(
     let patient_id = match committed {
         Ok(patient_id) => patient_id,
         Err(error) => {
-            let vault = state.vault.clone();
-            let name = crate::vault::ObjectRef::Original(doc).blob_name();
-            let _ = tokio::task::spawn_blocking(move || vault.blobs.delete(&name)).await;
+            discard_original(state, doc).await;
             return Err(error.into());
         }
     };
@@ -328,6 +318,30 @@ async fn accept_inner(
         pages: page_count,
         duplicate: false,
     })
+}
+
+/// Preflights a staged upload through the decrypting reader (headers only, no pixels).
+async fn preflight_staged(
+    state: &AppState,
+    staged: &Staged,
+) -> Result<chartvault_ocr::Preflight, ApiError> {
+    let limits = scan_limits(&state.config);
+    let vault = state.vault.clone();
+    let doc = staged.doc;
+    let key = staged.key.key.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = vault.staging_reader(doc, &key)?;
+        Ok::<_, anyhow::Error>(chartvault_ocr::preflight(reader, &limits))
+    })
+    .await??
+    .map_err(scan_error)
+}
+
+/// Removes an original whose database records could not be committed.
+async fn discard_original(state: &AppState, id: DocumentId) {
+    let vault = state.vault.clone();
+    let name = crate::vault::ObjectRef::Original(id).blob_name();
+    let _ = tokio::task::spawn_blocking(move || vault.blobs.delete(&name)).await;
 }
 
 /// The answer to a batch upload.
@@ -384,16 +398,8 @@ async fn accept_batch_inner(
             duplicate: true,
         });
     }
-    let limits = scan_limits(&state.config);
-    let vault = state.vault.clone();
     let id = staged.doc;
-    let key = staged.key.key.clone();
-    let preflight = tokio::task::spawn_blocking(move || {
-        let reader = vault.staging_reader(id, &key)?;
-        Ok::<_, anyhow::Error>(chartvault_ocr::preflight(reader, &limits))
-    })
-    .await??
-    .map_err(scan_error)?;
+    let preflight = preflight_staged(state, staged).await?;
     if preflight.format == ScanFormat::Dicom {
         return Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
@@ -425,9 +431,7 @@ async fn accept_batch_inner(
     }
     .await;
     if let Err(error) = committed {
-        let vault = state.vault.clone();
-        let name = crate::vault::ObjectRef::Original(id).blob_name();
-        let _ = tokio::task::spawn_blocking(move || vault.blobs.delete(&name)).await;
+        discard_original(state, id).await;
         return Err(error.into());
     }
     crate::auth::audit(

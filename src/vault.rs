@@ -242,6 +242,23 @@ impl Vault {
         Ok(())
     }
 
+    /// Copies a page's artifacts (image, text, word boxes) to another (document, page):
+    /// decrypted and encrypted again under the new identity and new keys.
+    pub async fn copy_page(
+        &self,
+        (from_doc, from_page): (DocumentId, u32),
+        (to_doc, to_page): (DocumentId, u32),
+    ) -> anyhow::Result<()> {
+        for (from, to) in ObjectRef::page_artifacts(from_doc, from_page)
+            .into_iter()
+            .zip(ObjectRef::page_artifacts(to_doc, to_page))
+        {
+            let bytes = self.get(from).await?;
+            self.put(to, bytes).await?;
+        }
+        Ok(())
+    }
+
     /// Opens `object` for streaming decryption (blocking reads: use from blocking threads).
     pub async fn open(
         &self,

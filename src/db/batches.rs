@@ -270,19 +270,7 @@ impl Db {
                     _ => CoverSheet::NotCover,
                 };
                 Ok(BatchPage {
-                    row: PageRow {
-                        page,
-                        width: r.try_get::<i64, _>("width")? as u32,
-                        height: r.try_get::<i64, _>("height")? as u32,
-                        dpi: r.try_get("dpi")?,
-                        mean_confidence: r.try_get("mean_confidence")?,
-                        word_count: r.try_get::<i64, _>("word_count")? as u32,
-                        blank: r.try_get("blank")?,
-                        rotation: r.try_get::<i64, _>("rotation")? as u16,
-                        skew_degrees: r.try_get("skew_degrees")?,
-                        ink: r.try_get("ink")?,
-                        text_source: r.try_get("text_source")?,
-                    },
+                    row: super::page_row_from(r)?,
                     cover,
                 })
             })

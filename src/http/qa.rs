@@ -77,19 +77,9 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiRes
         let Some(batch) = state.db.batch(segment.batch_id).await? else {
             continue;
         };
-        let cover = match segment.cover_page {
-            Some(page) => state
-                .db
-                .batch_pages(segment.batch_id)
-                .await?
-                .into_iter()
-                .find(|p| p.row.page == page)
-                .and_then(|p| match p.cover {
-                    cover @ CoverSheet::Cover { .. } => serde_json::to_value(cover).ok(),
-                    _ => None,
-                }),
-            None => None,
-        };
+        let cover = readable_cover(&state, &segment)
+            .await?
+            .and_then(|cover| serde_json::to_value(cover).ok());
         page_ranges.push(QaPageRange {
             id: segment.id,
             batch_id: segment.batch_id,
@@ -298,6 +288,21 @@ pub(super) async fn patient_for(
     Ok(id)
 }
 
+/// What a page range's cover sheet says, when it has one that could be read.
+async fn readable_cover(state: &AppState, segment: &Segment) -> ApiResult<Option<CoverSheet>> {
+    let Some(page) = segment.cover_page else {
+        return Ok(None);
+    };
+    Ok(state
+        .db
+        .batch_pages(segment.batch_id)
+        .await?
+        .into_iter()
+        .find(|p| p.row.page == page)
+        .map(|p| p.cover)
+        .filter(|cover| matches!(cover, CoverSheet::Cover { .. })))
+}
+
 /// Resolves a page range of a batch: `assign` files it as a document of that patient (type
 /// and date from the request, else from its cover sheet), `accept` files it as its cover
 /// sheet says (once its MRN is a known patient's), `reject` crypto-shreds its pages.
@@ -326,23 +331,14 @@ async fn resolve_page_range(
     let Some(batch) = state.db.batch(segment.batch_id).await? else {
         return Err(ApiError::not_found());
     };
-    let cover = match segment.cover_page {
-        Some(page) => state
-            .db
-            .batch_pages(segment.batch_id)
-            .await?
-            .into_iter()
-            .find(|p| p.row.page == page)
-            .and_then(|p| match p.cover {
-                CoverSheet::Cover {
-                    mrn,
-                    document_type,
-                    category,
-                    service_date,
-                } => Some((mrn, document_type, category, service_date)),
-                _ => None,
-            }),
-        None => None,
+    let cover = match readable_cover(state, &segment).await? {
+        Some(CoverSheet::Cover {
+            mrn,
+            document_type,
+            category,
+            service_date,
+        }) => Some((mrn, document_type, category, service_date)),
+        _ => None,
     };
     let detail = |resolution: &str, patient: Option<PatientId>| {
         json!({
