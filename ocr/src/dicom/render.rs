@@ -76,7 +76,10 @@ impl Layout {
             0 => bits_allocated,
             b => b.min(bits_allocated),
         };
-        let high_bit: u16 = super::int(obj, tags::HIGH_BIT).unwrap_or(bits_stored - 1);
+        // A High Bit outside the allocated bits (65535, say) is ignored.
+        let high_bit: u16 = super::int(obj, tags::HIGH_BIT)
+            .filter(|&bit: &u16| bit < bits_allocated)
+            .unwrap_or(bits_stored - 1);
         let shift = if encapsulated {
             0
         } else {

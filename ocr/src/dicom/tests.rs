@@ -983,3 +983,12 @@ fn a_binary_value_of_a_partial_length_is_refused_before_dicom_rs_reads_it() {
     );
     assert!(crate::dicom_read(bytes, &Limits::default()).is_err());
 }
+
+/// Found by the `dicom` fuzz target: High Bit 65535 overflowed the shift computation (a
+/// panic with overflow checks on, as in the dev profile the service runs with).
+#[test]
+fn a_high_bit_outside_the_allocated_bits_is_ignored() {
+    let bytes = include_bytes!("../../../fuzz/corpus/dicom/regression-high-bit-65535.dcm");
+    let outcome = std::panic::catch_unwind(|| crate::dicom_read(bytes, &Limits::default()));
+    assert!(outcome.is_ok(), "reading it panicked");
+}
