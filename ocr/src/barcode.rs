@@ -48,9 +48,9 @@
 //!
 //! From pixels alone an undecodable code is indistinguishable from no code. This module leaves
 //! that to the caller, with one helper: a cover sheet also carries a printed marker (by
-//! default `COVER SHEET`), and [`has_cover_marker`] looks for it in the page's OCR text. A page
-//! that is [`CoverSheet::NotCover`] but whose OCR text has the marker should go to QA as an
-//! unreadable cover sheet.
+//! default `CHARTVAULT COVER SHEET`), and [`has_cover_marker`] looks for it in the page's
+//! OCR text. A page that is [`CoverSheet::NotCover`] but whose OCR text has the marker should
+//! go to QA as an unreadable cover sheet.
 //!
 //! # PHI
 //!
@@ -347,7 +347,8 @@ impl Default for CoverSheetFormat {
             type_key: "TYPE".to_owned(),
             category_key: "CAT".to_owned(),
             date_key: "DATE".to_owned(),
-            marker_text: "COVER SHEET".to_owned(),
+            // Specific enough that a fax cover sheet in a chart is not taken for one.
+            marker_text: "CHARTVAULT COVER SHEET".to_owned(),
         }
     }
 }
@@ -571,9 +572,10 @@ fn valid_date(date: &str) -> bool {
 }
 
 /// Whether a page's OCR text carries the cover sheet's printed marker
-/// ([`CoverSheetFormat::marker_text`], `COVER SHEET` by default): case-insensitive, any run
-/// of whitespace matching any other. For a page whose code could not be read: `NotCover` from
-/// [`parse_cover_sheet`] plus the marker means an unreadable cover sheet (QA).
+/// ([`CoverSheetFormat::marker_text`], `CHARTVAULT COVER SHEET` by default):
+/// case-insensitive, any run of whitespace matching any other. For a page whose code could
+/// not be read: `NotCover` from [`parse_cover_sheet`] plus the marker means an unreadable
+/// cover sheet (QA).
 pub fn has_cover_marker(ocr_text: &str, format: &CoverSheetFormat) -> bool {
     let normalise = |s: &str| {
         s.split_whitespace()

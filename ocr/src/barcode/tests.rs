@@ -440,9 +440,11 @@ fn debug_output_is_redacted() {
 fn cover_marker_in_ocr_text() {
     let format = CoverSheetFormat::default();
     assert!(has_cover_marker(
-        "St. Elsewhere\nPatient   Cover\n  sheet\n",
+        "St. Elsewhere\nChartVault   Cover\n  sheet\n",
         &format
     ));
+    // A fax cover sheet filed in a chart is a page like any other.
+    assert!(!has_cover_marker("FAX COVER SHEET\nTo: Dr Who", &format));
     assert!(!has_cover_marker(
         "Progress note: covered sheets of gauze",
         &format
