@@ -109,6 +109,12 @@ pub enum Action {
     /// Re-file a document under another patient, type or date (a new version; the old one
     /// is entered in error).
     CorrectDocument,
+    /// Place, list and release legal holds.
+    ManageHolds,
+    /// Run retention (list what expired; with apply, destroy it).
+    RunRetention,
+    /// Read destruction certificates.
+    ReadCertificates,
 }
 
 impl Action {
@@ -129,6 +135,9 @@ impl Action {
             Action::AccountDisclosures => "account-disclosures",
             Action::ReviewQa => "review-qa",
             Action::CorrectDocument => "correct-document",
+            Action::ManageHolds => "hold",
+            Action::RunRetention => "retention-run",
+            Action::ReadCertificates => "destruction-certificates",
         }
     }
 }
@@ -170,8 +179,15 @@ impl Decision {
 ///   break-the-glass access; anything else is 404.
 pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<'_>>) -> Decision {
     let role_allows = match action {
-        Action::Ingest | Action::DeleteDocument | Action::ReviewQa | Action::CorrectDocument => {
-            matches!(principal.role, Role::Records)
+        Action::Ingest
+        | Action::DeleteDocument
+        | Action::ReviewQa
+        | Action::CorrectDocument
+        | Action::RunRetention => matches!(principal.role, Role::Records),
+        Action::ManageHolds => matches!(principal.role, Role::Legal),
+        // What was destroyed, and under which rule, is no secret from those who answer for it.
+        Action::ReadCertificates => {
+            matches!(principal.role, Role::Records | Role::Legal | Role::Auditor)
         }
         Action::ManageKeys | Action::GrantCategory => matches!(principal.role, Role::Admin),
         Action::ManageCare => matches!(principal.role, Role::Records | Role::Admin),

@@ -91,6 +91,9 @@ pub enum Command {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Retention: what has expired under the configured rules, and its destruction.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// Restore a backup into a new, empty data directory (needs the archive's KEK).
     Restore {
         /// A backup directory written by `chartvault backup` (with its MANIFEST.json).
@@ -113,6 +116,20 @@ pub enum AuditCommand {
         /// Also print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Lists (through the running server, as a `records` user) every document past its
+    /// retention period, and the holds that keep any of them; with --apply, crypto-shreds
+    /// those no hold covers, each with a destruction certificate. Prints the report as JSON.
+    Run {
+        /// Destroy what expired (without it, only list).
+        #[arg(long)]
+        apply: bool,
+        #[command(flatten)]
+        client: ClientArgs,
     },
 }
 
@@ -390,6 +407,30 @@ pub async fn search(query: &str, limit: usize, client: &ClientArgs) -> anyhow::R
         );
     }
     Ok(())
+}
+
+/// `retention run`: the server's report, as JSON.
+pub async fn retention_run(apply: bool, client: &ClientArgs) -> anyhow::Result<serde_json::Value> {
+    let url = format!(
+        "{}/api/v1/retention/runs",
+        client.server.trim_end_matches('/')
+    );
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&client.token)
+        .json(&serde_json::json!({ "apply": apply }))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "{} {}",
+            status.as_u16(),
+            body["message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(body)
 }
 
 /// Runs a `keys` subcommand and returns the JSON it prints.

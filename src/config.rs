@@ -22,6 +22,7 @@ pub struct Config {
     pub access: AccessConfig,
     pub audit: AuditConfig,
     pub batches: BatchesConfig,
+    pub retention: crate::retention::RetentionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +182,7 @@ impl Default for Config {
             access: AccessConfig::default(),
             audit: AuditConfig::default(),
             batches: BatchesConfig::default(),
+            retention: crate::retention::RetentionConfig::default(),
         }
     }
 }
@@ -290,6 +292,7 @@ impl Config {
                 "ocr.blank_max_ink must be a fraction from 0 (no page is blank) to below 1"
             );
         }
+        self.retention.validate()?;
         Ok(())
     }
 

@@ -19,6 +19,8 @@ use crate::phi::{is_sealed, Column, PhiCipher};
 mod audit_log;
 pub mod batches;
 mod disclosures;
+pub mod holds;
+pub mod retention;
 
 pub use audit_log::{AuditFilter, StoredAuditRow};
 pub use disclosures::{Disclosure, DisclosureSource, NewDisclosure};
@@ -1099,14 +1101,17 @@ impl Db {
     /// Turns a document into its tombstone, in one transaction: its keyring rows (the keys
     /// of `key_ids`) and page rows are deleted, so from the commit on nothing of it can be
     /// decrypted; id, sha256, when, who and the sealed reason remain. Only a document in one
-    /// of `destroyable` states is changed; returns false (and changes nothing) otherwise.
+    /// of `destroyable` states and under no active legal hold is changed; returns false
+    /// (and changes nothing) otherwise. A retention destruction writes its certificate in
+    /// the same transaction.
     pub async fn tombstone_document(
         &self,
         id: DocumentId,
         destroyable: &[DocumentStatus],
         key_ids: &[String],
-        by: UserId,
+        by: &str,
         reason: &str,
+        certificate: Option<&retention::NewCertificate>,
     ) -> sqlx::Result<bool> {
         let row_id = id.to_string();
         let sealed_reason = self
@@ -1122,6 +1127,10 @@ impl Db {
         if !current.is_some_and(|status| states.contains(&status.as_str())) {
             return Ok(false);
         }
+        // A hold placed since the caller checked still stops the destruction.
+        if Db::held_in(&mut tx, &row_id).await? {
+            return Ok(false);
+        }
         sqlx::query(
             "UPDATE documents SET status = 'deleted', deleted_at = $1, deleted_by = $2,
                 deletion_reason = $3, encounter = NULL, failure_reason = NULL,
@@ -1129,7 +1138,7 @@ impl Db {
              WHERE id = $4",
         )
         .bind(now())
-        .bind(by.to_string())
+        .bind(by)
         .bind(sealed_reason)
         .bind(&row_id)
         .execute(&mut *tx)
@@ -1144,6 +1153,9 @@ impl Db {
             .bind(&row_id)
             .execute(&mut *tx)
             .await?;
+        if let Some(certificate) = certificate {
+            Db::insert_certificate(&mut tx, certificate).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

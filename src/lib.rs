@@ -39,6 +39,7 @@ pub mod ingest;
 pub mod jwt;
 pub mod kek;
 pub mod phi;
+pub mod retention;
 pub mod search;
 pub mod shred;
 pub mod startup;

@@ -3,7 +3,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use chartvault::cli::{self, AuditCommand, Cli, Command, TokenCommand, UserCommand};
+use chartvault::cli::{
+    self, AuditCommand, Cli, Command, RetentionCommand, TokenCommand, UserCommand,
+};
 use chartvault::startup::{disable_core_dumps, shutdown_signal, Application};
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -98,6 +100,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
         } => cli::ingest(&files, &metadata, &client).await,
         Command::Keys(command) => {
             let report = cli::keys(config_path, command).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Retention(RetentionCommand::Run { apply, client }) => {
+            let report = cli::retention_run(apply, &client).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

@@ -1,5 +1,6 @@
 //! Sealing of the PHI the database holds: patient MRN, name and birth date, a document's
-//! encounter and a deletion's reason, a disclosure's recipient, description and purpose.
+//! encounter and a deletion's reason, a disclosure's recipient, description and purpose, a
+//! legal hold's matter, custodian, reasons and query.
 //! (The audit log is sealed under a key of its own: see [`crate::audit`].)
 //!
 //! Promises:
@@ -40,6 +41,11 @@ pub enum Column {
     DisclosurePurpose,
     BatchCoverFields,
     DocumentCorrectionReason,
+    HoldMatter,
+    HoldCustodian,
+    HoldReason,
+    HoldQuery,
+    HoldReleaseReason,
 }
 
 impl Column {
@@ -58,6 +64,11 @@ impl Column {
             Column::DisclosurePurpose => "disclosures.purpose",
             Column::BatchCoverFields => "batch_pages.cover_fields",
             Column::DocumentCorrectionReason => "documents.correction_reason",
+            Column::HoldMatter => "holds.matter",
+            Column::HoldCustodian => "holds.custodian",
+            Column::HoldReason => "holds.reason",
+            Column::HoldQuery => "holds.query",
+            Column::HoldReleaseReason => "holds.release_reason",
         }
     }
 }

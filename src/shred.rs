@@ -2,7 +2,9 @@
 //!
 //! Promises:
 //! - [`destruction_refusal`] is the one place that decides whether a document may be
-//!   destroyed (legal holds and retention periods will refuse it there).
+//!   destroyed by a person: its state, an active legal hold (409 naming the hold), its
+//!   retention period. The destruction transaction checks the holds again, so a hold placed
+//!   in between still wins.
 //! - The moment of destruction is one database transaction ([`Db::tombstone_document`]):
 //!   the keyring rows of every object of the document go (with `secure_delete` on, their
 //!   bytes are zeroed in the file; the WAL is truncated afterwards), its page rows go, and
@@ -16,14 +18,53 @@ use std::io::{Seek, SeekFrom};
 
 use chartvault_storage::{read_key_id, BlobName};
 
+use crate::db::holds::HoldRef;
+use crate::db::retention::NewCertificate;
 use crate::db::Document;
-use crate::domain::{DocumentId, DocumentStatus, UserId};
-use crate::error::{ApiError, ErrorCode};
+use crate::domain::{DocumentId, DocumentStatus};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::AppState;
 use crate::vault::ObjectRef;
 
-/// Why a document may not be destroyed now, or `None` if it may.
-pub fn destruction_refusal(doc: &Document) -> Option<ApiError> {
+/// Why a document may not be destroyed now by a person (delete, QA reject), or `None` if it
+/// may: its state, then any active legal hold (named, with its matter), then its retention
+/// period. Retention's own destruction asks [`state_or_hold_refusal`] instead.
+pub async fn destruction_refusal(state: &AppState, doc: &Document) -> ApiResult<Option<ApiError>> {
+    if let Some(refusal) = state_or_hold_refusal(state, doc).await? {
+        return Ok(Some(refusal));
+    }
+    crate::retention::refusal(state, doc).await
+}
+
+/// The state and legal-hold part of [`destruction_refusal`].
+pub async fn state_or_hold_refusal(
+    state: &AppState,
+    doc: &Document,
+) -> ApiResult<Option<ApiError>> {
+    if let Some(refusal) = status_refusal(doc) {
+        return Ok(Some(refusal));
+    }
+    let holds = state.db.holds_covering(doc.id).await?;
+    Ok((!holds.is_empty()).then(|| hold_refusal(&holds)))
+}
+
+/// The 409 that names the holds covering a document.
+pub fn hold_refusal(holds: &[HoldRef]) -> ApiError {
+    let named: Vec<String> = holds
+        .iter()
+        .map(|h| format!("{} (matter \"{}\")", h.id, h.matter))
+        .collect();
+    ApiError::new(
+        ErrorCode::Conflict,
+        format!(
+            "the document is under legal hold {}; it cannot be destroyed or altered until \
+             the hold is released",
+            named.join(", ")
+        ),
+    )
+}
+
+fn status_refusal(doc: &Document) -> Option<ApiError> {
     match doc.status {
         DocumentStatus::Indexed
         | DocumentStatus::Qa
@@ -55,12 +96,14 @@ fn blobs_of(state: &AppState, doc: DocumentId) -> anyhow::Result<Vec<BlobName>> 
 }
 
 /// Destroys a document (the caller has authorised it and checked
-/// [`destruction_refusal`]). Returns false if the document changed state meanwhile.
+/// [`destruction_refusal`]). Returns false if the document changed state meanwhile or a
+/// hold now covers it.
 pub async fn shred(
     state: &AppState,
     doc: &Document,
-    by: UserId,
+    by: &str,
     reason: &str,
+    certificate: Option<&NewCertificate>,
 ) -> anyhow::Result<bool> {
     let id = doc.id;
     let worker_state = state.clone();
@@ -81,7 +124,7 @@ pub async fn shred(
     .await??;
     if !state
         .db
-        .tombstone_document(id, DESTROYABLE, &key_ids, by, reason)
+        .tombstone_document(id, DESTROYABLE, &key_ids, by, reason, certificate)
         .await?
     {
         return Ok(false);

@@ -150,6 +150,7 @@ impl Application {
         }
         crate::worker::spawn(state.clone(), ocr_threads);
         state.audit_checkpoints.spawn(state.shutdown.clone());
+        crate::retention::spawn_schedule(state.clone());
         Ok(Application {
             listener,
             state,

@@ -343,7 +343,7 @@ pub async fn delete(
         return Err(ApiError::invalid("reason must be 1 to 1000 characters"));
     }
     let doc = document_in_scope(&state, &principal, Action::DeleteDocument, &raw_id).await?;
-    if let Some(refusal) = crate::shred::destruction_refusal(&doc) {
+    if let Some(refusal) = crate::shred::destruction_refusal(&state, &doc).await? {
         audit(
             &state.db,
             &principal,
@@ -367,10 +367,10 @@ pub async fn delete(
         Some(serde_json::json!({ "pages": doc.page_count, "sha256": doc.sha256 })),
     )
     .await?;
-    if !crate::shred::shred(&state, &doc, principal.user_id, reason).await? {
+    if !crate::shred::shred(&state, &doc, &principal.user_id.to_string(), reason, None).await? {
         return Err(ApiError::new(
             ErrorCode::Conflict,
-            "the document changed state during the request; retry",
+            "the document changed state or was put on hold during the request; retry",
         ));
     }
     let doc = state
@@ -640,6 +640,21 @@ pub async fn correct(
             "the correction changes nothing: give another mrn, document_type, category or \
              service_date",
         ));
+    }
+    // A correction takes the held version out of the index: not while a hold covers it.
+    let holds = state.db.holds_covering(doc.id).await?;
+    if !holds.is_empty() {
+        audit(
+            &state.db,
+            &principal,
+            Action::CorrectDocument,
+            "refused",
+            Some(doc.patient_id),
+            Some(doc.id),
+            Some(serde_json::json!({ "refusal": "legal hold" })),
+        )
+        .await?;
+        return Err(crate::shred::hold_refusal(&holds));
     }
     audit(
         &state.db,

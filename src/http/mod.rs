@@ -7,8 +7,10 @@ mod admin;
 mod audit;
 mod batches;
 mod documents;
+mod holds;
 mod patients;
 mod qa;
+mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,6 +138,16 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         ),
         (Method::POST, "/batches", post(batches::upload)),
         (Method::GET, "/batches/{id}", get(batches::status)),
+        (Method::POST, "/holds", post(holds::create)),
+        (Method::GET, "/holds", get(holds::list)),
+        (Method::GET, "/holds/{id}", get(holds::get_one)),
+        (Method::POST, "/holds/{id}/release", post(holds::release)),
+        (Method::POST, "/retention/runs", post(retention::run)),
+        (
+            Method::GET,
+            "/retention/certificates",
+            get(retention::certificates),
+        ),
     ]
 }
 

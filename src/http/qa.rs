@@ -229,8 +229,12 @@ pub async fn resolve(
             if reason.is_empty() || reason.chars().count() > 1000 {
                 return Err(ApiError::invalid("reason must be 1 to 1000 characters"));
             }
+            if let Some(refusal) = crate::shred::state_or_hold_refusal(&state, &doc).await? {
+                return Err(refusal);
+            }
             audit_resolution(&state, &principal, &doc, doc.patient_id, "reject").await?;
-            if !crate::shred::shred(&state, &doc, principal.user_id, reason).await? {
+            let by = principal.user_id.to_string();
+            if !crate::shred::shred(&state, &doc, &by, reason, None).await? {
                 return Err(ApiError::new(
                     ErrorCode::Conflict,
                     "the document changed state during the request; retry",

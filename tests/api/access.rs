@@ -73,6 +73,14 @@ const EXPECTED: &[Row] = &[
     ("GET /qa/{id}/pages/{page}/image",            "G",   [403, 404, 403, 403, 403, 403, 403, 403]),
     ("POST /batches",                              "-",   [403, 202, 403, 403, 403, 403, 403, 403]),
     ("GET /batches/{id}",                          "-",   [403, 200, 403, 403, 403, 403, 403, 403]),
+    // Holds on G (the destructive rows below touch S and O only).
+    ("POST /holds",                                "G",   [403, 403, 201, 403, 403, 403, 403, 403]),
+    ("GET /holds",                                 "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
+    ("GET /holds/{id}",                            "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
+    ("POST /holds/{id}/release",                   "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
+    // No retention rule is configured: a run lists nothing and destroys nothing.
+    ("POST /retention/runs",                       "-",   [403, 200, 403, 403, 403, 403, 403, 403]),
+    ("GET /retention/certificates",                "-",   [403, 200, 200, 200, 403, 403, 403, 403]),
     // Changes the callers' scope: after the reads.
     ("POST /break-glass",                          "OUT", [403, 403, 403, 403, 201, 201, 201, 201]),
     // Re-files O (a new version; O is entered in error): after the reads.
@@ -257,6 +265,30 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
         "/documents/{id}/corrections" => {
             Some(json!({ "document_type": "corrected-note", "reason": "access test" }))
         }
+        "/holds" if method == "POST" => Some(json!({
+            "matter": "Access v. Test", "custodian": "Records custodian",
+            "reason": "anticipated litigation", "document_ids": [world.docs["G"]],
+        })),
+        "/holds/{id}" | "/holds/{id}/release" => {
+            // A hold of legal's own for each call (a released hold cannot be released again).
+            let hold: Value = app
+                .post_json(
+                    &world.tokens["law"],
+                    "/api/v1/holds",
+                    &json!({
+                        "matter": "Access v. Test", "custodian": "Records custodian",
+                        "reason": "anticipated litigation", "document_ids": [world.docs["G"]],
+                    }),
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            url_path = url_path.replace("{id}", hold["id"].as_str().unwrap());
+            path.ends_with("/release")
+                .then(|| json!({ "reason": "the matter settled" }))
+        }
+        "/retention/runs" => Some(json!({ "apply": true })),
         _ => None,
     };
     if path == "/batches" || path == "/batches/{id}" {
