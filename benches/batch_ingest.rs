@@ -16,41 +16,6 @@ use std::time::Instant;
 
 use helpers::*;
 
-const LINES: &[&str] = &[
-    "Riverside General Hospital - Department of Internal Medicine",
-    "Progress note, ward 4 east",
-    "The patient was seen on the morning round with the resident.",
-    "Vital signs stable overnight, afebrile, eating and drinking well.",
-    "Blood glucose well controlled on metformin 500 mg twice daily.",
-    "Plan: continue current medications and mobilise with physiotherapy.",
-    "Review the renal function tomorrow morning before discharge.",
-    "Family updated by telephone in the afternoon.",
-];
-
-fn letter_page(seed: u64) -> image::GrayImage {
-    let mut lines: Vec<String> = LINES.iter().map(|l| l.to_string()).collect();
-    lines.push(format!("Page marker {seed}"));
-    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let page = scanned_page(&refs, 0.0, seed);
-    let mut canvas = image::GrayImage::from_pixel(2550, 3300, image::Luma([255]));
-    image::imageops::replace(&mut canvas, &page, 200, 150);
-    canvas
-}
-
-/// Resident set size and its peak, in MiB, from /proc/self/status.
-fn rss_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn main() {
     std::env::set_var("OMP_THREAD_LIMIT", "1");
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -115,6 +115,9 @@ pub enum Action {
     RunRetention,
     /// Read destruction certificates.
     ReadCertificates,
+    /// Release requests: record them, their supporting documents, exclusions and
+    /// redactions; produce and download their productions.
+    ManageReleases,
 }
 
 impl Action {
@@ -138,6 +141,7 @@ impl Action {
             Action::ManageHolds => "hold",
             Action::RunRetention => "retention-run",
             Action::ReadCertificates => "destruction-certificates",
+            Action::ManageReleases => "release",
         }
     }
 }
@@ -184,7 +188,7 @@ pub fn decide(principal: &Principal, action: Action, resource: Option<&Resource<
         | Action::ReviewQa
         | Action::CorrectDocument
         | Action::RunRetention => matches!(principal.role, Role::Records),
-        Action::ManageHolds => matches!(principal.role, Role::Legal),
+        Action::ManageHolds | Action::ManageReleases => matches!(principal.role, Role::Legal),
         // What was destroyed, and under which rule, is no secret from those who answer for it.
         Action::ReadCertificates => {
             matches!(principal.role, Role::Records | Role::Legal | Role::Auditor)

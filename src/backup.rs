@@ -220,6 +220,10 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
                 .map(|o| o.blob_name()),
         );
     }
+    // Release attachments and productions.
+    for (object, _) in &inventory.release_objects {
+        names.push(object.blob_name());
+    }
     let (blob_files, missing_blobs) = {
         let (src, dst) = (config.blobs_dir(), dest.join("blobs"));
         tokio::task::spawn_blocking(move || copy_blobs(&src, &dst, &names)).await??

@@ -23,6 +23,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub batches: BatchesConfig,
     pub retention: crate::retention::RetentionConfig,
+    pub releases: crate::release::ReleasesConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,6 +184,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             batches: BatchesConfig::default(),
             retention: crate::retention::RetentionConfig::default(),
+            releases: crate::release::ReleasesConfig::default(),
         }
     }
 }
@@ -293,6 +295,7 @@ impl Config {
             );
         }
         self.retention.validate()?;
+        self.releases.validate()?;
         Ok(())
     }
 

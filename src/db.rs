@@ -15,11 +15,13 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::domain::{DocumentId, DocumentStatus, Mrn, PatientId, Role, UserId};
 use crate::phi::{is_sealed, Column, PhiCipher};
+use crate::vault::ObjectRef;
 
 mod audit_log;
 pub mod batches;
-mod disclosures;
+pub mod disclosures;
 pub mod holds;
+pub mod releases;
 pub mod retention;
 
 pub use audit_log::{AuditFilter, StoredAuditRow};
@@ -1480,6 +1482,8 @@ pub struct Inventory {
     pub batch_originals: Vec<(DocumentId, String)>,
     /// (batch, page) of every page still held under its batch.
     pub batch_pages: Vec<(DocumentId, u32)>,
+    /// Release attachments and productions, with the SHA-256 of their plaintext.
+    pub release_objects: Vec<(ObjectRef, String)>,
 }
 
 impl Db {
@@ -1604,6 +1608,24 @@ impl Db {
                 ))
             })
             .collect::<sqlx::Result<Vec<_>>>()?;
+        let mut release_objects = Vec::new();
+        for (table, object) in [
+            (
+                "release_attachments",
+                ObjectRef::Attachment as fn(DocumentId) -> ObjectRef,
+            ),
+            ("productions", ObjectRef::Production),
+        ] {
+            let rows = sqlx::query(&format!("SELECT id, sha256 FROM {table} ORDER BY id"))
+                .fetch_all(&mut *tx)
+                .await?;
+            for r in &rows {
+                release_objects.push((
+                    object(parse_id(r.try_get::<&str, _>("id")?)?),
+                    r.try_get("sha256")?,
+                ));
+            }
+        }
         tx.commit().await?;
         Ok(Inventory {
             documents,
@@ -1613,6 +1635,7 @@ impl Db {
             open_jobs,
             batch_originals,
             batch_pages,
+            release_objects,
         })
     }
 

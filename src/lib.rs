@@ -39,6 +39,8 @@ pub mod ingest;
 pub mod jwt;
 pub mod kek;
 pub mod phi;
+pub mod redact;
+pub mod release;
 pub mod retention;
 pub mod search;
 pub mod shred;

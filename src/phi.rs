@@ -1,6 +1,6 @@
 //! Sealing of the PHI the database holds: patient MRN, name and birth date, a document's
 //! encounter and a deletion's reason, a disclosure's recipient, description and purpose, a
-//! legal hold's matter, custodian, reasons and query.
+//! legal hold's matter, custodian, reasons and query, a release request's parties and notes.
 //! (The audit log is sealed under a key of its own: see [`crate::audit`].)
 //!
 //! Promises:
@@ -46,6 +46,10 @@ pub enum Column {
     HoldReason,
     HoldQuery,
     HoldReleaseReason,
+    ReleaseDetails,
+    ReleaseExtensionReason,
+    ReleaseExclusionReason,
+    ProductionCustodian,
 }
 
 impl Column {
@@ -69,6 +73,10 @@ impl Column {
             Column::HoldReason => "holds.reason",
             Column::HoldQuery => "holds.query",
             Column::HoldReleaseReason => "holds.release_reason",
+            Column::ReleaseDetails => "releases.details",
+            Column::ReleaseExtensionReason => "releases.extension_reason",
+            Column::ReleaseExclusionReason => "release_exclusions.reason",
+            Column::ProductionCustodian => "productions.custodian",
         }
     }
 }

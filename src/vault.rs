@@ -23,6 +23,10 @@ pub enum ObjectRef {
     PageImage(DocumentId, u32),
     PageText(DocumentId, u32),
     PageWords(DocumentId, u32),
+    /// A production's PDF (by the production's id).
+    Production(DocumentId),
+    /// A release request's supporting document (by the attachment's id).
+    Attachment(DocumentId),
 }
 
 impl ObjectRef {
@@ -32,6 +36,8 @@ impl ObjectRef {
             ObjectRef::PageImage(doc, page) => format!("pages/{}/{doc}/{page}.image", shard(doc)),
             ObjectRef::PageText(doc, page) => format!("pages/{}/{doc}/{page}.text", shard(doc)),
             ObjectRef::PageWords(doc, page) => format!("pages/{}/{doc}/{page}.words", shard(doc)),
+            ObjectRef::Production(id) => format!("productions/{}/{id}.pdf", shard(id)),
+            ObjectRef::Attachment(id) => format!("releases/{}/{id}.attachment", shard(id)),
         };
         BlobName::new(name).expect("names built from uuids and numbers are valid blob names")
     }
@@ -55,6 +61,12 @@ impl ObjectRef {
         let components: Vec<&str> = name.components().collect();
         let object = match components.as_slice() {
             ["originals", _shard, doc] => ObjectRef::Original(doc.parse().ok()?),
+            ["productions", _shard, file] => {
+                ObjectRef::Production(file.strip_suffix(".pdf")?.parse().ok()?)
+            }
+            ["releases", _shard, file] => {
+                ObjectRef::Attachment(file.strip_suffix(".attachment")?.parse().ok()?)
+            }
             ["pages", _shard, doc, file] => {
                 let doc: DocumentId = doc.parse().ok()?;
                 let (page, kind) = file.split_once('.')?;
@@ -77,8 +89,10 @@ impl ObjectRef {
         (ObjectRef::staging_name(doc) == *name).then_some(doc)
     }
 
+    /// The record the object belongs to: its document (or batch), production or attachment.
     pub fn document(&self) -> DocumentId {
         match *self {
+            ObjectRef::Production(id) | ObjectRef::Attachment(id) => id,
             ObjectRef::Original(doc)
             | ObjectRef::PageImage(doc, _)
             | ObjectRef::PageText(doc, _)
@@ -89,7 +103,7 @@ impl ObjectRef {
     /// The page of a page artifact; `None` for an original.
     pub fn page(&self) -> Option<u32> {
         match *self {
-            ObjectRef::Original(_) => None,
+            ObjectRef::Original(_) | ObjectRef::Production(_) | ObjectRef::Attachment(_) => None,
             ObjectRef::PageImage(_, page)
             | ObjectRef::PageText(_, page)
             | ObjectRef::PageWords(_, page) => Some(page),
@@ -111,6 +125,8 @@ impl ObjectRef {
             ObjectRef::PageImage(doc, page) => format!("chartvault:page-image:{doc}:{page}"),
             ObjectRef::PageText(doc, page) => format!("chartvault:page-text:{doc}:{page}"),
             ObjectRef::PageWords(doc, page) => format!("chartvault:page-words:{doc}:{page}"),
+            ObjectRef::Production(id) => format!("chartvault:production:{id}"),
+            ObjectRef::Attachment(id) => format!("chartvault:release-attachment:{id}"),
         }
         .into_bytes()
     }
@@ -240,6 +256,30 @@ impl Vault {
         })
         .await??;
         Ok(())
+    }
+
+    /// A streaming writer for `object` under a new key whose keyring row is stored first
+    /// (blocking writes: use from a blocking thread). Commit the blob when done, or
+    /// [`Vault::discard`] it with the key id returned.
+    pub async fn writer(
+        &self,
+        object: ObjectRef,
+    ) -> anyhow::Result<(EncryptWriter<Box<dyn BlobWriter>>, KeyId)> {
+        let key = self.new_key()?;
+        self.store_key(&key).await?;
+        let sink = self.blobs.create(&object.blob_name())?;
+        let writer = EncryptWriter::new(sink, &key.id, &key.key, &object.aad())?;
+        Ok((writer, key.id))
+    }
+
+    /// Deletes an object nothing refers to (a production that failed half-way) and its key.
+    pub async fn discard(&self, object: ObjectRef, key: &KeyId) {
+        if let Err(error) = self.db.delete_key(&key.to_hex()).await {
+            tracing::warn!(error = %error, "could not delete the key of a discarded object");
+        }
+        if let Err(error) = self.blobs.delete(&object.blob_name()) {
+            tracing::warn!(error = %error, "could not delete a discarded object");
+        }
     }
 
     /// Copies a page's artifacts (image, text, word boxes) to another (document, page):

@@ -629,6 +629,10 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
             expected.insert(object.blob_name(), object);
         }
     }
+    // Release attachments and productions (see `crate::release`).
+    for (object, _) in &inventory.release_objects {
+        expected.insert(object.blob_name(), *object);
+    }
 
     let mut to_check = Vec::new();
     let listed: BTreeSet<&BlobName> = listing.blobs.iter().collect();
@@ -708,7 +712,12 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
                             &keyring,
                             &check.name,
                             &object.aad(),
-                            matches!(object, ObjectRef::Original(_)),
+                            matches!(
+                                object,
+                                ObjectRef::Original(_)
+                                    | ObjectRef::Production(_)
+                                    | ObjectRef::Attachment(_)
+                            ),
                         ),
                         None => header_only(&store, &check.name),
                     };
@@ -727,6 +736,12 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
                 .batch_originals
                 .iter()
                 .map(|(id, sha)| (*id, sha.as_str())),
+        )
+        .chain(
+            inventory
+                .release_objects
+                .iter()
+                .map(|(object, sha)| (object.document(), sha.as_str())),
         )
         .collect();
     let mut referenced_keys: BTreeSet<String> = inventory
@@ -749,14 +764,22 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
             BlobOutcome::Authentic { bytes, sha256, .. } => {
                 report.checked.blobs += 1;
                 report.checked.blob_bytes += bytes;
-                if let (Some(actual), Some(ObjectRef::Original(doc))) = (sha256, check.object) {
+                if let (
+                    Some(actual),
+                    Some(
+                        ObjectRef::Original(doc)
+                        | ObjectRef::Production(doc)
+                        | ObjectRef::Attachment(doc),
+                    ),
+                ) = (sha256, check.object)
+                {
                     report.checked.originals_hashed += 1;
                     let recorded = sha_of.get(&doc).copied().unwrap_or_default();
                     if !actual.eq_ignore_ascii_case(recorded) {
                         report.findings.push(Finding::blob(
                             FindingKind::ChecksumMismatch,
                             name,
-                            "the original decrypts, but its SHA-256 differs from the one \
+                            "the object decrypts, but its SHA-256 differs from the one \
                              recorded at upload",
                         ));
                     }
@@ -770,6 +793,8 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
                         name,
                         match object {
                             ObjectRef::Original(_) => "the document's original is missing",
+                            ObjectRef::Production(_) => "a production's PDF is missing",
+                            ObjectRef::Attachment(_) => "a release attachment is missing",
                             _ => "a page artifact recorded in `pages` is missing",
                         },
                     ));
@@ -859,6 +884,9 @@ fn outcome_key(outcome: &BlobOutcome) -> Option<KeyId> {
 /// Whether a blob the snapshot expected is still expected now (its document not deleted
 /// meanwhile, its page row still there).
 async fn still_expected(db: &Db, object: ObjectRef) -> anyhow::Result<bool> {
+    if matches!(object, ObjectRef::Production(_) | ObjectRef::Attachment(_)) {
+        return Ok(true); // their rows are never deleted
+    }
     let status = db.document_status(object.document()).await?;
     if status.is_none() || status.as_deref() == Some("deleted") {
         return Ok(false);
@@ -888,6 +916,17 @@ async fn confirm_orphan(
     if matches!(outcome, BlobOutcome::Missing) {
         // Gone since the listing (deleted by a shred or a discarded write): nothing to say.
         return Ok(None);
+    }
+    if matches!(object, ObjectRef::Production(_) | ObjectRef::Attachment(_)) {
+        if db.release_object_exists(object.document()).await? {
+            return Ok(None); // recorded after the snapshot
+        }
+        return Ok(Some(Finding::blob(
+            FindingKind::OrphanBlob,
+            name,
+            "unreferenced: no release attachment or production row refers to it (a \
+             production that failed half-way, or one in the making)",
+        )));
     }
     let status = db.document_status(object.document()).await?;
     if status.is_none() && db.batch_holds(object.document(), object.page()).await? {

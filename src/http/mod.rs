@@ -10,6 +10,7 @@ mod documents;
 mod holds;
 mod patients;
 mod qa;
+mod releases;
 mod retention;
 
 use std::sync::Arc;
@@ -142,6 +143,49 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/holds", get(holds::list)),
         (Method::GET, "/holds/{id}", get(holds::get_one)),
         (Method::POST, "/holds/{id}/release", post(holds::release)),
+        (Method::POST, "/releases", post(releases::create)),
+        (Method::GET, "/releases", get(releases::list)),
+        (Method::GET, "/releases/{id}", get(releases::get_one)),
+        (
+            Method::POST,
+            "/releases/{id}/attachments",
+            post(releases::attach),
+        ),
+        (
+            Method::POST,
+            "/releases/{id}/exclusions",
+            post(releases::exclude),
+        ),
+        (
+            Method::POST,
+            "/releases/{id}/redactions",
+            post(releases::redact),
+        ),
+        (
+            Method::POST,
+            "/releases/{id}/redaction-proposals",
+            post(releases::propose),
+        ),
+        (
+            Method::POST,
+            "/releases/{id}/productions",
+            post(releases::produce),
+        ),
+        (
+            Method::GET,
+            "/releases/{id}/productions/{pid}",
+            get(releases::download),
+        ),
+        (
+            Method::GET,
+            "/releases/{id}/productions/{pid}/manifest",
+            get(releases::manifest),
+        ),
+        (
+            Method::POST,
+            "/releases/{id}/extension",
+            post(releases::extend),
+        ),
         (Method::POST, "/retention/runs", post(retention::run)),
         (
             Method::GET,

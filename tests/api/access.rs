@@ -78,6 +78,19 @@ const EXPECTED: &[Row] = &[
     ("GET /holds",                                 "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
     ("GET /holds/{id}",                            "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
     ("POST /holds/{id}/release",                   "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
+    // Release requests: a patient's request for access to IN's records (G; S needs hiv);
+    // exclusions and redactions name G.
+    ("POST /releases",                             "-",   [403, 403, 201, 403, 403, 403, 403, 403]),
+    ("GET /releases",                              "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
+    ("GET /releases/{id}",                         "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
+    ("POST /releases/{id}/attachments",            "-",   [403, 403, 201, 403, 403, 403, 403, 403]),
+    ("POST /releases/{id}/exclusions",             "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
+    ("POST /releases/{id}/redactions",             "-",   [403, 403, 201, 403, 403, 403, 403, 403]),
+    ("POST /releases/{id}/redaction-proposals",    "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
+    ("POST /releases/{id}/productions",            "-",   [403, 403, 201, 403, 403, 403, 403, 403]),
+    ("GET /releases/{id}/productions/{pid}",       "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
+    ("GET /releases/{id}/productions/{pid}/manifest", "-", [403, 403, 200, 403, 403, 403, 403, 403]),
+    ("POST /releases/{id}/extension",              "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
     // No retention rule is configured: a run lists nothing and destroys nothing.
     ("POST /retention/runs",                       "-",   [403, 200, 403, 403, 403, 403, 403, 403]),
     ("GET /retention/certificates",                "-",   [403, 200, 200, 200, 403, 403, 403, 403]),
@@ -289,6 +302,62 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
                 .then(|| json!({ "reason": "the matter settled" }))
         }
         "/retention/runs" => Some(json!({ "apply": true })),
+        "/releases" if method == "POST" => Some(release_body(mrn)),
+        _ if path.starts_with("/releases/{id}") => {
+            // A request of legal's own for each call (and its production, when named).
+            let legal = &world.tokens["law"];
+            let release: Value = app
+                .post_json(legal, "/api/v1/releases", &release_body(world.mrns["IN"]))
+                .await
+                .json()
+                .await
+                .unwrap();
+            let release = release["id"].as_str().unwrap().to_string();
+            url_path = url_path.replace("{id}", &release);
+            if path.contains("{pid}") {
+                let produced: Value = app
+                    .post_json(
+                        legal,
+                        &format!("/api/v1/releases/{release}/productions"),
+                        &json!({}),
+                    )
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                url_path =
+                    url_path.replace("{pid}", produced["production"]["id"].as_str().unwrap());
+            }
+            let doc = world.docs.get("G").cloned().unwrap_or_default();
+            match path.rsplit('/').next().unwrap() {
+                "attachments" => {
+                    let form = reqwest::multipart::Form::new()
+                        .text("kind", "request")
+                        .part(
+                            "file",
+                            reqwest::multipart::Part::bytes(scan("request", 66))
+                                .file_name("request.png")
+                                .mime_str("image/png")
+                                .unwrap(),
+                        );
+                    return app
+                        .http
+                        .post(app.url(&format!("/api/v1{url_path}")))
+                        .bearer_auth(token)
+                        .multipart(form)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                        .as_u16();
+                }
+                "exclusions" => Some(json!({ "document_ids": [doc], "reason": "not requested" })),
+                "redactions" => Some(json!({ "document_id": doc, "page": 1, "whole_page": true })),
+                "redaction-proposals" => Some(json!({ "text": "sycamore" })),
+                "extension" => Some(json!({ "reason": "records off site" })),
+                _ => None,
+            }
+        }
         _ => None,
     };
     if path == "/batches" || path == "/batches/{id}" {
@@ -338,6 +407,17 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
         request = request.json(&json!({}));
     }
     request.send().await.unwrap().status().as_u16()
+}
+
+/// A patient's request for access to their own records (no checklist item to satisfy).
+fn release_body(mrn: &str) -> Value {
+    json!({
+        "legal_basis": "patient-access",
+        "requester": { "name": "Ines Inscope" },
+        "recipient": { "name": "Ines Inscope", "address": "1 Main Street" },
+        "received_on": "2026-11-20",
+        "patients": [mrn],
+    })
 }
 
 fn outcome_fits(status: u16, outcome: &str) -> bool {

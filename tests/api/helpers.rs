@@ -631,3 +631,45 @@ pub fn contains_bytes_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
             .all(|(a, b)| a.to_ascii_lowercase() == *b)
     })
 }
+
+// ---- for the benchmarks ----
+
+/// Lines of a progress note, for the benchmarks' generated pages.
+#[allow(dead_code)] // used by the benchmarks, which include this file
+pub const NOTE_LINES: &[&str] = &[
+    "Riverside General Hospital - Department of Internal Medicine",
+    "Progress note, ward 4 east",
+    "The patient was seen on the morning round with the resident.",
+    "Vital signs stable overnight, afebrile, eating and drinking well.",
+    "Blood glucose well controlled on metformin 500 mg twice daily.",
+    "Plan: continue current medications and mobilise with physiotherapy.",
+    "Review the renal function tomorrow morning before discharge.",
+    "Family updated by telephone in the afternoon.",
+];
+
+/// A letter-size page at 300 dpi with a progress note and a page marker.
+#[allow(dead_code)] // used by the benchmarks
+pub fn letter_page(seed: u64) -> GrayImage {
+    let mut lines: Vec<String> = NOTE_LINES.iter().map(|l| l.to_string()).collect();
+    lines.push(format!("Page marker {seed}"));
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let page = scanned_page(&refs, 0.0, seed);
+    let mut canvas = GrayImage::from_pixel(2550, 3300, Luma([255]));
+    image::imageops::replace(&mut canvas, &page, 200, 150);
+    canvas
+}
+
+/// This process's resident set size and its peak, in MiB, from /proc/self/status.
+#[allow(dead_code)] // used by the benchmarks
+pub fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

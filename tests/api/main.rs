@@ -20,6 +20,7 @@ mod holds;
 mod jwt;
 mod pdf;
 mod qa_checks;
+mod releases;
 mod retention;
 mod rotation;
 mod shred;

@@ -1,0 +1,830 @@
+//! Release requests and their productions (`legal`); see [`crate::release`].
+//!
+//! - `POST /releases`, `GET /releases` (soonest due first), `GET /releases/{id}` (with the
+//!   checklist over the documents it covers, its attachments, exclusions, redactions and
+//!   productions).
+//! - `POST /releases/{id}/attachments` (multipart `kind` + `file`): the subpoena scan, a
+//!   court order, an authorisation; stored encrypted. An authorising kind unblocks the
+//!   checklist items that need it.
+//! - `POST /releases/{id}/exclusions`, `POST /releases/{id}/redactions`,
+//!   `POST /releases/{id}/redaction-proposals` (regions from OCR word boxes that match a
+//!   pattern or a phrase; `apply` records them).
+//! - `POST /releases/{id}/productions` builds the PDF; `GET .../productions/{pid}` downloads
+//!   it, `GET .../productions/{pid}/manifest` returns its manifest.
+//! - `POST /releases/{id}/extension`: a patient-access request's one 30-day extension.
+
+use axum::body::Body;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::auth::{audit, authorize, Action, Principal};
+use crate::db::releases::{
+    Attachment, Exclusion, NewRelease, Party, Production, Redaction, Region, Release,
+    ReleaseDetails,
+};
+use crate::domain::{parse_slug, DocumentId, Mrn};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::AppState;
+use crate::release::{self, ChecklistItem, ProductionRequest, LEGAL_BASES};
+use crate::vault::ObjectRef;
+
+/// Largest supporting document (a scanned subpoena or order).
+const MAX_ATTACHMENT_BYTES: usize = 50 * 1024 * 1024;
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseBody {
+    legal_basis: String,
+    requester: Party,
+    recipient: Party,
+    matter: Option<String>,
+    description: Option<String>,
+    satisfactory_assurances: Option<String>,
+    received_on: NaiveDate,
+    due_on: Option<NaiveDate>,
+    /// MRNs of the patients whose records are requested.
+    patients: Vec<String>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    #[serde(default)]
+    document_types: Vec<String>,
+    #[serde(default)]
+    categories: Vec<String>,
+    bates_prefix: Option<String>,
+}
+
+fn optional_text(name: &str, value: Option<String>, max: usize) -> ApiResult<Option<String>> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.chars().count() > max => Err(ApiError::invalid(format!(
+            "{name} must be at most {max} characters"
+        ))),
+        Some(v) => Ok(Some(v.to_string())),
+    }
+}
+
+fn party(name: &str, p: Party) -> ApiResult<Party> {
+    let full = optional_text(&format!("{name}.name"), Some(p.name), 300)?
+        .ok_or_else(|| ApiError::invalid(format!("{name}.name must not be empty")))?;
+    Ok(Party {
+        name: full,
+        organization: optional_text(&format!("{name}.organization"), p.organization, 300)?,
+        address: optional_text(&format!("{name}.address"), p.address, 1000)?,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReleaseView {
+    #[serde(flatten)]
+    release: Release,
+    /// `due`, `overdue` or `produced`.
+    status: &'static str,
+    checklist: Vec<ChecklistItem>,
+    document_ids: Vec<DocumentId>,
+    attachments: Vec<Attachment>,
+    exclusions: Vec<Exclusion>,
+    redactions: Vec<Redaction>,
+    productions: Vec<Production>,
+}
+
+async fn view(state: &AppState, principal: &Principal, release: Release) -> ApiResult<ReleaseView> {
+    let documents = release::documents_in_scope(state, principal, &release).await?;
+    let attachments = state.db.attachments(&release.id).await?;
+    let kinds: Vec<String> = attachments.iter().map(|a| a.kind.clone()).collect();
+    let checklist = release::checklist(&state.config.releases, &release, &kinds, &documents);
+    let productions = state.db.productions(&release.id).await?;
+    let status = if !productions.is_empty() {
+        "produced"
+    } else if release.due_on < chrono::Utc::now().date_naive() {
+        "overdue"
+    } else {
+        "due"
+    };
+    Ok(ReleaseView {
+        status,
+        checklist,
+        document_ids: documents.iter().map(|d| d.id).collect(),
+        attachments,
+        exclusions: state.db.exclusions(&release.id).await?,
+        redactions: state.db.redactions(&release.id).await?,
+        productions,
+        release,
+    })
+}
+
+/// The release `raw_id`; an unknown one is audited and 404.
+async fn release_of(state: &AppState, principal: &Principal, raw_id: &str) -> ApiResult<Release> {
+    let release = match raw_id.parse::<uuid::Uuid>() {
+        Ok(_) => state.db.release(raw_id).await?,
+        Err(_) => None,
+    };
+    match release {
+        Some(release) => Ok(release),
+        None => {
+            audit(
+                &state.db,
+                principal,
+                Action::ManageReleases,
+                "not-found",
+                None,
+                None,
+                Some(json!({ "release": "unknown" })),
+            )
+            .await?;
+            Err(ApiError::not_found())
+        }
+    }
+}
+
+async fn audit_release(
+    state: &AppState,
+    principal: &Principal,
+    release: &Release,
+    detail: serde_json::Value,
+) -> ApiResult<()> {
+    audit(
+        &state.db,
+        principal,
+        Action::ManageReleases,
+        "ok",
+        release.patient_ids.first().copied(),
+        None,
+        Some(detail),
+    )
+    .await
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: JsonBody<ReleaseBody>,
+) -> ApiResult<(StatusCode, Json<ReleaseView>)> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    if !LEGAL_BASES.contains(&body.legal_basis.as_str()) {
+        return Err(ApiError::invalid(format!(
+            "legal_basis must be one of: {}",
+            LEGAL_BASES.join(", ")
+        )));
+    }
+    if body.patients.is_empty() || body.patients.len() > 100 {
+        return Err(ApiError::invalid("patients must name 1 to 100 MRNs"));
+    }
+    if let (Some(from), Some(to)) = (body.from, body.to) {
+        if from > to {
+            return Err(ApiError::invalid("from must not be after to"));
+        }
+    }
+    let config = &state.config.releases;
+    let due_on = release::due_on(config, &body.legal_basis, body.received_on, body.due_on);
+    if due_on < body.received_on {
+        return Err(ApiError::invalid("due_on must not be before received_on"));
+    }
+    let bates_prefix = match &body.bates_prefix {
+        Some(raw) => release::parse_bates_prefix(raw).map_err(ApiError::invalid)?,
+        None => config.bates_prefix.clone(),
+    };
+    let slugs = |name: &str, list: &[String]| -> ApiResult<Vec<String>> {
+        list.iter()
+            .map(|s| parse_slug(name, s).map_err(ApiError::invalid))
+            .collect()
+    };
+    let document_types = slugs("document_types", &body.document_types)?;
+    let categories = slugs("categories", &body.categories)?;
+    let mut patients = Vec::with_capacity(body.patients.len());
+    for raw in &body.patients {
+        let mrn = Mrn::parse(raw).map_err(ApiError::invalid)?;
+        let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
+            audit(
+                &state.db,
+                &principal,
+                Action::ManageReleases,
+                "not-found",
+                None,
+                None,
+                Some(json!({ "release": "create", "unknown_mrn": true })),
+            )
+            .await?;
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "a requested MRN belongs to no patient in the archive",
+            ));
+        };
+        patients.push(patient.id);
+    }
+    let details = ReleaseDetails {
+        requester: party("requester", body.requester)?,
+        recipient: party("recipient", body.recipient)?,
+        matter: optional_text("matter", body.matter, 500)?,
+        description: optional_text("description", body.description, 4000)?,
+        satisfactory_assurances: optional_text(
+            "satisfactory_assurances",
+            body.satisfactory_assurances,
+            4000,
+        )?,
+    };
+    audit(
+        &state.db,
+        &principal,
+        Action::ManageReleases,
+        "ok",
+        patients.first().copied(),
+        None,
+        Some(json!({ "release": "create", "legal_basis": body.legal_basis, "patients": patients })),
+    )
+    .await?;
+    let id = state
+        .db
+        .insert_release(&NewRelease {
+            legal_basis: body.legal_basis,
+            details,
+            received_on: body.received_on,
+            due_on,
+            date_from: body.from,
+            date_to: body.to,
+            document_types,
+            categories,
+            authorizations: Vec::new(),
+            bates_prefix,
+            patients,
+            created_by: principal.user_id,
+        })
+        .await?;
+    let release = state
+        .db
+        .release(&id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&state, &principal, release).await?),
+    ))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<serde_json::Value>> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let today = chrono::Utc::now().date_naive();
+    let mut out = Vec::new();
+    for release in state.db.releases().await? {
+        let produced = !state.db.productions(&release.id).await?.is_empty();
+        out.push(json!({
+            "id": release.id,
+            "legal_basis": release.legal_basis,
+            "received_on": release.received_on,
+            "due_on": release.due_on,
+            "extended": release.extended_at.is_some(),
+            "status": if produced { "produced" } else if release.due_on < today { "overdue" } else { "due" },
+            "patient_ids": release.patient_ids,
+        }));
+    }
+    audit(
+        &state.db,
+        &principal,
+        Action::ManageReleases,
+        "ok",
+        None,
+        None,
+        Some(json!({ "release": "list", "releases": out.len() })),
+    )
+    .await?;
+    Ok(Json(json!({ "releases": out })))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw_id): Path<String>,
+) -> ApiResult<Json<ReleaseView>> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let release = release_of(&state, &principal, &raw_id).await?;
+    audit_release(
+        &state,
+        &principal,
+        &release,
+        json!({ "release": "read", "id": release.id }),
+    )
+    .await?;
+    Ok(Json(view(&state, &principal, release).await?))
+}
+
+pub async fn attach(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw_id): Path<String>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<(StatusCode, Json<Attachment>)> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let release = release_of(&state, &principal, &raw_id).await?;
+    let mut multipart = multipart.map_err(|_| {
+        ApiError::invalid("send the attachment as multipart/form-data with fields kind and file")
+    })?;
+    let config = &state.config.releases;
+    let mut kind = None;
+    let mut file: Option<(Vec<u8>, String)> = None;
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::invalid(format!("malformed multipart body: {e}")))?
+    {
+        match field.name() {
+            Some("kind") => {
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::invalid(format!("malformed kind field: {e}")))?;
+                kind = Some(text.trim().to_string());
+            }
+            Some("file") => {
+                let content_type = field
+                    .content_type()
+                    .unwrap_or("application/octet-stream")
+                    .to_string();
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field
+                    .chunk()
+                    .await
+                    .map_err(|e| ApiError::invalid(format!("malformed file field: {e}")))?
+                {
+                    if bytes.len() + chunk.len() > MAX_ATTACHMENT_BYTES {
+                        return Err(ApiError::new(
+                            ErrorCode::PayloadTooLarge,
+                            format!(
+                                "an attachment may be at most {} MiB",
+                                MAX_ATTACHMENT_BYTES / (1024 * 1024)
+                            ),
+                        ));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                file = Some((bytes, content_type));
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "unexpected multipart field: only kind and file",
+                ))
+            }
+        }
+    }
+    let kind = kind.ok_or_else(|| ApiError::invalid("the kind field is missing"))?;
+    if !config.known_kind(&kind) {
+        return Err(ApiError::invalid(format!(
+            "kind must be one of: {}, {} (or an authorization named in \
+             releases.category_requirements)",
+            release::AUTHORIZING_KINDS.join(", "),
+            release::OTHER_KINDS.join(", ")
+        )));
+    }
+    let (bytes, content_type) =
+        file.ok_or_else(|| ApiError::invalid("the file field is missing"))?;
+    if bytes.is_empty() {
+        return Err(ApiError::invalid("the attached file is empty"));
+    }
+    if !matches!(
+        content_type.as_str(),
+        "application/pdf" | "image/tiff" | "image/png" | "image/jpeg"
+    ) {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "an attachment is a PDF, TIFF, PNG or JPEG scan",
+        ));
+    }
+    let id = DocumentId::new_random();
+    let attachment = Attachment {
+        id,
+        kind: kind.clone(),
+        content_type,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        size_bytes: bytes.len() as i64,
+        created_by: principal.user_id.to_string(),
+        created_at: crate::db::now(),
+    };
+    audit_release(
+        &state,
+        &principal,
+        &release,
+        json!({ "release": "attach", "id": release.id, "kind": kind, "sha256": attachment.sha256 }),
+    )
+    .await?;
+    state.vault.put(ObjectRef::Attachment(id), bytes).await?;
+    state
+        .db
+        .insert_attachment(&release.id, &attachment, config.authorizes(&kind))
+        .await?;
+    Ok((StatusCode::CREATED, Json(attachment)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExclusionBody {
+    document_ids: Vec<String>,
+    reason: String,
+}
+
+pub async fn exclude(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw_id): Path<String>,
+    body: JsonBody<ExclusionBody>,
+) -> ApiResult<Json<ReleaseView>> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let release = release_of(&state, &principal, &raw_id).await?;
+    let reason = optional_text("reason", Some(body.reason), 1000)?
+        .ok_or_else(|| ApiError::invalid("reason must not be empty"))?;
+    if body.document_ids.is_empty() || body.document_ids.len() > 10_000 {
+        return Err(ApiError::invalid(
+            "document_ids must name 1 to 10000 documents",
+        ));
+    }
+    let mut ids = Vec::new();
+    for raw in &body.document_ids {
+        let doc =
+            super::documents::document_in_scope(&state, &principal, Action::ReadDocument, raw)
+                .await?;
+        ids.push(doc.id);
+    }
+    audit_release(
+        &state,
+        &principal,
+        &release,
+        json!({ "release": "exclude", "id": release.id, "documents": ids }),
+    )
+    .await?;
+    state
+        .db
+        .insert_exclusions(&release.id, &ids, &reason, principal.user_id)
+        .await?;
+    Ok(Json(view(&state, &principal, release).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionBody {
+    document_id: String,
+    page: u32,
+    #[serde(default)]
+    regions: Vec<Region>,
+    #[serde(default)]
+    whole_page: bool,
+}
+
+/// The document of a redaction, which must be one the release covers, and its page size.
+async fn page_of_release(
+    state: &AppState,
+    principal: &Principal,
+    release: &Release,
+    raw_doc: &str,
+    page: u32,
+) -> ApiResult<(DocumentId, u32, u32)> {
+    let doc = super::documents::document_in_scope(state, principal, Action::ReadDocument, raw_doc)
+        .await?;
+    let covered = release::documents_in_scope(state, principal, release)
+        .await?
+        .iter()
+        .any(|d| d.id == doc.id);
+    if !covered {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the release does not cover this document (or excludes it)",
+        ));
+    }
+    let row = state
+        .db
+        .pages(doc.id)
+        .await?
+        .into_iter()
+        .find(|p| p.page == page)
+        .ok_or_else(|| ApiError::invalid(format!("the document has no page {page}")))?;
+    Ok((doc.id, row.width, row.height))
+}
+
+pub async fn redact(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw_id): Path<String>,
+    body: JsonBody<RedactionBody>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let release = release_of(&state, &principal, &raw_id).await?;
+    let (doc, width, height) =
+        page_of_release(&state, &principal, &release, &body.document_id, body.page).await?;
+    if body.regions.is_empty() && !body.whole_page {
+        return Err(ApiError::invalid("give regions, or whole_page: true"));
+    }
+    if body.regions.len() > 1000 {
+        return Err(ApiError::invalid("at most 1000 regions per request"));
+    }
+    for r in &body.regions {
+        let inside = r.width > 0
+            && r.height > 0
+            && r.left
+                .checked_add(r.width)
+                .is_some_and(|right| right <= width)
+            && r.top
+                .checked_add(r.height)
+                .is_some_and(|bottom| bottom <= height);
+        if !inside {
+            return Err(ApiError::invalid(format!(
+                "every region must be a non-empty rectangle inside the {width}x{height} page image"
+            )));
+        }
+    }
+    audit_release(
+        &state,
+        &principal,
+        &release,
+        json!({ "release": "redact", "id": release.id, "document": doc, "page": body.page,
+                "regions": body.regions.len(), "whole_page": body.whole_page }),
+    )
+    .await?;
+    let id = state
+        .db
+        .insert_redaction(
+            &release.id,
+            doc,
+            body.page,
+            &body.regions,
+            body.whole_page,
+            principal.user_id,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalBody {
+    /// A named pattern: `ssn`, `phone`, `email`, `date`.
+    pattern: Option<String>,
+    /// A word or phrase (case-insensitive, whole words).
+    text: Option<String>,
+    /// Record the proposals as redactions of the release.
+    #[serde(default)]
+    apply: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Proposal {
+    document_id: DocumentId,
+    page: u32,
+    regions: Vec<Region>,
+    /// How many words each proposal covers (never the words themselves).
+    words: usize,
+}
+
+/// Pixels around a word box that a proposed region adds (ascenders, descenders, the edge
+/// of a stroke the OCR box missed).
+const PROPOSAL_MARGIN: u32 = 6;
+
+pub async fn propose(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw_id): Path<String>,
+    body: JsonBody<ProposalBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let release = release_of(&state, &principal, &raw_id).await?;
+    let matcher = match (&body.pattern, &body.text) {
+        (Some(pattern), None) => crate::redact::Matcher::pattern(pattern),
+        (None, Some(text)) => crate::redact::Matcher::phrase(text),
+        _ => Err("give exactly one of pattern and text".into()),
+    }
+    .map_err(ApiError::invalid)?;
+    let documents = release::documents_in_scope(&state, &principal, &release).await?;
+    let mut proposals = Vec::new();
+    for doc in &documents {
+        for row in state.db.pages(doc.id).await? {
+            let words_json = state
+                .vault
+                .get(ObjectRef::PageWords(doc.id, row.page))
+                .await?;
+            let words: Vec<chartvault_ocr::OcrWord> =
+                serde_json::from_slice(&words_json).map_err(ApiError::internal)?;
+            let hits = matcher.find(&words);
+            if hits.is_empty() {
+                continue;
+            }
+            let regions: Vec<Region> = hits
+                .iter()
+                .map(|&i| {
+                    let w = &words[i];
+                    let left = w.left.saturating_sub(PROPOSAL_MARGIN);
+                    let top = w.top.saturating_sub(PROPOSAL_MARGIN);
+                    let right = (w.left + w.width + PROPOSAL_MARGIN).min(row.width);
+                    let bottom = (w.top + w.height + PROPOSAL_MARGIN).min(row.height);
+                    Region {
+                        left,
+                        top,
+                        width: right.saturating_sub(left).max(1),
+                        height: bottom.saturating_sub(top).max(1),
+                    }
+                })
+                .collect();
+            proposals.push(Proposal {
+                document_id: doc.id,
+                page: row.page,
+                words: hits.len(),
+                regions,
+            });
+        }
+    }
+    audit_release(
+        &state,
+        &principal,
+        &release,
+        json!({ "release": "propose-redactions", "id": release.id, "apply": body.apply,
+                "pages": proposals.len() }),
+    )
+    .await?;
+    if body.apply {
+        for p in &proposals {
+            state
+                .db
+                .insert_redaction(
+                    &release.id,
+                    p.document_id,
+                    p.page,
+                    &p.regions,
+                    false,
+                    principal.user_id,
+                )
+                .await?;
+        }
+    }
+    Ok(Json(
+        json!({ "proposals": proposals, "applied": body.apply }),
+    ))
+}
+
+pub async fn produce(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw_id): Path<String>,
+    body: JsonBody<ProductionRequest>,
+) -> ApiResult<(StatusCode, Json<release::Produced>)> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let release = release_of(&state, &principal, &raw_id).await?;
+    let produced = release::produce(&state, &principal, &release, &body).await?;
+    Ok((StatusCode::CREATED, Json(produced)))
+}
+
+/// The production `raw_pid` of release `raw_id`.
+async fn production_of(
+    state: &AppState,
+    principal: &Principal,
+    raw_id: &str,
+    raw_pid: &str,
+) -> ApiResult<(Release, Production, String)> {
+    let release = release_of(state, principal, raw_id).await?;
+    let found = match raw_pid.parse::<DocumentId>() {
+        Ok(pid) => state.db.production(pid).await?,
+        Err(_) => None,
+    };
+    match found {
+        Some((production, manifest)) if production.release_id == release.id => {
+            Ok((release, production, manifest))
+        }
+        _ => {
+            audit(
+                &state.db,
+                principal,
+                Action::ManageReleases,
+                "not-found",
+                release.patient_ids.first().copied(),
+                None,
+                Some(json!({ "production": "unknown" })),
+            )
+            .await?;
+            Err(ApiError::not_found())
+        }
+    }
+}
+
+pub async fn download(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((raw_id, raw_pid)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let (release, production, _) = production_of(&state, &principal, &raw_id, &raw_pid).await?;
+    let reader = state
+        .vault
+        .open(ObjectRef::Production(production.id))
+        .await?;
+    audit_release(
+        &state,
+        &principal,
+        &release,
+        json!({ "release": "download", "production": production.id, "sha256": production.sha256 }),
+    )
+    .await?;
+    let headers = [
+        (header::CONTENT_TYPE, "application/pdf".to_string()),
+        (header::CONTENT_LENGTH, production.size_bytes.to_string()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"production-{}.pdf\"", production.id),
+        ),
+        (header::CACHE_CONTROL, "no-store".to_string()),
+    ];
+    Ok((
+        headers,
+        Body::from_stream(super::documents::decrypting_stream(reader, production.id)),
+    )
+        .into_response())
+}
+
+pub async fn manifest(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((raw_id, raw_pid)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let (release, production, manifest) =
+        production_of(&state, &principal, &raw_id, &raw_pid).await?;
+    audit_release(
+        &state,
+        &principal,
+        &release,
+        json!({ "release": "manifest", "production": production.id }),
+    )
+    .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        manifest,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionBody {
+    reason: String,
+}
+
+pub async fn extend(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw_id): Path<String>,
+    body: JsonBody<ExtensionBody>,
+) -> ApiResult<Json<ReleaseView>> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let release = release_of(&state, &principal, &raw_id).await?;
+    let reason = optional_text("reason", Some(body.reason), 1000)?
+        .ok_or_else(|| ApiError::invalid("reason must not be empty"))?;
+    if release.legal_basis != "patient-access" {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "only a patient's request for access has a 30-day extension",
+        ));
+    }
+    if release.extended_at.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the request was extended already: one extension is allowed",
+        ));
+    }
+    let due_on =
+        release.due_on + chrono::Days::new(u64::from(state.config.releases.access_extension_days));
+    audit_release(
+        &state,
+        &principal,
+        &release,
+        json!({ "release": "extend", "id": release.id, "due_on": due_on }),
+    )
+    .await?;
+    if !state
+        .db
+        .extend_release(&release.id, due_on, &reason)
+        .await?
+    {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the request was extended already: one extension is allowed",
+        ));
+    }
+    let release = state
+        .db
+        .release(&release.id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(view(&state, &principal, release).await?))
+}

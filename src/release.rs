@@ -1,0 +1,979 @@
+//! Release of information: which documents a request covers, the checklist that must pass
+//! before anything leaves, and the production (one PDF) that answers it.
+//!
+//! Promises:
+//! - A request covers the documents of its patients that are filed (not waiting in QA, not
+//!   entered in error, not destroyed), within its service-date range, document types and
+//!   categories, that the person producing may read, less its exclusions.
+//! - The checklist: a subpoena without a court order needs recorded satisfactory
+//!   assurances; a court order or a patient authorisation must be on file as an attachment;
+//!   a document in a category of `[[releases.category_requirements]]` (by default
+//!   `substance-use`: a court order or Part 2 consent; `psychotherapy`: the patient's
+//!   specific authorisation) needs one of its authorisations. A blocked item names the
+//!   documents and what would unblock it (exclude them, or attach the authorisation).
+//! - A production is one PDF: a custodian certification first (the configured template),
+//!   then every page of every document as stored (the cleaned-up scan), Bates-stamped
+//!   `PREFIX-000001…` with an invisible text layer from the OCR words and redactions
+//!   burned into the pixels (the words under them left out of the text layer), then the
+//!   manifest pages. Memory stays at one page: pages are decrypted one at a time and the
+//!   PDF is encrypted as it is written.
+//! - Bates numbers are unique and gap-free per prefix: a production takes its numbers in
+//!   the transaction that records it, so a failed production takes none, and a supplemental
+//!   production continues where the last one ended.
+//! - Before a production exists for anyone, its audit entry (with the PDF's SHA-256) is
+//!   committed; then it is recorded with a disclosure per patient for the accounting.
+//! - A patient's own copy (`patient-access`) has no Bates stamps and no certification unless
+//!   asked; it is due 30 days after receipt, extendable once by 30 days.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use chrono::{Datelike, NaiveDate, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::auth::{audit, decide, Action, Principal, Resource};
+use crate::db::disclosures::{DisclosureSource, NewDisclosure};
+use crate::db::releases::{NewProduction, Production, Region, Release};
+use crate::db::Document;
+use crate::domain::{DocumentId, DocumentStatus, PatientId};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::AppState;
+use crate::vault::ObjectRef;
+
+/// The legal bases a request may rest on.
+pub const LEGAL_BASES: &[&str] = &[
+    "subpoena",
+    "court-order",
+    "patient-authorization",
+    "patient-access",
+    "other",
+];
+
+/// Kinds of supporting documents; those that authorise are added to the request's
+/// authorisations when attached.
+pub const AUTHORIZING_KINDS: &[&str] = &[
+    "court-order",
+    "patient-authorization",
+    "part2-consent",
+    "psychotherapy-authorization",
+];
+pub const OTHER_KINDS: &[&str] = &["subpoena", "request", "satisfactory-assurances", "other"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleasesConfig {
+    /// The Bates prefix of a request that names none.
+    pub bates_prefix: String,
+    /// The facility named in the certification.
+    pub institution: String,
+    /// The custodian certification (first page). Placeholders: {institution}, {custodian},
+    /// {pdf_pages}, {record_pages}, {documents}, {bates_first}, {bates_last}, {date},
+    /// {matter}, {recipient}, {release_id}, {production_id}.
+    pub certification_template: String,
+    /// Categories that need a particular authorisation before they are released.
+    pub category_requirements: Vec<CategoryRequirement>,
+    /// Days a patient's request for access is due after receipt, and its one extension.
+    pub access_due_days: u32,
+    pub access_extension_days: u32,
+    /// Days any other request is due after receipt when it names no due date.
+    pub default_due_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryRequirement {
+    pub category: String,
+    /// Any one of these authorisations (attachment kinds) releases the category.
+    pub any_of: Vec<String>,
+    /// Why, as the checklist says it.
+    pub why: String,
+}
+
+pub const FRE_902_11: &str = "\
+CERTIFICATION OF CUSTODIAN OF RECORDS
+(Federal Rule of Evidence 902(11))
+
+I, {custodian}, certify under penalty of perjury that:
+
+1. I am the duly authorized custodian of records of {institution}, or am otherwise
+   qualified by my position to make this certification, and have authority to certify
+   the records produced herewith.
+
+2. The records produced herewith, consisting of {record_pages} pages of {documents}
+   documents, Bates numbered {bates_first} through {bates_last}, are true and correct
+   copies of records maintained by {institution}.
+
+3. The records were made at or near the time of the occurrence of the matters set forth
+   in them, by, or from information transmitted by, a person with knowledge of those
+   matters; were kept in the course of the regularly conducted activity of
+   {institution}; and were made by that regularly conducted activity as a regular
+   practice.
+
+Matter: {matter}
+Produced to: {recipient}
+Release request: {release_id}
+Production: {production_id}
+This production: {pdf_pages} pages, including this certification and the manifest.
+
+Date: {date}
+
+
+_____________________________________
+{custodian}
+Custodian of Records, {institution}
+";
+
+impl Default for ReleasesConfig {
+    fn default() -> Self {
+        ReleasesConfig {
+            bates_prefix: "CV".into(),
+            institution: "the hospital".into(),
+            certification_template: FRE_902_11.into(),
+            category_requirements: vec![
+                CategoryRequirement {
+                    category: "substance-use".into(),
+                    any_of: vec!["court-order".into(), "part2-consent".into()],
+                    why: "substance use disorder records (42 CFR Part 2) need a court order \
+                          (42 CFR 2.64) or the patient's Part 2 consent"
+                        .into(),
+                },
+                CategoryRequirement {
+                    category: "psychotherapy".into(),
+                    any_of: vec!["psychotherapy-authorization".into()],
+                    why: "psychotherapy notes need the patient's specific authorization \
+                          (45 CFR 164.508(a)(2))"
+                        .into(),
+                },
+            ],
+            access_due_days: 30,
+            access_extension_days: 30,
+            default_due_days: 30,
+        }
+    }
+}
+
+impl ReleasesConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        parse_bates_prefix(&self.bates_prefix).map_err(|e| anyhow::anyhow!("releases.{e}"))?;
+        for requirement in &self.category_requirements {
+            if requirement.any_of.is_empty() {
+                anyhow::bail!(
+                    "releases.category_requirements for {}: any_of must name an authorization",
+                    requirement.category
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an attachment of `kind` records an authorisation.
+    pub fn authorizes(&self, kind: &str) -> bool {
+        AUTHORIZING_KINDS.contains(&kind)
+            || self
+                .category_requirements
+                .iter()
+                .any(|r| r.any_of.iter().any(|a| a == kind))
+    }
+
+    pub fn known_kind(&self, kind: &str) -> bool {
+        self.authorizes(kind) || OTHER_KINDS.contains(&kind)
+    }
+}
+
+/// A Bates prefix: 1 to 16 of `A-Z 0-9 _ -`, starting with a letter or digit.
+pub fn parse_bates_prefix(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 16
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && raw.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(
+            "bates_prefix must be 1 to 16 of A-Z, 0-9, '_' and '-', starting with a letter \
+             or digit"
+                .into(),
+        )
+    }
+}
+
+pub fn bates_number(prefix: &str, n: i64) -> String {
+    format!("{prefix}-{n:06}")
+}
+
+/// One item of the checklist.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChecklistItem {
+    pub item: String,
+    /// `pass` or `blocked`.
+    pub status: &'static str,
+    pub detail: String,
+    /// The documents a blocked item is about.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub document_ids: Vec<DocumentId>,
+}
+
+impl ChecklistItem {
+    fn new(item: &str, pass: bool, detail: String, document_ids: Vec<DocumentId>) -> Self {
+        ChecklistItem {
+            item: item.to_string(),
+            status: if pass { "pass" } else { "blocked" },
+            detail,
+            document_ids,
+        }
+    }
+
+    pub fn blocked(&self) -> bool {
+        self.status == "blocked"
+    }
+}
+
+/// The checklist of a request over the documents it would produce.
+pub fn checklist(
+    config: &ReleasesConfig,
+    release: &Release,
+    attachment_kinds: &[String],
+    documents: &[Document],
+) -> Vec<ChecklistItem> {
+    let has = |a: &str| {
+        release.authorizations.iter().any(|x| x == a) || attachment_kinds.iter().any(|k| k == a)
+    };
+    let mut items = Vec::new();
+    match release.legal_basis.as_str() {
+        "subpoena" => {
+            let assured = release
+                .details
+                .satisfactory_assurances
+                .as_deref()
+                .is_some_and(|a| !a.trim().is_empty())
+                || has("satisfactory-assurances");
+            let pass = has("court-order") || assured;
+            items.push(ChecklistItem::new(
+                "satisfactory-assurances",
+                pass,
+                if has("court-order") {
+                    "a court order accompanies the subpoena".into()
+                } else if assured {
+                    "satisfactory assurances are recorded".into()
+                } else {
+                    "a subpoena without a court order needs satisfactory assurances \
+                     (45 CFR 164.512(e)(1)(ii)): record them, or attach the court order"
+                        .into()
+                },
+                Vec::new(),
+            ));
+        }
+        "court-order" => items.push(ChecklistItem::new(
+            "court-order",
+            has("court-order"),
+            if has("court-order") {
+                "the court order is on file".into()
+            } else {
+                "attach the court order".into()
+            },
+            Vec::new(),
+        )),
+        "patient-authorization" => items.push(ChecklistItem::new(
+            "patient-authorization",
+            has("patient-authorization"),
+            if has("patient-authorization") {
+                "the patient's authorization is on file".into()
+            } else {
+                "attach the patient's signed authorization".into()
+            },
+            Vec::new(),
+        )),
+        _ => {}
+    }
+    for requirement in &config.category_requirements {
+        let affected: Vec<DocumentId> = documents
+            .iter()
+            .filter(|d| d.category == requirement.category)
+            .map(|d| d.id)
+            .collect();
+        if affected.is_empty() {
+            continue;
+        }
+        // A patient's own records are theirs to have (45 CFR 164.524), Part 2 included.
+        let pass =
+            release.legal_basis == "patient-access" || requirement.any_of.iter().any(|a| has(a));
+        let detail = if pass {
+            format!("{}: authorized", requirement.category)
+        } else {
+            format!(
+                "{} document(s) in category {}: {}; exclude them or attach one of: {}",
+                affected.len(),
+                requirement.category,
+                requirement.why,
+                requirement.any_of.join(", ")
+            )
+        };
+        items.push(ChecklistItem::new(
+            &format!("category:{}", requirement.category),
+            pass,
+            detail,
+            if pass { Vec::new() } else { affected },
+        ));
+    }
+    items
+}
+
+/// The documents a request covers for this caller, in production order (patient, service
+/// date, archive time), exclusions left out.
+pub async fn documents_in_scope(
+    state: &AppState,
+    principal: &Principal,
+    release: &Release,
+) -> ApiResult<Vec<Document>> {
+    let excluded: Vec<DocumentId> = state
+        .db
+        .exclusions(&release.id)
+        .await?
+        .into_iter()
+        .map(|e| e.document_id)
+        .collect();
+    let mut out = Vec::new();
+    for patient in &release.patient_ids {
+        let mut docs: Vec<Document> = state
+            .db
+            .documents_of_patient(*patient)
+            .await?
+            .into_iter()
+            .filter(|d| d.status == DocumentStatus::Indexed && !excluded.contains(&d.id))
+            .filter(
+                |d| match (release.date_from, release.date_to, d.service_date) {
+                    (None, None, _) => true,
+                    (_, _, None) => false,
+                    (from, to, Some(date)) => {
+                        from.is_none_or(|f| date >= f) && to.is_none_or(|t| date <= t)
+                    }
+                },
+            )
+            .filter(|d| {
+                release.document_types.is_empty()
+                    || release.document_types.contains(&d.document_type)
+            })
+            .filter(|d| release.categories.is_empty() || release.categories.contains(&d.category))
+            .filter(|d| {
+                let resource = Resource {
+                    patient_id: d.patient_id,
+                    document_id: Some(d.id),
+                    category: &d.category,
+                    records_only: d.status.records_only(),
+                };
+                decide(principal, Action::ReadDocument, Some(&resource)).is_allow()
+            })
+            .collect();
+        docs.sort_by(|a, b| {
+            (a.service_date, &a.created_at, a.id).cmp(&(b.service_date, &b.created_at, b.id))
+        });
+        out.extend(docs);
+    }
+    Ok(out)
+}
+
+/// What the production request asks for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductionRequest {
+    /// Who certifies (name and title); required when certified.
+    pub custodian: Option<String>,
+    /// With the custodian certification (default: yes, except a patient's own copy).
+    pub certify: Option<bool>,
+    /// With Bates stamps (default: yes, except a patient's own copy).
+    pub bates: Option<bool>,
+}
+
+/// One produced page in the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestPage {
+    /// The Bates number; `None` for an unstamped copy.
+    pub bates: Option<String>,
+    /// The page's position in the PDF (1-based).
+    pub pdf_page: u32,
+    pub document_id: DocumentId,
+    pub page: u32,
+    /// SHA-256 of the document's original, as archived.
+    pub original_sha256: String,
+    pub redacted: bool,
+    pub withheld: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub production_id: DocumentId,
+    pub release_id: String,
+    pub legal_basis: String,
+    pub bates_first: Option<String>,
+    pub bates_last: Option<String>,
+    pub pdf_pages: u32,
+    pub certification_pages: u32,
+    pub manifest_pages: u32,
+    pub documents: u32,
+    pub pages: Vec<ManifestPage>,
+    /// SHA-256 of the produced PDF (which cannot hold its own hash: it is here and in the
+    /// audit entry).
+    pub pdf_sha256: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Produced {
+    pub production: Production,
+    pub manifest: Manifest,
+}
+
+/// One Bates prefix is numbered by one production at a time (the commit checks it too).
+static PRODUCING: Mutex<()> = Mutex::const_new(());
+
+struct PlannedPage {
+    doc: usize,
+    page: u32,
+    dpi: f32,
+    regions: Vec<Region>,
+    whole: bool,
+}
+
+/// The text of the manifest pages.
+fn manifest_text(
+    production_id: DocumentId,
+    release: &Release,
+    documents: &[Document],
+    pages: &[ManifestPage],
+) -> String {
+    let mut text = String::new();
+    text.push_str("PRODUCTION MANIFEST\n\n");
+    text.push_str(&format!("Release request: {}\n", release.id));
+    text.push_str(&format!("Production: {production_id}\n"));
+    text.push_str(&format!(
+        "{} pages of {} documents. Each document's SHA-256 is that of its original as \
+         archived; the JSON manifest maps every page.\n\n",
+        pages.len(),
+        documents.len()
+    ));
+    for (n, doc) in documents.iter().enumerate() {
+        let mine: Vec<&ManifestPage> = pages.iter().filter(|p| p.document_id == doc.id).collect();
+        let (Some(first), Some(last)) = (mine.first(), mine.last()) else {
+            continue;
+        };
+        text.push_str(&format!(
+            "Document {} of {}: {}\n",
+            n + 1,
+            documents.len(),
+            doc.id
+        ));
+        text.push_str(&format!(
+            "  Type {}, service date {}\n",
+            doc.document_type,
+            doc.service_date
+                .map_or_else(|| "not recorded".to_string(), |d| d.to_string())
+        ));
+        text.push_str(&format!("  SHA-256 {}\n", doc.sha256));
+        // Bates numbers are not repeated here (each stands once, on its page): the
+        // production's page positions map to them.
+        text.push_str(&format!(
+            "  Produced as PDF pages {} to {} (document pages {} to {})\n",
+            first.pdf_page, last.pdf_page, first.page, last.page
+        ));
+        let redacted: Vec<String> = mine
+            .iter()
+            .filter(|p| p.redacted || p.withheld)
+            .map(|p| format!("{}{}", p.page, if p.withheld { " (withheld)" } else { "" }))
+            .collect();
+        if !redacted.is_empty() {
+            text.push_str(&format!("  Redacted pages: {}\n", redacted.join(", ")));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+fn fill_template(template: &str, values: &[(&str, String)]) -> String {
+    let mut text = template.to_string();
+    for (key, value) in values {
+        text = text.replace(&format!("{{{key}}}"), value);
+    }
+    text
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A page on its way to the PDF writer (decrypted, one or two at a time).
+struct PageJob {
+    png: Vec<u8>,
+    words: Vec<chartvault_produce::Word>,
+    dpi: f32,
+    stamp: Option<String>,
+    regions: Vec<chartvault_produce::Rect>,
+    whole: bool,
+}
+
+/// Builds, stores and records a production of `release` (authorised by the caller).
+pub async fn produce(
+    state: &AppState,
+    principal: &Principal,
+    release: &Release,
+    request: &ProductionRequest,
+) -> ApiResult<Produced> {
+    let config = &state.config.releases;
+    let patient_access = release.legal_basis == "patient-access";
+    let certify = request.certify.unwrap_or(!patient_access);
+    let stamped = request.bates.unwrap_or(!patient_access);
+    let custodian = match (&request.custodian, certify) {
+        (Some(c), _) if !c.trim().is_empty() && c.chars().count() <= 300 => {
+            Some(c.trim().to_string())
+        }
+        (Some(_), _) => return Err(ApiError::invalid("custodian must be 1 to 300 characters")),
+        (None, true) => {
+            return Err(ApiError::invalid(
+                "a certified production needs the custodian who certifies it",
+            ))
+        }
+        (None, false) => None,
+    };
+
+    let documents = documents_in_scope(state, principal, release).await?;
+    if documents.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the request covers no document (after exclusions): nothing to produce",
+        ));
+    }
+    let kinds: Vec<String> = state
+        .db
+        .attachments(&release.id)
+        .await?
+        .into_iter()
+        .map(|a| a.kind)
+        .collect();
+    let items = checklist(config, release, &kinds, &documents);
+    let blocked: Vec<String> = items
+        .iter()
+        .filter(|i| i.blocked())
+        .map(|i| {
+            if i.document_ids.is_empty() {
+                format!("{}: {}", i.item, i.detail)
+            } else {
+                let ids: Vec<String> = i.document_ids.iter().map(|d| d.to_string()).collect();
+                format!("{}: {} (documents {})", i.item, i.detail, ids.join(", "))
+            }
+        })
+        .collect();
+    if !blocked.is_empty() {
+        audit(
+            &state.db,
+            principal,
+            Action::ManageReleases,
+            "refused",
+            release.patient_ids.first().copied(),
+            None,
+            Some(serde_json::json!({
+                "release": release.id,
+                "blocked": items.iter().filter(|i| i.blocked()).map(|i| i.item.clone()).collect::<Vec<_>>(),
+            })),
+        )
+        .await?;
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "the release checklist blocks this production: {}",
+                blocked.join("; ")
+            ),
+        ));
+    }
+
+    // The plan: every page of every document, with its redactions.
+    let mut redactions: HashMap<(DocumentId, u32), (Vec<Region>, bool)> = HashMap::new();
+    for r in state.db.redactions(&release.id).await? {
+        let entry = redactions.entry((r.document_id, r.page)).or_default();
+        entry.0.extend(r.regions);
+        entry.1 |= r.whole_page;
+    }
+    let mut plan = Vec::new();
+    for (n, doc) in documents.iter().enumerate() {
+        for row in state.db.pages(doc.id).await? {
+            let (regions, whole) = redactions.remove(&(doc.id, row.page)).unwrap_or_default();
+            plan.push(PlannedPage {
+                doc: n,
+                page: row.page,
+                dpi: row.dpi.unwrap_or(300.0) as f32,
+                regions,
+                whole,
+            });
+        }
+    }
+    if plan.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the documents the request covers have no pages: nothing to produce",
+        ));
+    }
+
+    let _numbering = PRODUCING.lock().await;
+    let production_id = DocumentId::new_random();
+    let prefix = stamped.then(|| release.bates_prefix.clone());
+    let first_number = match &prefix {
+        Some(prefix) => state.db.bates_next(prefix).await?,
+        None => 0,
+    };
+    let bates_of = |i: usize| {
+        prefix
+            .as_deref()
+            .map(|p| bates_number(p, first_number + i as i64))
+    };
+
+    // Page counts, fixed before a byte is written (the certification states them).
+    let record_pages = plan.len() as u32;
+    let mut certification_pages: u32 = u32::from(certify);
+    let mut manifest_pages = 1;
+    let mut certification = String::new();
+    let mut manifest = String::new();
+    let mut pages: Vec<ManifestPage> = Vec::new();
+    for _ in 0..3 {
+        pages = plan
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ManifestPage {
+                bates: bates_of(i),
+                pdf_page: certification_pages + i as u32 + 1,
+                document_id: documents[p.doc].id,
+                page: p.page,
+                original_sha256: documents[p.doc].sha256.clone(),
+                redacted: !p.regions.is_empty(),
+                withheld: p.whole,
+            })
+            .collect();
+        manifest = manifest_text(production_id, release, &documents, &pages);
+        manifest_pages = chartvault_produce::text_page_count(&manifest);
+        let pdf_pages = certification_pages + record_pages + manifest_pages;
+        if certify {
+            let today = Utc::now().date_naive();
+            certification = fill_template(
+                &config.certification_template,
+                &[
+                    ("institution", config.institution.clone()),
+                    ("custodian", custodian.clone().unwrap_or_default()),
+                    ("pdf_pages", pdf_pages.to_string()),
+                    ("record_pages", record_pages.to_string()),
+                    ("documents", documents.len().to_string()),
+                    (
+                        "bates_first",
+                        bates_of(0).unwrap_or_else(|| "(not stamped)".into()),
+                    ),
+                    (
+                        "bates_last",
+                        bates_of(plan.len() - 1).unwrap_or_else(|| "(not stamped)".into()),
+                    ),
+                    ("date", today.to_string()),
+                    (
+                        "matter",
+                        release.details.matter.clone().unwrap_or_else(|| "-".into()),
+                    ),
+                    ("recipient", release.details.recipient.name.clone()),
+                    ("release_id", release.id.clone()),
+                    ("production_id", production_id.to_string()),
+                ],
+            );
+            let counted = chartvault_produce::text_page_count(&certification);
+            if counted != certification_pages {
+                certification_pages = counted;
+                continue;
+            }
+        }
+        break;
+    }
+    let pdf_pages = certification_pages + record_pages + manifest_pages;
+
+    // The writer on a blocking thread; pages reach it decrypted, two at most in flight.
+    let object = ObjectRef::Production(production_id);
+    let (sink, key_id) = state.vault.writer(object).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<PageJob>(2);
+    let now = Utc::now();
+    let info = chartvault_produce::DocumentInfo {
+        title: format!("Production {production_id}"),
+        producer: format!("chartvault {}", env!("CARGO_PKG_VERSION")),
+        creation: chartvault_produce::PdfDate {
+            year: now.year() as u16,
+            month: now.month() as u8,
+            day: now.day() as u8,
+            hour: now.hour() as u8,
+            minute: now.minute() as u8,
+            second: now.second() as u8,
+        },
+    };
+    let manifest_footer_total = manifest_pages;
+    let writer_certification = certification.clone();
+    let writer_manifest = manifest.clone();
+    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, u64, u32)> {
+        let out = Hashing {
+            inner: sink,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let mut pdf = chartvault_produce::ProductionWriter::new(out, &info)?;
+        if !writer_certification.is_empty() {
+            pdf.text_pages(&writer_certification, None)?;
+        }
+        while let Some(job) = rx.blocking_recv() {
+            pdf.image_page(&chartvault_produce::ImagePage {
+                image: chartvault_produce::PageImage::Png(&job.png),
+                dpi: job.dpi,
+                words: &job.words,
+                stamp: job.stamp.as_deref(),
+                redactions: &job.regions,
+                redact_whole_page: job.whole,
+            })?;
+        }
+        pdf.text_pages_with(&writer_manifest, |n, _| {
+            Some(format!("Manifest page {n} of {manifest_footer_total}"))
+        })?;
+        let (mut out, pages) = pdf.finish()?;
+        out.flush()?;
+        let sha256 = hex::encode(out.hasher.finalize());
+        out.inner.finish()?.commit()?;
+        Ok((sha256, out.bytes, pages))
+    });
+    let feed = async {
+        for (i, p) in plan.iter().enumerate() {
+            let doc = documents[p.doc].id;
+            let png = state.vault.get(ObjectRef::PageImage(doc, p.page)).await?;
+            let words_json = state.vault.get(ObjectRef::PageWords(doc, p.page)).await?;
+            let words: Vec<chartvault_ocr::OcrWord> = serde_json::from_slice(&words_json)?;
+            let job = PageJob {
+                png,
+                words: words
+                    .into_iter()
+                    .map(|w| chartvault_produce::Word {
+                        text: w.text,
+                        left: w.left,
+                        top: w.top,
+                        width: w.width,
+                        height: w.height,
+                    })
+                    .collect(),
+                dpi: p.dpi,
+                stamp: bates_of(i),
+                regions: p
+                    .regions
+                    .iter()
+                    .map(|r| chartvault_produce::Rect {
+                        left: r.left,
+                        top: r.top,
+                        width: r.width,
+                        height: r.height,
+                    })
+                    .collect(),
+                whole: p.whole,
+            };
+            if tx.send(job).await.is_err() {
+                break; // the writer failed: its error is the one to report
+            }
+        }
+        drop(tx);
+        anyhow::Ok(())
+    };
+    let fed = feed.await;
+    let written = writer.await.map_err(anyhow::Error::from).and_then(|r| r);
+    let (sha256, size_bytes, written_pages) = match (fed, written) {
+        (Ok(()), Ok(done)) => done,
+        (Err(error), _) | (_, Err(error)) => {
+            state.vault.discard(object, &key_id).await;
+            return Err(ApiError::internal(error.context("writing a production")));
+        }
+    };
+    debug_assert_eq!(written_pages, pdf_pages);
+
+    // Audited (with the PDF's hash) before it exists for anyone.
+    let bates_range = prefix.as_ref().map(|_| {
+        (
+            bates_of(0).unwrap_or_default(),
+            bates_of(plan.len() - 1).unwrap_or_default(),
+        )
+    });
+    let audited = audit(
+        &state.db,
+        principal,
+        Action::ManageReleases,
+        "ok",
+        release.patient_ids.first().copied(),
+        None,
+        Some(serde_json::json!({
+            "produce": production_id,
+            "release": release.id,
+            "sha256": sha256,
+            "pdf_pages": pdf_pages,
+            "record_pages": record_pages,
+            "documents": documents.len(),
+            "bates": bates_range,
+            "patients": release.patient_ids,
+        })),
+    )
+    .await;
+    if let Err(error) = audited {
+        state.vault.discard(object, &key_id).await;
+        return Err(error);
+    }
+    let manifest_json = Manifest {
+        production_id,
+        release_id: release.id.clone(),
+        legal_basis: release.legal_basis.clone(),
+        bates_first: bates_range.as_ref().map(|r| r.0.clone()),
+        bates_last: bates_range.as_ref().map(|r| r.1.clone()),
+        pdf_pages,
+        certification_pages,
+        manifest_pages,
+        documents: documents.len() as u32,
+        pages,
+        pdf_sha256: sha256.clone(),
+        created_at: crate::db::now(),
+    };
+    let recorded = state
+        .db
+        .insert_production(&NewProduction {
+            id: production_id,
+            release_id: release.id.clone(),
+            bates: prefix.clone().map(|p| (p, first_number)),
+            record_pages,
+            pdf_pages,
+            documents: documents.len() as u32,
+            certified: certify,
+            custodian,
+            sha256: sha256.clone(),
+            size_bytes,
+            manifest: serde_json::to_string(&manifest_json).map_err(ApiError::internal)?,
+            created_by: principal.user_id,
+        })
+        .await;
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => {
+            state.vault.discard(object, &key_id).await;
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "another production took these Bates numbers meanwhile; retry",
+            ));
+        }
+        Err(error) => {
+            state.vault.discard(object, &key_id).await;
+            return Err(error.into());
+        }
+    }
+    drop(_numbering);
+
+    // The accounting of disclosures: one per patient, naming their documents.
+    let mut by_patient: BTreeMap<PatientId, Vec<DocumentId>> = BTreeMap::new();
+    for doc in &documents {
+        by_patient.entry(doc.patient_id).or_default().push(doc.id);
+    }
+    let recipient = &release.details.recipient;
+    for (patient, docs) in by_patient {
+        let description = match &bates_range {
+            Some((first, last)) => format!(
+                "production {production_id}: {} documents, Bates {first} to {last} \
+                 ({record_pages} pages in all)",
+                docs.len()
+            ),
+            None => format!(
+                "copy {production_id}: {} documents ({record_pages} pages in all)",
+                docs.len()
+            ),
+        };
+        let purpose = match &release.details.matter {
+            Some(matter) => format!("{} ({matter})", release.legal_basis),
+            None => release.legal_basis.clone(),
+        };
+        state
+            .db
+            .insert_disclosure(&NewDisclosure {
+                patient_id: patient,
+                disclosed_at: Utc::now().date_naive(),
+                document_ids: docs,
+                recipient_name: match &recipient.organization {
+                    Some(org) => format!("{}, {org}", recipient.name),
+                    None => recipient.name.clone(),
+                },
+                recipient_address: recipient.address.clone(),
+                description,
+                purpose,
+                source: DisclosureSource::Production,
+                recorded_by: principal.user_id,
+            })
+            .await?;
+    }
+    let (production, _) = state
+        .db
+        .production(production_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a recorded production vanished")))?;
+    tracing::info!(
+        production_id = %production_id,
+        pages = pdf_pages,
+        bytes = size_bytes,
+        "production written"
+    );
+    Ok(Produced {
+        production,
+        manifest: manifest_json,
+    })
+}
+
+/// The due date of a new request: as given, or by the basis's default.
+pub fn due_on(
+    config: &ReleasesConfig,
+    legal_basis: &str,
+    received_on: NaiveDate,
+    given: Option<NaiveDate>,
+) -> NaiveDate {
+    let days = if legal_basis == "patient-access" {
+        config.access_due_days
+    } else {
+        config.default_due_days
+    };
+    given.unwrap_or_else(|| received_on + chrono::Days::new(u64::from(days)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bates_prefixes_are_checked_and_numbers_are_six_digits() {
+        assert_eq!(bates_number("ACME", 1), "ACME-000001");
+        assert_eq!(bates_number("ACME", 1_234_567), "ACME-1234567");
+        assert!(parse_bates_prefix("ACME-2026").is_ok());
+        for bad in ["", "acme", "-X", "A B", "TOO-LONG-PREFIX-XX"] {
+            assert!(parse_bates_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn templates_fill_every_placeholder_they_name() {
+        let filled = fill_template(
+            "{a} and {b} and {a}",
+            &[("a", "x".into()), ("b", "y".into())],
+        );
+        assert_eq!(filled, "x and y and x");
+    }
+}
