@@ -4,7 +4,7 @@
 //! written one at a time, and the PDF is encrypted as it streams to the blob store).
 //!
 //! Pages: ten generated letter-size pages at 300 dpi, OCRed once by the real pipeline (one
-//! 10-page TIFF), then filed again as 99 more documents by copying their stored
+//! 10-page TIFF), then filed again as 100 more documents by copying their stored
 //! artifacts (the production reads stored pages, not OCR). The 100-page production covers
 //! the first ten documents; the 1,000-page one all hundred. Both are subpoena productions:
 //! certification, Bates stamps, invisible text layer, manifest. Before each, the process's
@@ -133,7 +133,7 @@ async fn run() {
     let first = app
         .upload(
             tiff_of(&pages),
-            &metadata("BENCH-1", "Benchmark Patient", "sample"),
+            &metadata("BENCH-1", "Benchmark Patient", "seed"),
         )
         .await;
     app.wait_indexed(&first).await;

@@ -97,25 +97,28 @@ CERTIFICATION OF CUSTODIAN OF RECORDS
 
 I, {custodian}, certify under penalty of perjury that:
 
-1. I am the duly authorized custodian of records of {institution}, or am otherwise
-   qualified by my position to make this certification, and have authority to certify
-   the records produced herewith.
+1. I am the duly authorized custodian of records of
+   {institution}, or am otherwise qualified by my position
+   to make this certification.
 
-2. The records produced herewith, consisting of {record_pages} pages of {documents}
-   documents, Bates numbered {bates_first} through {bates_last}, are true and correct
-   copies of records maintained by {institution}.
+2. The records produced herewith, {record_pages} pages of
+   {documents} documents, Bates numbered {bates_first}
+   through {bates_last}, are true and correct copies of
+   records maintained by {institution}.
 
-3. The records were made at or near the time of the occurrence of the matters set forth
-   in them, by, or from information transmitted by, a person with knowledge of those
-   matters; were kept in the course of the regularly conducted activity of
-   {institution}; and were made by that regularly conducted activity as a regular
-   practice.
+3. The records were made at or near the time of the
+   occurrence of the matters set forth in them, by, or from
+   information transmitted by, a person with knowledge of
+   those matters; were kept in the course of the regularly
+   conducted activity of {institution}; and were made by
+   that regularly conducted activity as a regular practice.
 
 Matter: {matter}
 Produced to: {recipient}
 Release request: {release_id}
 Production: {production_id}
-This production: {pdf_pages} pages, including this certification and the manifest.
+This production: {pdf_pages} pages, including this
+certification and the manifest.
 
 Date: {date}
 
@@ -966,6 +969,132 @@ mod tests {
         for bad in ["", "acme", "-X", "A B", "TOO-LONG-PREFIX-XX"] {
             assert!(parse_bates_prefix(bad).is_err(), "{bad}");
         }
+    }
+
+    fn document(category: &str) -> Document {
+        Document {
+            id: DocumentId::new_random(),
+            patient_id: PatientId::new_random(),
+            document_type: "note".into(),
+            category: category.into(),
+            service_date: None,
+            encounter: None,
+            content_type: "image/png".into(),
+            sha256: String::new(),
+            size_bytes: 0,
+            page_count: 1,
+            status: DocumentStatus::Indexed,
+            failure_reason: None,
+            created_at: String::new(),
+            indexed_at: None,
+            deleted_at: None,
+            deleted_by: None,
+            deletion_reason: None,
+            qa_reason: None,
+            notice: None,
+            supersedes: None,
+            superseded_by: None,
+            entered_in_error_at: None,
+            entered_in_error_by: None,
+            correction_reason: None,
+        }
+    }
+
+    fn release(legal_basis: &str, assurances: Option<&str>) -> Release {
+        let party = crate::db::releases::Party {
+            name: "Counsel".into(),
+            organization: None,
+            address: None,
+        };
+        Release {
+            id: "r".into(),
+            legal_basis: legal_basis.into(),
+            details: crate::db::releases::ReleaseDetails {
+                requester: party.clone(),
+                recipient: party,
+                matter: None,
+                description: None,
+                satisfactory_assurances: assurances.map(str::to_string),
+            },
+            received_on: NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+            due_on: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+            extended_at: None,
+            extension_reason: None,
+            date_from: None,
+            date_to: None,
+            document_types: Vec::new(),
+            categories: Vec::new(),
+            authorizations: Vec::new(),
+            bates_prefix: "CV".into(),
+            patient_ids: Vec::new(),
+            created_by: String::new(),
+            created_at: String::new(),
+        }
+    }
+
+    fn blocked(items: &[ChecklistItem]) -> Vec<String> {
+        items
+            .iter()
+            .filter(|i| i.blocked())
+            .map(|i| i.item.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_checklist_asks_each_basis_and_category_for_what_it_needs() {
+        let config = ReleasesConfig::default();
+        let docs = [
+            document("general"),
+            document("psychotherapy"),
+            document("substance-use"),
+        ];
+        let kinds = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        // A bare subpoena: no assurances, and neither sensitive category is authorised.
+        let items = checklist(&config, &release("subpoena", None), &[], &docs);
+        assert_eq!(
+            blocked(&items),
+            [
+                "satisfactory-assurances",
+                "category:substance-use",
+                "category:psychotherapy"
+            ]
+        );
+        let part2 = items
+            .iter()
+            .find(|i| i.item == "category:substance-use")
+            .unwrap();
+        assert_eq!(part2.document_ids, vec![docs[2].id]);
+        // Assurances recorded, a Part 2 consent attached: psychotherapy still blocks.
+        let items = checklist(
+            &config,
+            &release("subpoena", Some("notice sent")),
+            &kinds(&["part2-consent"]),
+            &docs,
+        );
+        assert_eq!(blocked(&items), ["category:psychotherapy"]);
+        // A court order covers the subpoena and Part 2, not psychotherapy notes.
+        let items = checklist(
+            &config,
+            &release("subpoena", None),
+            &kinds(&["court-order"]),
+            &docs,
+        );
+        assert_eq!(blocked(&items), ["category:psychotherapy"]);
+        // A court-order request without the order on file.
+        let items = checklist(&config, &release("court-order", None), &[], &docs[..1]);
+        assert_eq!(blocked(&items), ["court-order"]);
+        // The patient's own request: everything is theirs.
+        let items = checklist(&config, &release("patient-access", None), &[], &docs);
+        assert!(blocked(&items).is_empty());
+        // Without sensitive documents a subpoena needs only its assurances.
+        let items = checklist(
+            &config,
+            &release("subpoena", Some("QPO sought")),
+            &[],
+            &docs[..1],
+        );
+        assert!(blocked(&items).is_empty());
     }
 
     #[test]

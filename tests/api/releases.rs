@@ -332,7 +332,8 @@ async fn a_subpoena_is_answered_with_a_certified_bates_stamped_production() {
     for expected in [
         "Federal Rule of Evidence 902(11)",
         "Pat Keeper, Custodian of Records",
-        "ACME-000001 through ACME-000002",
+        "Bates numbered ACME-000001",
+        "through ACME-000002",
         &format!("This production: {pages} pages"),
         &chrono::Utc::now().date_naive().to_string(),
     ] {
@@ -478,6 +479,11 @@ async fn a_subpoena_is_answered_with_a_certified_bates_stamped_production() {
             .await;
         assert_eq!(response.status(), 403);
     }
+    // Verify knows productions and attachments: each decrypts to the recorded SHA-256.
+    let report = chartvault::verify::verify(&app.config()).await.unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    // 3 originals, 1 attachment, 2 productions.
+    assert_eq!(report.checked.originals_hashed, 6);
     // What the production holds is encrypted at rest.
     for path in files_under(&app.data_dir) {
         let Some(bytes) = read_live(&path) else {
