@@ -454,6 +454,39 @@ impl Db {
             .collect()
     }
 
+    /// Removes a redaction of a release (later productions no longer apply it); false if
+    /// the release has no such redaction.
+    pub async fn delete_redaction(&self, release: &str, id: &str) -> sqlx::Result<bool> {
+        let done = sqlx::query("DELETE FROM release_redactions WHERE release_id = $1 AND id = $2")
+            .bind(release)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Puts excluded documents back into a release; returns how many were excluded.
+    pub async fn delete_exclusions(
+        &self,
+        release: &str,
+        documents: &[DocumentId],
+    ) -> sqlx::Result<u64> {
+        let mut removed = 0;
+        let mut tx = self.pool.begin().await?;
+        for document in documents {
+            removed += sqlx::query(
+                "DELETE FROM release_exclusions WHERE release_id = $1 AND document_id = $2",
+            )
+            .bind(release)
+            .bind(document.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
     /// The next Bates number of a prefix (1 for a new prefix).
     pub async fn bates_next(&self, prefix: &str) -> sqlx::Result<i64> {
         Ok(

@@ -157,9 +157,19 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             post(releases::exclude),
         ),
         (
+            Method::DELETE,
+            "/releases/{id}/exclusions",
+            delete(releases::include),
+        ),
+        (
             Method::POST,
             "/releases/{id}/redactions",
             post(releases::redact),
+        ),
+        (
+            Method::DELETE,
+            "/releases/{id}/redactions/{rid}",
+            delete(releases::unredact),
         ),
         (
             Method::POST,

@@ -6,7 +6,8 @@
 //! - `POST /releases/{id}/attachments` (multipart `kind` + `file`): the subpoena scan, a
 //!   court order, an authorisation; stored encrypted. An authorising kind unblocks the
 //!   checklist items that need it.
-//! - `POST /releases/{id}/exclusions`, `POST /releases/{id}/redactions`,
+//! - `POST /releases/{id}/exclusions` (and `DELETE` to include documents again),
+//!   `POST /releases/{id}/redactions` (and `DELETE /releases/{id}/redactions/{rid}`),
 //!   `POST /releases/{id}/redaction-proposals` (regions from OCR word boxes that match a
 //!   pattern or a phrase; `apply` records them).
 //! - `POST /releases/{id}/productions` builds the PDF; `GET .../productions/{pid}` downloads
@@ -465,6 +466,84 @@ pub async fn exclude(
         .db
         .insert_exclusions(&release.id, &ids, &reason, principal.user_id)
         .await?;
+    Ok(Json(view(&state, &principal, release).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncludeBody {
+    document_ids: Vec<String>,
+}
+
+/// `DELETE /releases/{id}/exclusions` with `{document_ids}`: the documents are covered again.
+pub async fn include(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw_id): Path<String>,
+    body: JsonBody<IncludeBody>,
+) -> ApiResult<Json<ReleaseView>> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let release = release_of(&state, &principal, &raw_id).await?;
+    if body.document_ids.is_empty() || body.document_ids.len() > 10_000 {
+        return Err(ApiError::invalid(
+            "document_ids must name 1 to 10000 documents",
+        ));
+    }
+    let mut ids = Vec::new();
+    for raw in &body.document_ids {
+        let doc =
+            super::documents::document_in_scope(&state, &principal, Action::ReadDocument, raw)
+                .await?;
+        ids.push(doc.id);
+    }
+    audit_release(
+        &state,
+        &principal,
+        &release,
+        json!({ "release": "include", "id": release.id, "documents": ids }),
+    )
+    .await?;
+    state.db.delete_exclusions(&release.id, &ids).await?;
+    Ok(Json(view(&state, &principal, release).await?))
+}
+
+/// `DELETE /releases/{id}/redactions/{rid}`: a wrong or too wide redaction is dropped
+/// before the next production (productions made already keep theirs).
+pub async fn unredact(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((raw_id, raw_rid)): Path<(String, String)>,
+) -> ApiResult<Json<ReleaseView>> {
+    authorize(&state.db, &principal, Action::ManageReleases, None).await?;
+    let release = release_of(&state, &principal, &raw_id).await?;
+    let known = state
+        .db
+        .redactions(&release.id)
+        .await?
+        .iter()
+        .any(|r| r.id == raw_rid);
+    if !known {
+        audit(
+            &state.db,
+            &principal,
+            Action::ManageReleases,
+            "not-found",
+            release.patient_ids.first().copied(),
+            None,
+            Some(json!({ "redaction": "unknown" })),
+        )
+        .await?;
+        return Err(ApiError::not_found());
+    }
+    audit_release(
+        &state,
+        &principal,
+        &release,
+        json!({ "release": "unredact", "id": release.id, "redaction": raw_rid }),
+    )
+    .await?;
+    state.db.delete_redaction(&release.id, &raw_rid).await?;
     Ok(Json(view(&state, &principal, release).await?))
 }
 

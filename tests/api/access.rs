@@ -85,7 +85,9 @@ const EXPECTED: &[Row] = &[
     ("GET /releases/{id}",                         "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
     ("POST /releases/{id}/attachments",            "-",   [403, 403, 201, 403, 403, 403, 403, 403]),
     ("POST /releases/{id}/exclusions",             "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
+    ("DELETE /releases/{id}/exclusions",           "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
     ("POST /releases/{id}/redactions",             "-",   [403, 403, 201, 403, 403, 403, 403, 403]),
+    ("DELETE /releases/{id}/redactions/{rid}",     "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
     ("POST /releases/{id}/redaction-proposals",    "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
     ("POST /releases/{id}/productions",            "-",   [403, 403, 201, 403, 403, 403, 403, 403]),
     ("GET /releases/{id}/productions/{pid}",       "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
@@ -329,7 +331,21 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
                     url_path.replace("{pid}", produced["production"]["id"].as_str().unwrap());
             }
             let doc = world.docs.get("G").cloned().unwrap_or_default();
+            if path.contains("{rid}") {
+                let redaction: Value = app
+                    .post_json(
+                        legal,
+                        &format!("/api/v1/releases/{release}/redactions"),
+                        &json!({ "document_id": doc, "page": 1, "whole_page": true }),
+                    )
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                url_path = url_path.replace("{rid}", redaction["id"].as_str().unwrap());
+            }
             match path.rsplit('/').next().unwrap() {
+                "exclusions" if method == "DELETE" => Some(json!({ "document_ids": [doc] })),
                 "attachments" => {
                     let form = reqwest::multipart::Form::new()
                         .text("kind", "request")

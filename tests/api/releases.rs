@@ -295,6 +295,24 @@ async fn a_subpoena_is_answered_with_a_certified_bates_stamped_production() {
     assert_eq!(proposals[0]["document_id"], note.as_str());
     assert_eq!(proposals[0]["page"], 1);
     let region = proposals[0]["regions"][0].clone();
+    // A too-wide redaction drawn by hand is taken back before the production.
+    let (status, wrong) = post(
+        &app,
+        &format!("{base}/redactions"),
+        json!({ "document_id": note, "page": 2, "regions": [{ "left": 0, "top": 0, "width": 1000, "height": 200 }] }),
+    )
+    .await;
+    assert_eq!(status, 201, "{wrong}");
+    let undone = app
+        .delete(
+            &app.legal,
+            &format!("{base}/redactions/{}", wrong["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(undone.status(), 200);
+    let undone: Value = undone.json().await.unwrap();
+    assert_eq!(undone["redactions"].as_array().unwrap().len(), 1);
 
     // The production.
     let (status, produced) = post(
