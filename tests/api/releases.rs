@@ -593,3 +593,150 @@ async fn a_patients_own_copy_has_no_stamps_and_its_due_date_extends_once() {
     assert_eq!(listed["releases"][0]["status"], "produced");
     assert_eq!(listed["releases"][0]["extended"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_record_nothing() {
+    let app = spawn_app().await;
+    let doc = app
+        .upload(
+            png_of(&scanned_page(&["Clinic letter", "Marker sorrel"], 0.0, 71)),
+            &metadata("BR-1", "Bea Rowe", "letter"),
+        )
+        .await;
+    app.wait_indexed(&doc).await;
+    let request = |overrides: Value| {
+        let mut body = json!({
+            "legal_basis": "subpoena",
+            "requester": { "name": "Counsel" },
+            "recipient": { "name": "Counsel" },
+            "received_on": "2026-11-20",
+            "patients": ["BR-1"],
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(overrides.as_object().unwrap().clone());
+        body
+    };
+    for (overrides, status, says) in [
+        (
+            json!({ "legal_basis": "curiosity" }),
+            400,
+            "legal_basis must be one of",
+        ),
+        (
+            json!({ "patients": ["NO-SUCH-MRN"] }),
+            404,
+            "belongs to no patient",
+        ),
+        (json!({ "patients": [] }), 400, "patients must name"),
+        (
+            json!({ "from": "2021-01-01", "to": "2020-01-01" }),
+            400,
+            "from must not be after to",
+        ),
+        (
+            json!({ "due_on": "2026-11-01" }),
+            400,
+            "due_on must not be before",
+        ),
+        (
+            json!({ "bates_prefix": "bad prefix" }),
+            400,
+            "bates_prefix must be",
+        ),
+        (
+            json!({ "recipient": { "name": " " } }),
+            400,
+            "recipient.name",
+        ),
+    ] {
+        let (got, body) = post(&app, "/api/v1/releases", request(overrides.clone())).await;
+        assert_eq!(got, status, "{overrides}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(says), "{body}");
+    }
+    let listed: Value = app
+        .get(&app.legal, "/api/v1/releases")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["releases"], json!([]), "nothing half-recorded");
+
+    let (_, release) = post(&app, "/api/v1/releases", request(json!({}))).await;
+    let base = format!("/api/v1/releases/{}", release["id"].as_str().unwrap());
+    // A redaction off the page, or of nothing.
+    for body in [
+        json!({ "document_id": doc, "page": 1, "regions": [{ "left": 0, "top": 0, "width": 99999, "height": 10 }] }),
+        json!({ "document_id": doc, "page": 1 }),
+        json!({ "document_id": doc, "page": 9, "whole_page": true }),
+    ] {
+        let (got, answer) = post(&app, &format!("{base}/redactions"), body.clone()).await;
+        assert_eq!(got, 400, "{body}: {answer}");
+    }
+    let (got, _) = post(
+        &app,
+        &format!("{base}/redaction-proposals"),
+        json!({ "pattern": "credit-card" }),
+    )
+    .await;
+    assert_eq!(got, 400);
+    // An attachment of an unknown kind, of the wrong type, or not multipart at all.
+    let response = attach(
+        &app,
+        release["id"].as_str().unwrap(),
+        "love-letter",
+        vec![1, 2, 3],
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let (got, _) = post(&app, &format!("{base}/attachments"), json!({})).await;
+    assert_eq!(got, 400);
+    // Only a patient's request is extended; a certified production needs its custodian.
+    let (got, _) = post(
+        &app,
+        &format!("{base}/extension"),
+        json!({ "reason": "busy" }),
+    )
+    .await;
+    assert_eq!(got, 409);
+    let (got, answer) = post(
+        &app,
+        &format!("{base}/productions"),
+        json!({ "certify": true }),
+    )
+    .await;
+    assert_eq!(got, 400, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("custodian"));
+    // A hold names exactly one scope, and an unknown patient is 404.
+    for (body, status) in [
+        (
+            json!({ "matter": "m", "custodian": "c", "reason": "r" }),
+            400,
+        ),
+        (
+            json!({ "matter": "m", "custodian": "c", "reason": "r", "mrn": "BR-1", "document_ids": [doc] }),
+            400,
+        ),
+        (
+            json!({ "matter": "m", "custodian": "c", "reason": "r", "mrn": "NO-SUCH-MRN" }),
+            404,
+        ),
+        (
+            json!({ "matter": " ", "custodian": "c", "reason": "r", "mrn": "BR-1" }),
+            400,
+        ),
+    ] {
+        let (got, answer) = post(&app, "/api/v1/holds", body.clone()).await;
+        assert_eq!(got, status, "{body}: {answer}");
+    }
+    let holds: Value = app
+        .get(&app.legal, "/api/v1/holds")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(holds["holds"], json!([]));
+    // The service still answers.
+    let found = app.search(&app.legal, json!({ "query": "sorrel" })).await;
+    assert_eq!(found["total"], 1);
+}
