@@ -165,7 +165,7 @@ async fn run() {
         let manifest = &produced["manifest"];
         let record_pages = manifest["pages"].as_array().unwrap().len();
         let bytes = produced["production"]["size_bytes"].as_u64().unwrap();
-        results.push((label, record_pages, seconds, peak - rss_before));
+        results.push((record_pages, peak, peak - rss_before));
         println!(
             "production of {record_pages} pages ({label}): {seconds:.2} s, {:.0} pages/s, \
              {:.0} MiB PDF, {} PDF pages; peak RSS {peak:.0} MiB, {:.0} MiB above the \
@@ -176,12 +176,13 @@ async fn run() {
             peak - rss_before,
         );
     }
-    let (_, small_pages, _, small_growth) = results[0];
-    let (_, large_pages, _, large_growth) = results[1];
+    let (small_pages, small_peak, small_growth) = results[0];
+    let (large_pages, large_peak, large_growth) = results[1];
     println!(
-        "memory a production adds: {small_growth:.0} MiB for {small_pages} pages, \
-         {large_growth:.0} MiB for {large_pages} pages ({:.2}x for {:.0}x the pages)",
-        large_growth / small_growth.max(1.0),
+        "peak RSS of the process: {small_peak:.0} MiB during {small_pages} pages, \
+         {large_peak:.0} MiB during {large_pages} pages ({:+.0} MiB for {:.0}x the pages); \
+         above the RSS just before: {small_growth:.0} and {large_growth:.0} MiB",
+        large_peak - small_peak,
         large_pages as f64 / small_pages as f64,
     );
 }

@@ -79,6 +79,9 @@ pub struct ReleasesConfig {
     pub access_extension_days: u32,
     /// Days any other request is due after receipt when it names no due date.
     pub default_due_days: u32,
+    /// Embed pages that are black and white (nearly every pixel near black or white, as a
+    /// bilevel scan is once straightened) at one bit per pixel: a fraction of the size.
+    pub bilevel_pages: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +156,7 @@ impl Default for ReleasesConfig {
             access_due_days: 30,
             access_extension_days: 30,
             default_due_days: 30,
+            bilevel_pages: true,
         }
     }
 }
@@ -525,12 +529,46 @@ impl<W: Write> Write for Hashing<W> {
 
 /// A page on its way to the PDF writer (decrypted, one or two at a time).
 struct PageJob {
-    png: Vec<u8>,
+    image: PageData,
     words: Vec<chartvault_produce::Word>,
     dpi: f32,
     stamp: Option<String>,
     regions: Vec<chartvault_produce::Rect>,
     whole: bool,
+}
+
+/// A page image as the PDF gets it.
+enum PageData {
+    /// The stored PNG, embedded as it is.
+    Png(Vec<u8>),
+    /// A page of black and white (a bilevel scan, straightened): thresholded, so that the
+    /// PDF holds it at one bit per pixel.
+    Bilevel {
+        width: u32,
+        height: u32,
+        pixels: Vec<u8>,
+    },
+}
+
+/// Share of a page's pixels that must be near black or near white for it to be embedded
+/// as black and white: what a bilevel scan looks like after deskewing (grey only along
+/// the edges of strokes). Photographs, x-ray previews and grey scans stay grey.
+const BILEVEL_MIN_SHARE: f64 = 0.97;
+
+/// The stored page as the PDF should embed it (runs on a blocking thread).
+fn prepare_page(png: Vec<u8>, bilevel: bool) -> PageData {
+    if !bilevel {
+        return PageData::Png(png);
+    }
+    match chartvault_produce::bilevel_page(&png, BILEVEL_MIN_SHARE) {
+        Some(page) => PageData::Bilevel {
+            width: page.width,
+            height: page.height,
+            pixels: page.pixels,
+        },
+        // Grey, or not a readable PNG (the writer reports what is wrong with it).
+        None => PageData::Png(png),
+    }
 }
 
 /// Builds, stores and records a production of `release` (authorised by the caller).
@@ -712,7 +750,22 @@ pub async fn produce(
     // The writer on a blocking thread; pages reach it decrypted, two at most in flight.
     let object = ObjectRef::Production(production_id);
     let (sink, key_id) = state.vault.writer(object).await?;
+    // Pages flow: decrypted here → thresholded on one thread → written on another, two at
+    // most waiting at each step (one long-lived thread each keeps the memory they use in
+    // one allocator arena each, whatever the page count).
+    let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel::<PageJob>(2);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<PageJob>(2);
+    let bilevel = config.bilevel_pages;
+    let preparer = tokio::task::spawn_blocking(move || {
+        while let Some(mut job) = raw_rx.blocking_recv() {
+            if let PageData::Png(png) = job.image {
+                job.image = prepare_page(png, bilevel);
+            }
+            if tx.blocking_send(job).is_err() {
+                return; // the writer failed: its error is the one to report
+            }
+        }
+    });
     let now = Utc::now();
     let info = chartvault_produce::DocumentInfo {
         title: format!("Production {production_id}"),
@@ -741,7 +794,18 @@ pub async fn produce(
         }
         while let Some(job) = rx.blocking_recv() {
             pdf.image_page(&chartvault_produce::ImagePage {
-                image: chartvault_produce::PageImage::Png(&job.png),
+                image: match &job.image {
+                    PageData::Png(png) => chartvault_produce::PageImage::Png(png),
+                    PageData::Bilevel {
+                        width,
+                        height,
+                        pixels,
+                    } => chartvault_produce::PageImage::Gray {
+                        width: *width,
+                        height: *height,
+                        pixels,
+                    },
+                },
                 dpi: job.dpi,
                 words: &job.words,
                 stamp: job.stamp.as_deref(),
@@ -761,11 +825,11 @@ pub async fn produce(
     let feed = async {
         for (i, p) in plan.iter().enumerate() {
             let doc = documents[p.doc].id;
-            let png = state.vault.get(ObjectRef::PageImage(doc, p.page)).await?;
+            let image = PageData::Png(state.vault.get(ObjectRef::PageImage(doc, p.page)).await?);
             let words_json = state.vault.get(ObjectRef::PageWords(doc, p.page)).await?;
             let words: Vec<chartvault_ocr::OcrWord> = serde_json::from_slice(&words_json)?;
             let job = PageJob {
-                png,
+                image,
                 words: words
                     .into_iter()
                     .map(|w| chartvault_produce::Word {
@@ -790,14 +854,15 @@ pub async fn produce(
                     .collect(),
                 whole: p.whole,
             };
-            if tx.send(job).await.is_err() {
+            if raw_tx.send(job).await.is_err() {
                 break; // the writer failed: its error is the one to report
             }
         }
-        drop(tx);
+        drop(raw_tx);
         anyhow::Ok(())
     };
     let fed = feed.await;
+    let _ = preparer.await;
     let written = writer.await.map_err(anyhow::Error::from).and_then(|r| r);
     let (sha256, size_bytes, written_pages) = match (fed, written) {
         (Ok(()), Ok(done)) => done,
@@ -1095,6 +1160,45 @@ mod tests {
             &docs[..1],
         );
         assert!(blocked(&items).is_empty());
+    }
+
+    fn png(pixels: &image::GrayImage) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        pixels.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn black_and_white_pages_are_thresholded_and_grey_ones_kept() {
+        // A straightened bilevel page: white, black strokes, grey only along their edges.
+        let mut page = image::GrayImage::from_pixel(200, 100, image::Luma([255]));
+        for x in 20..180 {
+            for y in 40..50 {
+                page.put_pixel(x, y, image::Luma([3]));
+            }
+            page.put_pixel(x, 50, image::Luma([120]));
+            page.put_pixel(x, 39, image::Luma([140]));
+        }
+        match prepare_page(png(&page), true) {
+            PageData::Bilevel {
+                width,
+                height,
+                pixels,
+            } => {
+                assert_eq!((width, height), (200, 100));
+                assert!(pixels.iter().all(|&v| v == 0 || v == 255));
+                assert_eq!(pixels[45 * 200 + 100], 0);
+                assert_eq!(pixels[50 * 200 + 100], 0, "dark grey edge goes black");
+                assert_eq!(pixels[39 * 200 + 100], 255, "light grey edge goes white");
+            }
+            PageData::Png(_) => panic!("a black and white page is thresholded"),
+        }
+        // A grey page (a photograph, an x-ray preview) stays as stored.
+        let ramp = image::GrayImage::from_fn(200, 100, |x, _| image::Luma([x as u8]));
+        let stored = png(&ramp);
+        assert!(matches!(prepare_page(stored.clone(), true), PageData::Png(p) if p == stored));
+        // And nothing is decoded when the setting is off.
+        assert!(matches!(prepare_page(png(&page), false), PageData::Png(_)));
     }
 
     #[test]

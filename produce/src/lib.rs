@@ -196,6 +196,41 @@ pub enum ProduceError {
     Poisoned,
 }
 
+/// A page of black and white pixels (0 or 255 only), as [`bilevel_page`] makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BilevelPage {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The pixels, row by row, top row first: each 0 or 255.
+    pub pixels: Vec<u8>,
+}
+
+/// The page of a PNG thresholded to black and white, if at least `min_share` (0 to 1) of
+/// its pixels are near black or near white (below 48 or above 207): what a bilevel scan
+/// looks like once straightened, grey only along the edges of strokes. `None` for a grey
+/// page (a photograph, an x-ray preview, a grey scan), or a PNG that does not decode.
+/// Written with [`PageImage::Gray`], such a page is stored at one bit per pixel.
+pub fn bilevel_page(png: &[u8], min_share: f64) -> Option<BilevelPage> {
+    let decoded = ::image::load_from_memory_with_format(png, ::image::ImageFormat::Png).ok()?;
+    let gray = decoded.into_luma8();
+    let (width, height) = gray.dimensions();
+    let mut pixels = gray.into_raw();
+    let extreme = pixels.iter().filter(|&&v| !(48..=207).contains(&v)).count();
+    if (extreme as f64) < min_share * pixels.len().max(1) as f64 {
+        return None;
+    }
+    for v in &mut pixels {
+        *v = if *v < 128 { 0 } else { 255 };
+    }
+    Some(BilevelPage {
+        width,
+        height,
+        pixels,
+    })
+}
+
 /// How many pages [`ProductionWriter::text_pages`] will write for `text`: callers need the
 /// count before writing (a certification states the total page count).
 ///
