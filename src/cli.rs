@@ -386,15 +386,7 @@ pub async fn search(query: &str, limit: usize, client: &ClientArgs) -> anyhow::R
         .json(&serde_json::json!({ "query": query, "limit": limit }))
         .send()
         .await?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!(
-            "{} {}",
-            status.as_u16(),
-            body["message"].as_str().unwrap_or("")
-        );
-    }
+    let body = answer_json(response).await?;
     println!("{} pages match", body["total"]);
     for hit in body["hits"].as_array().into_iter().flatten() {
         println!(
@@ -421,6 +413,12 @@ pub async fn retention_run(apply: bool, client: &ClientArgs) -> anyhow::Result<s
         .json(&serde_json::json!({ "apply": apply }))
         .send()
         .await?;
+    answer_json(response).await
+}
+
+/// The JSON of a server's answer; a failure status becomes an error with the server's
+/// message.
+async fn answer_json(response: reqwest::Response) -> anyhow::Result<serde_json::Value> {
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     if !status.is_success() {
@@ -461,16 +459,7 @@ pub async fn keys(
             .json(&serde_json::json!({ "version": version })),
     };
     let response = request.bearer_auth(token).send().await?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!(
-            "{} {}",
-            status.as_u16(),
-            body["message"].as_str().unwrap_or("")
-        );
-    }
-    Ok(body)
+    answer_json(response).await
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -48,12 +48,6 @@ pub struct HoldQuery {
     to: Option<NaiveDate>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct HoldView {
-    #[serde(flatten)]
-    hold: Hold,
-}
-
 fn text_field(name: &str, value: &str, max: usize) -> ApiResult<String> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > max {
@@ -64,8 +58,9 @@ fn text_field(name: &str, value: &str, max: usize) -> ApiResult<String> {
     Ok(value.to_string())
 }
 
-/// The documents of `ids` the caller may see; any other id is 404, like an unknown one.
-async fn visible_documents(
+/// The documents of `ids` the caller may see, sorted, without repeats; any other id is
+/// 404, like an unknown one.
+pub(super) async fn visible_documents(
     state: &AppState,
     principal: &Principal,
     ids: &[String],
@@ -167,7 +162,7 @@ pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
     body: Result<Json<HoldBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<HoldView>)> {
+) -> ApiResult<(StatusCode, Json<Hold>)> {
     authorize(&state.db, &principal, Action::ManageHolds, None).await?;
     let Json(body) = body.map_err(super::json_rejection)?;
     let matter = text_field("matter", &body.matter, 500)?;
@@ -234,7 +229,7 @@ pub async fn create(
         .await?;
     let hold = state.db.hold(&id).await?.ok_or_else(ApiError::not_found)?;
     let hold = visible_view(&state, &principal, hold).await?;
-    Ok((StatusCode::CREATED, Json(HoldView { hold })))
+    Ok((StatusCode::CREATED, Json(hold)))
 }
 
 pub async fn list(
@@ -287,7 +282,7 @@ pub async fn get_one(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-) -> ApiResult<Json<HoldView>> {
+) -> ApiResult<Json<Hold>> {
     authorize(&state.db, &principal, Action::ManageHolds, None).await?;
     let hold = hold_of(&state, &principal, &raw_id).await?;
     audit(
@@ -301,7 +296,7 @@ pub async fn get_one(
     )
     .await?;
     let hold = visible_view(&state, &principal, hold).await?;
-    Ok(Json(HoldView { hold }))
+    Ok(Json(hold))
 }
 
 #[derive(Debug, Deserialize)]
@@ -315,7 +310,7 @@ pub async fn release(
     principal: Principal,
     Path(raw_id): Path<String>,
     body: Result<Json<ReleaseBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<HoldView>> {
+) -> ApiResult<Json<Hold>> {
     authorize(&state.db, &principal, Action::ManageHolds, None).await?;
     let Json(body) = body.map_err(super::json_rejection)?;
     let reason = text_field("reason", &body.reason, 1000)?;
@@ -352,5 +347,5 @@ pub async fn release(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let hold = visible_view(&state, &principal, hold).await?;
-    Ok(Json(HoldView { hold }))
+    Ok(Json(hold))
 }

@@ -443,18 +443,7 @@ pub async fn exclude(
     let release = release_of(&state, &principal, &raw_id).await?;
     let reason = optional_text("reason", Some(body.reason), 1000)?
         .ok_or_else(|| ApiError::invalid("reason must not be empty"))?;
-    if body.document_ids.is_empty() || body.document_ids.len() > 10_000 {
-        return Err(ApiError::invalid(
-            "document_ids must name 1 to 10000 documents",
-        ));
-    }
-    let mut ids = Vec::new();
-    for raw in &body.document_ids {
-        let doc =
-            super::documents::document_in_scope(&state, &principal, Action::ReadDocument, raw)
-                .await?;
-        ids.push(doc.id);
-    }
+    let ids = super::holds::visible_documents(&state, &principal, &body.document_ids).await?;
     audit_release(
         &state,
         &principal,
@@ -485,18 +474,7 @@ pub async fn include(
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let Json(body) = body.map_err(super::json_rejection)?;
     let release = release_of(&state, &principal, &raw_id).await?;
-    if body.document_ids.is_empty() || body.document_ids.len() > 10_000 {
-        return Err(ApiError::invalid(
-            "document_ids must name 1 to 10000 documents",
-        ));
-    }
-    let mut ids = Vec::new();
-    for raw in &body.document_ids {
-        let doc =
-            super::documents::document_in_scope(&state, &principal, Action::ReadDocument, raw)
-                .await?;
-        ids.push(doc.id);
-    }
+    let ids = super::holds::visible_documents(&state, &principal, &body.document_ids).await?;
     audit_release(
         &state,
         &principal,

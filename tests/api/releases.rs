@@ -521,7 +521,6 @@ async fn a_subpoena_is_answered_with_a_certified_bates_stamped_production() {
             );
         }
     }
-    let _ = outside;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
