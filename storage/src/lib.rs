@@ -5,8 +5,9 @@
 //!
 //! - [`keys`]: key ids, per-object data keys, versioned key-encryption keys (KEKs), wrapping,
 //!   and the [`KeyProvider`] trait; [`keyfile`]: the key-file / environment provider.
-//! - [`envelope`]: the object format (chunked AES-256-GCM with the object's identity as
-//!   associated data), streaming [`EncryptWriter`] / seekable [`DecryptReader`].
+//! - [`envelope`]: the object format (chunked AES-256-GCM under a per-object key derived by
+//!   HKDF, with the object's identity as associated data; version 2 written, versions 1 and
+//!   2 read), streaming [`EncryptWriter`] / seekable [`DecryptReader`].
 //! - [`blob`]: the [`BlobStore`] trait (atomic create, open, delete, rename, list) and
 //!   [`LocalBlobStore`]; the conformance tests every backend must pass live in `testsuite`
 //!   (cargo feature `testsuite`).
@@ -25,8 +26,8 @@ pub mod testsuite;
 
 pub use blob::{BlobName, BlobReader, BlobStore, BlobWriter, LocalBlobStore};
 pub use envelope::{
-    ciphertext_len, open, plaintext_len, read_header, read_key_id, seal, DecryptReader,
-    EncryptWriter, ObjectHeader, CHUNK_SIZE, HEADER_LEN, MAGIC,
+    is_object, open, read_header, read_key_id, seal, DecryptReader, EncryptWriter, FormatVersion,
+    ObjectHeader, ObjectKey, CHUNK_SIZE, MAGIC_PREFIX, MAX_HEADER_LEN,
 };
 pub use error::StorageError;
 pub use keyfile::KeyFile;

@@ -5,13 +5,13 @@ use std::io::{self, Read, Seek, SeekFrom};
 use zeroize::Zeroizing;
 
 use super::{
-    plaintext_len, read_header, ChunkCipher, ObjectHeader, CHUNK_SIZE, HEADER_LEN,
-    SEALED_CHUNK_LEN, TAG_LEN,
+    read_header, ChunkCipher, ObjectHeader, ObjectKey, CHUNK_SIZE, SEALED_CHUNK_LEN, TAG_LEN,
 };
 use crate::keys::{DataKey, KeyId};
 use crate::StorageError;
 
-/// Decrypts an object read from `inner` (format in [`crate::envelope`]).
+/// Decrypts an object of any format version read from `inner` (format in
+/// [`crate::envelope`]).
 ///
 /// Each chunk is read whole, its tag verified, and only then are its bytes handed out. The
 /// reader needs no length up front: it reads one byte past each chunk to learn whether the
@@ -19,10 +19,11 @@ use crate::StorageError;
 /// to the chunk holding the target and the next read decrypts that chunk only. The object is
 /// taken to run from where the header started to the end of `inner`.
 ///
+/// The object's key is derived once, when the reader is made; a caller that reads one object
+/// through many readers derives it once itself ([`ObjectKey`], [`Self::from_object_key`]).
 /// Nothing is verified until the first read, so a wrong key or identity shows up there.
 pub struct DecryptReader<R> {
     inner: R,
-    key_id: KeyId,
     chunks: ChunkCipher,
     /// `SEALED_CHUNK_LEN + 1` bytes, zeroised on drop; holds the plaintext of `loaded`.
     buffer: Zeroizing<Vec<u8>>,
@@ -33,7 +34,8 @@ pub struct DecryptReader<R> {
     next_index: u64,
     /// Plaintext position of the next byte `read` returns.
     position: u64,
-    /// Bytes of `inner` consumed since the start of the header.
+    /// Bytes of `inner` consumed since the start of the header (so the header's length when
+    /// positioned at the first chunk).
     inner_offset: u64,
     layout: Option<Layout>,
     failure: Option<Failure>,
@@ -70,26 +72,42 @@ fn decrypt_error() -> io::Error {
 }
 
 impl<R: Read> DecryptReader<R> {
-    /// Reads and checks the header ([`StorageError::Format`] if it is not a chartvault
-    /// object) and prepares to decrypt with `key` and the object's identity `aad`.
+    /// Reads and checks the header of any version ([`StorageError::Format`] if it is not a
+    /// chartvault object this crate reads), derives the object's key from its data key `key`
+    /// and prepares to decrypt with it and the object's identity `aad`.
     pub fn new(mut inner: R, key: &DataKey, aad: &[u8]) -> Result<Self, StorageError> {
         let header = read_header(&mut inner)?;
         Ok(DecryptReader::from_header(inner, header, key, aad))
     }
 
     /// Continues after [`read_header`](super::read_header): `inner` must be positioned just
-    /// past the header that produced `header`.
+    /// past the header that produced `header`. Derives the object's key from `key`.
     pub fn from_header(inner: R, header: ObjectHeader, key: &DataKey, aad: &[u8]) -> Self {
+        DecryptReader::with_chunk_cipher(
+            inner,
+            ChunkCipher::new(ObjectKey::derive(key, &header), aad),
+        )
+    }
+
+    /// Like [`Self::from_header`] with the object's key already derived (it carries the
+    /// header): `inner` must be positioned just past that header. Costs no derivation, only
+    /// a copy of the key schedule, so it suits reading one object through many short-lived
+    /// readers.
+    pub fn from_object_key(inner: R, object_key: &ObjectKey, aad: &[u8]) -> Self {
+        DecryptReader::with_chunk_cipher(inner, ChunkCipher::new(object_key.clone(), aad))
+    }
+
+    fn with_chunk_cipher(inner: R, chunks: ChunkCipher) -> Self {
+        let header_len = chunks.header().len() as u64;
         DecryptReader {
             inner,
-            key_id: header.key_id(),
-            chunks: ChunkCipher::new(key, &header, aad),
+            chunks,
             buffer: Zeroizing::new(vec![0u8; SEALED_CHUNK_LEN + 1]),
             lookahead: None,
             loaded: None,
             next_index: 0,
             position: 0,
-            inner_offset: HEADER_LEN as u64,
+            inner_offset: header_len,
             layout: None,
             failure: None,
         }
@@ -97,7 +115,12 @@ impl<R: Read> DecryptReader<R> {
 
     /// The key id named in the header.
     pub fn key_id(&self) -> KeyId {
-        self.key_id
+        self.header().key_id()
+    }
+
+    /// The object's header (its version, key id and length).
+    pub fn header(&self) -> &ObjectHeader {
+        self.chunks.header()
     }
 
     fn check_usable(&self) -> io::Result<()> {
@@ -222,7 +245,7 @@ impl<R: Read + Seek> DecryptReader<R> {
         let Some(ciphertext_len) = end.checked_sub(object_start) else {
             return Err(self.fail_decrypt());
         };
-        let Ok(plaintext_len) = plaintext_len(ciphertext_len) else {
+        let Ok(plaintext_len) = self.header().plaintext_len(ciphertext_len) else {
             return Err(self.fail_decrypt());
         };
         let layout = Layout {
@@ -261,7 +284,7 @@ impl<R: Read + Seek> Seek for DecryptReader<R> {
         // last before reporting end of file.
         let final_index = layout.plaintext_len.saturating_sub(1) / CHUNK_SIZE as u64;
         let index = (target / CHUNK_SIZE as u64).min(final_index);
-        let chunk_offset = HEADER_LEN as u64 + index * SEALED_CHUNK_LEN as u64;
+        let chunk_offset = self.header().len() as u64 + index * SEALED_CHUNK_LEN as u64;
         if let Err(error) = self
             .inner
             .seek(SeekFrom::Start(layout.object_start + chunk_offset))

@@ -4,8 +4,8 @@ use std::io::{self, Write};
 
 use zeroize::Zeroizing;
 
-use super::{ChunkCipher, ObjectHeader, CHUNK_SIZE, NONCE_PREFIX_LEN, SEALED_CHUNK_LEN};
-use crate::keys::{random_array, DataKey, KeyId};
+use super::{ChunkCipher, ObjectHeader, ObjectKey, CHUNK_SIZE, SEALED_CHUNK_LEN};
+use crate::keys::{DataKey, KeyId};
 use crate::StorageError;
 
 /// Encrypts everything written to it into `inner` as one object (format in
@@ -26,30 +26,39 @@ pub struct EncryptWriter<W: Write> {
 }
 
 impl<W: Write> EncryptWriter<W> {
-    /// Writes the header for `key_id` to `inner` and returns a writer for the plaintext.
-    /// `aad` is the object's identity; the same bytes are needed to decrypt.
+    /// Writes a header of [`FormatVersion::CURRENT`](super::FormatVersion::CURRENT) for
+    /// `key_id`, with a fresh random salt and nonce prefix, to `inner`, derives the object's
+    /// key from `key` (once), and returns a writer for the plaintext. `aad` is the object's
+    /// identity; the same bytes are needed to decrypt.
     pub fn new(inner: W, key_id: &KeyId, key: &DataKey, aad: &[u8]) -> io::Result<Self> {
-        EncryptWriter::new_with_nonce_prefix(inner, key_id, key, aad, random_array())
+        EncryptWriter::with_header(inner, ObjectHeader::generate(*key_id), key, aad)
     }
 
-    /// Like [`EncryptWriter::new`] with a chosen nonce prefix. Only for generating test
-    /// vectors: two objects with the same key and prefix lose all confidentiality.
+    /// Like [`EncryptWriter::new`] with a chosen header (see
+    /// [`ObjectHeader::test_vector_v2`]). Only for generating test vectors and for tests of
+    /// the version-1 reader: two objects with the same key, salt and nonce prefix lose all
+    /// confidentiality.
     #[doc(hidden)]
-    pub fn new_with_nonce_prefix(
-        mut inner: W,
-        key_id: &KeyId,
+    pub fn with_test_vector_header(
+        inner: W,
+        header: ObjectHeader,
         key: &DataKey,
         aad: &[u8],
-        nonce_prefix: [u8; NONCE_PREFIX_LEN],
     ) -> io::Result<Self> {
-        let header = ObjectHeader {
-            key_id: *key_id,
-            nonce_prefix,
-        };
-        inner.write_all(&header.to_bytes())?;
+        EncryptWriter::with_header(inner, header, key, aad)
+    }
+
+    fn with_header(
+        mut inner: W,
+        header: ObjectHeader,
+        key: &DataKey,
+        aad: &[u8],
+    ) -> io::Result<Self> {
+        let chunks = ChunkCipher::new(ObjectKey::derive(key, &header), aad);
+        inner.write_all(chunks.header_bytes())?;
         Ok(EncryptWriter {
             inner,
-            chunks: ChunkCipher::new(key, &header, aad),
+            chunks,
             next_index: 0,
             buffer: Zeroizing::new(Vec::with_capacity(SEALED_CHUNK_LEN)),
             failed: false,
