@@ -6,10 +6,13 @@
 //!
 //! # Contract
 //!
-//! What is **encrypted**, each file as one chartvault object (magic [`MAGIC`], the index's
-//! key id, AES-256-GCM over [`CHUNK_SIZE`] chunks with counter nonces and a last-chunk flag)
-//! under the index's data key, with associated data `"chartvault:index:" ‖ path` (the path
-//! as tantivy names the file), so a file renamed, or swapped for another, fails to decrypt:
+//! What is **encrypted**, each file as one chartvault object (the index's key id, then
+//! AES-256-GCM over [`CHUNK_SIZE`] chunks with counter nonces and a last-chunk flag) under a
+//! key of its own, derived from the index's data key and a random salt in the file's header
+//! (object format version 2, [`FormatVersion::CURRENT`]: however many files the index key
+//! encrypts over the years, no AES-GCM key sees more than one file's nonces), with
+//! associated data `"chartvault:index:" ‖ path` (the path as tantivy names the file), so a
+//! file renamed, or swapped for another, fails to decrypt:
 //!
 //! - every file written through [`Directory::open_write`] (segment files: postings, term
 //!   dictionaries, fast fields, the doc store, ...), streamed through
@@ -17,6 +20,12 @@
 //!   it leaves a file that never decrypts;
 //! - every file written through [`Directory::atomic_write`] (`meta.json`, `.managed.json`),
 //!   sealed whole.
+//!
+//! Files written before version 2 existed (format version 1: 32-byte header, chunks under
+//! the data key itself) stay readable: every read goes by the version and header length of
+//! the file's own header. Such files are never rewritten in place; they disappear as tantivy
+//! merges their segments (and `meta.json` and `.managed.json` at the next commit), whose
+//! new files are version 2.
 //!
 //! What stays **plain**:
 //!
@@ -26,13 +35,17 @@
 //!   is delegated to the inner directory, and they hold no bytes;
 //! - file sizes (the ciphertext length reveals the plaintext length).
 //!
-//! **Reads** ([`Directory::get_file_handle`]) check the header names this directory's key id,
-//! and `read_bytes(range)` decrypts only the chunks the range touches, reading just their
-//! ciphertext from the inner directory's own file handle. Every buffer of plaintext handed to
-//! tantivy is zeroised when tantivy (and the cache) drop it. A chunk that fails authentication
-//! (flipped bit, wrong key, a chunk moved, a file cut short: the final chunk must carry the
-//! last-chunk flag) is an `io::Error` of kind `InvalidData`: never wrong bytes, never a panic.
-//! `len()` is the plaintext length, derived from the ciphertext length.
+//! **Reads** ([`Directory::get_file_handle`]) parse the file's header once, check it names
+//! this directory's key id, and derive the file's key once ([`ObjectKey`]), kept by the
+//! handle; `read_bytes(range)` then decrypts only the chunks the range touches, reading just
+//! their ciphertext from the inner directory's own file handle (at offsets that follow the
+//! header's length), with no header read or key derivation per read. Every buffer of
+//! plaintext handed to tantivy is zeroised when tantivy (and the cache) drop it. A chunk that
+//! fails authentication (flipped bit, wrong key, a chunk moved, a file cut short: the final
+//! chunk must carry the last-chunk flag) is an `io::Error` of kind `InvalidData`: never wrong
+//! bytes, never a panic.
+//! `len()` is the plaintext length, derived from the ciphertext length and the header's
+//! version.
 //!
 //! **The cache** holds decrypted chunks, in memory only, shared by all clones of a directory
 //! and all its file handles, bounded to `cache_bytes` bytes of plaintext and evicted least
@@ -66,6 +79,8 @@
 //! The storage crate's public [`DecryptReader`] does the decrypting: it is pointed (through
 //! a small `Read + Seek` adapter over the inner file handle) at the chunk a read needs, so
 //! the byte format is implemented in exactly one place.
+//!
+//! [`FormatVersion::CURRENT`]: chartvault_storage::FormatVersion::CURRENT
 
 use std::collections::HashMap;
 use std::fmt;
@@ -75,8 +90,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chartvault_storage::{
-    open, plaintext_len, read_header, seal, DataKey, DecryptReader, EncryptWriter, KeyId,
-    CHUNK_SIZE, HEADER_LEN,
+    open, read_header, seal, DataKey, DecryptReader, EncryptWriter, KeyId, ObjectKey, CHUNK_SIZE,
+    MAX_HEADER_LEN,
 };
 use lru::LruCache;
 use stable_deref_trait::StableDeref;
@@ -198,10 +213,8 @@ impl EncryptedDirectory {
         inner: Arc<dyn FileHandle>,
     ) -> io::Result<EncryptedFileHandle> {
         let ciphertext_len = inner.len();
-        let plaintext_len = plaintext_len(ciphertext_len as u64)?;
-        let plaintext_len = usize::try_from(plaintext_len)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "index file too large"))?;
-        let header_bytes = inner.read_bytes(0..HEADER_LEN)?;
+        // Enough for the header of any version; read_header takes what its version needs.
+        let header_bytes = inner.read_bytes(0..ciphertext_len.min(MAX_HEADER_LEN))?;
         let header = read_header(&mut header_bytes.as_slice())?;
         if header.key_id() != self.key_id {
             return Err(io::Error::new(
@@ -209,11 +222,14 @@ impl EncryptedDirectory {
                 "index file is encrypted under another key id",
             ));
         }
+        let plaintext_len = header.plaintext_len(ciphertext_len as u64)?;
+        let plaintext_len = usize::try_from(plaintext_len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "index file too large"))?;
         Ok(EncryptedFileHandle {
             inner,
             path: path.to_path_buf(),
             associated_data: associated_data(path),
-            key: Arc::clone(&self.key),
+            object_key: ObjectKey::derive(&self.key, &header),
             cache: Arc::clone(&self.cache),
             file_id: self.cache.file_id(path),
             plaintext_len,
@@ -465,7 +481,8 @@ struct EncryptedFileHandle {
     inner: Arc<dyn FileHandle>,
     path: PathBuf,
     associated_data: Vec<u8>,
-    key: Arc<DataKey>,
+    /// The file's own key, derived once when the handle was opened, and its header.
+    object_key: ObjectKey,
     cache: Arc<ChunkCache>,
     file_id: u64,
     plaintext_len: usize,
@@ -504,8 +521,11 @@ impl EncryptedFileHandle {
         let (mut decrypt, next_index) = match reader.take() {
             Some(positioned) => positioned,
             None => {
-                let inner = InnerFileReader::new(&*self.inner);
-                let decrypt = DecryptReader::new(inner, &self.key, &self.associated_data)?;
+                // Positioned past the header parsed when the handle was opened: no header
+                // read, no key derivation.
+                let inner = InnerFileReader::new(&*self.inner, self.object_key.header().len());
+                let decrypt =
+                    DecryptReader::from_object_key(inner, &self.object_key, &self.associated_data);
                 // usize::MAX never matches, so a fresh reader always seeks.
                 (decrypt, usize::MAX)
             }
@@ -621,18 +641,16 @@ impl FileHandle for EncryptedFileHandle {
 }
 
 /// `Read + Seek` over an inner file handle, so [`DecryptReader`] can fetch exactly the
-/// header and chunks it needs.
+/// chunks it needs.
 struct InnerFileReader<'a> {
     handle: &'a dyn FileHandle,
     position: usize,
 }
 
 impl<'a> InnerFileReader<'a> {
-    fn new(handle: &'a dyn FileHandle) -> Self {
-        InnerFileReader {
-            handle,
-            position: 0,
-        }
+    /// A reader of `handle` positioned at byte `position`.
+    fn new(handle: &'a dyn FileHandle, position: usize) -> Self {
+        InnerFileReader { handle, position }
     }
 }
 

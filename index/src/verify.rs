@@ -5,7 +5,8 @@
 //! read): each file must be a chartvault object under the index's key id whose every chunk
 //! authenticates under the index's data key with the associated data `EncryptedDirectory`
 //! uses, and every segment file the (decrypted) `meta.json` names must exist. The chunk format
-//! is the storage crate's: files are read through its [`DecryptReader`].
+//! is the storage crate's: files are read through its [`DecryptReader`], in whichever format
+//! version their header names (version 2, or version 1 for files written before it).
 //!
 //! Promises: the report names files (tantivy's segment UUIDs and extensions) and what is
 //! wrong with them, never their contents; plaintext read while checking is zeroised.
@@ -14,11 +15,12 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use chartvault_storage::{
-    plaintext_len, read_header, DataKey, DecryptReader, KeyId, StorageError, CHUNK_SIZE, HEADER_LEN,
+    read_header, DataKey, DecryptReader, FormatVersion, KeyId, ObjectHeader, StorageError,
+    CHUNK_SIZE, MAX_HEADER_LEN,
 };
 use tantivy::fastfield::FastFieldsPlugin;
 use tantivy::index::{InvertedIndexPlugin, SegmentId};
@@ -159,22 +161,18 @@ fn check_file(
             .map_err(|_| "cannot be read".to_string())?
             .len();
         file_len = len;
-        if len < HEADER_LEN as u64 {
-            return Err(if len == 0 {
-                "empty: not an encrypted index file".to_string()
-            } else {
-                "not an encrypted index file (shorter than a header)".to_string()
-            });
+        if len == 0 {
+            return Err("empty: not an encrypted index file".to_string());
         }
-        let header = read_header(&mut file).map_err(|error| match error {
-            StorageError::Format(_) => "not an encrypted index file".to_string(),
-            _ => "cannot be read".to_string(),
-        })?;
+        let header = read_file_header(&mut file, len)?;
         if header.key_id() != key_id {
             return Err("written under another key".to_string());
         }
-        let plaintext_len =
-            plaintext_len(len).map_err(|_| "truncated: its length fits no encrypted file")?;
+        let plaintext_len = header
+            .plaintext_len(len)
+            .map_err(|_| "truncated: its length fits no encrypted file")?;
+        file.seek(SeekFrom::Start(header.len() as u64))
+            .map_err(|_| "cannot be read".to_string())?;
         let mut reader = DecryptReader::from_header(file, header, key, &associated_data(relative));
         let mut plaintext = Zeroizing::new(Vec::new());
         let mut buffer = Zeroizing::new(vec![0u8; CHUNK_SIZE]);
@@ -206,6 +204,30 @@ fn check_file(
         Ok(plaintext)
     })();
     FileCheck { file_len, outcome }
+}
+
+/// Reads and parses the header of `file` (`len` bytes long, not empty), of any format
+/// version; the error says what is wrong.
+fn read_file_header(file: &mut File, len: u64) -> Result<ObjectHeader, String> {
+    // Enough bytes for the header of any version, or the whole file if it is shorter.
+    let mut start = vec![0u8; len.min(MAX_HEADER_LEN as u64) as usize];
+    file.read_exact(&mut start)
+        .map_err(|_| "cannot be read".to_string())?;
+    read_header(&mut start.as_slice()).map_err(|error| match error {
+        StorageError::Format(_) => {
+            // The header length of the version the magic names, or the shortest of any
+            // version when there is no magic to go by.
+            let header_len = FormatVersion::of_object(&start)
+                .unwrap_or(FormatVersion::V1)
+                .header_len();
+            if len < header_len as u64 {
+                "not an encrypted index file (shorter than a header)".to_string()
+            } else {
+                "not an encrypted index file".to_string()
+            }
+        }
+        _ => "cannot be read".to_string(),
+    })
 }
 
 /// The segment files `meta.json` (its plaintext) says must exist; `None` if it does not

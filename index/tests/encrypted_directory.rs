@@ -4,11 +4,13 @@
 //! rest, tampering, wrong keys and swapped files all fail.
 
 use chartvault_index::EncryptedDirectory;
-use chartvault_storage::{DataKey, KeyId, CHUNK_SIZE, HEADER_LEN, MAGIC};
+use chartvault_storage::{
+    is_object, read_header, DataKey, EncryptWriter, FormatVersion, KeyId, ObjectHeader, CHUNK_SIZE,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tantivy::directory::error::OpenReadError;
-use tantivy::directory::{Directory, MmapDirectory, RamDirectory, TerminatingWrite};
+use tantivy::directory::{Directory, FileHandle, MmapDirectory, RamDirectory, TerminatingWrite};
 use tantivy::HasLen;
 
 const CACHE_BYTES: usize = 4 * CHUNK_SIZE;
@@ -22,6 +24,11 @@ fn write_file(directory: &dyn Directory, path: &Path, data: &[u8]) {
     let mut writer = directory.open_write(path).expect("open_write");
     writer.write_all(data).expect("write");
     writer.terminate().expect("terminate");
+}
+
+/// The length of the header `object` starts with (of whichever format version it names).
+fn header_len(object: &[u8]) -> usize {
+    read_header(&mut &object[..]).expect("object header").len()
 }
 
 /// Deterministic test bytes (xorshift), so failures reproduce.
@@ -339,69 +346,185 @@ mod conformance {
     });
 }
 
+/// Plaintext lengths around chunk boundaries.
+const BOUNDARY_LENGTHS: [usize; 7] = [
+    0,
+    1,
+    CHUNK_SIZE - 1,
+    CHUNK_SIZE,
+    CHUNK_SIZE + 1,
+    2 * CHUNK_SIZE,
+    3 * CHUNK_SIZE + 17,
+];
+
+/// An encrypted directory whose cache is smaller than a multi-chunk file, so reads mix cache
+/// hits, misses and evictions.
+fn small_cache_directory(inner: RamDirectory, key: DataKey, key_id: KeyId) -> EncryptedDirectory {
+    EncryptedDirectory::new(inner, key, key_id, 2 * CHUNK_SIZE)
+}
+
+/// Checks that `handle` reads as `data` at ranges around every chunk boundary and at 200
+/// ranges drawn from `seed`.
+fn assert_every_range_reads_as(handle: &dyn FileHandle, data: &[u8], seed: &mut u64) {
+    let len = data.len();
+    assert_eq!(handle.len(), len);
+    let mut points = vec![0, len];
+    for boundary in (0..=len).step_by(CHUNK_SIZE) {
+        points.extend([boundary.saturating_sub(1), boundary, boundary + 1]);
+    }
+    points.retain(|&point| point <= len);
+    for &start in &points {
+        for &end in &points {
+            if start <= end {
+                let bytes = handle.read_bytes(start..end).expect("read_bytes");
+                assert_eq!(
+                    bytes.as_slice(),
+                    &data[start..end],
+                    "len {len} {start}..{end}"
+                );
+            }
+        }
+    }
+    for _ in 0..200 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let a = (*seed >> 33) as usize % (len + 1);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let b = (*seed >> 33) as usize % (len + 1);
+        let range = a.min(b)..a.max(b);
+        let bytes = handle.read_bytes(range.clone()).expect("read_bytes");
+        assert_eq!(
+            bytes.as_slice(),
+            &data[range.clone()],
+            "len {len} {range:?}"
+        );
+    }
+}
+
 /// Lengths around chunk boundaries, each checked at ranges around every boundary and at
 /// seeded random ranges.
 #[test]
 fn read_bytes_over_any_range_equals_the_plaintext() {
-    let lengths = [
-        0,
-        1,
-        CHUNK_SIZE - 1,
-        CHUNK_SIZE,
-        CHUNK_SIZE + 1,
-        2 * CHUNK_SIZE,
-        3 * CHUNK_SIZE + 17,
-    ];
     let mut seed = 0x5eed_u64;
-    for (file_number, &len) in lengths.iter().enumerate() {
-        let directory = EncryptedDirectory::new(
+    for (file_number, &len) in BOUNDARY_LENGTHS.iter().enumerate() {
+        let directory = small_cache_directory(
             RamDirectory::default(),
             DataKey::generate(),
             KeyId::generate(),
-            // Smaller than a multi-chunk file, so reads mix cache hits, misses and evictions.
-            2 * CHUNK_SIZE,
         );
         let path = PathBuf::from(format!("file_{file_number}"));
         let data = pseudo_random_bytes(len, file_number as u64 + 1);
         write_file(&directory, &path, &data);
         let handle = directory.get_file_handle(&path).expect("handle");
-        assert_eq!(handle.len(), len);
-        let mut points = vec![0, len];
-        for boundary in (0..=len).step_by(CHUNK_SIZE) {
-            points.extend([boundary.saturating_sub(1), boundary, boundary + 1]);
-        }
-        points.retain(|&point| point <= len);
-        for &start in &points {
-            for &end in &points {
-                if start <= end {
-                    let bytes = handle.read_bytes(start..end).expect("read_bytes");
-                    assert_eq!(
-                        bytes.as_slice(),
-                        &data[start..end],
-                        "len {len} {start}..{end}"
-                    );
-                }
-            }
-        }
-        for _ in 0..200 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let a = (seed >> 33) as usize % (len + 1);
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let b = (seed >> 33) as usize % (len + 1);
-            let range = a.min(b)..a.max(b);
-            let bytes = handle.read_bytes(range.clone()).expect("read_bytes");
-            assert_eq!(
-                bytes.as_slice(),
-                &data[range.clone()],
-                "len {len} {range:?}"
-            );
-        }
+        assert_every_range_reads_as(&*handle, &data, &mut seed);
         assert!(directory.cached_bytes() <= 2 * CHUNK_SIZE);
     }
+}
+
+/// The bytes of `data` as an index file at `path` in object format version 1 (32-byte
+/// header, chunks under the data key itself), as chartvault wrote index files before format
+/// version 2: what an `EncryptedDirectory` must still read.
+fn version_1_index_file(path: &Path, key: &DataKey, key_id: KeyId, data: &[u8]) -> Vec<u8> {
+    let mut associated_data = b"chartvault:index:".to_vec();
+    associated_data.extend_from_slice(path.as_os_str().as_encoded_bytes());
+    let header = ObjectHeader::test_vector_v1(
+        key_id,
+        pseudo_random_bytes(7, 7).try_into().expect("7 bytes"),
+    );
+    let mut writer =
+        EncryptWriter::with_test_vector_header(Vec::new(), header, key, &associated_data)
+            .expect("header");
+    writer.write_all(data).expect("write");
+    let object = writer.finish().expect("finish");
+    assert_eq!(FormatVersion::of_object(&object), Some(FormatVersion::V1));
+    object
+}
+
+#[test]
+fn version_1_files_read_over_any_range_beside_version_2_files() {
+    let mut seed = 0x1d_u64;
+    for (file_number, &len) in BOUNDARY_LENGTHS.iter().enumerate() {
+        let (key, key_id) = (DataKey::generate(), KeyId::generate());
+        let inner = RamDirectory::default();
+        let directory = small_cache_directory(inner.clone(), key.clone(), key_id);
+        let data = pseudo_random_bytes(len, file_number as u64 + 100);
+        let old = PathBuf::from(format!("old_{file_number}"));
+        write_file(
+            &inner,
+            &old,
+            &version_1_index_file(&old, &key, key_id, &data),
+        );
+        let new = PathBuf::from(format!("new_{file_number}"));
+        write_file(&directory, &new, &data);
+        let stored = inner
+            .open_read(&new)
+            .expect("inner")
+            .read_bytes()
+            .expect("bytes");
+        assert_eq!(
+            FormatVersion::of_object(stored.as_slice()),
+            Some(FormatVersion::V2)
+        );
+
+        let old_handle = directory.get_file_handle(&old).expect("version-1 handle");
+        let new_handle = directory.get_file_handle(&new).expect("version-2 handle");
+        assert_every_range_reads_as(&*old_handle, &data, &mut seed);
+        assert_every_range_reads_as(&*new_handle, &data, &mut seed);
+        assert!(directory.cached_bytes() <= 2 * CHUNK_SIZE);
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_a_version_1_file_fails_only_its_chunk() {
+    // Chunk offsets follow the version-1 header's 32 bytes: the chunks around the damaged
+    // one still read.
+    let (key, key_id) = (DataKey::generate(), KeyId::generate());
+    let inner = RamDirectory::default();
+    let directory = EncryptedDirectory::new(inner.clone(), key.clone(), key_id, 0);
+    let path = Path::new("seg.pos");
+    let data = pseudo_random_bytes(3 * CHUNK_SIZE - 5, 11);
+    let mut stored = version_1_index_file(path, &key, key_id, &data);
+    stored[32 + CHUNK_SIZE + 16 + 100] ^= 0x01;
+    write_file(&inner, path, &stored);
+    let handle = directory.get_file_handle(path).expect("handle");
+    assert_eq!(handle.len(), data.len());
+    assert_eq!(
+        handle
+            .read_bytes(0..CHUNK_SIZE)
+            .expect("chunk 0")
+            .as_slice(),
+        &data[..CHUNK_SIZE]
+    );
+    assert!(handle.read_bytes(CHUNK_SIZE..CHUNK_SIZE + 1).is_err());
+    assert_eq!(
+        handle
+            .read_bytes(2 * CHUNK_SIZE..data.len())
+            .expect("chunk 2")
+            .as_slice(),
+        &data[2 * CHUNK_SIZE..]
+    );
+    assert!(handle.read_bytes(0..data.len()).is_err());
+}
+
+#[test]
+fn a_version_1_meta_json_is_read_and_rewritten_as_version_2() {
+    let (key, key_id) = (DataKey::generate(), KeyId::generate());
+    let inner = RamDirectory::default();
+    let directory = EncryptedDirectory::new(inner.clone(), key.clone(), key_id, CACHE_BYTES);
+    let meta = Path::new("meta.json");
+    let old = b"{\"segments\": [], \"opstamp\": 1}";
+    inner
+        .atomic_write(meta, &version_1_index_file(meta, &key, key_id, old))
+        .expect("atomic_write");
+    assert_eq!(directory.atomic_read(meta).expect("atomic_read"), old);
+    let new = b"{\"segments\": [], \"opstamp\": 2}";
+    directory.atomic_write(meta, new).expect("atomic_write");
+    let stored = inner.atomic_read(meta).expect("inner");
+    assert_eq!(FormatVersion::of_object(&stored), Some(FormatVersion::V2));
+    assert_eq!(directory.atomic_read(meta).expect("atomic_read"), new);
 }
 
 /// A file handle opened before a delete keeps reading the old file, and a new file under the
@@ -465,7 +588,11 @@ fn files_are_stored_as_chartvault_objects_under_the_key_id() {
             .expect("inner read")
             .read_bytes()
             .expect("bytes");
-        assert!(stored.as_slice().starts_with(MAGIC), "{name}");
+        assert_eq!(
+            FormatVersion::of_object(stored.as_slice()),
+            Some(FormatVersion::CURRENT),
+            "{name}"
+        );
         assert_eq!(&stored.as_slice()[8..24], key_id.as_bytes(), "{name}");
         assert!(
             !contains_ignoring_case(stored.as_slice(), b"metformin"),
@@ -478,7 +605,7 @@ fn files_are_stored_as_chartvault_objects_under_the_key_id() {
         .len();
     assert_eq!(
         stored_len as u64,
-        chartvault_storage::ciphertext_len(plaintext.len() as u64)
+        FormatVersion::CURRENT.ciphertext_len(plaintext.len() as u64)
     );
 }
 
@@ -516,7 +643,7 @@ fn truncated_file_fails_at_the_last_chunk() {
         .read_bytes()
         .expect("bytes");
     // Drop the whole final chunk: what is left is two valid, non-final chunks.
-    let cut = HEADER_LEN + 2 * (CHUNK_SIZE + 16);
+    let cut = header_len(stored.as_slice()) + 2 * (CHUNK_SIZE + 16);
     inner.delete(Path::new("seg.pos")).expect("delete");
     write_file(&inner, Path::new("seg.pos"), &stored.as_slice()[..cut]);
     let handle = directory
@@ -544,7 +671,8 @@ fn a_flipped_byte_fails_only_its_chunk() {
         .expect("bytes")
         .as_slice()
         .to_vec();
-    stored[HEADER_LEN + CHUNK_SIZE + 16 + 100] ^= 0x01;
+    let second_chunk = header_len(&stored) + CHUNK_SIZE + 16;
+    stored[second_chunk + 100] ^= 0x01;
     inner.delete(Path::new("seg.term")).expect("delete");
     write_file(&inner, Path::new("seg.term"), &stored);
     let handle = directory
@@ -910,7 +1038,7 @@ mod whole_index {
                 lock_files.insert(file_name);
                 continue;
             }
-            assert!(bytes.starts_with(MAGIC), "{file_name} is not encrypted");
+            assert!(is_object(&bytes), "{file_name} is not encrypted");
             largest = largest.max(bytes.len());
             for needle in [
                 "metformin".as_bytes(),
@@ -940,7 +1068,7 @@ mod whole_index {
             .iter()
             .all(|name| name == ".tantivy-writer.lock" || name == ".tantivy-meta.lock"));
         assert!(
-            largest > HEADER_LEN + CHUNK_SIZE,
+            largest > FormatVersion::CURRENT.header_len() + CHUNK_SIZE,
             "some file should span several chunks"
         );
     }
@@ -969,8 +1097,9 @@ mod whole_index {
             let original = std::fs::read(&path).expect("read");
             // A byte inside the last chunk: tantivy reads every file's footer on open.
             let sealed_chunk = CHUNK_SIZE + 16;
-            let chunks = (original.len() - HEADER_LEN).div_ceil(sealed_chunk);
-            let last_chunk_start = HEADER_LEN + (chunks - 1) * sealed_chunk;
+            let header_len = header_len(&original);
+            let chunks = (original.len() - header_len).div_ceil(sealed_chunk);
+            let last_chunk_start = header_len + (chunks - 1) * sealed_chunk;
             let position = (last_chunk_start + original.len()) / 2;
             let mut tampered = original.clone();
             tampered[position] ^= 0x20;

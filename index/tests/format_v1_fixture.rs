@@ -1,5 +1,6 @@
 //! An encrypted index written by chartvault before object format version 2 (every file a
-//! version-1 object: 32-byte header, no salt) stays readable, searchable and verifiable.
+//! version-1 object: 32-byte header, no salt) stays readable, searchable and verifiable,
+//! and writing to it adds version-2 files beside the version-1 ones.
 //!
 //! `tests/fixtures/index-v1/` was made by the index code of commit 54e4359 (format version
 //! 1): an `EncryptedDirectory` over an `MmapDirectory`, the data key `KEY` and key id
@@ -8,10 +9,15 @@
 //! shutting down. The lock files were left out. Never regenerate it: it stands for indexes
 //! already on disk.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
-use chartvault_index::{verify_index_dir, EncryptedDirectory, SearchIndex, SearchRequest};
-use chartvault_storage::{DataKey, KeyId};
+use chartvault_index::{
+    verify_index_dir, EncryptedDirectory, IndexWriterService, PageRecord, SearchIndex,
+    SearchRequest,
+};
+use chartvault_storage::{DataKey, FormatVersion, KeyId};
 use tantivy::directory::MmapDirectory;
 use uuid::Uuid;
 
@@ -100,4 +106,109 @@ fn a_version_1_index_verifies_clean() {
     .expect("directory lists");
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.files_checked, 15);
+}
+
+/// The format version of every encrypted file in `dir`, by name (lock files left out).
+fn versions(dir: &Path) -> BTreeMap<String, FormatVersion> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|entry| entry.expect("entry"))
+        .filter(|entry| !entry.file_name().to_string_lossy().ends_with(".lock"))
+        .map(|entry| {
+            let bytes = std::fs::read(entry.path()).expect("read");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let version = FormatVersion::of_object(&bytes)
+                .unwrap_or_else(|| panic!("{name} is not an encrypted index file"));
+            (name, version)
+        })
+        .collect()
+}
+
+fn page(document_id: Uuid, page: u32, text: &str) -> PageRecord {
+    PageRecord {
+        document_id,
+        page,
+        patient_id: Uuid::from_u128(0x5eed),
+        patient_name: "Test Patient".to_string(),
+        document_type: "progress-note".to_string(),
+        category: "general".to_string(),
+        service_date: None,
+        text: text.to_string(),
+    }
+}
+
+/// Files of the fixture are never rewritten in place: each file in `now` is either a
+/// segment file of the fixture, still version 1, or written since, in version 2 (the JSON
+/// files are rewritten at every commit).
+fn assert_fixture_files_stay_version_1_and_new_files_are_version_2(
+    fixture: &BTreeMap<String, FormatVersion>,
+    now: &BTreeMap<String, FormatVersion>,
+) {
+    for (name, version) in now {
+        let from_fixture = fixture.contains_key(name) && !name.ends_with(".json");
+        let expected = if from_fixture {
+            FormatVersion::V1
+        } else {
+            FormatVersion::V2
+        };
+        assert_eq!(*version, expected, "{name}");
+    }
+}
+
+fn assert_verifies_clean(dir: &Path) {
+    let report = verify_index_dir(dir, &DataKey::from_bytes(KEY), KeyId::from_bytes(KEY_ID))
+        .expect("directory lists");
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[tokio::test]
+async fn writing_to_a_version_1_index_adds_version_2_files_and_the_mix_works() {
+    let dir = fixture_copy();
+    let before = versions(dir.path());
+    let index = open(dir.path());
+    let writer =
+        IndexWriterService::start(&index, Duration::from_millis(20), 1000).expect("writer starts");
+    writer
+        .index_pages(vec![page(Uuid::from_u128(0xd), 1, "Metformin refilled.")])
+        .await
+        .expect("pages index");
+
+    let after = versions(dir.path());
+    assert_fixture_files_stay_version_1_and_new_files_are_version_2(&before, &after);
+    for name in ["meta.json", ".managed.json"] {
+        assert_eq!(
+            after[name],
+            FormatVersion::V2,
+            "{name} is rewritten at commit"
+        );
+    }
+    assert!(after.len() > before.len(), "a new segment was written");
+    let mut found = hits(&index, "metformin");
+    found.sort();
+    assert_eq!(
+        found,
+        vec![(Uuid::from_u128(0xa), 1), (Uuid::from_u128(0xd), 1)]
+    );
+    assert_eq!(hits(&index, "pelican"), vec![(Uuid::from_u128(0xa), 2)]);
+    assert_verifies_clean(dir.path());
+
+    // Shredding rewrites the segments that held the document: as version 2.
+    writer
+        .purge_document(Uuid::from_u128(0xa))
+        .await
+        .expect("purge");
+    writer.shutdown().await.expect("shutdown");
+    assert_eq!(hits(&index, "pelican"), vec![]);
+    assert_eq!(hits(&index, "metformin"), vec![(Uuid::from_u128(0xd), 1)]);
+    assert_eq!(hits(&index, "insulin"), vec![(Uuid::from_u128(0xb), 1)]);
+    drop(index);
+    let merged = versions(dir.path());
+    assert_fixture_files_stay_version_1_and_new_files_are_version_2(&before, &merged);
+    assert!(
+        before.keys().any(|name| !merged.contains_key(name)),
+        "the segment that held document 0xa is gone: {merged:?}"
+    );
+    assert_verifies_clean(dir.path());
+    let reopened = open(dir.path());
+    assert_eq!(reopened.page_count().expect("count"), 2);
 }

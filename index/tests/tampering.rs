@@ -19,7 +19,7 @@ use std::time::Duration;
 use chartvault_index::{
     EncryptedDirectory, IndexError, IndexWriterService, PageRecord, SearchIndex, SearchRequest,
 };
-use chartvault_storage::{DataKey, KeyId, CHUNK_SIZE, HEADER_LEN};
+use chartvault_storage::{read_header, DataKey, KeyId, CHUNK_SIZE};
 use chrono::NaiveDate;
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
 use tantivy::directory::{
@@ -261,15 +261,16 @@ fn open_and_search(
     (outcome, Reads { all, while_opening })
 }
 
-/// Indexes of the chunks of `file` that `reads` touched (a read of chunk `i` also peeks at
-/// the first byte of chunk `i + 1`; only bytes past a chunk's start + 1 count).
-fn chunks_read(reads: &[(PathBuf, Range<usize>)], file: &Path) -> Vec<usize> {
+/// Indexes of the chunks of `file`, whose header is `header_len` bytes long, that `reads`
+/// touched (a read of chunk `i` also peeks at the first byte of chunk `i + 1`; only bytes
+/// past a chunk's start + 1 count).
+fn chunks_read(reads: &[(PathBuf, Range<usize>)], file: &Path, header_len: usize) -> Vec<usize> {
     let mut chunks: Vec<usize> = reads
         .iter()
-        .filter(|(path, range)| path == file && range.end > HEADER_LEN)
+        .filter(|(path, range)| path == file && range.end > header_len)
         .flat_map(|(_, range)| {
-            let start = range.start.max(HEADER_LEN) - HEADER_LEN;
-            let end = range.end - HEADER_LEN;
+            let start = range.start.max(header_len) - header_len;
+            let end = range.end - header_len;
             // Chunks with a byte other than their first in start..end.
             (start / SEALED_CHUNK..=(end - 1) / SEALED_CHUNK).filter(move |chunk| {
                 let chunk_start = chunk * SEALED_CHUNK;
@@ -332,9 +333,14 @@ async fn a_flipped_byte_in_any_index_file_is_an_error_never_a_panic_or_different
     for file in &files {
         let path = dir.path().join(file);
         let original = std::fs::read(&path).expect("read");
-        let chunks = (original.len() - HEADER_LEN).div_ceil(SEALED_CHUNK);
-        let read = chunks_read(&baseline_reads.all, file);
-        let read_opening = chunks_read(&baseline_reads.all[..baseline_reads.while_opening], file);
+        let header_len = read_header(&mut &original[..]).expect("header").len();
+        let chunks = (original.len() - header_len).div_ceil(SEALED_CHUNK);
+        let read = chunks_read(&baseline_reads.all, file, header_len);
+        let read_opening = chunks_read(
+            &baseline_reads.all[..baseline_reads.while_opening],
+            file,
+            header_len,
+        );
         // Prefer a chunk only the searches read, then one other than the last (which
         // tantivy reads on every open, for the file's footer), then any chunk read.
         let chunk = *read
@@ -346,7 +352,7 @@ async fn a_flipped_byte_in_any_index_file_is_an_error_never_a_panic_or_different
         if !read_opening.contains(&chunk) {
             flipped_chunks_read_only_by_searches += 1;
         }
-        let chunk_start = HEADER_LEN + chunk * SEALED_CHUNK;
+        let chunk_start = header_len + chunk * SEALED_CHUNK;
         let chunk_end = original.len().min(chunk_start + SEALED_CHUNK);
         let position = (chunk_start + chunk_end) / 2;
 

@@ -8,12 +8,17 @@ use chartvault_index::{
     verify_index_dir, EncryptedDirectory, IndexFileProblem, IndexVerifyReport, IndexWriterService,
     PageRecord, SearchIndex,
 };
-use chartvault_storage::{DataKey, KeyId, CHUNK_SIZE, HEADER_LEN};
+use chartvault_storage::{read_header, DataKey, KeyId, CHUNK_SIZE};
 use tantivy::directory::MmapDirectory;
 use uuid::Uuid;
 
 /// A sealed chunk on disk: ciphertext plus its 16-byte tag.
 const SEALED_CHUNK: usize = CHUNK_SIZE + 16;
+
+/// The length of the header `file` starts with (of whichever format version it names).
+fn header_len(file: &[u8]) -> usize {
+    read_header(&mut &file[..]).expect("object header").len()
+}
 
 fn page(document_id: Uuid, page: u32, text: String) -> PageRecord {
     PageRecord {
@@ -125,10 +130,11 @@ async fn a_flipped_byte_in_a_middle_chunk_names_that_file_and_chunk() {
     let (dir, key, key_id) = build().await;
     let target = largest_segment_file(dir.path());
     let mut bytes = std::fs::read(&target).expect("read");
-    let chunks = (bytes.len() - HEADER_LEN).div_ceil(SEALED_CHUNK);
+    let header_len = header_len(&bytes);
+    let chunks = (bytes.len() - header_len).div_ceil(SEALED_CHUNK);
     assert!(chunks >= 3, "need a middle chunk; file has {chunks}");
     let chunk = chunks / 2;
-    bytes[HEADER_LEN + chunk * SEALED_CHUNK + 1000] ^= 0x01;
+    bytes[header_len + chunk * SEALED_CHUNK + 1000] ^= 0x01;
     std::fs::write(&target, &bytes).expect("tamper");
 
     let report = verify(dir.path(), &key, key_id);
@@ -147,7 +153,7 @@ async fn a_truncated_file_is_reported() {
     let target = largest_segment_file(dir.path());
     let bytes = std::fs::read(&target).expect("read");
     // Cut at a chunk boundary (a plausible length), then by a few bytes (an impossible one).
-    std::fs::write(&target, &bytes[..HEADER_LEN + SEALED_CHUNK]).expect("truncate");
+    std::fs::write(&target, &bytes[..header_len(&bytes) + SEALED_CHUNK]).expect("truncate");
     let report = verify(dir.path(), &key, key_id);
     assert_eq!(report.problems.len(), 1, "{report:?}");
     assert_eq!(report.problems[0].file, name(&target));
@@ -160,6 +166,26 @@ async fn a_truncated_file_is_reported() {
     assert_eq!(report.problems.len(), 1, "{report:?}");
     assert_eq!(report.problems[0].file, name(&target));
     assert!(report.problems[0].problem.contains("truncated"));
+}
+
+#[tokio::test]
+async fn a_file_cut_inside_its_header_is_reported() {
+    let (dir, key, key_id) = build().await;
+    let target = largest_segment_file(dir.path());
+    let bytes = std::fs::read(&target).expect("read");
+    // 40 bytes: more than a version-1 header, less than the version-2 header it starts.
+    for cut in [5, 40, header_len(&bytes) - 1] {
+        std::fs::write(&target, &bytes[..cut]).expect("truncate");
+        let report = verify(dir.path(), &key, key_id);
+        assert_eq!(
+            report.problems,
+            vec![problem(
+                &name(&target),
+                "not an encrypted index file (shorter than a header)"
+            )],
+            "cut at {cut}"
+        );
+    }
 }
 
 #[tokio::test]
