@@ -22,7 +22,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use crate::{sniff, ScanError, ScanFormat, SNIFF_LEN};
 
 /// Bounds on what an upload may contain; checked before any pixel is decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Width × height of any single page.
     pub max_pixels_per_page: u64,
@@ -43,7 +43,7 @@ impl Default for Limits {
 }
 
 /// Size and resolution of one page, as its header states them.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PageInfo {
     pub width: u32,
     pub height: u32,
@@ -51,8 +51,9 @@ pub struct PageInfo {
     pub dpi: Option<(f32, f32)>,
 }
 
-/// The result of a successful preflight.
-#[derive(Debug, Clone, PartialEq)]
+/// The result of a successful preflight (serialisable: it comes back from the decoder
+/// process, see the `sandbox` module).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Preflight {
     pub format: ScanFormat,
     /// One entry per page, in file order (never empty). A DICOM file has one page: its
