@@ -106,9 +106,15 @@ pub fn preflight<R: Read + Seek>(mut reader: R, limits: &Limits) -> Result<Prefl
 
 /// The whole file from its start (PDF needs random access to all of it; the upload limit
 /// bounds its size).
+///
+/// The buffer is reserved at the file's size up front: grown by doubling it would reserve
+/// up to twice the file, which counts against the decoder process's memory ceiling.
 pub(crate) fn read_whole<R: Read + Seek>(reader: &mut R) -> Result<Vec<u8>, ScanError> {
+    let len = reader.seek(SeekFrom::End(0))?;
     reader.seek(SeekFrom::Start(0))?;
     let mut bytes = Vec::new();
+    // If the reservation fails, reading grows the buffer as it goes (and fails the same way).
+    let _ = bytes.try_reserve_exact(usize::try_from(len).unwrap_or(0));
     reader.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
