@@ -138,9 +138,23 @@ pub enum ScanError {
     #[error("the DICOM file has no preview: {detail}")]
     DicomNoPreview { detail: String },
 
+    /// The decoder process (see [`crate::Sandbox`]) stopped before it answered: the page
+    /// needed more memory than the process may have, the decoder crashed, or it stopped
+    /// making progress. `page` is 1-based; `None` for the file as a whole. The detail says
+    /// which, in words for the person who uploaded the file, never anything of its content.
+    #[error("{}", decoder_stopped_message(*page, detail))]
+    DecoderStopped { page: Option<usize>, detail: String },
+
     /// Reading the underlying stream failed (for example the decrypting reader).
     #[error("reading the scan failed")]
     Io(#[from] std::io::Error),
+}
+
+fn decoder_stopped_message(page: Option<usize>, detail: &str) -> String {
+    match page {
+        Some(page) => format!("page {page} could not be decoded: {detail}"),
+        None => format!("the file could not be read: {detail}"),
+    }
 }
 
 fn pdf_message(page: Option<usize>, detail: &str) -> String {

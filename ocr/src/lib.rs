@@ -11,6 +11,10 @@
 //!   engine created once, fed pages through a channel (`pool` module), returning text, word
 //!   boxes and confidences ([`PageOcr`]).
 //!
+//! [`Sandbox`] runs the preflight and the decoders in a child process under a memory ceiling
+//! ([`serve_child`] is that process's `main`), so a decoder that allocates without bound or
+//! crashes on a hostile file fails the file's page, not the server (`sandbox` module).
+//!
 //! [`character_error_rate`] is the measure used to check OCR quality against ground truth.
 //!
 //! Errors ([`ScanError`], [`OcrError`]) never contain file names or page text.
@@ -28,6 +32,7 @@ mod osd;
 mod pdf;
 mod pool;
 mod preflight;
+mod sandbox;
 mod split;
 mod words;
 
@@ -46,5 +51,6 @@ pub use format::{sniff, ScanFormat, SNIFF_LEN};
 pub use pdf::{PdfFile, PdfPage, BORN_DIGITAL_DPI};
 pub use pool::{OcrConfig, OcrPool, ProcessedPage, DEFAULT_DPI};
 pub use preflight::{preflight, Limits, PageInfo, Preflight};
+pub use sandbox::{serve_child, Sandbox};
 pub use split::TiffPagesWriter;
 pub use words::{OcrWord, PageOcr};

@@ -63,7 +63,10 @@ pub fn is_dicom(first_bytes: &[u8]) -> bool {
 /// Text values are as dicom-rs decodes them (Specific Character Set applied), with leading
 /// and trailing spaces and NULs removed; an absent or empty attribute is `None`. A
 /// multi-valued attribute keeps DICOM's `\` between its values.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serialisable (it comes back from the decoder process, see the `sandbox` module); on the
+/// way in, `transfer_syntax_name` is looked up again in dicom-rs' registry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DicomInfo {
     /// SOP Instance UID (0008,0018), or, when the data set lacks it, Media Storage SOP
     /// Instance UID from the file meta group. Always present: a file with neither is rejected,
@@ -117,7 +120,28 @@ pub struct DicomInfo {
     /// Transfer syntax UID from the file meta group.
     pub transfer_syntax: String,
     /// Its name in dicom-rs' registry, e.g. "JPEG 2000 Image Compression".
-    pub transfer_syntax_name: &'static str,
+    #[serde(deserialize_with = "registry_name")]
+    pub transfer_syntax_name: RegistryName,
+}
+
+/// `&'static str` under another name: serde's derive borrows a field spelled `&str` from
+/// its input even with `deserialize_with`, which would tie `DicomInfo` to `'static` input.
+type RegistryName = &'static str;
+
+/// What `transfer_syntax_name` holds for a transfer syntax the registry does not know.
+const UNKNOWN_TRANSFER_SYNTAX: &str = "unknown transfer syntax";
+
+/// A transfer syntax name as the registry's own `&'static str` (any other name reads as
+/// [`UNKNOWN_TRANSFER_SYNTAX`]: nothing is leaked for a name that arrives from outside).
+fn registry_name<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<&'static str, D::Error> {
+    let name = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
+    Ok(TransferSyntaxRegistry
+        .iter()
+        .map(|ts| ts.name())
+        .find(|known| *known == name)
+        .unwrap_or(UNKNOWN_TRANSFER_SYNTAX))
 }
 
 impl DicomInfo {
@@ -399,7 +423,7 @@ fn info_from(
     let transfer_syntax_name = TransferSyntaxRegistry
         .get(&transfer_syntax)
         .map(|ts| ts.name())
-        .unwrap_or("unknown transfer syntax");
+        .unwrap_or(UNKNOWN_TRANSFER_SYNTAX);
 
     Ok(DicomInfo {
         sop_instance_uid,

@@ -22,7 +22,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use crate::{sniff, ScanError, ScanFormat, SNIFF_LEN};
 
 /// Bounds on what an upload may contain; checked before any pixel is decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Width × height of any single page.
     pub max_pixels_per_page: u64,
@@ -43,7 +43,7 @@ impl Default for Limits {
 }
 
 /// Size and resolution of one page, as its header states them.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PageInfo {
     pub width: u32,
     pub height: u32,
@@ -51,8 +51,9 @@ pub struct PageInfo {
     pub dpi: Option<(f32, f32)>,
 }
 
-/// The result of a successful preflight.
-#[derive(Debug, Clone, PartialEq)]
+/// The result of a successful preflight (serialisable: it comes back from the decoder
+/// process, see the `sandbox` module).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Preflight {
     pub format: ScanFormat,
     /// One entry per page, in file order (never empty). A DICOM file has one page: its
@@ -105,9 +106,15 @@ pub fn preflight<R: Read + Seek>(mut reader: R, limits: &Limits) -> Result<Prefl
 
 /// The whole file from its start (PDF needs random access to all of it; the upload limit
 /// bounds its size).
+///
+/// The buffer is reserved at the file's size up front: grown by doubling it would reserve
+/// up to twice the file, which counts against the decoder process's memory ceiling.
 pub(crate) fn read_whole<R: Read + Seek>(reader: &mut R) -> Result<Vec<u8>, ScanError> {
+    let len = reader.seek(SeekFrom::End(0))?;
     reader.seek(SeekFrom::Start(0))?;
     let mut bytes = Vec::new();
+    // If the reservation fails, reading grows the buffer as it goes (and fails the same way).
+    let _ = bytes.try_reserve_exact(usize::try_from(len).unwrap_or(0));
     reader.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
