@@ -6,10 +6,12 @@
 //! Pages are rendered with [`hayro`] 0.9 (with `hayro-interpret` / `hayro-syntax` 0.9,
 //! `hayro-jbig2` 0.4, `hayro-jpeg2000` 0.5, `hayro-ccitt` 0.5 beneath it): a PDF renderer in
 //! pure, memory-safe Rust (`#![forbid(unsafe_code)]` in the parser, interpreter and renderer;
-//! the `unsafe` feature of `hayro-syntax` stays off). Rendering the page, rather than
-//! extracting its image, handles everything a scanner or OCRmyPDF emits uniformly: JPEG,
-//! CCITT G3/G4, Flate, JBIG2 (with globals) and JPEG 2000 images, skew placed through the CTM,
-//! `/Rotate`, soft masks, several strips per page, and born-digital pages with vector text.
+//! though hayro-interpret turns on `hayro-syntax`'s `unsafe` feature: Flate goes through
+//! flate2's zlib-rs first, the JPEG, JBIG2 and JPX decoders use SIMD). Rendering the page,
+//! rather than extracting its image, handles everything a scanner or OCRmyPDF emits
+//! uniformly: JPEG, CCITT G3/G4, Flate, JBIG2 (with globals) and JPEG 2000 images, skew placed
+//! through the CTM, `/Rotate`, soft masks, several strips per page, and born-digital pages
+//! with vector text.
 //! The same interpreter feeds a [`Device`](hayro::hayro_interpret::Device) of our own (the
 //! `survey` module) that sees every image placement and every glyph with its Unicode text and
 //! transform: that gives the native resolution and the text layer without a second PDF crate.
@@ -119,8 +121,9 @@ impl Plan {
 }
 
 impl PdfFile {
-    /// Parses the file structure and the page tree; checks every compressed non-image
-    /// stream against the decompression bounds first.
+    /// Parses the file structure and the page tree, with every stream checked against the
+    /// decompression bounds: in the raw bytes before parsing, and every stream the parser
+    /// knows right after (see the `guard` module).
     ///
     /// Errors: [`ScanError::Empty`]; [`ScanError::PdfEncrypted`] for any encrypted file
     /// (even one that opens without a password); [`ScanError::Pdf`] for a truncated or
@@ -131,6 +134,7 @@ impl PdfFile {
             return Err(ScanError::Empty);
         }
         guard::check_file(&bytes, limits)?;
+        let file_len = bytes.len();
         let pdf = guarded(None, || Pdf::new(bytes))?.map_err(|error| match error {
             LoadPdfError::Decryption(DecryptionError::PasswordProtected) => {
                 ScanError::PdfEncrypted {
@@ -151,6 +155,7 @@ impl PdfFile {
                 malformed(None, "no readable cross-reference table or page tree")
             }
         })?;
+        guarded(None, || guard::check_objects(&pdf, limits, file_len))??;
         let pages = guarded(None, || pdf.pages().len())?;
         if pages == 0 {
             return Err(malformed(None, "it contains no pages"));

@@ -369,9 +369,13 @@ fn pdf_encrypted_file_is_rejected_clearly() {
          /U <00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF> >> \
          /ID [<0123456789ABCDEF0123456789ABCDEF> <0123456789ABCDEF0123456789ABCDEF>]",
     );
-    let error = assert_rejected("encrypted", bytes);
+    let error = assert_rejected("encrypted", bytes.clone());
     assert!(matches!(error, ScanError::PdfEncrypted { .. }), "{error}");
     assert!(error.to_string().contains("encrypted"));
+    // However the key is written (hayro decodes `#xx` escapes in names).
+    let escaped = String::from_utf8_lossy(&bytes).replace("/Encrypt", "/Encr#79pt");
+    let error = assert_rejected("encrypted, escaped key", escaped.into_bytes());
+    assert!(matches!(error, ScanError::PdfEncrypted { .. }), "{error}");
 }
 
 #[test]
@@ -486,4 +490,131 @@ fn pdf_image_declaring_absurd_size_is_rejected() {
     );
     let error = assert_rejected("absurd image", bytes);
     assert!(error.to_string().contains("200000x200000"), "{error}");
+}
+
+// ---- the guard's two passes on their own ----
+
+/// zlib data for `len` zero bytes, without ever holding them.
+fn deflated_zeros(len: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        encoder.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+    encoder.finish().unwrap()
+}
+
+/// One page whose content stream is `dict` + `data`, `extra` objects from 5.
+fn page_with_contents(dict: &str, data: &[u8], extra: &[Vec<u8>]) -> Vec<u8> {
+    let mut objects = vec![
+        obj(CATALOG),
+        obj(PAGES),
+        obj("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>"),
+        stream(dict, data),
+    ];
+    objects.extend(extra.iter().cloned());
+    build_pdf(&objects, "")
+}
+
+#[test]
+fn pdf_walk_alone_refuses_chains_the_parser_decodes_while_drawing() {
+    // What the pre-scan also catches here (it sees the dictionaries), the walk must catch
+    // on its own: it is the only check of streams stored inside object streams.
+    let limits = Limits::default();
+    let flate = deflated_zeros(200 << 20);
+    let mut ascii85 = Vec::new();
+    for chunk in flate.chunks(4) {
+        let mut group = [0u8; 4];
+        group[..chunk.len()].copy_from_slice(chunk);
+        let mut value = u32::from_be_bytes(group);
+        let mut digits = [0u8; 5];
+        for digit in digits.iter_mut().rev() {
+            *digit = (value % 85) as u8 + b'!';
+            value /= 85;
+        }
+        ascii85.extend(&digits[..chunk.len() + 1]);
+    }
+    ascii85.extend(b"~>");
+    let mut run_length = [129u8, 0].repeat((200 << 20) / 128);
+    run_length.push(128);
+    let twice = miniz_oxide::deflate::compress_to_vec_zlib(&flate, 9);
+    let shapes = [
+        (
+            "indirect filter",
+            page_with_contents("/Filter 5 0 R", &flate, &[obj("/FlateDecode")]),
+        ),
+        (
+            "ASCII85 then Flate",
+            page_with_contents("/Filter [/A85 /Fl]", &ascii85, &[]),
+        ),
+        (
+            "RunLength",
+            page_with_contents("/Filter /RunLengthDecode", &run_length, &[]),
+        ),
+        (
+            "Flate twice",
+            page_with_contents("/Filter [/FlateDecode /FlateDecode]", &twice, &[]),
+        ),
+    ];
+    for (name, bytes) in shapes {
+        let len = bytes.len();
+        let pdf = Pdf::new(bytes).expect("parses");
+        let error = guard::check_objects(&pdf, &limits, len).expect_err(name);
+        assert!(error.to_string().contains("expands"), "{name}: {error}");
+    }
+}
+
+#[test]
+fn pdf_predictor_rows_too_large_to_allocate_are_refused() {
+    // hayro allocates a predictor row of /Columns × /Colors × /BitsPerComponent bits before
+    // reading the data, and the process aborts when that fails (no panic to catch).
+    let data = miniz_oxide::deflate::compress_to_vec_zlib(b"0 0 m 10 10 l S", 6);
+    for columns in [
+        "/Columns 1000000000000000",
+        "/Col#75mns 1000000000000000",
+        "/Columns 7 0 R",
+    ] {
+        let bytes = page_with_contents(
+            &format!(
+                "/Filter /FlateDecode /DecodeParms << /Predictor 2 /BitsPerComponent 16 {columns} >>"
+            ),
+            &data,
+            &[],
+        );
+        let error = assert_rejected(columns, bytes);
+        assert!(error.to_string().contains("/Columns"), "{error}");
+    }
+    // Within the limit: opens and draws.
+    let bytes = page_with_contents(
+        "/Filter /FlateDecode /DecodeParms << /Predictor 2 /BitsPerComponent 8 /Columns 1 >>",
+        &data,
+        &[],
+    );
+    let limits = Limits::default();
+    PdfFile::open(bytes, &limits)
+        .unwrap()
+        .page(0, &limits)
+        .unwrap();
+}
+
+#[test]
+fn pdf_stream_keywords_that_make_the_pre_scan_quadratic_are_refused() {
+    // 2000 `stream` keywords, each followed by 200 empty stored blocks and a stored block
+    // whose payload is the next keyword: raw deflate read from any keyword goes on to the
+    // end of the file, producing almost nothing.
+    let mut bytes = b"%PDF-1.7\n".to_vec();
+    for _ in 0..2000 {
+        bytes.extend([0x00, 7, 0, 0xF8, 0xFF]);
+        bytes.extend(b"stream\n");
+        for _ in 0..200 {
+            bytes.extend([0x00, 0, 0, 0xFF, 0xFF]);
+        }
+    }
+    bytes.extend(b"\n%%EOF\n");
+    let error = assert_rejected("quadratic keywords", bytes);
+    assert!(error.to_string().contains("too much work"), "{error}");
 }
