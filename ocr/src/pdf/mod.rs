@@ -42,7 +42,10 @@
 //!   suits Tesseract.
 //! - Text layer: every shown glyph counts, including invisible text (render mode 3), so an
 //!   OCRmyPDF/Tesseract text layer is used as a text layer like born-digital text. It is kept
-//!   only if at least 90% of its glyphs map to Unicode; otherwise the page needs OCR.
+//!   only if at least 90% of its glyphs map to Unicode; otherwise the page needs OCR. A word
+//!   the rendered image does not show (no ink-and-paper contrast where its glyphs are: white
+//!   on white, under a filled rectangle, invisible over an empty area) is kept but marked
+//!   [`OcrWord::hidden`](crate::OcrWord::hidden) (the `text` module says how).
 //!
 //! # Hostile input
 //!
@@ -100,8 +103,8 @@ pub struct PdfPage {
     /// The resolution the page was rendered at (pixels per inch of the page, both axes).
     pub dpi: (f32, f32),
     /// The page's own text (born-digital text or an OCR text layer such as OCRmyPDF's), with
-    /// word boxes in `image` pixels and confidence 100; `None` when the page has no usable
-    /// text and needs OCR.
+    /// word boxes in `image` pixels and confidence 100, words that `image` does not show
+    /// marked hidden; `None` when the page has no usable text and needs OCR.
     pub text_layer: Option<PageOcr>,
 }
 
@@ -199,7 +202,7 @@ impl PdfFile {
         let survey = guarded(number, || survey_page(page))?;
         let plan = plan(page, &survey, limits, index + 1)?;
         let image = guarded(number, || render(page, &plan, index + 1))??;
-        let text_layer = text::text_layer(&survey.glyphs, plan.scale, plan.width, plan.height);
+        let text_layer = text::text_layer(&survey.glyphs, plan.scale, &image);
         Ok(PdfPage {
             image,
             dpi: (plan.dpi(), plan.dpi()),

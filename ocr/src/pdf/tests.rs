@@ -618,3 +618,162 @@ fn pdf_stream_keywords_that_make_the_pre_scan_quadratic_are_refused() {
     let error = assert_rejected("quadratic keywords", bytes);
     assert!(error.to_string().contains("too much work"), "{error}");
 }
+
+// ---- text the page does not show ----
+
+/// The words of page 1 of a one-page PDF whose content stream is `content` (font /F1 is
+/// Helvetica, /F2 a Type 3 font whose glyphs a–z draw nothing, image /Im1 is `image`), with
+/// their hidden flags.
+fn words_of(content: &str, image: Option<&GrayImage>) -> Vec<(String, bool)> {
+    let mut objects = vec![
+        obj(CATALOG),
+        obj(PAGES),
+        obj("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+             /Resources << /Font << /F1 5 0 R /F2 6 0 R >> /XObject << /Im1 8 0 R >> >> \
+             /Contents 4 0 R >>"),
+        stream("", content.as_bytes()),
+        obj("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"),
+        obj(&format!(
+            "<< /Type /Font /Subtype /Type3 /FontBBox [0 0 500 700] \
+             /FontMatrix [0.001 0 0 0.001 0 0] /CharProcs 7 0 R /FirstChar 32 /LastChar 122 \
+             /Widths [250 {}] /Encoding << /Type /Encoding /Differences [32 /space 97 {}] >> >>",
+            "500 ".repeat(90),
+            ('a'..='z')
+                .map(|c| format!("/{c}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )),
+        obj(&format!(
+            "<< /space 9 0 R {} >>",
+            ('a'..='z')
+                .map(|c| format!("/{c} 9 0 R"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )),
+    ];
+    match image {
+        Some(image) => objects.push(stream(
+            &format!(
+                "/Type /XObject /Subtype /Image /Width {} /Height {} /ColorSpace /DeviceGray \
+                 /BitsPerComponent 8 /Filter /FlateDecode",
+                image.width(),
+                image.height()
+            ),
+            &miniz_oxide::deflate::compress_to_vec_zlib(image.as_raw(), 6),
+        )),
+        None => objects.push(stream("/Type /XObject /Subtype /Form /BBox [0 0 1 1]", b"")),
+    }
+    objects.push(stream("", b"500 0 d0"));
+    let limits = Limits::default();
+    let pdf = PdfFile::open(build_pdf(&objects, ""), &limits).unwrap();
+    let page = pdf.page(0, &limits).unwrap();
+    page.text_layer
+        .expect("a text layer")
+        .words
+        .into_iter()
+        .map(|word| (word.text, word.hidden))
+        .collect()
+}
+
+fn hidden_words(words: &[(String, bool)]) -> Vec<&str> {
+    words
+        .iter()
+        .filter(|(_, hidden)| *hidden)
+        .map(|(text, _)| text.as_str())
+        .collect()
+}
+
+#[test]
+fn pdf_visible_text_is_seen() {
+    let words = words_of(
+        "BT /F1 24 Tf 72 700 Td (Patient Jane Doe) Tj 0 -40 Td (a . - 42) Tj ET \
+         0.75 g BT /F1 12 Tf 72 600 Td (light grey) Tj ET \
+         0 0 0.6 rg 60 480 300 60 re f 1 g BT /F1 24 Tf 72 500 Td (white on blue) Tj ET",
+        None,
+    );
+    assert_eq!(words.len(), 12, "{words:?}");
+    assert!(hidden_words(&words).is_empty(), "{words:?}");
+}
+
+#[test]
+fn pdf_invisible_text_on_a_blank_page_is_hidden() {
+    let words = words_of("BT 3 Tr /F1 24 Tf 72 700 Td (Patient Jane Doe) Tj ET", None);
+    assert_eq!(hidden_words(&words), ["Patient", "Jane", "Doe"]);
+}
+
+#[test]
+fn pdf_white_text_on_white_is_hidden() {
+    let words = words_of(
+        "BT /F1 24 Tf 72 700 Td (Visible) Tj ET \
+         1 g BT /F1 24 Tf 72 600 Td (HIV positive) Tj ET",
+        None,
+    );
+    assert_eq!(hidden_words(&words), ["HIV", "positive"]);
+}
+
+#[test]
+fn pdf_text_under_a_black_rectangle_is_hidden() {
+    // The classic failed redaction: the text is there, a black box drawn over it.
+    let words = words_of(
+        "BT /F1 24 Tf 72 700 Td (Diagnosis:) Tj ET \
+         BT /F1 24 Tf 200 700 Td (schizophrenia) Tj ET \
+         0 g 195 690 170 34 re f",
+        None,
+    );
+    assert_eq!(hidden_words(&words), ["schizophrenia"], "{words:?}");
+}
+
+#[test]
+fn pdf_text_under_a_white_rectangle_is_hidden() {
+    let words = words_of(
+        "BT /F1 24 Tf 72 700 Td (Kept) Tj 0 -40 Td (Covered words) Tj ET \
+         1 g 60 650 400 30 re f",
+        None,
+    );
+    assert_eq!(hidden_words(&words), ["Covered", "words"], "{words:?}");
+}
+
+#[test]
+fn pdf_invisible_text_layer_over_a_scan_is_seen_where_the_scan_shows_the_words() {
+    // The "scan": a page of visible text rendered to pixels (at ~96 dpi, within 1 MP).
+    let text =
+        "BT /F1 20 Tf 72 700 Td (Discharge summary for) Tj 0 -30 Td (metformin 500 mg) Tj ET";
+    let small = Limits {
+        max_pixels_per_page: 1_000_000,
+        ..Limits::default()
+    };
+    let page = PdfFile::open(
+        build_pdf(
+            &[
+                obj(CATALOG),
+                obj(PAGES),
+                obj("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+                     /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>"),
+                stream("", text.as_bytes()),
+                obj("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"),
+            ],
+            "",
+        ),
+        &small,
+    )
+    .unwrap()
+    .page(0, &small)
+    .unwrap();
+    let scan = page.image;
+    // The scan drawn over the whole page, and the same words as invisible text on it, once
+    // in Helvetica (glyphs with outlines) and once in a font whose glyphs draw nothing (as
+    // Tesseract's and OCRmyPDF's GlyphLessFont); then one invisible word over blank paper.
+    let draw_scan = "q 612 0 0 792 0 0 cm /Im1 Do Q";
+    let words = words_of(
+        &format!("{draw_scan} 3 Tr {text} BT 3 Tr /F1 20 Tf 72 300 Td (unseen) Tj ET"),
+        Some(&scan),
+    );
+    assert_eq!(words.len(), 7, "{words:?}");
+    assert_eq!(hidden_words(&words), ["unseen"], "{words:?}");
+    let glyphless =
+        "BT 3 Tr /F2 20 Tf 72 700 Td (discharge summary for) Tj 0 -30 Td (metformin mg) Tj ET \
+                     BT 3 Tr /F2 20 Tf 72 300 Td (unseen) Tj ET";
+    let words = words_of(&format!("{draw_scan} {glyphless}"), Some(&scan));
+    assert_eq!(words.len(), 6, "{words:?}");
+    assert_eq!(hidden_words(&words), ["unseen"], "{words:?}");
+}
