@@ -136,7 +136,7 @@ impl PdfFile {
         if bytes.is_empty() {
             return Err(ScanError::Empty);
         }
-        guard::check_file(&bytes, limits)?;
+        guarded(None, || guard::check_file(&bytes, limits))??;
         let file_len = bytes.len();
         let pdf = guarded(None, || Pdf::new(bytes))?.map_err(|error| match error {
             LoadPdfError::Decryption(DecryptionError::PasswordProtected) => {
@@ -184,7 +184,7 @@ impl PdfFile {
     pub fn page_info(&self, index: usize, limits: &Limits) -> Result<PageInfo, ScanError> {
         let page = self.page_ref(index)?;
         let number = Some(index + 1);
-        guard::check_page(page, limits, index + 1)?;
+        guarded(number, || guard::check_page(page, limits, index + 1))??;
         let survey = guarded(number, || survey_page(page))?;
         let plan = plan(page, &survey, limits, index + 1)?;
         Ok(PageInfo {
@@ -198,7 +198,7 @@ impl PdfFile {
     pub fn page(&self, index: usize, limits: &Limits) -> Result<PdfPage, ScanError> {
         let page = self.page_ref(index)?;
         let number = Some(index + 1);
-        guard::check_page(page, limits, index + 1)?;
+        guarded(number, || guard::check_page(page, limits, index + 1))??;
         let survey = guarded(number, || survey_page(page))?;
         let plan = plan(page, &survey, limits, index + 1)?;
         let image = guarded(number, || render(page, &plan, index + 1))??;

@@ -141,7 +141,7 @@ fn expands_beyond(cap: u64, count: filters::Count) -> ScanError {
     let detail = if count.over_cap {
         format!("a compressed stream expands to more than {} MiB", cap >> 20)
     } else {
-        "a compressed stream takes too much work to decode (its Huffman tables)".to_owned()
+        "a compressed stream takes too much work to decode".to_owned()
     };
     ScanError::Pdf { page: None, detail }
 }
