@@ -185,7 +185,7 @@ impl PdfFile {
         let page = self.page_ref(index)?;
         let number = Some(index + 1);
         guarded(number, || guard::check_page(page, limits, index + 1))??;
-        let survey = guarded(number, || survey_page(page))?;
+        let survey = guarded(number, || survey_page(page, false))?;
         let plan = plan(page, &survey, limits, index + 1)?;
         Ok(PageInfo {
             width: plan.width,
@@ -199,7 +199,7 @@ impl PdfFile {
         let page = self.page_ref(index)?;
         let number = Some(index + 1);
         guarded(number, || guard::check_page(page, limits, index + 1))??;
-        let survey = guarded(number, || survey_page(page))?;
+        let survey = guarded(number, || survey_page(page, true))?;
         let plan = plan(page, &survey, limits, index + 1)?;
         let image = guarded(number, || render(page, &plan, index + 1))??;
         let text_layer = text::text_layer(&survey.glyphs, plan.scale, &image);
@@ -234,8 +234,9 @@ fn guarded<T>(page: Option<usize>, f: impl FnOnce() -> T) -> Result<T, ScanError
         .map_err(|_| malformed(page, "the PDF reader failed on its structure"))
 }
 
-/// Interprets the page at one device unit per point (upright, y down) into a [`Survey`].
-fn survey_page(page: &Page<'_>) -> Survey {
+/// Interprets the page at one device unit per point (upright, y down) into a [`Survey`];
+/// `ink`: with the glyphs' ink boxes (for the text layer).
+fn survey_page(page: &Page<'_>, ink: bool) -> Survey {
     let cache = hayro::hayro_interpret::InterpreterCache::new();
     let (width, height) = page.render_dimensions();
     let mut context = Context::new(
@@ -246,6 +247,7 @@ fn survey_page(page: &Page<'_>) -> Survey {
         InterpreterSettings::default(),
     );
     let mut survey = Survey::default();
+    survey.want_ink = ink;
     interpret_page(page, &mut context, &mut survey);
     survey
 }

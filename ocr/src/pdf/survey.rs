@@ -38,8 +38,8 @@ pub(crate) struct PlacedGlyph {
     /// Axis-aligned box around the glyph's advance × (descender..ascender).
     pub bbox: Rect,
     /// Axis-aligned box around the glyph's outline, where it puts ink; `None` for invisible
-    /// text (render modes 3 and 7, as OCR text layers are written) and for a glyph without an
-    /// outline (a space, a Type 3 glyph).
+    /// text (render modes 3 and 7, as OCR text layers are written), for a glyph without an
+    /// outline (a space, a Type 3 glyph), and when the survey was not asked for ink.
     pub ink: Option<Rect>,
     /// Origin on the baseline.
     pub origin: Point,
@@ -54,6 +54,9 @@ pub(crate) struct PlacedGlyph {
 pub(crate) struct Survey {
     pub images: Vec<PlacedImage>,
     pub glyphs: Vec<PlacedGlyph>,
+    /// Whether to find each glyph's ink box (building its outline costs time; only the text
+    /// layer needs it).
+    pub want_ink: bool,
     /// The last run's first glyph transform, to skip the stroke pass of fill-and-stroke text.
     last_run: Option<(usize, Affine)>,
 }
@@ -97,7 +100,7 @@ impl<'a> Device<'a> for Survey {
             return;
         }
         self.last_run = Some(key);
-        let visible = !matches!(mode, DrawMode::Invisible);
+        let visible = self.want_ink && !matches!(mode, DrawMode::Invisible);
 
         for glyph in glyphs {
             if self.glyphs.len() >= MAX_GLYPHS {
