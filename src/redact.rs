@@ -115,6 +115,7 @@ mod tests {
                 par: 1,
                 line,
                 word: i as u32 + 1,
+                hidden: false,
             })
             .collect()
     }

@@ -21,6 +21,14 @@ pub struct OcrWord {
     pub par: u32,
     pub line: u32,
     pub word: u32,
+    /// A word of a PDF's own text layer that the rendered page does not show: its place on
+    /// the page image has no ink-and-paper contrast (invisible text over an empty area, white
+    /// on white, text under a filled rectangle). It stays in the page's text, but a reviewer
+    /// never saw it on the page, so a production must not put it in its text layer. Always
+    /// `false` for words Tesseract read off the image, and absent from the stored JSON when
+    /// `false` (words stored before the field existed read as seen).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
 }
 
 /// The OCR result of one page.
@@ -65,6 +73,7 @@ fn word_from_tsv_row(row: &str) -> Option<OcrWord> {
         par,
         line,
         word,
+        hidden: false,
     })
 }
 
@@ -89,5 +98,23 @@ mod tests {
         );
         assert_eq!((word.block, word.par, word.line, word.word), (1, 1, 1, 1));
         assert!((word.confidence - 96.5).abs() < f32::EPSILON);
+        assert!(!word.hidden, "Tesseract's words are what the image shows");
+    }
+
+    #[test]
+    fn words_stored_before_the_hidden_flag_read_as_seen() {
+        let stored = r#"{"text":"Doe","left":10,"top":20,"width":30,"height":12,"confidence":91.5,"block":1,"par":1,"line":2,"word":3}"#;
+        let word: OcrWord = serde_json::from_str(stored).unwrap();
+        assert!(!word.hidden);
+        assert_eq!((word.text.as_str(), word.line, word.word), ("Doe", 2, 3));
+        // A seen word is stored exactly as before; a hidden one carries the flag.
+        assert_eq!(serde_json::to_string(&word).unwrap(), stored);
+        let hidden = OcrWord {
+            hidden: true,
+            ..word
+        };
+        let json = serde_json::to_string(&hidden).unwrap();
+        assert!(json.ends_with(r#""word":3,"hidden":true}"#), "{json}");
+        assert_eq!(serde_json::from_str::<OcrWord>(&json).unwrap(), hidden);
     }
 }

@@ -6,10 +6,12 @@
 //! Pages are rendered with [`hayro`] 0.9 (with `hayro-interpret` / `hayro-syntax` 0.9,
 //! `hayro-jbig2` 0.4, `hayro-jpeg2000` 0.5, `hayro-ccitt` 0.5 beneath it): a PDF renderer in
 //! pure, memory-safe Rust (`#![forbid(unsafe_code)]` in the parser, interpreter and renderer;
-//! the `unsafe` feature of `hayro-syntax` stays off). Rendering the page, rather than
-//! extracting its image, handles everything a scanner or OCRmyPDF emits uniformly: JPEG,
-//! CCITT G3/G4, Flate, JBIG2 (with globals) and JPEG 2000 images, skew placed through the CTM,
-//! `/Rotate`, soft masks, several strips per page, and born-digital pages with vector text.
+//! though hayro-interpret turns on `hayro-syntax`'s `unsafe` feature: Flate goes through
+//! flate2's zlib-rs first, the JPEG, JBIG2 and JPX decoders use SIMD). Rendering the page,
+//! rather than extracting its image, handles everything a scanner or OCRmyPDF emits
+//! uniformly: JPEG, CCITT G3/G4, Flate, JBIG2 (with globals) and JPEG 2000 images, skew placed
+//! through the CTM, `/Rotate`, soft masks, several strips per page, and born-digital pages
+//! with vector text.
 //! The same interpreter feeds a [`Device`](hayro::hayro_interpret::Device) of our own (the
 //! `survey` module) that sees every image placement and every glyph with its Unicode text and
 //! transform: that gives the native resolution and the text layer without a second PDF crate.
@@ -40,7 +42,10 @@
 //!   suits Tesseract.
 //! - Text layer: every shown glyph counts, including invisible text (render mode 3), so an
 //!   OCRmyPDF/Tesseract text layer is used as a text layer like born-digital text. It is kept
-//!   only if at least 90% of its glyphs map to Unicode; otherwise the page needs OCR.
+//!   only if at least 90% of its glyphs map to Unicode; otherwise the page needs OCR. A word
+//!   the rendered image does not show (no ink-and-paper contrast where its glyphs are: white
+//!   on white, under a filled rectangle, invisible over an empty area) is kept but marked
+//!   [`OcrWord::hidden`](crate::OcrWord::hidden) (the `text` module says how).
 //!
 //! # Hostile input
 //!
@@ -98,8 +103,8 @@ pub struct PdfPage {
     /// The resolution the page was rendered at (pixels per inch of the page, both axes).
     pub dpi: (f32, f32),
     /// The page's own text (born-digital text or an OCR text layer such as OCRmyPDF's), with
-    /// word boxes in `image` pixels and confidence 100; `None` when the page has no usable
-    /// text and needs OCR.
+    /// word boxes in `image` pixels and confidence 100, words that `image` does not show
+    /// marked hidden; `None` when the page has no usable text and needs OCR.
     pub text_layer: Option<PageOcr>,
 }
 
@@ -119,8 +124,9 @@ impl Plan {
 }
 
 impl PdfFile {
-    /// Parses the file structure and the page tree; checks every compressed non-image
-    /// stream against the decompression bounds first.
+    /// Parses the file structure and the page tree, with every stream checked against the
+    /// decompression bounds: in the raw bytes before parsing, and every stream the parser
+    /// knows right after (see the `guard` module).
     ///
     /// Errors: [`ScanError::Empty`]; [`ScanError::PdfEncrypted`] for any encrypted file
     /// (even one that opens without a password); [`ScanError::Pdf`] for a truncated or
@@ -130,7 +136,8 @@ impl PdfFile {
         if bytes.is_empty() {
             return Err(ScanError::Empty);
         }
-        guard::check_file(&bytes, limits)?;
+        guarded(None, || guard::check_file(&bytes, limits))??;
+        let file_len = bytes.len();
         let pdf = guarded(None, || Pdf::new(bytes))?.map_err(|error| match error {
             LoadPdfError::Decryption(DecryptionError::PasswordProtected) => {
                 ScanError::PdfEncrypted {
@@ -151,6 +158,7 @@ impl PdfFile {
                 malformed(None, "no readable cross-reference table or page tree")
             }
         })?;
+        guarded(None, || guard::check_objects(&pdf, limits, file_len))??;
         let pages = guarded(None, || pdf.pages().len())?;
         if pages == 0 {
             return Err(malformed(None, "it contains no pages"));
@@ -176,8 +184,8 @@ impl PdfFile {
     pub fn page_info(&self, index: usize, limits: &Limits) -> Result<PageInfo, ScanError> {
         let page = self.page_ref(index)?;
         let number = Some(index + 1);
-        guard::check_page(page, limits, index + 1)?;
-        let survey = guarded(number, || survey_page(page))?;
+        guarded(number, || guard::check_page(page, limits, index + 1))??;
+        let survey = guarded(number, || survey_page(page, false))?;
         let plan = plan(page, &survey, limits, index + 1)?;
         Ok(PageInfo {
             width: plan.width,
@@ -190,11 +198,11 @@ impl PdfFile {
     pub fn page(&self, index: usize, limits: &Limits) -> Result<PdfPage, ScanError> {
         let page = self.page_ref(index)?;
         let number = Some(index + 1);
-        guard::check_page(page, limits, index + 1)?;
-        let survey = guarded(number, || survey_page(page))?;
+        guarded(number, || guard::check_page(page, limits, index + 1))??;
+        let survey = guarded(number, || survey_page(page, true))?;
         let plan = plan(page, &survey, limits, index + 1)?;
         let image = guarded(number, || render(page, &plan, index + 1))??;
-        let text_layer = text::text_layer(&survey.glyphs, plan.scale, plan.width, plan.height);
+        let text_layer = text::text_layer(&survey.glyphs, plan.scale, &image);
         Ok(PdfPage {
             image,
             dpi: (plan.dpi(), plan.dpi()),
@@ -226,8 +234,9 @@ fn guarded<T>(page: Option<usize>, f: impl FnOnce() -> T) -> Result<T, ScanError
         .map_err(|_| malformed(page, "the PDF reader failed on its structure"))
 }
 
-/// Interprets the page at one device unit per point (upright, y down) into a [`Survey`].
-fn survey_page(page: &Page<'_>) -> Survey {
+/// Interprets the page at one device unit per point (upright, y down) into a [`Survey`];
+/// `ink`: with the glyphs' ink boxes (for the text layer).
+fn survey_page(page: &Page<'_>, ink: bool) -> Survey {
     let cache = hayro::hayro_interpret::InterpreterCache::new();
     let (width, height) = page.render_dimensions();
     let mut context = Context::new(
@@ -238,6 +247,7 @@ fn survey_page(page: &Page<'_>) -> Survey {
         InterpreterSettings::default(),
     );
     let mut survey = Survey::default();
+    survey.want_ink = ink;
     interpret_page(page, &mut context, &mut survey);
     survey
 }

@@ -6,7 +6,7 @@ use hayro::hayro_interpret::font::GlyphRun;
 use hayro::hayro_interpret::{
     BlendMode, ClipPath, Device, DrawMode, DrawProps, Image, ImageDrawProps, SoftMask,
 };
-use hayro::kurbo::{Affine, BezPath, Point, Rect, Vec2};
+use hayro::kurbo::{Affine, BezPath, Point, Rect, Shape, Vec2};
 
 /// More glyphs than this on one page are not recorded (bounded memory on hostile input;
 /// a dense born-digital page has a few thousand).
@@ -37,6 +37,10 @@ pub(crate) struct PlacedGlyph {
     pub text: Option<String>,
     /// Axis-aligned box around the glyph's advance × (descender..ascender).
     pub bbox: Rect,
+    /// Axis-aligned box around the glyph's outline, where it puts ink; `None` for invisible
+    /// text (render modes 3 and 7, as OCR text layers are written), for a glyph without an
+    /// outline (a space, a Type 3 glyph), and when the survey was not asked for ink.
+    pub ink: Option<Rect>,
     /// Origin on the baseline.
     pub origin: Point,
     /// Vector from the origin to the next glyph's origin (the advance).
@@ -50,6 +54,9 @@ pub(crate) struct PlacedGlyph {
 pub(crate) struct Survey {
     pub images: Vec<PlacedImage>,
     pub glyphs: Vec<PlacedGlyph>,
+    /// Whether to find each glyph's ink box (building its outline costs time; only the text
+    /// layer needs it).
+    pub want_ink: bool,
     /// The last run's first glyph transform, to skip the stroke pass of fill-and-stroke text.
     last_run: Option<(usize, Affine)>,
 }
@@ -93,21 +100,30 @@ impl<'a> Device<'a> for Survey {
             return;
         }
         self.last_run = Some(key);
+        let visible = self.want_ink && !matches!(mode, DrawMode::Invisible);
 
         for glyph in glyphs {
             if self.glyphs.len() >= MAX_GLYPHS {
                 return;
             }
             let t = props.transform * glyph.transform();
-            let advance = match &**glyph {
-                hayro::hayro_interpret::font::Glyph::Outline(outline) => outline
-                    .advance_width()
-                    .map(f64::from)
-                    .filter(|a| a.is_finite() && *a > 0.0)
-                    .unwrap_or(DEFAULT_ADVANCE),
+            let (advance, ink) = match &**glyph {
+                hayro::hayro_interpret::font::Glyph::Outline(outline) => {
+                    let ink = visible
+                        .then(|| outline.outline())
+                        .filter(|path| !path.elements().is_empty())
+                        .map(|path| t.transform_rect_bbox(path.bounding_box()))
+                        .filter(|ink| ink.is_finite() && ink.area() > 0.0);
+                    let advance = outline
+                        .advance_width()
+                        .map(f64::from)
+                        .filter(|a| a.is_finite() && *a > 0.0)
+                        .unwrap_or(DEFAULT_ADVANCE);
+                    (advance, ink)
+                }
                 // Type 3 glyph space is the font's own matrix, not 1/1000 em: assume a
                 // typical advance.
-                hayro::hayro_interpret::font::Glyph::Type3(_) => DEFAULT_ADVANCE,
+                hayro::hayro_interpret::font::Glyph::Type3(_) => (DEFAULT_ADVANCE, None),
             };
             let origin = t * Point::ZERO;
             let advance_vec = t * Point::new(advance, 0.0) - origin;
@@ -123,6 +139,7 @@ impl<'a> Device<'a> for Survey {
             self.glyphs.push(PlacedGlyph {
                 text,
                 bbox,
+                ink,
                 origin,
                 advance: advance_vec,
                 em,

@@ -369,9 +369,13 @@ fn pdf_encrypted_file_is_rejected_clearly() {
          /U <00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF> >> \
          /ID [<0123456789ABCDEF0123456789ABCDEF> <0123456789ABCDEF0123456789ABCDEF>]",
     );
-    let error = assert_rejected("encrypted", bytes);
+    let error = assert_rejected("encrypted", bytes.clone());
     assert!(matches!(error, ScanError::PdfEncrypted { .. }), "{error}");
     assert!(error.to_string().contains("encrypted"));
+    // However the key is written (hayro decodes `#xx` escapes in names).
+    let escaped = String::from_utf8_lossy(&bytes).replace("/Encrypt", "/Encr#79pt");
+    let error = assert_rejected("encrypted, escaped key", escaped.into_bytes());
+    assert!(matches!(error, ScanError::PdfEncrypted { .. }), "{error}");
 }
 
 #[test]
@@ -486,4 +490,290 @@ fn pdf_image_declaring_absurd_size_is_rejected() {
     );
     let error = assert_rejected("absurd image", bytes);
     assert!(error.to_string().contains("200000x200000"), "{error}");
+}
+
+// ---- the guard's two passes on their own ----
+
+/// zlib data for `len` zero bytes, without ever holding them.
+fn deflated_zeros(len: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        encoder.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+    encoder.finish().unwrap()
+}
+
+/// One page whose content stream is `dict` + `data`, `extra` objects from 5.
+fn page_with_contents(dict: &str, data: &[u8], extra: &[Vec<u8>]) -> Vec<u8> {
+    let mut objects = vec![
+        obj(CATALOG),
+        obj(PAGES),
+        obj("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>"),
+        stream(dict, data),
+    ];
+    objects.extend(extra.iter().cloned());
+    build_pdf(&objects, "")
+}
+
+#[test]
+fn pdf_walk_alone_refuses_chains_the_parser_decodes_while_drawing() {
+    // What the pre-scan also catches here (it sees the dictionaries), the walk must catch
+    // on its own: it is the only check of streams stored inside object streams.
+    let limits = Limits::default();
+    let flate = deflated_zeros(200 << 20);
+    let mut ascii85 = Vec::new();
+    for chunk in flate.chunks(4) {
+        let mut group = [0u8; 4];
+        group[..chunk.len()].copy_from_slice(chunk);
+        let mut value = u32::from_be_bytes(group);
+        let mut digits = [0u8; 5];
+        for digit in digits.iter_mut().rev() {
+            *digit = (value % 85) as u8 + b'!';
+            value /= 85;
+        }
+        ascii85.extend(&digits[..chunk.len() + 1]);
+    }
+    ascii85.extend(b"~>");
+    let mut run_length = [129u8, 0].repeat((200 << 20) / 128);
+    run_length.push(128);
+    let twice = miniz_oxide::deflate::compress_to_vec_zlib(&flate, 9);
+    let shapes = [
+        (
+            "indirect filter",
+            page_with_contents("/Filter 5 0 R", &flate, &[obj("/FlateDecode")]),
+        ),
+        (
+            "ASCII85 then Flate",
+            page_with_contents("/Filter [/A85 /Fl]", &ascii85, &[]),
+        ),
+        (
+            "RunLength",
+            page_with_contents("/Filter /RunLengthDecode", &run_length, &[]),
+        ),
+        (
+            "Flate twice",
+            page_with_contents("/Filter [/FlateDecode /FlateDecode]", &twice, &[]),
+        ),
+    ];
+    for (name, bytes) in shapes {
+        let len = bytes.len();
+        let pdf = Pdf::new(bytes).expect("parses");
+        let error = guard::check_objects(&pdf, &limits, len).expect_err(name);
+        assert!(error.to_string().contains("expands"), "{name}: {error}");
+    }
+}
+
+#[test]
+fn pdf_predictor_rows_too_large_to_allocate_are_refused() {
+    // hayro allocates a predictor row of /Columns × /Colors × /BitsPerComponent bits before
+    // reading the data, and the process aborts when that fails (no panic to catch).
+    let data = miniz_oxide::deflate::compress_to_vec_zlib(b"0 0 m 10 10 l S", 6);
+    for columns in [
+        "/Columns 1000000000000000",
+        "/Col#75mns 1000000000000000",
+        "/Columns 7 0 R",
+    ] {
+        let bytes = page_with_contents(
+            &format!(
+                "/Filter /FlateDecode /DecodeParms << /Predictor 2 /BitsPerComponent 16 {columns} >>"
+            ),
+            &data,
+            &[],
+        );
+        let error = assert_rejected(columns, bytes);
+        assert!(error.to_string().contains("/Columns"), "{error}");
+    }
+    // Within the limit: opens and draws.
+    let bytes = page_with_contents(
+        "/Filter /FlateDecode /DecodeParms << /Predictor 2 /BitsPerComponent 8 /Columns 1 >>",
+        &data,
+        &[],
+    );
+    let limits = Limits::default();
+    PdfFile::open(bytes, &limits)
+        .unwrap()
+        .page(0, &limits)
+        .unwrap();
+}
+
+#[test]
+fn pdf_stream_keywords_that_make_the_pre_scan_quadratic_are_refused() {
+    // 2000 `stream` keywords, each followed by 200 empty stored blocks and a stored block
+    // whose payload is the next keyword: raw deflate read from any keyword goes on to the
+    // end of the file, producing almost nothing.
+    let mut bytes = b"%PDF-1.7\n".to_vec();
+    for _ in 0..2000 {
+        bytes.extend([0x00, 7, 0, 0xF8, 0xFF]);
+        bytes.extend(b"stream\n");
+        for _ in 0..200 {
+            bytes.extend([0x00, 0, 0, 0xFF, 0xFF]);
+        }
+    }
+    bytes.extend(b"\n%%EOF\n");
+    let error = assert_rejected("quadratic keywords", bytes);
+    assert!(error.to_string().contains("too much work"), "{error}");
+}
+
+// ---- text the page does not show ----
+
+/// The words of page 1 of a one-page PDF whose content stream is `content` (font /F1 is
+/// Helvetica, /F2 a Type 3 font whose glyphs a–z draw nothing, image /Im1 is `image`), with
+/// their hidden flags.
+fn words_of(content: &str, image: Option<&GrayImage>) -> Vec<(String, bool)> {
+    let mut objects = vec![
+        obj(CATALOG),
+        obj(PAGES),
+        obj("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+             /Resources << /Font << /F1 5 0 R /F2 6 0 R >> /XObject << /Im1 8 0 R >> >> \
+             /Contents 4 0 R >>"),
+        stream("", content.as_bytes()),
+        obj("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"),
+        obj(&format!(
+            "<< /Type /Font /Subtype /Type3 /FontBBox [0 0 500 700] \
+             /FontMatrix [0.001 0 0 0.001 0 0] /CharProcs 7 0 R /FirstChar 32 /LastChar 122 \
+             /Widths [250 {}] /Encoding << /Type /Encoding /Differences [32 /space 97 {}] >> >>",
+            "500 ".repeat(90),
+            ('a'..='z')
+                .map(|c| format!("/{c}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )),
+        obj(&format!(
+            "<< /space 9 0 R {} >>",
+            ('a'..='z')
+                .map(|c| format!("/{c} 9 0 R"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )),
+    ];
+    match image {
+        Some(image) => objects.push(stream(
+            &format!(
+                "/Type /XObject /Subtype /Image /Width {} /Height {} /ColorSpace /DeviceGray \
+                 /BitsPerComponent 8 /Filter /FlateDecode",
+                image.width(),
+                image.height()
+            ),
+            &miniz_oxide::deflate::compress_to_vec_zlib(image.as_raw(), 6),
+        )),
+        None => objects.push(stream("/Type /XObject /Subtype /Form /BBox [0 0 1 1]", b"")),
+    }
+    objects.push(stream("", b"500 0 d0"));
+    let limits = Limits::default();
+    let pdf = PdfFile::open(build_pdf(&objects, ""), &limits).unwrap();
+    let page = pdf.page(0, &limits).unwrap();
+    page.text_layer
+        .expect("a text layer")
+        .words
+        .into_iter()
+        .map(|word| (word.text, word.hidden))
+        .collect()
+}
+
+fn hidden_words(words: &[(String, bool)]) -> Vec<&str> {
+    words
+        .iter()
+        .filter(|(_, hidden)| *hidden)
+        .map(|(text, _)| text.as_str())
+        .collect()
+}
+
+#[test]
+fn pdf_visible_text_is_seen() {
+    let words = words_of(
+        "BT /F1 24 Tf 72 700 Td (Patient Jane Doe) Tj 0 -40 Td (a . - 42) Tj ET \
+         0.75 g BT /F1 12 Tf 72 600 Td (light grey) Tj ET \
+         0 0 0.6 rg 60 480 300 60 re f 1 g BT /F1 24 Tf 72 500 Td (white on blue) Tj ET",
+        None,
+    );
+    assert_eq!(words.len(), 12, "{words:?}");
+    assert!(hidden_words(&words).is_empty(), "{words:?}");
+}
+
+#[test]
+fn pdf_invisible_text_on_a_blank_page_is_hidden() {
+    let words = words_of("BT 3 Tr /F1 24 Tf 72 700 Td (Patient Jane Doe) Tj ET", None);
+    assert_eq!(hidden_words(&words), ["Patient", "Jane", "Doe"]);
+}
+
+#[test]
+fn pdf_white_text_on_white_is_hidden() {
+    let words = words_of(
+        "BT /F1 24 Tf 72 700 Td (Visible) Tj ET \
+         1 g BT /F1 24 Tf 72 600 Td (HIV positive) Tj ET",
+        None,
+    );
+    assert_eq!(hidden_words(&words), ["HIV", "positive"]);
+}
+
+#[test]
+fn pdf_text_under_a_black_rectangle_is_hidden() {
+    // The classic failed redaction: the text is there, a black box drawn over it.
+    let words = words_of(
+        "BT /F1 24 Tf 72 700 Td (Diagnosis:) Tj ET \
+         BT /F1 24 Tf 200 700 Td (schizophrenia) Tj ET \
+         0 g 195 690 170 34 re f",
+        None,
+    );
+    assert_eq!(hidden_words(&words), ["schizophrenia"], "{words:?}");
+}
+
+#[test]
+fn pdf_text_under_a_white_rectangle_is_hidden() {
+    let words = words_of(
+        "BT /F1 24 Tf 72 700 Td (Kept) Tj 0 -40 Td (Covered words) Tj ET \
+         1 g 60 650 400 30 re f",
+        None,
+    );
+    assert_eq!(hidden_words(&words), ["Covered", "words"], "{words:?}");
+}
+
+#[test]
+fn pdf_invisible_text_layer_over_a_scan_is_seen_where_the_scan_shows_the_words() {
+    // The "scan": a page of visible text rendered to pixels (at ~96 dpi, within 1 MP).
+    let text =
+        "BT /F1 20 Tf 72 700 Td (Discharge summary for) Tj 0 -30 Td (metformin 500 mg) Tj ET";
+    let small = Limits {
+        max_pixels_per_page: 1_000_000,
+        ..Limits::default()
+    };
+    let page = PdfFile::open(
+        build_pdf(
+            &[
+                obj(CATALOG),
+                obj(PAGES),
+                obj("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+                     /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>"),
+                stream("", text.as_bytes()),
+                obj("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"),
+            ],
+            "",
+        ),
+        &small,
+    )
+    .unwrap()
+    .page(0, &small)
+    .unwrap();
+    let scan = page.image;
+    // The scan drawn over the whole page, and the same words as invisible text on it, once
+    // in Helvetica (glyphs with outlines) and once in a font whose glyphs draw nothing (as
+    // Tesseract's and OCRmyPDF's GlyphLessFont); then one invisible word over blank paper.
+    let draw_scan = "q 612 0 0 792 0 0 cm /Im1 Do Q";
+    let words = words_of(
+        &format!("{draw_scan} 3 Tr {text} BT 3 Tr /F1 20 Tf 72 300 Td (unseen) Tj ET"),
+        Some(&scan),
+    );
+    assert_eq!(words.len(), 7, "{words:?}");
+    assert_eq!(hidden_words(&words), ["unseen"], "{words:?}");
+    let glyphless =
+        "BT 3 Tr /F2 20 Tf 72 700 Td (discharge summary for) Tj 0 -30 Td (metformin mg) Tj ET \
+                     BT 3 Tr /F2 20 Tf 72 300 Td (unseen) Tj ET";
+    let words = words_of(&format!("{draw_scan} {glyphless}"), Some(&scan));
+    assert_eq!(words.len(), 6, "{words:?}");
+    assert_eq!(hidden_words(&words), ["unseen"], "{words:?}");
 }
