@@ -18,7 +18,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::db::{AuditEntry, Db};
-use crate::domain::{DocumentId, PatientId, Role, UserId};
+use crate::domain::{Category, DocumentId, PatientId, Role, UserId};
 use crate::error::{current_request_id, ApiError};
 use crate::http::AppState;
 
@@ -44,19 +44,24 @@ pub struct AccessScope {
     /// Active break-the-glass accesses: patient → access id.
     pub break_glass: BTreeMap<PatientId, String>,
     /// Sensitive categories granted to the caller.
-    pub granted: BTreeSet<String>,
+    pub granted: BTreeSet<Category>,
     /// The archive's sensitive categories.
-    pub sensitive: Arc<BTreeSet<String>>,
+    pub sensitive: Arc<BTreeSet<Category>>,
 }
 
 impl AccessScope {
-    pub fn may_see_category(&self, category: &str) -> bool {
+    /// Both sides are [`Category`] values, normalised by their one parser: `HIV` on a cover
+    /// sheet is the sensitive category `hiv`.
+    pub fn may_see_category(&self, category: &Category) -> bool {
         !self.sensitive.contains(category) || self.granted.contains(category)
     }
 
     /// Sensitive categories the caller has no grant for: excluded from every search.
     pub fn hidden_categories(&self) -> Vec<String> {
-        self.sensitive.difference(&self.granted).cloned().collect()
+        self.sensitive
+            .difference(&self.granted)
+            .map(|category| category.as_str().to_string())
+            .collect()
     }
 
     /// The patients the caller may see at all; `None` = every patient.
@@ -151,7 +156,7 @@ impl Action {
 pub struct Resource<'a> {
     pub patient_id: PatientId,
     pub document_id: Option<DocumentId>,
-    pub category: &'a str,
+    pub category: &'a Category,
     /// The document waits in the QA queue, or was entered in error and corrected: only
     /// `records` sees it.
     pub records_only: bool,

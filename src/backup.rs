@@ -4,8 +4,11 @@
 //! What a backup promises:
 //! - **Consistent while the server runs** (in another process). The index is copied first,
 //!   then the database is snapshotted with SQLite's `VACUUM INTO` (one read transaction, so
-//!   the keyring, `service_keys`, documents, pages and jobs agree with each other), then
-//!   exactly the blobs that snapshot references are copied: the original of every document
+//!   the keyring, `service_keys`, documents, pages and jobs agree with each other), then the
+//!   index copy is brought to the snapshot's point: a document the snapshot holds as deleted
+//!   (shredded while the index was copied) or does not know is purged from the copy, merged
+//!   away, so its words are in no file of the backup (whose index key is never shredded).
+//!   Then exactly the blobs that snapshot references are copied: the original of every document
 //!   not deleted and the image, text and words of every `pages` row. The service commits
 //!   every blob before the row that names it, so each referenced blob exists; one that
 //!   vanished meanwhile (a document shredded during the backup) is listed in the manifest's
@@ -52,6 +55,9 @@ use crate::vault::{ObjectRef, Vault};
 use crate::verify::Keyring;
 
 pub const MANIFEST: &str = "MANIFEST.json";
+/// The manifest's MAC (hex HMAC-SHA256 of its exact bytes under the archive's `row-mac`
+/// key): a manifest edited or replaced by someone without the KEK does not verify.
+pub const MANIFEST_MAC: &str = "MANIFEST.mac";
 const FORMAT: &str = "chartvault-backup";
 const FORMAT_VERSION: u32 = 1;
 const DB_FILE: &str = "chartvault.db";
@@ -104,6 +110,8 @@ pub struct BackupSummary {
     pub manifest: Manifest,
     /// How many times the index copy had to start over.
     pub index_copy_retries: usize,
+    /// Documents deleted while the index was copied, purged from the copy.
+    pub index_documents_purged: usize,
 }
 
 impl BackupSummary {
@@ -122,6 +130,12 @@ impl BackupSummary {
             c.index_bytes as f64 / (1024.0 * 1024.0),
             c.open_jobs
         );
+        if self.index_documents_purged > 0 {
+            out.push_str(&format!(
+                "; {} documents deleted during the backup were purged from its index copy",
+                self.index_documents_purged
+            ));
+        }
         if self.index_copy_retries > 0 {
             out.push_str(&format!(
                 "; the index copy started over {} times (commits during the copy)",
@@ -167,7 +181,8 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
     let keyring = Keyring::new(keys.clone(), &live_inventory.keyring);
     keyring.check_kek()?;
     let mut index_copy_retries = 0;
-    if let Some((key_id, key)) = keyring.service_key(&live_inventory, "index")? {
+    let index_key = keyring.service_key(&live_inventory, "index")?;
+    if let Some((key_id, key)) = index_key.clone() {
         let (index_dir, dest_index) = (config.index_dir(), dest.join("index"));
         let (copied, retries) = tokio::task::spawn_blocking(move || {
             copy_live_index(&index_dir, &dest_index, key, key_id)
@@ -188,15 +203,27 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
     let snapshot = Db::open_immutable(&dest_db).await?;
     let inventory = snapshot.inventory().await?;
     snapshot.close().await;
-
-    // 3. Exactly the blobs the snapshot references.
-    let mut names = Vec::new();
     let live_docs: BTreeSet<_> = inventory
         .documents
         .iter()
         .filter(|d| !d.is_deleted())
         .map(|d| d.id)
         .collect();
+
+    // 2b. The index copy at the snapshot's point (see the module docs).
+    let mut index_documents_purged = 0;
+    if let Some((key_id, key)) = index_key {
+        if let Some((purged, pruned)) =
+            prune_index_copy(&dest.join("index"), key, key_id, &live_docs).await?
+        {
+            index_documents_purged = purged;
+            files.retain(|f| !f.path.starts_with("index/"));
+            files.extend(pruned);
+        }
+    }
+
+    // 3. Exactly the blobs the snapshot references.
+    let mut names = Vec::new();
     for doc in &live_docs {
         names.push(ObjectRef::Original(*doc).blob_name());
     }
@@ -263,6 +290,14 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
         file.write_all(b"\n")?;
         file.sync_all()?;
     }
+    // Its MAC first (a manifest without a valid MAC is not restored), then the manifest.
+    let manifest_bytes = fs::read(&temp)?;
+    if let Some((_, key)) = keyring.service_key(&inventory, "row-mac")? {
+        let tag = crate::db::integrity::RowMac::from_key(key).manifest_tag(&manifest_bytes);
+        let mut file = create_new(&dest.join(MANIFEST_MAC))?;
+        file.write_all(format!("{}\n", hex::encode(tag)).as_bytes())?;
+        file.sync_all()?;
+    }
     fs::rename(&temp, dest.join(MANIFEST))?;
     fsync_dir(dest)?;
     tracing::info!(
@@ -273,7 +308,83 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
     Ok(BackupSummary {
         manifest,
         index_copy_retries,
+        index_documents_purged,
     })
+}
+
+/// Purges from the index copy in `dir` every document not in `keep` (the snapshot's live
+/// documents), merging the segments that held them away; then leaves only the files of the
+/// new commit. Returns how many documents went and the copy's files when it changed, `None`
+/// when nothing had to go.
+async fn prune_index_copy(
+    dir: &Path,
+    key: chartvault_storage::DataKey,
+    key_id: chartvault_storage::KeyId,
+    keep: &BTreeSet<DocumentId>,
+) -> anyhow::Result<Option<(usize, Vec<ManifestFile>)>> {
+    if !dir.join("meta.json").exists() {
+        return Ok(None);
+    }
+    let directory = EncryptedDirectory::open_mmap(dir, key.clone(), key_id, 8 << 20)?;
+    let index = chartvault_index::SearchIndex::open_in(Box::new(directory))?;
+    let indexed = {
+        let index = index.clone();
+        tokio::task::spawn_blocking(move || index.indexed_pages()).await??
+    };
+    let stale: BTreeSet<uuid::Uuid> = indexed
+        .into_iter()
+        .map(|(doc, _)| doc)
+        .filter(|doc| !keep.contains(&DocumentId(*doc)))
+        .collect();
+    if stale.is_empty() {
+        drop(index);
+        remove_lock_files(dir)?;
+        return Ok(None);
+    }
+    let writer = IndexWriterService::start(&index, Duration::from_millis(50), 512)?;
+    for doc in &stale {
+        writer.purge_document(*doc).await?;
+    }
+    writer.shutdown().await?;
+    drop(index);
+    tracing::info!(
+        documents = stale.len(),
+        "purged documents deleted during the backup from its index copy"
+    );
+    let dir = dir.to_path_buf();
+    let purged = stale.len();
+    let files = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<ManifestFile>> {
+        let live = LiveIndexFiles::read(&dir, key, key_id)?;
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if live.is_live(&name) {
+                files.push(hash_file(&entry.path(), &format!("index/{name}"))?);
+            } else {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        fsync_dir(&dir)?;
+        Ok(files)
+    })
+    .await??;
+    Ok(Some((purged, files)))
+}
+
+/// Removes the (empty) lock files opening an index leaves behind: they are no part of a backup.
+fn remove_lock_files(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".tantivy-") && name.ends_with(".lock") {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Copies the live files of the index in `src` into `dst`; starts over if tantivy commits
@@ -480,6 +591,7 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<RestoreSumma
     let src_owned = src.to_path_buf();
     let checked = manifest.files.clone();
     tokio::task::spawn_blocking(move || check_files(&src_owned, &checked)).await??;
+    check_manifest_mac(src, keys.clone()).await?;
 
     prepare_empty_dir(&target, "restore target")?;
     let copied = {
@@ -512,6 +624,33 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<RestoreSumma
         open_jobs: inventory.open_jobs.len(),
         reconcile,
     })
+}
+
+/// Checks the manifest's MAC under the `row-mac` key of the backup's own keyring (unwrapped
+/// with the KEK), before anything is restored. A backup whose archive has that key must
+/// carry a MAC that verifies; one written before manifests were MACed has neither.
+async fn check_manifest_mac(
+    src: &Path,
+    keys: Arc<dyn chartvault_storage::KeyProvider>,
+) -> anyhow::Result<()> {
+    let snapshot = Db::open_immutable(&src.join(DB_FILE)).await?;
+    let inventory = snapshot.inventory().await;
+    snapshot.close().await;
+    let inventory = inventory?;
+    let keyring = Keyring::new(keys, &inventory.keyring);
+    keyring.check_kek()?;
+    let Some((_, key)) = keyring.service_key(&inventory, "row-mac")? else {
+        return Ok(());
+    };
+    let tag = fs::read_to_string(src.join(MANIFEST_MAC))
+        .ok()
+        .and_then(|text| hex::decode(text.trim()).ok())
+        .with_context(|| format!("the backup has no readable {MANIFEST_MAC}"))?;
+    let manifest = fs::read(src.join(MANIFEST))?;
+    if !crate::db::integrity::RowMac::from_key(key).verify_manifest(&manifest, &tag) {
+        bail!("{MANIFEST} does not match its MAC: it was changed after the backup was written");
+    }
+    Ok(())
 }
 
 pub fn read_manifest(src: &Path) -> anyhow::Result<Manifest> {

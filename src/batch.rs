@@ -23,27 +23,44 @@ use std::io::{Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use anyhow::Context;
-use chartvault_ocr::{CoverSheet, PageReader, TiffPagesWriter};
+use chartvault_ocr::{CoverSheet, TiffPagesWriter};
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
 use crate::db::batches::{Batch, BatchPage, NewSegment, Segment};
 use crate::db::{Db, NewDocument};
-use crate::domain::{DocumentId, Mrn, PatientId, UserId};
+use crate::domain::{parse_slug, Category, DocumentId, Mrn, PatientId, UserId};
 use crate::http::AppState;
 use crate::vault::ObjectRef;
 use crate::worker::{Failure, Target};
 
-/// A batch that failed this many times is not retried.
-const MAX_ATTEMPTS: i64 = 3;
+/// A batch is tried this many times at most (counted when it is claimed: see the worker's
+/// limit of the same name).
+pub(crate) const MAX_ATTEMPTS: i64 = 3;
 
 /// Where a page range is filed.
 #[derive(Debug, Clone)]
 pub struct Filing {
     pub patient_id: PatientId,
     pub document_type: String,
-    pub category: String,
+    pub category: Category,
     pub service_date: Option<NaiveDate>,
+}
+
+/// A cover sheet's document type and category, through the same parser as an upload's
+/// (`TYPE=LETTER|CAT=HIV` is the type `letter` in the category `hiv`); `Err` says why the
+/// page range has to wait in the QA queue instead.
+pub fn cover_fields(
+    document_type: &str,
+    category: Option<&str>,
+) -> Result<(String, Category), &'static str> {
+    let document_type = parse_slug("document_type", document_type)
+        .map_err(|_| "the cover sheet's document type is not valid")?;
+    let category = match category {
+        Some(raw) => Category::parse(raw).map_err(|_| "the cover sheet's category is not valid")?,
+        None => Category::general(),
+    };
+    Ok((document_type, category))
 }
 
 /// Splits a batch's pages (in scan order) into segments; see the module docs.
@@ -121,6 +138,24 @@ pub fn plan(pages: &[BatchPage]) -> Vec<NewSegment> {
         segments.push(close(done));
     }
     segments
+}
+
+/// A batch claimed more often than [`MAX_ATTEMPTS`]: not run again (see the worker's
+/// `give_up`).
+pub(crate) async fn give_up(state: &AppState, batch: Batch) {
+    let reason = format!(
+        "processing stopped without a result {} times (the service stopped while working on \
+         it); it is not tried again: check the file and upload it again",
+        batch.attempts - 1
+    );
+    tracing::warn!(batch_id = %batch.id, attempts = batch.attempts, "giving up on a batch");
+    if let Err(error) = state
+        .db
+        .set_batch_status(batch.id, "failed", Some(&reason))
+        .await
+    {
+        tracing::error!(batch_id = %batch.id, error = %error, "could not record the batch's failure");
+    }
 }
 
 /// Runs one claimed batch: processes its pages, splits it, files what its cover sheets say.
@@ -231,10 +266,21 @@ async fn run(state: &AppState, batch: &Batch) -> Result<usize, Failure> {
                 .map_err(transient)?;
             continue;
         };
+        let (document_type, category) = match cover_fields(document_type, category.as_deref()) {
+            Ok(fields) => fields,
+            Err(why) => {
+                state
+                    .db
+                    .segment_to_qa(segment.id, why)
+                    .await
+                    .map_err(transient)?;
+                continue;
+            }
+        };
         let filing = Filing {
             patient_id: patient.id,
-            document_type: document_type.clone(),
-            category: category.clone().unwrap_or_else(|| "general".into()),
+            document_type,
+            category,
             service_date: service_date.as_deref().and_then(|d| d.parse().ok()),
         };
         file(state, batch, segment, &filing, None)
@@ -273,18 +319,47 @@ pub async fn file(
         .collect();
     let batch_pages: Vec<u32> = mapping.iter().map(|&(page, _)| page).collect();
 
-    // The document's original: its pages of the batch, as decoded, in one TIFF.
-    let reader = state.vault.open(ObjectRef::Original(batch.id)).await?;
-    let tiff = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
-        let mut pages = PageReader::open(reader, format, &limits)?;
-        let mut writer = TiffPagesWriter::new()?;
-        for page in batch_pages {
-            let decoded = pages.decode((page - 1) as usize)?;
-            writer.add(&decoded.image, decoded.dpi)?;
-        }
-        Ok(writer.finish())
-    })
-    .await??;
+    // The document's original: its pages of the batch, as decoded, in one TIFF; or, when
+    // the batch file was destroyed already (a document cut from it was shredded, or a range
+    // of it rejected), its stored page images.
+    let batch_file = ObjectRef::Original(batch.id);
+    let tiff = if state.vault.blobs.exists(&batch_file.blob_name())? {
+        let reader = state.vault.open(batch_file).await?;
+        let sandbox = state.decoder.clone();
+        let page_count = batch.page_count as usize;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+            // Decoded in a decoder process, like every page of an upload.
+            let mut writer = TiffPagesWriter::new()?;
+            let mut failure: Option<anyhow::Error> = None;
+            let indexes: Vec<usize> = batch_pages.iter().map(|&p| (p - 1) as usize).collect();
+            sandbox.decode_pages(
+                reader,
+                format,
+                &limits,
+                page_count,
+                &indexes,
+                |_, decoded| {
+                    let added = decoded
+                        .map_err(anyhow::Error::from)
+                        .and_then(|page| Ok(writer.add(&page.image, page.dpi)?));
+                    match added {
+                        Ok(()) => std::ops::ControlFlow::Continue(()),
+                        Err(error) => {
+                            failure = Some(error);
+                            std::ops::ControlFlow::Break(())
+                        }
+                    }
+                },
+            )?;
+            if let Some(error) = failure {
+                return Err(error);
+            }
+            Ok(writer.finish())
+        })
+        .await??
+    } else {
+        tiff_of_page_images(state, batch.id, &batch_pages).await?
+    };
     let sha256 = hex::encode(Sha256::digest(&tiff));
     let size = tiff.len() as u64;
     let key = state.vault.new_key()?;
@@ -342,6 +417,8 @@ pub async fn file(
             None
         },
     };
+    let mut key = key;
+    state.vault.refresh_wrap(&mut key)?;
     let mut tx = state.db.begin().await?;
     if !Db::resolve_segment(&mut tx, segment.id, "filed", by).await? {
         drop(tx);
@@ -359,8 +436,46 @@ pub async fn file(
     Ok(true)
 }
 
-/// Rejects a page range from the QA queue: its pages (and cover sheet) are crypto-shredded.
-/// False when it was resolved meanwhile.
+/// A document's original made of the batch's stored page images (PNG, as cleaned up), for a
+/// page range filed after the batch file itself was destroyed.
+async fn tiff_of_page_images(
+    state: &AppState,
+    batch: DocumentId,
+    batch_pages: &[u32],
+) -> anyhow::Result<Vec<u8>> {
+    let dpi: HashMap<u32, Option<f64>> = state
+        .db
+        .batch_pages(batch)
+        .await?
+        .into_iter()
+        .map(|p| (p.row.page, p.row.dpi))
+        .collect();
+    let mut pages = Vec::with_capacity(batch_pages.len());
+    for &page in batch_pages {
+        let png = state.vault.get(ObjectRef::PageImage(batch, page)).await?;
+        let dpi = dpi
+            .get(&page)
+            .copied()
+            .flatten()
+            .map(|d| (d as f32, d as f32));
+        pages.push((png, dpi));
+    }
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+        let mut writer = TiffPagesWriter::new()?;
+        for (png, dpi) in pages {
+            let image = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+                .context("a stored page image does not decode")?
+                .to_luma8();
+            writer.add(&image, dpi)?;
+        }
+        Ok(writer.finish())
+    })
+    .await?
+}
+
+/// Rejects a page range from the QA queue: its pages (and cover sheet) are crypto-shredded,
+/// and so is the batch file, which holds them too (page ranges still waiting are filed from
+/// their stored page images from then on). False when it was resolved meanwhile.
 pub async fn reject(state: &AppState, segment: &Segment, by: UserId) -> anyhow::Result<bool> {
     let mut tx = state.db.begin().await?;
     if !Db::resolve_segment(&mut tx, segment.id, "rejected", Some(by)).await? {
@@ -368,8 +483,26 @@ pub async fn reject(state: &AppState, segment: &Segment, by: UserId) -> anyhow::
     }
     tx.commit().await?;
     destroy_pages(state, segment.batch_id, segment).await?;
+    destroy_original_early(state, segment.batch_id).await?;
     release_if_done(state, segment.batch_id).await?;
     Ok(true)
+}
+
+/// Crypto-shreds a batch's file before every page range is resolved: one of its documents
+/// was shredded, or a range rejected, and the file still holds their pages. The pages of
+/// ranges still waiting stay (as page artifacts of their own); they are filed from those.
+pub async fn destroy_original_early(state: &AppState, batch: DocumentId) -> anyhow::Result<()> {
+    let Some(row) = state.db.batch(batch).await? else {
+        return Ok(());
+    };
+    if row.original_destroyed_at.is_some() {
+        return Ok(());
+    }
+    destroy_objects(state, vec![ObjectRef::Original(batch)]).await?;
+    state.db.mark_batch_original_destroyed(batch).await?;
+    crate::shred::truncate_wal(state).await;
+    tracing::info!(batch_id = %batch, "batch file destroyed with pages that were shredded");
+    Ok(())
 }
 
 /// Destroys the batch's copies of a segment's pages: its cover sheet and the cover's back,
@@ -398,9 +531,6 @@ async fn release_if_done(state: &AppState, batch: DocumentId) -> anyhow::Result<
     let Some(row) = state.db.batch(batch).await? else {
         return Ok(());
     };
-    if row.original_destroyed_at.is_some() {
-        return Ok(());
-    }
     let leftovers: Vec<u32> = state
         .db
         .batch_pages(batch)
@@ -408,6 +538,9 @@ async fn release_if_done(state: &AppState, batch: DocumentId) -> anyhow::Result<
         .iter()
         .map(|p| p.row.page)
         .collect();
+    if row.original_destroyed_at.is_some() && leftovers.is_empty() {
+        return Ok(());
+    }
     let mut objects: Vec<ObjectRef> = leftovers
         .iter()
         .flat_map(|&page| ObjectRef::page_artifacts(batch, page))
@@ -415,10 +548,10 @@ async fn release_if_done(state: &AppState, batch: DocumentId) -> anyhow::Result<
     objects.push(ObjectRef::Original(batch));
     destroy_objects(state, objects).await?;
     state.db.delete_batch_pages(batch, &leftovers).await?;
-    state.db.mark_batch_original_destroyed(batch).await?;
-    if let Err(error) = state.db.truncate_wal().await {
-        tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
+    if row.original_destroyed_at.is_none() {
+        state.db.mark_batch_original_destroyed(batch).await?;
     }
+    crate::shred::truncate_wal(state).await;
     tracing::info!(batch_id = %batch, "batch file destroyed: every page is filed or rejected");
     Ok(())
 }

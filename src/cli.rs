@@ -60,9 +60,13 @@ pub enum Command {
     /// Key-encryption keys: status, rotation, retirement.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Search a running server.
+    /// Search a running server. The query is read from a file or stdin, never taken on the
+    /// command line (shell history and `ps` would keep it): `echo metformin | chartvault
+    /// search`.
     Search {
-        query: String,
+        /// Where the query is: a file, or '-' for stdin.
+        #[arg(long, value_name = "FILE|-", default_value = "-")]
+        query_file: String,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[command(flatten)]
@@ -232,9 +236,46 @@ pub fn load_config(cli_config: Option<&Path>, data: &DataDirArg) -> anyhow::Resu
     Ok(config)
 }
 
+/// The database of a data directory for user and token administration: with the keys that
+/// MAC access rows and seal audit entries (from the keyring, through the KEK), since every
+/// change of a user or token is audited.
 async fn open_db(config: &Config) -> anyhow::Result<Db> {
     crate::startup::create_data_dir(config)?;
-    Db::open(&config.db_path()).await
+    let db = Db::open(&config.db_path()).await?;
+    let blobs = chartvault_storage::LocalBlobStore::open(config.blobs_dir())?;
+    let vault = crate::vault::Vault::new(
+        std::sync::Arc::new(blobs),
+        crate::startup::load_keys(config)?,
+        db.clone(),
+    );
+    db.set_row_mac(crate::db::integrity::RowMac::load(&vault).await?);
+    db.set_audit_cipher(crate::audit::AuditCipher::load(&vault).await?);
+    db.mac_legacy_rows().await?;
+    Ok(db)
+}
+
+/// Audits a user or token change made at the console: no principal of the service made it,
+/// so the entry names the operating-system user who ran the command (ONC 170.315(d)(2)).
+async fn audit_admin(
+    db: &Db,
+    action: &'static str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let mut detail = detail;
+    detail["via"] = serde_json::json!("command line");
+    detail["os_user"] = serde_json::json!(std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", real_uid())));
+    db.append_audit(&crate::db::AuditEntry::administration(action, detail))
+        .await
+        .context("the change was made but its audit entry could not be written")?;
+    Ok(())
+}
+
+/// The process's real user id (getuid cannot fail).
+fn real_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
 }
 
 pub async fn user_add(config: &Config, name: &str, role: Role) -> anyhow::Result<String> {
@@ -248,6 +289,12 @@ pub async fn user_add(config: &Config, name: &str, role: Role) -> anyhow::Result
     }
     let user = db.create_user(name, role).await?;
     let (token_id, token) = crate::auth::issue_token(&db, user, config.auth.token_ttl_days).await?;
+    audit_admin(
+        &db,
+        "user-add",
+        serde_json::json!({ "user": user, "name": name, "role": role.as_str(), "token_id": token_id }),
+    )
+    .await?;
     eprintln!(
         "created user {name} ({}) with token id {token_id}",
         role.as_str()
@@ -265,6 +312,12 @@ pub async fn token_create(config: &Config, name: &str) -> anyhow::Result<String>
         bail!("user {name} is disabled");
     }
     let (token_id, token) = crate::auth::issue_token(&db, user, config.auth.token_ttl_days).await?;
+    audit_admin(
+        &db,
+        "token-create",
+        serde_json::json!({ "user": user, "name": name, "token_id": token_id }),
+    )
+    .await?;
     eprintln!("token id {token_id}");
     Ok(token)
 }
@@ -274,6 +327,7 @@ pub async fn user_disable(config: &Config, name: &str) -> anyhow::Result<()> {
     if !db.set_user_disabled(name, true).await? {
         bail!("no user named {name}");
     }
+    audit_admin(&db, "user-disable", serde_json::json!({ "name": name })).await?;
     eprintln!("disabled user {name}");
     Ok(())
 }
@@ -288,19 +342,30 @@ pub async fn token_revoke(
     if revoked == 0 {
         bail!("no active token matched");
     }
+    audit_admin(
+        &db,
+        "token-revoke",
+        serde_json::json!({ "token_id": id, "name": user, "revoked": revoked }),
+    )
+    .await?;
     eprintln!("revoked {revoked} token(s)");
     Ok(())
 }
 
-fn read_metadata(source: &str, files: usize) -> anyhow::Result<Vec<serde_json::Value>> {
-    let mut text = String::new();
+/// The text of `source`: a file, or '-' for stdin (`what` names it in errors).
+fn read_source(source: &str, what: &str) -> anyhow::Result<String> {
     if source == "-" {
+        let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .context("reading metadata from stdin")?;
-    } else {
-        text = std::fs::read_to_string(source).context("reading the metadata file")?;
+            .with_context(|| format!("reading {what} from stdin"))?;
+        return Ok(text);
     }
+    std::fs::read_to_string(source).with_context(|| format!("reading the {what} file"))
+}
+
+fn read_metadata(source: &str, files: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+    let text = read_source(source, "metadata")?;
     let value: serde_json::Value =
         serde_json::from_str(&text).context("the metadata is not valid JSON")?;
     match value {
@@ -378,7 +443,18 @@ pub async fn ingest(files: &[PathBuf], metadata: &str, client: &ClientArgs) -> a
     Ok(())
 }
 
-pub async fn search(query: &str, limit: usize, client: &ClientArgs) -> anyhow::Result<()> {
+/// The search query from `source` (a file, or '-' for stdin), trimmed.
+fn read_query(source: &str) -> anyhow::Result<String> {
+    let text = read_source(source, "query")?;
+    let query = text.trim().to_string();
+    if query.is_empty() {
+        bail!("the query is empty: give it on stdin or in --query-file");
+    }
+    Ok(query)
+}
+
+pub async fn search(query_file: &str, limit: usize, client: &ClientArgs) -> anyhow::Result<()> {
+    let query = read_query(query_file)?;
     let url = format!("{}/api/v1/search", client.server.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .post(&url)

@@ -22,6 +22,7 @@ pub struct Config {
     pub access: AccessConfig,
     pub audit: AuditConfig,
     pub batches: BatchesConfig,
+    pub decoder: DecoderConfig,
     pub retention: crate::retention::RetentionConfig,
     pub releases: crate::release::ReleasesConfig,
 }
@@ -56,6 +57,14 @@ impl Default for AccessConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Time a client has to send a request's headers (new or idle keep-alive connection).
+    pub header_timeout_secs: u64,
+    /// Longest pause allowed between pieces of a request body (never applied to responses).
+    pub body_idle_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long open requests may finish at shutdown.
+    pub shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,7 +79,10 @@ pub struct KeysConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// An uploaded file, and the whole body of a route that takes files.
     pub max_upload_bytes: u64,
+    /// The body of every other route (JSON), refused with 413 before more is read.
+    pub max_json_bytes: u64,
     pub max_pixels_per_page: u64,
     pub max_dimension: u32,
     pub max_pages_per_document: u32,
@@ -122,6 +134,44 @@ pub struct BatchesConfig {
     pub cover_sheet: chartvault_ocr::CoverSheetFormat,
 }
 
+/// Uploads are parsed and decoded in a child process under a memory ceiling (see
+/// `chartvault_ocr::Sandbox`): a decoder that runs away or crashes fails its page, not the
+/// service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecoderConfig {
+    /// The decoder's memory ceiling (its heap and anonymous mappings), in bytes.
+    pub memory_bytes: u64,
+    /// A decoder that sends nothing for this long is stopped (its page fails).
+    pub idle_timeout_secs: u64,
+    /// The chartvault executable to run as `chartvault __decoder-child`; default: this one.
+    pub program: Option<PathBuf>,
+}
+
+impl Default for DecoderConfig {
+    fn default() -> Self {
+        DecoderConfig {
+            memory_bytes: 1536 * 1024 * 1024,
+            idle_timeout_secs: 120,
+            program: None,
+        }
+    }
+}
+
+impl DecoderConfig {
+    /// The argument that makes the chartvault binary a decoder process.
+    pub const CHILD_ARG: &'static str = "__decoder-child";
+
+    pub fn sandbox(&self) -> chartvault_ocr::Sandbox {
+        let program = self
+            .program
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+        chartvault_ocr::Sandbox::new(program, [Self::CHILD_ARG], self.memory_bytes)
+            .with_idle_timeout(std::time::Duration::from_secs(self.idle_timeout_secs))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IndexConfig {
@@ -157,6 +207,9 @@ pub struct AuditConfig {
     /// The append-only checkpoint file (default `<data_dir>.audit-checkpoints`, outside
     /// `data_dir`): ship it to write-once storage.
     pub checkpoint_file: Option<PathBuf>,
+    /// The public key `audit verify` checks checkpoints against: a pinned copy kept apart
+    /// from the server (with the shipped checkpoints). Default: `<signing_key_file>.pub`.
+    pub public_key_file: Option<PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -166,6 +219,7 @@ impl Default for AuditConfig {
             checkpoint_interval_secs: 60,
             signing_key_file: None,
             checkpoint_file: None,
+            public_key_file: None,
         }
     }
 }
@@ -183,6 +237,7 @@ impl Default for Config {
             access: AccessConfig::default(),
             audit: AuditConfig::default(),
             batches: BatchesConfig::default(),
+            decoder: DecoderConfig::default(),
             retention: crate::retention::RetentionConfig::default(),
             releases: crate::release::ReleasesConfig::default(),
         }
@@ -193,6 +248,10 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_timeout_secs: 30,
+            body_idle_timeout_secs: 30,
+            max_connections: 512,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -210,6 +269,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_upload_bytes: 512 * 1024 * 1024,
+            max_json_bytes: 1024 * 1024,
             max_pixels_per_page: 100_000_000,
             max_dimension: 30_000,
             max_pages_per_document: 2000,
@@ -271,17 +331,63 @@ impl Config {
             None => figment = figment.merge(Toml::file("config.toml")),
         }
         figment = figment.merge(Env::prefixed("CHARTVAULT__").split("__"));
-        let config: Config = figment.extract()?;
+        let mut config: Config = figment.extract()?;
+        config.normalise()?;
         config.validate()?;
         Ok(config)
     }
 
+    /// Categories and document types in the settings go through the same parser as those of
+    /// uploads and cover sheets (`HIV` is the category `hiv`), so every comparison with a
+    /// document's own is between normalised values.
+    pub fn normalise(&mut self) -> anyhow::Result<()> {
+        for category in &mut self.access.sensitive_categories {
+            *category = crate::domain::Category::parse(category)
+                .map_err(|e| anyhow::anyhow!("access.sensitive_categories: {e}"))?
+                .to_string();
+        }
+        for requirement in &mut self.releases.category_requirements {
+            requirement.category = crate::domain::Category::parse(&requirement.category)
+                .map_err(|e| anyhow::anyhow!("releases.category_requirements: {e}"))?
+                .to_string();
+        }
+        self.retention.normalise()?;
+        Ok(())
+    }
+
+    /// `access.sensitive_categories` as categories.
+    pub fn sensitive_categories(&self) -> std::collections::BTreeSet<crate::domain::Category> {
+        self.access
+            .sensitive_categories
+            .iter()
+            .map(|raw| crate::domain::Category::from_stored(raw.clone()))
+            .collect()
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.limits.max_upload_bytes == 0 || self.limits.max_pages_per_document == 0 {
+        if self.limits.max_upload_bytes == 0
+            || self.limits.max_json_bytes == 0
+            || self.limits.max_pages_per_document == 0
+        {
             anyhow::bail!("limits must be greater than zero");
+        }
+        if self.server.header_timeout_secs == 0
+            || self.server.body_idle_timeout_secs == 0
+            || self.server.max_connections == 0
+        {
+            anyhow::bail!(
+                "server.header_timeout_secs, body_idle_timeout_secs and max_connections must be \
+                 greater than zero"
+            );
         }
         if self.audit.checkpoint_every_entries == 0 || self.audit.checkpoint_interval_secs == 0 {
             anyhow::bail!("audit checkpoint intervals must be greater than zero");
+        }
+        if self.decoder.memory_bytes < 64 * 1024 * 1024 || self.decoder.idle_timeout_secs == 0 {
+            anyhow::bail!(
+                "decoder.memory_bytes must be at least 64 MiB and decoder.idle_timeout_secs \
+                 greater than zero"
+            );
         }
         if self.index.commit_interval_ms == 0 {
             anyhow::bail!("index.commit_interval_ms must be greater than zero");

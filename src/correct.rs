@@ -24,7 +24,7 @@ use crate::vault::ObjectRef;
 pub struct Correction {
     pub patient_id: PatientId,
     pub document_type: String,
-    pub category: String,
+    pub category: crate::domain::Category,
     pub service_date: Option<NaiveDate>,
     pub reason: String,
 }
@@ -78,6 +78,8 @@ pub async fn correct(
         sop_instance_uid: None,
         qa_reason: None,
     };
+    let mut key = key;
+    state.vault.refresh_wrap(&mut key)?;
     let mut tx = state.db.begin().await?;
     state
         .db

@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use crate::domain::{DocumentId, DocumentStatus, Mrn, PatientId, Role, UserId};
+use crate::domain::{Category, DocumentId, DocumentStatus, Mrn, PatientId, Role, UserId};
 use crate::phi::{is_sealed, Column, PhiCipher};
 use crate::vault::ObjectRef;
 
@@ -21,7 +21,9 @@ mod audit_log;
 pub mod batches;
 pub mod disclosures;
 pub mod holds;
+pub mod integrity;
 pub mod releases;
+mod reseal;
 pub mod retention;
 
 pub use audit_log::{AuditFilter, StoredAuditRow};
@@ -38,6 +40,8 @@ pub struct Db {
     phi: Arc<OnceLock<PhiCipher>>,
     /// The audit chain's keys, its one writer, and its head (see [`audit_log`]).
     audit: Arc<audit_log::AuditLogState>,
+    /// MACs the rows that grant access; set once at startup (see [`integrity`]).
+    row_mac: Arc<OnceLock<integrity::RowMac>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,7 +57,7 @@ pub struct NewDocument {
     pub id: DocumentId,
     pub patient_id: PatientId,
     pub document_type: String,
-    pub category: String,
+    pub category: Category,
     pub service_date: Option<NaiveDate>,
     pub encounter: Option<String>,
     pub content_type: String,
@@ -72,7 +76,7 @@ pub struct Document {
     pub id: DocumentId,
     pub patient_id: PatientId,
     pub document_type: String,
-    pub category: String,
+    pub category: Category,
     pub service_date: Option<NaiveDate>,
     pub encounter: Option<String>,
     pub content_type: String,
@@ -98,6 +102,24 @@ pub struct Document {
     pub entered_in_error_at: Option<String>,
     pub entered_in_error_by: Option<String>,
     pub correction_reason: Option<String>,
+}
+
+impl Document {
+    /// Seen by `records` alone: a document in the QA queue, or flagged for it at upload in
+    /// any state (accepted, processing, failed), and a version entered in error.
+    pub fn records_only(&self) -> bool {
+        self.status.records_only() || self.qa_reason.is_some()
+    }
+
+    /// What a policy decision about this document looks at.
+    pub fn resource(&self) -> crate::auth::Resource<'_> {
+        crate::auth::Resource {
+            patient_id: self.patient_id,
+            document_id: Some(self.id),
+            category: &self.category,
+            records_only: self.records_only(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -170,6 +192,26 @@ pub struct AuditEntry {
     /// The access was a break-glass override: flagged for review.
     pub break_glass: bool,
     pub detail: Option<serde_json::Value>,
+}
+
+impl AuditEntry {
+    /// A user or token change made by no principal of the service (at the console, or the
+    /// first start creating the admin): purpose `HSYSADMIN`, who and how in `detail`.
+    pub fn administration(action: &'static str, detail: serde_json::Value) -> AuditEntry {
+        AuditEntry {
+            user_id: None,
+            role: None,
+            action,
+            patient_id: None,
+            document_id: None,
+            outcome: "ok",
+            client_addr: None,
+            request_id: None,
+            purpose_of_use: Some("HSYSADMIN".to_string()),
+            break_glass: false,
+            detail: Some(detail),
+        }
+    }
 }
 
 /// One audit entry as read back (decrypted), with its chain hash. Its fields are the
@@ -282,6 +324,7 @@ impl Db {
             pool,
             phi: Arc::new(OnceLock::new()),
             audit: Arc::new(audit_log::AuditLogState::default()),
+            row_mac: Arc::new(OnceLock::new()),
         })
     }
 
@@ -338,7 +381,7 @@ impl Db {
             id: parse_id(&id)?,
             patient_id: parse_id(row.try_get::<&str, _>("patient_id")?)?,
             document_type: row.try_get("document_type")?,
-            category: row.try_get("category")?,
+            category: Category::from_stored(row.try_get("category")?),
             service_date: parse_date(row.try_get("service_date")?)?,
             encounter: self.open_optional(
                 Column::DocumentEncounter,
@@ -446,7 +489,7 @@ impl Db {
     /// replaced rows (old plaintext, shredded keys) are not left on disk.
     pub async fn scrub_free_space(&self) -> sqlx::Result<()> {
         sqlx::query("VACUUM").execute(&self.pool).await?;
-        self.truncate_wal().await
+        self.truncate_wal().await.map(|_| ())
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -598,15 +641,24 @@ impl Db {
         day: NaiveDate,
     ) -> sqlx::Result<Vec<PatientId>> {
         let day = day.to_string();
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT patient_id FROM care_relationships
+        let rows = sqlx::query(
+            "SELECT id, user_id, patient_id, starts_on, ends_on, mac FROM care_relationships
              WHERE user_id = $1 AND starts_on <= $2 AND (ends_on IS NULL OR ends_on >= $2)",
         )
         .bind(user.to_string())
         .bind(&day)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|id| parse_id(id)).collect()
+        let mut patients = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if self.row_verifies(integrity::CARE, row)? {
+                let patient: PatientId = parse_id(row.try_get::<&str, _>("patient_id")?)?;
+                if !patients.contains(&patient) {
+                    patients.push(patient);
+                }
+            }
+        }
+        Ok(patients)
     }
 
     pub async fn insert_care_relationship(
@@ -618,17 +670,30 @@ impl Db {
         by: UserId,
     ) -> sqlx::Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
+        let (user, patient) = (user.to_string(), patient.to_string());
+        let (starts_on, ends_on) = (starts_on.to_string(), ends_on.map(|d| d.to_string()));
+        let mac = self.row_tag(
+            integrity::CARE.0,
+            &[
+                Some(&id),
+                Some(&user),
+                Some(&patient),
+                Some(&starts_on),
+                ends_on.as_deref(),
+            ],
+        )?;
         sqlx::query(
-            "INSERT INTO care_relationships (id, user_id, patient_id, starts_on, ends_on, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO care_relationships (id, user_id, patient_id, starts_on, ends_on, created_by, created_at, mac)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&id)
-        .bind(user.to_string())
-        .bind(patient.to_string())
-        .bind(starts_on.to_string())
-        .bind(ends_on.map(|d| d.to_string()))
+        .bind(&user)
+        .bind(&patient)
+        .bind(&starts_on)
+        .bind(&ends_on)
         .bind(by.to_string())
         .bind(now())
+        .bind(mac)
         .execute(&self.pool)
         .await?;
         Ok(id)
@@ -643,50 +708,89 @@ impl Db {
         by: UserId,
     ) -> sqlx::Result<bool> {
         let yesterday = today.pred_opt().unwrap_or(today).to_string();
-        let changed = sqlx::query(
-            "UPDATE care_relationships SET ends_on = $1, ended_by = $2
-             WHERE id = $3 AND (ends_on IS NULL OR ends_on > $1)",
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(
+            "SELECT user_id, patient_id, starts_on FROM care_relationships
+             WHERE id = $1 AND (ends_on IS NULL OR ends_on > $2)",
         )
-        .bind(yesterday)
-        .bind(by.to_string())
         .bind(id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(changed > 0)
+        .bind(&yesterday)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let (user, patient, starts_on): (String, String, String) = (
+            row.try_get("user_id")?,
+            row.try_get("patient_id")?,
+            row.try_get("starts_on")?,
+        );
+        let mac = self.row_tag(
+            integrity::CARE.0,
+            &[
+                Some(id),
+                Some(&user),
+                Some(&patient),
+                Some(&starts_on),
+                Some(&yesterday),
+            ],
+        )?;
+        sqlx::query(
+            "UPDATE care_relationships SET ends_on = $1, ended_by = $2, mac = $3 WHERE id = $4",
+        )
+        .bind(&yesterday)
+        .bind(by.to_string())
+        .bind(mac)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    pub async fn category_grants(&self, user: UserId) -> sqlx::Result<Vec<String>> {
-        sqlx::query_scalar("SELECT category FROM category_grants WHERE user_id = $1")
-            .bind(user.to_string())
-            .fetch_all(&self.pool)
-            .await
+    pub async fn category_grants(&self, user: UserId) -> sqlx::Result<Vec<Category>> {
+        let rows =
+            sqlx::query("SELECT user_id, category, mac FROM category_grants WHERE user_id = $1")
+                .bind(user.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        let mut grants = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if self.row_verifies(integrity::GRANTS, row)? {
+                grants.push(Category::from_stored(row.try_get("category")?));
+            }
+        }
+        Ok(grants)
     }
 
     pub async fn grant_category(
         &self,
         user: UserId,
-        category: &str,
+        category: &Category,
         by: UserId,
     ) -> sqlx::Result<()> {
+        let user = user.to_string();
+        let mac = self.row_tag(integrity::GRANTS.0, &[Some(&user), Some(category.as_str())])?;
         sqlx::query(
-            "INSERT INTO category_grants (user_id, category, granted_by, created_at)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, category) DO NOTHING",
+            "INSERT INTO category_grants (user_id, category, granted_by, created_at, mac)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id, category) DO UPDATE SET mac = excluded.mac",
         )
-        .bind(user.to_string())
-        .bind(category)
+        .bind(&user)
+        .bind(category.as_str())
         .bind(by.to_string())
         .bind(now())
+        .bind(mac)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn revoke_category(&self, user: UserId, category: &str) -> sqlx::Result<bool> {
+    pub async fn revoke_category(&self, user: UserId, category: &Category) -> sqlx::Result<bool> {
         let changed =
             sqlx::query("DELETE FROM category_grants WHERE user_id = $1 AND category = $2")
                 .bind(user.to_string())
-                .bind(category)
+                .bind(category.as_str())
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
@@ -699,16 +803,24 @@ impl Db {
         user: UserId,
         at: DateTime<Utc>,
     ) -> sqlx::Result<Vec<(PatientId, String)>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT patient_id, id FROM break_glass WHERE user_id = $1 AND expires_at > $2",
+        let rows = sqlx::query(
+            "SELECT id, user_id, patient_id, started_at, expires_at, mac FROM break_glass
+             WHERE user_id = $1 AND expires_at > $2",
         )
         .bind(user.to_string())
         .bind(at.to_rfc3339_opts(SecondsFormat::Millis, true))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(patient, id)| Ok((parse_id(&patient)?, id)))
-            .collect()
+        let mut accesses = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if self.row_verifies(integrity::BREAK_GLASS, row)? {
+                accesses.push((
+                    parse_id(row.try_get::<&str, _>("patient_id")?)?,
+                    row.try_get("id")?,
+                ));
+            }
+        }
+        Ok(accesses)
     }
 
     pub async fn insert_break_glass(
@@ -722,17 +834,29 @@ impl Db {
         let id = uuid::Uuid::new_v4().to_string();
         let started_at = now();
         let expires_at = expires_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let (user_text, patient_text) = (user.to_string(), patient.to_string());
+        let mac = self.row_tag(
+            integrity::BREAK_GLASS.0,
+            &[
+                Some(&id),
+                Some(&user_text),
+                Some(&patient_text),
+                Some(&started_at),
+                Some(&expires_at),
+            ],
+        )?;
         sqlx::query(
-            "INSERT INTO break_glass (id, user_id, patient_id, reason_code, reason, started_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO break_glass (id, user_id, patient_id, reason_code, reason, started_at, expires_at, mac)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&id)
-        .bind(user.to_string())
-        .bind(patient.to_string())
+        .bind(&user_text)
+        .bind(&patient_text)
         .bind(reason_code)
         .bind(self.phi()?.seal(Column::BreakGlassReason, &id, reason))
         .bind(&started_at)
         .bind(&expires_at)
+        .bind(mac)
         .execute(&self.pool)
         .await?;
         Ok(BreakGlassRow {
@@ -901,7 +1025,7 @@ impl Db {
         .bind(doc.id.to_string())
         .bind(doc.patient_id.to_string())
         .bind(&doc.document_type)
-        .bind(&doc.category)
+        .bind(doc.category.as_str())
         .bind(doc.service_date.map(|d| d.to_string()))
         .bind(encounter)
         .bind(&doc.content_type)
@@ -1064,6 +1188,19 @@ impl Db {
         rows.iter().map(|row| self.document_from_row(row)).collect()
     }
 
+    /// Every document flagged for the QA queue, in whatever state (accepted, processing,
+    /// waiting in the queue, failed): `records` alone sees them.
+    pub async fn records_only_document_ids(&self) -> sqlx::Result<Vec<DocumentId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM documents
+             WHERE (qa_reason IS NOT NULL OR entered_in_error_at IS NOT NULL)
+               AND status != 'deleted'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|id| parse_id(id)).collect()
+    }
+
     pub async fn document(&self, id: DocumentId) -> sqlx::Result<Option<Document>> {
         let row = sqlx::query("SELECT * FROM documents WHERE id = $1")
             .bind(id.to_string())
@@ -1106,31 +1243,58 @@ impl Db {
     /// of `destroyable` states and under no active legal hold is changed; returns false
     /// (and changes nothing) otherwise. A retention destruction writes its certificate in
     /// the same transaction.
+    /// Tombstones documents in one transaction: each `(document, its key ids)` of
+    /// `documents` (a document and the earlier versions it corrects are destroyed together),
+    /// all or none. False when one of them is no longer in a `destroyable` state or a hold
+    /// now covers it.
     pub async fn tombstone_document(
         &self,
-        id: DocumentId,
+        documents: &[(DocumentId, Vec<String>)],
         destroyable: &[DocumentStatus],
-        key_ids: &[String],
         by: &str,
         reason: &str,
         certificate: Option<&retention::NewCertificate>,
+    ) -> sqlx::Result<bool> {
+        let states: Vec<&str> = destroyable.iter().map(|s| s.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        for (id, key_ids) in documents {
+            if !self
+                .tombstone_in(&mut tx, *id, &states, key_ids, by, reason)
+                .await?
+            {
+                return Ok(false);
+            }
+        }
+        if let Some(certificate) = certificate {
+            Db::insert_certificate(&mut tx, certificate).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn tombstone_in(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        id: DocumentId,
+        states: &[&str],
+        key_ids: &[String],
+        by: &str,
+        reason: &str,
     ) -> sqlx::Result<bool> {
         let row_id = id.to_string();
         let sealed_reason = self
             .phi()?
             .seal(Column::DocumentDeletionReason, &row_id, reason);
-        let states: Vec<&str> = destroyable.iter().map(|s| s.as_str()).collect();
-        let mut tx = self.pool.begin().await?;
         let current: Option<String> =
             sqlx::query_scalar("SELECT status FROM documents WHERE id = $1")
                 .bind(&row_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
         if !current.is_some_and(|status| states.contains(&status.as_str())) {
             return Ok(false);
         }
         // A hold placed since the caller checked still stops the destruction.
-        if Db::held_in(&mut tx, &row_id).await? {
+        if Db::held_in(tx, &row_id).await? {
             return Ok(false);
         }
         sqlx::query(
@@ -1143,22 +1307,18 @@ impl Db {
         .bind(by)
         .bind(sealed_reason)
         .bind(&row_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         for key_id in key_ids {
             sqlx::query("DELETE FROM keyring WHERE key_id = $1")
                 .bind(key_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         sqlx::query("DELETE FROM pages WHERE document_id = $1")
             .bind(&row_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        if let Some(certificate) = certificate {
-            Db::insert_certificate(&mut tx, certificate).await?;
-        }
-        tx.commit().await?;
         Ok(true)
     }
 
@@ -1183,11 +1343,24 @@ impl Db {
 
     /// Moves the WAL into the database file and empties it, so overwritten rows (with
     /// `secure_delete`, zeroed in the file) do not survive in old WAL frames.
-    pub async fn truncate_wal(&self) -> sqlx::Result<()> {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
+    /// Checkpoints the WAL into the database and truncates it to zero bytes. `false` when a
+    /// reader kept the checkpoint from completing (`busy`, after waiting a moment for it):
+    /// the WAL may still hold frames.
+    pub async fn truncate_wal(&self) -> sqlx::Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        // A reader can hold the WAL for as long as it reads: wait briefly, not the pool's
+        // ten seconds, and let the caller retry.
+        sqlx::query("PRAGMA busy_timeout = 250")
+            .execute(&mut *conn)
             .await?;
-        Ok(())
+        let checkpoint = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await;
+        sqlx::query("PRAGMA busy_timeout = 10000")
+            .execute(&mut *conn)
+            .await?;
+        let busy: i64 = checkpoint?.try_get(0)?;
+        Ok(busy == 0)
     }
 
     pub async fn set_status(
@@ -1258,7 +1431,38 @@ impl Db {
         Ok(())
     }
 
-    /// Claims the oldest pending job (the single UPDATE is atomic in SQLite).
+    /// Puts a failed document back in the queue (a person asked for it once its cause was
+    /// dealt with): `accepted` again, its job pending with its attempts counted afresh.
+    /// `false` when the document is not `failed`.
+    pub async fn retry_failed(&self, document: DocumentId) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        let changed = sqlx::query(
+            "UPDATE documents SET status = 'accepted', failure_reason = NULL
+             WHERE id = $1 AND status = 'failed'",
+        )
+        .bind(document.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE jobs SET state = 'pending', attempts = 0, last_error = NULL, updated_at = $1
+             WHERE document_id = $2",
+        )
+        .bind(&at)
+        .bind(document.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Claims the oldest pending job (the single UPDATE is atomic in SQLite). Its attempts
+    /// are counted here, at the claim: a job whose processing kills the process is claimed
+    /// again after every restart, and the count is what stops it.
     pub async fn claim_job(&self) -> sqlx::Result<Option<Job>> {
         let row = sqlx::query(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $1
@@ -1324,21 +1528,35 @@ impl Db {
 
     pub async fn create_user(&self, name: &str, role: Role) -> sqlx::Result<UserId> {
         let id = UserId::new_random();
-        sqlx::query("INSERT INTO users (id, name, role, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(id.to_string())
-            .bind(name)
-            .bind(role.as_str())
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
+        let id_text = id.to_string();
+        let mac = self.row_tag(
+            integrity::USERS.0,
+            &[Some(&id_text), Some(name), Some(role.as_str()), Some("0")],
+        )?;
+        sqlx::query(
+            "INSERT INTO users (id, name, role, disabled, created_at, mac)
+             VALUES ($1, $2, $3, 0, $4, $5)",
+        )
+        .bind(&id_text)
+        .bind(name)
+        .bind(role.as_str())
+        .bind(now())
+        .bind(mac)
+        .execute(&self.pool)
+        .await?;
         Ok(id)
     }
 
+    /// A user by name: (id, role, disabled). A row that fails its integrity check is no user.
     pub async fn user_by_name(&self, name: &str) -> sqlx::Result<Option<(UserId, Role, bool)>> {
-        let row = sqlx::query("SELECT id, role, disabled FROM users WHERE name = $1")
+        let row = sqlx::query("SELECT id, name, role, disabled, mac FROM users WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
+        let row = match row {
+            Some(row) if self.row_verifies(integrity::USERS, &row)? => Some(row),
+            _ => None,
+        };
         row.map(|r| {
             let role: String = r.try_get("role")?;
             Ok((
@@ -1357,12 +1575,28 @@ impl Db {
     }
 
     pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> sqlx::Result<bool> {
-        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
-            .bind(disabled as i64)
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query("SELECT id, role FROM users WHERE name = $1")
             .bind(name)
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let (id, role): (String, String) = (row.try_get("id")?, row.try_get("role")?);
+        let flag = if disabled { "1" } else { "0" };
+        let mac = self.row_tag(
+            integrity::USERS.0,
+            &[Some(&id), Some(name), Some(&role), Some(flag)],
+        )?;
+        sqlx::query("UPDATE users SET disabled = $1, mac = $2 WHERE id = $3")
+            .bind(disabled as i64)
+            .bind(mac)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn insert_token(
@@ -1372,39 +1606,68 @@ impl Db {
         token_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> sqlx::Result<()> {
+        let user = user.to_string();
+        let expires_at = expires_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mac = self.row_tag(
+            integrity::TOKENS.0,
+            &[
+                Some(token_id),
+                Some(&user),
+                Some(token_hash),
+                Some(&expires_at),
+                None,
+            ],
+        )?;
         sqlx::query(
-            "INSERT INTO tokens (id, user_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO tokens (id, user_id, token_hash, created_at, expires_at, mac)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(token_id)
-        .bind(user.to_string())
+        .bind(&user)
         .bind(token_hash)
         .bind(now())
-        .bind(expires_at.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .bind(&expires_at)
+        .bind(mac)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     pub async fn token_owner(&self, token_hash: &str) -> sqlx::Result<Option<TokenOwner>> {
-        let row = sqlx::query(
-            "SELECT u.id, u.name, u.role, u.disabled, t.expires_at, t.revoked_at
-             FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+        let token = sqlx::query(
+            "SELECT id, user_id, token_hash, expires_at, revoked_at, mac FROM tokens
+             WHERE token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            let role: String = r.try_get("role")?;
-            Ok(TokenOwner {
-                user_id: parse_id(r.try_get::<&str, _>("id")?)?,
-                name: r.try_get("name")?,
-                role: Role::from_str(&role).map_err(decode_err)?,
-                disabled: r.try_get::<i64, _>("disabled")? != 0,
-                expires_at: r.try_get("expires_at")?,
-                revoked: r.try_get::<Option<String>, _>("revoked_at")?.is_some(),
+        let Some(token) =
+            token.filter(|t| self.row_verifies(integrity::TOKENS, t).unwrap_or(false))
+        else {
+            return Ok(None);
+        };
+        let user_id: String = token.try_get("user_id")?;
+        let user = sqlx::query("SELECT id, name, role, disabled, mac FROM users WHERE id = $1")
+            .bind(&user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(user) = user.filter(|u| self.row_verifies(integrity::USERS, u).unwrap_or(false))
+        else {
+            return Ok(None);
+        };
+        Some((token, user))
+            .map(|(t, r)| {
+                let role: String = r.try_get("role")?;
+                Ok(TokenOwner {
+                    user_id: parse_id(r.try_get::<&str, _>("id")?)?,
+                    name: r.try_get("name")?,
+                    role: Role::from_str(&role).map_err(decode_err)?,
+                    disabled: r.try_get::<i64, _>("disabled")? != 0,
+                    expires_at: t.try_get("expires_at")?,
+                    revoked: t.try_get::<Option<String>, _>("revoked_at")?.is_some(),
+                })
             })
-        })
-        .transpose()
+            .transpose()
     }
 
     /// Revokes one token by id, or every token of a user by name. Returns how many.
@@ -1414,29 +1677,54 @@ impl Db {
         user: Option<&str>,
     ) -> sqlx::Result<u64> {
         let at = now();
-        let done = match (token_id, user) {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = match (token_id, user) {
             (Some(id), _) => {
                 sqlx::query(
-                    "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                    "SELECT id, user_id, token_hash, expires_at FROM tokens
+                     WHERE id = $1 AND revoked_at IS NULL",
                 )
-                .bind(&at)
                 .bind(id)
-                .execute(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?
             }
             (None, Some(name)) => {
                 sqlx::query(
-                    "UPDATE tokens SET revoked_at = $1 WHERE revoked_at IS NULL
-                     AND user_id = (SELECT id FROM users WHERE name = $2)",
+                    "SELECT id, user_id, token_hash, expires_at FROM tokens
+                     WHERE revoked_at IS NULL AND user_id = (SELECT id FROM users WHERE name = $1)",
                 )
-                .bind(&at)
                 .bind(name)
-                .execute(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?
             }
             (None, None) => return Ok(0),
         };
-        Ok(done.rows_affected())
+        for row in &rows {
+            let fields: [String; 4] = [
+                row.try_get("id")?,
+                row.try_get("user_id")?,
+                row.try_get("token_hash")?,
+                row.try_get("expires_at")?,
+            ];
+            let mac = self.row_tag(
+                integrity::TOKENS.0,
+                &[
+                    Some(&fields[0]),
+                    Some(&fields[1]),
+                    Some(&fields[2]),
+                    Some(&fields[3]),
+                    Some(&at),
+                ],
+            )?;
+            sqlx::query("UPDATE tokens SET revoked_at = $1, mac = $2 WHERE id = $3")
+                .bind(&at)
+                .bind(mac)
+                .bind(&fields[0])
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
     }
 }
 
@@ -1505,6 +1793,7 @@ impl Db {
             pool,
             phi: Arc::new(OnceLock::new()),
             audit: Arc::new(audit_log::AuditLogState::default()),
+            row_mac: Arc::new(OnceLock::new()),
         })
     }
 
@@ -1526,6 +1815,7 @@ impl Db {
             pool,
             phi: Arc::new(OnceLock::new()),
             audit: Arc::new(audit_log::AuditLogState::default()),
+            row_mac: Arc::new(OnceLock::new()),
         })
     }
 

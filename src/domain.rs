@@ -87,7 +87,9 @@ impl From<Mrn> for String {
     }
 }
 
-/// A lowercase slug such as `discharge-summary` or `general`.
+/// A lowercase slug such as `discharge-summary` or `general`: the one parser of document
+/// types and categories from every source (upload metadata, cover sheets, QA, corrections,
+/// configuration), so `HIV`, ` hiv ` and `hiv` are one value everywhere.
 pub fn parse_slug(field: &str, raw: &str) -> Result<String, String> {
     let value = raw.trim().to_ascii_lowercase();
     if value.is_empty() || value.len() > 64 {
@@ -102,6 +104,63 @@ pub fn parse_slug(field: &str, raw: &str) -> Result<String, String> {
         ));
     }
     Ok(value)
+}
+
+/// A document's sensitivity category (`general`, `hiv`, `substance-use`, ...): a slug made
+/// by [`parse_slug`] and nothing else, so the sensitive-category check compares normalised
+/// values by construction (a cover code's `CAT=HIV` is the category `hiv`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Category(String);
+
+impl Category {
+    /// Parses a category as a client, a cover sheet or the configuration writes it.
+    pub fn parse(raw: &str) -> Result<Category, String> {
+        parse_slug("category", raw).map(Category)
+    }
+
+    /// The category of documents filed without one.
+    pub fn general() -> Category {
+        Category("general".to_string())
+    }
+
+    /// A category read back from the database. Values are written through [`Category::parse`];
+    /// one from before normalisation is folded the same way here (and rewritten at start).
+    pub fn from_stored(raw: String) -> Category {
+        match parse_slug("category", &raw) {
+            Ok(slug) => Category(slug),
+            Err(_) => Category(raw.trim().to_ascii_lowercase()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Category {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Category::parse(&value)
+    }
+}
+
+impl From<Category> for String {
+    fn from(value: Category) -> Self {
+        value.0
+    }
+}
+
+impl PartialEq<str> for Category {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -204,6 +263,23 @@ mod tests {
         assert!(Mrn::parse("").is_err());
         assert!(Mrn::parse("12 34").is_err());
         assert!(Mrn::parse("1;DROP").is_err());
+    }
+
+    #[test]
+    fn categories_from_every_source_fold_to_one_slug() {
+        assert_eq!(
+            Category::parse("HIV").unwrap(),
+            Category::parse(" hiv ").unwrap()
+        );
+        assert_eq!(
+            Category::parse("Substance-Use").unwrap().as_str(),
+            "substance-use"
+        );
+        assert!(Category::parse("h i v").is_err());
+        assert!(Category::parse("").is_err());
+        assert_eq!(Category::from_stored("HIV".into()).as_str(), "hiv");
+        let parsed: Category = serde_json::from_str("\"HIV\"").unwrap();
+        assert_eq!(parsed.as_str(), "hiv");
     }
 
     #[test]

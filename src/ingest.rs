@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::Principal;
 use crate::db::{Db, NewDocument};
-use crate::domain::{parse_slug, DocumentId, Mrn};
+use crate::domain::{parse_slug, Category, DocumentId, Mrn};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::AppState;
 use crate::vault::{NewKey, Vault};
@@ -54,7 +54,7 @@ pub struct ValidMetadata {
     pub name: String,
     pub birth_date: Option<NaiveDate>,
     pub document_type: String,
-    pub category: String,
+    pub category: Category,
     pub service_date: Option<NaiveDate>,
     pub encounter: Option<String>,
     pub allow_duplicate: bool,
@@ -78,7 +78,7 @@ impl ValidMetadata {
         }
         let document_type = parse_slug("document_type", &raw.document_type)
             .map_err(|e| ApiError::invalid(format!("metadata.{e}")))?;
-        let category = parse_slug("category", raw.category.as_deref().unwrap_or("general"))
+        let category = Category::parse(raw.category.as_deref().unwrap_or("general"))
             .map_err(|e| ApiError::invalid(format!("metadata.{e}")))?;
         let encounter = raw
             .encounter
@@ -269,6 +269,9 @@ async fn accept_inner(
         }
         qa_reason = dicom_patient_mismatch(dicom, &metadata.mrn).map(str::to_string);
     }
+    if let Some(reason) = patient_mismatch(state, metadata).await? {
+        qa_reason.get_or_insert_with(|| reason.to_string());
+    }
     if let Some(declared) = metadata.declared_pages.filter(|&d| d != page_count) {
         qa_reason.get_or_insert_with(|| {
             format!("the file has {page_count} pages, {declared} were declared at upload")
@@ -292,7 +295,8 @@ async fn accept_inner(
         sop_instance_uid: preflight.dicom.as_ref().map(|d| d.sop_instance_uid.clone()),
         qa_reason,
     };
-    let committed = record(&state.db, staged, metadata, new_doc).await;
+    let wrapped = current_wrap(state, staged)?;
+    let committed = record(&state.db, staged, &wrapped, metadata, new_doc).await;
     let patient_id = match committed {
         Ok(patient_id) => patient_id,
         Err(error) => {
@@ -327,14 +331,29 @@ async fn preflight_staged(
 ) -> Result<chartvault_ocr::Preflight, ApiError> {
     let limits = scan_limits(&state.config);
     let vault = state.vault.clone();
+    let decoder = state.decoder.clone();
     let doc = staged.doc;
     let key = staged.key.key.clone();
     tokio::task::spawn_blocking(move || {
         let reader = vault.staging_reader(doc, &key)?;
-        Ok::<_, anyhow::Error>(chartvault_ocr::preflight(reader, &limits))
+        // In a decoder process: a hostile header cannot take the service down.
+        Ok::<_, anyhow::Error>(decoder.preflight(reader, &limits))
     })
     .await??
     .map_err(scan_error)
+}
+
+/// The staged upload's key wrapped under the current KEK version (it was wrapped when the
+/// upload began; the KEK may have been rotated since).
+fn current_wrap(
+    state: &AppState,
+    staged: &Staged,
+) -> Result<chartvault_storage::WrappedKey, ApiError> {
+    let keys = state.vault.keys();
+    if staged.key.wrapped.kek_version == keys.current_version() {
+        return Ok(staged.key.wrapped.clone());
+    }
+    Ok(keys.rewrap_key(&staged.key.id, &staged.key.wrapped)?)
 }
 
 /// Removes an original whose database records could not be committed.
@@ -417,13 +436,14 @@ async fn accept_batch_inner(
         page_count,
         created_by: principal.user_id,
     };
+    let wrapped = current_wrap(state, staged)?;
     let committed = async {
         let mut tx = state.db.begin().await?;
         Db::insert_key(
             &mut tx,
             &staged.key.id.to_hex(),
-            staged.key.wrapped.kek_version,
-            &staged.key.wrapped.bytes,
+            wrapped.kek_version,
+            &wrapped.bytes,
         )
         .await?;
         Db::insert_batch(&mut tx, &batch).await?;
@@ -482,6 +502,37 @@ async fn duplicate(
     })
 }
 
+/// Why an upload for an MRN on file cannot go into that patient's chart without a person
+/// looking: the name or birth date it was sent with is not the patient's on record (a wrong
+/// MRN typed at the scanner, or a wrong patient). The reason never quotes either value.
+async fn patient_mismatch(
+    state: &AppState,
+    metadata: &ValidMetadata,
+) -> Result<Option<&'static str>, ApiError> {
+    let Some(patient) = state.db.patient_by_mrn(&metadata.mrn).await? else {
+        return Ok(None);
+    };
+    if name_words(&patient.name) != name_words(&metadata.name) {
+        return Ok(Some(
+            "the patient name given at upload is not the name on record for the MRN",
+        ));
+    }
+    match (patient.birth_date, metadata.birth_date) {
+        (Some(on_record), Some(given)) if on_record != given => Ok(Some(
+            "the birth date given at upload is not the one on record for the MRN",
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// A name as a set of words, case and punctuation aside: "DOE, Jane" is "Jane Doe".
+fn name_words(name: &str) -> std::collections::BTreeSet<String> {
+    name.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
 /// Why a DICOM file cannot be filed under the MRN it was uploaded with without a person
 /// looking: its PatientID is another, or it has none. The reason never quotes either value.
 fn dicom_patient_mismatch(dicom: &chartvault_ocr::DicomInfo, mrn: &Mrn) -> Option<&'static str> {
@@ -510,6 +561,7 @@ async fn existing_copy(
 async fn record(
     db: &Db,
     staged: &Staged,
+    wrapped: &chartvault_storage::WrappedKey,
     metadata: &ValidMetadata,
     mut new_doc: NewDocument,
 ) -> sqlx::Result<crate::domain::PatientId> {
@@ -517,8 +569,8 @@ async fn record(
     Db::insert_key(
         &mut tx,
         &staged.key.id.to_hex(),
-        staged.key.wrapped.kek_version,
-        &staged.key.wrapped.bytes,
+        wrapped.kek_version,
+        &wrapped.bytes,
     )
     .await?;
     let patient_id = db
@@ -558,6 +610,11 @@ fn scan_error(error: chartvault_ocr::ScanError) -> ApiError {
              files (recognised by their content, not their name)",
         ),
         ScanError::Empty => ApiError::invalid("the file is empty"),
+        // Reading the staged upload, or starting a decoder, failed: not the file's fault.
+        ScanError::Io(_) => ApiError::new(
+            ErrorCode::Unavailable,
+            "the file could not be checked just now; try again",
+        ),
         // The crate's messages describe the file's structure, never its content.
         other => ApiError::new(ErrorCode::InvalidScan, other.to_string()),
     }
@@ -583,12 +640,20 @@ mod tests {
     }
 
     #[test]
+    fn names_compare_as_words_whatever_their_order_case_and_punctuation() {
+        assert_eq!(name_words("DOE, Jane"), name_words("Jane  Doe"));
+        assert_eq!(name_words("Jane Q. Doe"), name_words("jane q doe"));
+        assert_ne!(name_words("Jane Doe"), name_words("John Doe"));
+        assert_ne!(name_words("Jane Doe"), name_words("Jane Q Doe"));
+    }
+
+    #[test]
     fn category_defaults_to_general() {
         let ok = ValidMetadata::parse(
             br#"{"patient":{"mrn":"00123","name":"Jane Q Doe"},"document_type":"Discharge-Summary"}"#,
         )
         .unwrap();
-        assert_eq!(ok.category, "general");
+        assert_eq!(ok.category, Category::general());
         assert_eq!(ok.document_type, "discharge-summary");
         assert_eq!(ok.mrn.as_str(), "00123");
     }

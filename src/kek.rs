@@ -24,6 +24,10 @@ use crate::vault::Vault;
 /// Rows re-wrapped per transaction.
 const BATCH: i64 = 256;
 
+/// One rotation or retirement at a time in this process (the key file also takes a lock of
+/// its own against other processes): two rotations at once would each add a version.
+static KEK_CHANGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Where the KEKs come from.
 #[derive(Debug, Clone)]
 pub enum KekSource {
@@ -97,6 +101,7 @@ pub struct Rotation {
 /// restarts; `rotate` then re-wraps the rows. Without a new version there is nothing to
 /// rotate to, and it says so.
 pub async fn rotate(db: &Db, vault: &Vault, source: &KekSource) -> anyhow::Result<Rotation> {
+    let _one_at_a_time = KEK_CHANGES.lock().await;
     let previous_version = vault.keys().current_version();
     match source {
         KekSource::File(path) => {
@@ -167,12 +172,23 @@ pub async fn retire(
     source: &KekSource,
     version: u32,
 ) -> anyhow::Result<()> {
+    let _one_at_a_time = KEK_CHANGES.lock().await;
     let keys = vault.keys();
     if !keys.versions().contains(&version) {
         bail!("KEK version {version} is not loaded");
     }
     if keys.current_version() == version {
         bail!("KEK version {version} is current; rotate first");
+    }
+    // Keys wrapped under it whose rows are not committed yet (an upload in progress) come
+    // first: checked before the keyring, since a key leaves this count only once its row is
+    // committed, where the keyring check below then finds it.
+    let in_flight = vault.wraps_in_flight(version);
+    if in_flight > 0 {
+        bail!(
+            "{in_flight} uploads or filings in progress hold keys wrapped under KEK version \
+             {version}; retry when they are done, then rotate and retire"
+        );
     }
     let in_use = db
         .keyring_versions()

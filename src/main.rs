@@ -9,11 +9,24 @@ use chartvault::cli::{
 use chartvault::startup::{disable_core_dumps, shutdown_signal, Application};
 
 fn main() -> anyhow::Result<ExitCode> {
+    // A decoder process (see `chartvault_ocr::Sandbox`): nothing else runs first.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == chartvault::config::DecoderConfig::CHILD_ARG)
+    {
+        std::process::exit(chartvault_ocr::serve_child());
+    }
     // Tesseract with OpenMP threads is several times slower here: one engine per core.
     // libgomp reads this variable only when it loads, so scripts/serve.sh exports it; the
     // OCR pool also turns OpenMP off on each engine thread. Set here for child processes.
     if std::env::var_os("OMP_THREAD_LIMIT").is_none() {
         std::env::set_var("OMP_THREAD_LIMIT", "1");
+    }
+    // Every command may hold keys or decrypted records in memory (serve, verify, backup,
+    // restore, keys, user administration, and the clients' answers): no core dumps, before
+    // anything else runs.
+    if let Err(error) = disable_core_dumps() {
+        eprintln!("warning: could not disable core dumps: {error}");
     }
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Serve { .. }) {
@@ -60,7 +73,6 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
     let config_path = cli.config.as_deref();
     match cli.command {
         Command::Serve { data, listen } => {
-            disable_core_dumps();
             let mut config = cli::load_config(config_path, &data)?;
             if let Some(listen) = listen {
                 config.server.listen = listen;
@@ -109,10 +121,10 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Search {
-            query,
+            query_file,
             limit,
             client,
-        } => cli::search(&query, limit, &client).await,
+        } => cli::search(&query_file, limit, &client).await,
         Command::Verify { .. } | Command::Audit(_) => unreachable!("handled in run"),
         Command::Backup { dest, data } => {
             let config = cli::load_config(config_path, &data)?;

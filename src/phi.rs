@@ -18,7 +18,7 @@
 //! live in the same keyring and rotate with it, and a database backup or replica holds
 //! ciphertext whatever copies it.
 
-use chartvault_storage::{open, read_header, seal, DataKey, KeyId, MAGIC};
+use chartvault_storage::{is_object, open, read_header, seal, DataKey, KeyId};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -173,7 +173,7 @@ impl PhiCipher {
 /// Whether a column value is sealed already (an archive upgraded from plaintext columns
 /// holds unsealed values until its first start after the upgrade).
 pub fn is_sealed(value: &[u8]) -> bool {
-    value.starts_with(MAGIC)
+    is_object(value)
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use crate::auth::{audit, decide, Action, Principal, Resource};
+use crate::auth::{audit, decide, Action, Principal};
 use crate::db::disclosures::{DisclosureSource, NewDisclosure};
 use crate::db::releases::{NewProduction, Production, Region, Release};
 use crate::db::Document;
@@ -299,7 +299,7 @@ pub fn checklist(
     for requirement in &config.category_requirements {
         let affected: Vec<DocumentId> = documents
             .iter()
-            .filter(|d| d.category == requirement.category)
+            .filter(|d| d.category.as_str() == requirement.category)
             .map(|d| d.id)
             .collect();
         if affected.is_empty() {
@@ -364,14 +364,12 @@ pub async fn documents_in_scope(
                 release.document_types.is_empty()
                     || release.document_types.contains(&d.document_type)
             })
-            .filter(|d| release.categories.is_empty() || release.categories.contains(&d.category))
             .filter(|d| {
-                let resource = Resource {
-                    patient_id: d.patient_id,
-                    document_id: Some(d.id),
-                    category: &d.category,
-                    records_only: d.status.records_only(),
-                };
+                release.categories.is_empty()
+                    || release.categories.iter().any(|c| d.category.as_str() == c)
+            })
+            .filter(|d| {
+                let resource = d.resource();
                 decide(principal, Action::ReadDocument, Some(&resource)).is_allow()
             })
             .collect();
@@ -633,6 +631,7 @@ pub async fn produce(
             Some(serde_json::json!({
                 "release": release.id,
                 "blocked": items.iter().filter(|i| i.blocked()).map(|i| i.item.clone()).collect::<Vec<_>>(),
+                "patients": release.patient_ids,
             })),
         )
         .await?;
@@ -830,8 +829,12 @@ pub async fn produce(
             let words: Vec<chartvault_ocr::OcrWord> = serde_json::from_slice(&words_json)?;
             let job = PageJob {
                 image,
+                // Only what the page shows: a PDF's text that its rendered page does not (white
+                // on white, covered, invisible over blank paper) never reaches the recipient
+                // unseen by the reviewer.
                 words: words
                     .into_iter()
+                    .filter(|w| !w.hidden)
                     .map(|w| chartvault_produce::Word {
                         text: w.text,
                         left: w.left,
@@ -917,22 +920,35 @@ pub async fn produce(
         pdf_sha256: sha256.clone(),
         created_at: crate::db::now(),
     };
+    // The accounting of disclosures: one per patient, naming their documents, recorded in
+    // the transaction that records the production.
+    let disclosures = production_disclosures(
+        release,
+        &documents,
+        production_id,
+        bates_range.as_ref(),
+        record_pages,
+        principal.user_id,
+    );
     let recorded = state
         .db
-        .insert_production(&NewProduction {
-            id: production_id,
-            release_id: release.id.clone(),
-            bates: prefix.clone().map(|p| (p, first_number)),
-            record_pages,
-            pdf_pages,
-            documents: documents.len() as u32,
-            certified: certify,
-            custodian,
-            sha256: sha256.clone(),
-            size_bytes,
-            manifest: serde_json::to_string(&manifest_json).map_err(ApiError::internal)?,
-            created_by: principal.user_id,
-        })
+        .insert_production(
+            &NewProduction {
+                id: production_id,
+                release_id: release.id.clone(),
+                bates: prefix.clone().map(|p| (p, first_number)),
+                record_pages,
+                pdf_pages,
+                documents: documents.len() as u32,
+                certified: certify,
+                custodian,
+                sha256: sha256.clone(),
+                size_bytes,
+                manifest: serde_json::to_string(&manifest_json).map_err(ApiError::internal)?,
+                created_by: principal.user_id,
+            },
+            &disclosures,
+        )
         .await;
     match recorded {
         Ok(true) => {}
@@ -950,46 +966,6 @@ pub async fn produce(
     }
     drop(_numbering);
 
-    // The accounting of disclosures: one per patient, naming their documents.
-    let mut by_patient: BTreeMap<PatientId, Vec<DocumentId>> = BTreeMap::new();
-    for doc in &documents {
-        by_patient.entry(doc.patient_id).or_default().push(doc.id);
-    }
-    let recipient = &release.details.recipient;
-    for (patient, docs) in by_patient {
-        let description = match &bates_range {
-            Some((first, last)) => format!(
-                "production {production_id}: {} documents, Bates {first} to {last} \
-                 ({record_pages} pages in all)",
-                docs.len()
-            ),
-            None => format!(
-                "copy {production_id}: {} documents ({record_pages} pages in all)",
-                docs.len()
-            ),
-        };
-        let purpose = match &release.details.matter {
-            Some(matter) => format!("{} ({matter})", release.legal_basis),
-            None => release.legal_basis.clone(),
-        };
-        state
-            .db
-            .insert_disclosure(&NewDisclosure {
-                patient_id: patient,
-                disclosed_at: Utc::now().date_naive(),
-                document_ids: docs,
-                recipient_name: match &recipient.organization {
-                    Some(org) => format!("{}, {org}", recipient.name),
-                    None => recipient.name.clone(),
-                },
-                recipient_address: recipient.address.clone(),
-                description,
-                purpose,
-                source: DisclosureSource::Production,
-                recorded_by: principal.user_id,
-            })
-            .await?;
-    }
     let (production, _) = state
         .db
         .production(production_id)
@@ -1005,6 +981,57 @@ pub async fn produce(
         production,
         manifest: manifest_json,
     })
+}
+
+/// The disclosures a production makes, one per patient naming their documents, for the
+/// accounting of disclosures.
+fn production_disclosures(
+    release: &Release,
+    documents: &[Document],
+    production_id: DocumentId,
+    bates_range: Option<&(String, String)>,
+    record_pages: u32,
+    recorded_by: crate::domain::UserId,
+) -> Vec<NewDisclosure> {
+    let mut by_patient: BTreeMap<PatientId, Vec<DocumentId>> = BTreeMap::new();
+    for doc in documents {
+        by_patient.entry(doc.patient_id).or_default().push(doc.id);
+    }
+    let recipient = &release.details.recipient;
+    let purpose = match &release.details.matter {
+        Some(matter) => format!("{} ({matter})", release.legal_basis),
+        None => release.legal_basis.clone(),
+    };
+    by_patient
+        .into_iter()
+        .map(|(patient, docs)| {
+            let description = match bates_range {
+                Some((first, last)) => format!(
+                    "production {production_id}: {} documents, Bates {first} to {last} \
+                     ({record_pages} pages in all)",
+                    docs.len()
+                ),
+                None => format!(
+                    "copy {production_id}: {} documents ({record_pages} pages in all)",
+                    docs.len()
+                ),
+            };
+            NewDisclosure {
+                patient_id: patient,
+                disclosed_at: Utc::now().date_naive(),
+                document_ids: docs,
+                recipient_name: match &recipient.organization {
+                    Some(org) => format!("{}, {org}", recipient.name),
+                    None => recipient.name.clone(),
+                },
+                recipient_address: recipient.address.clone(),
+                description,
+                purpose: purpose.clone(),
+                source: DisclosureSource::Production,
+                recorded_by,
+            }
+        })
+        .collect()
 }
 
 /// The due date of a new request: as given, or by the basis's default.
@@ -1041,7 +1068,7 @@ mod tests {
             id: DocumentId::new_random(),
             patient_id: PatientId::new_random(),
             document_type: "note".into(),
-            category: category.into(),
+            category: crate::domain::Category::parse(category).unwrap(),
             service_date: None,
             encounter: None,
             content_type: "image/png".into(),

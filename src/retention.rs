@@ -91,6 +91,18 @@ impl RetentionRule {
 }
 
 impl RetentionConfig {
+    /// Document types through the one slug parser (`Letter` is the type `letter`).
+    pub fn normalise(&mut self) -> anyhow::Result<()> {
+        for rule in &mut self.rules {
+            if rule.document_type != "*" {
+                rule.document_type =
+                    crate::domain::parse_slug("retention.rules.document_type", &rule.document_type)
+                        .map_err(|e| anyhow::anyhow!(e))?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         for rule in &self.rules {
             if rule.document_type != "*" {
@@ -302,6 +314,20 @@ pub async fn run(state: &AppState, by: RunBy<'_>, apply: bool) -> anyhow::Result
         held: 0,
     };
     for doc in state.db.retention_candidates().await? {
+        // A person's run lists (and destroys) only what that person may see: a sensitive
+        // category needs their grant. The schedule covers everything.
+        if let RunBy::Person(principal) = &by {
+            let resource = doc.resource();
+            if !crate::auth::decide(
+                principal,
+                crate::auth::Action::RunRetention,
+                Some(&resource),
+            )
+            .is_allow()
+            {
+                continue;
+            }
+        }
         let (rule, counted_from, expires_on) =
             match retention_of_document(state, &doc, &mut birth_dates).await? {
                 Retention::Until {

@@ -7,7 +7,7 @@ use chartvault_ocr::OcrWord;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{audit, authorize, decide, Action, Principal, Resource};
+use crate::auth::{audit, authorize, decide, Action, Principal};
 use crate::domain::{DocumentId, DocumentStatus, Mrn, PatientId};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
@@ -146,12 +146,7 @@ pub async fn search(
             continue; // shredded between the search and now
         }
         // The index filtered by scope already; the policy function has the last word.
-        let resource = Resource {
-            patient_id: doc.patient_id,
-            document_id: Some(doc.id),
-            category: &doc.category,
-            records_only: doc.status.records_only(),
-        };
+        let resource = doc.resource();
         if !decide(principal, Action::ReadDocument, Some(&resource)).is_allow() {
             continue;
         }
@@ -234,9 +229,10 @@ pub async fn search(
     })
 }
 
-/// Documents in the QA queue, unless the caller is `records` (who works the queue): they
-/// are left out inside the query, so totals and paging never count them.
-async fn hidden_qa_documents(
+/// Documents in the QA queue or flagged for it in any state, unless the caller is
+/// `records` (who works the queue): they are left out inside the query, so totals and
+/// paging never count them.
+pub(crate) async fn hidden_qa_documents(
     state: &AppState,
     principal: &Principal,
 ) -> ApiResult<Vec<uuid::Uuid>> {
@@ -245,10 +241,10 @@ async fn hidden_qa_documents(
     }
     Ok(state
         .db
-        .qa_documents()
+        .records_only_document_ids()
         .await?
         .into_iter()
-        .map(|doc| doc.id.0)
+        .map(|id| id.0)
         .collect())
 }
 

@@ -5,10 +5,15 @@
 //!   destroyed by a person: its state, an active legal hold (409 naming the hold), its
 //!   retention period. The destruction transaction checks the holds again, so a hold placed
 //!   in between still wins.
+//! - Every copy the archive holds goes: the document, every earlier version it corrects
+//!   (entered in error: the same pages under the old filing), and the batch file it was cut
+//!   from while that batch still waits for other page ranges to be filed. A hold on any
+//!   of the versions refuses the whole destruction.
 //! - The moment of destruction is one database transaction ([`Db::tombstone_document`]):
-//!   the keyring rows of every object of the document go (with `secure_delete` on, their
-//!   bytes are zeroed in the file; the WAL is truncated afterwards), its page rows go, and
-//!   the document row becomes a tombstone (id, sha256, when, who, the sealed reason). From
+//!   the keyring rows of every object of the document and its earlier versions go (with
+//!   `secure_delete` on, their bytes are zeroed in the file; the WAL is truncated afterwards,
+//!   and that truncation is retried until no reader holds it back), their page rows go, and
+//!   each document row becomes a tombstone (id, sha256, when, who, the sealed reason). From
 //!   that commit on, no byte of the document can be decrypted with any KEK.
 //! - Then the index entries are purged (a forced merge of the segments that held them, so
 //!   their terms leave the files), the blobs are deleted, and the tombstone is marked
@@ -44,8 +49,32 @@ pub async fn state_or_hold_refusal(
     if let Some(refusal) = status_refusal(doc) {
         return Ok(Some(refusal));
     }
-    let holds = state.db.holds_covering(doc.id).await?;
-    Ok((!holds.is_empty()).then(|| hold_refusal(&holds)))
+    // The versions it corrects go with it: a hold on any of them keeps them all.
+    for version in versions(state, doc).await? {
+        let holds = state.db.holds_covering(version.id).await?;
+        if !holds.is_empty() {
+            return Ok(Some(hold_refusal(&holds)));
+        }
+    }
+    Ok(None)
+}
+
+/// The versions a destruction of `doc` destroys: `doc` itself, then every earlier version it
+/// corrects, newest first (each entered in error by the next one's correction).
+pub async fn versions(state: &AppState, doc: &Document) -> ApiResult<Vec<Document>> {
+    let mut versions = vec![doc.clone()];
+    let mut next = doc.supersedes;
+    // A chain is as long as the corrections made; the bound only guards a corrupt loop.
+    while let Some(id) = next.filter(|_| versions.len() < 1000) {
+        let Some(earlier) = state.db.document(id).await? else {
+            break;
+        };
+        next = earlier.supersedes;
+        if earlier.status != DocumentStatus::Deleted && versions.iter().all(|v| v.id != id) {
+            versions.push(earlier);
+        }
+    }
+    Ok(versions)
 }
 
 /// The 409 that names the holds covering a document.
@@ -95,9 +124,9 @@ fn blobs_of(state: &AppState, doc: DocumentId) -> anyhow::Result<Vec<BlobName>> 
     Ok(names)
 }
 
-/// Destroys a document (the caller has authorised it and checked
-/// [`destruction_refusal`]). Returns false if the document changed state meanwhile or a
-/// hold now covers it.
+/// Destroys a document and the earlier versions it corrects (the caller has authorised it
+/// and checked [`destruction_refusal`]). Returns false if one of them changed state
+/// meanwhile or a hold now covers it.
 pub async fn shred(
     state: &AppState,
     doc: &Document,
@@ -105,40 +134,64 @@ pub async fn shred(
     reason: &str,
     certificate: Option<&NewCertificate>,
 ) -> anyhow::Result<bool> {
-    let id = doc.id;
+    let ids: Vec<DocumentId> = versions(state, doc)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?
+        .iter()
+        .map(|v| v.id)
+        .collect();
     let worker_state = state.clone();
-    let key_ids = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        let mut key_ids = Vec::new();
-        for name in blobs_of(&worker_state, id)? {
-            let mut reader = worker_state.vault.blobs.open(&name)?;
-            reader.seek(SeekFrom::Start(0))?;
-            // A blob that is not an object (cut short by a crash) has no key to destroy.
-            if let Ok(key_id) = read_key_id(&mut reader) {
-                key_ids.push(key_id.to_hex());
-            }
-        }
-        key_ids.sort();
-        key_ids.dedup();
-        Ok(key_ids)
-    })
-    .await??;
+    let lookup = ids.clone();
+    let documents =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(DocumentId, Vec<String>)>> {
+            lookup
+                .into_iter()
+                .map(|id| Ok((id, key_ids_of(&worker_state, id)?)))
+                .collect()
+        })
+        .await??;
     if !state
         .db
-        .tombstone_document(id, DESTROYABLE, &key_ids, by, reason, certificate)
+        .tombstone_document(&documents, DESTROYABLE, by, reason, certificate)
         .await?
     {
         return Ok(false);
     }
-    tracing::info!(document_id = %id, keys = key_ids.len(), "document keys destroyed");
-    purge(state, id).await?;
+    for (id, keys) in &documents {
+        tracing::info!(document_id = %id, keys = keys.len(), "document keys destroyed");
+    }
+    for id in &ids {
+        purge(state, *id).await?;
+    }
+    // The batch file a document was cut from still holds its pages while other page ranges
+    // of the batch wait in the QA queue: it goes too.
+    for id in &ids {
+        if let Some(batch) = state.db.batch_of_document(*id).await? {
+            crate::batch::destroy_original_early(state, batch).await?;
+        }
+    }
     Ok(true)
+}
+
+/// The keyring rows of a document's objects (read from their headers).
+fn key_ids_of(state: &AppState, id: DocumentId) -> anyhow::Result<Vec<String>> {
+    let mut key_ids = Vec::new();
+    for name in blobs_of(state, id)? {
+        let mut reader = state.vault.blobs.open(&name)?;
+        reader.seek(SeekFrom::Start(0))?;
+        // A blob that is not an object (cut short by a crash) has no key to destroy.
+        if let Ok(key_id) = read_key_id(&mut reader) {
+            key_ids.push(key_id.to_hex());
+        }
+    }
+    key_ids.sort();
+    key_ids.dedup();
+    Ok(key_ids)
 }
 
 /// Removes what is left of a tombstone: index entries, blobs; then marks it purged.
 async fn purge(state: &AppState, id: DocumentId) -> anyhow::Result<()> {
-    if let Err(error) = state.db.truncate_wal().await {
-        tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
-    }
+    truncate_wal(state).await;
     state.index_writer.purge_document(id.0).await?;
     let worker_state = state.clone();
     let removed = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
@@ -152,6 +205,39 @@ async fn purge(state: &AppState, id: DocumentId) -> anyhow::Result<()> {
     state.db.mark_purged(id).await?;
     tracing::info!(document_id = %id, blobs = removed, "document purged");
     Ok(())
+}
+
+/// Truncates the WAL, so that destroyed keyring rows survive in no log frame. SQLite does
+/// not truncate while a reader still needs older frames (it reports the checkpoint busy, not
+/// an error): then it is retried in the background, every second for up to ten minutes (a
+/// backup's snapshot can hold it that long), and a failure is logged.
+pub(crate) async fn truncate_wal(state: &AppState) {
+    match state.db.truncate_wal().await {
+        Ok(true) => return,
+        Ok(false) => {}
+        Err(error) => {
+            tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
+            return;
+        }
+    }
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        for _ in 0..600 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            match db.truncate_wal().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
+                    return;
+                }
+            }
+        }
+        tracing::warn!(
+            "the WAL could not be truncated after destroying keys: readers kept it busy for ten \
+             minutes; it is truncated at the next destruction or start"
+        );
+    });
 }
 
 /// Finishes shredding interrupted by a stop (run at startup, once the index writer runs).

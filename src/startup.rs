@@ -71,6 +71,15 @@ impl Application {
                 .await
                 .context("loading the audit keys")?,
         );
+        db.set_row_mac(
+            crate::db::integrity::RowMac::load(&vault)
+                .await
+                .context("loading the row integrity key")?,
+        );
+        let maced = db.mac_legacy_rows().await?;
+        if maced > 0 {
+            tracing::info!(maced, "gave access rows written before row MACs their MAC");
+        }
         let chained = db.chain_legacy_audit().await?;
         if chained > 0 {
             tracing::info!(
@@ -86,6 +95,10 @@ impl Application {
                 upgraded,
                 "sealed PHI columns of rows written before sealing"
             );
+        }
+        // Keys destroyed just before a stop may still be in WAL frames.
+        if !db.truncate_wal().await? {
+            tracing::warn!("the WAL could not be truncated at start: a reader holds it");
         }
         let leftovers = vault.remove_leftover_staging()?;
         if leftovers > 0 {
@@ -106,6 +119,13 @@ impl Application {
             cleanup: config.ocr.cleanup(),
         })
         .context("starting the OCR engines")?;
+        let decoder = config.decoder.sandbox();
+        {
+            let decoder = decoder.clone();
+            tokio::task::spawn_blocking(move || decoder.check())
+                .await?
+                .context("starting a decoder process (decoder.program, decoder.memory_bytes)")?;
+        }
         let requeued = db.requeue_running_jobs().await? + db.requeue_running_batches().await?;
         if requeued > 0 {
             tracing::info!(requeued, "resuming jobs interrupted by the last stop");
@@ -113,8 +133,16 @@ impl Application {
 
         let first_admin_token = if db.user_count().await? == 0 {
             let user = db.create_user("admin", Role::Admin).await?;
-            let (_, token) =
+            let (token_id, token) =
                 crate::auth::issue_token(&db, user, config.auth.token_ttl_days).await?;
+            db.append_audit(&crate::db::AuditEntry::administration(
+                "user-add",
+                serde_json::json!({
+                    "user": user, "name": "admin", "role": "admin", "token_id": token_id,
+                    "via": "first start",
+                }),
+            ))
+            .await?;
             Some(token)
         } else {
             None
@@ -123,8 +151,7 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
-        let sensitive_categories =
-            Arc::new(config.access.sensitive_categories.iter().cloned().collect());
+        let sensitive_categories = Arc::new(config.sensitive_categories());
         let jwt = crate::jwt::JwtVerifier::from_config(&config.auth)
             .context("loading the OIDC token settings")?
             .map(Arc::new);
@@ -137,6 +164,7 @@ impl Application {
             index,
             index_writer,
             ocr,
+            decoder,
             jobs_waiting: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
             audit_checkpoints,
@@ -148,6 +176,20 @@ impl Application {
                 "finished purging documents shredded before the last stop"
             );
         }
+        // Values sealed in envelope version 1 under the service keys are sealed again in
+        // version 2, in the background (resumable; both versions open meanwhile).
+        let db = state.db.clone();
+        tokio::spawn(async move {
+            match db.reseal_v1_values(500).await {
+                Ok(0) => {}
+                Ok(resealed) => {
+                    tracing::info!(resealed, "sealed values re-sealed in envelope version 2")
+                }
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "re-sealing version 1 values stopped")
+                }
+            }
+        });
         crate::worker::spawn(state.clone(), ocr_threads);
         state.audit_checkpoints.spawn(state.shutdown.clone());
         crate::retention::spawn_schedule(state.clone());
@@ -177,11 +219,8 @@ impl Application {
         let state = self.state.clone();
         let app = router(self.state.clone());
         let cancel = state.shutdown.clone();
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let limits = crate::http::serve::ConnectionLimits::from_config(&state.config.server);
+        crate::http::serve::serve(self.listener, app, limits, async move {
             shutdown.await;
             cancel.cancel();
         })
@@ -228,19 +267,21 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Page text and keys live in this process's memory: no core dumps.
-pub fn disable_core_dumps() {
+/// Page text and keys live in this process's memory: no core dumps (a zero core size limit,
+/// and not dumpable, which also keeps other processes of the same user from reading its
+/// memory through ptrace or /proc).
+pub fn disable_core_dumps() -> std::io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: plain syscalls with valid arguments; failure only leaves dumps enabled.
-    unsafe {
-        let limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::setrlimit(libc::RLIMIT_CORE, &limit) != 0 {
-            tracing::warn!("could not disable core dumps (setrlimit)");
-        }
-        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
-            tracing::warn!("could not mark the process non-dumpable");
-        }
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: as above.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

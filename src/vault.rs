@@ -137,10 +137,48 @@ fn shard(doc: &DocumentId) -> String {
 }
 
 /// A freshly generated data key and its wrapped form, not yet in the keyring.
+///
+/// While it lives, its KEK version counts as in use ([`Vault::wraps_in_flight`]): an upload
+/// wraps its key when it starts and records the keyring row only when it is accepted, and
+/// retiring that KEK version in between would leave an acknowledged original undecryptable.
+/// Drop it once its keyring row is committed (or the upload is abandoned).
 pub struct NewKey {
     pub id: KeyId,
     pub key: DataKey,
     pub wrapped: WrappedKey,
+    _in_flight: WrapInFlight,
+}
+
+/// Counts a wrapped key not yet committed to the keyring, by KEK version, until dropped.
+struct WrapInFlight {
+    counts: Arc<std::sync::Mutex<std::collections::BTreeMap<u32, usize>>>,
+    version: u32,
+}
+
+impl WrapInFlight {
+    fn new(
+        counts: &Arc<std::sync::Mutex<std::collections::BTreeMap<u32, usize>>>,
+        version: u32,
+    ) -> WrapInFlight {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(version).or_insert(0) += 1;
+        WrapInFlight {
+            counts: counts.clone(),
+            version,
+        }
+    }
+}
+
+impl Drop for WrapInFlight {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&self.version) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.version);
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -148,6 +186,8 @@ pub struct Vault {
     pub blobs: Arc<dyn BlobStore>,
     /// Replaced whole when a KEK version is added or retired (see [`crate::kek`]).
     keys: Arc<RwLock<Arc<dyn KeyProvider>>>,
+    /// Keys wrapped but not yet in the keyring, by KEK version (see [`NewKey`]).
+    wraps_in_flight: Arc<std::sync::Mutex<std::collections::BTreeMap<u32, usize>>>,
     db: Db,
 }
 
@@ -156,6 +196,7 @@ impl Vault {
         Vault {
             blobs,
             keys: Arc::new(RwLock::new(keys)),
+            wraps_in_flight: Arc::default(),
             db,
         }
     }
@@ -179,8 +220,47 @@ impl Vault {
     pub fn new_key(&self) -> anyhow::Result<NewKey> {
         let id = KeyId::generate();
         let key = DataKey::generate();
-        let wrapped = self.keys().wrap_key(&id, &key)?;
-        Ok(NewKey { id, key, wrapped })
+        let keys = self.keys();
+        // Counted before wrapping, so a retirement that finds no wrap in flight under a
+        // version can never race one that is about to use it.
+        let in_flight = WrapInFlight::new(&self.wraps_in_flight, keys.current_version());
+        let wrapped = keys.wrap_key(&id, &key)?;
+        let in_flight = if wrapped.kek_version == in_flight.version {
+            in_flight
+        } else {
+            WrapInFlight::new(&self.wraps_in_flight, wrapped.kek_version)
+        };
+        Ok(NewKey {
+            id,
+            key,
+            wrapped,
+            _in_flight: in_flight,
+        })
+    }
+
+    /// The key wrapped under the current KEK version: the KEK may have been rotated since
+    /// `key` was made (an upload that took a while), and its keyring row should not start
+    /// under a version that is being retired.
+    pub fn refresh_wrap(&self, key: &mut NewKey) -> anyhow::Result<()> {
+        let keys = self.keys();
+        if key.wrapped.kek_version != keys.current_version() {
+            let rewrapped = keys.rewrap_key(&key.id, &key.wrapped)?;
+            // Counted under the new version before the old count is released.
+            let in_flight = WrapInFlight::new(&self.wraps_in_flight, rewrapped.kek_version);
+            key.wrapped = rewrapped;
+            key._in_flight = in_flight;
+        }
+        Ok(())
+    }
+
+    /// Keys wrapped under KEK `version` whose keyring rows are not committed yet (uploads,
+    /// corrections and batch filings in progress).
+    pub fn wraps_in_flight(&self, version: u32) -> usize {
+        let map = self
+            .wraps_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(&version).copied().unwrap_or(0)
     }
 
     pub async fn store_key(&self, key: &NewKey) -> sqlx::Result<()> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chartvault_index::PageRecord;
-use chartvault_ocr::{DecodedPage, PageReader, ScanError, ScanFormat};
+use chartvault_ocr::{DecodedPage, ScanError, ScanFormat};
 use futures::StreamExt;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::ImageEncoder;
@@ -20,7 +20,9 @@ use crate::domain::{DocumentId, DocumentStatus};
 use crate::http::AppState;
 use crate::vault::ObjectRef;
 
-/// A job that failed this many times is not retried.
+/// A job is tried this many times at most. Attempts are counted when a job is claimed, so a
+/// document whose processing took the whole process down (and is claimed again at every
+/// start) fails with a reason instead of taking it down again and again.
 const MAX_ATTEMPTS: i64 = 3;
 
 /// Starts the job loops: two per OCR engine, each working on one document at a time with up
@@ -54,7 +56,13 @@ async fn run(state: AppState) {
             Err(error) => Err(error),
         };
         match claimed {
+            Ok(Some(Claimed::Job(job))) if job.attempts > MAX_ATTEMPTS => {
+                give_up(&state, job).await
+            }
             Ok(Some(Claimed::Job(job))) => process(&state, job).await,
+            Ok(Some(Claimed::Batch(batch))) if batch.attempts > crate::batch::MAX_ATTEMPTS => {
+                crate::batch::give_up(&state, batch).await
+            }
             Ok(Some(Claimed::Batch(batch))) => crate::batch::process(&state, batch).await,
             Ok(None) => {
                 tokio::select! {
@@ -68,6 +76,21 @@ async fn run(state: AppState) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// A job claimed more often than [`MAX_ATTEMPTS`]: every earlier attempt ended without a
+/// result (the process stopped while working on it), so it is not run again.
+async fn give_up(state: &AppState, job: Job) {
+    let reason = format!(
+        "processing stopped without a result {} times (the service stopped while working on \
+         it); it is not tried again: check the file, then retry it (POST \
+         /api/v1/documents/{{id}}/retry) or upload it again",
+        job.attempts - 1
+    );
+    tracing::warn!(document_id = %job.document_id, attempts = job.attempts, "giving up on a job");
+    if let Err(error) = state.db.fail_job(&job, job.document_id, &reason).await {
+        tracing::error!(document_id = %job.document_id, error = %error, "could not record the job's failure");
     }
 }
 
@@ -243,7 +266,7 @@ pub(crate) fn page_record(
         patient_id: doc.patient_id.0,
         patient_name: patient_name.to_string(),
         document_type: doc.document_type.clone(),
-        category: doc.category.clone(),
+        category: doc.category.to_string(),
         service_date: doc.service_date,
         text,
     }
@@ -268,26 +291,27 @@ pub(crate) async fn process_pages(
     let limits = crate::ingest::scan_limits(&state.config);
     let page_count = doc.page_count as usize;
     let (pages_tx, pages_rx) = mpsc::channel::<(u32, Result<DecodedPage, ScanError>)>(in_flight);
+    let sandbox = state.decoder.clone();
+    // The pages are decoded in a decoder process (see `chartvault_ocr::Sandbox`), which
+    // checks that the file still has the pages it was accepted with.
     let decoder = tokio::task::spawn_blocking(move || -> Result<(), ScanError> {
-        let mut pages = PageReader::open(reader, format, &limits)?;
-        if pages.page_count() != page_count {
-            return Err(ScanError::Malformed {
-                format,
-                detail: format!(
-                    "the file now has {} pages, {page_count} were accepted",
-                    pages.page_count()
-                ),
-            });
-        }
-        for page in todo {
-            let decoded = pages.decode((page - 1) as usize);
-            let failed = decoded.is_err();
-            // The receiver is gone when processing stopped early; so does decoding.
-            if pages_tx.blocking_send((page, decoded)).is_err() || failed {
-                break;
-            }
-        }
-        Ok(())
+        let indexes: Vec<usize> = todo.iter().map(|&page| (page - 1) as usize).collect();
+        sandbox.decode_pages(
+            reader,
+            format,
+            &limits,
+            page_count,
+            &indexes,
+            |index, decoded| {
+                let failed = decoded.is_err();
+                // The receiver is gone when processing stopped early; so does decoding.
+                if pages_tx.blocking_send((index as u32 + 1, decoded)).is_err() || failed {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            },
+        )
     });
     let decoded_pages = futures::stream::unfold(pages_rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -343,6 +367,12 @@ async fn process_page(
 ) -> Result<(), Failure> {
     let decoded = decoded.map_err(|e| match e {
         ScanError::Io(_) => Failure::transient(e.into()),
+        // Its message names the page already.
+        e @ ScanError::DecoderStopped { .. } => Failure {
+            reason: e.to_string(),
+            permanent: true,
+            error: e.into(),
+        },
         e => Failure {
             reason: format!("page {page} could not be decoded: {e}"),
             permanent: true,
@@ -369,24 +399,28 @@ async fn process_page(
         None => {
             let dpi = decoded.dpi.map(|(x, _)| x.round() as u32);
             let limit = Duration::from_millis(state.config.ocr.page_timeout_ms);
-            // The engine finishes a page that runs over on its own (libtesseract's deadline
-            // monitor is not reachable through the tesseract crate); the document stops
+            // Counted from the moment an engine starts on the page, not while it waits for
+            // one. The engine finishes a page that runs over on its own; the document stops
             // waiting for it and fails with a reason.
-            let processed = tokio::time::timeout(limit, state.ocr.process(decoded.image, dpi))
+            let processed = state
+                .ocr
+                .process_within(decoded.image, dpi, limit)
                 .await
-                .map_err(|_| Failure {
-                    reason: format!(
-                        "page {page} took longer than {} ms to clean up and recognise \
-                         (ocr.page_timeout_ms)",
-                        limit.as_millis()
-                    ),
-                    permanent: true,
-                    error: anyhow::anyhow!("page timeout"),
-                })?
-                .map_err(|e| Failure {
-                    reason: format!("page {page} could not be recognised"),
-                    permanent: true,
-                    error: e.into(),
+                .map_err(|e| match e {
+                    chartvault_ocr::OcrError::PageTimeout { .. } => Failure {
+                        reason: format!(
+                            "page {page} took longer than {} ms to clean up and recognise \
+                             (ocr.page_timeout_ms)",
+                            limit.as_millis()
+                        ),
+                        permanent: true,
+                        error: e.into(),
+                    },
+                    e => Failure {
+                        reason: format!("page {page} could not be recognised"),
+                        permanent: true,
+                        error: e.into(),
+                    },
                 })?;
             let source = if processed.blank { "none" } else { "ocr" };
             (processed, source)

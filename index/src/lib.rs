@@ -34,7 +34,7 @@ pub mod writer;
 pub use encrypted_directory::EncryptedDirectory;
 pub use error::IndexError;
 pub use highlight::Highlighter;
-pub use patients::PatientMatch;
+pub use patients::{NameScope, PatientMatch};
 pub use search::{SearchHit, SearchIndex, SearchRequest, SearchResults};
 pub use verify::{verify_index_dir, IndexFileProblem, IndexVerifyReport};
 pub use writer::{IndexWriterService, PageRecord};

@@ -4,7 +4,10 @@
 //! Promises: every word of the name query must match a word of the patient's name (the
 //! last word may be a prefix of at least two characters, so "quarr" finds "Quarrendon");
 //! accents and case do not matter; results are distinct patients, those with most matching
-//! pages first; an optional allow-list restricts them to patients the caller may see.
+//! pages first. The caller's scope is part of the query ([`NameScope`]): patients off their
+//! list, pages of categories they may not see and documents they may not see never match, so
+//! a patient known only through hidden documents is not found and page counts never count
+//! hidden pages.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,6 +29,17 @@ const MAX_NAME_WORDS: usize = 8;
 /// Shortest last word taken as a prefix.
 const MIN_NAME_PREFIX: usize = 2;
 
+/// What a name search may see: the same restrictions as a [`crate::SearchRequest`]'s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NameScope<'a> {
+    /// When given, only these patients can be returned (empty: none).
+    pub allowed_patients: Option<&'a [Uuid]>,
+    /// Pages in these categories never match.
+    pub excluded_categories: &'a [String],
+    /// Pages of these documents never match.
+    pub excluded_documents: &'a [Uuid],
+}
+
 /// One patient a name search found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PatientMatch {
@@ -35,12 +49,12 @@ pub struct PatientMatch {
 }
 
 impl SearchIndex {
-    /// Patients whose indexed name matches `name` (see the module docs), at most `limit`.
-    /// `allowed`: when given, only these patients can be returned.
+    /// Patients whose indexed name matches `name` on pages `scope` lets the caller see (see
+    /// the module docs), at most `limit` (applied after the scope).
     pub fn find_patients(
         &self,
         name: &str,
-        allowed: Option<&[Uuid]>,
+        scope: &NameScope<'_>,
         limit: usize,
     ) -> Result<Vec<PatientMatch>, IndexError> {
         let fields = *self.fields();
@@ -72,7 +86,7 @@ impl SearchIndex {
             Box::new(TermQuery::new(term(last), IndexRecordOption::Basic))
         };
         clauses.push((Occur::Must, last_query));
-        if let Some(allowed) = allowed {
+        if let Some(allowed) = scope.allowed_patients {
             if allowed.is_empty() {
                 return Ok(Vec::new());
             }
@@ -83,6 +97,20 @@ impl SearchIndex {
                 Occur::Must,
                 Box::new(ConstScoreQuery::new(Box::new(TermSetQuery::new(ids)), 0.0)),
             ));
+        }
+        if !scope.excluded_categories.is_empty() {
+            let hidden = scope
+                .excluded_categories
+                .iter()
+                .map(|category| Term::from_field_text(fields.category, category));
+            clauses.push((Occur::MustNot, Box::new(TermSetQuery::new(hidden))));
+        }
+        if !scope.excluded_documents.is_empty() {
+            let hidden = scope
+                .excluded_documents
+                .iter()
+                .map(|id| Term::from_field_text(fields.document_id, &uuid_string(*id)));
+            clauses.push((Occur::MustNot, Box::new(TermSetQuery::new(hidden))));
         }
         let counts = self
             .searcher()

@@ -197,4 +197,9 @@ pub enum OcrError {
     /// Every engine thread has stopped; nothing can serve the page.
     #[error("the OCR pool has no running engine threads")]
     PoolClosed,
+
+    /// Cleaning up and recognising the page took longer than its limit (counted from the
+    /// moment an engine started on it).
+    #[error("the page took longer than {limit_ms} ms to clean up and recognise")]
+    PageTimeout { limit_ms: u64 },
 }

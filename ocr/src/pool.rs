@@ -108,6 +108,8 @@ struct Job {
     dpi: Option<u32>,
     work: Work,
     reply: oneshot::Sender<Outcome>,
+    /// Told when an engine starts on the page (time limits count from then).
+    started: Option<oneshot::Sender<()>>,
 }
 
 /// What every engine is created with.
@@ -198,6 +200,43 @@ impl OcrPool {
         }
     }
 
+    /// As [`OcrPool::process`], failing with [`OcrError::PageTimeout`] when the page takes
+    /// longer than `limit` from the moment an engine starts on it: time spent waiting for a
+    /// free engine behind other pages does not count. (The engine finishes a page that runs
+    /// over in the background; libtesseract's own deadline is not reachable through the
+    /// `tesseract` crate.)
+    pub async fn process_within(
+        &self,
+        image: GrayImage,
+        dpi: Option<u32>,
+        limit: std::time::Duration,
+    ) -> Result<ProcessedPage, OcrError> {
+        let (reply, response) = oneshot::channel();
+        let (started, engine_started) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                image,
+                dpi,
+                work: Work::Process,
+                reply,
+                started: Some(started),
+            })
+            .map_err(|_| OcrError::PoolClosed)?;
+        // Queue wait: as long as it takes (the engine drops `started` unsent only when the
+        // pool stops, which `response` then reports).
+        let _ = engine_started.await;
+        let outcome = tokio::time::timeout(limit, response)
+            .await
+            .map_err(|_| OcrError::PageTimeout {
+                limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+            })?
+            .map_err(|_| OcrError::PoolClosed)?;
+        match outcome {
+            Outcome::Processed(result) => result,
+            Outcome::Recognized(_) => unreachable!("a process job answers Processed"),
+        }
+    }
+
     async fn submit(
         &self,
         image: GrayImage,
@@ -211,6 +250,7 @@ impl OcrPool {
                 dpi,
                 work,
                 reply,
+                started: None,
             })
             .map_err(|_| OcrError::PoolClosed)?;
         response.await.map_err(|_| OcrError::PoolClosed)
@@ -334,9 +374,12 @@ fn engine_thread(
     loop {
         // Holding the lock only while waiting: one idle thread waits, the others queue on the lock.
         let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(job) = job else { break };
+        let Ok(mut job) = job else { break };
         if job.reply.is_closed() {
             continue; // the caller gave up waiting
+        }
+        if let Some(started) = job.started.take() {
+            let _ = started.send(());
         }
         let started = Instant::now();
         let (width, height) = job.image.dimensions();

@@ -202,3 +202,59 @@ fn a_missing_language_fails_at_start_naming_the_package() {
     );
     assert!(error.to_string().contains("tesseract-ocr-qqq"), "{error}");
 }
+
+/// A page's time limit counts from the moment an engine starts on it: pages queued behind
+/// others on a busy pool do not time out while they wait; a page that itself runs over does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_time_limit_counts_from_the_engines_start_not_the_queue() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    let one_engine = OcrPool::start(&OcrConfig {
+        threads: 1,
+        page_seg_mode: PSM,
+        ..OcrConfig::default()
+    })
+    .expect("the OCR pool starts");
+    let page = decode_fixture(&dir, "phototest.tif");
+    let started = std::time::Instant::now();
+    one_engine
+        .process_within(
+            page.image.clone(),
+            None,
+            std::time::Duration::from_secs(600),
+        )
+        .await
+        .expect("processed");
+    let one_page = started.elapsed();
+    // Four pages at once on one engine: the last waits three pages' time in the queue, far
+    // over its limit of 2.5 pages' time, which it is only given once an engine has it.
+    let limit = one_page.mul_f64(2.5);
+    let pages = (0..4).map(|_| {
+        let pool = one_engine.clone();
+        let image = page.image.clone();
+        tokio::spawn(async move { pool.process_within(image, None, limit).await })
+    });
+    for outcome in futures_join(pages.collect()).await {
+        outcome.expect("no page times out while it waits for the engine");
+    }
+    let timed_out = one_engine
+        .process_within(
+            page.image.clone(),
+            None,
+            std::time::Duration::from_millis(1),
+        )
+        .await;
+    assert!(
+        matches!(timed_out, Err(OcrError::PageTimeout { limit_ms: 1 })),
+        "{timed_out:?}"
+    );
+}
+
+async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("the task ran"));
+    }
+    out
+}

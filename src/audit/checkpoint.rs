@@ -50,15 +50,44 @@ pub fn public_key_path(signing_key_file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn parse_key_line(text: &str, what: &str) -> anyhow::Result<[u8; 32]> {
+/// The 32 key bytes of an `ed25519 <hex>` line, in a buffer zeroised on drop (the line may
+/// be the signing key's).
+fn parse_key_line(text: &str, what: &str) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
     let hex_key = text
         .trim()
         .strip_prefix(KEY_LINE_PREFIX)
         .with_context(|| format!("the {what} is not an 'ed25519 <hex>' line"))?;
-    let bytes = hex::decode(hex_key.trim()).with_context(|| format!("the {what} is not hex"))?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the {what} is not 32 bytes"))
+    let bytes = zeroize::Zeroizing::new(
+        hex::decode(hex_key.trim()).with_context(|| format!("the {what} is not hex"))?,
+    );
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    if bytes.len() != key.len() {
+        bail!("the {what} is not 32 bytes");
+    }
+    key.copy_from_slice(&bytes);
+    Ok(key)
+}
+
+/// Reads the signing key file: refused when group or others have any permission on it (as
+/// the KEK file is), its text and bytes zeroised after use.
+fn read_signing_key(path: &Path) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("reading the audit signing key {}", path.display()))?;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "the audit signing key {} is accessible by group or others (mode {mode:04o}); \
+             refusing to use it. Fix with: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+    let mut text = zeroize::Zeroizing::new(String::new());
+    file.read_to_string(&mut text)
+        .with_context(|| format!("reading the audit signing key {}", path.display()))?;
+    parse_key_line(&text, "audit signing key")
 }
 
 impl CheckpointSigner {
@@ -66,10 +95,9 @@ impl CheckpointSigner {
     pub fn load_or_create(path: &Path) -> anyhow::Result<CheckpointSigner> {
         use std::os::unix::fs::OpenOptionsExt;
         if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the audit signing key {}", path.display()))?;
+            let secret = read_signing_key(path)?;
             let signer = CheckpointSigner {
-                key: SigningKey::from_bytes(&parse_key_line(&text, "audit signing key")?),
+                key: SigningKey::from_bytes(&secret),
             };
             if !public_key_path(path).exists() {
                 signer.write_public_key(path)?;
@@ -128,17 +156,26 @@ impl CheckpointSigner {
     }
 }
 
-/// The published verifying key: the `.pub` file, or else derived from the signing key file.
-/// `None` when neither exists.
-pub fn load_verifying_key(signing_key_file: &Path) -> anyhow::Result<Option<VerifyingKey>> {
-    let public = public_key_path(signing_key_file);
+/// The verifying key checkpoints are checked against: `audit.public_key_file` when it is
+/// configured (a pinned copy kept with the shipped checkpoints, and then nothing else), else
+/// the `.pub` file beside the signing key, or else derived from the signing key file.
+/// `None` when none of them exists.
+pub fn load_verifying_key(config: &Config) -> anyhow::Result<Option<VerifyingKey>> {
+    if let Some(pinned) = &config.audit.public_key_file {
+        let text = std::fs::read_to_string(pinned)
+            .with_context(|| format!("reading audit.public_key_file {}", pinned.display()))?;
+        let bytes = parse_key_line(&text, "audit public key")?;
+        return Ok(Some(
+            VerifyingKey::from_bytes(&bytes)
+                .context("the audit public key is not a valid Ed25519 key")?,
+        ));
+    }
+    let signing_key_file = config.audit_signing_key_file();
+    let public = public_key_path(&signing_key_file);
     let bytes = if public.exists() {
-        parse_key_line(&std::fs::read_to_string(&public)?, "audit public key")?
+        *parse_key_line(&std::fs::read_to_string(&public)?, "audit public key")?
     } else if signing_key_file.exists() {
-        let secret = parse_key_line(
-            &std::fs::read_to_string(signing_key_file)?,
-            "audit signing key",
-        )?;
+        let secret = read_signing_key(&signing_key_file)?;
         SigningKey::from_bytes(&secret).verifying_key().to_bytes()
     } else {
         return Ok(None);
@@ -380,11 +417,26 @@ mod tests {
         let signer = CheckpointSigner::load_or_create(&path).unwrap();
         let again = CheckpointSigner::load_or_create(&path).unwrap();
         assert_eq!(signer.verifying_key(), again.verifying_key());
-        let key = load_verifying_key(&path).unwrap().unwrap();
+        let mut config = Config::for_data_dir(&dir.path().join("data"));
+        config.audit.signing_key_file = Some(path.clone());
+        let key = load_verifying_key(&config).unwrap().unwrap();
         assert_eq!(key, signer.verifying_key());
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        // A pinned public key, when configured, is the only one: another key's checkpoints
+        // do not verify against it, whatever sits beside the signing key.
+        let other_signer = CheckpointSigner::load_or_create(&dir.path().join("pinned")).unwrap();
+        config.audit.public_key_file = Some(public_key_path(&dir.path().join("pinned")));
+        let pinned = load_verifying_key(&config).unwrap().unwrap();
+        assert_eq!(pinned, other_signer.verifying_key());
+        assert_ne!(pinned, signer.verifying_key());
+        config.audit.public_key_file = Some(dir.path().join("missing.pub"));
+        assert!(
+            load_verifying_key(&config).is_err(),
+            "a pinned key that is missing"
+        );
+        config.audit.public_key_file = None;
 
         let checkpoint = signer.sign(5, &[9; 32], "2026-11-25T10:00:00.000Z");
         assert_eq!(checkpoint.verify(&key), Ok([9; 32]));
@@ -406,5 +458,23 @@ mod tests {
         let lines = read_checkpoints(&file).unwrap();
         assert_eq!(lines.len(), 1, "a partial last line is a write in flight");
         assert_eq!(lines[0].1.as_ref().unwrap(), &checkpoint);
+    }
+
+    #[test]
+    fn a_signing_key_open_to_others_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        CheckpointSigner::load_or_create(&path).unwrap();
+        for mode in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let message = CheckpointSigner::load_or_create(&path)
+                .err()
+                .expect("a signing key open to others must be refused")
+                .to_string();
+            assert!(message.contains("chmod 600"), "{message}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(CheckpointSigner::load_or_create(&path).is_ok());
     }
 }

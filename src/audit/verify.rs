@@ -289,7 +289,7 @@ pub async fn verify_audit(config: &Config) -> anyhow::Result<AuditVerifyReport> 
     let checkpoint_file = config.audit_checkpoint_file();
     // Checkpoints first: every checkpoint read now covers only entries already committed.
     let lines = read_checkpoints(&checkpoint_file)?;
-    let key = load_verifying_key(&config.audit_signing_key_file())?;
+    let key = load_verifying_key(config)?;
     if key.is_none() && !lines.is_empty() {
         bail!(
             "there are checkpoints but no audit public key at {}",

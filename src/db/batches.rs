@@ -342,6 +342,21 @@ impl Db {
         rows.iter().map(segment_from_row).collect()
     }
 
+    /// The batch a document was filed from, if it was.
+    pub async fn batch_of_document(
+        &self,
+        document: DocumentId,
+    ) -> sqlx::Result<Option<DocumentId>> {
+        let batch: Option<String> = sqlx::query_scalar(
+            "SELECT batch_id FROM batch_segments WHERE document_id = $1 AND status = 'filed'
+             LIMIT 1",
+        )
+        .bind(document.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        batch.map(|id| super::parse_id(&id)).transpose()
+    }
+
     pub async fn segment(&self, id: DocumentId) -> sqlx::Result<Option<Segment>> {
         let row = sqlx::query("SELECT * FROM batch_segments WHERE id = $1")
             .bind(id.to_string())

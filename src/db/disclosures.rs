@@ -4,7 +4,7 @@
 
 use chrono::NaiveDate;
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 
 use super::{now, parse_date, parse_id, Db};
 use crate::domain::{DocumentId, PatientId, UserId};
@@ -60,6 +60,19 @@ pub struct Disclosure {
 impl Db {
     /// Records a disclosure; returns its id.
     pub async fn insert_disclosure(&self, disclosure: &NewDisclosure) -> sqlx::Result<String> {
+        let mut tx = self.pool.begin().await?;
+        let id = self.insert_disclosure_tx(&mut tx, disclosure).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Records a disclosure inside the caller's transaction (a production records its
+    /// disclosures in the transaction that records the production).
+    pub async fn insert_disclosure_tx(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        disclosure: &NewDisclosure,
+    ) -> sqlx::Result<String> {
         let phi = self.phi()?;
         let id = uuid::Uuid::new_v4().to_string();
         let documents: Vec<String> = disclosure
@@ -92,7 +105,7 @@ impl Db {
         .bind(disclosure.source.as_str())
         .bind(disclosure.recorded_by.to_string())
         .bind(now())
-        .execute(&self.pool)
+        .execute(&mut **tx)
         .await?;
         Ok(id)
     }

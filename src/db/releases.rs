@@ -500,7 +500,14 @@ impl Db {
 
     /// Records a production and takes its Bates numbers, in one transaction; false (and
     /// nothing recorded) if another production of the prefix took numbers meanwhile.
-    pub async fn insert_production(&self, p: &NewProduction) -> sqlx::Result<bool> {
+    /// Records a production, taking its Bates numbers, and the disclosures it makes (one per
+    /// patient, for the accounting) in one transaction: a production never exists without
+    /// its accounting. `false` when the Bates numbers were taken meanwhile.
+    pub async fn insert_production(
+        &self,
+        p: &NewProduction,
+        disclosures: &[super::disclosures::NewDisclosure],
+    ) -> sqlx::Result<bool> {
         let id = p.id.to_string();
         let custodian = p
             .custodian
@@ -558,6 +565,9 @@ impl Db {
         .bind(now())
         .execute(&mut *tx)
         .await?;
+        for disclosure in disclosures {
+            self.insert_disclosure_tx(&mut tx, disclosure).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

@@ -151,8 +151,8 @@ pub struct GrantBody {
     category: String,
 }
 
-fn sensitive_category(state: &AppState, raw: &str) -> ApiResult<String> {
-    let category = crate::domain::parse_slug("category", raw).map_err(ApiError::invalid)?;
+fn sensitive_category(state: &AppState, raw: &str) -> ApiResult<crate::domain::Category> {
+    let category = crate::domain::Category::parse(raw).map_err(ApiError::invalid)?;
     if !state.sensitive_categories.contains(&category) {
         return Err(ApiError::invalid(
             "category: only sensitive categories are granted (see access.sensitive_categories)",

@@ -5,8 +5,7 @@
 use std::io::Read;
 
 use axum::body::Body;
-use axum::extract::multipart::Multipart;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +13,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{audit, authorize, Action, Principal, Resource};
+use super::multipart::{read_chunk, BoundedMultipart, Meter};
+use crate::auth::{audit, authorize, Action, Principal};
 use crate::db::{Document, PageRow};
 use crate::domain::{DocumentId, DocumentStatus};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -23,8 +23,7 @@ use crate::ingest::{self, Staged, StagingUpload, ValidMetadata};
 use crate::vault::ObjectRef;
 
 const MAX_METADATA_BYTES: usize = 64 * 1024;
-/// Room for multipart boundaries and the metadata part on top of the file's own limit.
-const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
+use super::MULTIPART_OVERHEAD;
 
 pub async fn upload(
     State(state): State<AppState>,
@@ -78,7 +77,7 @@ pub(super) async fn receive(
         "the body must be multipart/form-data with one part 'file'"
     };
     let request = Request::from_parts(parts, body);
-    let mut multipart = match Multipart::from_request(request, state).await {
+    let mut multipart = match BoundedMultipart::from_request(request, state).await {
         Ok(multipart) => multipart,
         Err(_) => return Err(ApiError::invalid(expected).into_response()),
     };
@@ -100,7 +99,7 @@ pub(super) async fn receive(
             if let Some(staged) = staged {
                 state.vault.discard_staging(staged.doc);
             }
-            drain_multipart(&mut multipart).await;
+            multipart.drain(DRAIN_BYTES as u64, DRAIN_TIME).await;
             let error = match outcome {
                 Err(error) => error,
                 Ok(()) => ApiError::invalid("the 'file' part is missing"),
@@ -130,31 +129,23 @@ async fn refuse(error: ApiError, body: Body) -> Response {
     error.into_response()
 }
 
-async fn drain_multipart(multipart: &mut Multipart) {
-    let drain = async {
-        let mut seen = 0usize;
-        while let Ok(Some(mut field)) = multipart.next_field().await {
-            while let Ok(Some(chunk)) = field.chunk().await {
-                seen += chunk.len();
-                if seen > DRAIN_BYTES {
-                    return;
-                }
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
-}
-
 async fn read_parts(
     state: &AppState,
-    multipart: &mut Multipart,
+    multipart: &mut BoundedMultipart,
     limit: u64,
     with_metadata: bool,
     metadata: &mut Option<ValidMetadata>,
     staged: &mut Option<Staged>,
 ) -> ApiResult<()> {
-    let unreadable = |_| ApiError::invalid("the multipart body could not be read");
-    while let Some(mut field) = multipart.next_field().await.map_err(unreadable)? {
+    let meter = multipart.meter();
+    let malformed = || ApiError::invalid("the multipart body could not be read");
+    let field_limit = |name: Option<&str>| match name {
+        Some("metadata") => MAX_METADATA_BYTES as u64,
+        // The staging upload counts the file against `limit` itself, with its own message.
+        Some("file") => limit.saturating_add(1 << 20),
+        _ => 0,
+    };
+    while let Some(mut field) = multipart.next_field(field_limit, malformed).await? {
         match field.name() {
             Some("metadata") if !with_metadata => {
                 return Err(ApiError::invalid(
@@ -166,7 +157,7 @@ async fn read_parts(
                     return Err(ApiError::invalid("only one 'metadata' part is allowed"));
                 }
                 let mut json = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+                while let Some(chunk) = read_chunk(&mut field, &meter, malformed).await? {
                     json.extend_from_slice(&chunk);
                     if json.len() > MAX_METADATA_BYTES {
                         return Err(ApiError::invalid("the 'metadata' part is too large"));
@@ -179,7 +170,7 @@ async fn read_parts(
                     return Err(ApiError::invalid("only one 'file' part is allowed"));
                 }
                 let mut upload = StagingUpload::begin(&state.vault, limit)?;
-                let received = stream_field(&mut field, &mut upload).await;
+                let received = stream_field(&mut field, &meter, &mut upload).await;
                 match received {
                     Ok(()) => *staged = Some(upload.finish().await?),
                     Err(error) => {
@@ -205,15 +196,14 @@ async fn read_parts(
 
 async fn stream_field(
     field: &mut axum::extract::multipart::Field<'_>,
+    meter: &Meter,
     upload: &mut StagingUpload,
 ) -> ApiResult<()> {
-    loop {
-        match field.chunk().await {
-            Ok(Some(chunk)) => upload.push(chunk).await?,
-            Ok(None) => return Ok(()),
-            Err(_) => return Err(ApiError::invalid("the upload was interrupted or malformed")),
-        }
+    let interrupted = || ApiError::invalid("the upload was interrupted or malformed");
+    while let Some(chunk) = read_chunk(field, meter, interrupted).await? {
+        upload.push(chunk).await?;
     }
+    Ok(())
 }
 
 /// Loads a document the caller may read, or the error to send (404 for unknown ids and for
@@ -251,12 +241,7 @@ pub(super) async fn document_in_scope(
         .await?;
         return Err(ApiError::not_found());
     };
-    let resource = Resource {
-        patient_id: doc.patient_id,
-        document_id: Some(doc.id),
-        category: &doc.category,
-        records_only: doc.status.records_only(),
-    };
+    let resource = doc.resource();
     authorize(&state.db, principal, action, Some(&resource)).await?;
     Ok(doc)
 }
@@ -326,6 +311,58 @@ pub struct Tombstone {
     sha256: String,
     deleted_at: Option<String>,
     deleted_by: Option<String>,
+}
+
+/// `POST /documents/{id}/retry` (records): processes a `failed` document again from its
+/// original, once whatever failed it was dealt with; `409` unless it is `failed`. Audited
+/// before the act.
+pub async fn retry(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    authorize(&state.db, &principal, Action::Ingest, None).await?;
+    let doc = document_in_scope(&state, &principal, Action::Ingest, &id).await?;
+    if doc.status != DocumentStatus::Failed {
+        audit(
+            &state.db,
+            &principal,
+            Action::Ingest,
+            "refused",
+            Some(doc.patient_id),
+            Some(doc.id),
+            Some(serde_json::json!({ "retry": true, "refusal": "not failed" })),
+        )
+        .await?;
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "only a failed document can be retried; this one is {}",
+                doc.status.as_str()
+            ),
+        ));
+    }
+    audit(
+        &state.db,
+        &principal,
+        Action::Ingest,
+        "ok",
+        Some(doc.patient_id),
+        Some(doc.id),
+        Some(serde_json::json!({ "retry": true })),
+    )
+    .await?;
+    if !state.db.retry_failed(doc.id).await? {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the document changed state during the request; reload it",
+        ));
+    }
+    state.jobs_waiting.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "id": doc.id, "status": "accepted" })),
+    ))
 }
 
 /// `DELETE /documents/{id}` with `{"reason": "..."}`: crypto-shreds the document
@@ -618,7 +655,7 @@ pub async fn correct(
         None => doc.document_type.clone(),
     };
     let category = match &body.category {
-        Some(raw) => crate::domain::parse_slug("category", raw).map_err(ApiError::invalid)?,
+        Some(raw) => crate::domain::Category::parse(raw).map_err(ApiError::invalid)?,
         None => doc.category.clone(),
     };
     let service_date = body.service_date.or(doc.service_date);

@@ -145,10 +145,8 @@ async fn visible_view(state: &AppState, principal: &Principal, mut hold: Hold) -
             continue;
         };
         let resource = Resource {
-            patient_id: doc.patient_id,
-            document_id: Some(doc.id),
-            category: &doc.category,
             records_only: false,
+            ..doc.resource()
         };
         if decide(principal, Action::ReadDocument, Some(&resource)).is_allow() {
             visible.push(*id);

@@ -8,10 +8,12 @@ mod audit;
 mod batches;
 mod documents;
 mod holds;
+mod multipart;
 mod patients;
 mod qa;
 mod releases;
 mod retention;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,10 +45,12 @@ pub struct AppState {
     pub index: SearchIndex,
     pub index_writer: IndexWriterService,
     pub ocr: OcrPool,
+    /// Preflight and page decoding run in child processes under a memory ceiling.
+    pub decoder: chartvault_ocr::Sandbox,
     pub jobs_waiting: Arc<Notify>,
     pub shutdown: CancellationToken,
     /// `access.sensitive_categories`, shared by every principal's scope.
-    pub sensitive_categories: Arc<std::collections::BTreeSet<String>>,
+    pub sensitive_categories: Arc<std::collections::BTreeSet<crate::domain::Category>>,
     /// Signs audit checkpoints (periodically, and once more at shutdown).
     pub audit_checkpoints: crate::audit::checkpoint::Checkpointer,
     /// Verifies OIDC/SMART bearer tokens, when configured.
@@ -65,6 +69,11 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             Method::POST,
             "/documents/{id}/corrections",
             post(documents::correct),
+        ),
+        (
+            Method::POST,
+            "/documents/{id}/retry",
+            post(documents::retry),
         ),
         (
             Method::GET,
@@ -205,6 +214,18 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     ]
 }
 
+/// The routes whose body is files (multipart): their bodies may be as large as
+/// `limits.max_upload_bytes` (plus the multipart framing), read as they stream. Every other
+/// body is at most `limits.max_json_bytes`.
+const FILE_ROUTES: &[(Method, &str)] = &[
+    (Method::POST, "/documents"),
+    (Method::POST, "/batches"),
+    (Method::POST, "/releases/{id}/attachments"),
+];
+
+/// Room for multipart boundaries, part headers and small fields on top of a file's limit.
+pub(crate) const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
+
 /// (method, path under `/api/v1`) of every API route.
 pub fn api_route_table() -> Vec<(Method, &'static str)> {
     api_routes()
@@ -214,22 +235,75 @@ pub fn api_route_table() -> Vec<(Method, &'static str)> {
 }
 
 /// Every route of the service.
+///
+/// Bodies are bounded before they are buffered: a JSON body past `limits.max_json_bytes`
+/// and a file route's body past `limits.max_upload_bytes` (plus framing) is refused with
+/// 413 as soon as the excess arrives (or at once, by its `Content-Length`); a body that
+/// pauses longer than `server.body_idle_timeout_secs` is cut off. Every extractor runs after
+/// the bearer token is checked, so an unauthenticated client's body is never read.
 pub fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    let json_limit = usize::try_from(limits.max_json_bytes).unwrap_or(usize::MAX);
+    let file_limit = usize::try_from(limits.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD))
+        .unwrap_or(usize::MAX);
     let api = api_routes()
         .into_iter()
-        .fold(Router::new(), |api, (_, path, handler)| {
+        .fold(Router::new(), |api, (method, path, handler)| {
+            let takes_files = FILE_ROUTES.iter().any(|(m, p)| *m == method && *p == path);
+            let handler = if takes_files {
+                // Upload routes check a declared length themselves, after authorising, and
+                // read what the client still sends so it gets the error.
+                handler.layer(DefaultBodyLimit::max(file_limit))
+            } else {
+                handler.layer(DefaultBodyLimit::max(json_limit)).layer(
+                    middleware::from_fn_with_state(json_limit as u64, refuse_declared_too_large),
+                )
+            };
             api.route(path, handler)
         });
+    let body_idle = Duration::from_secs(state.config.server.body_idle_timeout_secs);
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        // Uploads are limited by the ingest code itself, which counts as it streams and
-        // answers 413 with a clear message; every other body is small.
-        .layer(DefaultBodyLimit::disable())
+        .layer(DefaultBodyLimit::max(json_limit))
+        .layer(middleware::from_fn_with_state(body_idle, body_idle_timeout))
         .layer(middleware::from_fn(request_context))
         .with_state(state)
+}
+
+/// A body whose `Content-Length` is over the route's limit is refused at once, unread.
+async fn refuse_declared_too_large(
+    State(limit): State<u64>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return ApiError::new(
+            crate::error::ErrorCode::PayloadTooLarge,
+            format!("the body is larger than the limit of {limit} bytes (limits.max_json_bytes)"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Cuts off a request body that pauses longer than `server.body_idle_timeout_secs` between
+/// pieces (the handler reading it gets an error). Responses are not affected.
+async fn body_idle_timeout(
+    State(limit): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let request = request
+        .map(|body| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(limit, body)));
+    next.run(request).await
 }
 
 /// Gives each request an id (echoed as `x-request-id` and in error bodies) and logs the
@@ -304,6 +378,12 @@ async fn search(
 /// A JSON body that could not be read: the message names the problem, not the content.
 pub(crate) fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
     use axum::extract::rejection::JsonRejection as R;
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            crate::error::ErrorCode::PayloadTooLarge,
+            "the body is larger than the limit for this route (limits.max_json_bytes)",
+        );
+    }
     match rejection {
         R::MissingJsonContentType(_) => {
             ApiError::invalid("the body must be JSON with Content-Type: application/json")

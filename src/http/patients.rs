@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{audit, authorize, Action, Principal, Resource};
 use crate::db::{Document, Patient};
-use crate::domain::Mrn;
+use crate::domain::{Category, Mrn};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 
@@ -46,15 +46,9 @@ pub async fn lookup(
     let documents = state.db.documents_of_patient(patient.id).await?;
     let mut visible = Vec::with_capacity(documents.len());
     for doc in documents {
-        let resource = Resource {
-            patient_id: doc.patient_id,
-            document_id: Some(doc.id),
-            category: &doc.category,
-            records_only: doc.status.records_only(),
-        };
-        if crate::auth::decide(&principal, Action::ReadDocument, Some(&resource))
-            == crate::auth::Decision::Allow
-        {
+        // Through break-the-glass too: the chart is what the emergency access is for (the
+        // lookup's audit entry is flagged with the access).
+        if crate::auth::decide(&principal, Action::ReadDocument, Some(&doc.resource())).is_allow() {
             visible.push(doc);
         }
     }
@@ -65,7 +59,7 @@ pub async fn lookup(
         Some(&Resource {
             patient_id: patient.id,
             document_id: None,
-            category: "general",
+            category: &Category::general(),
             records_only: false,
         }),
     )
@@ -127,26 +121,41 @@ pub async fn search_by_name(
     if !(1..=100).contains(&body.limit) {
         return Err(ApiError::invalid("limit must be 1 to 100"));
     }
+    // The caller's scope is part of the index query, as in `/search`: patients off their
+    // list, categories they may not see and documents waiting in QA never match, so neither
+    // the patients found, nor their page counts, nor the limit reflect them.
+    let allowed: Option<Vec<uuid::Uuid>> = principal
+        .scope
+        .visible_patients()
+        .map(|patients| patients.into_iter().map(|p| p.0).collect());
+    let excluded_categories = principal.scope.hidden_categories();
+    let excluded_documents = crate::search::hidden_qa_documents(&state, &principal).await?;
     let index = state.index.clone();
-    let found =
-        tokio::task::spawn_blocking(move || index.find_patients(&body.name, None, body.limit))
-            .await?
-            .map_err(|e| match e {
-                chartvault_index::IndexError::Query(message) => ApiError::invalid(message),
-                other => ApiError::internal(other),
-            })?;
+    let found = tokio::task::spawn_blocking(move || {
+        let scope = chartvault_index::NameScope {
+            allowed_patients: allowed.as_deref(),
+            excluded_categories: &excluded_categories,
+            excluded_documents: &excluded_documents,
+        };
+        index.find_patients(&body.name, &scope, body.limit)
+    })
+    .await?
+    .map_err(|e| match e {
+        chartvault_index::IndexError::Query(message) => ApiError::invalid(message),
+        other => ApiError::internal(other),
+    })?;
     let mut patients = Vec::with_capacity(found.len());
     for matched in found {
         let patient_id = crate::domain::PatientId(matched.patient_id);
+        let general = Category::general();
         let resource = Resource {
             patient_id,
             document_id: None,
-            category: "general",
+            category: &general,
             records_only: false,
         };
-        if crate::auth::decide(&principal, Action::LookupPatient, Some(&resource))
-            != crate::auth::Decision::Allow
-        {
+        // (The index query applied the scope already; the policy function has the last word.)
+        if !crate::auth::decide(&principal, Action::LookupPatient, Some(&resource)).is_allow() {
             continue;
         }
         if let Some(patient) = state.db.patient(patient_id).await? {

@@ -10,9 +10,9 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::auth::{audit, authorize, Action, Principal};
+use crate::auth::{audit, authorize, decide, Action, Principal};
 use crate::db::batches::{NewSegment, Segment};
-use crate::domain::{parse_slug, DocumentId, DocumentStatus, Mrn, PatientId};
+use crate::domain::{parse_slug, Category, DocumentId, DocumentStatus, Mrn, PatientId};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::AppState;
 use chartvault_ocr::CoverSheet;
@@ -57,6 +57,10 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiRes
     authorize(&state.db, &principal, Action::ReviewQa, None).await?;
     let mut documents = Vec::new();
     for doc in state.db.qa_documents().await? {
+        // A sensitive category without a grant: not listed (not even its patient's name).
+        if !decide(&principal, Action::ReviewQa, Some(&doc.resource())).is_allow() {
+            continue;
+        }
         let Some(patient) = state.db.patient(doc.patient_id).await? else {
             continue;
         };
@@ -77,9 +81,11 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiRes
         let Some(batch) = state.db.batch(segment.batch_id).await? else {
             continue;
         };
-        let cover = readable_cover(&state, &segment)
-            .await?
-            .and_then(|cover| serde_json::to_value(cover).ok());
+        let cover = readable_cover(&state, &segment).await?;
+        if !page_range_visible(&principal, cover.as_ref()) {
+            continue;
+        }
+        let cover = cover.and_then(|cover| serde_json::to_value(cover).ok());
         page_ranges.push(QaPageRange {
             id: segment.id,
             batch_id: segment.batch_id,
@@ -292,6 +298,19 @@ pub(super) async fn patient_for(
     Ok(id)
 }
 
+/// Whether the caller may see a page range: its cover sheet's category, when it names one,
+/// is checked like a document's (a `CAT=HIV` range is hidden from a clerk without the grant).
+fn page_range_visible(principal: &Principal, cover: Option<&CoverSheet>) -> bool {
+    let category = match cover {
+        Some(CoverSheet::Cover {
+            category: Some(raw),
+            ..
+        }) => Category::parse(raw).ok(),
+        _ => None,
+    };
+    category.is_none_or(|category| principal.scope.may_see_category(&category))
+}
+
 /// What a page range's cover sheet says, when it has one that could be read.
 async fn readable_cover(state: &AppState, segment: &Segment) -> ApiResult<Option<CoverSheet>> {
     let Some(page) = segment.cover_page else {
@@ -329,13 +348,17 @@ async fn resolve_page_range(
         .await?;
         Err::<Json<Resolved>, _>(ApiError::new(ErrorCode::Conflict, why))
     };
+    let readable = readable_cover(state, &segment).await?;
+    if !page_range_visible(principal, readable.as_ref()) {
+        return hidden_page_range(state, principal, segment.id).await;
+    }
     if segment.status != "qa" {
         return refused("the page range is not in the QA queue").await;
     }
     let Some(batch) = state.db.batch(segment.batch_id).await? else {
         return Err(ApiError::not_found());
     };
-    let cover = match readable_cover(state, &segment).await? {
+    let cover = match readable {
         Some(CoverSheet::Cover {
             mrn,
             document_type,
@@ -399,10 +422,14 @@ async fn resolve_page_range(
                      patient's name to create one",
                 ));
             };
+            let (document_type, category) =
+                crate::batch::cover_fields(&document_type, category.as_deref()).map_err(|why| {
+                    ApiError::invalid(format!("{why}: assign the page range with a document_type"))
+                })?;
             crate::batch::Filing {
                 patient_id: patient.id,
                 document_type,
-                category: category.unwrap_or_else(|| "general".into()),
+                category,
                 service_date: service_date.and_then(|d| d.parse().ok()),
             }
         }
@@ -412,12 +439,26 @@ async fn resolve_page_range(
             document_type,
             service_date,
         } => {
-            let document_type = match (document_type, &cover) {
+            let from_cover = cover
+                .as_ref()
+                .map(|c| crate::batch::cover_fields(&c.1, c.2.as_deref()));
+            let category = match &from_cover {
+                Some(Ok((_, category))) => category.clone(),
+                Some(Err(why)) if cover.as_ref().is_some_and(|c| c.2.is_some()) => {
+                    return Err(ApiError::invalid(format!(
+                        "{why}: it cannot be filed under it; reject the page range, or fix the \
+                         cover sheet and scan it again"
+                    )))
+                }
+                _ => Category::general(),
+            };
+            let document_type = match (document_type, from_cover) {
                 (Some(raw), _) => parse_slug("document_type", &raw).map_err(ApiError::invalid)?,
-                (None, Some((_, from_cover, _, _))) => from_cover.clone(),
-                (None, None) => {
+                (None, Some(Ok((from_cover, _)))) => from_cover,
+                (None, _) => {
                     return Err(ApiError::invalid(
-                        "document_type is required: the page range has no readable cover sheet",
+                        "document_type is required: the page range has no readable cover sheet \
+                         with a valid type",
                     ))
                 }
             };
@@ -425,10 +466,7 @@ async fn resolve_page_range(
             crate::batch::Filing {
                 patient_id,
                 document_type,
-                category: cover
-                    .as_ref()
-                    .and_then(|c| c.2.clone())
-                    .unwrap_or_else(|| "general".into()),
+                category,
                 service_date: service_date.or_else(|| {
                     cover
                         .as_ref()
@@ -475,6 +513,13 @@ pub async fn page_image(
         Err(_) => None,
     };
     let found = segment.filter(|s| s.status == "qa" && page >= 1 && page <= s.page_count());
+    let found = match found {
+        Some(segment) => {
+            let cover = readable_cover(&state, &segment).await?;
+            page_range_visible(&principal, cover.as_ref()).then_some(segment)
+        }
+        None => None,
+    };
     let Some(segment) = found else {
         audit(
             &state.db,
@@ -508,6 +553,26 @@ pub async fn page_image(
         .await
         .map_err(ApiError::internal)?;
     Ok(([(axum::http::header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+/// A page range the caller may not see (its cover sheet's category is not granted to them):
+/// audited, and 404 like an unknown id.
+async fn hidden_page_range(
+    state: &AppState,
+    principal: &Principal,
+    id: DocumentId,
+) -> ApiResult<Json<Resolved>> {
+    audit(
+        &state.db,
+        principal,
+        Action::ReviewQa,
+        "denied-scope",
+        None,
+        Some(id),
+        None,
+    )
+    .await?;
+    Err(ApiError::not_found())
 }
 
 /// Cuts a page range in the queue into several, before each page of `at`.
@@ -565,7 +630,15 @@ async fn merge(
         Ok(id) => state.db.segment(id).await?,
         Err(_) => None,
     };
-    let Some(other) = other.filter(|o| o.batch_id == segment.batch_id && o.id != segment.id) else {
+    let other = other.filter(|o| o.batch_id == segment.batch_id && o.id != segment.id);
+    let other = match other {
+        Some(other) => {
+            let cover = readable_cover(state, &other).await?;
+            page_range_visible(principal, cover.as_ref()).then_some(other)
+        }
+        None => None,
+    };
+    let Some(other) = other else {
         return Err(ApiError::invalid(
             "with: not another page range of the same batch",
         ));

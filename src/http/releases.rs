@@ -15,7 +15,7 @@
 //! - `POST /releases/{id}/extension`: a patient-access request's one 30-day extension.
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -37,6 +37,8 @@ use crate::vault::ObjectRef;
 
 /// Largest supporting document (a scanned subpoena or order).
 const MAX_ATTACHMENT_BYTES: usize = 50 * 1024 * 1024;
+/// An attachment's `kind` is a short name.
+const MAX_KIND_BYTES: u64 = 256;
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
@@ -145,12 +147,18 @@ async fn release_of(state: &AppState, principal: &Principal, raw_id: &str) -> Ap
     }
 }
 
+/// Audits an act on a release request, naming every patient of the request (the first as
+/// the entry's patient, all of them in `detail.patients`, which the audit query and each
+/// patient's trail match).
 async fn audit_release(
     state: &AppState,
     principal: &Principal,
     release: &Release,
-    detail: serde_json::Value,
+    mut detail: serde_json::Value,
 ) -> ApiResult<()> {
+    if let Some(map) = detail.as_object_mut() {
+        map.insert("patients".to_string(), json!(release.patient_ids));
+    }
     audit(
         &state.db,
         principal,
@@ -323,27 +331,45 @@ pub async fn attach(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    request: axum::extract::Request,
 ) -> ApiResult<(StatusCode, Json<Attachment>)> {
+    // Authorised before a byte of the body is read.
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let release = release_of(&state, &principal, &raw_id).await?;
-    let mut multipart = multipart.map_err(|_| {
-        ApiError::invalid("send the attachment as multipart/form-data with fields kind and file")
-    })?;
+    use super::multipart::{read_chunk, BoundedMultipart};
+    let mut multipart = BoundedMultipart::from_request(request, &state)
+        .await
+        .map_err(|_| {
+            ApiError::invalid(
+                "send the attachment as multipart/form-data with fields kind and file",
+            )
+        })?;
+    let meter = multipart.meter();
     let config = &state.config.releases;
     let mut kind = None;
     let mut file: Option<(Vec<u8>, String)> = None;
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| ApiError::invalid(format!("malformed multipart body: {e}")))?
-    {
+    let field_limit = |name: Option<&str>| match name {
+        Some("kind") => MAX_KIND_BYTES,
+        Some("file") => MAX_ATTACHMENT_BYTES as u64,
+        _ => 0,
+    };
+    let malformed = || ApiError::invalid("malformed multipart body");
+    while let Some(mut field) = multipart.next_field(field_limit, malformed).await? {
         match field.name() {
             Some("kind") => {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| ApiError::invalid(format!("malformed kind field: {e}")))?;
+                let mut text = Vec::new();
+                let malformed_kind = || ApiError::invalid("malformed kind field");
+                while let Some(chunk) = read_chunk(&mut field, &meter, malformed_kind).await? {
+                    text.extend_from_slice(&chunk);
+                }
+                if text.len() as u64 > MAX_KIND_BYTES {
+                    return Err(ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        "the kind field is larger than this route accepts",
+                    ));
+                }
+                let text = String::from_utf8(text)
+                    .map_err(|_| ApiError::invalid("the kind field is not UTF-8 text"))?;
                 kind = Some(text.trim().to_string());
             }
             Some("file") => {
@@ -352,11 +378,8 @@ pub async fn attach(
                     .unwrap_or("application/octet-stream")
                     .to_string();
                 let mut bytes = Vec::new();
-                while let Some(chunk) = field
-                    .chunk()
-                    .await
-                    .map_err(|e| ApiError::invalid(format!("malformed file field: {e}")))?
-                {
+                let malformed_file = || ApiError::invalid("malformed file field");
+                while let Some(chunk) = read_chunk(&mut field, &meter, malformed_file).await? {
                     if bytes.len() + chunk.len() > MAX_ATTACHMENT_BYTES {
                         return Err(ApiError::new(
                             ErrorCode::PayloadTooLarge,
@@ -509,7 +532,7 @@ pub async fn unredact(
             "not-found",
             release.patient_ids.first().copied(),
             None,
-            Some(json!({ "redaction": "unknown" })),
+            Some(json!({ "redaction": "unknown", "patients": release.patient_ids })),
         )
         .await?;
         return Err(ApiError::not_found());
@@ -763,7 +786,7 @@ async fn production_of(
                 "not-found",
                 release.patient_ids.first().copied(),
                 None,
-                Some(json!({ "production": "unknown" })),
+                Some(json!({ "production": "unknown", "patients": release.patient_ids })),
             )
             .await?;
             Err(ApiError::not_found())

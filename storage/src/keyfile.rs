@@ -31,6 +31,26 @@ use zeroize::Zeroizing;
 use crate::keys::{random_array, DataKey, Kek, KeyId, KeyProvider, WrappedKey, KEY_LEN};
 use crate::StorageError;
 
+/// Takes the exclusive lock that serialises changes of the key file at `path`: an advisory
+/// lock (`flock`) on `<path>.lock`, created `0600` beside it, released when the returned file
+/// is dropped. (Not on the key file itself: removing a version replaces it by a rename.)
+fn lock_for_change(path: &Path) -> Result<File, StorageError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    let io_error =
+        |source| StorageError::io(format!("key file lock {}", lock_path.display()), source);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(io_error)?;
+    file.lock().map_err(io_error)?;
+    Ok(file)
+}
+
 const FILE_PREAMBLE: &str = "\
 # chartvault key-encryption keys (KEKs). Secret: keep this file mode 0600 and outside the
 # data directory, and back it up separately from the data.
@@ -73,10 +93,12 @@ impl KeyFile {
     }
 
     /// Appends a new random KEK version to the key file at `path` and returns its number;
-    /// it becomes current for every `KeyFile` loaded afterwards. Not safe against concurrent
-    /// `add_version` calls on the same file (an administrative operation).
+    /// it becomes current for every `KeyFile` loaded afterwards. Changes of one key file are
+    /// serialised by an exclusive lock on `<path>.lock` (across processes too), so two
+    /// rotations at once add two versions, never the same one twice.
     pub fn add_version(path: impl AsRef<Path>) -> Result<u32, StorageError> {
         let path = path.as_ref();
+        let _lock = lock_for_change(path)?;
         let existing = KeyFile::load(path)?;
         let version = existing.current().version().checked_add(1).ok_or_else(|| {
             StorageError::Key(format!("key file {}: no KEK version left", path.display()))
@@ -104,9 +126,11 @@ impl KeyFile {
     /// Removes KEK `version` from the key file at `path` (retiring it after every keyring
     /// row was re-wrapped). The current (highest) version cannot be removed. The file is
     /// rewritten whole (temp file `0600`, fsync, rename, directory fsync), so a crash leaves
-    /// either the old or the new file. Not safe against concurrent changes of the same file.
+    /// either the old or the new file. Serialised with every other change of the file (see
+    /// [`KeyFile::add_version`]).
     pub fn remove_version(path: impl AsRef<Path>, version: u32) -> Result<(), StorageError> {
         let path = path.as_ref();
+        let _lock = lock_for_change(path)?;
         let existing = KeyFile::load(path)?;
         if existing.get(version).is_none() {
             return Err(StorageError::Key(format!(
@@ -368,6 +392,24 @@ mod tests {
             text.lines().filter(|line| line.starts_with("v1 ")).count(),
             1
         );
+    }
+
+    #[test]
+    fn concurrent_rotations_add_distinct_versions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kek");
+        KeyFile::load_or_create(&path).expect("create");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || KeyFile::add_version(&path).expect("add a version"))
+            })
+            .collect();
+        let mut added: Vec<u32> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        added.sort_unstable();
+        assert_eq!(added, (2..=9).collect::<Vec<u32>>());
+        let keys = KeyFile::load(&path).expect("the key file still loads");
+        assert_eq!(keys.versions(), (1..=9).collect::<Vec<u32>>());
     }
 
     #[test]

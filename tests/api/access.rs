@@ -55,6 +55,8 @@ const EXPECTED: &[Row] = &[
     ("POST /patients/search",                      "IN",  [403, 200, 200, 403, 200, 200, 200, 200]),
     ("POST /patients/search",                      "OUT", [403, 200, 200, 403, 200, 200, 200, 200]),
     ("POST /documents",                            "IN",  [403, 202, 403, 403, 403, 403, 403, 403]),
+    // Only a failed document is retried: 409 for records on an indexed one.
+    ("POST /documents/{id}/retry",                 "G",   [403, 409, 403, 403, 403, 403, 403, 403]),
     ("POST /care-relationships",                   "OUT", [201, 201, 403, 403, 403, 403, 403, 403]),
     ("DELETE /care-relationships/{id}",            "-",   [200, 200, 403, 403, 403, 403, 403, 403]),
     ("POST /category-grants",                      "-",   [201, 403, 403, 403, 403, 403, 403, 403]),

@@ -198,7 +198,10 @@ async fn accounting_lists_the_patients_disclosures_of_the_last_six_years() {
             .into_iter()
             .flatten()
         {
-            assert!(value.starts_with(chartvault_storage::MAGIC));
+            assert!(
+                chartvault_storage::FormatVersion::of_object(&value)
+                    == Some(chartvault_storage::FormatVersion::CURRENT)
+            );
         }
     }
     for path in files_under(&app.data_dir) {

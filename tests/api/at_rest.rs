@@ -140,7 +140,10 @@ async fn nothing_readable_is_left_in_the_data_dir_or_the_log() {
     for (index, mrn, name, birth_date) in rows {
         assert_eq!(index.len(), 32, "the blind index is an HMAC-SHA256");
         for sealed in [Some(mrn), Some(name), birth_date].into_iter().flatten() {
-            assert!(sealed.starts_with(chartvault_storage::MAGIC));
+            assert!(
+                chartvault_storage::FormatVersion::of_object(&sealed)
+                    == Some(chartvault_storage::FormatVersion::CURRENT)
+            );
         }
     }
 
@@ -170,7 +173,8 @@ async fn nothing_readable_is_left_in_the_data_dir_or_the_log() {
         let under_store = relative.starts_with("blobs") || relative.starts_with("index");
         if under_store && !is_lock && !bytes.is_empty() {
             assert!(
-                bytes.starts_with(chartvault_storage::MAGIC),
+                chartvault_storage::FormatVersion::of_object(&bytes)
+                    == Some(chartvault_storage::FormatVersion::CURRENT),
                 "{} is not an envelope",
                 path.display()
             );
@@ -195,4 +199,147 @@ async fn nothing_readable_is_left_in_the_data_dir_or_the_log() {
             "{needle:?} is in the trace log"
         );
     }
+}
+
+/// A value sealed in envelope format version 1 under a long-lived service key (every value
+/// before version 2 existed) opens as before, and is sealed again in version 2 by the
+/// resumable re-sealing, plaintext unchanged; append-only tables keep their guard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_sealed_in_format_version_1_are_resealed_in_version_2() {
+    use std::io::Write;
+    let app = spawn_app().await;
+    let id = app
+        .upload(
+            text_pdf_of(&[&["Clinic letter", "Marker word wigeon"]]),
+            &metadata("RS-1", "Reseal Patient", "letter"),
+        )
+        .await;
+    app.wait_indexed(&id).await;
+    let recorded = app
+        .post_json(
+            &app.records,
+            "/api/v1/disclosures",
+            &json!({ "mrn": "RS-1", "disclosed_at": "2026-01-05", "recipient_name": "County Court",
+                     "description": "clinic letter", "purpose": "subpoena" }),
+        )
+        .await;
+    assert_eq!(recorded.status(), 201);
+    let pool = app.state.db.pool();
+    let (key_id, key) = app.state.vault.service_key("metadata").await.unwrap();
+    let seal_v1 = |aad: String, plaintext: &str| {
+        let header = chartvault_storage::ObjectHeader::test_vector_v1(key_id, [7; 7]);
+        let mut writer = chartvault_storage::EncryptWriter::with_test_vector_header(
+            Vec::new(),
+            header,
+            &key,
+            aad.as_bytes(),
+        )
+        .unwrap();
+        writer.write_all(plaintext.as_bytes()).unwrap();
+        writer.finish().unwrap()
+    };
+    // The patient's name and the disclosure's recipient, as version 1 wrote them.
+    let (patient,): (String,) = sqlx::query_as("SELECT id FROM patients")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE patients SET name = $1 WHERE id = $2")
+        .bind(seal_v1(
+            format!("chartvault:column:patients.name:{patient}"),
+            "Reseal Patient",
+        ))
+        .bind(&patient)
+        .execute(pool)
+        .await
+        .unwrap();
+    let (disclosure,): (String,) = sqlx::query_as("SELECT id FROM disclosures")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("DROP TRIGGER disclosures_no_update")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE disclosures SET recipient_name = $1 WHERE id = $2")
+        .bind(seal_v1(
+            format!("chartvault:column:disclosures.recipient_name:{disclosure}"),
+            "County Court",
+        ))
+        .bind(&disclosure)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER disclosures_no_update BEFORE UPDATE ON disclosures BEGIN SELECT \
+         RAISE(ABORT, 'disclosures are append-only'); END",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let version_of = |sealed: &[u8]| chartvault_storage::FormatVersion::of_object(sealed);
+    let (name,): (Vec<u8>,) = sqlx::query_as("SELECT name FROM patients")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        version_of(&name),
+        Some(chartvault_storage::FormatVersion::V1)
+    );
+    // Version 1 still opens.
+    let chart: serde_json::Value = app
+        .post_json(
+            &app.records,
+            "/api/v1/patients/lookup",
+            &json!({ "mrn": "RS-1" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(chart["patient"]["name"], "Reseal Patient");
+
+    // Re-sealed in batches of one (resumable), then nothing is left to do.
+    let resealed = app.state.db.reseal_v1_values(1).await.unwrap();
+    assert_eq!(resealed, 2);
+    assert_eq!(app.state.db.reseal_v1_values(1).await.unwrap(), 0);
+    let (name,): (Vec<u8>,) = sqlx::query_as("SELECT name FROM patients")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        version_of(&name),
+        Some(chartvault_storage::FormatVersion::V2)
+    );
+    let chart: serde_json::Value = app
+        .post_json(
+            &app.records,
+            "/api/v1/patients/lookup",
+            &json!({ "mrn": "RS-1" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(chart["patient"]["name"], "Reseal Patient");
+    let accounting: serde_json::Value = app
+        .post_json(
+            &app.auditor,
+            "/api/v1/disclosures/accounting",
+            &json!({ "mrn": "RS-1" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        accounting["disclosures"][0]["recipient_name"], "County Court",
+        "{accounting}"
+    );
+    // The disclosures are append-only again.
+    let updated = sqlx::query("UPDATE disclosures SET source = 'manual'")
+        .execute(pool)
+        .await;
+    assert!(updated.is_err(), "the no-update trigger is back");
 }

@@ -467,7 +467,11 @@ async fn audit_entries_are_sealed_and_keep_only_blind_indexes_in_the_clear() {
     .unwrap();
     assert_eq!(raw.len(), rows.len());
     for (_, sealed, user_index, patient_index, prev_hash, hash) in &raw {
-        assert!(sealed.starts_with(chartvault_storage::MAGIC), "an envelope");
+        assert!(
+            chartvault_storage::FormatVersion::of_object(sealed)
+                == Some(chartvault_storage::FormatVersion::CURRENT),
+            "an envelope"
+        );
         assert_eq!(prev_hash.len(), 32);
         assert_eq!(hash.len(), 32);
         for index in [user_index, patient_index].into_iter().flatten() {
@@ -693,12 +697,15 @@ async fn audit_rows_of_an_archive_older_than_the_chain_are_sealed_and_chained_at
 
     let mut config = Config::for_data_dir(&data_dir);
     config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.decoder.program = Some(env!("CARGO_BIN_EXE_chartvault").into());
     let app = chartvault::startup::Application::build(config.clone())
         .await
         .expect("an old archive starts");
     let db = app.state().db;
     let rows = db.audit_rows(0).await.unwrap();
-    assert_eq!(rows.len(), 2, "{rows:?}");
+    // The two old entries, then the first start's creation of the admin user.
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[2].action, "user-add");
     assert_eq!(rows[0].seq, 1);
     assert_eq!(rows[0].at, "2020-01-01T00:00:00.000Z", "times are kept");
     assert_eq!(rows[0].request_id.as_deref(), Some("legacyrequest0"));
@@ -714,7 +721,7 @@ async fn audit_rows_of_an_archive_older_than_the_chain_are_sealed_and_chained_at
     assert_eq!(legacy, None, "the plaintext table is gone");
     let report = verify_audit(&config).await.unwrap();
     assert!(report.is_clean(), "{}", report.summary());
-    assert_eq!(report.entries, 2);
+    assert_eq!(report.entries, 3);
     for path in files_under(&data_dir) {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("chartvault.db") {

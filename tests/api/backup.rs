@@ -162,7 +162,7 @@ async fn a_backup_taken_during_ingest_restores_every_acknowledged_document() {
                 .to_string_lossy()
                 .into_owned()
         })
-        .filter(|p| p != "MANIFEST.json")
+        .filter(|p| p != "MANIFEST.json" && p != "MANIFEST.mac")
         .collect();
     on_disk.sort();
     let mut listed: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
@@ -324,6 +324,28 @@ async fn restore_refuses_a_tampered_backup_and_a_foreign_kek(backup: &Path, kek_
     assert!(message.contains(&blob.path), "{message}");
     assert!(!config.data_dir.exists());
 
+    // A manifest changed after the backup (its hashes recomputed to match a swapped file, or
+    // only a word changed): refused, since only the archive's key makes its MAC.
+    let edited = scratch.path().join("edited");
+    copy_tree(backup, &edited);
+    let manifest_path = edited.join("MANIFEST.json");
+    let text = std::fs::read_to_string(&manifest_path).unwrap();
+    std::fs::write(
+        &manifest_path,
+        text.replace("\"format_version\": 1", "\"format_version\":1"),
+    )
+    .unwrap();
+    let error = restore(&config, &edited)
+        .await
+        .expect_err("an edited manifest");
+    assert!(format!("{error:#}").contains("MAC"), "{error:#}");
+    assert!(!config.data_dir.exists());
+    std::fs::remove_file(edited.join("MANIFEST.mac")).unwrap();
+    assert!(
+        restore(&config, &edited).await.is_err(),
+        "nor without its MAC"
+    );
+
     // A backup without its manifest is incomplete.
     std::fs::remove_file(tampered.join("MANIFEST.json")).unwrap();
     assert!(restore(&config, &tampered).await.is_err());
@@ -363,6 +385,8 @@ async fn a_restore_purges_shredded_documents_and_rebuilds_an_index_that_does_not
         .unwrap();
     assert_eq!(summary.manifest.counts.deleted_documents, 1);
     assert_eq!(summary.manifest.counts.blobs, 4, "only the kept document's");
+    // The index was copied holding the shredded document; the backup's copy does not.
+    assert_eq!(summary.index_documents_purged, 1);
     app.stop_server();
 
     let restored_root = tempfile::tempdir().unwrap();
@@ -372,7 +396,10 @@ async fn a_restore_purges_shredded_documents_and_rebuilds_an_index_that_does_not
     let summary = restore(&config, &backup_dir).await.unwrap();
     eprintln!("{}", summary.describe());
     assert!(!summary.reconcile.rebuilt);
-    assert_eq!(summary.reconcile.removed_documents, 1);
+    assert_eq!(
+        summary.reconcile.removed_documents, 0,
+        "the backup's index held only what its snapshot holds"
+    );
     assert_eq!(summary.reconcile.reindexed_pages, 0);
     let report = verify(&config).await.unwrap();
     assert!(report.findings.is_empty(), "{}", report.summary());

@@ -572,3 +572,75 @@ async fn with_keep_cover_sheet_the_cover_sheet_is_page_0_and_the_pages_still_sta
         .expect("verify runs");
     assert_eq!(report.errors(), 0, "{}", report.summary());
 }
+
+/// Shredding a document filed from a batch destroys the batch file too, which still holds
+/// its pages while another range waits in QA; that range is then filed from its own stored
+/// pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shredding_a_document_of_a_batch_destroys_the_batch_file_that_still_held_it() {
+    let app = spawn_app().await;
+    admit(&app, "BS-1", "Basil Shred", 61).await;
+    let format = CoverSheetFormat::default();
+    let known = format.encode("BS-1", "letter", None, None);
+    let unknown = format.encode("BS-404", "letter", None, None);
+    let pages = vec![
+        cover(Symbology::DataMatrix, &known),
+        text_page("Clinic letter", "tamarind", 62),
+        cover(Symbology::DataMatrix, &unknown),
+        text_page("Clinic letter for someone else", "kumquat", 63),
+    ];
+    let (status, accepted) =
+        json_of(app.upload_batch_as(&app.records, g4_tiff_of(&pages)).await).await;
+    assert_eq!(status, 202);
+    let batch_id = accepted["id"].as_str().unwrap().to_string();
+    let batch = app.wait_split(&batch_id).await;
+    let segments = batch["segments"].as_array().unwrap();
+    assert_eq!(segments[0]["status"], "filed", "{batch}");
+    assert_eq!(segments[1]["status"], "qa", "{batch}");
+    assert!(
+        batch["original_destroyed_at"].is_null(),
+        "a range still waits"
+    );
+    assert!(blob_exists_for(&app, &batch_id));
+    let filed = segments[0]["document_id"].as_str().unwrap().to_string();
+    app.wait_indexed(&filed).await;
+
+    let deleted = app
+        .delete(
+            &app.records,
+            &format!("/api/v1/documents/{filed}"),
+            &json!({ "reason": "scanned for the wrong hospital" }),
+        )
+        .await;
+    assert_eq!(deleted.status(), 200);
+    let (_, batch) = json_of(
+        app.get(&app.records, &format!("/api/v1/batches/{batch_id}"))
+            .await,
+    )
+    .await;
+    assert!(!batch["original_destroyed_at"].is_null(), "{batch}");
+    let original = files_under(&app.config().blobs_dir()).into_iter().any(|p| {
+        let path = p.to_string_lossy();
+        path.contains("originals/") && path.contains(&batch_id)
+    });
+    assert!(!original, "the batch file is gone");
+
+    // The range still waiting is filed from its own pages.
+    let range = segments[1]["id"].as_str().unwrap().to_string();
+    let (status, resolved) = json_of(
+        app.post_json(
+            &app.records,
+            &format!("/api/v1/qa/{range}"),
+            &json!({ "action": "assign", "mrn": "BS-2", "name": "Bella Other", "document_type": "letter" }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{resolved}");
+    let doc = app.wait_indexed(resolved["id"].as_str().unwrap()).await;
+    assert_eq!(doc["page_count"], 1, "{doc}");
+    let hits = app
+        .search(&app.records, json!({ "query": "kumquat", "mrn": "BS-2" }))
+        .await;
+    assert_eq!(hits["total"], 1, "{hits}");
+}

@@ -152,3 +152,54 @@ async fn a_misfiled_document_is_corrected_as_a_new_version_and_the_old_one_is_en
         .expect("verify runs");
     assert_eq!(report.errors(), 0, "{}", report.summary());
 }
+
+/// Deleting a corrected document destroys every copy of it: the version it corrects (entered
+/// in error, the same pages) goes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shredding_a_corrected_document_destroys_the_version_it_corrects() {
+    let app = spawn_app().await;
+    let wrong = app
+        .upload(
+            text_pdf_of(&[&["Cardiology clinic letter", "Marker word heliotrope"]]),
+            &metadata("CS-7", "Hana Copies", "clinic-letter"),
+        )
+        .await;
+    app.wait_indexed(&wrong).await;
+    let response = app
+        .post_json(
+            &app.records,
+            &format!("/api/v1/documents/{wrong}/corrections"),
+            &json!({ "document_type": "referral", "reason": "filed as the wrong type" }),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let corrected: Value = response.json().await.unwrap();
+    let new = corrected["id"].as_str().unwrap().to_string();
+    app.wait_indexed(&new).await;
+    let blobs_of = |id: &str| {
+        files_under(&app.config().blobs_dir())
+            .iter()
+            .filter(|path| path.to_string_lossy().contains(id))
+            .count()
+    };
+    assert!(blobs_of(&wrong) > 0 && blobs_of(&new) > 0);
+
+    let deleted = app
+        .delete(
+            &app.records,
+            &format!("/api/v1/documents/{new}"),
+            &json!({ "reason": "patient request, duplicate record" }),
+        )
+        .await;
+    assert_eq!(deleted.status(), 200, "{}", deleted.text().await.unwrap());
+    for id in [&wrong, &new] {
+        let doc: Value = app
+            .get(&app.records, &format!("/api/v1/documents/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(doc["status"], "deleted", "{doc}");
+        assert_eq!(blobs_of(id), 0, "no blob of {id} is left");
+    }
+}

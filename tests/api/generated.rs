@@ -214,7 +214,9 @@ async fn a_clinician_finds_metformin_on_page_two_of_a_generated_chart() {
         };
         // A file the index writer has only just created (a merge under way) may be empty.
         assert!(
-            bytes.is_empty() || bytes.starts_with(chartvault_storage::MAGIC),
+            bytes.is_empty()
+                || chartvault_storage::FormatVersion::of_object(&bytes)
+                    == Some(chartvault_storage::FormatVersion::CURRENT),
             "{} is not an envelope: {} bytes, starting {:?}",
             path.display(),
             bytes.len(),

@@ -62,6 +62,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::for_data_dir(&data_dir);
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.index.commit_interval_ms = 200;
+    // The server runs inside this test binary: its decoder processes are the real binary's.
+    config.decoder.program = Some(env!("CARGO_BIN_EXE_chartvault").into());
     adjust(&mut config);
     let app = Application::build(config.clone())
         .await
@@ -119,6 +121,8 @@ pub async fn spawn_app_on(
     config.keys.kek_file = kek_file.to_path_buf();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.index.commit_interval_ms = 200;
+    // The server runs inside this test binary: its decoder processes are the real binary's.
+    config.decoder.program = Some(env!("CARGO_BIN_EXE_chartvault").into());
     let app = Application::build(config).await.expect("the app builds");
     assert!(
         app.first_admin_token.is_none(),
@@ -261,6 +265,26 @@ impl TestApp {
     /// Polls until the document is `indexed` (panics on `failed` or after the timeout).
     pub async fn wait_indexed(&self, id: &str) -> Value {
         wait_indexed(&self.http, &self.base, &self.records, id).await
+    }
+
+    /// Polls the database (not the API: a sensitive or flagged document is hidden from the
+    /// test's users) until the document is processed, `indexed` or in the QA queue.
+    pub async fn wait_processed_in_db(&self, id: &str) {
+        let id: chartvault::domain::DocumentId = id.parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let doc = self.state.db.document(id).await.unwrap().unwrap();
+            match doc.status {
+                chartvault::domain::DocumentStatus::Indexed
+                | chartvault::domain::DocumentStatus::Qa => return,
+                chartvault::domain::DocumentStatus::Failed => {
+                    panic!("document failed: {:?}", doc.failure_reason)
+                }
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "not processed in time");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Uploads a batch (one file, no metadata) as `token`.
@@ -504,6 +528,27 @@ pub fn g4_tiff_of_encoded<'a>(pages: impl IntoIterator<Item = &'a G4Page>) -> Ve
 /// A born-digital PDF: one Letter page per entry, each line of text in 14 pt Helvetica, with
 /// a correct cross-reference table.
 pub fn text_pdf_of(pages: &[&[&str]]) -> Vec<u8> {
+    let contents: Vec<String> = pages
+        .iter()
+        .map(|lines| {
+            let mut content = String::from("BT /F1 14 Tf 72 720 Td 18 TL");
+            for line in *lines {
+                let escaped = line
+                    .replace('\\', "\\\\")
+                    .replace('(', "\\(")
+                    .replace(')', "\\)");
+                content.push_str(&format!(" ({escaped}) Tj T*"));
+            }
+            content.push_str(" ET");
+            content
+        })
+        .collect();
+    pdf_of_contents(&contents)
+}
+
+/// A PDF of Letter pages with these content streams (Helvetica as `/F1`), with a correct
+/// cross-reference table.
+pub fn pdf_of_contents(contents: &[String]) -> Vec<u8> {
     let mut objects: Vec<Vec<u8>> = vec![
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         Vec::new(), // the page tree, once the kids are known
@@ -511,16 +556,7 @@ pub fn text_pdf_of(pages: &[&[&str]]) -> Vec<u8> {
             .to_vec(),
     ];
     let mut kids = Vec::new();
-    for lines in pages {
-        let mut content = String::from("BT /F1 14 Tf 72 720 Td 18 TL");
-        for line in *lines {
-            let escaped = line
-                .replace('\\', "\\\\")
-                .replace('(', "\\(")
-                .replace(')', "\\)");
-            content.push_str(&format!(" ({escaped}) Tj T*"));
-        }
-        content.push_str(" ET");
+    for content in contents {
         let content_id = objects.len() + 1;
         objects.push(
             format!(
@@ -672,4 +708,147 @@ pub fn rss_mib() -> (f64, f64) {
             .map_or(f64::NAN, |kib| kib / 1024.0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The real `chartvault serve` binary as a child process with its own data directory, for
+/// tests that measure the server's own memory and liveness (`/proc/<pid>`), or kill it.
+pub struct ChildServer {
+    pub child: std::process::Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    env: Vec<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl ChildServer {
+    /// A `chartvault` command on `data_dir`, the key file beside it.
+    pub fn command(data_dir: &Path) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chartvault"));
+        command
+            .env("CHARTVAULT__KEYS__KEK_FILE", data_dir.with_extension("key"))
+            .env("CHARTVAULT__INDEX__COMMIT_INTERVAL_MS", "200")
+            .env("RUST_LOG", "warn")
+            // A backtrace captured and printed with a logged error reads the binary's debug
+            // information into memory: not what the memory measurements are about.
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE");
+        command
+    }
+
+    /// Starts `serve` on port 0 in a new temp data directory, with extra environment
+    /// (`CHARTVAULT__SECTION__KEY` settings).
+    pub fn start(env: &[(&str, &str)]) -> ChildServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ChildServer::start_on(data_dir, env, Some(dir))
+    }
+
+    // The child is killed and waited for when the `ChildServer` is dropped.
+    #[allow(clippy::zombie_processes)]
+    fn start_on(
+        data_dir: PathBuf,
+        env: Vec<(String, String)>,
+        dir: Option<tempfile::TempDir>,
+    ) -> ChildServer {
+        use std::io::BufRead;
+        let mut command = ChildServer::command(&data_dir);
+        for (key, value) in &env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the server starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = lines
+                .next()
+                .expect("the server prints its address")
+                .expect("a line of output");
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                // Keep draining stdout so the child never blocks on a full pipe.
+                std::thread::spawn(move || for _ in lines {});
+                return ChildServer {
+                    child,
+                    base: addr.trim().to_string(),
+                    data_dir,
+                    env,
+                    _dir: dir,
+                };
+            }
+            assert!(Instant::now() < deadline, "the server did not start");
+        }
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same data directory.
+    pub fn restart(mut self) -> ChildServer {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data_dir = self.data_dir.clone();
+        let env = std::mem::take(&mut self.env);
+        let dir = self._dir.take();
+        ChildServer::start_on(data_dir, env, dir)
+    }
+
+    /// Creates a user through the command line and returns its token.
+    pub fn user(&self, name: &str, role: &str) -> String {
+        let output = ChildServer::command(&self.data_dir)
+            .args(["user", "add", name, "--role", role, "--data-dir"])
+            .arg(&self.data_dir)
+            .output()
+            .expect("user add runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    }
+
+    /// `host:port` of the server.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The server process's resident set size and its peak, in MiB.
+    pub fn rss_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|line| line.starts_with(name))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+                .map_or(f64::NAN, |kib| kib / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Resets the server's peak RSS mark to its current RSS.
+    pub fn reset_peak(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .expect("the peak RSS mark can be reset");
+    }
+
+    /// Whether the server process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

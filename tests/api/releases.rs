@@ -739,3 +739,195 @@ async fn bad_requests_get_clear_errors_and_record_nothing() {
     let found = app.search(&app.legal, json!({ "query": "sorrel" })).await;
     assert_eq!(found["total"], 1);
 }
+
+/// A production and the disclosures it makes are recorded in one transaction: when the
+/// accounting cannot be written, the production is not recorded either (and its Bates
+/// numbers are not used up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_production_is_never_recorded_without_its_disclosures() {
+    let app = spawn_app().await;
+    let doc = app
+        .upload(
+            text_pdf_of(&[&["Discharge summary", "Marker word shoveler"]]),
+            &metadata("TX-1", "Tess Action", "discharge-summary"),
+        )
+        .await;
+    app.wait_indexed(&doc).await;
+    let (status, release) = post(
+        &app,
+        "/api/v1/releases",
+        json!({
+            "legal_basis": "patient-access",
+            "requester": { "name": "Tess Action" },
+            "recipient": { "name": "Tess Action" },
+            "received_on": "2026-11-02",
+            "patients": ["TX-1"],
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{release}");
+    let release_id = release["id"].as_str().unwrap().to_string();
+    let (user, _, _) = app.state.db.user_by_name("law").await.unwrap().unwrap();
+    let production = chartvault::db::releases::NewProduction {
+        id: chartvault::domain::DocumentId::new_random(),
+        release_id: release_id.clone(),
+        bates: Some(("TX".to_string(), 1)),
+        record_pages: 1,
+        pdf_pages: 2,
+        documents: 1,
+        certified: false,
+        custodian: None,
+        sha256: "0".repeat(64),
+        size_bytes: 1,
+        manifest: "{}".to_string(),
+        created_by: user,
+    };
+    // A disclosure that cannot be recorded (its patient does not exist).
+    let disclosure = chartvault::db::NewDisclosure {
+        patient_id: chartvault::domain::PatientId::new_random(),
+        disclosed_at: "2026-11-03".parse().unwrap(),
+        document_ids: vec![doc.parse().unwrap()],
+        recipient_name: "Tess Action".to_string(),
+        recipient_address: None,
+        description: "copy".to_string(),
+        purpose: "patient-access".to_string(),
+        source: chartvault::db::DisclosureSource::Production,
+        recorded_by: user,
+    };
+    assert!(app
+        .state
+        .db
+        .insert_production(&production, &[disclosure])
+        .await
+        .is_err());
+    assert!(app
+        .state
+        .db
+        .productions(&release_id)
+        .await
+        .unwrap()
+        .is_empty());
+    // The Bates counter did not move: the same numbers are taken by the next production.
+    assert!(app
+        .state
+        .db
+        .insert_production(&production, &[])
+        .await
+        .unwrap());
+}
+
+/// Every act on a release request is in the audit trail of every patient it concerns, not
+/// only the first one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_audit_entries_name_every_patient_of_the_request() {
+    let app = spawn_app().await;
+    for (mrn, name) in [("AP-1", "Ada First"), ("AP-2", "Ben Second")] {
+        let doc = app
+            .upload(
+                text_pdf_of(&[&["Clinic letter", "Marker word pochard"]]),
+                &metadata(mrn, name, "letter"),
+            )
+            .await;
+        app.wait_indexed(&doc).await;
+    }
+    let (status, release) = post(
+        &app,
+        "/api/v1/releases",
+        json!({
+            "legal_basis": "subpoena",
+            "requester": { "name": "Counsel" },
+            "recipient": { "name": "Counsel" },
+            "received_on": "2026-11-02",
+            "satisfactory_assurances": "notice given",
+            "patients": ["AP-1", "AP-2"],
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{release}");
+    let id = release["id"].as_str().unwrap();
+    let read = app.get(&app.legal, &format!("/api/v1/releases/{id}")).await;
+    assert_eq!(read.status(), 200);
+    for mrn in ["AP-1", "AP-2"] {
+        let response = app
+            .post_json(
+                &app.auditor,
+                "/api/v1/audit/query",
+                &json!({ "patient_mrn": mrn, "action": "release", "limit": 100 }),
+            )
+            .await;
+        let entries: Value = response.json().await.unwrap();
+        let acts: Vec<&str> = entries["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["detail"]["release"].as_str())
+            .collect();
+        assert!(
+            acts.contains(&"create") && acts.contains(&"read"),
+            "{mrn}: {entries}"
+        );
+    }
+}
+
+/// Text a born-digital page carries but does not show (white on white, under a filled box)
+/// is not put into a production's text layer, where the recipient would find what the
+/// reviewer never saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_production_carries_only_the_text_its_pages_show() {
+    let app = spawn_app().await;
+    let page = "BT /F1 14 Tf 72 720 Td (Clinic letter marker pintail) Tj ET \
+                1 g BT /F1 14 Tf 72 600 Td (whitewashed) Tj ET \
+                0 g BT /F1 14 Tf 72 500 Td (undercover) Tj ET 0 g 60 490 200 30 re f";
+    let doc = app
+        .upload(
+            pdf_of_contents(&[page.to_string()]),
+            &metadata("HT-1", "Hal Hidden", "letter"),
+        )
+        .await;
+    app.wait_indexed(&doc).await;
+    let words: Value = app
+        .get(
+            &app.records,
+            &format!("/api/v1/documents/{doc}/pages/1/words"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let hidden: Vec<&str> = words
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["hidden"] == true)
+        .map(|w| w["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(hidden, ["whitewashed", "undercover"], "{words}");
+    let (status, release) = post(
+        &app,
+        "/api/v1/releases",
+        json!({
+            "legal_basis": "patient-access",
+            "requester": { "name": "Hal Hidden" },
+            "recipient": { "name": "Hal Hidden" },
+            "received_on": "2026-11-02",
+            "patients": ["HT-1"],
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{release}");
+    let id = release["id"].as_str().unwrap().to_string();
+    let (status, produced) = post(
+        &app,
+        &format!("/api/v1/releases/{id}/productions"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 201, "{produced}");
+    let dir = tempfile::tempdir().unwrap();
+    let pid = produced["production"]["id"].as_str().unwrap();
+    let pdf = download(&app, &id, pid, dir.path()).await;
+    let text = pdftotext(&pdf, Some(1)).to_lowercase();
+    assert!(text.contains("pintail"), "{text}");
+    assert!(!text.contains("whitewashed"), "{text}");
+    assert!(!text.contains("undercover"), "{text}");
+}

@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chartvault_storage::{KeyFile, KeyId, KeyProvider, WrappedKey};
 use serde_json::{json, Value};
@@ -259,4 +260,89 @@ async fn the_keys_command_works_through_the_api_and_offline_only_on_a_stopped_se
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["current_version"], 2);
     assert_eq!(status["loaded_versions"], json!([2]));
+}
+
+/// An upload wraps its original's key when it starts and records it when it is accepted: a
+/// KEK version retired in between must not leave the acknowledged original undecryptable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kek_is_not_retired_under_an_upload_in_progress() {
+    let app = spawn_app().await;
+    let file = png_of(&scanned_page(
+        &["Referral letter", "Marker word fieldfare"],
+        0.0,
+        91,
+    ));
+    let boundary = "chartvaultTestBoundary";
+    let metadata = metadata("RK-1", "Rhea Keyes", "letter");
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{metadata}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"scan.png\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let (first, rest) = file.split_at(file.len() / 2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    tx.send(Ok([head.as_bytes(), first].concat()))
+        .await
+        .unwrap();
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let upload = tokio::spawn({
+        let request = app
+            .http
+            .post(app.url("/api/v1/documents"))
+            .bearer_auth(&app.records)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(reqwest::Body::wrap_stream(body));
+        async move { request.send().await.unwrap() }
+    });
+    // The upload has begun (its key is wrapped under version 1): rotate, then try to retire 1.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let rotated = app
+        .post_json(&app.admin, "/api/v1/admin/keys/rotate", &json!({}))
+        .await;
+    assert_eq!(rotated.status(), 200);
+    let refused = app
+        .post_json(
+            &app.admin,
+            "/api/v1/admin/keys/retire",
+            &json!({ "version": 1 }),
+        )
+        .await;
+    assert_eq!(refused.status(), 409);
+    let message: Value = refused.json().await.unwrap();
+    assert!(
+        message["message"].as_str().unwrap().contains("in progress"),
+        "{message}"
+    );
+
+    // The upload completes and is accepted; its key row is under the current version.
+    tx.send(Ok(
+        [rest, format!("\r\n--{boundary}--\r\n").as_bytes()].concat()
+    ))
+    .await
+    .unwrap();
+    drop(tx);
+    let response = upload.await.unwrap();
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    let id = accepted["id"].as_str().unwrap().to_string();
+    let retired = app
+        .post_json(
+            &app.admin,
+            "/api/v1/admin/keys/retire",
+            &json!({ "version": 1 }),
+        )
+        .await;
+    assert_eq!(retired.status(), 200, "{}", retired.text().await.unwrap());
+    // The acknowledged original still decrypts, byte for byte.
+    let original = app
+        .get(&app.records, &format!("/api/v1/documents/{id}/original"))
+        .await;
+    assert_eq!(original.status(), 200);
+    assert_eq!(original.bytes().await.unwrap().as_ref(), file.as_slice());
+    app.wait_indexed(&id).await;
 }

@@ -199,3 +199,31 @@ async fn a_document_still_being_processed_cannot_be_deleted() {
         .await;
     assert_eq!(hits["total"], 4);
 }
+
+/// Destroyed keyring rows must not survive in the WAL: its truncation is retried while a
+/// reader holds it back (SQLite reports that as a busy checkpoint, not an error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_truncated_once_no_reader_holds_it_back() {
+    let app = spawn_app().await;
+    let db = &app.state.db;
+    assert!(db.truncate_wal().await.unwrap(), "nothing holds the WAL");
+    // A reader inside a transaction keeps an older snapshot: a write after it cannot be
+    // checkpointed away under it.
+    let mut reader = db.pool().begin().await.unwrap();
+    let _: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM documents")
+        .fetch_one(&mut *reader)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO row_mac_state (upgraded_at) VALUES ('2026-01-01')")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert!(
+        !db.truncate_wal().await.unwrap(),
+        "a reader holds the WAL back"
+    );
+    reader.rollback().await.unwrap();
+    assert!(db.truncate_wal().await.unwrap());
+    let wal = app.config().db_path().with_extension("db-wal");
+    assert_eq!(std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0), 0);
+}

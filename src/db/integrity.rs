@@ -1,0 +1,246 @@
+//! Integrity of the rows that grant access.
+//!
+//! Users, tokens, care relationships, category grants and break-the-glass accesses each carry
+//! a MAC: HMAC-SHA256 under the service's `row-mac` key (a keyring row wrapped under the KEK
+//! like every key, so never on disk in the clear) over the columns that decide what the row
+//! grants, with the table's name. A row written or changed by someone who can write the
+//! database file but holds no KEK does not verify and grants nothing: its token is unknown
+//! (401), its care relationship, grant or access is ignored, and the mismatch is logged.
+//!
+//! Promises:
+//! - every write of such a row computes its MAC in the same statement or transaction;
+//! - every read that grants access verifies it, in constant time;
+//! - rows written before MACs existed are given theirs once, at the first start of a version
+//!   that has them ([`Db::mac_legacy_rows`]); from then on a row without a MAC grants nothing.
+//!
+//! What a MAC does not stop: putting back an older, genuine version of a row (a revoked
+//! token's row as it was before its revocation). Rolling a database file back is the same
+//! attack at scale; the signed audit checkpoints, shipped off the machine, are what reveal it.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::Row;
+
+use super::{now, Db};
+use chartvault_storage::DataKey;
+
+/// The key that MACs access rows, and what it computes.
+pub struct RowMac {
+    key: DataKey,
+}
+
+impl std::fmt::Debug for RowMac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowMac").finish_non_exhaustive()
+    }
+}
+
+/// The tables whose rows are MACed, and the columns each MAC covers (in order).
+pub(crate) const USERS: (&str, &[&str]) = ("users", &["id", "name", "role", "disabled"]);
+pub(crate) const TOKENS: (&str, &[&str]) = (
+    "tokens",
+    &["id", "user_id", "token_hash", "expires_at", "revoked_at"],
+);
+pub(crate) const CARE: (&str, &[&str]) = (
+    "care_relationships",
+    &["id", "user_id", "patient_id", "starts_on", "ends_on"],
+);
+pub(crate) const GRANTS: (&str, &[&str]) = ("category_grants", &["user_id", "category"]);
+pub(crate) const BREAK_GLASS: (&str, &[&str]) = (
+    "break_glass",
+    &["id", "user_id", "patient_id", "started_at", "expires_at"],
+);
+const TABLES: [(&str, &[&str]); 5] = [USERS, TOKENS, CARE, GRANTS, BREAK_GLASS];
+
+impl RowMac {
+    /// Loads (creating on first use) the `row-mac` service key.
+    pub async fn load(vault: &crate::vault::Vault) -> anyhow::Result<RowMac> {
+        let (_, key) = vault.service_key("row-mac").await?;
+        Ok(RowMac { key })
+    }
+
+    pub fn from_key(key: DataKey) -> RowMac {
+        RowMac { key }
+    }
+
+    fn mac(&self, domain: &str, fields: &[Option<&str>]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose_secret())
+            .expect("HMAC takes a key of any length");
+        mac.update(b"chartvault:");
+        mac.update(domain.as_bytes());
+        for field in fields {
+            // Length-prefixed, with NULL distinct from the empty string.
+            match field {
+                None => mac.update(&[0]),
+                Some(value) => {
+                    mac.update(&[1]);
+                    mac.update(&(value.len() as u64).to_be_bytes());
+                    mac.update(value.as_bytes());
+                }
+            }
+        }
+        mac
+    }
+
+    /// The MAC of a row of `table` with these column values (in the table's MAC order).
+    pub fn tag(&self, table: &str, fields: &[Option<&str>]) -> Vec<u8> {
+        self.mac(&format!("row:{table}"), fields)
+            .finalize()
+            .into_bytes()
+            .to_vec()
+    }
+
+    /// Whether `tag` is the MAC of this row (constant time).
+    pub fn verify(&self, table: &str, fields: &[Option<&str>], tag: Option<&[u8]>) -> bool {
+        let Some(tag) = tag else {
+            return false;
+        };
+        self.mac(&format!("row:{table}"), fields)
+            .verify_slice(tag)
+            .is_ok()
+    }
+
+    /// The MAC of a backup's manifest (its exact bytes).
+    pub fn manifest_tag(&self, manifest: &[u8]) -> Vec<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose_secret())
+            .expect("HMAC takes a key of any length");
+        mac.update(b"chartvault:backup-manifest:");
+        mac.update(manifest);
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// Whether `tag` is the MAC of the manifest's bytes (constant time).
+    pub fn verify_manifest(&self, manifest: &[u8], tag: &[u8]) -> bool {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose_secret())
+            .expect("HMAC takes a key of any length");
+        mac.update(b"chartvault:backup-manifest:");
+        mac.update(manifest);
+        mac.verify_slice(tag).is_ok()
+    }
+}
+
+/// The values of `columns` in `row`, as text (NULL as `None`; integers written out).
+pub(crate) fn row_fields(
+    row: &sqlx::sqlite::SqliteRow,
+    columns: &[&str],
+) -> sqlx::Result<Vec<Option<String>>> {
+    columns
+        .iter()
+        .map(|column| {
+            if let Ok(value) = row.try_get::<Option<String>, _>(*column) {
+                return Ok(value);
+            }
+            Ok(row
+                .try_get::<Option<i64>, _>(*column)?
+                .map(|v| v.to_string()))
+        })
+        .collect()
+}
+
+pub(crate) fn as_refs(fields: &[Option<String>]) -> Vec<Option<&str>> {
+    fields.iter().map(|f| f.as_deref()).collect()
+}
+
+impl Db {
+    /// Gives the database the key of its access rows' MACs (once, at startup).
+    pub fn set_row_mac(&self, row_mac: RowMac) {
+        if self.row_mac.set(row_mac).is_err() {
+            tracing::warn!("the row MAC key was set twice; keeping the first");
+        }
+    }
+
+    pub(crate) fn row_mac(&self) -> sqlx::Result<&RowMac> {
+        self.row_mac
+            .get()
+            .ok_or_else(|| sqlx::Error::Configuration("the row MAC key is not loaded".into()))
+    }
+
+    /// Whether `row` (holding `table`'s MAC columns and `mac`) verifies; a row that does not
+    /// is logged (by table and kind, never by content).
+    pub(crate) fn row_verifies(
+        &self,
+        (table, columns): (&str, &[&str]),
+        row: &sqlx::sqlite::SqliteRow,
+    ) -> sqlx::Result<bool> {
+        let fields = row_fields(row, columns)?;
+        let tag: Option<Vec<u8>> = row.try_get("mac")?;
+        let ok = self
+            .row_mac()?
+            .verify(table, &as_refs(&fields), tag.as_deref());
+        if !ok {
+            tracing::error!(
+                table,
+                "an access row failed its integrity check (written outside the service?): \
+                 it grants nothing"
+            );
+        }
+        Ok(ok)
+    }
+
+    /// The MAC of a row about to be written, from its values in MAC column order.
+    pub(crate) fn row_tag(&self, table: &str, fields: &[Option<&str>]) -> sqlx::Result<Vec<u8>> {
+        Ok(self.row_mac()?.tag(table, fields))
+    }
+
+    /// Gives every access row written before MACs existed its MAC, once: the first start of a
+    /// version with MACs does it and records that it did; after that a row without a MAC is
+    /// one written outside the service, and grants nothing. Returns the rows given a MAC.
+    pub async fn mac_legacy_rows(&self) -> anyhow::Result<u64> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done: Option<String> = sqlx::query_scalar("SELECT upgraded_at FROM row_mac_state")
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_some() {
+            return Ok(0);
+        }
+        let mut count = 0u64;
+        for (table, columns) in TABLES {
+            let rows = sqlx::query(&format!(
+                "SELECT rowid AS row_number, * FROM {table} WHERE mac IS NULL"
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                let fields = row_fields(row, columns)?;
+                let row_number: i64 = row.try_get("row_number")?;
+                sqlx::query(&format!("UPDATE {table} SET mac = $1 WHERE rowid = $2"))
+                    .bind(self.row_tag(table, &as_refs(&fields))?)
+                    .bind(row_number)
+                    .execute(&mut *tx)
+                    .await?;
+                count += 1;
+            }
+        }
+        sqlx::query("INSERT INTO row_mac_state (upgraded_at) VALUES ($1)")
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_verifies_only_with_its_own_values_table_and_key() {
+        let mac = RowMac::from_key(DataKey::generate());
+        let fields = [Some("u1"), Some("alice"), Some("records"), Some("0")];
+        let tag = mac.tag("users", &fields);
+        assert!(mac.verify("users", &fields, Some(&tag)));
+        let elevated = [Some("u1"), Some("alice"), Some("admin"), Some("0")];
+        assert!(!mac.verify("users", &elevated, Some(&tag)));
+        assert!(!mac.verify("tokens", &fields, Some(&tag)));
+        assert!(!mac.verify("users", &fields, None));
+        let other = RowMac::from_key(DataKey::generate());
+        assert!(!other.verify("users", &fields, Some(&tag)));
+        // NULL is not the empty string, and fields do not run into each other.
+        assert_ne!(
+            mac.tag("t", &[Some("ab"), Some("c")]),
+            mac.tag("t", &[Some("a"), Some("bc")])
+        );
+        assert_ne!(mac.tag("t", &[None]), mac.tag("t", &[Some("")]));
+    }
+}
