@@ -124,6 +124,7 @@ async fn oversized_bodies_slow_clients_and_idle_connections_cost_the_server_noth
     let status = send_partial(&addr, &head, 4 << 20, b'a').expect("an answer");
     assert!(status.contains(" 413 "), "{status}");
     let (_, peak) = server.rss_mib();
+    eprintln!("oversized bodies: the server's peak RSS {before:.1} -> {peak:.1} MiB");
     assert!(
         peak - before < 48.0,
         "the server's peak RSS rose from {before:.0} to {peak:.0} MiB"
@@ -137,6 +138,7 @@ async fn oversized_bodies_slow_clients_and_idle_connections_cost_the_server_noth
         Duration::from_secs(8),
     )
     .expect("a slow-headers connection is closed");
+    eprintln!("slow headers closed after {slow:.1} s");
     assert!(slow < 6.0, "closed after {slow:.1} s");
     let stalled = format!(
         "POST /api/v1/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {auditor}\r\n\
@@ -329,6 +331,7 @@ async fn hostile_files_fail_their_page_not_the_server_and_cannot_crash_it_in_a_l
     let reason = doc["failure_reason"].as_str().unwrap();
     assert!(reason.contains("memory limit"), "{reason}");
     let (_, peak) = server.rss_mib();
+    eprintln!("hostile files: the server's peak RSS {before:.1} -> {peak:.1} MiB");
     assert!(
         peak - before < 64.0,
         "the server's peak RSS rose from {before:.0} to {peak:.0} MiB"
