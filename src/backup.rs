@@ -581,6 +581,16 @@ impl RestoreSummary {
 /// Restores the backup in `src` into `config.data_dir` (which must be empty or absent), with
 /// the KEK `config` names.
 pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<RestoreSummary> {
+    restore_with(config, src, false).await
+}
+
+/// [`restore`]; with `legacy`, a backup whose manifest carries no MAC (written before they
+/// did) is accepted.
+pub async fn restore_with(
+    config: &Config,
+    src: &Path,
+    legacy: bool,
+) -> anyhow::Result<RestoreSummary> {
     let target = config.data_dir.clone();
     let manifest = read_manifest(src)?;
     // Before anything is written: the KEK is there, the target is empty, the files are intact.
@@ -591,7 +601,7 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<RestoreSumma
     let src_owned = src.to_path_buf();
     let checked = manifest.files.clone();
     tokio::task::spawn_blocking(move || check_files(&src_owned, &checked)).await??;
-    check_manifest_mac(src, keys.clone()).await?;
+    check_manifest_mac(src, keys.clone(), legacy).await?;
 
     prepare_empty_dir(&target, "restore target")?;
     let copied = {
@@ -627,12 +637,17 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<RestoreSumma
 }
 
 /// Checks the manifest's MAC under the `row-mac` key of the backup's own keyring (unwrapped
-/// with the KEK), before anything is restored. A backup whose archive has that key must
-/// carry a MAC that verifies; one written before manifests were MACed has neither.
+/// with the KEK), before anything is restored. Every backup must carry a MAC that verifies,
+/// unless `legacy` (a backup written before manifests were MACed, restored on purpose).
 async fn check_manifest_mac(
     src: &Path,
     keys: Arc<dyn chartvault_storage::KeyProvider>,
+    legacy: bool,
 ) -> anyhow::Result<()> {
+    if legacy && !src.join(MANIFEST_MAC).exists() {
+        tracing::warn!("restoring a backup whose manifest has no MAC (--legacy-backup)");
+        return Ok(());
+    }
     let snapshot = Db::open_immutable(&src.join(DB_FILE)).await?;
     let inventory = snapshot.inventory().await;
     snapshot.close().await;
@@ -640,12 +655,20 @@ async fn check_manifest_mac(
     let keyring = Keyring::new(keys, &inventory.keyring);
     keyring.check_kek()?;
     let Some((_, key)) = keyring.service_key(&inventory, "row-mac")? else {
-        return Ok(());
+        bail!(
+            "the backup's archive has no key to check its manifest with: a backup written \
+             before manifests carried a MAC is restored with --legacy-backup"
+        );
     };
     let tag = fs::read_to_string(src.join(MANIFEST_MAC))
         .ok()
         .and_then(|text| hex::decode(text.trim()).ok())
-        .with_context(|| format!("the backup has no readable {MANIFEST_MAC}"))?;
+        .with_context(|| {
+            format!(
+                "the backup has no readable {MANIFEST_MAC} (a backup written before manifests \
+                 carried a MAC is restored with --legacy-backup)"
+            )
+        })?;
     let manifest = fs::read(src.join(MANIFEST))?;
     if !crate::db::integrity::RowMac::from_key(key).verify_manifest(&manifest, &tag) {
         bail!("{MANIFEST} does not match its MAC: it was changed after the backup was written");

@@ -322,43 +322,21 @@ pub async fn file(
     // The document's original: its pages of the batch, as decoded, in one TIFF; or, when
     // the batch file was destroyed already (a document cut from it was shredded, or a range
     // of it rejected), its stored page images.
-    let batch_file = ObjectRef::Original(batch.id);
-    let tiff = if state.vault.blobs.exists(&batch_file.blob_name())? {
-        let reader = state.vault.open(batch_file).await?;
-        let sandbox = state.decoder.clone();
-        let page_count = batch.page_count as usize;
-        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
-            // Decoded in a decoder process, like every page of an upload.
-            let mut writer = TiffPagesWriter::new()?;
-            let mut failure: Option<anyhow::Error> = None;
-            let indexes: Vec<usize> = batch_pages.iter().map(|&p| (p - 1) as usize).collect();
-            sandbox.decode_pages(
-                reader,
-                format,
-                &limits,
-                page_count,
-                &indexes,
-                |_, decoded| {
-                    let added = decoded
-                        .map_err(anyhow::Error::from)
-                        .and_then(|page| Ok(writer.add(&page.image, page.dpi)?));
-                    match added {
-                        Ok(()) => std::ops::ControlFlow::Continue(()),
-                        Err(error) => {
-                            failure = Some(error);
-                            std::ops::ControlFlow::Break(())
-                        }
-                    }
-                },
-            )?;
-            if let Some(error) = failure {
-                return Err(error);
-            }
-            Ok(writer.finish())
-        })
-        .await??
+    // The batch file, unless it was destroyed (a document cut from it was shredded, or a
+    // range rejected, meanwhile too): then the range's own stored pages.
+    let from_file = if original_destroyed(state, batch.id).await? {
+        None
     } else {
-        tiff_of_page_images(state, batch.id, &batch_pages).await?
+        let pages = batch_pages.clone();
+        match decode_from_batch_file(state, batch, format, &limits, pages).await {
+            Ok(tiff) => Some(tiff),
+            Err(_) if original_destroyed(state, batch.id).await? => None,
+            Err(error) => return Err(error),
+        }
+    };
+    let tiff = match from_file {
+        Some(tiff) => tiff,
+        None => tiff_of_page_images(state, batch.id, &batch_pages).await?,
     };
     let sha256 = hex::encode(Sha256::digest(&tiff));
     let size = tiff.len() as u64;
@@ -436,6 +414,59 @@ pub async fn file(
     Ok(true)
 }
 
+/// Whether a batch's file is destroyed (or the batch is gone).
+async fn original_destroyed(state: &AppState, batch: DocumentId) -> anyhow::Result<bool> {
+    Ok(state
+        .db
+        .batch(batch)
+        .await?
+        .is_none_or(|row| row.original_destroyed_at.is_some()))
+}
+
+/// A document's original: its pages of the batch file, as decoded (in a decoder process,
+/// like every page of an upload), in one TIFF.
+async fn decode_from_batch_file(
+    state: &AppState,
+    batch: &Batch,
+    format: chartvault_ocr::ScanFormat,
+    limits: &chartvault_ocr::Limits,
+    batch_pages: Vec<u32>,
+) -> anyhow::Result<Vec<u8>> {
+    let reader = state.vault.open(ObjectRef::Original(batch.id)).await?;
+    let sandbox = state.decoder.clone();
+    let page_count = batch.page_count as usize;
+    let limits = limits.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+        let mut writer = TiffPagesWriter::new()?;
+        let mut failure: Option<anyhow::Error> = None;
+        let indexes: Vec<usize> = batch_pages.iter().map(|&p| (p - 1) as usize).collect();
+        sandbox.decode_pages(
+            reader,
+            format,
+            &limits,
+            page_count,
+            &indexes,
+            |_, decoded| {
+                let added = decoded
+                    .map_err(anyhow::Error::from)
+                    .and_then(|page| Ok(writer.add(&page.image, page.dpi)?));
+                match added {
+                    Ok(()) => std::ops::ControlFlow::Continue(()),
+                    Err(error) => {
+                        failure = Some(error);
+                        std::ops::ControlFlow::Break(())
+                    }
+                }
+            },
+        )?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        Ok(writer.finish())
+    })
+    .await?
+}
+
 /// A document's original made of the batch's stored page images (PNG, as cleaned up), for a
 /// page range filed after the batch file itself was destroyed.
 async fn tiff_of_page_images(
@@ -474,35 +505,66 @@ async fn tiff_of_page_images(
 }
 
 /// Rejects a page range from the QA queue: its pages (and cover sheet) are crypto-shredded,
-/// and so is the batch file, which holds them too (page ranges still waiting are filed from
-/// their stored page images from then on). False when it was resolved meanwhile.
+/// and so is the batch file, which holds them too (its key in the transaction that records
+/// the rejection; page ranges still waiting are filed from their stored page images from
+/// then on). False when it was resolved meanwhile.
 pub async fn reject(state: &AppState, segment: &Segment, by: UserId) -> anyhow::Result<bool> {
+    let original = live_original_key(state, segment.batch_id).await?;
     let mut tx = state.db.begin().await?;
     if !Db::resolve_segment(&mut tx, segment.id, "rejected", Some(by)).await? {
         return Ok(false);
     }
+    if let Some(key) = &original {
+        Db::destroy_batch_original_in(&mut tx, segment.batch_id, key).await?;
+    }
     tx.commit().await?;
+    if original.is_some() {
+        delete_original_blob(state, segment.batch_id).await;
+        crate::shred::truncate_wal(state).await;
+    }
     destroy_pages(state, segment.batch_id, segment).await?;
-    destroy_original_early(state, segment.batch_id).await?;
     release_if_done(state, segment.batch_id).await?;
     Ok(true)
 }
 
-/// Crypto-shreds a batch's file before every page range is resolved: one of its documents
-/// was shredded, or a range rejected, and the file still holds their pages. The pages of
-/// ranges still waiting stay (as page artifacts of their own); they are filed from those.
-pub async fn destroy_original_early(state: &AppState, batch: DocumentId) -> anyhow::Result<()> {
+/// The key id of a batch's file while it is not destroyed (read from its header).
+pub(crate) async fn live_original_key(
+    state: &AppState,
+    batch: DocumentId,
+) -> anyhow::Result<Option<String>> {
     let Some(row) = state.db.batch(batch).await? else {
-        return Ok(());
+        return Ok(None);
     };
     if row.original_destroyed_at.is_some() {
-        return Ok(());
+        return Ok(None);
     }
-    destroy_objects(state, vec![ObjectRef::Original(batch)]).await?;
-    state.db.mark_batch_original_destroyed(batch).await?;
-    crate::shred::truncate_wal(state).await;
+    let vault = state.vault.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
+        let name = ObjectRef::Original(batch).blob_name();
+        if !vault.blobs.exists(&name)? {
+            return Ok(None);
+        }
+        let mut reader = vault.blobs.open(&name)?;
+        reader.seek(SeekFrom::Start(0))?;
+        Ok(chartvault_storage::read_key_id(&mut reader)
+            .ok()
+            .map(|key| key.to_hex()))
+    })
+    .await?
+}
+
+/// Deletes the blob of a batch file whose key was destroyed (what would be left is
+/// ciphertext no key opens; a failure is logged, and verify reports the orphan).
+pub(crate) async fn delete_original_blob(state: &AppState, batch: DocumentId) {
+    let vault = state.vault.clone();
+    let deleted = tokio::task::spawn_blocking(move || {
+        vault.blobs.delete(&ObjectRef::Original(batch).blob_name())
+    })
+    .await;
+    if !matches!(deleted, Ok(Ok(()))) {
+        tracing::warn!(batch_id = %batch, "could not delete a destroyed batch file's blob");
+    }
     tracing::info!(batch_id = %batch, "batch file destroyed with pages that were shredded");
-    Ok(())
 }
 
 /// Destroys the batch's copies of a segment's pages: its cover sheet and the cover's back,

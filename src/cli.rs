@@ -106,6 +106,9 @@ pub enum Command {
         /// The new data directory (empty or absent).
         #[arg(long, value_name = "NEWDIR", required = true)]
         data_dir: PathBuf,
+        /// Accept a backup whose manifest carries no MAC (written before they did).
+        #[arg(long)]
+        legacy_backup: bool,
     },
 }
 
@@ -239,18 +242,37 @@ pub fn load_config(cli_config: Option<&Path>, data: &DataDirArg) -> anyhow::Resu
 /// The database of a data directory for user and token administration: with the keys that
 /// MAC access rows and seal audit entries (from the keyring, through the KEK), since every
 /// change of a user or token is audited.
+///
+/// A new archive (no database yet) is set up as a first start would (its key file created,
+/// `0600`). An existing one needs its own KEK (never a new key file, which a command run from
+/// the wrong directory would otherwise create), and its keys are only read, never created.
 async fn open_db(config: &Config) -> anyhow::Result<Db> {
-    crate::startup::create_data_dir(config)?;
+    if !config.db_path().is_file() {
+        crate::startup::create_data_dir(config)?;
+        let db = Db::open(&config.db_path()).await?;
+        let blobs = chartvault_storage::LocalBlobStore::open(config.blobs_dir())?;
+        let vault = crate::vault::Vault::new(
+            std::sync::Arc::new(blobs),
+            crate::startup::load_keys(config)?,
+            db.clone(),
+        );
+        db.set_audit_cipher(crate::audit::AuditCipher::load(&vault).await?);
+        db.set_row_mac(crate::db::integrity::RowMac::load(&db, &vault).await?);
+        db.mac_legacy_rows().await?;
+        return Ok(db);
+    }
     let db = Db::open(&config.db_path()).await?;
     let blobs = chartvault_storage::LocalBlobStore::open(config.blobs_dir())?;
     let vault = crate::vault::Vault::new(
         std::sync::Arc::new(blobs),
-        crate::startup::load_keys(config)?,
+        crate::startup::load_existing_keys(config)?,
         db.clone(),
     );
-    db.set_row_mac(crate::db::integrity::RowMac::load(&vault).await?);
+    db.set_row_mac(crate::db::integrity::RowMac::load_existing(&db, &vault).await?);
+    if db.service_key_id("audit").await?.is_none() {
+        bail!("the archive has no audit key yet: start the server on it once first");
+    }
     db.set_audit_cipher(crate::audit::AuditCipher::load(&vault).await?);
-    db.mac_legacy_rows().await?;
     Ok(db)
 }
 

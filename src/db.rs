@@ -710,14 +710,16 @@ impl Db {
         let yesterday = today.pred_opt().unwrap_or(today).to_string();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query(
-            "SELECT user_id, patient_id, starts_on FROM care_relationships
+            "SELECT id, user_id, patient_id, starts_on, ends_on, mac FROM care_relationships
              WHERE id = $1 AND (ends_on IS NULL OR ends_on > $2)",
         )
         .bind(id)
         .bind(&yesterday)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else {
+        // A row that fails its integrity check is not made genuine by a new MAC.
+        let Some(row) = row.filter(|r| self.row_verifies(integrity::CARE, r).unwrap_or(false))
+        else {
             return Ok(false);
         };
         let (user, patient, starts_on): (String, String, String) = (
@@ -1188,6 +1190,54 @@ impl Db {
         rows.iter().map(|row| self.document_from_row(row)).collect()
     }
 
+    /// Every live document's id, status, document type and category as stored (before any
+    /// normalisation), and whether it is entered in error.
+    pub async fn stored_labels(
+        &self,
+    ) -> sqlx::Result<Vec<(DocumentId, String, String, String, bool)>> {
+        let rows = sqlx::query(
+            "SELECT id, status, document_type, category, entered_in_error_at FROM documents
+             WHERE status != 'deleted'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_id(row.try_get::<&str, _>("id")?)?,
+                    row.try_get("status")?,
+                    row.try_get("document_type")?,
+                    row.try_get("category")?,
+                    row.try_get::<Option<String>, _>("entered_in_error_at")?
+                        .is_some(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Rewrites a document's type and category (normalised), and flags it for QA with
+    /// `qa_reason` when given and it has none.
+    pub async fn set_labels(
+        &self,
+        id: DocumentId,
+        document_type: &str,
+        category: &str,
+        qa_reason: Option<&str>,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE documents SET document_type = $1, category = $2,
+                qa_reason = coalesce(qa_reason, $3)
+             WHERE id = $4",
+        )
+        .bind(document_type)
+        .bind(category)
+        .bind(qa_reason)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Every document flagged for the QA queue, in whatever state (accepted, processing,
     /// waiting in the queue, failed): `records` alone sees them.
     pub async fn records_only_document_ids(&self) -> sqlx::Result<Vec<DocumentId>> {
@@ -1247,9 +1297,12 @@ impl Db {
     /// `documents` (a document and the earlier versions it corrects are destroyed together),
     /// all or none. False when one of them is no longer in a `destroyable` state or a hold
     /// now covers it.
+    /// `batch_originals`: the batch files (batch id, key id) the documents were cut from and
+    /// that still hold their pages, destroyed in the same transaction.
     pub async fn tombstone_document(
         &self,
         documents: &[(DocumentId, Vec<String>)],
+        batch_originals: &[(DocumentId, String)],
         destroyable: &[DocumentStatus],
         by: &str,
         reason: &str,
@@ -1264,6 +1317,9 @@ impl Db {
             {
                 return Ok(false);
             }
+        }
+        for (batch, key_id) in batch_originals {
+            Db::destroy_batch_original_in(&mut tx, *batch, key_id).await?;
         }
         if let Some(certificate) = certificate {
             Db::insert_certificate(&mut tx, certificate).await?;
@@ -1576,11 +1632,13 @@ impl Db {
 
     pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT id, role FROM users WHERE name = $1")
+        let row = sqlx::query("SELECT id, name, role, disabled, mac FROM users WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(row) = row else {
+        // A row that fails its integrity check is not made genuine by a new MAC.
+        let Some(row) = row.filter(|r| self.row_verifies(integrity::USERS, r).unwrap_or(false))
+        else {
             return Ok(false);
         };
         let (id, role): (String, String) = (row.try_get("id")?, row.try_get("role")?);
@@ -1681,7 +1739,7 @@ impl Db {
         let rows = match (token_id, user) {
             (Some(id), _) => {
                 sqlx::query(
-                    "SELECT id, user_id, token_hash, expires_at FROM tokens
+                    "SELECT id, user_id, token_hash, expires_at, revoked_at, mac FROM tokens
                      WHERE id = $1 AND revoked_at IS NULL",
                 )
                 .bind(id)
@@ -1690,7 +1748,7 @@ impl Db {
             }
             (None, Some(name)) => {
                 sqlx::query(
-                    "SELECT id, user_id, token_hash, expires_at FROM tokens
+                    "SELECT id, user_id, token_hash, expires_at, revoked_at, mac FROM tokens
                      WHERE revoked_at IS NULL AND user_id = (SELECT id FROM users WHERE name = $1)",
                 )
                 .bind(name)
@@ -1699,6 +1757,12 @@ impl Db {
             }
             (None, None) => return Ok(0),
         };
+        // Rows that fail their integrity check grant nothing already, and are not made genuine
+        // by a new MAC.
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|r| self.row_verifies(integrity::TOKENS, r).unwrap_or(false))
+            .collect();
         for row in &rows {
             let fields: [String; 4] = [
                 row.try_get("id")?,

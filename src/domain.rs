@@ -125,7 +125,8 @@ impl Category {
     }
 
     /// A category read back from the database. Values are written through [`Category::parse`];
-    /// one from before normalisation is folded the same way here (and rewritten at start).
+    /// one from before normalisation is folded the same way here (and rewritten, its pages
+    /// indexed again, at start: `worker::normalise_stored_labels`).
     pub fn from_stored(raw: String) -> Category {
         match parse_slug("category", &raw) {
             Ok(slug) => Category(slug),

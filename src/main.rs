@@ -132,10 +132,14 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             eprintln!("{}", summary.describe());
             Ok(())
         }
-        Command::Restore { src, data_dir } => {
+        Command::Restore {
+            src,
+            data_dir,
+            legacy_backup,
+        } => {
             let mut config = cli::load_config(config_path, &cli::DataDirArg { data_dir: None })?;
             config.data_dir = data_dir;
-            let summary = chartvault::backup::restore(&config, &src).await?;
+            let summary = chartvault::backup::restore_with(&config, &src, legacy_backup).await?;
             eprintln!("{}", summary.describe());
             Ok(())
         }

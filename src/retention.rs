@@ -318,12 +318,12 @@ pub async fn run(state: &AppState, by: RunBy<'_>, apply: bool) -> anyhow::Result
         // category needs their grant. The schedule covers everything.
         if let RunBy::Person(principal) = &by {
             let resource = doc.resource();
-            if !crate::auth::decide(
-                principal,
-                crate::auth::Action::RunRetention,
-                Some(&resource),
-            )
-            .is_allow()
+            let action = crate::auth::Action::RunRetention;
+            if !crate::auth::decide(principal, action, Some(&resource)).is_allow()
+                || crate::shred::versions_refusal(state, principal, action, &doc)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.message))?
+                    .is_some()
             {
                 continue;
             }

@@ -63,18 +63,43 @@ pub async fn state_or_hold_refusal(
 /// corrects, newest first (each entered in error by the next one's correction).
 pub async fn versions(state: &AppState, doc: &Document) -> ApiResult<Vec<Document>> {
     let mut versions = vec![doc.clone()];
+    let mut seen = std::collections::HashSet::from([doc.id]);
     let mut next = doc.supersedes;
-    // A chain is as long as the corrections made; the bound only guards a corrupt loop.
-    while let Some(id) = next.filter(|_| versions.len() < 1000) {
+    // A chain is as long as the corrections made; `seen` only guards a corrupt loop.
+    while let Some(id) = next {
+        if !seen.insert(id) {
+            break;
+        }
         let Some(earlier) = state.db.document(id).await? else {
             break;
         };
         next = earlier.supersedes;
-        if earlier.status != DocumentStatus::Deleted && versions.iter().all(|v| v.id != id) {
+        if earlier.status != DocumentStatus::Deleted {
             versions.push(earlier);
         }
     }
     Ok(versions)
+}
+
+/// Whether `principal` may do `action` to every earlier version a destruction of `doc`
+/// would destroy with it (another patient's chart, a sensitive category): the refusal when
+/// not. It names no version: the caller may not see them.
+pub async fn versions_refusal(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    action: crate::auth::Action,
+    doc: &Document,
+) -> ApiResult<Option<ApiError>> {
+    for version in versions(state, doc).await?.iter().skip(1) {
+        if !crate::auth::decide(principal, action, Some(&version.resource())).is_allow() {
+            return Ok(Some(ApiError::new(
+                ErrorCode::Conflict,
+                "the document corrects earlier versions of itself that you may not destroy; \
+                 ask someone who may see them all",
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// The 409 that names the holds covering a document.
@@ -134,12 +159,20 @@ pub async fn shred(
     reason: &str,
     certificate: Option<&NewCertificate>,
 ) -> anyhow::Result<bool> {
-    let ids: Vec<DocumentId> = versions(state, doc)
+    let versions = versions(state, doc)
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?
-        .iter()
-        .map(|v| v.id)
-        .collect();
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let ids: Vec<DocumentId> = versions.iter().map(|v| v.id).collect();
+    // The batch file a document was cut from still holds its pages while other page ranges
+    // of the batch wait in the QA queue: its key goes in the same transaction.
+    let mut batches = Vec::new();
+    for id in &ids {
+        if let Some(batch) = state.db.batch_of_document(*id).await? {
+            if let Some(key) = crate::batch::live_original_key(state, batch).await? {
+                batches.push((batch, key));
+            }
+        }
+    }
     let worker_state = state.clone();
     let lookup = ids.clone();
     let documents =
@@ -150,9 +183,29 @@ pub async fn shred(
                 .collect()
         })
         .await??;
+    // Each earlier version destroyed with it is audited too, under its own patient.
+    let by_user = by.parse::<crate::domain::UserId>().ok();
+    for version in versions.iter().skip(1) {
+        state
+            .db
+            .append_audit(&crate::db::AuditEntry {
+                user_id: by_user,
+                role: None,
+                action: "delete",
+                patient_id: Some(version.patient_id),
+                document_id: Some(version.id),
+                outcome: "ok",
+                client_addr: None,
+                request_id: Some(crate::error::current_request_id()),
+                purpose_of_use: Some("HOPERAT".to_string()),
+                break_glass: false,
+                detail: Some(serde_json::json!({ "destroyed_with": doc.id, "by": by })),
+            })
+            .await?;
+    }
     if !state
         .db
-        .tombstone_document(&documents, DESTROYABLE, by, reason, certificate)
+        .tombstone_document(&documents, &batches, DESTROYABLE, by, reason, certificate)
         .await?
     {
         return Ok(false);
@@ -160,15 +213,11 @@ pub async fn shred(
     for (id, keys) in &documents {
         tracing::info!(document_id = %id, keys = keys.len(), "document keys destroyed");
     }
+    for (batch, _) in &batches {
+        crate::batch::delete_original_blob(state, *batch).await;
+    }
     for id in &ids {
         purge(state, *id).await?;
-    }
-    // The batch file a document was cut from still holds its pages while other page ranges
-    // of the batch wait in the QA queue: it goes too.
-    for id in &ids {
-        if let Some(batch) = state.db.batch_of_document(*id).await? {
-            crate::batch::destroy_original_early(state, batch).await?;
-        }
     }
     Ok(true)
 }

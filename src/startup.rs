@@ -71,21 +71,21 @@ impl Application {
                 .await
                 .context("loading the audit keys")?,
         );
-        db.set_row_mac(
-            crate::db::integrity::RowMac::load(&vault)
-                .await
-                .context("loading the row integrity key")?,
-        );
-        let maced = db.mac_legacy_rows().await?;
-        if maced > 0 {
-            tracing::info!(maced, "gave access rows written before row MACs their MAC");
-        }
         let chained = db.chain_legacy_audit().await?;
         if chained > 0 {
             tracing::info!(
                 chained,
                 "sealed and chained audit rows written before the chain"
             );
+        }
+        db.set_row_mac(
+            crate::db::integrity::RowMac::load(&db, &vault)
+                .await
+                .context("loading the row integrity key")?,
+        );
+        let maced = db.mac_legacy_rows().await?;
+        if maced > 0 {
+            tracing::info!(maced, "gave access rows written before row MACs their MAC");
         }
         let audit_checkpoints =
             Checkpointer::new(&config, db.clone()).context("loading the audit signing key")?;
@@ -169,6 +169,13 @@ impl Application {
             shutdown: CancellationToken::new(),
             audit_checkpoints,
         };
+        let normalised = crate::worker::normalise_stored_labels(&state).await?;
+        if normalised > 0 {
+            tracing::info!(
+                normalised,
+                "normalised the categories and types of documents filed before they were"
+            );
+        }
         let finished = crate::shred::finish_pending(&state).await?;
         if finished > 0 {
             tracing::info!(

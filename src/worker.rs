@@ -217,6 +217,38 @@ pub(crate) fn low_confidence(config: &crate::config::Config, pages: &[PageRow]) 
     })
 }
 
+/// Documents filed before every category and type went through one parser (a cover sheet's
+/// `CAT=HIV` was stored as written) get their labels normalised, and their pages indexed
+/// again under them, so the index's category filter sees what the policy sees. A category
+/// that does not parse at all sends its document to the QA queue (records-only) to be
+/// corrected. Run at start; nothing to do once done. Returns the documents changed.
+pub async fn normalise_stored_labels(state: &AppState) -> anyhow::Result<usize> {
+    let mut changed = 0;
+    for (id, status, document_type, category, entered_in_error) in state.db.stored_labels().await? {
+        let normal_type = crate::domain::parse_slug("document_type", &document_type)
+            .unwrap_or_else(|_| document_type.trim().to_ascii_lowercase());
+        let (normal_category, unreadable) = match crate::domain::Category::parse(&category) {
+            Ok(parsed) => (parsed.to_string(), false),
+            Err(_) => (category.trim().to_ascii_lowercase(), true),
+        };
+        if normal_type == document_type && normal_category == category && !unreadable {
+            continue;
+        }
+        let reason = unreadable.then_some(
+            "the category recorded for this document is not a valid category: correct it",
+        );
+        state
+            .db
+            .set_labels(id, &normal_type, &normal_category, reason)
+            .await?;
+        if status == "indexed" && !entered_in_error {
+            reindex_document(state, id).await?;
+        }
+        changed += 1;
+    }
+    Ok(changed)
+}
+
 /// Indexes a document's pages again from their stored text, under the document's current
 /// patient, type and date (after a QA resolution files it elsewhere): each page replaces its
 /// old entry.

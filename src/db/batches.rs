@@ -182,6 +182,28 @@ impl Db {
         Ok(())
     }
 
+    /// Destroys a batch file's key and records it destroyed, inside the caller's transaction
+    /// (the blob itself is deleted after the commit).
+    pub(crate) async fn destroy_batch_original_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        batch: DocumentId,
+        key_id: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM keyring WHERE key_id = $1")
+            .bind(key_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "UPDATE batches SET original_destroyed_at = coalesce(original_destroyed_at, $1)
+             WHERE id = $2",
+        )
+        .bind(now())
+        .bind(batch.to_string())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     pub async fn mark_batch_original_destroyed(&self, id: DocumentId) -> sqlx::Result<()> {
         sqlx::query(
             "UPDATE batches SET original_destroyed_at = coalesce(original_destroyed_at, $1)

@@ -11,7 +11,13 @@
 //! - every write of such a row computes its MAC in the same statement or transaction;
 //! - every read that grants access verifies it, in constant time;
 //! - rows written before MACs existed are given theirs once, at the first start of a version
-//!   that has them ([`Db::mac_legacy_rows`]); from then on a row without a MAC grants nothing.
+//!   that has them ([`Db::mac_legacy_rows`]), which the audit log records; from then on a row
+//!   without a MAC grants nothing, and the pass never runs again: whether it ran is read from
+//!   the audit log, whose entries cannot be removed without breaking its signed chain (a
+//!   marker anywhere else in the database could be deleted by whoever can write the file);
+//! - the key is only ever created on an archive whose audit log has no such entry: an
+//!   archive that lost its key after the pass (a `service_keys` row deleted) refuses to
+//!   start instead of MACing whatever rows it then holds under a new one.
 //!
 //! What a MAC does not stop: putting back an older, genuine version of a row (a revoked
 //! token's row as it was before its revocation). Rolling a database file back is the same
@@ -52,10 +58,34 @@ pub(crate) const BREAK_GLASS: (&str, &[&str]) = (
 );
 const TABLES: [(&str, &[&str]); 5] = [USERS, TOKENS, CARE, GRANTS, BREAK_GLASS];
 
+/// The audit action of the one pass that MACs rows written before MACs existed.
+const UPGRADE_ACTION: &str = "row-integrity-upgrade";
+
 impl RowMac {
-    /// Loads (creating on first use) the `row-mac` service key.
-    pub async fn load(vault: &crate::vault::Vault) -> anyhow::Result<RowMac> {
+    /// Loads the `row-mac` service key, creating it only on an archive that never had it
+    /// (no integrity upgrade in the audit log; see the module docs).
+    pub async fn load(db: &Db, vault: &crate::vault::Vault) -> anyhow::Result<RowMac> {
+        if db.service_key_id("row-mac").await?.is_none() && db.row_integrity_upgraded().await? {
+            anyhow::bail!(
+                "the row integrity key is missing from an archive that had it: the database \
+                 was altered; restore it from a backup"
+            );
+        }
         let (_, key) = vault.service_key("row-mac").await?;
+        Ok(RowMac { key })
+    }
+
+    /// Loads the `row-mac` service key of an archive a server has started on since the
+    /// upgrade; never creates it (the operator tools).
+    pub async fn load_existing(db: &Db, vault: &crate::vault::Vault) -> anyhow::Result<RowMac> {
+        let Some(hex) = db.service_key_id("row-mac").await? else {
+            anyhow::bail!(
+                "the archive has no row integrity key yet: start the server on it once first"
+            );
+        };
+        let key = vault
+            .data_key(&chartvault_storage::KeyId::from_hex(&hex)?)
+            .await?;
         Ok(RowMac { key })
     }
 
@@ -182,17 +212,25 @@ impl Db {
         Ok(self.row_mac()?.tag(table, fields))
     }
 
+    /// Whether the audit log records the integrity upgrade (see [`Db::mac_legacy_rows`]).
+    pub async fn row_integrity_upgraded(&self) -> sqlx::Result<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM audit WHERE action = $1 LIMIT 1")
+                .bind(UPGRADE_ACTION)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
     /// Gives every access row written before MACs existed its MAC, once: the first start of a
-    /// version with MACs does it and records that it did; after that a row without a MAC is
-    /// one written outside the service, and grants nothing. Returns the rows given a MAC.
+    /// version with MACs does it, and the audit log records that it did (the same start of a
+    /// new archive records it with no rows); after that a row without a MAC is one written
+    /// outside the service and grants nothing. Returns the rows given a MAC.
     pub async fn mac_legacy_rows(&self) -> anyhow::Result<u64> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done: Option<String> = sqlx::query_scalar("SELECT upgraded_at FROM row_mac_state")
-            .fetch_optional(&mut *tx)
-            .await?;
-        if done.is_some() {
+        if self.row_integrity_upgraded().await? {
             return Ok(0);
         }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut count = 0u64;
         for (table, columns) in TABLES {
             let rows = sqlx::query(&format!(
@@ -216,6 +254,11 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.append_audit(&super::AuditEntry::administration(
+            UPGRADE_ACTION,
+            serde_json::json!({ "rows": count, "via": "start" }),
+        ))
+        .await?;
         Ok(count)
     }
 }

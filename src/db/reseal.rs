@@ -4,9 +4,13 @@
 //! envelope docs).
 //!
 //! Promises:
-//! - resumable: each batch is one transaction that re-seals up to `batch` values and
-//!   commits; a stop loses at most the batch in flight, and the next run picks up what is
-//!   still version 1 (values of both versions open meanwhile);
+//! - resumable: each batch of up to `batch` values is read and re-sealed outside the write
+//!   lock, then written in one short transaction (only where the value is still the one
+//!   read); a stop loses at most the batch in flight, and the next run picks up what is
+//!   still version 1 (values of both versions open meanwhile); the scan goes in rowid order,
+//!   so the work is linear in the table's size, with pauses for the service's own writes;
+//! - a value that does not open is left as it is and logged (by table and column), not a
+//!   reason to stop;
 //! - the plaintext of every value is unchanged (each is opened and sealed again with the
 //!   same associated data), so the audit chain's hashes, over the entries' plaintext, still
 //!   link;
@@ -164,54 +168,118 @@ const COLUMNS: &[SealedColumn] = &[
 
 impl Db {
     /// Re-seals every version 1 value in batches of `batch`; returns how many it re-sealed.
+    /// A value that does not open is left as it is (logged by table and column): `verify`
+    /// reports it.
     pub async fn reseal_v1_values(&self, batch: i64) -> anyhow::Result<u64> {
         let mut total = 0;
         for column in COLUMNS {
-            loop {
-                let done = self.reseal_batch(column, batch).await?;
-                total += done;
-                if done < batch as u64 {
-                    break;
-                }
-            }
+            total += self.reseal_column(column, batch).await?;
         }
         Ok(total)
     }
 
-    async fn reseal_batch(&self, column: &SealedColumn, batch: i64) -> anyhow::Result<u64> {
+    /// One column, in rowid order: each batch is read (and re-sealed in memory) outside the
+    /// write lock, then written in one short transaction, only where the value is still the
+    /// one read. The scan resumes after the last row of the batch before, so the work is
+    /// linear in the table's size.
+    async fn reseal_column(&self, column: &SealedColumn, batch: i64) -> anyhow::Result<u64> {
         let keys: Vec<String> = column
             .key
             .iter()
             .map(|k| format!("CAST({k} AS TEXT) AS key_{k}"))
             .collect();
         let select = format!(
-            "SELECT {}, {} AS value FROM {} WHERE substr({}, 1, 8) = $1 LIMIT $2",
+            "SELECT rowid AS row_number, {}, {} AS value FROM {}
+             WHERE rowid > $1 AND substr({}, 1, 8) = $2 ORDER BY rowid LIMIT $3",
             keys.join(", "),
             column.column,
             column.table,
             column.column
         );
-        let filter: Vec<String> = column
+        let update = format!(
+            "UPDATE {} SET {} = $1 WHERE rowid = $2 AND {} = $3",
+            column.table, column.column, column.column
+        );
+        let mut after = 0i64;
+        let mut total = 0u64;
+        loop {
+            let rows = sqlx::query(&select)
+                .bind(after)
+                .bind(&V1_MAGIC[..])
+                .bind(batch)
+                .fetch_all(&self.pool)
+                .await?;
+            let Some(last) = rows.last() else {
+                return Ok(total);
+            };
+            after = last.try_get("row_number")?;
+            let mut resealed = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let value: Vec<u8> = row.try_get("value")?;
+                match self.reseal_value(column, row, &value) {
+                    Ok(new) => resealed.push((row.try_get::<i64, _>("row_number")?, value, new)),
+                    Err(error) => tracing::warn!(
+                        table = column.table,
+                        column = column.column,
+                        error = %error,
+                        "a sealed value does not open; left as it is"
+                    ),
+                }
+            }
+            total += self.write_resealed(column, &update, &resealed).await?;
+            if (rows.len() as i64) < batch {
+                return Ok(total);
+            }
+            // Room for the service's own writes between batches.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A version 1 value opened and sealed again (same associated data, same plaintext).
+    fn reseal_value(
+        &self,
+        column: &SealedColumn,
+        row: &sqlx::sqlite::SqliteRow,
+        value: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        let key: Vec<String> = column
             .key
             .iter()
-            .enumerate()
-            .map(|(i, k)| format!("{k} = ${}", i + 2))
-            .collect();
-        let update = format!(
-            "UPDATE {} SET {} = $1 WHERE {}",
-            column.table,
-            column.column,
-            filter.join(" AND ")
+            .map(|k| row.try_get::<String, _>(format!("key_{k}").as_str()))
+            .collect::<Result<_, _>>()?;
+        let resealed = match column.sealed {
+            Some(sealed) => {
+                let row_id = key.join(":");
+                let phi = self.phi()?;
+                let plaintext = phi.open(sealed, &row_id, value)?;
+                phi.seal(sealed, &row_id, &plaintext)
+            }
+            None => {
+                let seq: i64 = key[0].parse()?;
+                let cipher = self.audit_cipher()?;
+                let record = cipher.open(seq, value)?;
+                cipher.seal(&record)
+            }
+        };
+        anyhow::ensure!(
+            !resealed.starts_with(V1_MAGIC),
+            "values are still sealed in format version 1: nothing to re-seal them into"
         );
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rows = sqlx::query(&select)
-            .bind(&V1_MAGIC[..])
-            .bind(batch)
-            .fetch_all(&mut *tx)
-            .await?;
-        if rows.is_empty() {
+        Ok(resealed)
+    }
+
+    /// Writes one batch in one short transaction; an append-only table's no-update trigger
+    /// is suspended inside it only, and put back exactly as it was.
+    async fn write_resealed(
+        &self,
+        column: &SealedColumn,
+        update: &str,
+        resealed: &[(i64, Vec<u8>, Vec<u8>)],
+    ) -> anyhow::Result<u64> {
+        if resealed.is_empty() {
             return Ok(0);
         }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let trigger = match column.no_update_trigger {
             Some(name) => {
                 let sql: String = sqlx::query_scalar(
@@ -227,41 +295,20 @@ impl Db {
             }
             None => None,
         };
-        for row in &rows {
-            let key: Vec<String> = column
-                .key
-                .iter()
-                .map(|k| row.try_get::<String, _>(format!("key_{k}").as_str()))
-                .collect::<Result<_, _>>()?;
-            let value: Vec<u8> = row.try_get("value")?;
-            let resealed = match column.sealed {
-                Some(sealed) => {
-                    let row_id = key.join(":");
-                    let phi = self.phi()?;
-                    let plaintext = phi.open(sealed, &row_id, &value)?;
-                    phi.seal(sealed, &row_id, &plaintext)
-                }
-                None => {
-                    let seq: i64 = key[0].parse()?;
-                    let cipher = self.audit_cipher()?;
-                    let record = cipher.open(seq, &value)?;
-                    cipher.seal(&record)
-                }
-            };
-            anyhow::ensure!(
-                !resealed.starts_with(V1_MAGIC),
-                "values are still sealed in format version 1: nothing to re-seal them into"
-            );
-            let mut query = sqlx::query(&update).bind(resealed);
-            for part in &key {
-                query = query.bind(part);
-            }
-            query.execute(&mut *tx).await?;
+        let mut written = 0;
+        for (row_number, old, new) in resealed {
+            written += sqlx::query(update)
+                .bind(new)
+                .bind(row_number)
+                .bind(old)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         if let Some(sql) = trigger {
             sqlx::query(&sql).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(rows.len() as u64)
+        Ok(written)
     }
 }

@@ -55,9 +55,11 @@ pub(super) async fn receive(
     with_metadata: bool,
 ) -> Result<(Principal, Option<ValidMetadata>, Staged), Response> {
     let (parts, body) = request.into_parts();
+    // An unauthenticated client's body is not read at all: the connection closes after
+    // the 401 (only a known caller is worth draining for).
     let principal = match principal {
         Ok(principal) => principal,
-        Err(error) => return Err(refuse(error, body).await),
+        Err(error) => return Err(error.into_response()),
     };
     if let Err(error) = authorize(&state.db, &principal, Action::Ingest, None).await {
         return Err(refuse(error, body).await);
@@ -380,7 +382,13 @@ pub async fn delete(
         return Err(ApiError::invalid("reason must be 1 to 1000 characters"));
     }
     let doc = document_in_scope(&state, &principal, Action::DeleteDocument, &raw_id).await?;
-    if let Some(refusal) = crate::shred::destruction_refusal(&state, &doc).await? {
+    let refusal = match crate::shred::destruction_refusal(&state, &doc).await? {
+        Some(refusal) => Some(refusal),
+        None => {
+            crate::shred::versions_refusal(&state, &principal, Action::DeleteDocument, &doc).await?
+        }
+    };
+    if let Some(refusal) = refusal {
         audit(
             &state.db,
             &principal,

@@ -300,15 +300,24 @@ pub(super) async fn patient_for(
 
 /// Whether the caller may see a page range: its cover sheet's category, when it names one,
 /// is checked like a document's (a `CAT=HIV` range is hidden from a clerk without the grant).
+/// A category the cover sheet names but that does not parse (`HIV/AIDS`) could be any of
+/// them: the range is shown only to someone who may see every sensitive category.
 fn page_range_visible(principal: &Principal, cover: Option<&CoverSheet>) -> bool {
-    let category = match cover {
-        Some(CoverSheet::Cover {
-            category: Some(raw),
-            ..
-        }) => Category::parse(raw).ok(),
-        _ => None,
+    let Some(CoverSheet::Cover {
+        category: Some(raw),
+        ..
+    }) = cover
+    else {
+        return true;
     };
-    category.is_none_or(|category| principal.scope.may_see_category(&category))
+    match Category::parse(raw) {
+        Ok(category) => principal.scope.may_see_category(&category),
+        Err(_) => principal
+            .scope
+            .sensitive
+            .iter()
+            .all(|category| principal.scope.may_see_category(category)),
+    }
 }
 
 /// What a page range's cover sheet says, when it has one that could be read.

@@ -703,9 +703,10 @@ async fn audit_rows_of_an_archive_older_than_the_chain_are_sealed_and_chained_at
         .expect("an old archive starts");
     let db = app.state().db;
     let rows = db.audit_rows(0).await.unwrap();
-    // The two old entries, then the first start's creation of the admin user.
-    assert_eq!(rows.len(), 3, "{rows:?}");
-    assert_eq!(rows[2].action, "user-add");
+    // The two old entries, the first start's integrity upgrade and its creation of the admin.
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows[2].action, "row-integrity-upgrade");
+    assert_eq!(rows[3].action, "user-add");
     assert_eq!(rows[0].seq, 1);
     assert_eq!(rows[0].at, "2020-01-01T00:00:00.000Z", "times are kept");
     assert_eq!(rows[0].request_id.as_deref(), Some("legacyrequest0"));
@@ -721,7 +722,7 @@ async fn audit_rows_of_an_archive_older_than_the_chain_are_sealed_and_chained_at
     assert_eq!(legacy, None, "the plaintext table is gone");
     let report = verify_audit(&config).await.unwrap();
     assert!(report.is_clean(), "{}", report.summary());
-    assert_eq!(report.entries, 3);
+    assert_eq!(report.entries, 4);
     for path in files_under(&data_dir) {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("chartvault.db") {

@@ -414,3 +414,75 @@ async fn name_search_qa_and_retention_show_only_what_the_caller_may_see() {
         .collect();
     assert_eq!(documents, vec![open.as_str()], "{chart}");
 }
+
+/// A document filed before categories were normalised (a cover sheet's `CAT=HIV` stored, and
+/// indexed, as written) is normalised and indexed again at start: the index's category
+/// filter then hides it like the policy does, totals included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn categories_stored_before_normalisation_are_normalised_and_reindexed() {
+    let app = spawn_app().await;
+    let id = app
+        .upload(
+            text_pdf_of(&[&["Clinic letter", "Marker word garganey"]]),
+            &meta("OLD-1", "Olive Older", "letter", "general"),
+        )
+        .await;
+    app.wait_indexed(&id).await;
+    // As an older version left it: the category as the cover sheet wrote it, in the
+    // database and in the index.
+    sqlx::query("UPDATE documents SET category = 'HIV' WHERE id = $1")
+        .bind(&id)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    let doc = app
+        .state
+        .db
+        .document(id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    app.state
+        .index_writer
+        .index_pages(vec![chartvault_index::PageRecord {
+            document_id: doc.id.0,
+            page: 1,
+            patient_id: doc.patient_id.0,
+            patient_name: "Olive Older".to_string(),
+            document_type: "letter".to_string(),
+            category: "HIV".to_string(),
+            service_date: doc.service_date,
+            text: "Clinic letter Marker word garganey".to_string(),
+        }])
+        .await
+        .unwrap();
+    let before = app
+        .search(&app.clinician, json!({ "query": "garganey" }))
+        .await;
+    assert_eq!(before["hits"], json!([]), "the policy hides it already");
+    assert_eq!(before["total"], 1, "but the index counted it: {before}");
+
+    let changed = chartvault::worker::normalise_stored_labels(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+    let after = app
+        .search(&app.clinician, json!({ "query": "garganey" }))
+        .await;
+    assert_eq!(after["total"], 0, "{after}");
+    let doc = app
+        .state
+        .db
+        .document(id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc.category.as_str(), "hiv");
+    assert_eq!(
+        chartvault::worker::normalise_stored_labels(&app.state)
+            .await
+            .unwrap(),
+        0,
+        "nothing left to do"
+    );
+}

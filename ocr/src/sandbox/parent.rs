@@ -197,9 +197,16 @@ impl DecoderProcess {
         let mut command = Command::new(&sandbox.program);
         command
             .args(&sandbox.args)
+            // Nothing of the server's environment (which may hold the KEK, `keys.kek_env`)
+            // reaches the process that parses hostile files; only what loading it needs.
+            .env_clear()
+            .env("OMP_THREAD_LIMIT", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if let Some(path) = std::env::var_os("LD_LIBRARY_PATH") {
+            command.env("LD_LIBRARY_PATH", path);
+        }
         // No `pre_exec`: std then starts the child with posix_spawn (vfork-like) instead of
         // fork, which copies this process's page tables (90 ms for 1 GiB resident, during
         // which its other threads cannot fault pages in). The limits are set with prlimit
