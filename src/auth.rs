@@ -17,7 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::db::{AuditEntry, Db};
+use crate::db::{AuditEntry, Db, Document};
 use crate::domain::{Category, DocumentId, PatientId, Role, UserId};
 use crate::error::{current_request_id, ApiError};
 use crate::http::AppState;
@@ -160,6 +160,25 @@ pub struct Resource<'a> {
     /// The document waits in the QA queue, or was entered in error and corrected: only
     /// `records` sees it.
     pub records_only: bool,
+}
+
+/// What the policy looks at in a document (here, beside the policy, not in the store).
+impl Document {
+    /// Seen by `records` alone: a document in the QA queue, or flagged for it at upload in
+    /// any state (accepted, processing, failed), and a version entered in error.
+    pub fn records_only(&self) -> bool {
+        self.status.records_only() || self.qa_reason.is_some()
+    }
+
+    /// What a policy decision about this document looks at.
+    pub fn resource(&self) -> Resource<'_> {
+        Resource {
+            patient_id: self.patient_id,
+            document_id: Some(self.id),
+            category: &self.category,
+            records_only: self.records_only(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

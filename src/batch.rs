@@ -19,7 +19,7 @@
 //!   size, who and when, and what it became) remains.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -519,8 +519,12 @@ pub async fn reject(state: &AppState, segment: &Segment, by: UserId) -> anyhow::
     }
     tx.commit().await?;
     if original.is_some() {
-        delete_original_blob(state, segment.batch_id).await;
-        crate::shred::truncate_wal(state).await;
+        state
+            .vault
+            .delete_blob(ObjectRef::Original(segment.batch_id))
+            .await;
+        state.db.truncate_wal_soon().await;
+        tracing::info!(batch_id = %segment.batch_id, "batch file destroyed with the pages rejected");
     }
     destroy_pages(state, segment.batch_id, segment).await?;
     release_if_done(state, segment.batch_id).await?;
@@ -528,43 +532,13 @@ pub async fn reject(state: &AppState, segment: &Segment, by: UserId) -> anyhow::
 }
 
 /// The key id of a batch's file while it is not destroyed (read from its header).
-pub(crate) async fn live_original_key(
-    state: &AppState,
-    batch: DocumentId,
-) -> anyhow::Result<Option<String>> {
-    let Some(row) = state.db.batch(batch).await? else {
-        return Ok(None);
-    };
-    if row.original_destroyed_at.is_some() {
-        return Ok(None);
-    }
-    let vault = state.vault.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
-        let name = ObjectRef::Original(batch).blob_name();
-        if !vault.blobs.exists(&name)? {
-            return Ok(None);
+async fn live_original_key(state: &AppState, batch: DocumentId) -> anyhow::Result<Option<String>> {
+    match state.db.batch(batch).await? {
+        Some(row) if row.original_destroyed_at.is_none() => {
+            state.vault.key_id_of(ObjectRef::Original(batch)).await
         }
-        let mut reader = vault.blobs.open(&name)?;
-        reader.seek(SeekFrom::Start(0))?;
-        Ok(chartvault_storage::read_key_id(&mut reader)
-            .ok()
-            .map(|key| key.to_hex()))
-    })
-    .await?
-}
-
-/// Deletes the blob of a batch file whose key was destroyed (what would be left is
-/// ciphertext no key opens; a failure is logged, and verify reports the orphan).
-pub(crate) async fn delete_original_blob(state: &AppState, batch: DocumentId) {
-    let vault = state.vault.clone();
-    let deleted = tokio::task::spawn_blocking(move || {
-        vault.blobs.delete(&ObjectRef::Original(batch).blob_name())
-    })
-    .await;
-    if !matches!(deleted, Ok(Ok(()))) {
-        tracing::warn!(batch_id = %batch, "could not delete a destroyed batch file's blob");
+        _ => Ok(None),
     }
-    tracing::info!(batch_id = %batch, "batch file destroyed with pages that were shredded");
 }
 
 /// Destroys the batch's copies of a segment's pages: its cover sheet and the cover's back,
@@ -613,7 +587,7 @@ async fn release_if_done(state: &AppState, batch: DocumentId) -> anyhow::Result<
     if row.original_destroyed_at.is_none() {
         state.db.mark_batch_original_destroyed(batch).await?;
     }
-    crate::shred::truncate_wal(state).await;
+    state.db.truncate_wal_soon().await;
     tracing::info!(batch_id = %batch, "batch file destroyed: every page is filed or rejected");
     Ok(())
 }
@@ -621,33 +595,21 @@ async fn release_if_done(state: &AppState, batch: DocumentId) -> anyhow::Result<
 /// Crypto-shreds objects: each one's keyring row goes, then its blob.
 async fn destroy_objects(state: &AppState, objects: Vec<ObjectRef>) -> anyhow::Result<()> {
     let vault = state.vault.clone();
-    let keys = tokio::task::spawn_blocking(
-        move || -> anyhow::Result<Vec<(ObjectRef, Option<String>)>> {
-            let mut keys = Vec::new();
-            for object in objects {
-                let name = object.blob_name();
-                if !vault.blobs.exists(&name)? {
-                    continue;
-                }
-                let mut reader = vault.blobs.open(&name)?;
-                reader.seek(SeekFrom::Start(0))?;
-                let key = chartvault_storage::read_key_id(&mut reader)
-                    .ok()
-                    .map(|k| k.to_hex());
-                keys.push((object, key));
-            }
-            Ok(keys)
-        },
-    )
-    .await??;
-    for (_, key) in &keys {
-        if let Some(key) = key {
-            state.db.delete_key(key).await?;
+    let lookup = objects.clone();
+    let keys = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        let mut keys = Vec::new();
+        for object in &lookup {
+            keys.extend(vault.stored_key_id(&object.blob_name())?);
         }
+        Ok(keys)
+    })
+    .await??;
+    for key in &keys {
+        state.db.delete_key(key).await?;
     }
     let vault = state.vault.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        for (object, _) in keys {
+        for object in objects {
             vault.blobs.delete(&object.blob_name())?;
         }
         Ok(())

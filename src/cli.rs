@@ -247,28 +247,23 @@ pub fn load_config(cli_config: Option<&Path>, data: &DataDirArg) -> anyhow::Resu
 /// `0600`). An existing one needs its own KEK (never a new key file, which a command run from
 /// the wrong directory would otherwise create), and its keys are only read, never created.
 async fn open_db(config: &Config) -> anyhow::Result<Db> {
-    if !config.db_path().is_file() {
+    let new = !config.db_path().is_file();
+    let keys = if new {
         crate::startup::create_data_dir(config)?;
-        let db = Db::open(&config.db_path()).await?;
-        let blobs = chartvault_storage::LocalBlobStore::open(config.blobs_dir())?;
-        let vault = crate::vault::Vault::new(
-            std::sync::Arc::new(blobs),
-            crate::startup::load_keys(config)?,
-            db.clone(),
-        );
+        crate::startup::load_keys(config)?
+    } else {
+        crate::startup::load_existing_keys(config)?
+    };
+    let db = Db::open(&config.db_path()).await?;
+    let blobs = chartvault_storage::LocalBlobStore::open(config.blobs_dir())?;
+    let vault = crate::vault::Vault::new(std::sync::Arc::new(blobs), keys, db.clone());
+    if new {
         db.set_audit_cipher(crate::audit::AuditCipher::load(&vault).await?);
-        db.set_row_mac(crate::db::integrity::RowMac::load(&db, &vault).await?);
+        db.set_row_mac(vault.row_mac().await?);
         db.mac_legacy_rows().await?;
         return Ok(db);
     }
-    let db = Db::open(&config.db_path()).await?;
-    let blobs = chartvault_storage::LocalBlobStore::open(config.blobs_dir())?;
-    let vault = crate::vault::Vault::new(
-        std::sync::Arc::new(blobs),
-        crate::startup::load_existing_keys(config)?,
-        db.clone(),
-    );
-    db.set_row_mac(crate::db::integrity::RowMac::load_existing(&db, &vault).await?);
+    db.set_row_mac(vault.existing_row_mac().await?);
     if db.service_key_id("audit").await?.is_none() {
         bail!("the archive has no audit key yet: start the server on it once first");
     }

@@ -104,24 +104,6 @@ pub struct Document {
     pub correction_reason: Option<String>,
 }
 
-impl Document {
-    /// Seen by `records` alone: a document in the QA queue, or flagged for it at upload in
-    /// any state (accepted, processing, failed), and a version entered in error.
-    pub fn records_only(&self) -> bool {
-        self.status.records_only() || self.qa_reason.is_some()
-    }
-
-    /// What a policy decision about this document looks at.
-    pub fn resource(&self) -> crate::auth::Resource<'_> {
-        crate::auth::Resource {
-            patient_id: self.patient_id,
-            document_id: Some(self.id),
-            category: &self.category,
-            records_only: self.records_only(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct PageRow {
     pub page: u32,
@@ -1239,12 +1221,11 @@ impl Db {
     }
 
     /// Every document flagged for the QA queue, in whatever state (accepted, processing,
-    /// waiting in the queue, failed): `records` alone sees them.
+    /// waiting in the queue, failed): `records` alone sees them. (Versions entered in error
+    /// are records-only too, but out of the index already.)
     pub async fn records_only_document_ids(&self) -> sqlx::Result<Vec<DocumentId>> {
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM documents
-             WHERE (qa_reason IS NOT NULL OR entered_in_error_at IS NOT NULL)
-               AND status != 'deleted'",
+            "SELECT id FROM documents WHERE qa_reason IS NOT NULL AND status != 'deleted'",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -1399,6 +1380,40 @@ impl Db {
 
     /// Moves the WAL into the database file and empties it, so overwritten rows (with
     /// `secure_delete`, zeroed in the file) do not survive in old WAL frames.
+    /// Truncates the WAL after keys were destroyed, so that their rows survive in no log
+    /// frame. SQLite does not truncate while a reader still needs older frames (it reports
+    /// the checkpoint busy, not an error): then it is retried in the background, every second
+    /// for up to ten minutes (a backup's snapshot can hold it that long), and a failure is
+    /// logged; the next destruction or start truncates it too.
+    pub async fn truncate_wal_soon(&self) {
+        match self.truncate_wal().await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
+                return;
+            }
+        }
+        let db = self.clone();
+        tokio::spawn(async move {
+            for _ in 0..600 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match db.truncate_wal().await {
+                    Ok(true) => return,
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
+                        return;
+                    }
+                }
+            }
+            tracing::warn!(
+                "the WAL could not be truncated after destroying keys: readers kept it busy for \
+                 ten minutes"
+            );
+        });
+    }
+
     /// Checkpoints the WAL into the database and truncates it to zero bytes. `false` when a
     /// reader kept the checkpoint from completing (`busy`, after waiting a moment for it):
     /// the WAL may still hold frames.

@@ -295,7 +295,7 @@ async fn accept_inner(
         sop_instance_uid: preflight.dicom.as_ref().map(|d| d.sop_instance_uid.clone()),
         qa_reason,
     };
-    let wrapped = current_wrap(state, staged)?;
+    let wrapped = state.vault.current_wrap(&staged.key)?;
     let committed = record(&state.db, staged, &wrapped, metadata, new_doc).await;
     let patient_id = match committed {
         Ok(patient_id) => patient_id,
@@ -341,19 +341,6 @@ async fn preflight_staged(
     })
     .await??
     .map_err(scan_error)
-}
-
-/// The staged upload's key wrapped under the current KEK version (it was wrapped when the
-/// upload began; the KEK may have been rotated since).
-fn current_wrap(
-    state: &AppState,
-    staged: &Staged,
-) -> Result<chartvault_storage::WrappedKey, ApiError> {
-    let keys = state.vault.keys();
-    if staged.key.wrapped.kek_version == keys.current_version() {
-        return Ok(staged.key.wrapped.clone());
-    }
-    Ok(keys.rewrap_key(&staged.key.id, &staged.key.wrapped)?)
 }
 
 /// Removes an original whose database records could not be committed.
@@ -436,7 +423,7 @@ async fn accept_batch_inner(
         page_count,
         created_by: principal.user_id,
     };
-    let wrapped = current_wrap(state, staged)?;
+    let wrapped = state.vault.current_wrap(&staged.key)?;
     let committed = async {
         let mut tx = state.db.begin().await?;
         Db::insert_key(

@@ -19,9 +19,7 @@
 //!   their terms leave the files), the blobs are deleted, and the tombstone is marked
 //!   purged. A stop in between is finished at the next start ([`finish_pending`]).
 
-use std::io::{Seek, SeekFrom};
-
-use chartvault_storage::{read_key_id, BlobName};
+use chartvault_storage::BlobName;
 
 use crate::db::holds::HoldRef;
 use crate::db::retention::NewCertificate;
@@ -167,8 +165,8 @@ pub async fn shred(
     // of the batch wait in the QA queue: its key goes in the same transaction.
     let mut batches = Vec::new();
     for id in &ids {
-        if let Some(batch) = state.db.batch_of_document(*id).await? {
-            if let Some(key) = crate::batch::live_original_key(state, batch).await? {
+        if let Some(batch) = state.db.live_batch_file_of(*id).await? {
+            if let Some(key) = state.vault.key_id_of(ObjectRef::Original(batch)).await? {
                 batches.push((batch, key));
             }
         }
@@ -214,7 +212,8 @@ pub async fn shred(
         tracing::info!(document_id = %id, keys = keys.len(), "document keys destroyed");
     }
     for (batch, _) in &batches {
-        crate::batch::delete_original_blob(state, *batch).await;
+        state.vault.delete_blob(ObjectRef::Original(*batch)).await;
+        tracing::info!(batch_id = %batch, "batch file destroyed with pages that were shredded");
     }
     for id in &ids {
         purge(state, *id).await?;
@@ -226,12 +225,8 @@ pub async fn shred(
 fn key_ids_of(state: &AppState, id: DocumentId) -> anyhow::Result<Vec<String>> {
     let mut key_ids = Vec::new();
     for name in blobs_of(state, id)? {
-        let mut reader = state.vault.blobs.open(&name)?;
-        reader.seek(SeekFrom::Start(0))?;
         // A blob that is not an object (cut short by a crash) has no key to destroy.
-        if let Ok(key_id) = read_key_id(&mut reader) {
-            key_ids.push(key_id.to_hex());
-        }
+        key_ids.extend(state.vault.stored_key_id(&name)?);
     }
     key_ids.sort();
     key_ids.dedup();
@@ -240,7 +235,7 @@ fn key_ids_of(state: &AppState, id: DocumentId) -> anyhow::Result<Vec<String>> {
 
 /// Removes what is left of a tombstone: index entries, blobs; then marks it purged.
 async fn purge(state: &AppState, id: DocumentId) -> anyhow::Result<()> {
-    truncate_wal(state).await;
+    state.db.truncate_wal_soon().await;
     state.index_writer.purge_document(id.0).await?;
     let worker_state = state.clone();
     let removed = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
@@ -254,39 +249,6 @@ async fn purge(state: &AppState, id: DocumentId) -> anyhow::Result<()> {
     state.db.mark_purged(id).await?;
     tracing::info!(document_id = %id, blobs = removed, "document purged");
     Ok(())
-}
-
-/// Truncates the WAL, so that destroyed keyring rows survive in no log frame. SQLite does
-/// not truncate while a reader still needs older frames (it reports the checkpoint busy, not
-/// an error): then it is retried in the background, every second for up to ten minutes (a
-/// backup's snapshot can hold it that long), and a failure is logged.
-pub(crate) async fn truncate_wal(state: &AppState) {
-    match state.db.truncate_wal().await {
-        Ok(true) => return,
-        Ok(false) => {}
-        Err(error) => {
-            tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
-            return;
-        }
-    }
-    let db = state.db.clone();
-    tokio::spawn(async move {
-        for _ in 0..600 {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            match db.truncate_wal().await {
-                Ok(true) => return,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
-                    return;
-                }
-            }
-        }
-        tracing::warn!(
-            "the WAL could not be truncated after destroying keys: readers kept it busy for ten \
-             minutes; it is truncated at the next destruction or start"
-        );
-    });
 }
 
 /// Finishes shredding interrupted by a stop (run at startup, once the index writer runs).

@@ -79,7 +79,8 @@ impl Application {
             );
         }
         db.set_row_mac(
-            crate::db::integrity::RowMac::load(&db, &vault)
+            vault
+                .row_mac()
                 .await
                 .context("loading the row integrity key")?,
         );

@@ -13,6 +13,7 @@ use chartvault_storage::{
     EncryptWriter, KeyId, KeyProvider, StorageError, WrappedKey,
 };
 
+use crate::db::integrity::RowMac;
 use crate::db::Db;
 use crate::domain::DocumentId;
 
@@ -242,15 +243,23 @@ impl Vault {
     /// `key` was made (an upload that took a while), and its keyring row should not start
     /// under a version that is being retired.
     pub fn refresh_wrap(&self, key: &mut NewKey) -> anyhow::Result<()> {
-        let keys = self.keys();
-        if key.wrapped.kek_version != keys.current_version() {
-            let rewrapped = keys.rewrap_key(&key.id, &key.wrapped)?;
+        let current = self.current_wrap(key)?;
+        if current.kek_version != key.wrapped.kek_version {
             // Counted under the new version before the old count is released.
-            let in_flight = WrapInFlight::new(&self.wraps_in_flight, rewrapped.kek_version);
-            key.wrapped = rewrapped;
+            let in_flight = WrapInFlight::new(&self.wraps_in_flight, current.kek_version);
+            key.wrapped = current;
             key._in_flight = in_flight;
         }
         Ok(())
+    }
+
+    /// `key` wrapped under the current KEK version (as it is, or re-wrapped).
+    pub fn current_wrap(&self, key: &NewKey) -> anyhow::Result<WrappedKey> {
+        let keys = self.keys();
+        if key.wrapped.kek_version == keys.current_version() {
+            return Ok(key.wrapped.clone());
+        }
+        Ok(keys.rewrap_key(&key.id, &key.wrapped)?)
     }
 
     /// Keys wrapped under KEK `version` whose keyring rows are not committed yet (uploads,
@@ -295,6 +304,36 @@ impl Vault {
             return Box::pin(self.service_key(purpose)).await;
         }
         Ok((key.id, key.key))
+    }
+
+    /// The key that MACs access rows (see `db::integrity`), creating it only on an archive
+    /// that never had it: one whose audit log records the integrity upgrade lost it (its
+    /// `service_keys` row deleted), and refuses to go on rather than MAC whatever rows it
+    /// holds under a new one.
+    pub async fn row_mac(&self) -> anyhow::Result<RowMac> {
+        if self.db.service_key_id("row-mac").await?.is_none()
+            && self.db.row_integrity_upgraded().await?
+        {
+            anyhow::bail!(
+                "the row integrity key is missing from an archive that had it: the database \
+                 was altered; restore it from a backup"
+            );
+        }
+        let (_, key) = self.service_key("row-mac").await?;
+        Ok(RowMac::from_key(key))
+    }
+
+    /// The key that MACs access rows of an archive a server has started on since the
+    /// upgrade; never created here (the operator tools).
+    pub async fn existing_row_mac(&self) -> anyhow::Result<RowMac> {
+        let Some(hex) = self.db.service_key_id("row-mac").await? else {
+            anyhow::bail!(
+                "the archive has no row integrity key yet: start the server on it once first"
+            );
+        };
+        Ok(RowMac::from_key(
+            self.data_key(&KeyId::from_hex(&hex)?).await?,
+        ))
     }
 
     pub async fn data_key(&self, id: &KeyId) -> anyhow::Result<DataKey> {
@@ -357,9 +396,34 @@ impl Vault {
         if let Err(error) = self.db.delete_key(&key.to_hex()).await {
             tracing::warn!(error = %error, "could not delete the key of a discarded object");
         }
-        if let Err(error) = self.blobs.delete(&object.blob_name()) {
-            tracing::warn!(error = %error, "could not delete a discarded object");
+        self.delete_blob(object).await;
+    }
+
+    /// Deletes the blob of an object whose key is gone (what would be left is ciphertext no
+    /// key opens): a failure is logged, and verify reports the orphan.
+    pub async fn delete_blob(&self, object: ObjectRef) {
+        let blobs = self.blobs.clone();
+        let deleted = tokio::task::spawn_blocking(move || blobs.delete(&object.blob_name())).await;
+        if !matches!(deleted, Ok(Ok(()))) {
+            tracing::warn!(object = %object.blob_name(), "could not delete a blob whose key is gone");
         }
+    }
+
+    /// The key id in a stored object's header, read without decrypting anything; `None` when
+    /// there is no such blob or it is no object (a write cut short by a crash). Blocking: use
+    /// from blocking threads ([`Vault::key_id_of`] is the async form).
+    pub fn stored_key_id(&self, name: &BlobName) -> anyhow::Result<Option<String>> {
+        if !self.blobs.exists(name)? {
+            return Ok(None);
+        }
+        let mut reader = self.blobs.open(name)?;
+        Ok(read_key_id(&mut reader).ok().map(|key| key.to_hex()))
+    }
+
+    /// [`Vault::stored_key_id`] of one object, from async code.
+    pub async fn key_id_of(&self, object: ObjectRef) -> anyhow::Result<Option<String>> {
+        let vault = self.clone();
+        tokio::task::spawn_blocking(move || vault.stored_key_id(&object.blob_name())).await?
     }
 
     /// Copies a page's artifacts (image, text, word boxes) to another (document, page):

@@ -193,27 +193,11 @@ impl Db {
             .bind(key_id)
             .execute(&mut **tx)
             .await?;
-        sqlx::query(
-            "UPDATE batches SET original_destroyed_at = coalesce(original_destroyed_at, $1)
-             WHERE id = $2",
-        )
-        .bind(now())
-        .bind(batch.to_string())
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        mark_original_destroyed(&mut **tx, batch).await
     }
 
     pub async fn mark_batch_original_destroyed(&self, id: DocumentId) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE batches SET original_destroyed_at = coalesce(original_destroyed_at, $1)
-             WHERE id = $2",
-        )
-        .bind(now())
-        .bind(id.to_string())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        mark_original_destroyed(self.pool(), id).await
     }
 
     pub async fn insert_batch_page(&self, batch: DocumentId, page: &BatchPage) -> sqlx::Result<()> {
@@ -364,13 +348,14 @@ impl Db {
         rows.iter().map(segment_from_row).collect()
     }
 
-    /// The batch a document was filed from, if it was.
-    pub async fn batch_of_document(
+    /// The batch a document was filed from, while that batch's file is not destroyed.
+    pub async fn live_batch_file_of(
         &self,
         document: DocumentId,
     ) -> sqlx::Result<Option<DocumentId>> {
         let batch: Option<String> = sqlx::query_scalar(
-            "SELECT batch_id FROM batch_segments WHERE document_id = $1 AND status = 'filed'
+            "SELECT s.batch_id FROM batch_segments s JOIN batches b ON b.id = s.batch_id
+             WHERE s.document_id = $1 AND s.status = 'filed' AND b.original_destroyed_at IS NULL
              LIMIT 1",
         )
         .bind(document.to_string())
@@ -511,6 +496,22 @@ impl Db {
         .await?;
         Ok(open > 0)
     }
+}
+
+/// Records a batch's file destroyed (the first time only).
+async fn mark_original_destroyed<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    batch: DocumentId,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE batches SET original_destroyed_at = coalesce(original_destroyed_at, $1)
+         WHERE id = $2",
+    )
+    .bind(now())
+    .bind(batch.to_string())
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 fn batch_from_row(r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Batch> {

@@ -27,7 +27,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::Row;
 
-use super::{now, Db};
+use super::Db;
 use chartvault_storage::DataKey;
 
 /// The key that MACs access rows, and what it computes.
@@ -62,33 +62,6 @@ const TABLES: [(&str, &[&str]); 5] = [USERS, TOKENS, CARE, GRANTS, BREAK_GLASS];
 const UPGRADE_ACTION: &str = "row-integrity-upgrade";
 
 impl RowMac {
-    /// Loads the `row-mac` service key, creating it only on an archive that never had it
-    /// (no integrity upgrade in the audit log; see the module docs).
-    pub async fn load(db: &Db, vault: &crate::vault::Vault) -> anyhow::Result<RowMac> {
-        if db.service_key_id("row-mac").await?.is_none() && db.row_integrity_upgraded().await? {
-            anyhow::bail!(
-                "the row integrity key is missing from an archive that had it: the database \
-                 was altered; restore it from a backup"
-            );
-        }
-        let (_, key) = vault.service_key("row-mac").await?;
-        Ok(RowMac { key })
-    }
-
-    /// Loads the `row-mac` service key of an archive a server has started on since the
-    /// upgrade; never creates it (the operator tools).
-    pub async fn load_existing(db: &Db, vault: &crate::vault::Vault) -> anyhow::Result<RowMac> {
-        let Some(hex) = db.service_key_id("row-mac").await? else {
-            anyhow::bail!(
-                "the archive has no row integrity key yet: start the server on it once first"
-            );
-        };
-        let key = vault
-            .data_key(&chartvault_storage::KeyId::from_hex(&hex)?)
-            .await?;
-        Ok(RowMac { key })
-    }
-
     pub fn from_key(key: DataKey) -> RowMac {
         RowMac { key }
     }
@@ -249,10 +222,6 @@ impl Db {
                 count += 1;
             }
         }
-        sqlx::query("INSERT INTO row_mac_state (upgraded_at) VALUES ($1)")
-            .bind(now())
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         self.append_audit(&super::AuditEntry::administration(
             UPGRADE_ACTION,

@@ -16,9 +16,8 @@
 //! strict zlib, then strict raw deflate from byte 0, then its lenient fallback; each of these
 //! is bounded by [`Step::Flate`] here, which runs the lenient decoder from both starts.
 
-use std::cell::Cell;
-
 use super::inflate::Inflate;
+use super::stage::{Decode, Input, Meter};
 
 /// One decoding step of a chain, with its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +48,7 @@ pub(super) struct Count {
     pub over_cap: bool,
     /// Building Huffman tables took more than [`WORK_CAP`] table entries.
     pub over_work: bool,
-    /// Bytes of the data read (in steps of [`BUFFER`]), over all readings.
+    /// Bytes of the data read (in steps of the input buffer), over all readings.
     pub consumed: u64,
     /// Huffman table entries filled, over all readings.
     pub work: u64,
@@ -59,147 +58,6 @@ pub(super) struct Count {
 /// table per block, many times over for an over-subscribed code; ~1 ns each). A legitimate
 /// 128 MiB stream, a few thousand blocks, fills at most a few hundred million.
 pub(super) const WORK_CAP: u64 = 1 << 30;
-
-/// Shared by the stages of one run.
-#[derive(Debug)]
-pub(super) struct Meter {
-    bytes: Cell<u64>,
-    consumed: Cell<u64>,
-    work: Cell<u64>,
-    work_cap: u64,
-    over_cap: Cell<bool>,
-    over_work: Cell<bool>,
-}
-
-impl Meter {
-    fn new(work_cap: u64) -> Meter {
-        Meter {
-            bytes: Cell::new(0),
-            consumed: Cell::new(0),
-            work: Cell::new(0),
-            work_cap,
-            over_cap: Cell::new(false),
-            over_work: Cell::new(false),
-        }
-    }
-
-    fn stopped(&self) -> bool {
-        self.over_cap.get() || self.over_work.get()
-    }
-
-    /// Adds table-building work; `false` once over [`WORK_CAP`].
-    pub(super) fn work(&self, entries: u64) -> bool {
-        let work = self.work.get().saturating_add(entries);
-        self.work.set(work);
-        if work > self.work_cap {
-            self.over_work.set(true);
-        }
-        !self.over_work.get()
-    }
-}
-
-/// A decoder: writes its next output into `out`, returning how many bytes; 0 means it has
-/// ended (finished or failed: either way hayro stops there).
-pub(super) trait Decode {
-    fn read(&mut self, out: &mut [u8]) -> usize;
-
-    /// For the last step of a chain, whose bytes nobody looks at: produces up to `max` bytes
-    /// without handing them out, returning how many; 0 at the end. How much a decoder
-    /// produces never depends on the values of the bytes it produced, so a decoder may count
-    /// without keeping them (once it has, it must go on that way).
-    fn skip(&mut self, max: u64) -> u64 {
-        let mut scratch = [0u8; 4096];
-        self.read(&mut scratch[..max.min(4096) as usize]) as u64
-    }
-}
-
-/// The input of a stage: the stream's data, or the previous stage's output through a buffer.
-pub(super) struct Input<'a> {
-    source: Option<Box<dyn Decode + 'a>>,
-    /// The data (first stage), handed out in steps of [`BUFFER`] counted on the meter.
-    data: &'a [u8],
-    meter: Option<&'a Meter>,
-    buffer: Vec<u8>,
-    pos: usize,
-    end: usize,
-}
-
-const BUFFER: usize = 8 << 10;
-
-impl<'a> Input<'a> {
-    fn bytes(data: &'a [u8], meter: &'a Meter) -> Input<'a> {
-        Input {
-            source: None,
-            data,
-            meter: Some(meter),
-            buffer: Vec::new(),
-            pos: 0,
-            end: 0,
-        }
-    }
-
-    fn stage(source: Box<dyn Decode + 'a>) -> Input<'a> {
-        Input {
-            source: Some(source),
-            data: &[],
-            meter: None,
-            buffer: vec![0; BUFFER],
-            pos: 0,
-            end: 0,
-        }
-    }
-
-    #[inline]
-    pub(super) fn byte(&mut self) -> Option<u8> {
-        if self.pos == self.end && !self.refill() {
-            return None;
-        }
-        let byte = match self.source {
-            None => self.data[self.pos],
-            Some(_) => self.buffer[self.pos],
-        };
-        self.pos += 1;
-        Some(byte)
-    }
-
-    #[inline]
-    pub(super) fn peek(&mut self) -> Option<u8> {
-        if self.pos == self.end && !self.refill() {
-            return None;
-        }
-        Some(match self.source {
-            None => self.data[self.pos],
-            Some(_) => self.buffer[self.pos],
-        })
-    }
-
-    fn refill(&mut self) -> bool {
-        let Some(source) = self.source.as_mut() else {
-            if self.end == self.data.len() {
-                return false;
-            }
-            let end = (self.end + BUFFER).min(self.data.len());
-            if let Some(meter) = self.meter {
-                meter
-                    .consumed
-                    .set(meter.consumed.get() + (end - self.end) as u64);
-            }
-            self.end = end;
-            return true;
-        };
-        let n = source.read(&mut self.buffer);
-        self.pos = 0;
-        self.end = n;
-        if n == 0 {
-            // Ended: never ask again.
-            self.source = None;
-            self.buffer = Vec::new();
-            self.data = &[];
-            return false;
-        }
-        true
-    }
-}
 
 /// A stage with its own cap, reporting to the run's meter.
 struct Metered<'a> {
@@ -364,15 +222,6 @@ fn stage<'a>(step: Step, input: Input<'a>, cap: u64, meter: &'a Meter) -> Box<dy
         produced: 0,
         cap,
     })
-}
-
-/// Whether the first two bytes look like a zlib header to hayro's fallback decoder
-/// (deflate, header checksum, no preset dictionary); hayro then decodes from byte 2.
-pub(super) fn zlib_header(head: &[u8]) -> bool {
-    head.len() >= 2
-        && head[0] & 0x0f == 8
-        && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0
-        && head[1] & 0x20 == 0
 }
 
 /// hayro's LZW decoder: MSB-first codes of 9 to 12 bits, clear 256, end 257; a code beyond

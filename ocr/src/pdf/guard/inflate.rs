@@ -12,7 +12,7 @@
 
 use std::sync::OnceLock;
 
-use super::filters::{zlib_header, Decode, Input, Meter};
+use super::stage::{zlib_header, Decode, Input, Meter};
 
 /// How far back a copy may reach (hayro's largest distance: 24577 + 2^13 − 1).
 const WINDOW: usize = 32 << 10;

@@ -55,6 +55,7 @@ mod filters;
 mod inflate;
 mod page;
 mod scan;
+mod stage;
 mod walk;
 
 #[cfg(test)]
