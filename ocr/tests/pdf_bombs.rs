@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use chartvault_ocr::{preflight, Limits, PageReader, PdfFile, ScanError, ScanFormat};
 
+mod common;
+use common::classic_pdf;
+
 /// What each bomb expands to: twice the cap on one non-image stream (128 MiB).
 const BOMB_BYTES: usize = 256 << 20;
 
@@ -152,31 +155,6 @@ fn lzw(prefix: &[u8], zeros: usize, early_change: bool) -> Vec<u8> {
 
 // ---- PDF files ----
 
-/// A classic PDF: objects numbered from 1 (1 is the catalog), an xref table.
-fn classic_pdf(objects: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n".to_vec();
-    let mut offsets = Vec::new();
-    for (index, body) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend(format!("{} 0 obj\n", index + 1).as_bytes());
-        out.extend(body);
-        out.extend(b"\nendobj\n");
-    }
-    let xref = out.len();
-    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-    for offset in offsets {
-        out.extend(format!("{offset:010} 00000 n \n").as_bytes());
-    }
-    out.extend(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    out
-}
-
 enum Place {
     /// A plain object at the top level of the file.
     Top(Vec<u8>),
@@ -293,7 +271,7 @@ const PAGE: &str = "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Conten
 fn page_with_contents(dict: &str, data: &[u8], extra: &[Vec<u8>]) -> Vec<u8> {
     let mut objects = vec![obj(CATALOG), obj(PAGES), obj(PAGE), stream(dict, data)];
     objects.extend(extra.iter().cloned());
-    classic_pdf(&objects)
+    classic_pdf(&objects, "")
 }
 
 fn identity(data: &[u8]) -> Vec<u8> {

@@ -239,7 +239,7 @@ fn jpeg_of_phototest(tiff: &[u8]) -> Vec<u8> {
 
 /// A one-page PDF with Helvetica text: a born-digital page with a text layer.
 fn born_digital_pdf() -> Vec<u8> {
-    build_pdf(
+    common::classic_pdf::<String>(
         &[
             "<< /Type /Catalog /Pages 2 0 R >>".into(),
             "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".into(),
@@ -259,29 +259,6 @@ fn born_digital_pdf() -> Vec<u8> {
         ],
         "",
     )
-}
-
-/// A PDF of the given objects (object 1 the catalog) with a correct xref table.
-fn build_pdf(objects: &[String], trailer_extra: &str) -> Vec<u8> {
-    let mut out = b"%PDF-1.7\n".to_vec();
-    let mut offsets = Vec::new();
-    for (index, body) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend(format!("{} 0 obj\n{body}\nendobj\n", index + 1).as_bytes());
-    }
-    let xref = out.len();
-    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-    for offset in offsets {
-        out.extend(format!("{offset:010} 00000 n \n").as_bytes());
-    }
-    out.extend(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R {trailer_extra} >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    out
 }
 
 fn a_page_over_the_memory_ceiling_fails_alone_and_the_parent_stays_flat() {
@@ -488,7 +465,7 @@ fn assert_same_error(what: &str, sandboxed: &ScanError, local: &ScanError) {
 }
 
 fn encrypted_pdf() -> Vec<u8> {
-    build_pdf(
+    common::classic_pdf::<String>(
         &[
             "<< /Type /Catalog /Pages 2 0 R >>".into(),
             "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".into(),

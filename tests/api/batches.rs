@@ -51,11 +51,6 @@ async fn admit(app: &TestApp, mrn: &str, name: &str, seed: u64) {
     app.wait_indexed(&id).await;
 }
 
-async fn json_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 /// The one document search hit for `word` as records, under `mrn`: (document id, page).
 async fn only_hit(app: &TestApp, word: &str, mrn: &str) -> (String, u64) {
     let found = app

@@ -152,6 +152,12 @@ pub async fn spawn_app_on(
     }
 }
 
+/// A response's status and JSON body (`null` when the body is not JSON).
+pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 pub fn metadata(mrn: &str, name: &str, document_type: &str) -> Value {
     json!({
         "patient": { "mrn": mrn, "name": name, "birth_date": "1950-02-01" },
@@ -321,6 +327,23 @@ impl TestApp {
                 "batch not split in time: {batch}"
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Polls (as `records`) until the document has `status`; panics after two minutes.
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, doc) = json_of(
+                self.get(&self.records, &format!("/api/v1/documents/{id}"))
+                    .await,
+            )
+            .await;
+            if doc["status"] == status {
+                return doc;
+            }
+            assert!(Instant::now() < deadline, "{doc}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

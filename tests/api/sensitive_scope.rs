@@ -4,17 +4,10 @@
 //! search, the QA queue and a retention run show nothing the caller may not see; a
 //! break-the-glass lookup shows the chart it was opened for.
 
-use std::time::Duration;
-
 use chartvault_ocr::{render_cover_page, Symbology};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-
-async fn json_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 fn meta(mrn: &str, name: &str, document_type: &str, category: &str) -> Value {
     json!({
@@ -169,7 +162,7 @@ async fn flagged_uploads_are_records_only_in_every_state_and_failed_ones_can_be_
 
     // Both fail (the OCR time limit); still records-only, with their QA reasons kept.
     for (id, why) in [(&mismatched, "name"), (&miscounted, "declared")] {
-        let doc = wait_status(&app, id, "failed").await;
+        let doc = app.wait_status(id, "failed").await;
         assert!(
             doc["qa_reason"].as_str().unwrap_or("").contains(why),
             "{doc}"
@@ -201,7 +194,7 @@ async fn flagged_uploads_are_records_only_in_every_state_and_failed_ones_can_be_
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "accepted");
     // It runs again (and, the limit being what it is, fails again with its reason).
-    let doc = wait_status(&app, &miscounted, "failed").await;
+    let doc = app.wait_status(&miscounted, "failed").await;
     assert!(
         doc["failure_reason"]
             .as_str()
@@ -235,23 +228,6 @@ async fn flagged_uploads_are_records_only_in_every_state_and_failed_ones_can_be_
         vec![(first.as_str(), "refused"), (miscounted.as_str(), "ok")],
         "{entries}"
     );
-}
-
-/// Polls (as records) until the document has `status`.
-async fn wait_status(app: &TestApp, id: &str, status: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let (_, doc) = json_of(
-            app.get(&app.records, &format!("/api/v1/documents/{id}"))
-                .await,
-        )
-        .await;
-        if doc["status"] == status {
-            return doc;
-        }
-        assert!(std::time::Instant::now() < deadline, "{doc}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,3 +46,29 @@ pub fn tesseract_cli_available() -> bool {
     }
     found
 }
+
+/// A PDF of the given objects, numbered from 1 (1 is the catalog), with a correct xref table;
+/// `trailer_extra` goes into the trailer's dictionary.
+pub fn classic_pdf<B: AsRef<[u8]>>(objects: &[B], trailer_extra: &str) -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n".to_vec();
+    let mut offsets = Vec::new();
+    for (index, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n", index + 1).as_bytes());
+        out.extend(body.as_ref());
+        out.extend(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for offset in offsets {
+        out.extend(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R {trailer_extra}>>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
