@@ -8,4 +8,4 @@ scripts/setup.sh
 cargo build --bin chartvault
 # libgomp reads this once at load time: set it before the process starts.
 export OMP_THREAD_LIMIT=1
-exec target/debug/chartvault serve "$@"
+exec "${CARGO_TARGET_DIR:-target}/debug/chartvault" serve "$@"
