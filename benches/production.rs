@@ -20,9 +20,9 @@ mod helpers;
 use std::io::Write;
 use std::time::Instant;
 
-use chartvault::db::NewDocument;
 use chartvault::domain::DocumentId;
-use chartvault::vault::ObjectRef;
+use chartvault::store::vault::ObjectRef;
+use chartvault::store::NewDocument;
 use helpers::*;
 use serde_json::{json, Value};
 

@@ -12,8 +12,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::db::Db;
 use crate::domain::Role;
+use crate::store::Db;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -249,16 +249,16 @@ pub fn load_config(cli_config: Option<&Path>, data: &DataDirArg) -> anyhow::Resu
 async fn open_db(config: &Config) -> anyhow::Result<Db> {
     let new = !config.db_path().is_file();
     let keys = if new {
-        crate::startup::create_data_dir(config)?;
-        crate::startup::load_keys(config)?
+        crate::app::create_data_dir(config)?;
+        crate::ops::keys::load_keys(config)?
     } else {
-        crate::startup::load_existing_keys(config)?
+        crate::ops::keys::load_existing_keys(config)?
     };
     let db = Db::open(&config.db_path()).await?;
     let blobs = chartvault_storage::LocalBlobStore::open(config.blobs_dir())?;
-    let vault = crate::vault::Vault::new(std::sync::Arc::new(blobs), keys, db.clone());
+    let vault = crate::store::vault::Vault::new(std::sync::Arc::new(blobs), keys, db.clone());
     if new {
-        db.set_audit_cipher(crate::audit::AuditCipher::load(&vault).await?);
+        db.set_audit_cipher(vault.audit_cipher().await?);
         db.set_row_mac(vault.row_mac().await?);
         db.mac_legacy_rows().await?;
         return Ok(db);
@@ -267,7 +267,7 @@ async fn open_db(config: &Config) -> anyhow::Result<Db> {
     if db.service_key_id("audit").await?.is_none() {
         bail!("the archive has no audit key yet: start the server on it once first");
     }
-    db.set_audit_cipher(crate::audit::AuditCipher::load(&vault).await?);
+    db.set_audit_cipher(vault.audit_cipher().await?);
     Ok(db)
 }
 
@@ -283,7 +283,7 @@ async fn audit_admin(
     detail["os_user"] = serde_json::json!(std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| format!("uid {}", real_uid())));
-    db.append_audit(&crate::db::AuditEntry::administration(action, detail))
+    db.append_audit(&crate::store::AuditEntry::administration(action, detail))
         .await
         .context("the change was made but its audit entry could not be written")?;
     Ok(())
@@ -305,7 +305,8 @@ pub async fn user_add(config: &Config, name: &str, role: Role) -> anyhow::Result
         bail!("a user named {name} exists already");
     }
     let user = db.create_user(name, role).await?;
-    let (token_id, token) = crate::auth::issue_token(&db, user, config.auth.token_ttl_days).await?;
+    let (token_id, token) =
+        crate::access::policy::issue_token(&db, user, config.auth.token_ttl_days).await?;
     audit_admin(
         &db,
         "user-add",
@@ -328,7 +329,8 @@ pub async fn token_create(config: &Config, name: &str) -> anyhow::Result<String>
     if disabled {
         bail!("user {name} is disabled");
     }
-    let (token_id, token) = crate::auth::issue_token(&db, user, config.auth.token_ttl_days).await?;
+    let (token_id, token) =
+        crate::access::policy::issue_token(&db, user, config.auth.token_ttl_days).await?;
     audit_admin(
         &db,
         "token-create",
@@ -566,24 +568,24 @@ async fn keys_offline(
     config: &Config,
     operation: KeyOperation,
 ) -> anyhow::Result<serde_json::Value> {
-    crate::startup::create_data_dir(config)?;
+    crate::app::create_data_dir(config)?;
     let _lock = ServerLock::acquire(config)?;
     let db = Db::open(&config.db_path()).await?;
     let blobs = chartvault_storage::LocalBlobStore::open(config.blobs_dir())?;
-    let vault = crate::vault::Vault::new(
+    let vault = crate::store::vault::Vault::new(
         std::sync::Arc::new(blobs),
-        crate::startup::load_keys(config)?,
+        crate::ops::keys::load_keys(config)?,
         db.clone(),
     );
-    let source = crate::kek::KekSource::from_config(config);
+    let source = crate::ops::keys::KekSource::from_config(config);
     Ok(match operation {
-        KeyOperation::Status => serde_json::to_value(crate::kek::status(&db, &vault).await?)?,
+        KeyOperation::Status => serde_json::to_value(crate::ops::keys::status(&db, &vault).await?)?,
         KeyOperation::Rotate => {
-            serde_json::to_value(crate::kek::rotate(&db, &vault, &source).await?)?
+            serde_json::to_value(crate::ops::keys::rotate(&db, &vault, &source).await?)?
         }
         KeyOperation::Retire(version) => {
-            crate::kek::retire(&db, &vault, &source, version).await?;
-            serde_json::to_value(crate::kek::status(&db, &vault).await?)?
+            crate::ops::keys::retire(&db, &vault, &source, version).await?;
+            serde_json::to_value(crate::ops::keys::status(&db, &vault).await?)?
         }
     })
 }
@@ -620,7 +622,7 @@ impl ServerLock {
 /// `chartvault verify`: the summary on stderr, the JSON report on stdout with `--json`.
 /// Returns the exit code (0 clean, 1 findings, 2 could not check).
 pub async fn verify(config: &Config, json: bool) -> u8 {
-    let report = crate::verify::verify(config).await;
+    let report = crate::ops::verify::verify(config).await;
     print_report("verify", report, json, |r| (r.summary(), r.exit_code()))
 }
 

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use chrono::{NaiveDate, Utc};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -23,8 +24,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub batches: BatchesConfig,
     pub decoder: DecoderConfig,
-    pub retention: crate::retention::RetentionConfig,
-    pub releases: crate::release::ReleasesConfig,
+    pub retention: RetentionConfig,
+    pub releases: ReleasesConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -238,8 +239,8 @@ impl Default for Config {
             audit: AuditConfig::default(),
             batches: BatchesConfig::default(),
             decoder: DecoderConfig::default(),
-            retention: crate::retention::RetentionConfig::default(),
-            releases: crate::release::ReleasesConfig::default(),
+            retention: RetentionConfig::default(),
+            releases: ReleasesConfig::default(),
         }
     }
 }
@@ -448,6 +449,282 @@ impl Config {
             .checkpoint_file
             .clone()
             .unwrap_or_else(|| self.data_dir.with_extension("audit-checkpoints"))
+    }
+}
+
+// ---- retention ([retention]) ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Which rules apply: those of this jurisdiction and those with none.
+    pub jurisdiction: Option<String>,
+    /// The age of majority for the minor rule.
+    pub majority_age: u32,
+    /// The scheduled run in `serve`: every this many minutes (0: no scheduled run).
+    pub interval_minutes: u64,
+    /// Whether the scheduled run destroys what expired (otherwise it only lists and counts).
+    pub apply_on_schedule: bool,
+    /// Count expiry to this day instead of today (drills and tests).
+    pub today: Option<NaiveDate>,
+    pub rules: Vec<RetentionRule>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            jurisdiction: None,
+            majority_age: 18,
+            interval_minutes: 24 * 60,
+            apply_on_schedule: false,
+            today: None,
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    /// A document type, or `*` for every type without a rule of its own.
+    pub document_type: String,
+    /// The rule applies only where `retention.jurisdiction` is this.
+    #[serde(default)]
+    pub jurisdiction: Option<String>,
+    /// Years from the service date.
+    pub years: u32,
+    /// For a patient who was a minor on the service date: kept at least until the age of
+    /// majority plus this many years.
+    #[serde(default)]
+    pub minor_years_after_majority: Option<u32>,
+}
+
+impl RetentionRule {
+    pub fn describe(&self, majority_age: u32) -> String {
+        let mut text = self.document_type.clone();
+        if let Some(j) = &self.jurisdiction {
+            text.push_str(&format!(" ({j})"));
+        }
+        text.push_str(&format!(": {} years from the service date", self.years));
+        if let Some(n) = self.minor_years_after_majority {
+            text.push_str(&format!("; minors until age {majority_age} + {n} years"));
+        }
+        text
+    }
+}
+
+impl RetentionConfig {
+    /// Document types through the one slug parser (`Letter` is the type `letter`).
+    pub fn normalise(&mut self) -> anyhow::Result<()> {
+        for rule in &mut self.rules {
+            if rule.document_type != "*" {
+                rule.document_type =
+                    crate::domain::parse_slug("retention.rules.document_type", &rule.document_type)
+                        .map_err(|e| anyhow::anyhow!(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for rule in &self.rules {
+            if rule.document_type != "*" {
+                crate::domain::parse_slug("retention.rules.document_type", &rule.document_type)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            }
+            if rule.years == 0 || rule.years > 200 {
+                anyhow::bail!(
+                    "retention rule for {}: years must be 1 to 200",
+                    rule.document_type
+                );
+            }
+        }
+        if self.majority_age == 0 || self.majority_age > 30 {
+            anyhow::bail!("retention.majority_age must be 1 to 30");
+        }
+        Ok(())
+    }
+
+    /// The rule for a document type: of the jurisdiction before a general one, the type's
+    /// own before `*`.
+    pub fn rule_for(&self, document_type: &str) -> Option<&RetentionRule> {
+        let applies =
+            |r: &&RetentionRule| r.jurisdiction.is_none() || r.jurisdiction == self.jurisdiction;
+        let rank = |r: &RetentionRule| {
+            (
+                r.document_type == document_type,
+                r.jurisdiction.is_some() && r.jurisdiction == self.jurisdiction,
+            )
+        };
+        self.rules
+            .iter()
+            .filter(applies)
+            .filter(|r| r.document_type == document_type || r.document_type == "*")
+            .max_by_key(|r| rank(r))
+    }
+
+    /// The day runs count expiry to.
+    pub fn today(&self) -> NaiveDate {
+        self.today.unwrap_or_else(|| Utc::now().date_naive())
+    }
+}
+
+// ---- releases ([releases]) ----
+
+/// Kinds of supporting documents; those that authorise are added to the request's
+/// authorisations when attached.
+pub const AUTHORIZING_KINDS: &[&str] = &[
+    "court-order",
+    "patient-authorization",
+    "part2-consent",
+    "psychotherapy-authorization",
+];
+pub const OTHER_KINDS: &[&str] = &["subpoena", "request", "satisfactory-assurances", "other"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleasesConfig {
+    /// The Bates prefix of a request that names none.
+    pub bates_prefix: String,
+    /// The facility named in the certification.
+    pub institution: String,
+    /// The custodian certification (first page). Placeholders: {institution}, {custodian},
+    /// {pdf_pages}, {record_pages}, {documents}, {bates_first}, {bates_last}, {date},
+    /// {matter}, {recipient}, {release_id}, {production_id}.
+    pub certification_template: String,
+    /// Categories that need a particular authorisation before they are released.
+    pub category_requirements: Vec<CategoryRequirement>,
+    /// Days a patient's request for access is due after receipt, and its one extension.
+    pub access_due_days: u32,
+    pub access_extension_days: u32,
+    /// Days any other request is due after receipt when it names no due date.
+    pub default_due_days: u32,
+    /// Embed pages that are black and white (nearly every pixel near black or white, as a
+    /// bilevel scan is once straightened) at one bit per pixel: a fraction of the size.
+    pub bilevel_pages: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryRequirement {
+    pub category: String,
+    /// Any one of these authorisations (attachment kinds) releases the category.
+    pub any_of: Vec<String>,
+    /// Why, as the checklist says it.
+    pub why: String,
+}
+
+pub const FRE_902_11: &str = "\
+CERTIFICATION OF CUSTODIAN OF RECORDS
+(Federal Rule of Evidence 902(11))
+
+I, {custodian}, certify under penalty of perjury that:
+
+1. I am the duly authorized custodian of records of
+   {institution}, or am otherwise qualified by my position
+   to make this certification.
+
+2. The records produced herewith, {record_pages} pages of
+   {documents} documents, Bates numbered {bates_first}
+   through {bates_last}, are true and correct copies of
+   records maintained by {institution}.
+
+3. The records were made at or near the time of the
+   occurrence of the matters set forth in them, by, or from
+   information transmitted by, a person with knowledge of
+   those matters; were kept in the course of the regularly
+   conducted activity of {institution}; and were made by
+   that regularly conducted activity as a regular practice.
+
+Matter: {matter}
+Produced to: {recipient}
+Release request: {release_id}
+Production: {production_id}
+This production: {pdf_pages} pages, including this
+certification and the manifest.
+
+Date: {date}
+
+
+_____________________________________
+{custodian}
+Custodian of Records, {institution}
+";
+
+impl Default for ReleasesConfig {
+    fn default() -> Self {
+        ReleasesConfig {
+            bates_prefix: "CV".into(),
+            institution: "the hospital".into(),
+            certification_template: FRE_902_11.into(),
+            category_requirements: vec![
+                CategoryRequirement {
+                    category: "substance-use".into(),
+                    any_of: vec!["court-order".into(), "part2-consent".into()],
+                    why: "substance use disorder records (42 CFR Part 2) need a court order \
+                          (42 CFR 2.64) or the patient's Part 2 consent"
+                        .into(),
+                },
+                CategoryRequirement {
+                    category: "psychotherapy".into(),
+                    any_of: vec!["psychotherapy-authorization".into()],
+                    why: "psychotherapy notes need the patient's specific authorization \
+                          (45 CFR 164.508(a)(2))"
+                        .into(),
+                },
+            ],
+            access_due_days: 30,
+            access_extension_days: 30,
+            default_due_days: 30,
+            bilevel_pages: true,
+        }
+    }
+}
+
+impl ReleasesConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        parse_bates_prefix(&self.bates_prefix).map_err(|e| anyhow::anyhow!("releases.{e}"))?;
+        for requirement in &self.category_requirements {
+            if requirement.any_of.is_empty() {
+                anyhow::bail!(
+                    "releases.category_requirements for {}: any_of must name an authorization",
+                    requirement.category
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an attachment of `kind` records an authorisation.
+    pub fn authorizes(&self, kind: &str) -> bool {
+        AUTHORIZING_KINDS.contains(&kind)
+            || self
+                .category_requirements
+                .iter()
+                .any(|r| r.any_of.iter().any(|a| a == kind))
+    }
+
+    pub fn known_kind(&self, kind: &str) -> bool {
+        self.authorizes(kind) || OTHER_KINDS.contains(&kind)
+    }
+}
+
+/// A Bates prefix: 1 to 16 of `A-Z 0-9 _ -`, starting with a letter or digit.
+pub fn parse_bates_prefix(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 16
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && raw.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(
+            "bates_prefix must be 1 to 16 of A-Z, 0-9, '_' and '-', starting with a letter \
+             or digit"
+                .into(),
+        )
     }
 }
 

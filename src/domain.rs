@@ -289,3 +289,102 @@ mod tests {
         assert!(!format!("{mrn:?}").contains("123"));
     }
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Ingest,
+    Search,
+    ReadDocument,
+    LookupPatient,
+    /// Crypto-shred a document (with a reason); see `legal::shred`.
+    DeleteDocument,
+    /// KEK status, rotation and retirement.
+    ManageKeys,
+    /// Care relationships: who treats which patient.
+    ManageCare,
+    /// Grants of sensitive categories.
+    GrantCategory,
+    /// Emergency access to a patient off the caller's care list.
+    BreakGlass,
+    /// The privacy officer's review of break-the-glass accesses.
+    ReviewBreakGlass,
+    /// Read the audit log (`POST /audit/query`).
+    QueryAudit,
+    /// Record a disclosure made outside the system.
+    RecordDisclosure,
+    /// A patient's accounting of disclosures.
+    AccountDisclosures,
+    /// List and resolve the QA queue.
+    ReviewQa,
+    /// Re-file a document under another patient, type or date (a new version; the old one
+    /// is entered in error).
+    CorrectDocument,
+    /// Place, list and release legal holds.
+    ManageHolds,
+    /// Run retention (list what expired; with apply, destroy it).
+    RunRetention,
+    /// Read destruction certificates.
+    ReadCertificates,
+    /// Release requests: record them, their supporting documents, exclusions and
+    /// redactions; produce and download their productions.
+    ManageReleases,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Ingest => "ingest",
+            Action::Search => "search",
+            Action::ReadDocument => "read",
+            Action::LookupPatient => "patient-lookup",
+            Action::DeleteDocument => "delete",
+            Action::ManageKeys => "manage-keys",
+            Action::ManageCare => "manage-care",
+            Action::GrantCategory => "grant-category",
+            Action::BreakGlass => "break-glass",
+            Action::ReviewBreakGlass => "review-break-glass",
+            Action::QueryAudit => "audit-query",
+            Action::RecordDisclosure => "record-disclosure",
+            Action::AccountDisclosures => "account-disclosures",
+            Action::ReviewQa => "review-qa",
+            Action::CorrectDocument => "correct-document",
+            Action::ManageHolds => "hold",
+            Action::RunRetention => "retention-run",
+            Action::ReadCertificates => "destruction-certificates",
+            Action::ManageReleases => "release",
+        }
+    }
+}
+
+/// How an audited access ended, as the audit log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done as asked.
+    Ok,
+    /// Nothing of that id (or nothing the caller may know of).
+    NotFound,
+    /// The caller's role does not allow the action (403).
+    DeniedRole,
+    /// The record is outside the caller's scope (404, like an unknown id).
+    DeniedScope,
+    /// A rule of the archive refused it (a hold, a retention period, a KEK still in use).
+    Refused,
+    /// An upload accepted for processing.
+    Accepted,
+    /// An upload whose bytes the archive already holds.
+    Duplicate,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::NotFound => "not-found",
+            Outcome::DeniedRole => "denied-role",
+            Outcome::DeniedScope => "denied-scope",
+            Outcome::Refused => "refused",
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}

@@ -1,13 +1,9 @@
-//! The one error type of the service and the one place its codes map to HTTP statuses.
+//! The one error type of the services: a code and a message for the client. It knows no
+//! web framework; `http::error` maps codes to statuses and writes the JSON body.
 //!
 //! Clients get `{code, message, request_id}`. Messages are written for the client and never
 //! carry PHI (no page text, names, MRNs or file names); internal errors are logged with their
 //! whole chain and the request id, and the client only learns that something failed.
-
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::Serialize;
 
 tokio::task_local! {
     /// The id of the request being served, set by the request middleware.
@@ -53,35 +49,18 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
         }
     }
-
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidScan => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
-            ErrorCode::Gone => StatusCode::GONE,
-            ErrorCode::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
 }
 
 /// An error on its way to a client.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct AppError {
     pub code: ErrorCode,
     pub message: String,
 }
 
-impl ApiError {
+impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
+        AppError {
             code,
             message: message.into(),
         }
@@ -112,49 +91,31 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: &'a str,
-    message: &'a str,
-    request_id: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            code: self.code.as_str(),
-            message: &self.message,
-            request_id: current_request_id(),
-        };
-        (self.code.status(), Json(body)).into_response()
+impl From<crate::store::StoreError> for AppError {
+    fn from(error: crate::store::StoreError) -> Self {
+        AppError::internal(error)
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        ApiError::internal(error)
-    }
-}
-
-impl From<chartvault_storage::StorageError> for ApiError {
+impl From<chartvault_storage::StorageError> for AppError {
     fn from(error: chartvault_storage::StorageError) -> Self {
         match error {
-            chartvault_storage::StorageError::NotFound { .. } => ApiError::not_found(),
-            other => ApiError::internal(other),
+            chartvault_storage::StorageError::NotFound { .. } => AppError::not_found(),
+            other => AppError::internal(other),
         }
     }
 }
 
-impl From<tokio::task::JoinError> for ApiError {
+impl From<tokio::task::JoinError> for AppError {
     fn from(error: tokio::task::JoinError) -> Self {
-        ApiError::internal(error)
+        AppError::internal(error)
     }
 }
 
-impl From<anyhow::Error> for ApiError {
+impl From<anyhow::Error> for AppError {
     fn from(error: anyhow::Error) -> Self {
-        ApiError::internal(error)
+        AppError::internal(error)
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,50 +1,54 @@
 //! chartvault: a scanned-record archive for hospitals.
 //!
-//! The map of the service:
+//! # Layers
+//!
+//! Imports point one way, down this list; no file imports one that imports it back.
+//! `.ci/layers.py` checks it on every CI run.
+//!
+//! ```text
+//! front ends        http/ (the only axum user), cli
+//! features          access/ audit/ ingest/ search legal/ ops/   services over the core
+//! core              app (the Archive: store, vault, index, OCR pool, config), error
+//! store             store/ (the only sqlx user): one file per aggregate, the vault, sealing
+//! domain            domain, config: import nothing above them
+//! ```
+//!
+//! `main.rs` and [`startup`] are the composition root: they wire the front ends to the core.
+//!
+//! # The map
 //! - [`config`]: settings (embedded defaults < `config.toml` < environment < flags).
-//! - [`startup`]: builds the service from its config; [`http`]: the router and routes.
-//! - [`auth`]: principals from bearer tokens, the one policy function, audit appends.
+//! - [`domain`]: newtypes parsed at the edge, roles, categories, statuses, actions.
+//! - [`store`]: SQLite metadata, one file per aggregate; [`store::vault`]: object
+//!   identities, blob names and the keyring over `chartvault-storage`; [`store::phi`]:
+//!   sealing of the PHI columns and the MRN blind index.
+//! - [`app`]: the [`app::Archive`] every service works on; [`error`]: the services' one
+//!   error type.
+//! - [`access`]: principals from bearer tokens, the one policy function, OIDC/SMART tokens.
 //! - [`audit`]: the sealed, hash-chained audit log, its signed checkpoints and
 //!   `chartvault audit verify`.
-//! - [`ingest`]: multipart upload → encrypted staging → preflight → durable accept.
-//! - [`worker`]: the job loop: decode → OCR (engine pool) → encrypted artifacts → index.
+//! - [`ingest`]: upload → encrypted staging → preflight → durable accept; the job loop;
+//!   pages → OCR (engine pool) → encrypted artifacts → index; barcode batches; corrections.
 //! - [`search`]: queries with the caller's scope inside the index query; snippets and boxes
 //!   from decrypted page text.
-//! - [`shred`]: crypto-shredding of a document and the one "may this be destroyed?" check.
-//! - [`vault`]: object identities, blob names and the keyring over `chartvault-storage`.
-//! - [`jwt`]: OIDC/SMART bearer tokens: JWT verification against a JWKS, scopes.
-//! - [`kek`]: where the KEK comes from; rotation and retirement.
-//! - [`phi`]: sealing of the PHI columns and the MRN blind index.
-//! - [`db`]: SQLite metadata; [`domain`]: newtypes parsed at the edge; [`error`]: the one
-//!   error type and its HTTP mapping; [`cli`]: the command line.
-//! - [`verify`]: `chartvault verify`, the read-only integrity check of a data directory;
-//!   [`backup`]: `chartvault backup` / `restore`, online snapshots and their restore.
+//! - [`legal`]: holds, crypto-shredding, retention, releases and productions.
+//! - [`ops`]: KEK rotation, `chartvault verify`, `backup` / `restore`.
+//! - [`http`]: the router, extractors and handlers; [`cli`]: the command line.
 //!
 //! The at-rest guarantees live in crates of their own: `chartvault-storage` (keys, the
 //! encrypted object format, blob stores) and `chartvault-index` (tantivy); decoding and OCR
 //! in `chartvault-ocr`.
 
+pub mod access;
+pub mod app;
 pub mod audit;
-pub mod auth;
-pub mod backup;
-pub mod batch;
 pub mod cli;
 pub mod config;
-pub mod correct;
-pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ingest;
-pub mod jwt;
-pub mod kek;
-pub mod phi;
-pub mod redact;
-pub mod release;
-pub mod retention;
+pub mod legal;
+pub mod ops;
 pub mod search;
-pub mod shred;
 pub mod startup;
-pub mod vault;
-pub mod verify;
-pub mod worker;
+pub mod store;

@@ -128,7 +128,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Verify { .. } | Command::Audit(_) => unreachable!("handled in run"),
         Command::Backup { dest, data } => {
             let config = cli::load_config(config_path, &data)?;
-            let summary = chartvault::backup::backup(&config, &dest).await?;
+            let summary = chartvault::ops::backup::backup(&config, &dest).await?;
             eprintln!("{}", summary.describe());
             Ok(())
         }
@@ -139,7 +139,8 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut config = cli::load_config(config_path, &cli::DataDirArg { data_dir: None })?;
             config.data_dir = data_dir;
-            let summary = chartvault::backup::restore_with(&config, &src, legacy_backup).await?;
+            let summary =
+                chartvault::ops::backup::restore_with(&config, &src, legacy_backup).await?;
             eprintln!("{}", summary.describe());
             Ok(())
         }

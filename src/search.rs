@@ -7,11 +7,12 @@ use chartvault_ocr::OcrWord;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{audit, authorize, decide, Action, Principal};
+use crate::access::audit::{authorize, AuditEvent};
+use crate::access::policy::{decide, Action, Principal};
+use crate::app::Archive;
 use crate::domain::{DocumentId, DocumentStatus, Mrn, PatientId};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::vault::ObjectRef;
+use crate::error::{AppError, AppResult};
+use crate::store::vault::ObjectRef;
 
 pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
@@ -64,29 +65,29 @@ pub struct WordBox {
 }
 
 pub async fn search(
-    state: &AppState,
+    state: &Archive,
     principal: &Principal,
     body: SearchBody,
-) -> ApiResult<SearchResponse> {
+) -> AppResult<SearchResponse> {
     authorize(&state.db, principal, Action::Search, None).await?;
     let query = body.query.trim().to_string();
     if query.is_empty() {
-        return Err(ApiError::invalid("query must not be empty"));
+        return Err(AppError::invalid("query must not be empty"));
     }
     if query.len() > 1000 {
-        return Err(ApiError::invalid("query must be at most 1000 characters"));
+        return Err(AppError::invalid("query must be at most 1000 characters"));
     }
     let limit = body.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::invalid(format!("limit must be 1 to {MAX_LIMIT}")));
+        return Err(AppError::invalid(format!("limit must be 1 to {MAX_LIMIT}")));
     }
     let offset = body.offset.unwrap_or(0);
     if offset > 10_000 {
-        return Err(ApiError::invalid("offset must be at most 10000"));
+        return Err(AppError::invalid("offset must be at most 10000"));
     }
     if let (Some(from), Some(to)) = (body.from, body.to) {
         if from > to {
-            return Err(ApiError::invalid("from must not be after to"));
+            return Err(AppError::invalid("from must not be after to"));
         }
     }
     // The caller's scope is part of the query: patients off their list and sensitive
@@ -97,7 +98,7 @@ pub async fn search(
     let patient_ids = match &body.mrn {
         None => visible.map(|patients| patients.into_iter().map(|p| p.0).collect()),
         Some(raw) => {
-            let mrn = Mrn::parse(raw).map_err(ApiError::invalid)?;
+            let mrn = Mrn::parse(raw).map_err(AppError::invalid)?;
             Some(match state.db.patient_by_mrn(&mrn).await? {
                 Some(patient)
                     if visible
@@ -113,7 +114,7 @@ pub async fn search(
     let document_type = body
         .document_type
         .as_deref()
-        .map(|t| crate::domain::parse_slug("document_type", t).map_err(ApiError::invalid))
+        .map(|t| crate::domain::parse_slug("document_type", t).map_err(AppError::invalid))
         .transpose()?;
     let request = SearchRequest {
         query,
@@ -132,8 +133,8 @@ pub async fn search(
     let results: SearchResults = tokio::task::spawn_blocking(move || index.search(&request))
         .await?
         .map_err(|e| match e {
-            chartvault_index::IndexError::Query(message) => ApiError::invalid(message),
-            other => ApiError::internal(other),
+            chartvault_index::IndexError::Query(message) => AppError::invalid(message),
+            other => AppError::internal(other),
         })?;
 
     let mut hits = Vec::with_capacity(results.hits.len());
@@ -172,7 +173,7 @@ pub async fn search(
         };
         let text = String::from_utf8_lossy(&text);
         let words: Vec<OcrWord> =
-            serde_json::from_slice(&words_json).map_err(ApiError::internal)?;
+            serde_json::from_slice(&words_json).map_err(AppError::internal)?;
         let boxes = words
             .iter()
             .filter(|w| results.highlighter.matches_word(&w.text))
@@ -213,16 +214,10 @@ pub async fn search(
     if !accesses.is_empty() {
         detail["break_glass"] = serde_json::json!(accesses);
     }
-    audit(
-        &state.db,
-        principal,
-        Action::Search,
-        "ok",
-        None,
-        None,
-        Some(detail),
-    )
-    .await?;
+    AuditEvent::new(principal, Action::Search)
+        .detail(detail)
+        .record(&state.db)
+        .await?;
     Ok(SearchResponse {
         total: results.total,
         hits,
@@ -233,9 +228,9 @@ pub async fn search(
 /// `records` (who works the queue): they are left out inside the query, so totals and
 /// paging never count them.
 pub(crate) async fn hidden_qa_documents(
-    state: &AppState,
+    state: &Archive,
     principal: &Principal,
-) -> ApiResult<Vec<uuid::Uuid>> {
+) -> AppResult<Vec<uuid::Uuid>> {
     if principal.role == crate::domain::Role::Records {
         return Ok(Vec::new());
     }
@@ -248,7 +243,7 @@ pub(crate) async fn hidden_qa_documents(
         .collect())
 }
 
-async fn shredded(state: &AppState, id: DocumentId) -> ApiResult<bool> {
+async fn shredded(state: &Archive, id: DocumentId) -> AppResult<bool> {
     Ok(state
         .db
         .document(id)

@@ -6,49 +6,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chartvault_index::{EncryptedDirectory, IndexWriterService, SearchIndex};
+use chartvault_index::IndexWriterService;
 use chartvault_ocr::{OcrConfig, OcrPool};
-use chartvault_storage::{KeyProvider, LocalBlobStore};
+use chartvault_storage::LocalBlobStore;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{create_data_dir, open_index, Archive};
 use crate::audit::checkpoint::Checkpointer;
-use crate::audit::AuditCipher;
 use crate::config::Config;
-use crate::db::Db;
 use crate::domain::Role;
-use crate::http::{router, AppState};
-use crate::phi::PhiCipher;
-use crate::vault::Vault;
+use crate::http::routes::router;
+use crate::http::state::AppState;
+use crate::ops::keys::load_keys;
+use crate::store::vault::Vault;
+use crate::store::Db;
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     /// Set on the first start of an empty archive: the token of the `admin` user it created.
     pub first_admin_token: Option<String>,
-}
-
-/// Loads the KEK from the environment variable named in config, or else the key file
-/// (created `0600` on first start).
-pub fn load_keys(config: &Config) -> anyhow::Result<Arc<dyn KeyProvider>> {
-    crate::kek::KekSource::from_config(config).load()
-}
-
-/// Loads the KEK as [`load_keys`] does, but never creates a key file: the operator tools
-/// (`verify`, `backup`, `restore`) need the archive's own KEK, and a fresh one would only
-/// fail to unwrap every key (and leave a stray key file behind).
-pub fn load_existing_keys(config: &Config) -> anyhow::Result<Arc<dyn KeyProvider>> {
-    crate::kek::KekSource::from_config(config).load_existing()
-}
-
-pub fn create_data_dir(config: &Config) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.data_dir)
-        .with_context(|| format!("creating data_dir {}", config.data_dir.display()))
 }
 
 impl Application {
@@ -62,12 +41,14 @@ impl Application {
         blobs.remove_stale_temp_files()?;
         let vault = Vault::new(Arc::new(blobs), keys, db.clone());
         db.set_phi(
-            PhiCipher::load(&vault)
+            vault
+                .phi_cipher()
                 .await
                 .context("loading the PHI column keys")?,
         );
         db.set_audit_cipher(
-            AuditCipher::load(&vault)
+            vault
+                .audit_cipher()
                 .await
                 .context("loading the audit keys")?,
         );
@@ -135,8 +116,8 @@ impl Application {
         let first_admin_token = if db.user_count().await? == 0 {
             let user = db.create_user("admin", Role::Admin).await?;
             let (token_id, token) =
-                crate::auth::issue_token(&db, user, config.auth.token_ttl_days).await?;
-            db.append_audit(&crate::db::AuditEntry::administration(
+                crate::access::policy::issue_token(&db, user, config.auth.token_ttl_days).await?;
+            db.append_audit(&crate::store::AuditEntry::administration(
                 "user-add",
                 serde_json::json!({
                     "user": user, "name": "admin", "role": "admin", "token_id": token_id,
@@ -153,11 +134,10 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let sensitive_categories = Arc::new(config.sensitive_categories());
-        let jwt = crate::jwt::JwtVerifier::from_config(&config.auth)
+        let jwt = crate::access::jwt::JwtVerifier::from_config(&config.auth)
             .context("loading the OIDC token settings")?
             .map(Arc::new);
-        let state = AppState {
-            jwt,
+        let archive = Archive {
             sensitive_categories,
             config: Arc::new(config),
             db,
@@ -168,16 +148,20 @@ impl Application {
             decoder,
             jobs_waiting: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
+        };
+        let state = AppState {
+            archive,
+            jwt,
             audit_checkpoints,
         };
-        let normalised = crate::worker::normalise_stored_labels(&state).await?;
+        let normalised = crate::ingest::pages::normalise_stored_labels(&state).await?;
         if normalised > 0 {
             tracing::info!(
                 normalised,
                 "normalised the categories and types of documents filed before they were"
             );
         }
-        let finished = crate::shred::finish_pending(&state).await?;
+        let finished = crate::legal::shred::finish_pending(&state).await?;
         if finished > 0 {
             tracing::info!(
                 finished,
@@ -198,9 +182,9 @@ impl Application {
                 }
             }
         });
-        crate::worker::spawn(state.clone(), ocr_threads);
+        crate::ingest::worker::spawn(state.archive.clone(), ocr_threads);
         state.audit_checkpoints.spawn(state.shutdown.clone());
-        crate::retention::spawn_schedule(state.clone());
+        crate::legal::retention::spawn_schedule(state.archive.clone());
         Ok(Application {
             listener,
             state,
@@ -241,19 +225,6 @@ impl Application {
         }
         Ok(())
     }
-}
-
-/// The search index, every file of it encrypted under the index's own key (wrapped in the
-/// keyring like every data key); plaintext chunks live only in a bounded memory cache.
-pub async fn open_index(config: &Config, vault: &Vault) -> anyhow::Result<SearchIndex> {
-    let (key_id, key) = vault
-        .service_key("index")
-        .await
-        .context("loading the index key")?;
-    let directory =
-        EncryptedDirectory::open_mmap(&config.index_dir(), key, key_id, config.index.cache_bytes)
-            .context("opening the index directory")?;
-    SearchIndex::open_in(Box::new(directory)).context("opening the index")
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -25,6 +25,9 @@ pub enum IndexError {
     /// The writer thread failed to commit a batch; the batch is rolled back and must be retried.
     #[error("search index commit failed: {0}")]
     CommitFailed(String),
+    /// `meta.json` does not decrypt, or is not tantivy index metadata.
+    #[error("the search index metadata is corrupt: {0}")]
+    CorruptMeta(String),
     /// The writer thread has stopped (shut down or crashed); nothing more can be written.
     #[error("the search index writer has stopped")]
     WriterGone,

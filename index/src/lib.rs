@@ -21,9 +21,12 @@
 //! `Directory`; production wraps the mmap directory in an [`EncryptedDirectory`] and hands it
 //! to [`SearchIndex::open_in_directory`].
 
+#![deny(missing_docs)]
+
 pub mod encrypted_directory;
 pub mod error;
 pub mod highlight;
+pub mod live;
 pub mod patients;
 pub mod query;
 pub mod schema;
@@ -34,6 +37,7 @@ pub mod writer;
 pub use encrypted_directory::EncryptedDirectory;
 pub use error::IndexError;
 pub use highlight::Highlighter;
+pub use live::LiveIndexFiles;
 pub use patients::{NameScope, PatientMatch};
 pub use search::{SearchHit, SearchIndex, SearchRequest, SearchResults};
 pub use verify::{verify_index_dir, IndexFileProblem, IndexVerifyReport};

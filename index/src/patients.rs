@@ -43,6 +43,7 @@ pub struct NameScope<'a> {
 /// One patient a name search found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PatientMatch {
+    /// The patient the name belongs to.
     pub patient_id: Uuid,
     /// Pages of the patient indexed under a matching name.
     pub pages: u64,

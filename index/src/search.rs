@@ -66,6 +66,7 @@ pub struct SearchRequest {
     /// Inclusive service-date range. When either end is given, pages without a service date
     /// are excluded.
     pub from: Option<NaiveDate>,
+    /// The last service date (inclusive).
     pub to: Option<NaiveDate>,
     /// Page size (at most [`MAX_LIMIT`]); 0 only counts.
     pub limit: usize,
@@ -76,9 +77,13 @@ pub struct SearchRequest {
 /// One matching page.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchHit {
+    /// The document of the hit.
     pub document_id: Uuid,
+    /// The page number (1-based).
     pub page: u32,
+    /// The patient the page belongs to.
     pub patient_id: Uuid,
+    /// The relevance score (BM25).
     pub score: f32,
 }
 

@@ -22,20 +22,14 @@ use chartvault_storage::{
     read_header, DataKey, DecryptReader, FormatVersion, KeyId, ObjectHeader, StorageError,
     CHUNK_SIZE, MAX_HEADER_LEN,
 };
-use tantivy::fastfield::FastFieldsPlugin;
-use tantivy::index::{InvertedIndexPlugin, SegmentId};
-use tantivy::store::StorePlugin;
-use tantivy::SegmentPlugin;
 use zeroize::Zeroizing;
 
 use crate::encrypted_directory::associated_data;
 use crate::error::IndexError;
+use crate::live::{LiveIndexFiles, META_FILE};
 
 /// tantivy's lock files: created by the inner directory, empty, and never encrypted.
 const LOCK_FILES: [&str; 2] = [".tantivy-writer.lock", ".tantivy-meta.lock"];
-
-/// The file tantivy commits through; it lists the segments.
-const META_FILE: &str = "meta.json";
 
 /// What [`verify_index_dir`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -109,9 +103,9 @@ pub fn verify_index_dir(
     }
 
     match meta {
-        Some(plaintext) => match segment_files(&plaintext) {
-            Some(expected) => {
-                for file in expected.difference(&present) {
+        Some(plaintext) => match LiveIndexFiles::from_meta_json(&plaintext) {
+            Some(live) => {
+                for file in live.segment_files().difference(&present) {
                     report.problems.push(IndexFileProblem {
                         file: file.clone(),
                         problem: "segment file missing".to_string(),
@@ -228,38 +222,4 @@ fn read_file_header(file: &mut File, len: u64) -> Result<ObjectHeader, String> {
         }
         _ => "cannot be read".to_string(),
     })
-}
-
-/// The segment files `meta.json` (its plaintext) says must exist; `None` if it does not
-/// parse as tantivy index metadata. Mirrors tantivy's own list: one file per extension of its
-/// built-in segment plugins (and of custom plugins the index records), plus the delete bitset
-/// of a segment with deletes.
-fn segment_files(meta_json: &[u8]) -> Option<BTreeSet<String>> {
-    let meta: serde_json::Value = serde_json::from_slice(meta_json).ok()?;
-    let builtin: [&dyn SegmentPlugin; 3] = [&InvertedIndexPlugin, &FastFieldsPlugin, &StorePlugin];
-    let mut extensions: Vec<String> = builtin
-        .iter()
-        .flat_map(|plugin| plugin.extensions().iter().map(|ext| ext.to_string()))
-        .collect();
-    if let Some(custom) = meta.get("persisted_custom_extensions") {
-        for extension in custom.as_array()? {
-            extensions.push(extension.as_str()?.to_string());
-        }
-    }
-    let mut files = BTreeSet::new();
-    for segment in meta.get("segments")?.as_array()? {
-        let id = SegmentId::from_uuid_string(segment.get("segment_id")?.as_str()?).ok()?;
-        let id = id.uuid_string();
-        for extension in &extensions {
-            files.insert(format!("{id}.{extension}"));
-        }
-        match segment.get("deletes") {
-            None | Some(serde_json::Value::Null) => {}
-            Some(deletes) => {
-                let opstamp = deletes.get("opstamp")?.as_u64()?;
-                files.insert(format!("{id}.{opstamp}.del"));
-            }
-        }
-    }
-    Some(files)
 }

@@ -52,6 +52,7 @@ const PURGE_MERGE_ATTEMPTS: usize = 8;
 /// One OCRed page to index.
 #[derive(Clone)]
 pub struct PageRecord {
+    /// The document the page belongs to.
     pub document_id: Uuid,
     /// Pages are numbered from 1; page 0 is a batch document's cover sheet, when kept.
     pub page: u32,
@@ -63,6 +64,7 @@ pub struct PageRecord {
     pub document_type: String,
     /// `general`, or a sensitive category.
     pub category: String,
+    /// The document's service date, when known.
     pub service_date: Option<NaiveDate>,
     /// Indexed, never stored.
     pub text: String,

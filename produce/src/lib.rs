@@ -49,6 +49,7 @@
 //!
 //! Errors ([`ProduceError`]) carry no pixel data and no page text.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod image;

@@ -19,10 +19,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::audit::checkpoint::{load_verifying_key, read_checkpoints, CheckpointProblem};
+use crate::audit::signed::{load_verifying_key, read_checkpoints, CheckpointProblem};
 use crate::audit::{hash_from_slice, AuditCipher, AUDIT_BLIND_INDEX_KEY, AUDIT_KEY, GENESIS_HASH};
 use crate::config::Config;
-use crate::db::{Db, StoredAuditRow};
+use crate::store::audit_log::StoredAuditRow;
+use crate::store::Db;
 
 const PAGE: i64 = 5000;
 
@@ -293,10 +294,10 @@ pub async fn verify_audit(config: &Config) -> anyhow::Result<AuditVerifyReport> 
     if key.is_none() && !lines.is_empty() {
         bail!(
             "there are checkpoints but no audit public key at {}",
-            crate::audit::checkpoint::public_key_path(&config.audit_signing_key_file()).display()
+            crate::audit::signed::public_key_path(&config.audit_signing_key_file()).display()
         );
     }
-    let keys = crate::startup::load_existing_keys(config)?;
+    let keys = crate::ops::keys::load_existing_keys(config)?;
     let db = Db::open_read_only(&config.db_path()).await?;
     let result = verify_with(config, &db, keys, lines, key).await;
     db.close().await;
@@ -307,12 +308,12 @@ async fn verify_with(
     config: &Config,
     db: &Db,
     keys: std::sync::Arc<dyn chartvault_storage::KeyProvider>,
-    lines: Vec<crate::audit::checkpoint::CheckpointLine>,
+    lines: Vec<crate::audit::signed::CheckpointLine>,
     key: Option<ed25519_dalek::VerifyingKey>,
 ) -> anyhow::Result<AuditVerifyReport> {
     use AuditFindingKind as K;
     let inventory = db.inventory().await?;
-    let keyring = crate::verify::Keyring::new(keys, &inventory.keyring);
+    let keyring = crate::ops::keys::Keyring::new(keys, &inventory.keyring);
     keyring.check_kek()?;
     let head = db.audit_head().await.context("reading the audit table")?;
     let head_seq = head.as_ref().map_or(0, |(seq, _)| *seq);

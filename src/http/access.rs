@@ -8,11 +8,14 @@ use axum::Json;
 use chrono::{Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{audit, authorize, Action, Principal};
-use crate::db::BreakGlassRow;
-use crate::domain::{Mrn, PatientId, Role, UserId};
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::AppState;
+use crate::access::audit::{authorize, AuditEvent};
+use crate::access::lookup::patient_by_mrn;
+use crate::access::policy::{Action, Principal};
+use crate::domain::Outcome;
+use crate::domain::{PatientId, Role, UserId};
+use crate::error::{AppError, AppResult};
+use crate::http::state::AppState;
+use crate::store::BreakGlassRow;
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
@@ -25,29 +28,11 @@ pub const BREAK_GLASS_REASONS: &[&str] = &[
     "other",
 ];
 
-async fn user_named(state: &AppState, name: &str) -> ApiResult<(UserId, Role)> {
+async fn user_named(state: &AppState, name: &str) -> AppResult<(UserId, Role)> {
     match state.db.user_by_name(name.trim()).await? {
         Some((id, role, false)) => Ok((id, role)),
-        _ => Err(ApiError::invalid("user: no active user by that name")),
+        _ => Err(AppError::invalid("user: no active user by that name")),
     }
-}
-
-/// The patient with this MRN; an unknown MRN is audited (as `action`, `not-found`) and 404.
-async fn patient_by_mrn(
-    state: &AppState,
-    principal: &Principal,
-    action: Action,
-    raw: &str,
-) -> ApiResult<PatientId> {
-    let mrn = Mrn::parse(raw).map_err(ApiError::invalid)?;
-    if let Some(patient) = state.db.patient_by_mrn(&mrn).await? {
-        return Ok(patient.id);
-    }
-    audit(&state.db, principal, action, "not-found", None, None, None).await?;
-    Err(ApiError::new(
-        ErrorCode::NotFound,
-        "no patient with that MRN",
-    ))
 }
 
 #[derive(Deserialize)]
@@ -74,35 +59,32 @@ pub async fn add_care(
     State(state): State<AppState>,
     principal: Principal,
     body: JsonBody<CareBody>,
-) -> ApiResult<(StatusCode, Json<CareRelationship>)> {
+) -> AppResult<(StatusCode, Json<CareRelationship>)> {
     authorize(&state.db, &principal, Action::ManageCare, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let (user, role) = user_named(&state, &body.user).await?;
     if role != Role::Clinician {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             "user: care relationships are for clinicians (other roles are not scoped by patient)",
         ));
     }
     let starts_on = body.starts_on.unwrap_or_else(|| Utc::now().date_naive());
     if body.ends_on.is_some_and(|end| end < starts_on) {
-        return Err(ApiError::invalid("ends_on must not be before starts_on"));
+        return Err(AppError::invalid("ends_on must not be before starts_on"));
     }
-    let patient = patient_by_mrn(&state, &principal, Action::ManageCare, &body.mrn).await?;
+    let patient = patient_by_mrn(&state, &principal, Action::ManageCare, &body.mrn, None)
+        .await?
+        .id;
     let id = state
         .db
         .insert_care_relationship(user, patient, starts_on, body.ends_on, principal.user_id)
         .await?;
     let detail = serde_json::json!({ "care_relationship": id, "user": user.to_string() });
-    audit(
-        &state.db,
-        &principal,
-        Action::ManageCare,
-        "ok",
-        Some(patient),
-        None,
-        Some(detail),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ManageCare)
+        .patient(patient)
+        .detail(detail)
+        .record(&state.db)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CareRelationship {
@@ -120,26 +102,25 @@ pub async fn end_care(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> AppResult<Json<serde_json::Value>> {
     authorize(&state.db, &principal, Action::ManageCare, None).await?;
     let ended = state
         .db
         .end_care_relationship(&id, Utc::now().date_naive(), principal.user_id)
         .await?;
-    let outcome = if ended { "ok" } else { "not-found" };
+    let outcome = if ended {
+        Outcome::Ok
+    } else {
+        Outcome::NotFound
+    };
     let detail = serde_json::json!({ "care_relationship": id, "ended": ended });
-    audit(
-        &state.db,
-        &principal,
-        Action::ManageCare,
-        outcome,
-        None,
-        None,
-        Some(detail),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ManageCare)
+        .outcome(outcome)
+        .detail(detail)
+        .record(&state.db)
+        .await?;
     if !ended {
-        return Err(ApiError::not_found());
+        return Err(AppError::not_found());
     }
     Ok(Json(serde_json::json!({ "id": id, "ended": true })))
 }
@@ -151,10 +132,10 @@ pub struct GrantBody {
     category: String,
 }
 
-fn sensitive_category(state: &AppState, raw: &str) -> ApiResult<crate::domain::Category> {
-    let category = crate::domain::Category::parse(raw).map_err(ApiError::invalid)?;
+fn sensitive_category(state: &AppState, raw: &str) -> AppResult<crate::domain::Category> {
+    let category = crate::domain::Category::parse(raw).map_err(AppError::invalid)?;
     if !state.sensitive_categories.contains(&category) {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             "category: only sensitive categories are granted (see access.sensitive_categories)",
         ));
     }
@@ -167,9 +148,9 @@ pub async fn grant_category(
     State(state): State<AppState>,
     principal: Principal,
     body: JsonBody<GrantBody>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
     authorize(&state.db, &principal, Action::GrantCategory, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let category = sensitive_category(&state, &body.category)?;
     let (user, _) = user_named(&state, &body.user).await?;
     state
@@ -178,16 +159,10 @@ pub async fn grant_category(
         .await?;
     let detail =
         serde_json::json!({ "user": user.to_string(), "category": category, "granted": true });
-    audit(
-        &state.db,
-        &principal,
-        Action::GrantCategory,
-        "ok",
-        None,
-        None,
-        Some(detail),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::GrantCategory)
+        .detail(detail)
+        .record(&state.db)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "user_id": user, "category": category })),
@@ -199,27 +174,26 @@ pub async fn revoke_category(
     State(state): State<AppState>,
     principal: Principal,
     body: JsonBody<GrantBody>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> AppResult<Json<serde_json::Value>> {
     authorize(&state.db, &principal, Action::GrantCategory, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let category = sensitive_category(&state, &body.category)?;
     let (user, _) = user_named(&state, &body.user).await?;
     let revoked = state.db.revoke_category(user, &category).await?;
     let detail =
         serde_json::json!({ "user": user.to_string(), "category": category, "granted": false });
-    let outcome = if revoked { "ok" } else { "not-found" };
-    audit(
-        &state.db,
-        &principal,
-        Action::GrantCategory,
-        outcome,
-        None,
-        None,
-        Some(detail),
-    )
-    .await?;
+    let outcome = if revoked {
+        Outcome::Ok
+    } else {
+        Outcome::NotFound
+    };
+    AuditEvent::new(&principal, Action::GrantCategory)
+        .outcome(outcome)
+        .detail(detail)
+        .record(&state.db)
+        .await?;
     if !revoked {
-        return Err(ApiError::not_found());
+        return Err(AppError::not_found());
     }
     Ok(Json(
         serde_json::json!({ "user_id": user, "category": category, "revoked": true }),
@@ -248,21 +222,23 @@ pub async fn break_glass(
     State(state): State<AppState>,
     principal: Principal,
     body: JsonBody<BreakGlassBody>,
-) -> ApiResult<(StatusCode, Json<BreakGlassGrant>)> {
+) -> AppResult<(StatusCode, Json<BreakGlassGrant>)> {
     authorize(&state.db, &principal, Action::BreakGlass, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let reason_code = body.reason_code.trim().to_ascii_lowercase();
     if !BREAK_GLASS_REASONS.contains(&reason_code.as_str()) {
-        return Err(ApiError::invalid(format!(
+        return Err(AppError::invalid(format!(
             "reason_code must be one of: {}",
             BREAK_GLASS_REASONS.join(", ")
         )));
     }
     let reason = body.reason.trim();
     if reason.chars().count() < 5 || reason.chars().count() > 1000 {
-        return Err(ApiError::invalid("reason must be 5 to 1000 characters"));
+        return Err(AppError::invalid("reason must be 5 to 1000 characters"));
     }
-    let patient = patient_by_mrn(&state, &principal, Action::BreakGlass, &body.mrn).await?;
+    let patient = patient_by_mrn(&state, &principal, Action::BreakGlass, &body.mrn, None)
+        .await?
+        .id;
     let minutes = i64::from(state.config.access.break_glass_minutes.max(1));
     let expires_at = Utc::now() + Duration::minutes(minutes);
     let row = state
@@ -272,16 +248,11 @@ pub async fn break_glass(
     let detail = serde_json::json!({
         "break_glass": row.id, "reason_code": reason_code, "expires_at": row.expires_at,
     });
-    audit(
-        &state.db,
-        &principal,
-        Action::BreakGlass,
-        "ok",
-        Some(patient),
-        None,
-        Some(detail),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::BreakGlass)
+        .patient(patient)
+        .detail(detail)
+        .record(&state.db)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(BreakGlassGrant {
@@ -302,20 +273,14 @@ pub struct ReviewQueue {
 pub async fn review_queue(
     State(state): State<AppState>,
     principal: Principal,
-) -> ApiResult<Json<ReviewQueue>> {
+) -> AppResult<Json<ReviewQueue>> {
     authorize(&state.db, &principal, Action::ReviewBreakGlass, None).await?;
     let accesses = state.db.break_glass_accesses(true).await?;
     let ids: Vec<&str> = accesses.iter().map(|a| a.id.as_str()).collect();
-    audit(
-        &state.db,
-        &principal,
-        Action::ReviewBreakGlass,
-        "ok",
-        None,
-        None,
-        Some(serde_json::json!({ "listed": ids })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ReviewBreakGlass)
+        .detail(serde_json::json!({ "listed": ids }))
+        .record(&state.db)
+        .await?;
     Ok(Json(ReviewQueue { accesses }))
 }
 
@@ -332,35 +297,34 @@ pub async fn review(
     principal: Principal,
     Path(id): Path<String>,
     body: JsonBody<ReviewBody>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> AppResult<Json<serde_json::Value>> {
     authorize(&state.db, &principal, Action::ReviewBreakGlass, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     if !matches!(body.outcome.as_str(), "appropriate" | "inappropriate") {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             "outcome must be appropriate or inappropriate",
         ));
     }
     if body.note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
-        return Err(ApiError::invalid("note must be at most 2000 characters"));
+        return Err(AppError::invalid("note must be at most 2000 characters"));
     }
     let reviewed = state
         .db
         .review_break_glass(&id, principal.user_id, &body.outcome, body.note.as_deref())
         .await?;
-    let outcome = if reviewed { "ok" } else { "not-found" };
+    let outcome = if reviewed {
+        Outcome::Ok
+    } else {
+        Outcome::NotFound
+    };
     let detail = serde_json::json!({ "break_glass": id, "review": body.outcome });
-    audit(
-        &state.db,
-        &principal,
-        Action::ReviewBreakGlass,
-        outcome,
-        None,
-        None,
-        Some(detail),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ReviewBreakGlass)
+        .outcome(outcome)
+        .detail(detail)
+        .record(&state.db)
+        .await?;
     if !reviewed {
-        return Err(ApiError::not_found());
+        return Err(AppError::not_found());
     }
     Ok(Json(
         serde_json::json!({ "id": id, "outcome": body.outcome }),

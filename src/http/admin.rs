@@ -5,28 +5,24 @@ use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 
-use crate::auth::{audit, authorize, Action, Principal};
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::AppState;
-use crate::kek::{self, KekSource, KeyStatus, Rotation};
+use crate::access::audit::{authorize, AuditEvent};
+use crate::access::policy::{Action, Principal};
+use crate::domain::Outcome;
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::http::state::AppState;
+use crate::ops::keys::{self, KekSource, KeyStatus, Rotation};
 
 pub async fn key_status(
     State(state): State<AppState>,
     principal: Principal,
-) -> ApiResult<Json<KeyStatus>> {
+) -> AppResult<Json<KeyStatus>> {
     authorize(&state.db, &principal, Action::ManageKeys, None).await?;
-    let status = kek::status(&state.db, &state.vault).await?;
+    let status = keys::status(&state.db, &state.vault).await?;
     let detail = serde_json::json!({ "operation": "status" });
-    audit(
-        &state.db,
-        &principal,
-        Action::ManageKeys,
-        "ok",
-        None,
-        None,
-        Some(detail),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ManageKeys)
+        .detail(detail)
+        .record(&state.db)
+        .await?;
     Ok(Json(status))
 }
 
@@ -34,30 +30,29 @@ pub async fn key_status(
 pub async fn rotate(
     State(state): State<AppState>,
     principal: Principal,
-) -> ApiResult<Json<Rotation>> {
+) -> AppResult<Json<Rotation>> {
     authorize(&state.db, &principal, Action::ManageKeys, None).await?;
     let source = KekSource::from_config(&state.config);
-    let result = kek::rotate(&state.db, &state.vault, &source).await;
+    let result = keys::rotate(&state.db, &state.vault, &source).await;
     let detail = match &result {
         Ok(rotation) => {
             serde_json::json!({ "operation": "rotate", "kek_version": rotation.current_version, "rewrapped": rotation.rewrapped })
         }
         Err(_) => serde_json::json!({ "operation": "rotate" }),
     };
-    let outcome = if result.is_ok() { "ok" } else { "refused" };
-    audit(
-        &state.db,
-        &principal,
-        Action::ManageKeys,
-        outcome,
-        None,
-        None,
-        Some(detail),
-    )
-    .await?;
+    let outcome = if result.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Refused
+    };
+    AuditEvent::new(&principal, Action::ManageKeys)
+        .outcome(outcome)
+        .detail(detail)
+        .record(&state.db)
+        .await?;
     result
         .map(Json)
-        .map_err(|error| ApiError::new(ErrorCode::Conflict, format!("{error:#}")))
+        .map_err(|error| AppError::new(ErrorCode::Conflict, format!("{error:#}")))
 }
 
 #[derive(Deserialize)]
@@ -71,23 +66,22 @@ pub async fn retire(
     State(state): State<AppState>,
     principal: Principal,
     body: Result<Json<RetireBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<KeyStatus>> {
+) -> AppResult<Json<KeyStatus>> {
     authorize(&state.db, &principal, Action::ManageKeys, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let source = KekSource::from_config(&state.config);
-    let result = kek::retire(&state.db, &state.vault, &source, body.version).await;
-    let outcome = if result.is_ok() { "ok" } else { "refused" };
+    let result = keys::retire(&state.db, &state.vault, &source, body.version).await;
+    let outcome = if result.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Refused
+    };
     let detail = serde_json::json!({ "operation": "retire", "kek_version": body.version });
-    audit(
-        &state.db,
-        &principal,
-        Action::ManageKeys,
-        outcome,
-        None,
-        None,
-        Some(detail),
-    )
-    .await?;
-    result.map_err(|error| ApiError::new(ErrorCode::Conflict, format!("{error:#}")))?;
-    Ok(Json(kek::status(&state.db, &state.vault).await?))
+    AuditEvent::new(&principal, Action::ManageKeys)
+        .outcome(outcome)
+        .detail(detail)
+        .record(&state.db)
+        .await?;
+    result.map_err(|error| AppError::new(ErrorCode::Conflict, format!("{error:#}")))?;
+    Ok(Json(keys::status(&state.db, &state.vault).await?))
 }

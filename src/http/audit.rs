@@ -9,11 +9,14 @@ use chrono::{DateTime, Months, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::{audit, authorize, Action, Principal};
-use crate::db::{AuditFilter, Disclosure, DisclosureSource, NewDisclosure, Patient};
+use crate::access::audit::{authorize, AuditEvent};
+use crate::access::policy::{Action, Principal};
 use crate::domain::{DocumentId, Mrn, UserId};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
+use crate::error::{AppError, AppResult};
+use crate::http::state::AppState;
+use crate::store::audit_log::AuditFilter;
+use crate::store::disclosures::{Disclosure, DisclosureSource, NewDisclosure};
+use crate::store::Patient;
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
@@ -47,7 +50,7 @@ pub struct AuditQueryResponse {
     next_after_seq: Option<i64>,
 }
 
-fn parse_bound(field: &str, raw: &str) -> ApiResult<String> {
+fn parse_bound(field: &str, raw: &str) -> AppResult<String> {
     let raw = raw.trim();
     let at = if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
         date.and_hms_opt(0, 0, 0)
@@ -55,7 +58,7 @@ fn parse_bound(field: &str, raw: &str) -> ApiResult<String> {
             .and_utc()
     } else {
         DateTime::parse_from_rfc3339(raw)
-            .map_err(|_| ApiError::invalid(format!("{field} must be YYYY-MM-DD or RFC 3339")))?
+            .map_err(|_| AppError::invalid(format!("{field} must be YYYY-MM-DD or RFC 3339")))?
             .with_timezone(&Utc)
     };
     Ok(at.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -66,12 +69,12 @@ pub async fn query(
     State(state): State<AppState>,
     principal: Principal,
     body: JsonBody<AuditQueryBody>,
-) -> ApiResult<Json<AuditQueryResponse>> {
+) -> AppResult<Json<AuditQueryResponse>> {
     authorize(&state.db, &principal, Action::QueryAudit, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let limit = body.limit.unwrap_or(100);
     if !(1..=MAX_QUERY_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(format!(
+        return Err(AppError::invalid(format!(
             "limit must be 1 to {MAX_QUERY_LIMIT}"
         )));
     }
@@ -95,7 +98,7 @@ pub async fn query(
     // A filter that names nobody matches nothing (never everything).
     let mut matches_nobody = false;
     if let Some(raw) = &body.patient_mrn {
-        let mrn = Mrn::parse(raw).map_err(ApiError::invalid)?;
+        let mrn = Mrn::parse(raw).map_err(AppError::invalid)?;
         match state.db.patient_by_mrn(&mrn).await? {
             Some(patient) => filter.patient_id = Some(patient.id),
             None => matches_nobody = true,
@@ -127,20 +130,15 @@ pub async fn query(
     .into_iter()
     .filter_map(|(name, used)| used.then_some(name))
     .collect();
-    audit(
-        &state.db,
-        &principal,
-        Action::QueryAudit,
-        "ok",
-        filter.patient_id,
-        None,
-        Some(json!({
+    AuditEvent::new(&principal, Action::QueryAudit)
+        .patient(filter.patient_id)
+        .detail(json!({
             "filters": filters,
             "user_id": filter.user_id.map(|u| u.to_string()),
             "returned": rows.len(),
-        })),
-    )
-    .await?;
+        }))
+        .record(&state.db)
+        .await?;
     let next_after_seq = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.seq))
         .flatten();
@@ -151,11 +149,11 @@ pub async fn query(
                 .detail
                 .as_deref()
                 .and_then(|d| serde_json::from_str::<Value>(d).ok());
-            let mut value = serde_json::to_value(row).map_err(ApiError::internal)?;
+            let mut value = serde_json::to_value(row).map_err(AppError::internal)?;
             value["detail"] = detail.unwrap_or(Value::Null);
             Ok(value)
         })
-        .collect::<ApiResult<Vec<Value>>>()?;
+        .collect::<AppResult<Vec<Value>>>()?;
     Ok(Json(AuditQueryResponse {
         entries,
         next_after_seq,
@@ -186,10 +184,10 @@ pub struct Recorded {
     source: &'static str,
 }
 
-fn required_text(field: &str, value: &str) -> ApiResult<String> {
+fn required_text(field: &str, value: &str) -> AppResult<String> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > MAX_TEXT {
-        return Err(ApiError::invalid(format!(
+        return Err(AppError::invalid(format!(
             "{field} must be 1 to {MAX_TEXT} characters"
         )));
     }
@@ -201,12 +199,12 @@ pub async fn record_disclosure(
     State(state): State<AppState>,
     principal: Principal,
     body: JsonBody<DisclosureBody>,
-) -> ApiResult<(StatusCode, Json<Recorded>)> {
+) -> AppResult<(StatusCode, Json<Recorded>)> {
     authorize(&state.db, &principal, Action::RecordDisclosure, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
-    let mrn = Mrn::parse(&body.mrn).map_err(ApiError::invalid)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let mrn = Mrn::parse(&body.mrn).map_err(AppError::invalid)?;
     if body.disclosed_at > Utc::now().date_naive() {
-        return Err(ApiError::invalid("disclosed_at must not be in the future"));
+        return Err(AppError::invalid("disclosed_at must not be in the future"));
     }
     let recipient_name = required_text("recipient_name", &body.recipient_name)?;
     let recipient_address = body
@@ -217,21 +215,16 @@ pub async fn record_disclosure(
     let description = required_text("description", &body.description)?;
     let purpose = required_text("purpose", &body.purpose)?;
     if body.document_ids.len() > 1000 {
-        return Err(ApiError::invalid("at most 1000 document_ids"));
+        return Err(AppError::invalid("at most 1000 document_ids"));
     }
-    let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
-        audit(
-            &state.db,
-            &principal,
-            Action::RecordDisclosure,
-            "not-found",
-            None,
-            None,
-            None,
-        )
-        .await?;
-        return Err(ApiError::not_found());
-    };
+    let patient = crate::access::lookup::patient_by_mrn(
+        &state,
+        &principal,
+        Action::RecordDisclosure,
+        mrn.as_str(),
+        None,
+    )
+    .await?;
     for id in &body.document_ids {
         let belongs = state
             .db
@@ -239,7 +232,7 @@ pub async fn record_disclosure(
             .await?
             .is_some_and(|doc| doc.patient_id == patient.id);
         if !belongs {
-            return Err(ApiError::invalid(
+            return Err(AppError::invalid(
                 "document_ids must name documents of this patient",
             ));
         }
@@ -258,16 +251,11 @@ pub async fn record_disclosure(
             recorded_by: principal.user_id,
         })
         .await?;
-    audit(
-        &state.db,
-        &principal,
-        Action::RecordDisclosure,
-        "ok",
-        Some(patient.id),
-        None,
-        Some(json!({ "disclosure": id, "documents": body.document_ids })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::RecordDisclosure)
+        .patient(patient.id)
+        .detail(json!({ "disclosure": id, "documents": body.document_ids }))
+        .record(&state.db)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(Recorded {
@@ -300,41 +288,30 @@ pub async fn accounting(
     State(state): State<AppState>,
     principal: Principal,
     body: JsonBody<AccountingBody>,
-) -> ApiResult<Json<Accounting>> {
+) -> AppResult<Json<Accounting>> {
     authorize(&state.db, &principal, Action::AccountDisclosures, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
-    let mrn = Mrn::parse(&body.mrn).map_err(ApiError::invalid)?;
-    let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
-        audit(
-            &state.db,
-            &principal,
-            Action::AccountDisclosures,
-            "not-found",
-            None,
-            None,
-            None,
-        )
-        .await?;
-        return Err(ApiError::not_found());
-    };
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let patient = crate::access::lookup::patient_by_mrn(
+        &state,
+        &principal,
+        Action::AccountDisclosures,
+        &body.mrn,
+        None,
+    )
+    .await?;
     let period_end = Utc::now().date_naive();
     let period_start = period_end
         .checked_sub_months(Months::new(ACCOUNTING_MONTHS))
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("date arithmetic out of range")))?;
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("date arithmetic out of range")))?;
     let disclosures = state
         .db
         .disclosures_of_patient(patient.id, period_start)
         .await?;
-    audit(
-        &state.db,
-        &principal,
-        Action::AccountDisclosures,
-        "ok",
-        Some(patient.id),
-        None,
-        Some(json!({ "disclosures": disclosures.len() })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::AccountDisclosures)
+        .patient(patient.id)
+        .detail(json!({ "disclosures": disclosures.len() }))
+        .record(&state.db)
+        .await?;
     Ok(Json(Accounting {
         patient,
         period_start,

@@ -1,5 +1,5 @@
 //! Batch uploads: one scanned file of many documents, split at barcode cover sheets (see
-//! [`crate::batch`]). `records` uploads them and follows their split.
+//! [`crate::ingest::batch`]). `records` uploads them and follows their split.
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -8,16 +8,18 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::auth::{audit, authorize, Action, Principal};
-use crate::db::batches::{Batch, Segment};
+use crate::access::audit::{authorize, AuditEvent};
+use crate::access::policy::{Action, Principal};
 use crate::domain::DocumentId;
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::ingest;
+use crate::domain::Outcome;
+use crate::error::{AppError, AppResult};
+use crate::http::state::AppState;
+use crate::ingest::upload;
+use crate::store::batches::{Batch, Segment};
 
 pub async fn upload(
     State(state): State<AppState>,
-    principal: Result<Principal, ApiError>,
+    principal: Result<Principal, AppError>,
     request: Request,
 ) -> Response {
     let (principal, _, staged) =
@@ -25,7 +27,7 @@ pub async fn upload(
             Ok(received) => received,
             Err(response) => return response,
         };
-    match ingest::accept_batch(&state, staged, &principal).await {
+    match upload::accept_batch(&state, staged, &principal).await {
         Ok(accepted) if accepted.duplicate => (StatusCode::OK, Json(accepted)).into_response(),
         Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
         Err(error) => error.into_response(),
@@ -62,7 +64,7 @@ pub async fn status(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-) -> ApiResult<Json<BatchStatus>> {
+) -> AppResult<Json<BatchStatus>> {
     authorize(&state.db, &principal, Action::Ingest, None).await?;
     let batch = match raw_id.parse::<DocumentId>() {
         Ok(id) => state.db.batch(id).await?,
@@ -70,29 +72,19 @@ pub async fn status(
     };
     let Some(batch) = batch else {
         let id = raw_id.parse::<DocumentId>().ok();
-        audit(
-            &state.db,
-            &principal,
-            Action::Ingest,
-            "not-found",
-            None,
-            id,
-            None,
-        )
-        .await?;
-        return Err(ApiError::not_found());
+        AuditEvent::new(&principal, Action::Ingest)
+            .outcome(Outcome::NotFound)
+            .document(id)
+            .record(&state.db)
+            .await?;
+        return Err(AppError::not_found());
     };
     let segments = state.db.segments(batch.id).await?;
-    audit(
-        &state.db,
-        &principal,
-        Action::Ingest,
-        "ok",
-        None,
-        Some(batch.id),
-        Some(json!({ "batch_status": batch.status })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::Ingest)
+        .document(batch.id)
+        .detail(json!({ "batch_status": batch.status }))
+        .record(&state.db)
+        .await?;
     Ok(Json(BatchStatus {
         batch,
         segments: segments.into_iter().map(SegmentView::from).collect(),

@@ -14,20 +14,23 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::multipart::{read_chunk, BoundedMultipart, Meter};
-use crate::auth::{audit, authorize, Action, Principal};
-use crate::db::{Document, PageRow};
+use crate::access::audit::{authorize, AuditEvent};
+use crate::access::lookup::document_in_scope;
+use crate::access::policy::{Action, Principal};
+use crate::domain::Outcome;
 use crate::domain::{DocumentId, DocumentStatus};
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::AppState;
-use crate::ingest::{self, Staged, StagingUpload, ValidMetadata};
-use crate::vault::ObjectRef;
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::http::state::AppState;
+use crate::ingest::upload::{self, Staged, StagingUpload, ValidMetadata};
+use crate::store::vault::ObjectRef;
+use crate::store::{Document, PageRow};
 
 const MAX_METADATA_BYTES: usize = 64 * 1024;
-use super::MULTIPART_OVERHEAD;
+use super::multipart::MULTIPART_OVERHEAD;
 
 pub async fn upload(
     State(state): State<AppState>,
-    principal: Result<Principal, ApiError>,
+    principal: Result<Principal, AppError>,
     request: Request,
 ) -> Response {
     let (principal, metadata, staged) = match receive(&state, principal, request, true).await {
@@ -36,9 +39,9 @@ pub async fn upload(
     };
     let Some(metadata) = metadata else {
         state.vault.discard_staging(staged.doc);
-        return ApiError::invalid("the 'metadata' part is missing").into_response();
+        return AppError::invalid("the 'metadata' part is missing").into_response();
     };
-    match ingest::accept(&state, staged, metadata, &principal).await {
+    match upload::accept(&state, staged, metadata, &principal).await {
         Ok(accepted) if accepted.duplicate => (StatusCode::OK, Json(accepted)).into_response(),
         Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
         Err(error) => error.into_response(),
@@ -50,7 +53,7 @@ pub async fn upload(
 /// response to send, with nothing left staged.
 pub(super) async fn receive(
     state: &AppState,
-    principal: Result<Principal, ApiError>,
+    principal: Result<Principal, AppError>,
     request: Request,
     with_metadata: bool,
 ) -> Result<(Principal, Option<ValidMetadata>, Staged), Response> {
@@ -71,7 +74,7 @@ pub(super) async fn receive(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit + MULTIPART_OVERHEAD) {
-        return Err(refuse(ingest::too_large(limit), body).await);
+        return Err(refuse(upload::too_large(limit), body).await);
     }
     let expected = if with_metadata {
         "the body must be multipart/form-data with parts 'file' and 'metadata'"
@@ -81,7 +84,7 @@ pub(super) async fn receive(
     let request = Request::from_parts(parts, body);
     let mut multipart = match BoundedMultipart::from_request(request, state).await {
         Ok(multipart) => multipart,
-        Err(_) => return Err(ApiError::invalid(expected).into_response()),
+        Err(_) => return Err(AppError::invalid(expected).into_response()),
     };
 
     let mut metadata: Option<ValidMetadata> = None;
@@ -104,7 +107,7 @@ pub(super) async fn receive(
             multipart.drain(DRAIN_BYTES as u64, DRAIN_TIME).await;
             let error = match outcome {
                 Err(error) => error,
-                Ok(()) => ApiError::invalid("the 'file' part is missing"),
+                Ok(()) => AppError::invalid("the 'file' part is missing"),
             };
             Err(error.into_response())
         }
@@ -116,7 +119,7 @@ pub(super) async fn receive(
 const DRAIN_BYTES: usize = 16 * 1024 * 1024;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(3);
 
-async fn refuse(error: ApiError, body: Body) -> Response {
+async fn refuse(error: AppError, body: Body) -> Response {
     let mut stream = body.into_data_stream();
     let drain = async {
         let mut seen = 0usize;
@@ -138,9 +141,9 @@ async fn read_parts(
     with_metadata: bool,
     metadata: &mut Option<ValidMetadata>,
     staged: &mut Option<Staged>,
-) -> ApiResult<()> {
+) -> AppResult<()> {
     let meter = multipart.meter();
-    let malformed = || ApiError::invalid("the multipart body could not be read");
+    let malformed = || AppError::invalid("the multipart body could not be read");
     let field_limit = |name: Option<&str>| match name {
         Some("metadata") => MAX_METADATA_BYTES as u64,
         // The staging upload counts the file against `limit` itself, with its own message.
@@ -150,26 +153,26 @@ async fn read_parts(
     while let Some(mut field) = multipart.next_field(field_limit, malformed).await? {
         match field.name() {
             Some("metadata") if !with_metadata => {
-                return Err(ApiError::invalid(
+                return Err(AppError::invalid(
                     "a batch takes no 'metadata' part: each cover sheet carries its document's",
                 ))
             }
             Some("metadata") => {
                 if metadata.is_some() {
-                    return Err(ApiError::invalid("only one 'metadata' part is allowed"));
+                    return Err(AppError::invalid("only one 'metadata' part is allowed"));
                 }
                 let mut json = Vec::new();
                 while let Some(chunk) = read_chunk(&mut field, &meter, malformed).await? {
                     json.extend_from_slice(&chunk);
                     if json.len() > MAX_METADATA_BYTES {
-                        return Err(ApiError::invalid("the 'metadata' part is too large"));
+                        return Err(AppError::invalid("the 'metadata' part is too large"));
                     }
                 }
                 *metadata = Some(ValidMetadata::parse(&json)?);
             }
             Some("file") => {
                 if staged.is_some() {
-                    return Err(ApiError::invalid("only one 'file' part is allowed"));
+                    return Err(AppError::invalid("only one 'file' part is allowed"));
                 }
                 let mut upload = StagingUpload::begin(&state.vault, limit)?;
                 let received = stream_field(&mut field, &meter, &mut upload).await;
@@ -182,12 +185,12 @@ async fn read_parts(
                 }
             }
             _ if with_metadata => {
-                return Err(ApiError::invalid(
+                return Err(AppError::invalid(
                     "unexpected part: only 'file' and 'metadata' are accepted",
                 ))
             }
             _ => {
-                return Err(ApiError::invalid(
+                return Err(AppError::invalid(
                     "unexpected part: only 'file' is accepted",
                 ))
             }
@@ -200,8 +203,8 @@ async fn stream_field(
     field: &mut axum::extract::multipart::Field<'_>,
     meter: &Meter,
     upload: &mut StagingUpload,
-) -> ApiResult<()> {
-    let interrupted = || ApiError::invalid("the upload was interrupted or malformed");
+) -> AppResult<()> {
+    let interrupted = || AppError::invalid("the upload was interrupted or malformed");
     while let Some(chunk) = read_chunk(field, meter, interrupted).await? {
         upload.push(chunk).await?;
     }
@@ -214,38 +217,9 @@ async fn readable_document(
     state: &AppState,
     principal: &Principal,
     raw_id: &str,
-) -> ApiResult<Document> {
+) -> AppResult<Document> {
     authorize(&state.db, principal, Action::ReadDocument, None).await?;
     document_in_scope(state, principal, Action::ReadDocument, raw_id).await
-}
-
-/// The document `raw_id` if `action` on it is allowed; an unknown id is audited and 404,
-/// exactly like a document outside the caller's scope.
-pub(super) async fn document_in_scope(
-    state: &AppState,
-    principal: &Principal,
-    action: Action,
-    raw_id: &str,
-) -> ApiResult<Document> {
-    let Ok(id) = raw_id.parse::<DocumentId>() else {
-        return Err(ApiError::not_found());
-    };
-    let Some(doc) = state.db.document(id).await? else {
-        audit(
-            &state.db,
-            principal,
-            action,
-            "not-found",
-            None,
-            Some(id),
-            None,
-        )
-        .await?;
-        return Err(ApiError::not_found());
-    };
-    let resource = doc.resource();
-    authorize(&state.db, principal, action, Some(&resource)).await?;
-    Ok(doc)
 }
 
 async fn audit_read(
@@ -254,18 +228,14 @@ async fn audit_read(
     doc: &Document,
     what: &str,
     page: Option<u32>,
-) -> ApiResult<()> {
+) -> AppResult<()> {
     let detail = serde_json::json!({ "artifact": what, "page": page });
-    audit(
-        &state.db,
-        principal,
-        Action::ReadDocument,
-        "ok",
-        Some(doc.patient_id),
-        Some(doc.id),
-        Some(detail),
-    )
-    .await
+    AuditEvent::new(principal, Action::ReadDocument)
+        .patient(doc.patient_id)
+        .document(doc.id)
+        .detail(detail)
+        .record(&state.db)
+        .await
 }
 
 #[derive(Serialize)]
@@ -279,7 +249,7 @@ pub async fn metadata(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<DocumentView>> {
+) -> AppResult<Json<DocumentView>> {
     let doc = readable_document(&state, &principal, &id).await?;
     let pages = state.db.pages(doc.id).await?;
     audit_read(&state, &principal, &doc, "metadata", None).await?;
@@ -290,9 +260,9 @@ pub async fn metadata(
 }
 
 /// A tombstone's artifacts are gone for good: 410, not 404, once the caller may see it.
-fn ensure_not_deleted(doc: &Document) -> ApiResult<()> {
+fn ensure_not_deleted(doc: &Document) -> AppResult<()> {
     if doc.status == DocumentStatus::Deleted {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             ErrorCode::Gone,
             "the document was deleted; only its tombstone remains",
         ));
@@ -322,21 +292,18 @@ pub async fn retry(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
     authorize(&state.db, &principal, Action::Ingest, None).await?;
     let doc = document_in_scope(&state, &principal, Action::Ingest, &id).await?;
     if doc.status != DocumentStatus::Failed {
-        audit(
-            &state.db,
-            &principal,
-            Action::Ingest,
-            "refused",
-            Some(doc.patient_id),
-            Some(doc.id),
-            Some(serde_json::json!({ "retry": true, "refusal": "not failed" })),
-        )
-        .await?;
-        return Err(ApiError::new(
+        AuditEvent::new(&principal, Action::Ingest)
+            .outcome(Outcome::Refused)
+            .patient(doc.patient_id)
+            .document(doc.id)
+            .detail(serde_json::json!({ "retry": true, "refusal": "not failed" }))
+            .record(&state.db)
+            .await?;
+        return Err(AppError::new(
             ErrorCode::Conflict,
             format!(
                 "only a failed document can be retried; this one is {}",
@@ -344,18 +311,14 @@ pub async fn retry(
             ),
         ));
     }
-    audit(
-        &state.db,
-        &principal,
-        Action::Ingest,
-        "ok",
-        Some(doc.patient_id),
-        Some(doc.id),
-        Some(serde_json::json!({ "retry": true })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::Ingest)
+        .patient(doc.patient_id)
+        .document(doc.id)
+        .detail(serde_json::json!({ "retry": true }))
+        .record(&state.db)
+        .await?;
     if !state.db.retry_failed(doc.id).await? {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             ErrorCode::Conflict,
             "the document changed state during the request; reload it",
         ));
@@ -368,52 +331,48 @@ pub async fn retry(
 }
 
 /// `DELETE /documents/{id}` with `{"reason": "..."}`: crypto-shreds the document
-/// (see [`crate::shred`]); answers with its tombstone.
+/// (see [`crate::legal::shred`]); answers with its tombstone.
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
     body: Result<Json<DeleteBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Tombstone>> {
+) -> AppResult<Json<Tombstone>> {
     authorize(&state.db, &principal, Action::DeleteDocument, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
-        return Err(ApiError::invalid("reason must be 1 to 1000 characters"));
+        return Err(AppError::invalid("reason must be 1 to 1000 characters"));
     }
     let doc = document_in_scope(&state, &principal, Action::DeleteDocument, &raw_id).await?;
-    let refusal = match crate::shred::destruction_refusal(&state, &doc).await? {
+    let refusal = match crate::legal::shred::destruction_refusal(&state, &doc).await? {
         Some(refusal) => Some(refusal),
         None => {
-            crate::shred::versions_refusal(&state, &principal, Action::DeleteDocument, &doc).await?
+            crate::legal::shred::versions_refusal(&state, &principal, Action::DeleteDocument, &doc)
+                .await?
         }
     };
     if let Some(refusal) = refusal {
-        audit(
-            &state.db,
-            &principal,
-            Action::DeleteDocument,
-            "refused",
-            Some(doc.patient_id),
-            Some(doc.id),
-            Some(serde_json::json!({ "refusal": refusal.code.as_str() })),
-        )
-        .await?;
+        AuditEvent::new(&principal, Action::DeleteDocument)
+            .outcome(Outcome::Refused)
+            .patient(doc.patient_id)
+            .document(doc.id)
+            .detail(serde_json::json!({ "refusal": refusal.code.as_str() }))
+            .record(&state.db)
+            .await?;
         return Err(refusal);
     }
     // Audited before the act: a destruction that cannot be recorded does not happen.
-    audit(
-        &state.db,
-        &principal,
-        Action::DeleteDocument,
-        "ok",
-        Some(doc.patient_id),
-        Some(doc.id),
-        Some(serde_json::json!({ "pages": doc.page_count, "sha256": doc.sha256 })),
-    )
-    .await?;
-    if !crate::shred::shred(&state, &doc, &principal.user_id.to_string(), reason, None).await? {
-        return Err(ApiError::new(
+    AuditEvent::new(&principal, Action::DeleteDocument)
+        .patient(doc.patient_id)
+        .document(doc.id)
+        .detail(serde_json::json!({ "pages": doc.page_count, "sha256": doc.sha256 }))
+        .record(&state.db)
+        .await?;
+    if !crate::legal::shred::shred(&state, &doc, &principal.user_id.to_string(), reason, None)
+        .await?
+    {
+        return Err(AppError::new(
             ErrorCode::Conflict,
             "the document changed state or was put on hold during the request; retry",
         ));
@@ -422,7 +381,7 @@ pub async fn delete(
         .db
         .document(doc.id)
         .await?
-        .ok_or_else(ApiError::not_found)?;
+        .ok_or_else(AppError::not_found)?;
     Ok(Json(Tombstone {
         id: doc.id,
         status: doc.status,
@@ -436,7 +395,7 @@ pub async fn original(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let doc = readable_document(&state, &principal, &id).await?;
     ensure_not_deleted(&doc)?;
     let reader = state.vault.open(ObjectRef::Original(doc.id)).await?;
@@ -538,13 +497,13 @@ async fn page_artifact(
     principal: Principal,
     (id, page): (String, String),
     artifact: PageArtifact,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     let doc = readable_document(&state, &principal, &id).await?;
     ensure_not_deleted(&doc)?;
-    let page: u32 = page.parse().map_err(|_| ApiError::not_found())?;
+    let page: u32 = page.parse().map_err(|_| AppError::not_found())?;
     // Page 0 is a batch document's cover sheet, when kept (`batches.keep_cover_sheet`).
     if page > doc.page_count || (page == 0 && !state.db.page_exists(doc.id, 0).await?) {
-        return Err(ApiError::not_found());
+        return Err(AppError::not_found());
     }
     let bytes = match state.vault.get(artifact.object(doc.id, page)).await {
         Ok(bytes) => bytes,
@@ -559,7 +518,7 @@ async fn page_artifact(
             } else {
                 "this page is not processed yet"
             };
-            return Err(ApiError::new(ErrorCode::NotFound, message));
+            return Err(AppError::new(ErrorCode::NotFound, message));
         }
         Err(error) => return Err(error.into()),
     };
@@ -578,7 +537,7 @@ pub async fn page_image(
     State(state): State<AppState>,
     principal: Principal,
     Path(path): Path<(String, String)>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     page_artifact(state, principal, path, PageArtifact::Image).await
 }
 
@@ -586,7 +545,7 @@ pub async fn page_text(
     State(state): State<AppState>,
     principal: Principal,
     Path(path): Path<(String, String)>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     page_artifact(state, principal, path, PageArtifact::Text).await
 }
 
@@ -594,7 +553,7 @@ pub async fn page_words(
     State(state): State<AppState>,
     principal: Principal,
     Path(path): Path<(String, String)>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     page_artifact(state, principal, path, PageArtifact::Words).await
 }
 
@@ -621,32 +580,29 @@ pub struct Corrected {
 }
 
 /// `POST /documents/{id}/corrections`: files a misfiled document again as a new version;
-/// the old one is entered in error (see [`crate::correct`]). Audited before the act.
+/// the old one is entered in error (see [`crate::ingest::correct`]). Audited before the act.
 pub async fn correct(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
     body: Result<Json<CorrectionBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Corrected>)> {
+) -> AppResult<(StatusCode, Json<Corrected>)> {
     authorize(&state.db, &principal, Action::CorrectDocument, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let reason = body.reason.trim().to_string();
     if reason.is_empty() || reason.chars().count() > 1000 {
-        return Err(ApiError::invalid("reason must be 1 to 1000 characters"));
+        return Err(AppError::invalid("reason must be 1 to 1000 characters"));
     }
     let doc = document_in_scope(&state, &principal, Action::CorrectDocument, &raw_id).await?;
     if doc.status != DocumentStatus::Indexed {
-        audit(
-            &state.db,
-            &principal,
-            Action::CorrectDocument,
-            "refused",
-            Some(doc.patient_id),
-            Some(doc.id),
-            Some(serde_json::json!({ "refusal": "not an indexed document" })),
-        )
-        .await?;
-        return Err(ApiError::new(
+        AuditEvent::new(&principal, Action::CorrectDocument)
+            .outcome(Outcome::Refused)
+            .patient(doc.patient_id)
+            .document(doc.id)
+            .detail(serde_json::json!({ "refusal": "not an indexed document" }))
+            .record(&state.db)
+            .await?;
+        return Err(AppError::new(
             ErrorCode::Conflict,
             format!(
                 "only an indexed document can be corrected; this one is {}",
@@ -655,15 +611,15 @@ pub async fn correct(
         ));
     }
     let patient_id = match &body.mrn {
-        Some(mrn) => super::qa::patient_for(&state, mrn, body.name.clone()).await?,
+        Some(mrn) => crate::ingest::upload::patient_for(&state, mrn, body.name.clone()).await?,
         None => doc.patient_id,
     };
     let document_type = match &body.document_type {
-        Some(raw) => crate::domain::parse_slug("document_type", raw).map_err(ApiError::invalid)?,
+        Some(raw) => crate::domain::parse_slug("document_type", raw).map_err(AppError::invalid)?,
         None => doc.document_type.clone(),
     };
     let category = match &body.category {
-        Some(raw) => crate::domain::Category::parse(raw).map_err(ApiError::invalid)?,
+        Some(raw) => crate::domain::Category::parse(raw).map_err(AppError::invalid)?,
         None => doc.category.clone(),
     };
     let service_date = body.service_date.or(doc.service_date);
@@ -681,7 +637,7 @@ pub async fn correct(
         changed.push("service_date");
     }
     if changed.is_empty() {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             "the correction changes nothing: give another mrn, document_type, category or \
              service_date",
         ));
@@ -689,43 +645,37 @@ pub async fn correct(
     // A correction takes the held version out of the index: not while a hold covers it.
     let holds = state.db.holds_covering(doc.id).await?;
     if !holds.is_empty() {
-        audit(
-            &state.db,
-            &principal,
-            Action::CorrectDocument,
-            "refused",
-            Some(doc.patient_id),
-            Some(doc.id),
-            Some(serde_json::json!({ "refusal": "legal hold" })),
-        )
-        .await?;
-        return Err(crate::shred::hold_refusal(&holds));
+        AuditEvent::new(&principal, Action::CorrectDocument)
+            .outcome(Outcome::Refused)
+            .patient(doc.patient_id)
+            .document(doc.id)
+            .detail(serde_json::json!({ "refusal": "legal hold" }))
+            .record(&state.db)
+            .await?;
+        return Err(crate::legal::shred::hold_refusal(&holds));
     }
-    audit(
-        &state.db,
-        &principal,
-        Action::CorrectDocument,
-        "ok",
-        Some(patient_id),
-        Some(doc.id),
-        Some(serde_json::json!({
+    AuditEvent::new(&principal, Action::CorrectDocument)
+        .patient(patient_id)
+        .document(doc.id)
+        .detail(serde_json::json!({
             "changed": changed,
             "filed_under_before": doc.patient_id,
-        })),
-    )
-    .await?;
-    let correction = crate::correct::Correction {
+        }))
+        .record(&state.db)
+        .await?;
+    let correction = crate::ingest::correct::Correction {
         patient_id,
         document_type,
         category,
         service_date,
         reason,
     };
-    let Some(new_id) = crate::correct::correct(&state, &doc, &correction, principal.user_id)
-        .await
-        .map_err(ApiError::internal)?
+    let Some(new_id) =
+        crate::ingest::correct::correct(&state, &doc, &correction, principal.user_id)
+            .await
+            .map_err(AppError::internal)?
     else {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             ErrorCode::Conflict,
             "the document changed state during the request; retry",
         ));

@@ -3,7 +3,7 @@
 //!
 //! While an active hold covers a document, deleting it, rejecting it in QA, correcting it
 //! (which takes the held version out of the index) and retention's purge all fail with
-//! 409 naming the hold (see [`crate::shred`]). A search hold covers what the search found
+//! 409 naming the hold (see [`crate::legal::shred`]). A search hold covers what the search found
 //! when it was placed, in every category (preserving is not disclosing); its answer lists
 //! only the documents the caller may see.
 
@@ -14,11 +14,13 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::auth::{audit, authorize, decide, Action, Principal, Resource};
-use crate::db::holds::{Hold, HoldScope, NewHold};
+use crate::access::audit::{authorize, AuditEvent};
+use crate::access::policy::{decide, Action, Principal, Resource};
+use crate::domain::Outcome;
 use crate::domain::{DocumentId, Mrn, PatientId};
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::AppState;
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::http::state::AppState;
+use crate::store::holds::{Hold, HoldScope, NewHold};
 
 /// Documents a search hold may cover at most.
 const MAX_QUERY_DOCUMENTS: usize = 100_000;
@@ -48,10 +50,10 @@ pub struct HoldQuery {
     to: Option<NaiveDate>,
 }
 
-fn text_field(name: &str, value: &str, max: usize) -> ApiResult<String> {
+fn text_field(name: &str, value: &str, max: usize) -> AppResult<String> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > max {
-        return Err(ApiError::invalid(format!(
+        return Err(AppError::invalid(format!(
             "{name} must be 1 to {max} characters"
         )));
     }
@@ -64,16 +66,17 @@ pub(super) async fn visible_documents(
     state: &AppState,
     principal: &Principal,
     ids: &[String],
-) -> ApiResult<Vec<DocumentId>> {
+) -> AppResult<Vec<DocumentId>> {
     if ids.is_empty() || ids.len() > 10_000 {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             "document_ids must name 1 to 10000 documents",
         ));
     }
     let mut documents = Vec::with_capacity(ids.len());
     for raw in ids {
-        let doc = super::documents::document_in_scope(state, principal, Action::ReadDocument, raw)
-            .await?;
+        let doc =
+            crate::access::lookup::document_in_scope(state, principal, Action::ReadDocument, raw)
+                .await?;
         documents.push(doc.id);
     }
     documents.sort();
@@ -82,12 +85,12 @@ pub(super) async fn visible_documents(
 }
 
 /// Every document with a page the search matches (in every category, QA included).
-async fn documents_found(state: &AppState, query: &HoldQuery) -> ApiResult<Vec<DocumentId>> {
+async fn documents_found(state: &AppState, query: &HoldQuery) -> AppResult<Vec<DocumentId>> {
     let text = text_field("query.query", &query.query, 1000)?;
     let patient_ids = match &query.mrn {
         None => None,
         Some(raw) => {
-            let mrn = Mrn::parse(raw).map_err(ApiError::invalid)?;
+            let mrn = Mrn::parse(raw).map_err(AppError::invalid)?;
             Some(match state.db.patient_by_mrn(&mrn).await? {
                 Some(patient) => vec![patient.id.0],
                 None => Vec::new(),
@@ -97,7 +100,7 @@ async fn documents_found(state: &AppState, query: &HoldQuery) -> ApiResult<Vec<D
     let document_type = query
         .document_type
         .as_deref()
-        .map(|t| crate::domain::parse_slug("document_type", t).map_err(ApiError::invalid))
+        .map(|t| crate::domain::parse_slug("document_type", t).map_err(AppError::invalid))
         .transpose()?;
     let mut found = std::collections::BTreeSet::new();
     let mut offset = 0;
@@ -119,8 +122,8 @@ async fn documents_found(state: &AppState, query: &HoldQuery) -> ApiResult<Vec<D
         let results = tokio::task::spawn_blocking(move || index.search(&request))
             .await?
             .map_err(|e| match e {
-                chartvault_index::IndexError::Query(message) => ApiError::invalid(message),
-                other => ApiError::internal(other),
+                chartvault_index::IndexError::Query(message) => AppError::invalid(message),
+                other => AppError::internal(other),
             })?;
         let n = results.hits.len();
         found.extend(results.hits.iter().map(|h| DocumentId(h.document_id)));
@@ -129,7 +132,7 @@ async fn documents_found(state: &AppState, query: &HoldQuery) -> ApiResult<Vec<D
             break;
         }
         if found.len() > MAX_QUERY_DOCUMENTS {
-            return Err(ApiError::invalid(format!(
+            return Err(AppError::invalid(format!(
                 "the search finds more than {MAX_QUERY_DOCUMENTS} documents; narrow it"
             )));
         }
@@ -138,7 +141,7 @@ async fn documents_found(state: &AppState, query: &HoldQuery) -> ApiResult<Vec<D
 }
 
 /// A hold's document ids as the caller may see them.
-async fn visible_view(state: &AppState, principal: &Principal, mut hold: Hold) -> ApiResult<Hold> {
+async fn visible_view(state: &AppState, principal: &Principal, mut hold: Hold) -> AppResult<Hold> {
     let mut visible = Vec::with_capacity(hold.document_ids.len());
     for id in &hold.document_ids {
         let Some(doc) = state.db.document(*id).await? else {
@@ -160,9 +163,9 @@ pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
     body: Result<Json<HoldBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Hold>)> {
+) -> AppResult<(StatusCode, Json<Hold>)> {
     authorize(&state.db, &principal, Action::ManageHolds, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let matter = text_field("matter", &body.matter, 500)?;
     let custodian = text_field("custodian", &body.custodian, 500)?;
     let reason = text_field("reason", &body.reason, 1000)?;
@@ -172,16 +175,16 @@ pub async fn create(
         body.query.is_some(),
     ];
     if scopes.iter().filter(|s| **s).count() != 1 {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             "a hold covers exactly one of: mrn (a patient), document_ids, query (a search)",
         ));
     }
     let (scope, patient_id, query, documents): (HoldScope, Option<PatientId>, _, _) =
         if let Some(raw) = &body.mrn {
-            let mrn = Mrn::parse(raw).map_err(ApiError::invalid)?;
+            let mrn = Mrn::parse(raw).map_err(AppError::invalid)?;
             // Legal sees every patient: an unknown MRN is simply unknown.
             let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
-                return Err(ApiError::new(
+                return Err(AppError::new(
                     ErrorCode::NotFound,
                     "no patient has this MRN",
                 ));
@@ -193,7 +196,7 @@ pub async fn create(
         } else {
             let query = body.query.clone().expect("one scope is set");
             let documents = documents_found(&state, &query).await?;
-            let query = serde_json::to_string(&query).map_err(ApiError::internal)?;
+            let query = serde_json::to_string(&query).map_err(AppError::internal)?;
             (HoldScope::Query, None, Some(query), documents)
         };
     let single_patient = match (patient_id, documents.as_slice()) {
@@ -202,16 +205,11 @@ pub async fn create(
         _ => None,
     };
     // Audited before it takes effect, like every act on records.
-    audit(
-        &state.db,
-        &principal,
-        Action::ManageHolds,
-        "ok",
-        single_patient,
-        None,
-        Some(json!({ "hold": "place", "scope": scope.as_str(), "documents": documents.len() })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ManageHolds)
+        .patient(single_patient)
+        .detail(json!({ "hold": "place", "scope": scope.as_str(), "documents": documents.len() }))
+        .record(&state.db)
+        .await?;
     let id = state
         .db
         .insert_hold(&NewHold {
@@ -225,7 +223,7 @@ pub async fn create(
             created_by: principal.user_id,
         })
         .await?;
-    let hold = state.db.hold(&id).await?.ok_or_else(ApiError::not_found)?;
+    let hold = state.db.hold(&id).await?.ok_or_else(AppError::not_found)?;
     let hold = visible_view(&state, &principal, hold).await?;
     Ok((StatusCode::CREATED, Json(hold)))
 }
@@ -233,27 +231,21 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> AppResult<Json<serde_json::Value>> {
     authorize(&state.db, &principal, Action::ManageHolds, None).await?;
     let mut holds = Vec::new();
     for hold in state.db.holds().await? {
         holds.push(visible_view(&state, &principal, hold).await?);
     }
-    audit(
-        &state.db,
-        &principal,
-        Action::ManageHolds,
-        "ok",
-        None,
-        None,
-        Some(json!({ "hold": "list", "holds": holds.len() })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ManageHolds)
+        .detail(json!({ "hold": "list", "holds": holds.len() }))
+        .record(&state.db)
+        .await?;
     Ok(Json(json!({ "holds": holds })))
 }
 
 /// The hold `raw_id`; an unknown one is audited and 404.
-async fn hold_of(state: &AppState, principal: &Principal, raw_id: &str) -> ApiResult<Hold> {
+async fn hold_of(state: &AppState, principal: &Principal, raw_id: &str) -> AppResult<Hold> {
     let hold = match raw_id.parse::<uuid::Uuid>() {
         Ok(_) => state.db.hold(raw_id).await?,
         Err(_) => None,
@@ -261,17 +253,12 @@ async fn hold_of(state: &AppState, principal: &Principal, raw_id: &str) -> ApiRe
     match hold {
         Some(hold) => Ok(hold),
         None => {
-            audit(
-                &state.db,
-                principal,
-                Action::ManageHolds,
-                "not-found",
-                None,
-                None,
-                Some(json!({ "hold": "unknown" })),
-            )
-            .await?;
-            Err(ApiError::not_found())
+            AuditEvent::new(principal, Action::ManageHolds)
+                .outcome(Outcome::NotFound)
+                .detail(json!({ "hold": "unknown" }))
+                .record(&state.db)
+                .await?;
+            Err(AppError::not_found())
         }
     }
 }
@@ -280,19 +267,14 @@ pub async fn get_one(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-) -> ApiResult<Json<Hold>> {
+) -> AppResult<Json<Hold>> {
     authorize(&state.db, &principal, Action::ManageHolds, None).await?;
     let hold = hold_of(&state, &principal, &raw_id).await?;
-    audit(
-        &state.db,
-        &principal,
-        Action::ManageHolds,
-        "ok",
-        hold.patient_id,
-        None,
-        Some(json!({ "hold": "read", "id": hold.id })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ManageHolds)
+        .patient(hold.patient_id)
+        .detail(json!({ "hold": "read", "id": hold.id }))
+        .record(&state.db)
+        .await?;
     let hold = visible_view(&state, &principal, hold).await?;
     Ok(Json(hold))
 }
@@ -308,33 +290,28 @@ pub async fn release(
     principal: Principal,
     Path(raw_id): Path<String>,
     body: Result<Json<ReleaseBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Hold>> {
+) -> AppResult<Json<Hold>> {
     authorize(&state.db, &principal, Action::ManageHolds, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let reason = text_field("reason", &body.reason, 1000)?;
     let hold = hold_of(&state, &principal, &raw_id).await?;
     if !hold.active {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             ErrorCode::Conflict,
             format!("hold {} was released already", hold.id),
         ));
     }
-    audit(
-        &state.db,
-        &principal,
-        Action::ManageHolds,
-        "ok",
-        hold.patient_id,
-        None,
-        Some(json!({ "hold": "release", "id": hold.id, "scope": hold.scope.as_str() })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ManageHolds)
+        .patient(hold.patient_id)
+        .detail(json!({ "hold": "release", "id": hold.id, "scope": hold.scope.as_str() }))
+        .record(&state.db)
+        .await?;
     if !state
         .db
         .release_hold(&hold.id, principal.user_id, &reason)
         .await?
     {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             ErrorCode::Conflict,
             format!("hold {} was released already", hold.id),
         ));
@@ -343,7 +320,7 @@ pub async fn release(
         .db
         .hold(&hold.id)
         .await?
-        .ok_or_else(ApiError::not_found)?;
+        .ok_or_else(AppError::not_found)?;
     let hold = visible_view(&state, &principal, hold).await?;
     Ok(Json(hold))
 }

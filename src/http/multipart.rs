@@ -24,7 +24,7 @@ use axum::extract::{FromRequest, Request};
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{AppError, ErrorCode};
 
 /// What the parser may be handed while it looks for one part's headers (the boundary, the
 /// headers, and what it reads ahead of them).
@@ -73,13 +73,13 @@ impl Meter {
 
     /// Counts field data the parser handed out: it may read that much further ahead. Errs
     /// (413) once the field is larger than its route allows.
-    fn handed_out(&self, bytes: u64) -> Result<(), ApiError> {
+    fn handed_out(&self, bytes: u64) -> Result<(), AppError> {
         let mut metered = self.lock();
         metered.remaining = (metered.remaining + bytes).min(LOOKAHEAD_BYTES);
         metered.field_bytes += bytes;
         if metered.field_bytes > metered.field_limit {
             let what = metered.current.clone();
-            return Err(ApiError::new(
+            return Err(AppError::new(
                 ErrorCode::PayloadTooLarge,
                 format!("the '{what}' part is larger than this route accepts"),
             ));
@@ -92,7 +92,7 @@ impl Meter {
     }
 
     /// The 413 of the bound the parser ran into.
-    fn over(&self) -> ApiError {
+    fn over(&self) -> AppError {
         let what = self.lock().current.clone();
         let message = if what == "headers" {
             format!(
@@ -102,7 +102,7 @@ impl Meter {
         } else {
             format!("the '{what}' part is larger than this route accepts")
         };
-        ApiError::new(ErrorCode::PayloadTooLarge, message)
+        AppError::new(ErrorCode::PayloadTooLarge, message)
     }
 
     /// The next piece for the parser: `Pending` (and starved) when the budget is spent.
@@ -188,8 +188,8 @@ impl BoundedMultipart {
     pub(crate) async fn next_field(
         &mut self,
         limit: impl Fn(Option<&str>) -> u64,
-        malformed: impl Fn() -> ApiError,
-    ) -> Result<Option<Field<'_>>, ApiError> {
+        malformed: impl Fn() -> AppError,
+    ) -> Result<Option<Field<'_>>, AppError> {
         let meter = self.meter.clone();
         meter.set("headers", PART_HEADERS_BYTES, 0);
         let next = self.inner.next_field();
@@ -232,8 +232,8 @@ impl BoundedMultipart {
 pub(crate) async fn read_chunk(
     field: &mut Field<'_>,
     meter: &Meter,
-    malformed: impl Fn() -> ApiError,
-) -> Result<Option<Bytes>, ApiError> {
+    malformed: impl Fn() -> AppError,
+) -> Result<Option<Bytes>, AppError> {
     match bounded(field.chunk(), meter).await {
         Ok(Ok(Some(chunk))) => {
             meter.handed_out(chunk.len() as u64)?;
@@ -247,7 +247,7 @@ pub(crate) async fn read_chunk(
 
 /// Polls `future` (a step of the parser); once it waits for bytes the meter holds back, it
 /// is over its bound: the 413 instead.
-async fn bounded<T>(future: impl Future<Output = T>, meter: &Meter) -> Result<T, ApiError> {
+async fn bounded<T>(future: impl Future<Output = T>, meter: &Meter) -> Result<T, AppError> {
     let mut future = std::pin::pin!(future);
     std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
         Poll::Ready(value) => Poll::Ready(Ok(value)),
@@ -288,7 +288,7 @@ mod tests {
         .concat()
     }
 
-    async fn read_all(request: Request) -> Result<Vec<(String, usize)>, ApiError> {
+    async fn read_all(request: Request) -> Result<Vec<(String, usize)>, AppError> {
         let mut multipart = BoundedMultipart::from_request(request, &()).await.unwrap();
         let meter = multipart.meter();
         let mut fields = Vec::new();
@@ -298,7 +298,7 @@ mod tests {
             Some("file") => 1 << 20,
             _ => 0,
         };
-        let malformed = || ApiError::invalid("malformed");
+        let malformed = || AppError::invalid("malformed");
         while let Some(mut field) = multipart.next_field(limit, malformed).await? {
             let name = field.name().unwrap_or("").to_string();
             let mut size = 0;
@@ -369,3 +369,6 @@ mod tests {
         assert!(error.message.contains("'file'"), "{}", error.message);
     }
 }
+
+/// Room for multipart boundaries, part headers and small fields on top of a file's limit.
+pub(crate) const MULTIPART_OVERHEAD: u64 = 1024 * 1024;

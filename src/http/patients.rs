@@ -4,11 +4,12 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{audit, authorize, Action, Principal, Resource};
-use crate::db::{Document, Patient};
-use crate::domain::{Category, Mrn};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
+use crate::access::audit::{authorize, AuditEvent};
+use crate::access::policy::{Action, Principal, Resource};
+use crate::domain::Category;
+use crate::error::{AppError, AppResult};
+use crate::http::state::AppState;
+use crate::store::{Document, Patient};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,29 +27,25 @@ pub async fn lookup(
     State(state): State<AppState>,
     principal: Principal,
     body: Result<Json<LookupBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Chart>> {
+) -> AppResult<Json<Chart>> {
     authorize(&state.db, &principal, Action::LookupPatient, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
-    let mrn = Mrn::parse(&body.mrn).map_err(ApiError::invalid)?;
-    let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
-        audit(
-            &state.db,
-            &principal,
-            Action::LookupPatient,
-            "not-found",
-            None,
-            None,
-            None,
-        )
-        .await?;
-        return Err(ApiError::not_found());
-    };
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let patient = crate::access::lookup::patient_by_mrn(
+        &state,
+        &principal,
+        Action::LookupPatient,
+        &body.mrn,
+        None,
+    )
+    .await?;
     let documents = state.db.documents_of_patient(patient.id).await?;
     let mut visible = Vec::with_capacity(documents.len());
     for doc in documents {
         // Through break-the-glass too: the chart is what the emergency access is for (the
         // lookup's audit entry is flagged with the access).
-        if crate::auth::decide(&principal, Action::ReadDocument, Some(&doc.resource())).is_allow() {
+        if crate::access::policy::decide(&principal, Action::ReadDocument, Some(&doc.resource()))
+            .is_allow()
+        {
             visible.push(doc);
         }
     }
@@ -64,16 +61,10 @@ pub async fn lookup(
         }),
     )
     .await?;
-    audit(
-        &state.db,
-        &principal,
-        Action::LookupPatient,
-        "ok",
-        Some(patient.id),
-        None,
-        None,
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::LookupPatient)
+        .patient(patient.id)
+        .record(&state.db)
+        .await?;
     Ok(Json(Chart {
         patient,
         documents: visible,
@@ -112,14 +103,14 @@ pub async fn search_by_name(
     State(state): State<AppState>,
     principal: Principal,
     body: Result<Json<NameSearchBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<NameMatches>> {
+) -> AppResult<Json<NameMatches>> {
     authorize(&state.db, &principal, Action::LookupPatient, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     if body.name.chars().count() > 200 {
-        return Err(ApiError::invalid("name must be at most 200 characters"));
+        return Err(AppError::invalid("name must be at most 200 characters"));
     }
     if !(1..=100).contains(&body.limit) {
-        return Err(ApiError::invalid("limit must be 1 to 100"));
+        return Err(AppError::invalid("limit must be 1 to 100"));
     }
     // The caller's scope is part of the index query, as in `/search`: patients off their
     // list, categories they may not see and documents waiting in QA never match, so neither
@@ -141,8 +132,8 @@ pub async fn search_by_name(
     })
     .await?
     .map_err(|e| match e {
-        chartvault_index::IndexError::Query(message) => ApiError::invalid(message),
-        other => ApiError::internal(other),
+        chartvault_index::IndexError::Query(message) => AppError::invalid(message),
+        other => AppError::internal(other),
     })?;
     let mut patients = Vec::with_capacity(found.len());
     for matched in found {
@@ -155,7 +146,9 @@ pub async fn search_by_name(
             records_only: false,
         };
         // (The index query applied the scope already; the policy function has the last word.)
-        if !crate::auth::decide(&principal, Action::LookupPatient, Some(&resource)).is_allow() {
+        if !crate::access::policy::decide(&principal, Action::LookupPatient, Some(&resource))
+            .is_allow()
+        {
             continue;
         }
         if let Some(patient) = state.db.patient(patient_id).await? {
@@ -166,15 +159,9 @@ pub async fn search_by_name(
         }
     }
     let ids: Vec<String> = patients.iter().map(|m| m.patient.id.to_string()).collect();
-    audit(
-        &state.db,
-        &principal,
-        Action::LookupPatient,
-        "ok",
-        None,
-        None,
-        Some(serde_json::json!({ "by": "name", "patients": ids })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::LookupPatient)
+        .detail(serde_json::json!({ "by": "name", "patients": ids }))
+        .record(&state.db)
+        .await?;
     Ok(Json(NameMatches { patients }))
 }

@@ -10,11 +10,13 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::auth::{audit, authorize, decide, Action, Principal};
-use crate::db::batches::{NewSegment, Segment};
+use crate::access::audit::{authorize, AuditEvent};
+use crate::access::policy::{decide, Action, Principal};
+use crate::domain::Outcome;
 use crate::domain::{parse_slug, Category, DocumentId, DocumentStatus, Mrn, PatientId};
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::AppState;
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::http::state::AppState;
+use crate::store::batches::{NewSegment, Segment};
 use chartvault_ocr::CoverSheet;
 
 #[derive(Serialize)]
@@ -53,7 +55,7 @@ pub struct QaQueue {
     page_ranges: Vec<QaPageRange>,
 }
 
-pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<QaQueue>> {
+pub async fn list(State(state): State<AppState>, principal: Principal) -> AppResult<Json<QaQueue>> {
     authorize(&state.db, &principal, Action::ReviewQa, None).await?;
     let mut documents = Vec::new();
     for doc in state.db.qa_documents().await? {
@@ -98,16 +100,10 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiRes
             created_at: batch.created_at,
         });
     }
-    audit(
-        &state.db,
-        &principal,
-        Action::ReviewQa,
-        "ok",
-        None,
-        None,
-        Some(json!({ "documents": documents.len(), "page_ranges": page_ranges.len() })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ReviewQa)
+        .detail(json!({ "documents": documents.len(), "page_ranges": page_ranges.len() }))
+        .record(&state.db)
+        .await?;
     Ok(Json(QaQueue {
         documents,
         page_ranges,
@@ -154,9 +150,9 @@ pub async fn resolve(
     principal: Principal,
     Path(raw_id): Path<String>,
     body: Result<Json<Resolution>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Resolved>> {
+) -> AppResult<Json<Resolved>> {
     authorize(&state.db, &principal, Action::ReviewQa, None).await?;
-    let Json(resolution) = body.map_err(super::json_rejection)?;
+    let Json(resolution) = body.map_err(super::extract::json_rejection)?;
     if let Ok(id) = raw_id.parse::<DocumentId>() {
         if let Some(segment) = state.db.segment(id).await? {
             return resolve_page_range(&state, &principal, segment, resolution).await;
@@ -165,25 +161,23 @@ pub async fn resolve(
     // Unknown ids and documents outside the caller's scope (a sensitive category without a
     // grant) are audited and 404, as on every document route.
     let doc =
-        super::documents::document_in_scope(&state, &principal, Action::ReviewQa, &raw_id).await?;
+        crate::access::lookup::document_in_scope(&state, &principal, Action::ReviewQa, &raw_id)
+            .await?;
     if doc.status != DocumentStatus::Qa {
-        audit(
-            &state.db,
-            &principal,
-            Action::ReviewQa,
-            "refused",
-            Some(doc.patient_id),
-            Some(doc.id),
-            Some(json!({ "refusal": "not in the QA queue" })),
-        )
-        .await?;
-        return Err(ApiError::new(
+        AuditEvent::new(&principal, Action::ReviewQa)
+            .outcome(Outcome::Refused)
+            .patient(doc.patient_id)
+            .document(doc.id)
+            .detail(json!({ "refusal": "not in the QA queue" }))
+            .record(&state.db)
+            .await?;
+        return Err(AppError::new(
             ErrorCode::Conflict,
             "the document is not in the QA queue",
         ));
     }
     match resolution {
-        Resolution::Split { .. } | Resolution::Merge { .. } => Err(ApiError::invalid(
+        Resolution::Split { .. } | Resolution::Merge { .. } => Err(AppError::invalid(
             "only a page range of a batch can be split or merged; file or reject this document",
         )),
         Resolution::Accept => {
@@ -206,10 +200,10 @@ pub async fn resolve(
             service_date,
         } => {
             let document_type = match document_type {
-                Some(raw) => parse_slug("document_type", &raw).map_err(ApiError::invalid)?,
+                Some(raw) => parse_slug("document_type", &raw).map_err(AppError::invalid)?,
                 None => doc.document_type.clone(),
             };
-            let patient_id = patient_for(&state, &mrn, name).await?;
+            let patient_id = crate::ingest::upload::patient_for(&state, &mrn, name).await?;
             audit_resolution(&state, &principal, &doc, patient_id, "assign").await?;
             state
                 .db
@@ -220,9 +214,9 @@ pub async fn resolve(
                     service_date.or(doc.service_date),
                 )
                 .await?;
-            crate::worker::reindex_document(&state, doc.id)
+            crate::ingest::pages::reindex_document(&state, doc.id)
                 .await
-                .map_err(ApiError::internal)?;
+                .map_err(AppError::internal)?;
             Ok(Json(Resolved {
                 id: doc.id,
                 status: DocumentStatus::Indexed.as_str(),
@@ -233,15 +227,15 @@ pub async fn resolve(
         Resolution::Reject { reason } => {
             let reason = reason.trim();
             if reason.is_empty() || reason.chars().count() > 1000 {
-                return Err(ApiError::invalid("reason must be 1 to 1000 characters"));
+                return Err(AppError::invalid("reason must be 1 to 1000 characters"));
             }
-            if let Some(refusal) = crate::shred::state_or_hold_refusal(&state, &doc).await? {
+            if let Some(refusal) = crate::legal::shred::state_or_hold_refusal(&state, &doc).await? {
                 return Err(refusal);
             }
             audit_resolution(&state, &principal, &doc, doc.patient_id, "reject").await?;
             let by = principal.user_id.to_string();
-            if !crate::shred::shred(&state, &doc, &by, reason, None).await? {
-                return Err(ApiError::new(
+            if !crate::legal::shred::shred(&state, &doc, &by, reason, None).await? {
+                return Err(AppError::new(
                     ErrorCode::Conflict,
                     "the document changed state during the request; retry",
                 ));
@@ -260,42 +254,16 @@ pub async fn resolve(
 async fn audit_resolution(
     state: &AppState,
     principal: &Principal,
-    doc: &crate::db::Document,
+    doc: &crate::store::Document,
     patient_id: PatientId,
     resolution: &'static str,
-) -> ApiResult<()> {
-    audit(
-        &state.db,
-        principal,
-        Action::ReviewQa,
-        "ok",
-        Some(patient_id),
-        Some(doc.id),
-        Some(json!({ "resolution": resolution, "filed_under_before": doc.patient_id })),
-    )
-    .await
-}
-
-/// The patient of an MRN, created when `name` is given and no patient has the MRN yet.
-pub(super) async fn patient_for(
-    state: &AppState,
-    mrn: &str,
-    name: Option<String>,
-) -> ApiResult<PatientId> {
-    let mrn = Mrn::parse(mrn).map_err(|e| ApiError::invalid(format!("mrn: {e}")))?;
-    if let Some(patient) = state.db.patient_by_mrn(&mrn).await? {
-        return Ok(patient.id);
-    }
-    let name = name
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty() && n.len() <= 200)
-        .ok_or_else(|| {
-            ApiError::invalid("no patient has that MRN: give the patient's name to create one")
-        })?;
-    let mut tx = state.db.begin().await?;
-    let id = state.db.ensure_patient(&mut tx, &mrn, &name, None).await?;
-    tx.commit().await?;
-    Ok(id)
+) -> AppResult<()> {
+    AuditEvent::new(principal, Action::ReviewQa)
+        .patient(patient_id)
+        .document(doc.id)
+        .detail(json!({ "resolution": resolution, "filed_under_before": doc.patient_id }))
+        .record(&state.db)
+        .await
 }
 
 /// Whether the caller may see a page range: its cover sheet's category, when it names one,
@@ -321,7 +289,7 @@ fn page_range_visible(principal: &Principal, cover: Option<&CoverSheet>) -> bool
 }
 
 /// What a page range's cover sheet says, when it has one that could be read.
-async fn readable_cover(state: &AppState, segment: &Segment) -> ApiResult<Option<CoverSheet>> {
+async fn readable_cover(state: &AppState, segment: &Segment) -> AppResult<Option<CoverSheet>> {
     let Some(page) = segment.cover_page else {
         return Ok(None);
     };
@@ -343,19 +311,15 @@ async fn resolve_page_range(
     principal: &Principal,
     segment: Segment,
     resolution: Resolution,
-) -> ApiResult<Json<Resolved>> {
+) -> AppResult<Json<Resolved>> {
     let refused = |why: &'static str| async move {
-        audit(
-            &state.db,
-            principal,
-            Action::ReviewQa,
-            "refused",
-            None,
-            Some(segment.id),
-            Some(json!({ "refusal": why })),
-        )
-        .await?;
-        Err::<Json<Resolved>, _>(ApiError::new(ErrorCode::Conflict, why))
+        AuditEvent::new(principal, Action::ReviewQa)
+            .outcome(Outcome::Refused)
+            .document(segment.id)
+            .detail(json!({ "refusal": why }))
+            .record(&state.db)
+            .await?;
+        Err::<Json<Resolved>, _>(AppError::new(ErrorCode::Conflict, why))
     };
     let readable = readable_cover(state, &segment).await?;
     if !page_range_visible(principal, readable.as_ref()) {
@@ -365,7 +329,7 @@ async fn resolve_page_range(
         return refused("the page range is not in the QA queue").await;
     }
     let Some(batch) = state.db.batch(segment.batch_id).await? else {
-        return Err(ApiError::not_found());
+        return Err(AppError::not_found());
     };
     let cover = match readable {
         Some(CoverSheet::Cover {
@@ -391,21 +355,16 @@ async fn resolve_page_range(
         Resolution::Reject { reason } => {
             let reason = reason.trim();
             if reason.is_empty() || reason.chars().count() > 1000 {
-                return Err(ApiError::invalid("reason must be 1 to 1000 characters"));
+                return Err(AppError::invalid("reason must be 1 to 1000 characters"));
             }
-            audit(
-                &state.db,
-                principal,
-                Action::ReviewQa,
-                "ok",
-                None,
-                Some(segment.id),
-                Some(detail("reject", None)),
-            )
-            .await?;
-            if !crate::batch::reject(state, &segment, principal.user_id)
+            AuditEvent::new(principal, Action::ReviewQa)
+                .document(segment.id)
+                .detail(detail("reject", None))
+                .record(&state.db)
+                .await?;
+            if !crate::ingest::batch::reject(state, &segment, principal.user_id)
                 .await
-                .map_err(ApiError::internal)?
+                .map_err(AppError::internal)?
             {
                 return refused("the page range was resolved meanwhile").await;
             }
@@ -418,24 +377,27 @@ async fn resolve_page_range(
         }
         Resolution::Accept => {
             let Some((mrn, document_type, category, service_date)) = cover else {
-                return Err(ApiError::invalid(
+                return Err(AppError::invalid(
                     "the page range has no readable cover sheet: assign it to a patient",
                 ));
             };
             let mrn = Mrn::parse(&mrn).map_err(|_| {
-                ApiError::invalid("the cover sheet's MRN is not valid: assign the page range")
+                AppError::invalid("the cover sheet's MRN is not valid: assign the page range")
             })?;
             let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
-                return Err(ApiError::invalid(
+                return Err(AppError::invalid(
                     "no patient has the cover sheet's MRN: assign the page range, with the \
                      patient's name to create one",
                 ));
             };
-            let (document_type, category) =
-                crate::batch::cover_fields(&document_type, category.as_deref()).map_err(|why| {
-                    ApiError::invalid(format!("{why}: assign the page range with a document_type"))
-                })?;
-            crate::batch::Filing {
+            let (document_type, category) = crate::ingest::batch::cover_fields(
+                &document_type,
+                category.as_deref(),
+            )
+            .map_err(|why| {
+                AppError::invalid(format!("{why}: assign the page range with a document_type"))
+            })?;
+            crate::ingest::batch::Filing {
                 patient_id: patient.id,
                 document_type,
                 category,
@@ -450,11 +412,11 @@ async fn resolve_page_range(
         } => {
             let from_cover = cover
                 .as_ref()
-                .map(|c| crate::batch::cover_fields(&c.1, c.2.as_deref()));
+                .map(|c| crate::ingest::batch::cover_fields(&c.1, c.2.as_deref()));
             let category = match &from_cover {
                 Some(Ok((_, category))) => category.clone(),
                 Some(Err(why)) if cover.as_ref().is_some_and(|c| c.2.is_some()) => {
-                    return Err(ApiError::invalid(format!(
+                    return Err(AppError::invalid(format!(
                         "{why}: it cannot be filed under it; reject the page range, or fix the \
                          cover sheet and scan it again"
                     )))
@@ -462,17 +424,17 @@ async fn resolve_page_range(
                 _ => Category::general(),
             };
             let document_type = match (document_type, from_cover) {
-                (Some(raw), _) => parse_slug("document_type", &raw).map_err(ApiError::invalid)?,
+                (Some(raw), _) => parse_slug("document_type", &raw).map_err(AppError::invalid)?,
                 (None, Some(Ok((from_cover, _)))) => from_cover,
                 (None, _) => {
-                    return Err(ApiError::invalid(
+                    return Err(AppError::invalid(
                         "document_type is required: the page range has no readable cover sheet \
                          with a valid type",
                     ))
                 }
             };
-            let patient_id = patient_for(state, &mrn, name).await?;
-            crate::batch::Filing {
+            let patient_id = crate::ingest::upload::patient_for(state, &mrn, name).await?;
+            crate::ingest::batch::Filing {
                 patient_id,
                 document_type,
                 category,
@@ -485,19 +447,15 @@ async fn resolve_page_range(
             }
         }
     };
-    audit(
-        &state.db,
-        principal,
-        Action::ReviewQa,
-        "ok",
-        Some(filing.patient_id),
-        Some(segment.document_id),
-        Some(detail("file", Some(filing.patient_id))),
-    )
-    .await?;
-    if !crate::batch::file(state, &batch, &segment, &filing, Some(principal.user_id))
+    AuditEvent::new(principal, Action::ReviewQa)
+        .patient(filing.patient_id)
+        .document(segment.document_id)
+        .detail(detail("file", Some(filing.patient_id)))
+        .record(&state.db)
+        .await?;
+    if !crate::ingest::batch::file(state, &batch, &segment, &filing, Some(principal.user_id))
         .await
-        .map_err(ApiError::internal)?
+        .map_err(AppError::internal)?
     {
         return refused("the page range was resolved meanwhile").await;
     }
@@ -514,7 +472,7 @@ pub async fn page_image(
     State(state): State<AppState>,
     principal: Principal,
     Path((raw_id, page)): Path<(String, u32)>,
-) -> ApiResult<axum::response::Response> {
+) -> AppResult<axum::response::Response> {
     use axum::response::IntoResponse;
     authorize(&state.db, &principal, Action::ReviewQa, None).await?;
     let segment = match raw_id.parse::<DocumentId>() {
@@ -530,37 +488,27 @@ pub async fn page_image(
         None => None,
     };
     let Some(segment) = found else {
-        audit(
-            &state.db,
-            &principal,
-            Action::ReviewQa,
-            "not-found",
-            None,
-            raw_id.parse().ok(),
-            None,
-        )
-        .await?;
-        return Err(ApiError::not_found());
+        AuditEvent::new(&principal, Action::ReviewQa)
+            .outcome(Outcome::NotFound)
+            .document(raw_id.parse().ok())
+            .record(&state.db)
+            .await?;
+        return Err(AppError::not_found());
     };
     let batch_page = segment.first_page + page - 1;
-    audit(
-        &state.db,
-        &principal,
-        Action::ReviewQa,
-        "ok",
-        None,
-        Some(segment.id),
-        Some(json!({ "batch": segment.batch_id, "batch_page": batch_page })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ReviewQa)
+        .document(segment.id)
+        .detail(json!({ "batch": segment.batch_id, "batch_page": batch_page }))
+        .record(&state.db)
+        .await?;
     let png = state
         .vault
-        .get(crate::vault::ObjectRef::PageImage(
+        .get(crate::store::vault::ObjectRef::PageImage(
             segment.batch_id,
             batch_page,
         ))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(AppError::internal)?;
     Ok(([(axum::http::header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 
@@ -570,18 +518,13 @@ async fn hidden_page_range(
     state: &AppState,
     principal: &Principal,
     id: DocumentId,
-) -> ApiResult<Json<Resolved>> {
-    audit(
-        &state.db,
-        principal,
-        Action::ReviewQa,
-        "denied-scope",
-        None,
-        Some(id),
-        None,
-    )
-    .await?;
-    Err(ApiError::not_found())
+) -> AppResult<Json<Resolved>> {
+    AuditEvent::new(principal, Action::ReviewQa)
+        .outcome(Outcome::DeniedScope)
+        .document(id)
+        .record(&state.db)
+        .await?;
+    Err(AppError::not_found())
 }
 
 /// Cuts a page range in the queue into several, before each page of `at`.
@@ -590,12 +533,12 @@ async fn split(
     principal: &Principal,
     segment: &Segment,
     mut at: Vec<u32>,
-) -> ApiResult<Json<Resolved>> {
+) -> AppResult<Json<Resolved>> {
     at.sort_unstable();
     at.dedup();
     let count = segment.page_count();
     if at.is_empty() || at.iter().any(|&page| page < 2 || page > count) {
-        return Err(ApiError::invalid(format!(
+        return Err(AppError::invalid(format!(
             "at: give the pages (2 to {count}) where new page ranges start"
         )));
     }
@@ -634,7 +577,7 @@ async fn merge(
     principal: &Principal,
     segment: &Segment,
     with: &str,
-) -> ApiResult<Json<Resolved>> {
+) -> AppResult<Json<Resolved>> {
     let other = match with.parse::<DocumentId>() {
         Ok(id) => state.db.segment(id).await?,
         Err(_) => None,
@@ -648,12 +591,12 @@ async fn merge(
         None => None,
     };
     let Some(other) = other else {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             "with: not another page range of the same batch",
         ));
     };
     if other.status != "qa" {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             ErrorCode::Conflict,
             "the other page range is not in the QA queue",
         ));
@@ -664,7 +607,7 @@ async fn merge(
         (&other, segment)
     };
     if b.cover_page.unwrap_or(b.first_page) != a.last_page + 1 {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             "the page ranges are not next to each other in the batch",
         ));
     }
@@ -695,29 +638,24 @@ async fn replace(
     old: &[&Segment],
     status: &'static str,
     new: &[NewSegment],
-) -> ApiResult<Json<Resolved>> {
+) -> AppResult<Json<Resolved>> {
     let old_ids: Vec<DocumentId> = old.iter().map(|s| s.id).collect();
-    audit(
-        &state.db,
-        principal,
-        Action::ReviewQa,
-        "ok",
-        None,
-        Some(old_ids[0]),
-        Some(json!({
+    AuditEvent::new(principal, Action::ReviewQa)
+        .document(old_ids[0])
+        .detail(json!({
             "resolution": status,
             "batch": batch,
             "page_ranges": old_ids,
             "into": new.iter().map(|s| [s.first_page, s.last_page]).collect::<Vec<_>>(),
-        })),
-    )
-    .await?;
+        }))
+        .record(&state.db)
+        .await?;
     let Some(ids) = state
         .db
         .replace_segments(batch, &old_ids, status, new, principal.user_id)
         .await?
     else {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             ErrorCode::Conflict,
             "a page range was resolved meanwhile; reload the queue",
         ));

@@ -1,4 +1,4 @@
-//! Release requests and their productions (`legal`); see [`crate::release`].
+//! Release requests and their productions (`legal`); see [`crate::legal::release`].
 //!
 //! - `POST /releases`, `GET /releases` (soonest due first), `GET /releases/{id}` (with the
 //!   checklist over the documents it covers, its attachments, exclusions, redactions and
@@ -24,16 +24,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::auth::{audit, authorize, Action, Principal};
-use crate::db::releases::{
+use crate::access::audit::{authorize, AuditEvent};
+use crate::access::policy::{Action, Principal};
+use crate::domain::Outcome;
+use crate::domain::{parse_slug, DocumentId};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::http::state::AppState;
+use crate::legal::release::{self, ChecklistItem, ProductionRequest, LEGAL_BASES};
+use crate::store::releases::{
     Attachment, Exclusion, NewRelease, Party, Production, Redaction, Region, Release,
     ReleaseDetails,
 };
-use crate::domain::{parse_slug, DocumentId, Mrn};
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::AppState;
-use crate::release::{self, ChecklistItem, ProductionRequest, LEGAL_BASES};
-use crate::vault::ObjectRef;
+use crate::store::vault::ObjectRef;
 
 /// Largest supporting document (a scanned subpoena or order).
 const MAX_ATTACHMENT_BYTES: usize = 50 * 1024 * 1024;
@@ -64,19 +66,19 @@ pub struct ReleaseBody {
     bates_prefix: Option<String>,
 }
 
-fn optional_text(name: &str, value: Option<String>, max: usize) -> ApiResult<Option<String>> {
+fn optional_text(name: &str, value: Option<String>, max: usize) -> AppResult<Option<String>> {
     match value.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(v) if v.chars().count() > max => Err(ApiError::invalid(format!(
+        Some(v) if v.chars().count() > max => Err(AppError::invalid(format!(
             "{name} must be at most {max} characters"
         ))),
         Some(v) => Ok(Some(v.to_string())),
     }
 }
 
-fn party(name: &str, p: Party) -> ApiResult<Party> {
+fn party(name: &str, p: Party) -> AppResult<Party> {
     let full = optional_text(&format!("{name}.name"), Some(p.name), 300)?
-        .ok_or_else(|| ApiError::invalid(format!("{name}.name must not be empty")))?;
+        .ok_or_else(|| AppError::invalid(format!("{name}.name must not be empty")))?;
     Ok(Party {
         name: full,
         organization: optional_text(&format!("{name}.organization"), p.organization, 300)?,
@@ -98,7 +100,7 @@ pub struct ReleaseView {
     productions: Vec<Production>,
 }
 
-async fn view(state: &AppState, principal: &Principal, release: Release) -> ApiResult<ReleaseView> {
+async fn view(state: &AppState, principal: &Principal, release: Release) -> AppResult<ReleaseView> {
     let documents = release::documents_in_scope(state, principal, &release).await?;
     let attachments = state.db.attachments(&release.id).await?;
     let kinds: Vec<String> = attachments.iter().map(|a| a.kind.clone()).collect();
@@ -124,7 +126,7 @@ async fn view(state: &AppState, principal: &Principal, release: Release) -> ApiR
 }
 
 /// The release `raw_id`; an unknown one is audited and 404.
-async fn release_of(state: &AppState, principal: &Principal, raw_id: &str) -> ApiResult<Release> {
+async fn release_of(state: &AppState, principal: &Principal, raw_id: &str) -> AppResult<Release> {
     let release = match raw_id.parse::<uuid::Uuid>() {
         Ok(_) => state.db.release(raw_id).await?,
         Err(_) => None,
@@ -132,17 +134,12 @@ async fn release_of(state: &AppState, principal: &Principal, raw_id: &str) -> Ap
     match release {
         Some(release) => Ok(release),
         None => {
-            audit(
-                &state.db,
-                principal,
-                Action::ManageReleases,
-                "not-found",
-                None,
-                None,
-                Some(json!({ "release": "unknown" })),
-            )
-            .await?;
-            Err(ApiError::not_found())
+            AuditEvent::new(principal, Action::ManageReleases)
+                .outcome(Outcome::NotFound)
+                .detail(json!({ "release": "unknown" }))
+                .record(&state.db)
+                .await?;
+            Err(AppError::not_found())
         }
     }
 }
@@ -155,78 +152,64 @@ async fn audit_release(
     principal: &Principal,
     release: &Release,
     mut detail: serde_json::Value,
-) -> ApiResult<()> {
+) -> AppResult<()> {
     if let Some(map) = detail.as_object_mut() {
         map.insert("patients".to_string(), json!(release.patient_ids));
     }
-    audit(
-        &state.db,
-        principal,
-        Action::ManageReleases,
-        "ok",
-        release.patient_ids.first().copied(),
-        None,
-        Some(detail),
-    )
-    .await
+    AuditEvent::new(principal, Action::ManageReleases)
+        .patient(release.patient_ids.first().copied())
+        .detail(detail)
+        .record(&state.db)
+        .await
 }
 
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
     body: JsonBody<ReleaseBody>,
-) -> ApiResult<(StatusCode, Json<ReleaseView>)> {
+) -> AppResult<(StatusCode, Json<ReleaseView>)> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     if !LEGAL_BASES.contains(&body.legal_basis.as_str()) {
-        return Err(ApiError::invalid(format!(
+        return Err(AppError::invalid(format!(
             "legal_basis must be one of: {}",
             LEGAL_BASES.join(", ")
         )));
     }
     if body.patients.is_empty() || body.patients.len() > 100 {
-        return Err(ApiError::invalid("patients must name 1 to 100 MRNs"));
+        return Err(AppError::invalid("patients must name 1 to 100 MRNs"));
     }
     if let (Some(from), Some(to)) = (body.from, body.to) {
         if from > to {
-            return Err(ApiError::invalid("from must not be after to"));
+            return Err(AppError::invalid("from must not be after to"));
         }
     }
     let config = &state.config.releases;
     let due_on = release::due_on(config, &body.legal_basis, body.received_on, body.due_on);
     if due_on < body.received_on {
-        return Err(ApiError::invalid("due_on must not be before received_on"));
+        return Err(AppError::invalid("due_on must not be before received_on"));
     }
     let bates_prefix = match &body.bates_prefix {
-        Some(raw) => release::parse_bates_prefix(raw).map_err(ApiError::invalid)?,
+        Some(raw) => crate::config::parse_bates_prefix(raw).map_err(AppError::invalid)?,
         None => config.bates_prefix.clone(),
     };
-    let slugs = |name: &str, list: &[String]| -> ApiResult<Vec<String>> {
+    let slugs = |name: &str, list: &[String]| -> AppResult<Vec<String>> {
         list.iter()
-            .map(|s| parse_slug(name, s).map_err(ApiError::invalid))
+            .map(|s| parse_slug(name, s).map_err(AppError::invalid))
             .collect()
     };
     let document_types = slugs("document_types", &body.document_types)?;
     let categories = slugs("categories", &body.categories)?;
     let mut patients = Vec::with_capacity(body.patients.len());
     for raw in &body.patients {
-        let mrn = Mrn::parse(raw).map_err(ApiError::invalid)?;
-        let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
-            audit(
-                &state.db,
-                &principal,
-                Action::ManageReleases,
-                "not-found",
-                None,
-                None,
-                Some(json!({ "release": "create", "unknown_mrn": true })),
-            )
-            .await?;
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                "a requested MRN belongs to no patient in the archive",
-            ));
-        };
+        let patient = crate::access::lookup::patient_by_mrn(
+            &state,
+            &principal,
+            Action::ManageReleases,
+            raw,
+            Some(json!({ "release": "create", "unknown_mrn": true })),
+        )
+        .await?;
         patients.push(patient.id);
     }
     let details = ReleaseDetails {
@@ -240,16 +223,13 @@ pub async fn create(
             4000,
         )?,
     };
-    audit(
-        &state.db,
-        &principal,
-        Action::ManageReleases,
-        "ok",
-        patients.first().copied(),
-        None,
-        Some(json!({ "release": "create", "legal_basis": body.legal_basis, "patients": patients })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ManageReleases)
+        .patient(patients.first().copied())
+        .detail(
+            json!({ "release": "create", "legal_basis": body.legal_basis, "patients": patients }),
+        )
+        .record(&state.db)
+        .await?;
     let id = state
         .db
         .insert_release(&NewRelease {
@@ -271,7 +251,7 @@ pub async fn create(
         .db
         .release(&id)
         .await?
-        .ok_or_else(ApiError::not_found)?;
+        .ok_or_else(AppError::not_found)?;
     Ok((
         StatusCode::CREATED,
         Json(view(&state, &principal, release).await?),
@@ -281,7 +261,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> AppResult<Json<serde_json::Value>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let today = chrono::Utc::now().date_naive();
     let mut out = Vec::new();
@@ -297,16 +277,10 @@ pub async fn list(
             "patient_ids": release.patient_ids,
         }));
     }
-    audit(
-        &state.db,
-        &principal,
-        Action::ManageReleases,
-        "ok",
-        None,
-        None,
-        Some(json!({ "release": "list", "releases": out.len() })),
-    )
-    .await?;
+    AuditEvent::new(&principal, Action::ManageReleases)
+        .detail(json!({ "release": "list", "releases": out.len() }))
+        .record(&state.db)
+        .await?;
     Ok(Json(json!({ "releases": out })))
 }
 
@@ -314,7 +288,7 @@ pub async fn get_one(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-) -> ApiResult<Json<ReleaseView>> {
+) -> AppResult<Json<ReleaseView>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let release = release_of(&state, &principal, &raw_id).await?;
     audit_release(
@@ -332,7 +306,7 @@ pub async fn attach(
     principal: Principal,
     Path(raw_id): Path<String>,
     request: axum::extract::Request,
-) -> ApiResult<(StatusCode, Json<Attachment>)> {
+) -> AppResult<(StatusCode, Json<Attachment>)> {
     // Authorised before a byte of the body is read.
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let release = release_of(&state, &principal, &raw_id).await?;
@@ -340,7 +314,7 @@ pub async fn attach(
     let mut multipart = BoundedMultipart::from_request(request, &state)
         .await
         .map_err(|_| {
-            ApiError::invalid(
+            AppError::invalid(
                 "send the attachment as multipart/form-data with fields kind and file",
             )
         })?;
@@ -353,23 +327,23 @@ pub async fn attach(
         Some("file") => MAX_ATTACHMENT_BYTES as u64,
         _ => 0,
     };
-    let malformed = || ApiError::invalid("malformed multipart body");
+    let malformed = || AppError::invalid("malformed multipart body");
     while let Some(mut field) = multipart.next_field(field_limit, malformed).await? {
         match field.name() {
             Some("kind") => {
                 let mut text = Vec::new();
-                let malformed_kind = || ApiError::invalid("malformed kind field");
+                let malformed_kind = || AppError::invalid("malformed kind field");
                 while let Some(chunk) = read_chunk(&mut field, &meter, malformed_kind).await? {
                     text.extend_from_slice(&chunk);
                 }
                 if text.len() as u64 > MAX_KIND_BYTES {
-                    return Err(ApiError::new(
+                    return Err(AppError::new(
                         ErrorCode::PayloadTooLarge,
                         "the kind field is larger than this route accepts",
                     ));
                 }
                 let text = String::from_utf8(text)
-                    .map_err(|_| ApiError::invalid("the kind field is not UTF-8 text"))?;
+                    .map_err(|_| AppError::invalid("the kind field is not UTF-8 text"))?;
                 kind = Some(text.trim().to_string());
             }
             Some("file") => {
@@ -378,10 +352,10 @@ pub async fn attach(
                     .unwrap_or("application/octet-stream")
                     .to_string();
                 let mut bytes = Vec::new();
-                let malformed_file = || ApiError::invalid("malformed file field");
+                let malformed_file = || AppError::invalid("malformed file field");
                 while let Some(chunk) = read_chunk(&mut field, &meter, malformed_file).await? {
                     if bytes.len() + chunk.len() > MAX_ATTACHMENT_BYTES {
-                        return Err(ApiError::new(
+                        return Err(AppError::new(
                             ErrorCode::PayloadTooLarge,
                             format!(
                                 "an attachment may be at most {} MiB",
@@ -394,31 +368,31 @@ pub async fn attach(
                 file = Some((bytes, content_type));
             }
             _ => {
-                return Err(ApiError::invalid(
+                return Err(AppError::invalid(
                     "unexpected multipart field: only kind and file",
                 ))
             }
         }
     }
-    let kind = kind.ok_or_else(|| ApiError::invalid("the kind field is missing"))?;
+    let kind = kind.ok_or_else(|| AppError::invalid("the kind field is missing"))?;
     if !config.known_kind(&kind) {
-        return Err(ApiError::invalid(format!(
+        return Err(AppError::invalid(format!(
             "kind must be one of: {}, {} (or an authorization named in \
              releases.category_requirements)",
-            release::AUTHORIZING_KINDS.join(", "),
-            release::OTHER_KINDS.join(", ")
+            crate::config::AUTHORIZING_KINDS.join(", "),
+            crate::config::OTHER_KINDS.join(", ")
         )));
     }
     let (bytes, content_type) =
-        file.ok_or_else(|| ApiError::invalid("the file field is missing"))?;
+        file.ok_or_else(|| AppError::invalid("the file field is missing"))?;
     if bytes.is_empty() {
-        return Err(ApiError::invalid("the attached file is empty"));
+        return Err(AppError::invalid("the attached file is empty"));
     }
     if !matches!(
         content_type.as_str(),
         "application/pdf" | "image/tiff" | "image/png" | "image/jpeg"
     ) {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             ErrorCode::UnsupportedMediaType,
             "an attachment is a PDF, TIFF, PNG or JPEG scan",
         ));
@@ -431,7 +405,7 @@ pub async fn attach(
         sha256: hex::encode(Sha256::digest(&bytes)),
         size_bytes: bytes.len() as i64,
         created_by: principal.user_id.to_string(),
-        created_at: crate::db::now(),
+        created_at: crate::store::now(),
     };
     audit_release(
         &state,
@@ -460,12 +434,12 @@ pub async fn exclude(
     principal: Principal,
     Path(raw_id): Path<String>,
     body: JsonBody<ExclusionBody>,
-) -> ApiResult<Json<ReleaseView>> {
+) -> AppResult<Json<ReleaseView>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let reason = optional_text("reason", Some(body.reason), 1000)?
-        .ok_or_else(|| ApiError::invalid("reason must not be empty"))?;
+        .ok_or_else(|| AppError::invalid("reason must not be empty"))?;
     let ids = super::holds::visible_documents(&state, &principal, &body.document_ids).await?;
     audit_release(
         &state,
@@ -493,9 +467,9 @@ pub async fn include(
     principal: Principal,
     Path(raw_id): Path<String>,
     body: JsonBody<IncludeBody>,
-) -> ApiResult<Json<ReleaseView>> {
+) -> AppResult<Json<ReleaseView>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let ids = super::holds::visible_documents(&state, &principal, &body.document_ids).await?;
     audit_release(
@@ -515,7 +489,7 @@ pub async fn unredact(
     State(state): State<AppState>,
     principal: Principal,
     Path((raw_id, raw_rid)): Path<(String, String)>,
-) -> ApiResult<Json<ReleaseView>> {
+) -> AppResult<Json<ReleaseView>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let known = state
@@ -525,17 +499,13 @@ pub async fn unredact(
         .iter()
         .any(|r| r.id == raw_rid);
     if !known {
-        audit(
-            &state.db,
-            &principal,
-            Action::ManageReleases,
-            "not-found",
-            release.patient_ids.first().copied(),
-            None,
-            Some(json!({ "redaction": "unknown", "patients": release.patient_ids })),
-        )
-        .await?;
-        return Err(ApiError::not_found());
+        AuditEvent::new(&principal, Action::ManageReleases)
+            .outcome(Outcome::NotFound)
+            .patient(release.patient_ids.first().copied())
+            .detail(json!({ "redaction": "unknown", "patients": release.patient_ids }))
+            .record(&state.db)
+            .await?;
+        return Err(AppError::not_found());
     }
     audit_release(
         &state,
@@ -566,15 +536,16 @@ async fn page_of_release(
     release: &Release,
     raw_doc: &str,
     page: u32,
-) -> ApiResult<(DocumentId, u32, u32)> {
-    let doc = super::documents::document_in_scope(state, principal, Action::ReadDocument, raw_doc)
-        .await?;
+) -> AppResult<(DocumentId, u32, u32)> {
+    let doc =
+        crate::access::lookup::document_in_scope(state, principal, Action::ReadDocument, raw_doc)
+            .await?;
     let covered = release::documents_in_scope(state, principal, release)
         .await?
         .iter()
         .any(|d| d.id == doc.id);
     if !covered {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             ErrorCode::Conflict,
             "the release does not cover this document (or excludes it)",
         ));
@@ -585,7 +556,7 @@ async fn page_of_release(
         .await?
         .into_iter()
         .find(|p| p.page == page)
-        .ok_or_else(|| ApiError::invalid(format!("the document has no page {page}")))?;
+        .ok_or_else(|| AppError::invalid(format!("the document has no page {page}")))?;
     Ok((doc.id, row.width, row.height))
 }
 
@@ -594,17 +565,17 @@ pub async fn redact(
     principal: Principal,
     Path(raw_id): Path<String>,
     body: JsonBody<RedactionBody>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let (doc, width, height) =
         page_of_release(&state, &principal, &release, &body.document_id, body.page).await?;
     if body.regions.is_empty() && !body.whole_page {
-        return Err(ApiError::invalid("give regions, or whole_page: true"));
+        return Err(AppError::invalid("give regions, or whole_page: true"));
     }
     if body.regions.len() > 1000 {
-        return Err(ApiError::invalid("at most 1000 regions per request"));
+        return Err(AppError::invalid("at most 1000 regions per request"));
     }
     for r in &body.regions {
         let inside = r.width > 0
@@ -616,7 +587,7 @@ pub async fn redact(
                 .checked_add(r.height)
                 .is_some_and(|bottom| bottom <= height);
         if !inside {
-            return Err(ApiError::invalid(format!(
+            return Err(AppError::invalid(format!(
                 "every region must be a non-empty rectangle inside the {width}x{height} page image"
             )));
         }
@@ -673,16 +644,16 @@ pub async fn propose(
     principal: Principal,
     Path(raw_id): Path<String>,
     body: JsonBody<ProposalBody>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> AppResult<Json<serde_json::Value>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let matcher = match (&body.pattern, &body.text) {
-        (Some(pattern), None) => crate::redact::Matcher::pattern(pattern),
-        (None, Some(text)) => crate::redact::Matcher::phrase(text),
+        (Some(pattern), None) => crate::legal::redact::Matcher::pattern(pattern),
+        (None, Some(text)) => crate::legal::redact::Matcher::phrase(text),
         _ => Err("give exactly one of pattern and text".into()),
     }
-    .map_err(ApiError::invalid)?;
+    .map_err(AppError::invalid)?;
     let documents = release::documents_in_scope(&state, &principal, &release).await?;
     let mut proposals = Vec::new();
     for doc in &documents {
@@ -692,7 +663,7 @@ pub async fn propose(
                 .get(ObjectRef::PageWords(doc.id, row.page))
                 .await?;
             let words: Vec<chartvault_ocr::OcrWord> =
-                serde_json::from_slice(&words_json).map_err(ApiError::internal)?;
+                serde_json::from_slice(&words_json).map_err(AppError::internal)?;
             let hits = matcher.find(&words);
             if hits.is_empty() {
                 continue;
@@ -754,9 +725,9 @@ pub async fn produce(
     principal: Principal,
     Path(raw_id): Path<String>,
     body: JsonBody<ProductionRequest>,
-) -> ApiResult<(StatusCode, Json<release::Produced>)> {
+) -> AppResult<(StatusCode, Json<release::Produced>)> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let produced = release::produce(&state, &principal, &release, &body).await?;
     Ok((StatusCode::CREATED, Json(produced)))
@@ -768,7 +739,7 @@ async fn production_of(
     principal: &Principal,
     raw_id: &str,
     raw_pid: &str,
-) -> ApiResult<(Release, Production, String)> {
+) -> AppResult<(Release, Production, String)> {
     let release = release_of(state, principal, raw_id).await?;
     let found = match raw_pid.parse::<DocumentId>() {
         Ok(pid) => state.db.production(pid).await?,
@@ -779,17 +750,13 @@ async fn production_of(
             Ok((release, production, manifest))
         }
         _ => {
-            audit(
-                &state.db,
-                principal,
-                Action::ManageReleases,
-                "not-found",
-                release.patient_ids.first().copied(),
-                None,
-                Some(json!({ "production": "unknown", "patients": release.patient_ids })),
-            )
-            .await?;
-            Err(ApiError::not_found())
+            AuditEvent::new(principal, Action::ManageReleases)
+                .outcome(Outcome::NotFound)
+                .patient(release.patient_ids.first().copied())
+                .detail(json!({ "production": "unknown", "patients": release.patient_ids }))
+                .record(&state.db)
+                .await?;
+            Err(AppError::not_found())
         }
     }
 }
@@ -798,7 +765,7 @@ pub async fn download(
     State(state): State<AppState>,
     principal: Principal,
     Path((raw_id, raw_pid)): Path<(String, String)>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let (release, production, _) = production_of(&state, &principal, &raw_id, &raw_pid).await?;
     let reader = state
@@ -832,7 +799,7 @@ pub async fn manifest(
     State(state): State<AppState>,
     principal: Principal,
     Path((raw_id, raw_pid)): Path<(String, String)>,
-) -> ApiResult<Response> {
+) -> AppResult<Response> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let (release, production, manifest) =
         production_of(&state, &principal, &raw_id, &raw_pid).await?;
@@ -864,20 +831,20 @@ pub async fn extend(
     principal: Principal,
     Path(raw_id): Path<String>,
     body: JsonBody<ExtensionBody>,
-) -> ApiResult<Json<ReleaseView>> {
+) -> AppResult<Json<ReleaseView>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::json_rejection)?;
+    let Json(body) = body.map_err(super::extract::json_rejection)?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let reason = optional_text("reason", Some(body.reason), 1000)?
-        .ok_or_else(|| ApiError::invalid("reason must not be empty"))?;
+        .ok_or_else(|| AppError::invalid("reason must not be empty"))?;
     if release.legal_basis != "patient-access" {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             ErrorCode::Conflict,
             "only a patient's request for access has a 30-day extension",
         ));
     }
     if release.extended_at.is_some() {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             ErrorCode::Conflict,
             "the request was extended already: one extension is allowed",
         ));
@@ -896,7 +863,7 @@ pub async fn extend(
         .extend_release(&release.id, due_on, &reason)
         .await?
     {
-        return Err(ApiError::new(
+        return Err(AppError::new(
             ErrorCode::Conflict,
             "the request was extended already: one extension is allowed",
         ));
@@ -905,6 +872,6 @@ pub async fn extend(
         .db
         .release(&release.id)
         .await?
-        .ok_or_else(ApiError::not_found)?;
+        .ok_or_else(AppError::not_found)?;
     Ok(Json(view(&state, &principal, release).await?))
 }

@@ -13,8 +13,10 @@ pub enum StorageError {
     /// An operating-system I/O error; `context` names the blob or path involved.
     #[error("I/O error on {context}: {source}")]
     Io {
+        /// What was being done.
         context: String,
         #[source]
+        /// The I/O error.
         source: io::Error,
     },
 
@@ -24,7 +26,12 @@ pub enum StorageError {
 
     /// A blob name or list prefix that breaks the naming rules of [`crate::BlobName`].
     #[error("invalid blob name {name:?}: {reason}")]
-    InvalidName { name: String, reason: &'static str },
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why it is not a blob name.
+        reason: &'static str,
+    },
 
     /// Ciphertext did not authenticate. Deliberately carries no detail.
     #[error("decryption failed: authentication failed")]

@@ -59,10 +59,12 @@ impl KeyId {
         KeyId(random_array())
     }
 
+    /// A key id from its bytes.
     pub fn from_bytes(bytes: [u8; KEY_ID_LEN]) -> Self {
         KeyId(bytes)
     }
 
+    /// The key id's bytes.
     pub fn as_bytes(&self) -> &[u8; KEY_ID_LEN] {
         &self.0
     }
@@ -179,6 +181,7 @@ impl Kek {
         Kek::from_bytes(version, random_array())
     }
 
+    /// A KEK of `version` from its bytes.
     pub fn from_bytes(version: u32, bytes: [u8; KEY_LEN]) -> Self {
         Kek {
             version,
@@ -186,6 +189,7 @@ impl Kek {
         }
     }
 
+    /// The KEK version (recorded with every key it wraps).
     pub fn version(&self) -> u32 {
         self.version
     }

@@ -15,11 +15,15 @@
 //! A blob store stores bytes; it is the caller that puts only envelope-encrypted objects in
 //! it, so no plaintext ever reaches the disk.
 
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
 pub mod blob;
 pub mod envelope;
 mod error;
 pub mod keyfile;
 pub mod keys;
+pub mod sealed;
 
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
@@ -32,3 +36,4 @@ pub use envelope::{
 pub use error::StorageError;
 pub use keyfile::KeyFile;
 pub use keys::{DataKey, Kek, KeyId, KeyProvider, WrappedKey};
+pub use sealed::FieldCipher;

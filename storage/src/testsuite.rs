@@ -53,6 +53,7 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|index| (index % 251) as u8).collect()
 }
 
+/// Check: committed blob reads back its bytes.
 pub fn committed_blob_reads_back_its_bytes(store: &dyn BlobStore) {
     let blob = name("conformance-put/originals/3f/3f2a");
     let bytes = pattern(200_000);
@@ -72,6 +73,7 @@ pub fn committed_blob_reads_back_its_bytes(store: &dyn BlobStore) {
     );
 }
 
+/// Check: empty blob round trips.
 pub fn empty_blob_round_trips(store: &dyn BlobStore) {
     let blob = name("conformance-empty/blob");
     put(store, &blob, b"");
@@ -79,6 +81,7 @@ pub fn empty_blob_round_trips(store: &dyn BlobStore) {
     assert_eq!(get(store, &blob), b"");
 }
 
+/// Check: blob is invisible until commit.
 pub fn blob_is_invisible_until_commit(store: &dyn BlobStore) {
     let blob = name("conformance-atomic/blob");
     let mut writer = store.create(&blob).expect("create");
@@ -103,6 +106,7 @@ pub fn blob_is_invisible_until_commit(store: &dyn BlobStore) {
     );
 }
 
+/// Check: writer dropped without commit leaves nothing.
 pub fn writer_dropped_without_commit_leaves_nothing(store: &dyn BlobStore) {
     let blob = name("conformance-dropped/blob");
     let mut writer = store.create(&blob).expect("create");
@@ -112,12 +116,14 @@ pub fn writer_dropped_without_commit_leaves_nothing(store: &dyn BlobStore) {
     assert!(store.list("conformance-dropped").expect("list").is_empty());
 }
 
+/// Check: open of missing blob is not found.
 pub fn open_of_missing_blob_is_not_found(store: &dyn BlobStore) {
     let blob = name("conformance-missing/nothing-here");
     assert!(matches!(store.open(&blob), Err(StorageError::NotFound(_))));
     assert!(!store.exists(&blob).expect("exists"));
 }
 
+/// Check: commit replaces an existing blob.
 pub fn commit_replaces_an_existing_blob(store: &dyn BlobStore) {
     let blob = name("conformance-replace/blob");
     put(store, &blob, b"first version, longer than the second");
@@ -129,6 +135,7 @@ pub fn commit_replaces_an_existing_blob(store: &dyn BlobStore) {
     );
 }
 
+/// Check: delete is idempotent.
 pub fn delete_is_idempotent(store: &dyn BlobStore) {
     let blob = name("conformance-delete/blob");
     put(store, &blob, b"to be shredded");
@@ -141,6 +148,7 @@ pub fn delete_is_idempotent(store: &dyn BlobStore) {
         .expect("deleting a missing blob succeeds");
 }
 
+/// Check: rename moves a blob and replaces the target.
 pub fn rename_moves_a_blob_and_replaces_the_target(store: &dyn BlobStore) {
     let staging = name("conformance-rename/staging/upload-1");
     let target = name("conformance-rename/originals/ab/abcdef");
@@ -158,6 +166,7 @@ pub fn rename_moves_a_blob_and_replaces_the_target(store: &dyn BlobStore) {
     );
 }
 
+/// Check: rename of missing blob is not found.
 pub fn rename_of_missing_blob_is_not_found(store: &dyn BlobStore) {
     let result = store.rename(
         &name("conformance-rename-missing/from"),
@@ -169,6 +178,7 @@ pub fn rename_of_missing_blob_is_not_found(store: &dyn BlobStore) {
         .expect("exists"));
 }
 
+/// Check: list is recursive sorted and filtered by prefix.
 pub fn list_is_recursive_sorted_and_filtered_by_prefix(store: &dyn BlobStore) {
     let names = [
         "conformance-list/b/d/e",
@@ -224,6 +234,7 @@ pub fn list_is_recursive_sorted_and_filtered_by_prefix(store: &dyn BlobStore) {
     }
 }
 
+/// Check: reader seeks anywhere.
 pub fn reader_seeks_anywhere(store: &dyn BlobStore) {
     let blob = name("conformance-seek/blob");
     let bytes = pattern(10_000);
@@ -242,6 +253,7 @@ pub fn reader_seeks_anywhere(store: &dyn BlobStore) {
     assert_eq!(reader.seek(SeekFrom::End(0)).expect("seek"), 10_000);
 }
 
+/// Check: encrypted object streams through the store.
 pub fn encrypted_object_streams_through_the_store(store: &dyn BlobStore) {
     let blob = name("conformance-encrypted/object");
     let key_id = KeyId::generate();

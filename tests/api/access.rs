@@ -454,7 +454,7 @@ async fn every_role_and_scope_gets_the_status_written_down_for_every_route() {
     let world = build_world(&app).await;
 
     // The table covers exactly the router's routes.
-    let routes: Vec<String> = chartvault::http::api_route_table()
+    let routes: Vec<String> = chartvault::http::routes::api_route_table()
         .into_iter()
         .map(|(method, path)| format!("{method} {path}"))
         .collect();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use chartvault::audit::verify::{verify_audit, AuditFindingKind, AuditVerifyReport};
 use chartvault::audit::{AuditCipher, AUDIT_BLIND_INDEX_KEY, AUDIT_KEY};
 use chartvault::config::Config;
-use chartvault::db::AuditEntry;
+use chartvault::store::AuditEntry;
 use serde_json::{json, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
@@ -701,7 +701,7 @@ async fn audit_rows_of_an_archive_older_than_the_chain_are_sealed_and_chained_at
     let app = chartvault::startup::Application::build(config.clone())
         .await
         .expect("an old archive starts");
-    let db = app.state().db;
+    let db = app.state().db.clone();
     let rows = db.audit_rows(0).await.unwrap();
     // The two old entries, the first start's integrity upgrade and its creation of the admin.
     assert_eq!(rows.len(), 4, "{rows:?}");

@@ -35,7 +35,7 @@ async fn expired_revoked_and_disabled_tokens_get_401() {
 
     // Expired: a token whose expiry has passed.
     let (user, _, _) = app.state.db.user_by_name("doc").await.unwrap().unwrap();
-    let (expired, hash) = chartvault::auth::generate_token();
+    let (expired, hash) = chartvault::access::policy::generate_token();
     app.state
         .db
         .insert_token("expired1", user, &hash, Utc::now() - Duration::minutes(1))
@@ -130,7 +130,7 @@ async fn access_rows_written_outside_the_service_grant_nothing_and_console_chang
     let (doctor, _, _) = app.state.db.user_by_name("doc").await.unwrap().unwrap();
 
     // A token row inserted straight into the file: unknown.
-    let (forged, hash) = chartvault::auth::generate_token();
+    let (forged, hash) = chartvault::access::policy::generate_token();
     sqlx::query(
         "INSERT INTO tokens (id, user_id, token_hash, created_at, expires_at)
          VALUES ('forged1', $1, $2, '2026-01-01T00:00:00.000Z', '2099-01-01T00:00:00.000Z')",

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chartvault::backup::{read_manifest, restore};
 use chartvault::config::Config;
-use chartvault::verify::verify;
+use chartvault::ops::backup::{read_manifest, restore};
+use chartvault::ops::verify::verify;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -227,7 +227,7 @@ async fn a_backup_taken_during_ingest_restores_every_acknowledged_document() {
     // Jobs the snapshot caught running (their server was busy with them) are requeued when
     // the restored server starts, and finish.
     let running: Vec<String> = {
-        let snapshot = chartvault::db::Db::open_immutable(&backup_dir.join("chartvault.db"))
+        let snapshot = chartvault::store::Db::open_immutable(&backup_dir.join("chartvault.db"))
             .await
             .unwrap();
         let running = sqlx::query_scalar("SELECT document_id FROM jobs WHERE state = 'running'")
@@ -373,14 +373,14 @@ async fn a_restore_purges_shredded_documents_and_rebuilds_an_index_that_does_not
 
     // A backup inside the data directory would copy itself: refused, and nothing is left.
     let inside = app.data_dir.join("backup");
-    assert!(chartvault::backup::backup(&app.config(), &inside)
+    assert!(chartvault::ops::backup::backup(&app.config(), &inside)
         .await
         .is_err());
     assert!(!inside.exists());
 
     let backup_root = tempfile::tempdir().unwrap();
     let backup_dir = backup_root.path().join("backup");
-    let summary = chartvault::backup::backup(&app.config(), &backup_dir)
+    let summary = chartvault::ops::backup::backup(&app.config(), &backup_dir)
         .await
         .unwrap();
     assert_eq!(summary.manifest.counts.deleted_documents, 1);
@@ -414,11 +414,13 @@ async fn a_restore_purges_shredded_documents_and_rebuilds_an_index_that_does_not
     let report = verify(&config).await.unwrap();
     assert!(
         report
-            .of_kind(chartvault::verify::FindingKind::IndexFileCorrupt)
+            .of_kind(chartvault::ops::findings::FindingKind::IndexFileCorrupt)
             .count()
             >= 1
     );
-    let reconciled = chartvault::backup::reconcile_index(&config).await.unwrap();
+    let reconciled = chartvault::ops::backup::reconcile_index(&config)
+        .await
+        .unwrap();
     assert!(reconciled.rebuilt);
     assert_eq!(reconciled.reindexed_pages, 1);
     let report = verify(&config).await.unwrap();

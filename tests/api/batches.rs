@@ -236,7 +236,7 @@ async fn pages_that_cannot_be_filed_wait_in_qa_until_a_person_files_or_rejects_t
 
     // The archive verifies clean while the batch holds the pages: its file and page
     // artifacts are accounted for.
-    let report = chartvault::verify::verify(&app.config())
+    let report = chartvault::ops::verify::verify(&app.config())
         .await
         .expect("verify runs");
     assert_eq!(report.errors(), 0, "{}", report.summary());
@@ -378,7 +378,7 @@ async fn pages_that_cannot_be_filed_wait_in_qa_until_a_person_files_or_rejects_t
         .unwrap();
     assert!(batch["original_destroyed_at"].is_string(), "{batch}");
     assert!(!blob_exists_for(&app, &batch_id), "batch blobs left behind");
-    let report = chartvault::verify::verify(&app.config())
+    let report = chartvault::ops::verify::verify(&app.config())
         .await
         .expect("verify runs");
     assert_eq!(report.errors(), 0, "{}", report.summary());
@@ -562,7 +562,7 @@ async fn with_keep_cover_sheet_the_cover_sheet_is_page_0_and_the_pages_still_sta
         3,
         "the cover sheet, then pages 1 and 2"
     );
-    let report = chartvault::verify::verify(&app.config())
+    let report = chartvault::ops::verify::verify(&app.config())
         .await
         .expect("verify runs");
     assert_eq!(report.errors(), 0, "{}", report.summary());

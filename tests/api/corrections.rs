@@ -147,7 +147,7 @@ async fn a_misfiled_document_is_corrected_as_a_new_version_and_the_old_one_is_en
         && r.document_id.as_deref() == Some(wrong.as_str())
         && r.seq > correction.seq));
 
-    let report = chartvault::verify::verify(&app.config())
+    let report = chartvault::ops::verify::verify(&app.config())
         .await
         .expect("verify runs");
     assert_eq!(report.errors(), 0, "{}", report.summary());

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ab_glyph::{FontVec, PxScale};
 use chartvault::config::Config;
 use chartvault::domain::Role;
-use chartvault::http::AppState;
+use chartvault::http::state::AppState;
 use chartvault::startup::Application;
 use image::{GrayImage, Luma};
 use serde_json::{json, Value};

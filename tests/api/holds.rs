@@ -44,7 +44,7 @@ async fn delete_status(app: &TestApp, id: &str) -> (u16, Value) {
 async fn a_held_document_cannot_be_destroyed_or_refiled_until_the_hold_is_released() {
     let app = spawn_app_with(|config| {
         // A rule that has expired for these 1998 documents, so retention would purge them.
-        config.retention.rules = vec![chartvault::retention::RetentionRule {
+        config.retention.rules = vec![chartvault::config::RetentionRule {
             document_type: "*".into(),
             jurisdiction: None,
             years: 10,

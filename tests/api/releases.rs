@@ -498,7 +498,9 @@ async fn a_subpoena_is_answered_with_a_certified_bates_stamped_production() {
         assert_eq!(response.status(), 403);
     }
     // Verify knows productions and attachments: each decrypts to the recorded SHA-256.
-    let report = chartvault::verify::verify(&app.config()).await.unwrap();
+    let report = chartvault::ops::verify::verify(&app.config())
+        .await
+        .unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
     // 3 originals, 1 attachment, 2 productions.
     assert_eq!(report.checked.originals_hashed, 6);
@@ -768,7 +770,7 @@ async fn a_production_is_never_recorded_without_its_disclosures() {
     assert_eq!(status, 201, "{release}");
     let release_id = release["id"].as_str().unwrap().to_string();
     let (user, _, _) = app.state.db.user_by_name("law").await.unwrap().unwrap();
-    let production = chartvault::db::releases::NewProduction {
+    let production = chartvault::store::releases::NewProduction {
         id: chartvault::domain::DocumentId::new_random(),
         release_id: release_id.clone(),
         bates: Some(("TX".to_string(), 1)),
@@ -783,7 +785,7 @@ async fn a_production_is_never_recorded_without_its_disclosures() {
         created_by: user,
     };
     // A disclosure that cannot be recorded (its patient does not exist).
-    let disclosure = chartvault::db::NewDisclosure {
+    let disclosure = chartvault::store::disclosures::NewDisclosure {
         patient_id: chartvault::domain::PatientId::new_random(),
         disclosed_at: "2026-11-03".parse().unwrap(),
         document_ids: vec![doc.parse().unwrap()],
@@ -791,7 +793,7 @@ async fn a_production_is_never_recorded_without_its_disclosures() {
         recipient_address: None,
         description: "copy".to_string(),
         purpose: "patient-access".to_string(),
-        source: chartvault::db::DisclosureSource::Production,
+        source: chartvault::store::disclosures::DisclosureSource::Production,
         recorded_by: user,
     };
     assert!(app

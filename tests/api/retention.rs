@@ -57,13 +57,13 @@ async fn expired_documents_are_listed_then_shredded_with_a_certificate_and_holds
     let app = spawn_app_with(|config| {
         config.retention.today = Some("2030-01-01".parse().unwrap());
         config.retention.rules = vec![
-            chartvault::retention::RetentionRule {
+            chartvault::config::RetentionRule {
                 document_type: "*".into(),
                 jurisdiction: None,
                 years: 10,
                 minor_years_after_majority: Some(3),
             },
-            chartvault::retention::RetentionRule {
+            chartvault::config::RetentionRule {
                 document_type: "x-ray-report".into(),
                 jurisdiction: None,
                 years: 40,

@@ -234,7 +234,7 @@ async fn flagged_uploads_are_records_only_in_every_state_and_failed_ones_can_be_
 async fn name_search_qa_and_retention_show_only_what_the_caller_may_see() {
     let app = spawn_app_with(|config| {
         config.retention.today = Some("2030-01-01".parse().unwrap());
-        config.retention.rules = vec![chartvault::retention::RetentionRule {
+        config.retention.rules = vec![chartvault::config::RetentionRule {
             document_type: "*".into(),
             jurisdiction: None,
             years: 10,
@@ -438,7 +438,7 @@ async fn categories_stored_before_normalisation_are_normalised_and_reindexed() {
     assert_eq!(before["hits"], json!([]), "the policy hides it already");
     assert_eq!(before["total"], 1, "but the index counted it: {before}");
 
-    let changed = chartvault::worker::normalise_stored_labels(&app.state)
+    let changed = chartvault::ingest::pages::normalise_stored_labels(&app.state)
         .await
         .unwrap();
     assert_eq!(changed, 1);
@@ -455,7 +455,7 @@ async fn categories_stored_before_normalisation_are_normalised_and_reindexed() {
         .unwrap();
     assert_eq!(doc.category.as_str(), "hiv");
     assert_eq!(
-        chartvault::worker::normalise_stored_labels(&app.state)
+        chartvault::ingest::pages::normalise_stored_labels(&app.state)
             .await
             .unwrap(),
         0,

@@ -153,7 +153,9 @@ async fn a_shredded_document_is_gone_and_only_its_tombstone_remains() {
     assert_eq!(original.status(), 200);
 
     // The archive is consistent afterwards: no orphan, nothing missing, index = rows.
-    let report = chartvault::verify::verify(&app.config()).await.unwrap();
+    let report = chartvault::ops::verify::verify(&app.config())
+        .await
+        .unwrap();
     assert!(report.findings.is_empty(), "{}", report.summary());
     assert_eq!(report.checked.deleted_documents, 1, "{}", report.summary());
 

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chartvault::domain::DocumentId;
-use chartvault::vault::ObjectRef;
-use chartvault::verify::{verify, FindingKind, Severity, VerifyReport};
+use chartvault::ops::findings::{FindingKind, Severity, VerifyReport};
+use chartvault::ops::verify::verify;
+use chartvault::store::vault::ObjectRef;
 use serde_json::Value;
 
 use crate::helpers::*;

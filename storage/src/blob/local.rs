@@ -32,6 +32,7 @@ impl LocalBlobStore {
         Ok(LocalBlobStore { root })
     }
 
+    /// The directory the store keeps its blobs in.
     pub fn root(&self) -> &Path {
         &self.root
     }

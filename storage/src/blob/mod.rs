@@ -64,6 +64,7 @@ pub trait BlobReader: Read + Seek + Send {}
 pub struct BlobName(String);
 
 impl BlobName {
+    /// A blob name, if `name` is a safe relative path of the store.
     pub fn new(name: impl Into<String>) -> Result<BlobName, StorageError> {
         let name = name.into();
         match validate_name(&name) {
@@ -72,6 +73,7 @@ impl BlobName {
         }
     }
 
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -1,0 +1,60 @@
+//! The application core: the [`Archive`] every service works on, whichever front end (the
+//! HTTP API, the CLI, the job loop) called it.
+//!
+//! It holds the store, the vault, the search index and its writer, the OCR pool, the decoder
+//! sandbox and the settings. It knows no web framework: services take `&Archive` and return
+//! [`crate::error::AppError`], and the front ends map that to their own protocol.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chartvault_index::{EncryptedDirectory, IndexWriterService, SearchIndex};
+use chartvault_ocr::OcrPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::domain::Category;
+use crate::store::vault::Vault;
+use crate::store::Db;
+
+/// Everything a service needs, cheap to clone (every field is shared).
+#[derive(Clone)]
+pub struct Archive {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub vault: Vault,
+    pub index: SearchIndex,
+    pub index_writer: IndexWriterService,
+    pub ocr: OcrPool,
+    /// Preflight and page decoding run in child processes under a memory ceiling.
+    pub decoder: chartvault_ocr::Sandbox,
+    pub jobs_waiting: Arc<Notify>,
+    pub shutdown: CancellationToken,
+    /// `access.sensitive_categories`, shared by every principal's scope.
+    pub sensitive_categories: Arc<BTreeSet<Category>>,
+}
+
+/// Creates `data_dir` (mode `0700`) if it does not exist.
+pub fn create_data_dir(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .with_context(|| format!("creating data_dir {}", config.data_dir.display()))
+}
+
+/// The search index, every file of it encrypted under the index's own key (wrapped in the
+/// keyring like every data key); plaintext chunks live only in a bounded memory cache.
+pub async fn open_index(config: &Config, vault: &Vault) -> anyhow::Result<SearchIndex> {
+    let (key_id, key) = vault
+        .service_key("index")
+        .await
+        .context("loading the index key")?;
+    let directory =
+        EncryptedDirectory::open_mmap(&config.index_dir(), key, key_id, config.index.cache_bytes)
+            .context("opening the index directory")?;
+    SearchIndex::open_in(Box::new(directory)).context("opening the index")
+}

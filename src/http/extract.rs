@@ -1,0 +1,68 @@
+//! What handlers extract from a request: the caller ([`Principal`], from the bearer token)
+//! and JSON bodies whose rejections become the service's own error.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+
+use crate::access::policy::{principal_from_token, Principal};
+use crate::error::AppError;
+use crate::http::state::AppState;
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let client_addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| AppError::unauthorized("a bearer token is required"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() < 8192)
+            .ok_or_else(|| {
+                AppError::unauthorized("the Authorization header must be 'Bearer <token>'")
+            })?;
+        principal_from_token(state, state.jwt.as_deref(), token, client_addr).await
+    }
+}
+
+/// A JSON body that could not be read: the message names the problem, not the content.
+pub(crate) fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> AppError {
+    use axum::extract::rejection::JsonRejection as R;
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return AppError::new(
+            crate::error::ErrorCode::PayloadTooLarge,
+            "the body is larger than the limit for this route (limits.max_json_bytes)",
+        );
+    }
+    match rejection {
+        R::MissingJsonContentType(_) => {
+            AppError::invalid("the body must be JSON with Content-Type: application/json")
+        }
+        R::JsonSyntaxError(_) => AppError::invalid("the body is not valid JSON"),
+        R::JsonDataError(e) => {
+            let text = e.body_text();
+            // serde's messages for unknown or missing fields name fields, not values.
+            if text.contains("unknown field") || text.contains("missing field") {
+                AppError::invalid(text.replace(
+                    "Failed to deserialize the JSON body into the target type: ",
+                    "",
+                ))
+            } else {
+                AppError::invalid("a field of the body has the wrong type or format")
+            }
+        }
+        _ => AppError::invalid("the body could not be read"),
+    }
+}

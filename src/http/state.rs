@@ -1,0 +1,23 @@
+//! The state every handler gets.
+
+use std::sync::Arc;
+
+use crate::app::Archive;
+
+/// The state of every handler: the [`Archive`] the services work on, and what only the HTTP
+/// front end needs (bearer-token verification, the audit checkpointer it flushes at stop).
+#[derive(Clone)]
+pub struct AppState {
+    pub archive: Archive,
+    /// Signs audit checkpoints (periodically, and once more at shutdown).
+    pub audit_checkpoints: crate::audit::checkpoint::Checkpointer,
+    /// Verifies OIDC/SMART bearer tokens, when configured.
+    pub jwt: Option<Arc<crate::access::jwt::JwtVerifier>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Archive;
+    fn deref(&self) -> &Archive {
+        &self.archive
+    }
+}

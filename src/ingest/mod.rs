@@ -1,0 +1,13 @@
+//! Scans in: upload, the job loop, barcode batches and corrections.
+//!
+//! - [`upload`]: multipart upload → encrypted staging → preflight → durable accept.
+//! - [`worker`]: the job loop that resumes after a crash.
+//! - [`pages`]: one document's pages: decode → OCR (engine pool) → encrypted artifacts → index.
+//! - [`batch`]: barcode-separated batches split into documents.
+//! - [`correct`]: corrections: a new version of a document, the old one kept.
+
+pub mod batch;
+pub mod correct;
+pub mod pages;
+pub mod upload;
+pub mod worker;

@@ -1,0 +1,242 @@
+//! Legal holds: what they cover, and the question every destruction asks ("which active
+//! holds cover this document?"). Matter, custodian, reasons and the query are sealed.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{now, parse_id, Db};
+use crate::domain::{DocumentId, PatientId, UserId};
+use crate::store::phi::Column;
+
+/// What a hold covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldScope {
+    /// Every document filed under the patient, now or later.
+    Patient,
+    /// The documents named when the hold was placed.
+    Documents,
+    /// The documents a search found when the hold was placed.
+    Query,
+}
+
+impl HoldScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldScope::Patient => "patient",
+            HoldScope::Documents => "documents",
+            HoldScope::Query => "query",
+        }
+    }
+
+    fn parse(raw: &str) -> sqlx::Result<HoldScope> {
+        match raw {
+            "patient" => Ok(HoldScope::Patient),
+            "documents" => Ok(HoldScope::Documents),
+            "query" => Ok(HoldScope::Query),
+            other => Err(super::decode_err(format!("unknown hold scope {other:?}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewHold {
+    pub matter: String,
+    pub custodian: String,
+    pub reason: String,
+    pub scope: HoldScope,
+    pub patient_id: Option<PatientId>,
+    /// The search (as JSON) of a `query` hold.
+    pub query: Option<String>,
+    pub documents: Vec<DocumentId>,
+    pub created_by: UserId,
+}
+
+/// A hold as read back, decrypted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hold {
+    pub id: String,
+    pub matter: String,
+    pub custodian: String,
+    pub reason: String,
+    pub scope: HoldScope,
+    pub patient_id: Option<PatientId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<serde_json::Value>,
+    /// The documents it names (empty for a patient hold, which covers the patient).
+    pub document_ids: Vec<DocumentId>,
+    pub created_by: String,
+    pub created_at: String,
+    pub active: bool,
+    pub released_by: Option<String>,
+    pub released_at: Option<String>,
+    pub release_reason: Option<String>,
+}
+
+/// An active hold covering a document, as a refusal names it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HoldRef {
+    pub id: String,
+    pub matter: String,
+}
+
+/// Active holds covering a document: on its patient, or naming it.
+const COVERING: &str = "SELECT h.id, h.matter FROM holds h
+     WHERE h.released_at IS NULL
+       AND (h.patient_id = (SELECT patient_id FROM documents WHERE id = $1)
+            OR EXISTS (SELECT 1 FROM hold_documents hd
+                       WHERE hd.hold_id = h.id AND hd.document_id = $1))
+     ORDER BY h.created_at, h.id";
+
+impl Db {
+    /// Records a hold and the documents it names; returns its id.
+    pub async fn insert_hold(&self, hold: &NewHold) -> sqlx::Result<String> {
+        let phi = self.phi()?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO holds (id, matter, custodian, reason, scope, patient_id, query,
+                created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&id)
+        .bind(phi.seal(Column::HoldMatter, &id, &hold.matter))
+        .bind(phi.seal(Column::HoldCustodian, &id, &hold.custodian))
+        .bind(phi.seal(Column::HoldReason, &id, &hold.reason))
+        .bind(hold.scope.as_str())
+        .bind(hold.patient_id.map(|p| p.to_string()))
+        .bind(
+            hold.query
+                .as_deref()
+                .map(|q| phi.seal(Column::HoldQuery, &id, q)),
+        )
+        .bind(hold.created_by.to_string())
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        for document in &hold.documents {
+            sqlx::query(
+                "INSERT INTO hold_documents (hold_id, document_id) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&id)
+            .bind(document.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The active holds covering a document, oldest first.
+    pub async fn holds_covering(&self, document: DocumentId) -> sqlx::Result<Vec<HoldRef>> {
+        let rows = sqlx::query(COVERING)
+            .bind(document.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                Ok(HoldRef {
+                    matter: self.open_column(Column::HoldMatter, &id, r.try_get("matter")?)?,
+                    id,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether any active hold covers the document, inside a transaction that is about to
+    /// destroy it (so a hold placed meanwhile still stops the destruction).
+    pub(super) async fn held_in(
+        tx: &mut sqlx::SqliteConnection,
+        document: &str,
+    ) -> sqlx::Result<bool> {
+        Ok(sqlx::query(COVERING)
+            .bind(document)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some())
+    }
+
+    pub async fn hold(&self, id: &str) -> sqlx::Result<Option<Hold>> {
+        let row = sqlx::query("SELECT * FROM holds WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.hold_from_row(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every hold, active ones first, newest first within each.
+    pub async fn holds(&self) -> sqlx::Result<Vec<Hold>> {
+        let rows = sqlx::query(
+            "SELECT * FROM holds ORDER BY released_at IS NOT NULL, created_at DESC, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut holds = Vec::with_capacity(rows.len());
+        for row in &rows {
+            holds.push(self.hold_from_row(row).await?);
+        }
+        Ok(holds)
+    }
+
+    /// Releases an active hold; false if it was released already (or is unknown).
+    pub async fn release_hold(&self, id: &str, by: UserId, reason: &str) -> sqlx::Result<bool> {
+        let sealed = self.phi()?.seal(Column::HoldReleaseReason, id, reason);
+        let done = sqlx::query(
+            "UPDATE holds SET released_by = $1, released_at = $2, release_reason = $3
+             WHERE id = $4 AND released_at IS NULL",
+        )
+        .bind(by.to_string())
+        .bind(now())
+        .bind(sealed)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn hold_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Hold> {
+        let id: String = r.try_get("id")?;
+        let documents: Vec<String> = sqlx::query_scalar(
+            "SELECT document_id FROM hold_documents WHERE hold_id = $1 ORDER BY document_id",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await?;
+        let query = self
+            .open_optional(Column::HoldQuery, &id, r.try_get("query")?)?
+            .map(|q| serde_json::from_str(&q).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .transpose()?;
+        let released_at: Option<String> = r.try_get("released_at")?;
+        Ok(Hold {
+            matter: self.open_column(Column::HoldMatter, &id, r.try_get("matter")?)?,
+            custodian: self.open_column(Column::HoldCustodian, &id, r.try_get("custodian")?)?,
+            reason: self.open_column(Column::HoldReason, &id, r.try_get("reason")?)?,
+            scope: HoldScope::parse(r.try_get("scope")?)?,
+            patient_id: r
+                .try_get::<Option<&str>, _>("patient_id")?
+                .map(parse_id)
+                .transpose()?,
+            query,
+            document_ids: documents
+                .iter()
+                .map(|d| parse_id(d))
+                .collect::<sqlx::Result<_>>()?,
+            created_by: r.try_get("created_by")?,
+            created_at: r.try_get("created_at")?,
+            active: released_at.is_none(),
+            released_by: r.try_get("released_by")?,
+            release_reason: self.open_optional(
+                Column::HoldReleaseReason,
+                &id,
+                r.try_get("release_reason")?,
+            )?,
+            released_at,
+            id,
+        })
+    }
+}

@@ -1,0 +1,629 @@
+//! Release requests, what they exclude and redact, their supporting documents, and the
+//! productions that answer them, with the Bates counters.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{now, parse_date, parse_id, Db};
+use crate::domain::{DocumentId, PatientId, UserId};
+use crate::store::phi::Column;
+
+/// The sealed part of a release request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseDetails {
+    pub requester: Party,
+    pub recipient: Party,
+    /// The matter (case caption, docket number) the request belongs to.
+    #[serde(default)]
+    pub matter: Option<String>,
+    /// What was asked for, in the request's words.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The satisfactory assurances a subpoena without a court order needs (45 CFR
+    /// 164.512(e)(1)(ii)): how the requester showed the patient was notified, or a
+    /// qualified protective order was sought.
+    #[serde(default)]
+    pub satisfactory_assurances: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Party {
+    pub name: String,
+    #[serde(default)]
+    pub organization: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRelease {
+    pub legal_basis: String,
+    pub details: ReleaseDetails,
+    pub received_on: NaiveDate,
+    pub due_on: NaiveDate,
+    pub date_from: Option<NaiveDate>,
+    pub date_to: Option<NaiveDate>,
+    pub document_types: Vec<String>,
+    pub categories: Vec<String>,
+    pub authorizations: Vec<String>,
+    pub bates_prefix: String,
+    pub patients: Vec<PatientId>,
+    pub created_by: UserId,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Release {
+    pub id: String,
+    pub legal_basis: String,
+    #[serde(flatten)]
+    pub details: ReleaseDetails,
+    pub received_on: NaiveDate,
+    pub due_on: NaiveDate,
+    pub extended_at: Option<String>,
+    pub extension_reason: Option<String>,
+    pub date_from: Option<NaiveDate>,
+    pub date_to: Option<NaiveDate>,
+    pub document_types: Vec<String>,
+    pub categories: Vec<String>,
+    pub authorizations: Vec<String>,
+    pub bates_prefix: String,
+    pub patient_ids: Vec<PatientId>,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Attachment {
+    pub id: DocumentId,
+    pub kind: String,
+    pub content_type: String,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Exclusion {
+    pub document_id: DocumentId,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// A rectangle of page-image pixels.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub left: u32,
+    pub top: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Redaction {
+    pub id: String,
+    pub document_id: DocumentId,
+    pub page: u32,
+    pub regions: Vec<Region>,
+    pub whole_page: bool,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewProduction {
+    pub id: DocumentId,
+    pub release_id: String,
+    /// Prefix and first number, when Bates-stamped.
+    pub bates: Option<(String, i64)>,
+    pub record_pages: u32,
+    pub pdf_pages: u32,
+    pub documents: u32,
+    pub certified: bool,
+    pub custodian: Option<String>,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub manifest: String,
+    pub created_by: UserId,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Production {
+    pub id: DocumentId,
+    pub release_id: String,
+    pub bates_prefix: Option<String>,
+    pub bates_first: Option<i64>,
+    pub bates_last: Option<i64>,
+    pub record_pages: u32,
+    pub pdf_pages: u32,
+    pub documents: u32,
+    pub certified: bool,
+    pub custodian: Option<String>,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+fn json_list(raw: &str) -> sqlx::Result<Vec<String>> {
+    serde_json::from_str(raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serialises")
+}
+
+impl Db {
+    pub async fn insert_release(&self, release: &NewRelease) -> sqlx::Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let details = self
+            .phi()?
+            .seal(Column::ReleaseDetails, &id, &to_json(&release.details));
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO releases (id, legal_basis, details, received_on, due_on, date_from,
+                date_to, document_types, categories, authorizations, bates_prefix, created_by,
+                created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&id)
+        .bind(&release.legal_basis)
+        .bind(details)
+        .bind(release.received_on.to_string())
+        .bind(release.due_on.to_string())
+        .bind(release.date_from.map(|d| d.to_string()))
+        .bind(release.date_to.map(|d| d.to_string()))
+        .bind(to_json(&release.document_types))
+        .bind(to_json(&release.categories))
+        .bind(to_json(&release.authorizations))
+        .bind(&release.bates_prefix)
+        .bind(release.created_by.to_string())
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        for patient in &release.patients {
+            sqlx::query(
+                "INSERT INTO release_patients (release_id, patient_id) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&id)
+            .bind(patient.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn release(&self, id: &str) -> sqlx::Result<Option<Release>> {
+        let row = sqlx::query("SELECT * FROM releases WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.release_from_row(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every release request, the soonest due first.
+    pub async fn releases(&self) -> sqlx::Result<Vec<Release>> {
+        let rows = sqlx::query("SELECT * FROM releases ORDER BY due_on, created_at")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut releases = Vec::with_capacity(rows.len());
+        for row in &rows {
+            releases.push(self.release_from_row(row).await?);
+        }
+        Ok(releases)
+    }
+
+    async fn release_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Release> {
+        let id: String = r.try_get("id")?;
+        let details = self.open_column(Column::ReleaseDetails, &id, r.try_get("details")?)?;
+        let details: ReleaseDetails =
+            serde_json::from_str(&details).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let patients: Vec<String> = sqlx::query_scalar(
+            "SELECT patient_id FROM release_patients WHERE release_id = $1 ORDER BY patient_id",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Release {
+            legal_basis: r.try_get("legal_basis")?,
+            details,
+            received_on: parse_date(r.try_get("received_on")?)?
+                .ok_or_else(|| super::decode_err("a release has no received date".into()))?,
+            due_on: parse_date(r.try_get("due_on")?)?
+                .ok_or_else(|| super::decode_err("a release has no due date".into()))?,
+            extended_at: r.try_get("extended_at")?,
+            extension_reason: self.open_optional(
+                Column::ReleaseExtensionReason,
+                &id,
+                r.try_get("extension_reason")?,
+            )?,
+            date_from: parse_date(r.try_get("date_from")?)?,
+            date_to: parse_date(r.try_get("date_to")?)?,
+            document_types: json_list(r.try_get("document_types")?)?,
+            categories: json_list(r.try_get("categories")?)?,
+            authorizations: json_list(r.try_get("authorizations")?)?,
+            bates_prefix: r.try_get("bates_prefix")?,
+            patient_ids: patients
+                .iter()
+                .map(|p| parse_id(p))
+                .collect::<sqlx::Result<_>>()?,
+            created_by: r.try_get("created_by")?,
+            created_at: r.try_get("created_at")?,
+            id,
+        })
+    }
+
+    /// Moves a patient-access request's due date once; false if it was extended already.
+    pub async fn extend_release(
+        &self,
+        id: &str,
+        due_on: NaiveDate,
+        reason: &str,
+    ) -> sqlx::Result<bool> {
+        let sealed = self.phi()?.seal(Column::ReleaseExtensionReason, id, reason);
+        let done = sqlx::query(
+            "UPDATE releases SET due_on = $1, extended_at = $2, extension_reason = $3
+             WHERE id = $4 AND extended_at IS NULL",
+        )
+        .bind(due_on.to_string())
+        .bind(now())
+        .bind(sealed)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a supporting document (its object is stored already); an attachment of an
+    /// authorising kind (a court order, a consent) adds that authorisation to the release.
+    pub async fn insert_attachment(
+        &self,
+        release: &str,
+        attachment: &Attachment,
+        authorizes: bool,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO release_attachments (id, release_id, kind, content_type, sha256,
+                size_bytes, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(attachment.id.to_string())
+        .bind(release)
+        .bind(&attachment.kind)
+        .bind(&attachment.content_type)
+        .bind(&attachment.sha256)
+        .bind(attachment.size_bytes)
+        .bind(&attachment.created_by)
+        .bind(&attachment.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if authorizes {
+            let current: String =
+                sqlx::query_scalar("SELECT authorizations FROM releases WHERE id = $1")
+                    .bind(release)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let mut list = json_list(&current)?;
+            if !list.contains(&attachment.kind) {
+                list.push(attachment.kind.clone());
+                sqlx::query("UPDATE releases SET authorizations = $1 WHERE id = $2")
+                    .bind(to_json(&list))
+                    .bind(release)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    pub async fn attachments(&self, release: &str) -> sqlx::Result<Vec<Attachment>> {
+        let rows = sqlx::query(
+            "SELECT * FROM release_attachments WHERE release_id = $1 ORDER BY created_at, id",
+        )
+        .bind(release)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Attachment {
+                    id: parse_id(r.try_get::<&str, _>("id")?)?,
+                    kind: r.try_get("kind")?,
+                    content_type: r.try_get("content_type")?,
+                    sha256: r.try_get("sha256")?,
+                    size_bytes: r.try_get("size_bytes")?,
+                    created_by: r.try_get("created_by")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn insert_exclusions(
+        &self,
+        release: &str,
+        documents: &[DocumentId],
+        reason: &str,
+        by: UserId,
+    ) -> sqlx::Result<()> {
+        let phi = self.phi()?;
+        let mut tx = self.pool.begin().await?;
+        for document in documents {
+            let row_id = format!("{release}:{document}");
+            sqlx::query(
+                "INSERT INTO release_exclusions (release_id, document_id, reason, created_by,
+                    created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(release)
+            .bind(document.to_string())
+            .bind(phi.seal(Column::ReleaseExclusionReason, &row_id, reason))
+            .bind(by.to_string())
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn exclusions(&self, release: &str) -> sqlx::Result<Vec<Exclusion>> {
+        let rows = sqlx::query(
+            "SELECT * FROM release_exclusions WHERE release_id = $1 ORDER BY created_at",
+        )
+        .bind(release)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let document: String = r.try_get("document_id")?;
+                let row_id = format!("{release}:{document}");
+                Ok(Exclusion {
+                    reason: self.open_column(
+                        Column::ReleaseExclusionReason,
+                        &row_id,
+                        r.try_get("reason")?,
+                    )?,
+                    document_id: parse_id(&document)?,
+                    created_by: r.try_get("created_by")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn insert_redaction(
+        &self,
+        release: &str,
+        document: DocumentId,
+        page: u32,
+        regions: &[Region],
+        whole_page: bool,
+        by: UserId,
+    ) -> sqlx::Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO release_redactions (id, release_id, document_id, page, regions,
+                whole_page, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&id)
+        .bind(release)
+        .bind(document.to_string())
+        .bind(i64::from(page))
+        .bind(to_json(&regions))
+        .bind(whole_page)
+        .bind(by.to_string())
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn redactions(&self, release: &str) -> sqlx::Result<Vec<Redaction>> {
+        let rows = sqlx::query(
+            "SELECT * FROM release_redactions WHERE release_id = $1
+             ORDER BY document_id, page, created_at",
+        )
+        .bind(release)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let regions: String = r.try_get("regions")?;
+                Ok(Redaction {
+                    id: r.try_get("id")?,
+                    document_id: parse_id(r.try_get::<&str, _>("document_id")?)?,
+                    page: r.try_get::<i64, _>("page")? as u32,
+                    regions: serde_json::from_str(&regions)
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    whole_page: r.try_get("whole_page")?,
+                    created_by: r.try_get("created_by")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Removes a redaction of a release (later productions no longer apply it); false if
+    /// the release has no such redaction.
+    pub async fn delete_redaction(&self, release: &str, id: &str) -> sqlx::Result<bool> {
+        let done = sqlx::query("DELETE FROM release_redactions WHERE release_id = $1 AND id = $2")
+            .bind(release)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Puts excluded documents back into a release; returns how many were excluded.
+    pub async fn delete_exclusions(
+        &self,
+        release: &str,
+        documents: &[DocumentId],
+    ) -> sqlx::Result<u64> {
+        let mut removed = 0;
+        let mut tx = self.pool.begin().await?;
+        for document in documents {
+            removed += sqlx::query(
+                "DELETE FROM release_exclusions WHERE release_id = $1 AND document_id = $2",
+            )
+            .bind(release)
+            .bind(document.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// The next Bates number of a prefix (1 for a new prefix).
+    pub async fn bates_next(&self, prefix: &str) -> sqlx::Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT next FROM bates_counters WHERE prefix = $1")
+                .bind(prefix)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(1),
+        )
+    }
+
+    /// Records a production and takes its Bates numbers, in one transaction; false (and
+    /// nothing recorded) if another production of the prefix took numbers meanwhile.
+    /// Records a production, taking its Bates numbers, and the disclosures it makes (one per
+    /// patient, for the accounting) in one transaction: a production never exists without
+    /// its accounting. `false` when the Bates numbers were taken meanwhile.
+    pub async fn insert_production(
+        &self,
+        p: &NewProduction,
+        disclosures: &[super::disclosures::NewDisclosure],
+    ) -> sqlx::Result<bool> {
+        let id = p.id.to_string();
+        let custodian = p
+            .custodian
+            .as_deref()
+            .map(|c| {
+                self.phi()
+                    .map(|phi| phi.seal(Column::ProductionCustodian, &id, c))
+            })
+            .transpose()?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (prefix, first, last) = match &p.bates {
+            Some((prefix, first)) => {
+                let next: i64 =
+                    sqlx::query_scalar("SELECT next FROM bates_counters WHERE prefix = $1")
+                        .bind(prefix)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .unwrap_or(1);
+                if next != *first {
+                    return Ok(false);
+                }
+                let last = first + i64::from(p.record_pages) - 1;
+                sqlx::query(
+                    "INSERT INTO bates_counters (prefix, next) VALUES ($1, $2)
+                     ON CONFLICT (prefix) DO UPDATE SET next = excluded.next",
+                )
+                .bind(prefix)
+                .bind(last + 1)
+                .execute(&mut *tx)
+                .await?;
+                (Some(prefix.clone()), Some(*first), Some(last))
+            }
+            None => (None, None, None),
+        };
+        sqlx::query(
+            "INSERT INTO productions (id, release_id, bates_prefix, bates_first, bates_last,
+                record_pages, pdf_pages, documents, certified, custodian, sha256, size_bytes,
+                manifest, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&id)
+        .bind(&p.release_id)
+        .bind(prefix)
+        .bind(first)
+        .bind(last)
+        .bind(i64::from(p.record_pages))
+        .bind(i64::from(p.pdf_pages))
+        .bind(i64::from(p.documents))
+        .bind(p.certified)
+        .bind(custodian)
+        .bind(&p.sha256)
+        .bind(p.size_bytes as i64)
+        .bind(&p.manifest)
+        .bind(p.created_by.to_string())
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        for disclosure in disclosures {
+            self.insert_disclosure_tx(&mut tx, disclosure).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn productions(&self, release: &str) -> sqlx::Result<Vec<Production>> {
+        let rows =
+            sqlx::query("SELECT * FROM productions WHERE release_id = $1 ORDER BY created_at, id")
+                .bind(release)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| self.production_from_row(r)).collect()
+    }
+
+    /// A production and its manifest (JSON text).
+    pub async fn production(&self, id: DocumentId) -> sqlx::Result<Option<(Production, String)>> {
+        let row = sqlx::query("SELECT * FROM productions WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((self.production_from_row(&r)?, r.try_get("manifest")?)))
+            .transpose()
+    }
+
+    fn production_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Production> {
+        let id: String = r.try_get("id")?;
+        Ok(Production {
+            custodian: self.open_optional(
+                Column::ProductionCustodian,
+                &id,
+                r.try_get("custodian")?,
+            )?,
+            id: parse_id(&id)?,
+            release_id: r.try_get("release_id")?,
+            bates_prefix: r.try_get("bates_prefix")?,
+            bates_first: r.try_get("bates_first")?,
+            bates_last: r.try_get("bates_last")?,
+            record_pages: r.try_get::<i64, _>("record_pages")? as u32,
+            pdf_pages: r.try_get::<i64, _>("pdf_pages")? as u32,
+            documents: r.try_get::<i64, _>("documents")? as u32,
+            certified: r.try_get("certified")?,
+            sha256: r.try_get("sha256")?,
+            size_bytes: r.try_get("size_bytes")?,
+            created_by: r.try_get("created_by")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+
+    /// Whether a release attachment or production row names this id.
+    pub async fn release_object_exists(&self, id: DocumentId) -> sqlx::Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM release_attachments WHERE id = $1)
+                  + (SELECT count(*) FROM productions WHERE id = $1)",
+        )
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+}

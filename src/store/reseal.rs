@@ -1,0 +1,314 @@
+//! Re-sealing of values sealed in envelope format version 1 under the long-lived service
+//! keys (the PHI columns and the audit log) into version 2, whose per-object keys keep any
+//! one key from ever seeing more than one object's nonces (see `chartvault_storage`'s
+//! envelope docs).
+//!
+//! Promises:
+//! - resumable: each batch of up to `batch` values is read and re-sealed outside the write
+//!   lock, then written in one short transaction (only where the value is still the one
+//!   read); a stop loses at most the batch in flight, and the next run picks up what is
+//!   still version 1 (values of both versions open meanwhile); the scan goes in rowid order,
+//!   so the work is linear in the table's size, with pauses for the service's own writes;
+//! - a value that does not open is left as it is and logged (by table and column), not a
+//!   reason to stop;
+//! - the plaintext of every value is unchanged (each is opened and sealed again with the
+//!   same associated data), so the audit chain's hashes, over the entries' plaintext, still
+//!   link;
+//! - append-only tables (audit, disclosures, productions) are re-sealed with their no-update
+//!   trigger suspended inside the re-sealing transaction only, and restored, exactly as it
+//!   was, before that transaction commits.
+
+use sqlx::Row;
+
+use super::Db;
+use crate::store::phi::Column;
+
+/// The first 8 bytes of a version 1 object: "CVAULT", NUL, 1.
+const V1_MAGIC: &[u8; 8] = b"CVAULT\0\x01";
+
+/// One sealed column: where it lives, how its row id (part of its associated data) is made,
+/// and the trigger that forbids updating its table, if any.
+struct SealedColumn {
+    table: &'static str,
+    column: &'static str,
+    sealed: Option<Column>,
+    /// The row's key columns; the row id is their values joined with ':'.
+    key: &'static [&'static str],
+    no_update_trigger: Option<&'static str>,
+}
+
+const fn phi(
+    table: &'static str,
+    column: &'static str,
+    sealed: Column,
+    key: &'static [&'static str],
+    no_update_trigger: Option<&'static str>,
+) -> SealedColumn {
+    SealedColumn {
+        table,
+        column,
+        sealed: Some(sealed),
+        key,
+        no_update_trigger,
+    }
+}
+
+const ID: &[&str] = &["id"];
+
+/// Every sealed column (the audit log's last: `sealed: None` means the audit cipher).
+const COLUMNS: &[SealedColumn] = &[
+    phi("patients", "mrn", Column::PatientMrn, ID, None),
+    phi("patients", "name", Column::PatientName, ID, None),
+    phi("patients", "birth_date", Column::PatientBirthDate, ID, None),
+    phi(
+        "documents",
+        "encounter",
+        Column::DocumentEncounter,
+        ID,
+        None,
+    ),
+    phi(
+        "documents",
+        "deletion_reason",
+        Column::DocumentDeletionReason,
+        ID,
+        None,
+    ),
+    phi(
+        "documents",
+        "correction_reason",
+        Column::DocumentCorrectionReason,
+        ID,
+        None,
+    ),
+    phi("break_glass", "reason", Column::BreakGlassReason, ID, None),
+    phi(
+        "break_glass",
+        "review_note",
+        Column::BreakGlassReviewNote,
+        ID,
+        None,
+    ),
+    phi(
+        "disclosures",
+        "recipient_name",
+        Column::DisclosureRecipientName,
+        ID,
+        Some("disclosures_no_update"),
+    ),
+    phi(
+        "disclosures",
+        "recipient_address",
+        Column::DisclosureRecipientAddress,
+        ID,
+        Some("disclosures_no_update"),
+    ),
+    phi(
+        "disclosures",
+        "description",
+        Column::DisclosureDescription,
+        ID,
+        Some("disclosures_no_update"),
+    ),
+    phi(
+        "disclosures",
+        "purpose",
+        Column::DisclosurePurpose,
+        ID,
+        Some("disclosures_no_update"),
+    ),
+    phi(
+        "batch_pages",
+        "cover_fields",
+        Column::BatchCoverFields,
+        &["batch_id", "page"],
+        None,
+    ),
+    phi("holds", "matter", Column::HoldMatter, ID, None),
+    phi("holds", "custodian", Column::HoldCustodian, ID, None),
+    phi("holds", "reason", Column::HoldReason, ID, None),
+    phi("holds", "query", Column::HoldQuery, ID, None),
+    phi(
+        "holds",
+        "release_reason",
+        Column::HoldReleaseReason,
+        ID,
+        None,
+    ),
+    phi("releases", "details", Column::ReleaseDetails, ID, None),
+    phi(
+        "releases",
+        "extension_reason",
+        Column::ReleaseExtensionReason,
+        ID,
+        None,
+    ),
+    phi(
+        "release_exclusions",
+        "reason",
+        Column::ReleaseExclusionReason,
+        &["release_id", "document_id"],
+        None,
+    ),
+    phi(
+        "productions",
+        "custodian",
+        Column::ProductionCustodian,
+        ID,
+        Some("productions_no_update"),
+    ),
+    SealedColumn {
+        table: "audit",
+        column: "sealed",
+        sealed: None,
+        key: &["seq"],
+        no_update_trigger: Some("audit_no_update"),
+    },
+];
+
+impl Db {
+    /// Re-seals every version 1 value in batches of `batch`; returns how many it re-sealed.
+    /// A value that does not open is left as it is (logged by table and column): `verify`
+    /// reports it.
+    pub async fn reseal_v1_values(&self, batch: i64) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for column in COLUMNS {
+            total += self.reseal_column(column, batch).await?;
+        }
+        Ok(total)
+    }
+
+    /// One column, in rowid order: each batch is read (and re-sealed in memory) outside the
+    /// write lock, then written in one short transaction, only where the value is still the
+    /// one read. The scan resumes after the last row of the batch before, so the work is
+    /// linear in the table's size.
+    async fn reseal_column(&self, column: &SealedColumn, batch: i64) -> anyhow::Result<u64> {
+        let keys: Vec<String> = column
+            .key
+            .iter()
+            .map(|k| format!("CAST({k} AS TEXT) AS key_{k}"))
+            .collect();
+        let select = format!(
+            "SELECT rowid AS row_number, {}, {} AS value FROM {}
+             WHERE rowid > $1 AND substr({}, 1, 8) = $2 ORDER BY rowid LIMIT $3",
+            keys.join(", "),
+            column.column,
+            column.table,
+            column.column
+        );
+        let update = format!(
+            "UPDATE {} SET {} = $1 WHERE rowid = $2 AND {} = $3",
+            column.table, column.column, column.column
+        );
+        let mut after = 0i64;
+        let mut total = 0u64;
+        loop {
+            let rows = sqlx::query(&select)
+                .bind(after)
+                .bind(&V1_MAGIC[..])
+                .bind(batch)
+                .fetch_all(&self.pool)
+                .await?;
+            let Some(last) = rows.last() else {
+                return Ok(total);
+            };
+            after = last.try_get("row_number")?;
+            let mut resealed = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let value: Vec<u8> = row.try_get("value")?;
+                match self.reseal_value(column, row, &value) {
+                    Ok(new) => resealed.push((row.try_get::<i64, _>("row_number")?, value, new)),
+                    Err(error) => tracing::warn!(
+                        table = column.table,
+                        column = column.column,
+                        error = %error,
+                        "a sealed value does not open; left as it is"
+                    ),
+                }
+            }
+            total += self.write_resealed(column, &update, &resealed).await?;
+            if (rows.len() as i64) < batch {
+                return Ok(total);
+            }
+            // Room for the service's own writes between batches.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A version 1 value opened and sealed again (same associated data, same plaintext).
+    fn reseal_value(
+        &self,
+        column: &SealedColumn,
+        row: &sqlx::sqlite::SqliteRow,
+        value: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        let key: Vec<String> = column
+            .key
+            .iter()
+            .map(|k| row.try_get::<String, _>(format!("key_{k}").as_str()))
+            .collect::<Result<_, _>>()?;
+        let resealed = match column.sealed {
+            Some(sealed) => {
+                let row_id = key.join(":");
+                let phi = self.phi()?;
+                let plaintext = phi.open(sealed, &row_id, value)?;
+                phi.seal(sealed, &row_id, &plaintext)
+            }
+            None => {
+                let seq: i64 = key[0].parse()?;
+                let cipher = self.audit_cipher()?;
+                let record = cipher.open(seq, value)?;
+                cipher.seal(&record)
+            }
+        };
+        anyhow::ensure!(
+            !resealed.starts_with(V1_MAGIC),
+            "values are still sealed in format version 1: nothing to re-seal them into"
+        );
+        Ok(resealed)
+    }
+
+    /// Writes one batch in one short transaction; an append-only table's no-update trigger
+    /// is suspended inside it only, and put back exactly as it was.
+    async fn write_resealed(
+        &self,
+        column: &SealedColumn,
+        update: &str,
+        resealed: &[(i64, Vec<u8>, Vec<u8>)],
+    ) -> anyhow::Result<u64> {
+        if resealed.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let trigger = match column.no_update_trigger {
+            Some(name) => {
+                let sql: String = sqlx::query_scalar(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = $1",
+                )
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(&format!("DROP TRIGGER {name}"))
+                    .execute(&mut *tx)
+                    .await?;
+                Some(sql)
+            }
+            None => None,
+        };
+        let mut written = 0;
+        for (row_number, old, new) in resealed {
+            written += sqlx::query(update)
+                .bind(new)
+                .bind(row_number)
+                .bind(old)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        if let Some(sql) = trigger {
+            sqlx::query(&sql).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+}
