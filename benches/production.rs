@@ -21,8 +21,8 @@ use std::io::Write;
 use std::time::Instant;
 
 use chartvault::domain::DocumentId;
+use chartvault::store::documents::NewDocument;
 use chartvault::store::vault::ObjectRef;
-use chartvault::store::NewDocument;
 use helpers::*;
 use serde_json::{json, Value};
 

@@ -283,9 +283,11 @@ async fn audit_admin(
     detail["os_user"] = serde_json::json!(std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| format!("uid {}", real_uid())));
-    db.append_audit(&crate::store::AuditEntry::administration(action, detail))
-        .await
-        .context("the change was made but its audit entry could not be written")?;
+    db.append_audit(&crate::store::audit_log::AuditEntry::administration(
+        action, detail,
+    ))
+    .await
+    .context("the change was made but its audit entry could not be written")?;
     Ok(())
 }
 

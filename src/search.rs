@@ -2,7 +2,7 @@
 //! inside the query, then snippets and word boxes built from the decrypted page text after
 //! authorisation — never from the index, which stores no text.
 
-use chartvault_index::{SearchRequest, SearchResults};
+use chartvault_index::{SearchHit, SearchRequest, SearchResults};
 use chartvault_ocr::OcrWord;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -64,12 +64,51 @@ pub struct WordBox {
     pub height: u32,
 }
 
+/// Runs a search for `principal`: the caller's scope inside the index query, each hit
+/// checked by the policy and read from its decrypted page, one audit entry for the search.
 pub async fn search(
     state: &Archive,
     principal: &Principal,
     body: SearchBody,
 ) -> AppResult<SearchResponse> {
     authorize(&state.db, principal, Action::Search, None).await?;
+    let (query, limit, offset) = checked_paging(&body)?;
+    let document_type = body
+        .document_type
+        .as_deref()
+        .map(|t| crate::domain::parse_slug("document_type", t).map_err(AppError::invalid))
+        .transpose()?;
+    // The caller's scope is part of the query: patients off their list and sensitive
+    // categories without a grant never match, so totals and paging never reflect them.
+    let request = SearchRequest {
+        query,
+        patient_ids: patients_searched(state, principal, body.mrn.as_deref()).await?,
+        categories: None,
+        excluded_categories: principal.scope.hidden_categories(),
+        excluded_documents: hidden_qa_documents(state, principal).await?,
+        document_ids: None,
+        document_type,
+        from: body.from,
+        to: body.to,
+        limit,
+        offset,
+    };
+    let results = run_query(state, request).await?;
+    let mut hits = Vec::with_capacity(results.hits.len());
+    for hit in &results.hits {
+        if let Some(hit) = readable_hit(state, principal, &results, hit).await? {
+            hits.push(hit);
+        }
+    }
+    audit_search(state, principal, &hits, results.total).await?;
+    Ok(SearchResponse {
+        total: results.total,
+        hits,
+    })
+}
+
+/// The trimmed query, the limit and the offset, once they are within bounds.
+fn checked_paging(body: &SearchBody) -> AppResult<(String, usize, usize)> {
     let query = body.query.trim().to_string();
     if query.is_empty() {
         return Err(AppError::invalid("query must not be empty"));
@@ -90,121 +129,127 @@ pub async fn search(
             return Err(AppError::invalid("from must not be after to"));
         }
     }
-    // The caller's scope is part of the query: patients off their list and sensitive
-    // categories without a grant never match, so totals and paging never reflect them.
+    Ok((query, limit, offset))
+}
+
+/// The patients a search may match: the caller's visible patients (`None`: all), narrowed
+/// to one by an MRN. An unknown MRN, or one outside the caller's scope, matches nothing
+/// (not an error: the response does not confirm a patient exists).
+async fn patients_searched(
+    state: &Archive,
+    principal: &Principal,
+    mrn: Option<&str>,
+) -> AppResult<Option<Vec<uuid::Uuid>>> {
     let visible = principal.scope.visible_patients();
-    // An MRN narrows the search to one patient. An unknown MRN, or one outside the caller's
-    // scope, matches nothing (not an error: the response does not confirm a patient exists).
-    let patient_ids = match &body.mrn {
-        None => visible.map(|patients| patients.into_iter().map(|p| p.0).collect()),
-        Some(raw) => {
-            let mrn = Mrn::parse(raw).map_err(AppError::invalid)?;
-            Some(match state.db.patient_by_mrn(&mrn).await? {
-                Some(patient)
-                    if visible
-                        .as_ref()
-                        .is_none_or(|visible| visible.contains(&patient.id)) =>
-                {
-                    vec![patient.id.0]
-                }
-                _ => Vec::new(),
-            })
+    let Some(raw) = mrn else {
+        return Ok(visible.map(|patients| patients.into_iter().map(|p| p.0).collect()));
+    };
+    let mrn = Mrn::parse(raw).map_err(AppError::invalid)?;
+    Ok(Some(match state.db.patient_by_mrn(&mrn).await? {
+        Some(patient)
+            if visible
+                .as_ref()
+                .is_none_or(|visible| visible.contains(&patient.id)) =>
+        {
+            vec![patient.id.0]
         }
-    };
-    let document_type = body
-        .document_type
-        .as_deref()
-        .map(|t| crate::domain::parse_slug("document_type", t).map_err(AppError::invalid))
-        .transpose()?;
-    let request = SearchRequest {
-        query,
-        patient_ids,
-        categories: None,
-        excluded_categories: principal.scope.hidden_categories(),
-        excluded_documents: hidden_qa_documents(state, principal).await?,
-        document_ids: None,
-        document_type,
-        from: body.from,
-        to: body.to,
-        limit,
-        offset,
-    };
+        _ => Vec::new(),
+    }))
+}
+
+/// Runs the query on the index (off the async threads); a query the index cannot parse is
+/// the caller's error.
+async fn run_query(state: &Archive, request: SearchRequest) -> AppResult<SearchResults> {
     let index = state.index.clone();
-    let results: SearchResults = tokio::task::spawn_blocking(move || index.search(&request))
+    tokio::task::spawn_blocking(move || index.search(&request))
         .await?
         .map_err(|e| match e {
             chartvault_index::IndexError::Query(message) => AppError::invalid(message),
             other => AppError::internal(other),
-        })?;
+        })
+}
 
-    let mut hits = Vec::with_capacity(results.hits.len());
-    for hit in &results.hits {
-        let doc_id = DocumentId(hit.document_id);
-        let Some(doc) = state.db.document(doc_id).await? else {
-            continue;
-        };
-        if doc.status == DocumentStatus::Deleted {
-            continue; // shredded between the search and now
-        }
-        // The index filtered by scope already; the policy function has the last word.
-        let resource = doc.resource();
-        if !decide(principal, Action::ReadDocument, Some(&resource)).is_allow() {
-            continue;
-        }
-        let Some(patient) = state.db.patient(doc.patient_id).await? else {
-            continue;
-        };
-        let artifacts = async {
-            let text = state
-                .vault
-                .get(ObjectRef::PageText(doc_id, hit.page))
-                .await?;
-            let words = state
-                .vault
-                .get(ObjectRef::PageWords(doc_id, hit.page))
-                .await?;
-            anyhow::Ok((text, words))
-        };
-        let (text, words_json) = match artifacts.await {
-            Ok(artifacts) => artifacts,
-            // A document shredded while this search ran: its keys are gone, skip it.
-            Err(_) if shredded(state, doc_id).await? => continue,
-            Err(error) => return Err(error.into()),
-        };
-        let text = String::from_utf8_lossy(&text);
-        let words: Vec<OcrWord> =
-            serde_json::from_slice(&words_json).map_err(AppError::internal)?;
-        let boxes = words
-            .iter()
-            .filter(|w| results.highlighter.matches_word(&w.text))
-            .map(|w| WordBox {
-                left: w.left,
-                top: w.top,
-                width: w.width,
-                height: w.height,
-            })
-            .collect();
-        hits.push(Hit {
-            document_id: doc_id,
-            page: hit.page,
-            score: hit.score,
-            snippet: results.highlighter.snippet(&text, SNIPPET_CHARS),
-            patient: PatientSummary {
-                id: patient.id,
-                mrn: patient.mrn,
-                name: patient.name,
-            },
-            document_type: doc.document_type,
-            service_date: doc.service_date,
-            boxes,
-        });
+/// One index hit as the caller sees it: snippet and word boxes from the decrypted page, or
+/// `None` when the document was shredded meanwhile or the policy refuses it.
+async fn readable_hit(
+    state: &Archive,
+    principal: &Principal,
+    results: &SearchResults,
+    hit: &SearchHit,
+) -> AppResult<Option<Hit>> {
+    let doc_id = DocumentId(hit.document_id);
+    let Some(doc) = state.db.document(doc_id).await? else {
+        return Ok(None);
+    };
+    if doc.status == DocumentStatus::Deleted {
+        return Ok(None); // shredded between the search and now
     }
+    // The index filtered by scope already; the policy function has the last word.
+    let resource = doc.resource();
+    if !decide(principal, Action::ReadDocument, Some(&resource)).is_allow() {
+        return Ok(None);
+    }
+    let Some(patient) = state.db.patient(doc.patient_id).await? else {
+        return Ok(None);
+    };
+    let artifacts = async {
+        let text = state
+            .vault
+            .get(ObjectRef::PageText(doc_id, hit.page))
+            .await?;
+        let words = state
+            .vault
+            .get(ObjectRef::PageWords(doc_id, hit.page))
+            .await?;
+        anyhow::Ok((text, words))
+    };
+    let (text, words_json) = match artifacts.await {
+        Ok(artifacts) => artifacts,
+        // A document shredded while this search ran: its keys are gone, skip it.
+        Err(_) if shredded(state, doc_id).await? => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let text = String::from_utf8_lossy(&text);
+    let words: Vec<OcrWord> = serde_json::from_slice(&words_json).map_err(AppError::internal)?;
+    let boxes = words
+        .iter()
+        .filter(|w| results.highlighter.matches_word(&w.text))
+        .map(|w| WordBox {
+            left: w.left,
+            top: w.top,
+            width: w.width,
+            height: w.height,
+        })
+        .collect();
+    Ok(Some(Hit {
+        document_id: doc_id,
+        page: hit.page,
+        score: hit.score,
+        snippet: results.highlighter.snippet(&text, SNIPPET_CHARS),
+        patient: PatientSummary {
+            id: patient.id,
+            mrn: patient.mrn,
+            name: patient.name,
+        },
+        document_type: doc.document_type,
+        service_date: doc.service_date,
+        boxes,
+    }))
+}
+
+/// The search's audit entry: the patients whose pages it returned, and the break-the-glass
+/// accesses those were seen through.
+async fn audit_search(
+    state: &Archive,
+    principal: &Principal,
+    hits: &[Hit],
+    total: usize,
+) -> AppResult<()> {
     let mut patients: Vec<String> = hits.iter().map(|h| h.patient.id.to_string()).collect();
     patients.sort();
     patients.dedup();
     let mut detail =
-        serde_json::json!({ "patients": patients, "hits": hits.len(), "total": results.total });
-    // Hits seen only through break-the-glass flag the search, with the accesses used.
+        serde_json::json!({ "patients": patients, "hits": hits.len(), "total": total });
     let mut accesses: Vec<&str> = hits
         .iter()
         .filter_map(|h| principal.scope.break_glass_for(h.patient.id))
@@ -217,11 +262,7 @@ pub async fn search(
     AuditEvent::new(principal, Action::Search)
         .detail(detail)
         .record(&state.db)
-        .await?;
-    Ok(SearchResponse {
-        total: results.total,
-        hits,
-    })
+        .await
 }
 
 /// Documents in the QA queue or flagged for it in any state, unless the caller is

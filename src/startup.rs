@@ -117,7 +117,7 @@ impl Application {
             let user = db.create_user("admin", Role::Admin).await?;
             let (token_id, token) =
                 crate::access::policy::issue_token(&db, user, config.auth.token_ttl_days).await?;
-            db.append_audit(&crate::store::AuditEntry::administration(
+            db.append_audit(&crate::store::audit_log::AuditEntry::administration(
                 "user-add",
                 serde_json::json!({
                     "user": user, "name": "admin", "role": "admin", "token_id": token_id,

@@ -7,7 +7,8 @@
 use crate::access::policy::{decide, purpose_of_use, Decision, Principal, Resource};
 use crate::domain::{Action, DocumentId, Outcome, PatientId};
 use crate::error::{current_request_id, AppError};
-use crate::store::{AuditEntry, Db};
+use crate::store::audit_log::AuditEntry;
+use crate::store::Db;
 
 /// One audited access: who, what, how it ended, about which patient and document.
 #[must_use = "an audit event does nothing until it is recorded"]

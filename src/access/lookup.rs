@@ -6,7 +6,8 @@ use crate::access::policy::Principal;
 use crate::app::Archive;
 use crate::domain::{Action, DocumentId, Mrn, Outcome};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::store::{Document, Patient};
+use crate::store::documents::Document;
+use crate::store::patients::Patient;
 
 /// The document `raw_id` if `action` on it is allowed; an unknown id is audited and 404,
 /// exactly like a document outside the caller's scope.

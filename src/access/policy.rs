@@ -18,7 +18,8 @@ use crate::access::jwt::{JwtVerifier, SmartScopes};
 use crate::app::Archive;
 use crate::domain::{Category, DocumentId, PatientId, Role, UserId};
 use crate::error::AppError;
-use crate::store::{Db, Document};
+use crate::store::documents::Document;
+use crate::store::Db;
 
 const TOKEN_PREFIX: &str = "cv_";
 

@@ -15,7 +15,7 @@ use crate::domain::Outcome;
 use crate::domain::{PatientId, Role, UserId};
 use crate::error::{AppError, AppResult};
 use crate::http::state::AppState;
-use crate::store::BreakGlassRow;
+use crate::store::access::BreakGlassRow;
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 

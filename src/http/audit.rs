@@ -16,7 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::state::AppState;
 use crate::store::audit_log::AuditFilter;
 use crate::store::disclosures::{Disclosure, DisclosureSource, NewDisclosure};
-use crate::store::Patient;
+use crate::store::patients::Patient;
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 

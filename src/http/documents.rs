@@ -22,8 +22,9 @@ use crate::domain::{DocumentId, DocumentStatus};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::state::AppState;
 use crate::ingest::upload::{self, Staged, StagingUpload, ValidMetadata};
+use crate::store::documents::Document;
+use crate::store::pages::PageRow;
 use crate::store::vault::ObjectRef;
-use crate::store::{Document, PageRow};
 
 const MAX_METADATA_BYTES: usize = 64 * 1024;
 use super::multipart::MULTIPART_OVERHEAD;

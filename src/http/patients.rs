@@ -9,7 +9,8 @@ use crate::access::policy::{Action, Principal, Resource};
 use crate::domain::Category;
 use crate::error::{AppError, AppResult};
 use crate::http::state::AppState;
-use crate::store::{Document, Patient};
+use crate::store::documents::Document;
+use crate::store::patients::Patient;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -254,7 +254,7 @@ pub async fn resolve(
 async fn audit_resolution(
     state: &AppState,
     principal: &Principal,
-    doc: &crate::store::Document,
+    doc: &crate::store::documents::Document,
     patient_id: PatientId,
     resolution: &'static str,
 ) -> AppResult<()> {

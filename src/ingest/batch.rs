@@ -31,8 +31,9 @@ use crate::app::Archive;
 use crate::domain::{parse_slug, Category, DocumentId, Mrn, PatientId, UserId};
 use crate::ingest::pages::{Failure, Target};
 use crate::store::batches::{Batch, BatchPage, NewSegment, Segment};
+use crate::store::documents::NewDocument;
 use crate::store::vault::ObjectRef;
-use crate::store::{Db, NewDocument};
+use crate::store::Db;
 
 /// A batch is tried this many times at most (counted when it is claimed: see the worker's
 /// limit of the same name).
@@ -622,7 +623,7 @@ async fn destroy_objects(state: &Archive, objects: Vec<ObjectRef>) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::PageRow;
+    use crate::store::pages::PageRow;
 
     fn page(n: u32, blank: bool, cover: CoverSheet) -> BatchPage {
         BatchPage {

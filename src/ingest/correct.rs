@@ -16,8 +16,8 @@ use chrono::NaiveDate;
 
 use crate::app::Archive;
 use crate::domain::{DocumentId, PatientId, UserId};
+use crate::store::documents::{Document, NewDocument};
 use crate::store::vault::ObjectRef;
-use crate::store::{Document, NewDocument};
 
 /// Where and how the document should have been filed.
 #[derive(Debug, Clone)]

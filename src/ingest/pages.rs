@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 
 use crate::app::Archive;
 use crate::domain::{DocumentId, DocumentStatus};
+use crate::store::documents::Document;
+use crate::store::pages::PageRow;
 use crate::store::vault::ObjectRef;
-use crate::store::{Document, PageRow};
 
 pub(crate) struct Failure {
     /// Client-facing reason: says what went wrong, never what the page says.

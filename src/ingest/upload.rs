@@ -20,9 +20,10 @@ use crate::access::policy::Principal;
 use crate::app::Archive;
 use crate::domain::{parse_slug, Category, DocumentId, Mrn};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::store::documents::NewDocument;
 use crate::store::keys::NewKey;
 use crate::store::vault::Vault;
-use crate::store::{Db, NewDocument};
+use crate::store::Db;
 
 /// The `metadata` part of an upload, as sent.
 #[derive(Debug, Deserialize)]
@@ -456,7 +457,7 @@ async fn duplicate(
     state: &Archive,
     staged: &Staged,
     principal: &Principal,
-    existing: crate::store::Document,
+    existing: crate::store::documents::Document,
 ) -> Result<Accepted, AppError> {
     state.vault.discard_staging(staged.doc);
     crate::access::audit::AuditEvent::new(principal, crate::access::policy::Action::Ingest)
@@ -520,7 +521,7 @@ async fn existing_copy(
     state: &Archive,
     staged: &Staged,
     metadata: &ValidMetadata,
-) -> Result<Option<crate::store::Document>, AppError> {
+) -> Result<Option<crate::store::documents::Document>, AppError> {
     let Some(patient) = state.db.patient_by_mrn(&metadata.mrn).await? else {
         return Ok(None);
     };

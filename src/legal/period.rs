@@ -10,7 +10,7 @@ use crate::app::Archive;
 use crate::config::RetentionConfig;
 use crate::domain::{DocumentStatus, PatientId};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::store::Document;
+use crate::store::documents::Document;
 
 /// When a document's retention period ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -28,6 +28,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
+use chartvault_storage::KeyId;
 use chrono::{Datelike, NaiveDate, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -37,13 +38,12 @@ use crate::access::audit::AuditEvent;
 use crate::access::policy::{decide, Action, Principal};
 use crate::app::Archive;
 use crate::config::ReleasesConfig;
-use crate::domain::Outcome;
-use crate::domain::{DocumentId, DocumentStatus, PatientId};
+use crate::domain::{DocumentId, DocumentStatus, Outcome, PatientId};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::disclosures::{DisclosureSource, NewDisclosure};
+use crate::store::documents::Document;
 use crate::store::releases::{NewProduction, Production, Region, Release};
 use crate::store::vault::ObjectRef;
-use crate::store::Document;
 
 /// The legal bases a request may rest on.
 pub const LEGAL_BASES: &[&str] = &[
@@ -415,30 +415,20 @@ fn prepare_page(png: Vec<u8>, bilevel: bool) -> PageData {
     }
 }
 
-/// Builds, stores and records a production of `release` (authorised by the caller).
+/// Builds, stores and records a production of `release` (authorised by the caller): the
+/// checklist must pass; the pages are planned with their redactions and Bates numbers; the
+/// certification and manifest are laid out with the page counts they state; the PDF is
+/// written encrypted, audited with its hash, then recorded with its disclosures.
 pub async fn produce(
     state: &Archive,
     principal: &Principal,
     release: &Release,
     request: &ProductionRequest,
 ) -> AppResult<Produced> {
-    let config = &state.config.releases;
     let patient_access = release.legal_basis == "patient-access";
     let certify = request.certify.unwrap_or(!patient_access);
     let stamped = request.bates.unwrap_or(!patient_access);
-    let custodian = match (&request.custodian, certify) {
-        (Some(c), _) if !c.trim().is_empty() && c.chars().count() <= 300 => {
-            Some(c.trim().to_string())
-        }
-        (Some(_), _) => return Err(AppError::invalid("custodian must be 1 to 300 characters")),
-        (None, true) => {
-            return Err(AppError::invalid(
-                "a certified production needs the custodian who certifies it",
-            ))
-        }
-        (None, false) => None,
-    };
-
+    let custodian = custodian_of(request, certify)?;
     let documents = documents_in_scope(state, principal, release).await?;
     if documents.is_empty() {
         return Err(AppError::new(
@@ -446,6 +436,156 @@ pub async fn produce(
             "the request covers no document (after exclusions): nothing to produce",
         ));
     }
+    check_releasable(state, principal, release, &documents).await?;
+    let plan = plan_pages(state, release, &documents).await?;
+
+    let _numbering = PRODUCING.lock().await;
+    let production_id = DocumentId::new_random();
+    let bates = Bates {
+        prefix: stamped.then(|| release.bates_prefix.clone()),
+        first: if stamped {
+            state.db.bates_next(&release.bates_prefix).await?
+        } else {
+            0
+        },
+    };
+    let layout = lay_out(
+        &state.config.releases,
+        release,
+        &documents,
+        &plan,
+        production_id,
+        custodian.as_deref().filter(|_| certify),
+        &bates,
+    );
+    let object = ObjectRef::Production(production_id);
+    let (sha256, size_bytes, key_id) =
+        write_pdf(state, production_id, &layout, &plan, &documents, &bates).await?;
+
+    // Audited (with the PDF's hash) before it exists for anyone.
+    let record_pages = plan.len() as u32;
+    let bates_range = bates.prefix.as_ref().map(|_| {
+        (
+            bates.number(0).unwrap_or_default(),
+            bates.number(plan.len() - 1).unwrap_or_default(),
+        )
+    });
+    let audited = AuditEvent::new(principal, Action::ManageReleases)
+        .patient(release.patient_ids.first().copied())
+        .detail(serde_json::json!({
+            "produce": production_id,
+            "release": release.id,
+            "sha256": sha256,
+            "pdf_pages": layout.pdf_pages,
+            "record_pages": record_pages,
+            "documents": documents.len(),
+            "bates": bates_range,
+            "patients": release.patient_ids,
+        }))
+        .record(&state.db)
+        .await;
+    if let Err(error) = audited {
+        state.vault.discard(object, &key_id).await;
+        return Err(error);
+    }
+    let manifest_json = Manifest {
+        production_id,
+        release_id: release.id.clone(),
+        legal_basis: release.legal_basis.clone(),
+        bates_first: bates_range.as_ref().map(|r| r.0.clone()),
+        bates_last: bates_range.as_ref().map(|r| r.1.clone()),
+        pdf_pages: layout.pdf_pages,
+        certification_pages: layout.certification_pages,
+        manifest_pages: layout.manifest_pages,
+        documents: documents.len() as u32,
+        pages: layout.pages,
+        pdf_sha256: sha256.clone(),
+        created_at: crate::store::now(),
+    };
+    // The accounting of disclosures: one per patient, naming their documents, recorded in
+    // the transaction that records the production.
+    let disclosures = production_disclosures(
+        release,
+        &documents,
+        production_id,
+        bates_range.as_ref(),
+        record_pages,
+        principal.user_id,
+    );
+    let recorded = state
+        .db
+        .insert_production(
+            &NewProduction {
+                id: production_id,
+                release_id: release.id.clone(),
+                bates: bates.prefix.clone().map(|p| (p, bates.first)),
+                record_pages,
+                pdf_pages: layout.pdf_pages,
+                documents: documents.len() as u32,
+                certified: certify,
+                custodian,
+                sha256: sha256.clone(),
+                size_bytes,
+                manifest: serde_json::to_string(&manifest_json).map_err(AppError::internal)?,
+                created_by: principal.user_id,
+            },
+            &disclosures,
+        )
+        .await;
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => {
+            state.vault.discard(object, &key_id).await;
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "another production took these Bates numbers meanwhile; retry",
+            ));
+        }
+        Err(error) => {
+            state.vault.discard(object, &key_id).await;
+            return Err(error.into());
+        }
+    }
+    drop(_numbering);
+
+    let (production, _) = state
+        .db
+        .production(production_id)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a recorded production vanished")))?;
+    tracing::info!(
+        production_id = %production_id,
+        pages = layout.pdf_pages,
+        bytes = size_bytes,
+        "production written"
+    );
+    Ok(Produced {
+        production,
+        manifest: manifest_json,
+    })
+}
+
+/// The custodian who certifies: required for a certified production, 1 to 300 characters.
+fn custodian_of(request: &ProductionRequest, certify: bool) -> AppResult<Option<String>> {
+    match (&request.custodian, certify) {
+        (Some(c), _) if !c.trim().is_empty() && c.chars().count() <= 300 => {
+            Ok(Some(c.trim().to_string()))
+        }
+        (Some(_), _) => Err(AppError::invalid("custodian must be 1 to 300 characters")),
+        (None, true) => Err(AppError::invalid(
+            "a certified production needs the custodian who certifies it",
+        )),
+        (None, false) => Ok(None),
+    }
+}
+
+/// Refuses (audited, 409 naming every blocked item) a production the checklist blocks.
+async fn check_releasable(
+    state: &Archive,
+    principal: &Principal,
+    release: &Release,
+    documents: &[Document],
+) -> AppResult<()> {
     let kinds: Vec<String> = state
         .db
         .attachments(&release.id)
@@ -453,7 +593,7 @@ pub async fn produce(
         .into_iter()
         .map(|a| a.kind)
         .collect();
-    let items = checklist(config, release, &kinds, &documents);
+    let items = checklist(&state.config.releases, release, &kinds, documents);
     let blocked: Vec<String> = items
         .iter()
         .filter(|i| i.blocked())
@@ -466,27 +606,34 @@ pub async fn produce(
             }
         })
         .collect();
-    if !blocked.is_empty() {
-        AuditEvent::new(principal, Action::ManageReleases)
-.outcome(Outcome::Refused)
-.patient(release.patient_ids.first().copied())
-.detail(serde_json::json!({
-                "release": release.id,
-                "blocked": items.iter().filter(|i| i.blocked()).map(|i| i.item.clone()).collect::<Vec<_>>(),
-                "patients": release.patient_ids,
-            }))
-.record(&state.db)
-        .await?;
-        return Err(AppError::new(
-            ErrorCode::Conflict,
-            format!(
-                "the release checklist blocks this production: {}",
-                blocked.join("; ")
-            ),
-        ));
+    if blocked.is_empty() {
+        return Ok(());
     }
+    AuditEvent::new(principal, Action::ManageReleases)
+        .outcome(Outcome::Refused)
+        .patient(release.patient_ids.first().copied())
+        .detail(serde_json::json!({
+            "release": release.id,
+            "blocked": items.iter().filter(|i| i.blocked()).map(|i| i.item.clone()).collect::<Vec<_>>(),
+            "patients": release.patient_ids,
+        }))
+        .record(&state.db)
+        .await?;
+    Err(AppError::new(
+        ErrorCode::Conflict,
+        format!(
+            "the release checklist blocks this production: {}",
+            blocked.join("; ")
+        ),
+    ))
+}
 
-    // The plan: every page of every document, with its redactions.
+/// Every page of every document, in order, with its redactions.
+async fn plan_pages(
+    state: &Archive,
+    release: &Release,
+    documents: &[Document],
+) -> AppResult<Vec<PlannedPage>> {
     let mut redactions: HashMap<(DocumentId, u32), (Vec<Region>, bool)> = HashMap::new();
     for r in state.db.redactions(&release.id).await? {
         let entry = redactions.entry((r.document_id, r.page)).or_default();
@@ -512,21 +659,48 @@ pub async fn produce(
             "the documents the request covers have no pages: nothing to produce",
         ));
     }
+    Ok(plan)
+}
 
-    let _numbering = PRODUCING.lock().await;
-    let production_id = DocumentId::new_random();
-    let prefix = stamped.then(|| release.bates_prefix.clone());
-    let first_number = match &prefix {
-        Some(prefix) => state.db.bates_next(prefix).await?,
-        None => 0,
-    };
-    let bates_of = |i: usize| {
-        prefix
+/// The Bates numbers of a production: none when it is not stamped.
+struct Bates {
+    prefix: Option<String>,
+    first: i64,
+}
+
+impl Bates {
+    /// The number of the `i`th record page.
+    fn number(&self, i: usize) -> Option<String> {
+        self.prefix
             .as_deref()
-            .map(|p| bates_number(p, first_number + i as i64))
-    };
+            .map(|p| bates_number(p, self.first + i as i64))
+    }
+}
 
-    // Page counts, fixed before a byte is written (the certification states them).
+/// The pages around the records, with the counts they state fixed before a byte is written.
+struct Layout {
+    /// Empty when the production is not certified.
+    certification: String,
+    manifest: String,
+    pages: Vec<ManifestPage>,
+    certification_pages: u32,
+    manifest_pages: u32,
+    pdf_pages: u32,
+}
+
+/// Lays out the certification (when `custodian` certifies) and the manifest. Each states
+/// page counts that depend on how many pages the other takes, so this settles in a few
+/// rounds.
+fn lay_out(
+    config: &ReleasesConfig,
+    release: &Release,
+    documents: &[Document],
+    plan: &[PlannedPage],
+    production_id: DocumentId,
+    custodian: Option<&str>,
+    bates: &Bates,
+) -> Layout {
+    let certify = custodian.is_some();
     let record_pages = plan.len() as u32;
     let mut certification_pages: u32 = u32::from(certify);
     let mut manifest_pages = 1;
@@ -538,7 +712,7 @@ pub async fn produce(
             .iter()
             .enumerate()
             .map(|(i, p)| ManifestPage {
-                bates: bates_of(i),
+                bates: bates.number(i),
                 pdf_page: certification_pages + i as u32 + 1,
                 document_id: documents[p.doc].id,
                 page: p.page,
@@ -547,26 +721,28 @@ pub async fn produce(
                 withheld: p.whole,
             })
             .collect();
-        manifest = manifest_text(production_id, release, &documents, &pages);
+        manifest = manifest_text(production_id, release, documents, &pages);
         manifest_pages = chartvault_produce::text_page_count(&manifest);
         let pdf_pages = certification_pages + record_pages + manifest_pages;
-        if certify {
+        if let Some(custodian) = custodian {
             let today = Utc::now().date_naive();
             certification = fill_template(
                 &config.certification_template,
                 &[
                     ("institution", config.institution.clone()),
-                    ("custodian", custodian.clone().unwrap_or_default()),
+                    ("custodian", custodian.to_string()),
                     ("pdf_pages", pdf_pages.to_string()),
                     ("record_pages", record_pages.to_string()),
                     ("documents", documents.len().to_string()),
                     (
                         "bates_first",
-                        bates_of(0).unwrap_or_else(|| "(not stamped)".into()),
+                        bates.number(0).unwrap_or_else(|| "(not stamped)".into()),
                     ),
                     (
                         "bates_last",
-                        bates_of(plan.len() - 1).unwrap_or_else(|| "(not stamped)".into()),
+                        bates
+                            .number(plan.len() - 1)
+                            .unwrap_or_else(|| "(not stamped)".into()),
                     ),
                     ("date", today.to_string()),
                     (
@@ -586,17 +762,34 @@ pub async fn produce(
         }
         break;
     }
-    let pdf_pages = certification_pages + record_pages + manifest_pages;
+    Layout {
+        certification,
+        manifest,
+        pages,
+        certification_pages,
+        manifest_pages,
+        pdf_pages: certification_pages + record_pages + manifest_pages,
+    }
+}
 
-    // The writer on a blocking thread; pages reach it decrypted, two at most in flight.
+/// Writes the production's PDF, encrypted, as it is produced: pages decrypted here →
+/// thresholded on one thread → written on another, two at most waiting at each step (one
+/// long-lived thread each keeps the memory they use in one allocator arena each, whatever
+/// the page count). Returns the PDF's SHA-256, its size and its key; on failure nothing of
+/// it remains.
+async fn write_pdf(
+    state: &Archive,
+    production_id: DocumentId,
+    layout: &Layout,
+    plan: &[PlannedPage],
+    documents: &[Document],
+    bates: &Bates,
+) -> AppResult<(String, u64, KeyId)> {
     let object = ObjectRef::Production(production_id);
     let (sink, key_id) = state.vault.writer(object).await?;
-    // Pages flow: decrypted here → thresholded on one thread → written on another, two at
-    // most waiting at each step (one long-lived thread each keeps the memory they use in
-    // one allocator arena each, whatever the page count).
     let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel::<PageJob>(2);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<PageJob>(2);
-    let bilevel = config.bilevel_pages;
+    let bilevel = state.config.releases.bilevel_pages;
     let preparer = tokio::task::spawn_blocking(move || {
         while let Some(mut job) = raw_rx.blocking_recv() {
             if let PageData::Png(png) = job.image {
@@ -620,9 +813,9 @@ pub async fn produce(
             second: now.second() as u8,
         },
     };
-    let manifest_footer_total = manifest_pages;
-    let writer_certification = certification.clone();
-    let writer_manifest = manifest.clone();
+    let manifest_footer_total = layout.manifest_pages;
+    let writer_certification = layout.certification.clone();
+    let writer_manifest = layout.manifest.clone();
     let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, u64, u32)> {
         let out = Hashing {
             inner: sink,
@@ -665,40 +858,7 @@ pub async fn produce(
     });
     let feed = async {
         for (i, p) in plan.iter().enumerate() {
-            let doc = documents[p.doc].id;
-            let image = PageData::Png(state.vault.get(ObjectRef::PageImage(doc, p.page)).await?);
-            let words_json = state.vault.get(ObjectRef::PageWords(doc, p.page)).await?;
-            let words: Vec<chartvault_ocr::OcrWord> = serde_json::from_slice(&words_json)?;
-            let job = PageJob {
-                image,
-                // Only what the page shows: a PDF's text that its rendered page does not (white
-                // on white, covered, invisible over blank paper) never reaches the recipient
-                // unseen by the reviewer.
-                words: words
-                    .into_iter()
-                    .filter(|w| !w.hidden)
-                    .map(|w| chartvault_produce::Word {
-                        text: w.text,
-                        left: w.left,
-                        top: w.top,
-                        width: w.width,
-                        height: w.height,
-                    })
-                    .collect(),
-                dpi: p.dpi,
-                stamp: bates_of(i),
-                regions: p
-                    .regions
-                    .iter()
-                    .map(|r| chartvault_produce::Rect {
-                        left: r.left,
-                        top: r.top,
-                        width: r.width,
-                        height: r.height,
-                    })
-                    .collect(),
-                whole: p.whole,
-            };
+            let job = page_job(state, documents[p.doc].id, p, bates.number(i)).await?;
             if raw_tx.send(job).await.is_err() {
                 break; // the writer failed: its error is the one to report
             }
@@ -709,114 +869,57 @@ pub async fn produce(
     let fed = feed.await;
     let _ = preparer.await;
     let written = writer.await.map_err(anyhow::Error::from).and_then(|r| r);
-    let (sha256, size_bytes, written_pages) = match (fed, written) {
-        (Ok(()), Ok(done)) => done,
+    match (fed, written) {
+        (Ok(()), Ok((sha256, size_bytes, written_pages))) => {
+            debug_assert_eq!(written_pages, layout.pdf_pages);
+            Ok((sha256, size_bytes, key_id))
+        }
         (Err(error), _) | (_, Err(error)) => {
             state.vault.discard(object, &key_id).await;
-            return Err(AppError::internal(error.context("writing a production")));
-        }
-    };
-    debug_assert_eq!(written_pages, pdf_pages);
-
-    // Audited (with the PDF's hash) before it exists for anyone.
-    let bates_range = prefix.as_ref().map(|_| {
-        (
-            bates_of(0).unwrap_or_default(),
-            bates_of(plan.len() - 1).unwrap_or_default(),
-        )
-    });
-    let audited = AuditEvent::new(principal, Action::ManageReleases)
-        .patient(release.patient_ids.first().copied())
-        .detail(serde_json::json!({
-            "produce": production_id,
-            "release": release.id,
-            "sha256": sha256,
-            "pdf_pages": pdf_pages,
-            "record_pages": record_pages,
-            "documents": documents.len(),
-            "bates": bates_range,
-            "patients": release.patient_ids,
-        }))
-        .record(&state.db)
-        .await;
-    if let Err(error) = audited {
-        state.vault.discard(object, &key_id).await;
-        return Err(error);
-    }
-    let manifest_json = Manifest {
-        production_id,
-        release_id: release.id.clone(),
-        legal_basis: release.legal_basis.clone(),
-        bates_first: bates_range.as_ref().map(|r| r.0.clone()),
-        bates_last: bates_range.as_ref().map(|r| r.1.clone()),
-        pdf_pages,
-        certification_pages,
-        manifest_pages,
-        documents: documents.len() as u32,
-        pages,
-        pdf_sha256: sha256.clone(),
-        created_at: crate::store::now(),
-    };
-    // The accounting of disclosures: one per patient, naming their documents, recorded in
-    // the transaction that records the production.
-    let disclosures = production_disclosures(
-        release,
-        &documents,
-        production_id,
-        bates_range.as_ref(),
-        record_pages,
-        principal.user_id,
-    );
-    let recorded = state
-        .db
-        .insert_production(
-            &NewProduction {
-                id: production_id,
-                release_id: release.id.clone(),
-                bates: prefix.clone().map(|p| (p, first_number)),
-                record_pages,
-                pdf_pages,
-                documents: documents.len() as u32,
-                certified: certify,
-                custodian,
-                sha256: sha256.clone(),
-                size_bytes,
-                manifest: serde_json::to_string(&manifest_json).map_err(AppError::internal)?,
-                created_by: principal.user_id,
-            },
-            &disclosures,
-        )
-        .await;
-    match recorded {
-        Ok(true) => {}
-        Ok(false) => {
-            state.vault.discard(object, &key_id).await;
-            return Err(AppError::new(
-                ErrorCode::Conflict,
-                "another production took these Bates numbers meanwhile; retry",
-            ));
-        }
-        Err(error) => {
-            state.vault.discard(object, &key_id).await;
-            return Err(error.into());
+            Err(AppError::internal(error.context("writing a production")))
         }
     }
-    drop(_numbering);
+}
 
-    let (production, _) = state
-        .db
-        .production(production_id)
-        .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a recorded production vanished")))?;
-    tracing::info!(
-        production_id = %production_id,
-        pages = pdf_pages,
-        bytes = size_bytes,
-        "production written"
-    );
-    Ok(Produced {
-        production,
-        manifest: manifest_json,
+/// One planned page, decrypted, as the PDF writer takes it.
+async fn page_job(
+    state: &Archive,
+    doc: DocumentId,
+    p: &PlannedPage,
+    stamp: Option<String>,
+) -> anyhow::Result<PageJob> {
+    let image = PageData::Png(state.vault.get(ObjectRef::PageImage(doc, p.page)).await?);
+    let words_json = state.vault.get(ObjectRef::PageWords(doc, p.page)).await?;
+    let words: Vec<chartvault_ocr::OcrWord> = serde_json::from_slice(&words_json)?;
+    Ok(PageJob {
+        image,
+        // Only what the page shows: a PDF's text that its rendered page does not (white on
+        // white, covered, invisible over blank paper) never reaches the recipient unseen by
+        // the reviewer.
+        words: words
+            .into_iter()
+            .filter(|w| !w.hidden)
+            .map(|w| chartvault_produce::Word {
+                text: w.text,
+                left: w.left,
+                top: w.top,
+                width: w.width,
+                height: w.height,
+            })
+            .collect(),
+        dpi: p.dpi,
+        stamp,
+        regions: p
+            .regions
+            .iter()
+            .map(|r| chartvault_produce::Rect {
+                left: r.left,
+                top: r.top,
+                width: r.width,
+                height: r.height,
+            })
+            .collect(),
+        whole: p.whole,
     })
 }
 

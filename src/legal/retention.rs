@@ -27,9 +27,10 @@ use crate::access::policy::Principal;
 use crate::app::Archive;
 use crate::domain::DocumentId;
 use crate::legal::period::{retention_of_document, Retention};
+use crate::store::audit_log::AuditEntry;
+use crate::store::documents::Document;
 use crate::store::holds::HoldRef;
 use crate::store::retention::{NewCertificate, RunCounts, RETENTION_JOB};
-use crate::store::{AuditEntry, Document};
 
 /// One expired document in a run's report.
 #[derive(Debug, Clone, Serialize)]

@@ -24,10 +24,10 @@ use chartvault_storage::BlobName;
 use crate::app::Archive;
 use crate::domain::{DocumentId, DocumentStatus};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::store::documents::Document;
 use crate::store::holds::HoldRef;
 use crate::store::retention::NewCertificate;
 use crate::store::vault::ObjectRef;
-use crate::store::Document;
 
 /// Why a document may not be destroyed now by a person (delete, QA reject), or `None` if it
 /// may: its state, then any active legal hold (named, with its matter), then its retention
@@ -183,7 +183,7 @@ pub async fn shred(
     for version in versions.iter().skip(1) {
         state
             .db
-            .append_audit(&crate::store::AuditEntry {
+            .append_audit(&crate::store::audit_log::AuditEntry {
                 user_id: by_user,
                 role: None,
                 action: "delete",

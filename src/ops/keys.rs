@@ -21,9 +21,10 @@ use chartvault_storage::{DataKey, KeyFile, KeyId, KeyProvider, WrappedKey};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::store::inventory::{Inventory, KeyringRow};
 use crate::store::keys::unwrap_row;
 use crate::store::vault::Vault;
-use crate::store::{Db, Inventory, KeyringRow};
+use crate::store::Db;
 
 /// Loads the KEK from the environment variable named in config, or else the key file
 /// (created `0600` on first start).

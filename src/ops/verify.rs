@@ -30,7 +30,7 @@
 //! without errors (notices alone included), 1 with any error finding, 2 when it could not
 //! run (no data directory or database, no KEK, a KEK that does not match the archive, I/O).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,6 +45,7 @@ use crate::config::Config;
 use crate::domain::DocumentId;
 use crate::ops::findings::{Checked, Finding, FindingKind, VerifyReport};
 use crate::ops::keys::{KeyLookup, Keyring};
+use crate::store::inventory::Inventory;
 use crate::store::vault::ObjectRef;
 use crate::store::Db;
 
@@ -268,8 +269,40 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
     let keyring = Keyring::new(keys, &inventory.keyring);
     keyring.check_kek()?;
 
-    let mut report = VerifyReport {
-        data_dir: data_dir.clone(),
+    let mut report = new_report(data_dir, &inventory);
+    let expected = expected_blobs(&inventory);
+    let to_check = blobs_to_check(&listing, &expected, &mut report);
+    let keyring = Arc::new(keyring);
+    let checked = authenticate_all(blobs_dir, keyring.clone(), to_check).await?;
+    let sha_of = recorded_sha256s(&inventory);
+    let mut referenced_keys: BTreeSet<String> = inventory
+        .service_keys
+        .iter()
+        .map(|(_, key_id)| key_id.clone())
+        .collect();
+    for CheckedBlob { check, outcome } in checked {
+        if let Some(key_id) = outcome_key(&outcome) {
+            referenced_keys.insert(key_id.to_hex());
+        }
+        if check.referenced {
+            report_outcome(&db, &check, outcome, &sha_of, &mut report).await?;
+        } else if let Some(finding) = confirm_orphan(&db, &check, &outcome, &mut report).await? {
+            report.findings.push(finding);
+        }
+    }
+    report_orphan_keys(&inventory, &referenced_keys, &mut report);
+
+    crate::ops::verify_index::check_index(config, &db, &inventory, &keyring, &mut report).await?;
+
+    db.close().await;
+    report.findings.sort_by_key(|f| (f.severity as u8, f.kind));
+    Ok(report)
+}
+
+/// A report with the snapshot's counts and no findings yet.
+fn new_report(data_dir: PathBuf, inventory: &Inventory) -> VerifyReport {
+    VerifyReport {
+        data_dir,
         checked: Checked {
             documents: inventory.documents.len(),
             deleted_documents: inventory
@@ -282,43 +315,55 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
             ..Checked::default()
         },
         findings: Vec::new(),
-    };
+    }
+}
 
-    // What the snapshot expects to exist.
-    let live: HashMap<DocumentId, &crate::store::DocumentArtifacts> = inventory
+/// Every blob the snapshot expects to exist, and the object each one is: originals and
+/// page artifacts of live documents, a batch's file and the pages it still holds (see
+/// `crate::ingest::batch`), release attachments and productions (see `crate::legal::release`).
+fn expected_blobs(inventory: &Inventory) -> BTreeMap<BlobName, ObjectRef> {
+    let live: HashSet<DocumentId> = inventory
         .documents
         .iter()
         .filter(|d| !d.is_deleted())
-        .map(|d| (d.id, d))
+        .map(|d| d.id)
         .collect();
     let mut expected: BTreeMap<BlobName, ObjectRef> = BTreeMap::new();
-    for doc in live.values() {
-        let original = ObjectRef::Original(doc.id);
-        expected.insert(original.blob_name(), original);
+    let mut expect = |object: ObjectRef| {
+        expected.insert(object.blob_name(), object);
+    };
+    for doc in &live {
+        expect(ObjectRef::Original(*doc));
     }
     for (doc, page) in &inventory.pages {
-        if live.contains_key(doc) {
-            for object in ObjectRef::page_artifacts(*doc, *page) {
-                expected.insert(object.blob_name(), object);
-            }
+        if live.contains(doc) {
+            ObjectRef::page_artifacts(*doc, *page)
+                .into_iter()
+                .for_each(&mut expect);
         }
     }
-
-    // A batch's file and the pages it still holds (see `crate::ingest::batch`).
     for (batch, _) in &inventory.batch_originals {
-        let original = ObjectRef::Original(*batch);
-        expected.insert(original.blob_name(), original);
+        expect(ObjectRef::Original(*batch));
     }
     for (batch, page) in &inventory.batch_pages {
-        for object in ObjectRef::page_artifacts(*batch, *page) {
-            expected.insert(object.blob_name(), object);
-        }
+        ObjectRef::page_artifacts(*batch, *page)
+            .into_iter()
+            .for_each(&mut expect);
     }
-    // Release attachments and productions (see `crate::legal::release`).
     for (object, _) in &inventory.release_objects {
-        expected.insert(object.blob_name(), *object);
+        expect(*object);
     }
+    expected
+}
 
+/// The blobs to decrypt: every listed blob (referenced by the snapshot or an orphan
+/// candidate) and every expected one the listing did not see (committed just after it, or
+/// missing). Staging objects, temp files and stray files are reported here.
+fn blobs_to_check(
+    listing: &Listing,
+    expected: &BTreeMap<BlobName, ObjectRef>,
+    report: &mut VerifyReport,
+) -> Vec<ToCheck> {
     let mut to_check = Vec::new();
     let listed: BTreeSet<&BlobName> = listing.blobs.iter().collect();
     for name in &listing.blobs {
@@ -333,21 +378,20 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
             report.findings.push(finding);
             continue;
         }
-        match expected.get(name) {
-            Some(object) => to_check.push(ToCheck {
+        to_check.push(match expected.get(name) {
+            Some(object) => ToCheck {
                 name: name.clone(),
                 object: Some(*object),
                 referenced: true,
-            }),
-            None => to_check.push(ToCheck {
+            },
+            None => ToCheck {
                 name: name.clone(),
                 object: ObjectRef::from_blob_name(name),
                 referenced: false,
-            }),
-        }
+            },
+        });
     }
-    // Expected blobs the listing did not see (committed just after it, or missing).
-    for (name, object) in &expected {
+    for (name, object) in expected {
         if !listed.contains(name) {
             to_check.push(ToCheck {
                 name: name.clone(),
@@ -371,50 +415,59 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
             "a file in the blob store that is not a blob (invalid name)",
         ));
     }
+    to_check
+}
 
-    // Decrypt everything (blocking I/O and CPU).
-    let keyring = Arc::new(keyring);
-    let checked: Vec<CheckedBlob> = {
-        let keyring = keyring.clone();
-        let root = blobs_dir.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<CheckedBlob>> {
-            if !root.is_dir() {
-                return Ok(to_check
-                    .into_iter()
-                    .map(|check| CheckedBlob {
-                        check,
-                        outcome: BlobOutcome::Missing,
-                    })
-                    .collect());
-            }
-            let store = LocalBlobStore::open(&root)?;
-            Ok(to_check
+/// Decrypts every blob to check to its end (blocking I/O and CPU, off the async threads);
+/// originals, productions and attachments are hashed on the way.
+async fn authenticate_all(
+    root: PathBuf,
+    keyring: Arc<Keyring>,
+    to_check: Vec<ToCheck>,
+) -> anyhow::Result<Vec<CheckedBlob>> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<CheckedBlob>> {
+        if !root.is_dir() {
+            return Ok(to_check
                 .into_iter()
-                .map(|check| {
-                    let outcome = match check.object {
-                        Some(object) => authenticate(
-                            &store,
-                            &keyring,
-                            &check.name,
-                            &object.aad(),
-                            matches!(
-                                object,
-                                ObjectRef::Original(_)
-                                    | ObjectRef::Production(_)
-                                    | ObjectRef::Attachment(_)
-                            ),
-                        ),
-                        None => header_only(&store, &check.name),
-                    };
-                    CheckedBlob { check, outcome }
+                .map(|check| CheckedBlob {
+                    check,
+                    outcome: BlobOutcome::Missing,
                 })
-                .collect())
-        })
-        .await??
-    };
+                .collect());
+        }
+        let store = LocalBlobStore::open(&root)?;
+        Ok(to_check
+            .into_iter()
+            .map(|check| {
+                let outcome = match check.object {
+                    Some(object) => authenticate(
+                        &store,
+                        &keyring,
+                        &check.name,
+                        &object.aad(),
+                        matches!(
+                            object,
+                            ObjectRef::Original(_)
+                                | ObjectRef::Production(_)
+                                | ObjectRef::Attachment(_)
+                        ),
+                    ),
+                    None => header_only(&store, &check.name),
+                };
+                CheckedBlob { check, outcome }
+            })
+            .collect())
+    })
+    .await?
+}
 
-    let sha_of: HashMap<DocumentId, &str> = live
-        .values()
+/// The SHA-256 recorded for each hashed object: a live document's original, a batch's
+/// file, a release attachment or production.
+fn recorded_sha256s(inventory: &Inventory) -> HashMap<DocumentId, &str> {
+    inventory
+        .documents
+        .iter()
+        .filter(|d| !d.is_deleted())
         .map(|d| (d.id, d.sha256.as_str()))
         .chain(
             inventory
@@ -428,107 +481,103 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
                 .iter()
                 .map(|(object, sha)| (object.document(), sha.as_str())),
         )
-        .collect();
-    let mut referenced_keys: BTreeSet<String> = inventory
-        .service_keys
-        .iter()
-        .map(|(_, key_id)| key_id.clone())
-        .collect();
-    for CheckedBlob { check, outcome } in checked {
-        let name = check.name.as_str();
-        if let Some(key_id) = outcome_key(&outcome) {
-            referenced_keys.insert(key_id.to_hex());
-        }
-        if !check.referenced {
-            if let Some(finding) = confirm_orphan(&db, &check, &outcome, &mut report).await? {
-                report.findings.push(finding);
-            }
-            continue;
-        }
-        match outcome {
-            BlobOutcome::Authentic { bytes, sha256, .. } => {
-                report.checked.blobs += 1;
-                report.checked.blob_bytes += bytes;
-                if let (
-                    Some(actual),
-                    Some(
-                        ObjectRef::Original(doc)
-                        | ObjectRef::Production(doc)
-                        | ObjectRef::Attachment(doc),
-                    ),
-                ) = (sha256, check.object)
-                {
-                    report.checked.originals_hashed += 1;
-                    let recorded = sha_of.get(&doc).copied().unwrap_or_default();
-                    if !actual.eq_ignore_ascii_case(recorded) {
-                        report.findings.push(Finding::blob(
-                            FindingKind::ChecksumMismatch,
-                            name,
-                            "the object decrypts, but its SHA-256 differs from the one \
-                             recorded at upload",
-                        ));
-                    }
-                }
-            }
-            BlobOutcome::Missing => {
-                let object = check.object.expect("referenced blobs are objects");
-                if still_expected(&db, object).await? {
+        .collect()
+}
+
+/// What a referenced blob's outcome means for the report.
+async fn report_outcome(
+    db: &Db,
+    check: &ToCheck,
+    outcome: BlobOutcome,
+    sha_of: &HashMap<DocumentId, &str>,
+    report: &mut VerifyReport,
+) -> anyhow::Result<()> {
+    let name = check.name.as_str();
+    match outcome {
+        BlobOutcome::Authentic { bytes, sha256, .. } => {
+            report.checked.blobs += 1;
+            report.checked.blob_bytes += bytes;
+            if let (
+                Some(actual),
+                Some(
+                    ObjectRef::Original(doc)
+                    | ObjectRef::Production(doc)
+                    | ObjectRef::Attachment(doc),
+                ),
+            ) = (sha256, check.object)
+            {
+                report.checked.originals_hashed += 1;
+                let recorded = sha_of.get(&doc).copied().unwrap_or_default();
+                if !actual.eq_ignore_ascii_case(recorded) {
                     report.findings.push(Finding::blob(
-                        FindingKind::BlobMissing,
+                        FindingKind::ChecksumMismatch,
                         name,
-                        match object {
-                            ObjectRef::Original(_) => "the document's original is missing",
-                            ObjectRef::Production(_) => "a production's PDF is missing",
-                            ObjectRef::Attachment(_) => "a release attachment is missing",
-                            _ => "a page artifact recorded in `pages` is missing",
-                        },
+                        "the object decrypts, but its SHA-256 differs from the one recorded \
+                         at upload",
                     ));
                 }
             }
-            BlobOutcome::KeyMissing(key_id) => report.findings.push(
-                Finding::blob(
-                    FindingKind::KeyMissing,
+        }
+        BlobOutcome::Missing => {
+            let object = check.object.expect("referenced blobs are objects");
+            if still_expected(db, object).await? {
+                report.findings.push(Finding::blob(
+                    FindingKind::BlobMissing,
                     name,
-                    "the blob's data key has no keyring row: it cannot be decrypted",
-                )
-                .with_key(&key_id.to_hex()),
-            ),
-            BlobOutcome::KeyCorrupt(key_id, error) => report.findings.push(
-                Finding::blob(
-                    FindingKind::KeyCorrupt,
-                    name,
-                    format!("the blob's keyring row does not unwrap: {error}"),
-                )
-                .with_key(&key_id.to_hex()),
-            ),
-            BlobOutcome::Corrupt { key_id, reason } => {
-                let finding = Finding::blob(FindingKind::BlobCorrupt, name, reason);
-                report.findings.push(match key_id {
-                    Some(key_id) => finding.with_key(&key_id.to_hex()),
-                    None => finding,
-                });
+                    match object {
+                        ObjectRef::Original(_) => "the document's original is missing",
+                        ObjectRef::Production(_) => "a production's PDF is missing",
+                        ObjectRef::Attachment(_) => "a release attachment is missing",
+                        _ => "a page artifact recorded in `pages` is missing",
+                    },
+                ));
             }
         }
+        BlobOutcome::KeyMissing(key_id) => report.findings.push(
+            Finding::blob(
+                FindingKind::KeyMissing,
+                name,
+                "the blob's data key has no keyring row: it cannot be decrypted",
+            )
+            .with_key(&key_id.to_hex()),
+        ),
+        BlobOutcome::KeyCorrupt(key_id, error) => report.findings.push(
+            Finding::blob(
+                FindingKind::KeyCorrupt,
+                name,
+                format!("the blob's keyring row does not unwrap: {error}"),
+            )
+            .with_key(&key_id.to_hex()),
+        ),
+        BlobOutcome::Corrupt { key_id, reason } => {
+            let finding = Finding::blob(FindingKind::BlobCorrupt, name, reason);
+            report.findings.push(match key_id {
+                Some(key_id) => finding.with_key(&key_id.to_hex()),
+                None => finding,
+            });
+        }
     }
+    Ok(())
+}
 
+/// Keyring rows no blob or service refers to.
+fn report_orphan_keys(
+    inventory: &Inventory,
+    referenced_keys: &BTreeSet<String>,
+    report: &mut VerifyReport,
+) {
     for row in &inventory.keyring {
         if !referenced_keys.contains(&row.key_id) {
             report.findings.push(
                 Finding::new(
                     FindingKind::OrphanKey,
-                    "a keyring row no blob or service refers to (a write in flight, or \
-                     left by an interrupted one)",
+                    "a keyring row no blob or service refers to (a write in flight, or left \
+                     by an interrupted one)",
                 )
                 .with_key(&row.key_id),
             );
         }
     }
-
-    crate::ops::verify_index::check_index(config, &db, &inventory, &keyring, &mut report).await?;
-
-    db.close().await;
-    report.findings.sort_by_key(|f| (f.severity as u8, f.kind));
-    Ok(report)
 }
 
 /// Reads just the key id of a blob whose name is not an object (so there is no identity to

@@ -21,7 +21,8 @@ use crate::config::Config;
 use crate::domain::DocumentId;
 use crate::ops::findings::{Finding, FindingKind, VerifyReport};
 use crate::ops::keys::Keyring;
-use crate::store::{Db, Inventory};
+use crate::store::inventory::Inventory;
+use crate::store::Db;
 
 pub(super) async fn check_index(
     config: &Config,

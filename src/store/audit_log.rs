@@ -2,12 +2,13 @@
 //! blind indexes, raw rows for `audit verify`, and the chaining of rows written before the
 //! chain existed. The format itself is [`crate::audit`]'s.
 
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::watch;
 
 use super::audit_record::{hash_from_slice, AuditCipher, AuditRecord, GENESIS_HASH};
-use super::{decode_err, now, AuditEntry, AuditRow, Db};
-use crate::domain::{PatientId, UserId};
+use super::{decode_err, now, Db, Tx};
+use crate::domain::{DocumentId, PatientId, Role, UserId};
+use serde::Serialize;
 
 /// An `audit` row as stored: what `audit verify` checks.
 #[derive(Debug, Clone)]
@@ -56,7 +57,7 @@ fn record_of(entry: &AuditEntry, seq: i64, at: String) -> AuditRecord {
     }
 }
 
-fn stored_row(r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<StoredAuditRow> {
+fn stored_row(r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<StoredAuditRow> {
     Ok(StoredAuditRow {
         seq: r.try_get("seq")?,
         at: r.try_get("at")?,
@@ -73,11 +74,11 @@ fn stored_row(r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<StoredAuditRow> {
 
 /// Inserts `record` after `prev_hash` (inside the writer's transaction); returns its hash.
 async fn insert_record(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     cipher: &AuditCipher,
     record: &AuditRecord,
     prev_hash: &[u8; 32],
-) -> sqlx::Result<[u8; 32]> {
+) -> super::StoreResult<[u8; 32]> {
     let hash = record.hash(prev_hash);
     let plain = cipher.plain_columns(record);
     sqlx::query(
@@ -108,7 +109,7 @@ async fn insert_record(
 }
 
 /// The newest entry's (seq, hash), read inside the writer's transaction.
-async fn chain_head(tx: &mut Transaction<'_, Sqlite>) -> sqlx::Result<(i64, [u8; 32])> {
+async fn chain_head(tx: &mut Tx) -> super::StoreResult<(i64, [u8; 32])> {
     let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut **tx)
         .await?;
@@ -131,7 +132,7 @@ impl Db {
         }
     }
 
-    pub(crate) fn audit_cipher(&self) -> sqlx::Result<&AuditCipher> {
+    pub(crate) fn audit_cipher(&self) -> super::StoreResult<&AuditCipher> {
         self.audit
             .cipher
             .get()
@@ -145,13 +146,13 @@ impl Db {
 
     /// Appends one entry to the chain: sealed, linked to the head, committed before it
     /// returns. Returns its seq.
-    pub async fn append_audit(&self, entry: &AuditEntry) -> sqlx::Result<i64> {
+    pub async fn append_audit(&self, entry: &AuditEntry) -> super::StoreResult<i64> {
         let cipher = self.audit_cipher()?;
         let _writer = self.audit.writer.lock().await;
         // IMMEDIATE: the write lock is taken before the head is read, so nothing can
         // append between the read and the insert (a deferred transaction would fail on
         // commit whenever any other connection had written meanwhile).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_immediate().await?;
         let (last, prev_hash) = chain_head(&mut tx).await?;
         let record = record_of(entry, last + 1, now());
         insert_record(&mut tx, cipher, &record, &prev_hash).await?;
@@ -161,7 +162,7 @@ impl Db {
     }
 
     /// The newest entry's seq and stored hash, if there is any entry.
-    pub async fn audit_head(&self) -> sqlx::Result<Option<(i64, Vec<u8>)>> {
+    pub async fn audit_head(&self) -> super::StoreResult<Option<(i64, Vec<u8>)>> {
         let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&self.pool)
             .await?;
@@ -169,7 +170,7 @@ impl Db {
             .transpose()
     }
 
-    fn audit_row(&self, r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<AuditRow> {
+    fn audit_row(&self, r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<AuditRow> {
         let seq: i64 = r.try_get("seq")?;
         let sealed: Vec<u8> = r.try_get("sealed")?;
         let hash: Vec<u8> = r.try_get("hash")?;
@@ -184,7 +185,7 @@ impl Db {
     }
 
     /// Every entry after `after_seq`, oldest first, decrypted.
-    pub async fn audit_rows(&self, after_seq: i64) -> sqlx::Result<Vec<AuditRow>> {
+    pub async fn audit_rows(&self, after_seq: i64) -> super::StoreResult<Vec<AuditRow>> {
         let rows = sqlx::query("SELECT seq, sealed, hash FROM audit WHERE seq > $1 ORDER BY seq")
             .bind(after_seq)
             .fetch_all(&self.pool)
@@ -195,7 +196,7 @@ impl Db {
     /// Entries matching `filter`, oldest first from `filter.after_seq`, decrypted. Users and
     /// patients are matched through their blind indexes; a patient matches the entries
     /// about them and the searches that returned them.
-    pub async fn audit_query(&self, filter: &AuditFilter) -> sqlx::Result<Vec<AuditRow>> {
+    pub async fn audit_query(&self, filter: &AuditFilter) -> super::StoreResult<Vec<AuditRow>> {
         let cipher = self.audit_cipher()?;
         let mut query: QueryBuilder<Sqlite> =
             QueryBuilder::new("SELECT seq, sealed, hash FROM audit WHERE seq > ");
@@ -239,7 +240,7 @@ impl Db {
         after_seq: i64,
         up_to: i64,
         limit: i64,
-    ) -> sqlx::Result<Vec<StoredAuditRow>> {
+    ) -> super::StoreResult<Vec<StoredAuditRow>> {
         let rows = sqlx::query(
             "SELECT seq, at, action, outcome, break_glass, user_index, patient_index, sealed,
                 prev_hash, hash
@@ -254,7 +255,7 @@ impl Db {
     }
 
     /// The `audit_patients` rows `(seq, patient_index)` with `seq <= up_to`, by seq.
-    pub async fn audit_patient_refs(&self, up_to: i64) -> sqlx::Result<Vec<(i64, Vec<u8>)>> {
+    pub async fn audit_patient_refs(&self, up_to: i64) -> super::StoreResult<Vec<(i64, Vec<u8>)>> {
         let rows = sqlx::query(
             "SELECT seq, patient_index FROM audit_patients WHERE seq <= $1 ORDER BY seq, patient_index",
         )
@@ -280,7 +281,7 @@ impl Db {
         }
         let cipher = self.audit_cipher()?;
         let _writer = self.audit.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_immediate().await?;
         let rows = sqlx::query(
             "SELECT at, user_id, role, action, patient_id, document_id, outcome, client_addr,
                 request_id, detail
@@ -317,5 +318,61 @@ impl Db {
             self.scrub_free_space().await?;
         }
         Ok(rows.len() as u64)
+    }
+}
+
+/// One audit row. Ids only: the audit never holds names, MRNs or text.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEntry {
+    pub user_id: Option<UserId>,
+    pub role: Option<Role>,
+    pub action: &'static str,
+    pub patient_id: Option<PatientId>,
+    pub document_id: Option<DocumentId>,
+    pub outcome: &'static str,
+    pub client_addr: Option<String>,
+    pub request_id: Option<String>,
+    /// Why the access happened (e.g. `treatment`), when the policy knows it.
+    pub purpose_of_use: Option<String>,
+    /// The access was a break-glass override: flagged for review.
+    pub break_glass: bool,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl AuditEntry {
+    /// A user or token change made by no principal of the service (at the console, or the
+    /// first start creating the admin): purpose `HSYSADMIN`, who and how in `detail`.
+    pub fn administration(action: &'static str, detail: serde_json::Value) -> AuditEntry {
+        AuditEntry {
+            user_id: None,
+            role: None,
+            action,
+            patient_id: None,
+            document_id: None,
+            outcome: "ok",
+            client_addr: None,
+            request_id: None,
+            purpose_of_use: Some("HSYSADMIN".to_string()),
+            break_glass: false,
+            detail: Some(detail),
+        }
+    }
+}
+
+/// One audit entry as read back (decrypted), with its chain hash. Its fields are the
+/// record's (through `Deref`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    #[serde(flatten)]
+    pub record: AuditRecord,
+    /// Hex of the entry's chain hash.
+    pub hash: String,
+}
+
+impl std::ops::Deref for AuditRow {
+    type Target = AuditRecord;
+
+    fn deref(&self) -> &Self::Target {
+        &self.record
     }
 }

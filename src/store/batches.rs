@@ -4,9 +4,10 @@
 
 use chartvault_ocr::CoverSheet;
 use serde::Serialize;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
-use super::{now, parse_id, Db, PageRow};
+use super::pages::PageRow;
+use super::{now, parse_id, Db, Tx};
 use crate::domain::{DocumentId, UserId};
 use crate::store::phi::Column;
 
@@ -97,10 +98,7 @@ fn cover_row_id(batch: DocumentId, page: u32) -> String {
 }
 
 impl Db {
-    pub async fn insert_batch(
-        tx: &mut Transaction<'_, Sqlite>,
-        batch: &NewBatch,
-    ) -> sqlx::Result<()> {
+    pub async fn insert_batch(tx: &mut Tx, batch: &NewBatch) -> super::StoreResult<()> {
         sqlx::query(
             "INSERT INTO batches (id, content_type, sha256, size_bytes, page_count, status,
                 created_at, created_by)
@@ -118,7 +116,7 @@ impl Db {
         Ok(())
     }
 
-    pub async fn batch(&self, id: DocumentId) -> sqlx::Result<Option<Batch>> {
+    pub async fn batch(&self, id: DocumentId) -> super::StoreResult<Option<Batch>> {
         let row = sqlx::query("SELECT * FROM batches WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -127,7 +125,7 @@ impl Db {
     }
 
     /// A batch with the same file that did not fail.
-    pub async fn batch_by_sha256(&self, sha256: &str) -> sqlx::Result<Option<Batch>> {
+    pub async fn batch_by_sha256(&self, sha256: &str) -> super::StoreResult<Option<Batch>> {
         let row = sqlx::query(
             "SELECT * FROM batches WHERE sha256 = $1 AND status != 'failed'
              ORDER BY created_at LIMIT 1",
@@ -139,7 +137,7 @@ impl Db {
     }
 
     /// Claims the oldest batch waiting to be processed.
-    pub async fn claim_batch(&self) -> sqlx::Result<Option<Batch>> {
+    pub async fn claim_batch(&self) -> super::StoreResult<Option<Batch>> {
         let row = sqlx::query(
             "UPDATE batches SET status = 'processing', attempts = attempts + 1
              WHERE id = (SELECT id FROM batches WHERE status = 'accepted'
@@ -152,7 +150,7 @@ impl Db {
     }
 
     /// Batches that were being processed when the process stopped go back to the queue.
-    pub async fn requeue_running_batches(&self) -> sqlx::Result<u64> {
+    pub async fn requeue_running_batches(&self) -> super::StoreResult<u64> {
         let done =
             sqlx::query("UPDATE batches SET status = 'accepted' WHERE status = 'processing'")
                 .execute(self.pool())
@@ -166,7 +164,7 @@ impl Db {
         id: DocumentId,
         status: &str,
         failure_reason: Option<&str>,
-    ) -> sqlx::Result<()> {
+    ) -> super::StoreResult<()> {
         let split_at = (status == "split").then(now);
         sqlx::query(
             "UPDATE batches SET status = $1, failure_reason = $2,
@@ -185,10 +183,10 @@ impl Db {
     /// Destroys a batch file's key and records it destroyed, inside the caller's transaction
     /// (the blob itself is deleted after the commit).
     pub(crate) async fn destroy_batch_original_in(
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        tx: &mut Tx,
         batch: DocumentId,
         key_id: &str,
-    ) -> sqlx::Result<()> {
+    ) -> super::StoreResult<()> {
         sqlx::query("DELETE FROM keyring WHERE key_id = $1")
             .bind(key_id)
             .execute(&mut **tx)
@@ -196,11 +194,15 @@ impl Db {
         mark_original_destroyed(&mut **tx, batch).await
     }
 
-    pub async fn mark_batch_original_destroyed(&self, id: DocumentId) -> sqlx::Result<()> {
+    pub async fn mark_batch_original_destroyed(&self, id: DocumentId) -> super::StoreResult<()> {
         mark_original_destroyed(self.pool(), id).await
     }
 
-    pub async fn insert_batch_page(&self, batch: DocumentId, page: &BatchPage) -> sqlx::Result<()> {
+    pub async fn insert_batch_page(
+        &self,
+        batch: DocumentId,
+        page: &BatchPage,
+    ) -> super::StoreResult<()> {
         let row = &page.row;
         let (fields, reason) = match &page.cover {
             CoverSheet::NotCover => (None, None),
@@ -250,7 +252,7 @@ impl Db {
     }
 
     /// The batch's pages still held under it (filed pages move to their document), in order.
-    pub async fn batch_pages(&self, batch: DocumentId) -> sqlx::Result<Vec<BatchPage>> {
+    pub async fn batch_pages(&self, batch: DocumentId) -> super::StoreResult<Vec<BatchPage>> {
         let rows = sqlx::query("SELECT * FROM batch_pages WHERE batch_id = $1 ORDER BY page")
             .bind(batch.to_string())
             .fetch_all(self.pool())
@@ -276,7 +278,7 @@ impl Db {
                     _ => CoverSheet::NotCover,
                 };
                 Ok(BatchPage {
-                    row: super::page_row_from(r)?,
+                    row: super::pages::page_row_from(r)?,
                     cover,
                 })
             })
@@ -284,8 +286,12 @@ impl Db {
     }
 
     /// Forgets batch pages whose artifacts are gone (filed in a document, or rejected).
-    pub async fn delete_batch_pages(&self, batch: DocumentId, pages: &[u32]) -> sqlx::Result<()> {
-        let mut tx = self.pool().begin().await?;
+    pub async fn delete_batch_pages(
+        &self,
+        batch: DocumentId,
+        pages: &[u32],
+    ) -> super::StoreResult<()> {
+        let mut tx = self.begin().await?;
         for page in pages {
             sqlx::query("DELETE FROM batch_pages WHERE batch_id = $1 AND page = $2")
                 .bind(batch.to_string())
@@ -302,8 +308,8 @@ impl Db {
         &self,
         batch: DocumentId,
         plan: &[NewSegment],
-    ) -> sqlx::Result<Vec<Segment>> {
-        let mut tx = self.pool().begin().await?;
+    ) -> super::StoreResult<Vec<Segment>> {
+        let mut tx = self.begin().await?;
         let existing: i64 =
             sqlx::query_scalar("SELECT count(*) FROM batch_segments WHERE batch_id = $1")
                 .bind(batch.to_string())
@@ -338,7 +344,7 @@ impl Db {
         self.segments(batch).await
     }
 
-    pub async fn segments(&self, batch: DocumentId) -> sqlx::Result<Vec<Segment>> {
+    pub async fn segments(&self, batch: DocumentId) -> super::StoreResult<Vec<Segment>> {
         let rows = sqlx::query(
             "SELECT * FROM batch_segments WHERE batch_id = $1 ORDER BY first_page, seq",
         )
@@ -352,7 +358,7 @@ impl Db {
     pub async fn live_batch_file_of(
         &self,
         document: DocumentId,
-    ) -> sqlx::Result<Option<DocumentId>> {
+    ) -> super::StoreResult<Option<DocumentId>> {
         let batch: Option<String> = sqlx::query_scalar(
             "SELECT s.batch_id FROM batch_segments s JOIN batches b ON b.id = s.batch_id
              WHERE s.document_id = $1 AND s.status = 'filed' AND b.original_destroyed_at IS NULL
@@ -364,7 +370,7 @@ impl Db {
         batch.map(|id| super::parse_id(&id)).transpose()
     }
 
-    pub async fn segment(&self, id: DocumentId) -> sqlx::Result<Option<Segment>> {
+    pub async fn segment(&self, id: DocumentId) -> super::StoreResult<Option<Segment>> {
         let row = sqlx::query("SELECT * FROM batch_segments WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -373,7 +379,7 @@ impl Db {
     }
 
     /// Page ranges of batches waiting in the QA queue, oldest batch first.
-    pub async fn qa_segments(&self) -> sqlx::Result<Vec<Segment>> {
+    pub async fn qa_segments(&self) -> super::StoreResult<Vec<Segment>> {
         let rows = sqlx::query(
             "SELECT s.* FROM batch_segments s JOIN batches b ON b.id = s.batch_id
              WHERE s.status = 'qa' ORDER BY b.created_at, s.first_page",
@@ -384,7 +390,7 @@ impl Db {
     }
 
     /// Sends a segment that could not be filed to the QA queue.
-    pub async fn segment_to_qa(&self, id: DocumentId, reason: &str) -> sqlx::Result<()> {
+    pub async fn segment_to_qa(&self, id: DocumentId, reason: &str) -> super::StoreResult<()> {
         sqlx::query(
             "UPDATE batch_segments SET status = 'qa', qa_reason = $1
              WHERE id = $2 AND status = 'pending'",
@@ -399,11 +405,11 @@ impl Db {
     /// Marks a segment filed (inside the transaction that records its document) or rejected.
     /// False when it was not pending or in QA any more.
     pub async fn resolve_segment(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Tx,
         id: DocumentId,
         status: &str,
         by: Option<UserId>,
-    ) -> sqlx::Result<bool> {
+    ) -> super::StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE batch_segments SET status = $1, resolved_at = $2, resolved_by = $3
              WHERE id = $4 AND status IN ('pending', 'qa')",
@@ -427,8 +433,8 @@ impl Db {
         status: &str,
         new: &[NewSegment],
         by: UserId,
-    ) -> sqlx::Result<Option<Vec<DocumentId>>> {
-        let mut tx = self.pool().begin().await?;
+    ) -> super::StoreResult<Option<Vec<DocumentId>>> {
+        let mut tx = self.begin().await?;
         for id in old {
             if !Db::resolve_segment_from(&mut tx, *id, "qa", status, Some(by)).await? {
                 return Ok(None);
@@ -465,12 +471,12 @@ impl Db {
     }
 
     async fn resolve_segment_from(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Tx,
         id: DocumentId,
         from: &str,
         to: &str,
         by: Option<UserId>,
-    ) -> sqlx::Result<bool> {
+    ) -> super::StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE batch_segments SET status = $1, resolved_at = $2, resolved_by = $3
              WHERE id = $4 AND status = $5",
@@ -486,7 +492,7 @@ impl Db {
     }
 
     /// Whether any page range of the batch still waits to be filed or resolved.
-    pub async fn batch_has_open_segments(&self, batch: DocumentId) -> sqlx::Result<bool> {
+    pub async fn batch_has_open_segments(&self, batch: DocumentId) -> super::StoreResult<bool> {
         let open: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM batch_segments
              WHERE batch_id = $1 AND status IN ('pending', 'qa')",
@@ -502,7 +508,7 @@ impl Db {
 async fn mark_original_destroyed<'e>(
     executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
     batch: DocumentId,
-) -> sqlx::Result<()> {
+) -> super::StoreResult<()> {
     sqlx::query(
         "UPDATE batches SET original_destroyed_at = coalesce(original_destroyed_at, $1)
          WHERE id = $2",
@@ -514,7 +520,7 @@ async fn mark_original_destroyed<'e>(
     Ok(())
 }
 
-fn batch_from_row(r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Batch> {
+fn batch_from_row(r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Batch> {
     Ok(Batch {
         id: parse_id(r.try_get::<&str, _>("id")?)?,
         content_type: r.try_get("content_type")?,
@@ -531,7 +537,7 @@ fn batch_from_row(r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Batch> {
     })
 }
 
-fn segment_from_row(r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Segment> {
+fn segment_from_row(r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Segment> {
     Ok(Segment {
         id: parse_id(r.try_get::<&str, _>("id")?)?,
         batch_id: parse_id(r.try_get::<&str, _>("batch_id")?)?,

@@ -4,9 +4,9 @@
 
 use chrono::NaiveDate;
 use serde::Serialize;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
-use super::{now, parse_date, parse_id, Db};
+use super::{now, parse_date, parse_id, Db, Tx};
 use crate::domain::{DocumentId, PatientId, UserId};
 use crate::store::phi::Column;
 
@@ -59,8 +59,11 @@ pub struct Disclosure {
 
 impl Db {
     /// Records a disclosure; returns its id.
-    pub async fn insert_disclosure(&self, disclosure: &NewDisclosure) -> sqlx::Result<String> {
-        let mut tx = self.pool.begin().await?;
+    pub async fn insert_disclosure(
+        &self,
+        disclosure: &NewDisclosure,
+    ) -> super::StoreResult<String> {
+        let mut tx = self.begin().await?;
         let id = self.insert_disclosure_tx(&mut tx, disclosure).await?;
         tx.commit().await?;
         Ok(id)
@@ -70,9 +73,9 @@ impl Db {
     /// disclosures in the transaction that records the production).
     pub async fn insert_disclosure_tx(
         &self,
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Tx,
         disclosure: &NewDisclosure,
-    ) -> sqlx::Result<String> {
+    ) -> super::StoreResult<String> {
         let phi = self.phi()?;
         let id = uuid::Uuid::new_v4().to_string();
         let documents: Vec<String> = disclosure
@@ -115,7 +118,7 @@ impl Db {
         &self,
         patient: PatientId,
         since: NaiveDate,
-    ) -> sqlx::Result<Vec<Disclosure>> {
+    ) -> super::StoreResult<Vec<Disclosure>> {
         let rows = sqlx::query(
             "SELECT * FROM disclosures WHERE patient_id = $1 AND disclosed_at >= $2
              ORDER BY disclosed_at DESC, recorded_at DESC",
@@ -137,7 +140,7 @@ impl Db {
                     document_ids: documents
                         .iter()
                         .map(|d| parse_id(d))
-                        .collect::<sqlx::Result<_>>()?,
+                        .collect::<super::StoreResult<_>>()?,
                     recipient_name: self.open_column(
                         Column::DisclosureRecipientName,
                         &id,

@@ -29,7 +29,7 @@ impl HoldScope {
         }
     }
 
-    fn parse(raw: &str) -> sqlx::Result<HoldScope> {
+    fn parse(raw: &str) -> super::StoreResult<HoldScope> {
         match raw {
             "patient" => Ok(HoldScope::Patient),
             "documents" => Ok(HoldScope::Documents),
@@ -90,10 +90,10 @@ const COVERING: &str = "SELECT h.id, h.matter FROM holds h
 
 impl Db {
     /// Records a hold and the documents it names; returns its id.
-    pub async fn insert_hold(&self, hold: &NewHold) -> sqlx::Result<String> {
+    pub async fn insert_hold(&self, hold: &NewHold) -> super::StoreResult<String> {
         let phi = self.phi()?;
         let id = uuid::Uuid::new_v4().to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO holds (id, matter, custodian, reason, scope, patient_id, query,
                 created_by, created_at)
@@ -129,7 +129,7 @@ impl Db {
     }
 
     /// The active holds covering a document, oldest first.
-    pub async fn holds_covering(&self, document: DocumentId) -> sqlx::Result<Vec<HoldRef>> {
+    pub async fn holds_covering(&self, document: DocumentId) -> super::StoreResult<Vec<HoldRef>> {
         let rows = sqlx::query(COVERING)
             .bind(document.to_string())
             .fetch_all(&self.pool)
@@ -150,7 +150,7 @@ impl Db {
     pub(super) async fn held_in(
         tx: &mut sqlx::SqliteConnection,
         document: &str,
-    ) -> sqlx::Result<bool> {
+    ) -> super::StoreResult<bool> {
         Ok(sqlx::query(COVERING)
             .bind(document)
             .fetch_optional(&mut *tx)
@@ -158,7 +158,7 @@ impl Db {
             .is_some())
     }
 
-    pub async fn hold(&self, id: &str) -> sqlx::Result<Option<Hold>> {
+    pub async fn hold(&self, id: &str) -> super::StoreResult<Option<Hold>> {
         let row = sqlx::query("SELECT * FROM holds WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -170,7 +170,7 @@ impl Db {
     }
 
     /// Every hold, active ones first, newest first within each.
-    pub async fn holds(&self) -> sqlx::Result<Vec<Hold>> {
+    pub async fn holds(&self) -> super::StoreResult<Vec<Hold>> {
         let rows = sqlx::query(
             "SELECT * FROM holds ORDER BY released_at IS NOT NULL, created_at DESC, id",
         )
@@ -184,7 +184,12 @@ impl Db {
     }
 
     /// Releases an active hold; false if it was released already (or is unknown).
-    pub async fn release_hold(&self, id: &str, by: UserId, reason: &str) -> sqlx::Result<bool> {
+    pub async fn release_hold(
+        &self,
+        id: &str,
+        by: UserId,
+        reason: &str,
+    ) -> super::StoreResult<bool> {
         let sealed = self.phi()?.seal(Column::HoldReleaseReason, id, reason);
         let done = sqlx::query(
             "UPDATE holds SET released_by = $1, released_at = $2, release_reason = $3
@@ -199,7 +204,7 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn hold_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Hold> {
+    async fn hold_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Hold> {
         let id: String = r.try_get("id")?;
         let documents: Vec<String> = sqlx::query_scalar(
             "SELECT document_id FROM hold_documents WHERE hold_id = $1 ORDER BY document_id",
@@ -225,7 +230,7 @@ impl Db {
             document_ids: documents
                 .iter()
                 .map(|d| parse_id(d))
-                .collect::<sqlx::Result<_>>()?,
+                .collect::<super::StoreResult<_>>()?,
             created_by: r.try_get("created_by")?,
             created_at: r.try_get("created_at")?,
             active: released_at.is_none(),

@@ -35,7 +35,7 @@ const UPGRADE_ACTION: &str = "row-integrity-upgrade";
 pub(crate) fn row_fields(
     row: &sqlx::sqlite::SqliteRow,
     columns: &[&str],
-) -> sqlx::Result<Vec<Option<String>>> {
+) -> super::StoreResult<Vec<Option<String>>> {
     columns
         .iter()
         .map(|column| {
@@ -61,7 +61,7 @@ impl Db {
         }
     }
 
-    pub(crate) fn row_mac(&self) -> sqlx::Result<&RowMac> {
+    pub(crate) fn row_mac(&self) -> super::StoreResult<&RowMac> {
         self.row_mac
             .get()
             .ok_or_else(|| sqlx::Error::Configuration("the row MAC key is not loaded".into()))
@@ -73,7 +73,7 @@ impl Db {
         &self,
         (table, columns): (&str, &[&str]),
         row: &sqlx::sqlite::SqliteRow,
-    ) -> sqlx::Result<bool> {
+    ) -> super::StoreResult<bool> {
         let fields = row_fields(row, columns)?;
         let tag: Option<Vec<u8>> = row.try_get("mac")?;
         let ok = self
@@ -90,12 +90,16 @@ impl Db {
     }
 
     /// The MAC of a row about to be written, from its values in MAC column order.
-    pub(crate) fn row_tag(&self, table: &str, fields: &[Option<&str>]) -> sqlx::Result<Vec<u8>> {
+    pub(crate) fn row_tag(
+        &self,
+        table: &str,
+        fields: &[Option<&str>],
+    ) -> super::StoreResult<Vec<u8>> {
         Ok(self.row_mac()?.tag(table, fields))
     }
 
     /// Whether the audit log records the integrity upgrade (see [`Db::mac_legacy_rows`]).
-    pub async fn row_integrity_upgraded(&self) -> sqlx::Result<bool> {
+    pub async fn row_integrity_upgraded(&self) -> super::StoreResult<bool> {
         let found: Option<i64> =
             sqlx::query_scalar("SELECT seq FROM audit WHERE action = $1 LIMIT 1")
                 .bind(UPGRADE_ACTION)
@@ -112,7 +116,7 @@ impl Db {
         if self.row_integrity_upgraded().await? {
             return Ok(0);
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_immediate().await?;
         let mut count = 0u64;
         for (table, columns) in TABLES {
             let rows = sqlx::query(&format!(
@@ -132,7 +136,7 @@ impl Db {
             }
         }
         tx.commit().await?;
-        self.append_audit(&super::AuditEntry::administration(
+        self.append_audit(&super::audit_log::AuditEntry::administration(
             UPGRADE_ACTION,
             serde_json::json!({ "rows": count, "via": "start" }),
         ))

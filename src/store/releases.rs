@@ -150,7 +150,7 @@ pub struct Production {
     pub created_at: String,
 }
 
-fn json_list(raw: &str) -> sqlx::Result<Vec<String>> {
+fn json_list(raw: &str) -> super::StoreResult<Vec<String>> {
     serde_json::from_str(raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
@@ -159,12 +159,12 @@ fn to_json<T: Serialize>(value: &T) -> String {
 }
 
 impl Db {
-    pub async fn insert_release(&self, release: &NewRelease) -> sqlx::Result<String> {
+    pub async fn insert_release(&self, release: &NewRelease) -> super::StoreResult<String> {
         let id = uuid::Uuid::new_v4().to_string();
         let details = self
             .phi()?
             .seal(Column::ReleaseDetails, &id, &to_json(&release.details));
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO releases (id, legal_basis, details, received_on, due_on, date_from,
                 date_to, document_types, categories, authorizations, bates_prefix, created_by,
@@ -200,7 +200,7 @@ impl Db {
         Ok(id)
     }
 
-    pub async fn release(&self, id: &str) -> sqlx::Result<Option<Release>> {
+    pub async fn release(&self, id: &str) -> super::StoreResult<Option<Release>> {
         let row = sqlx::query("SELECT * FROM releases WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -212,7 +212,7 @@ impl Db {
     }
 
     /// Every release request, the soonest due first.
-    pub async fn releases(&self) -> sqlx::Result<Vec<Release>> {
+    pub async fn releases(&self) -> super::StoreResult<Vec<Release>> {
         let rows = sqlx::query("SELECT * FROM releases ORDER BY due_on, created_at")
             .fetch_all(&self.pool)
             .await?;
@@ -223,7 +223,7 @@ impl Db {
         Ok(releases)
     }
 
-    async fn release_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Release> {
+    async fn release_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Release> {
         let id: String = r.try_get("id")?;
         let details = self.open_column(Column::ReleaseDetails, &id, r.try_get("details")?)?;
         let details: ReleaseDetails =
@@ -256,7 +256,7 @@ impl Db {
             patient_ids: patients
                 .iter()
                 .map(|p| parse_id(p))
-                .collect::<sqlx::Result<_>>()?,
+                .collect::<super::StoreResult<_>>()?,
             created_by: r.try_get("created_by")?,
             created_at: r.try_get("created_at")?,
             id,
@@ -269,7 +269,7 @@ impl Db {
         id: &str,
         due_on: NaiveDate,
         reason: &str,
-    ) -> sqlx::Result<bool> {
+    ) -> super::StoreResult<bool> {
         let sealed = self.phi()?.seal(Column::ReleaseExtensionReason, id, reason);
         let done = sqlx::query(
             "UPDATE releases SET due_on = $1, extended_at = $2, extension_reason = $3
@@ -291,8 +291,8 @@ impl Db {
         release: &str,
         attachment: &Attachment,
         authorizes: bool,
-    ) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+    ) -> super::StoreResult<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO release_attachments (id, release_id, kind, content_type, sha256,
                 size_bytes, created_by, created_at)
@@ -327,7 +327,7 @@ impl Db {
         tx.commit().await
     }
 
-    pub async fn attachments(&self, release: &str) -> sqlx::Result<Vec<Attachment>> {
+    pub async fn attachments(&self, release: &str) -> super::StoreResult<Vec<Attachment>> {
         let rows = sqlx::query(
             "SELECT * FROM release_attachments WHERE release_id = $1 ORDER BY created_at, id",
         )
@@ -355,9 +355,9 @@ impl Db {
         documents: &[DocumentId],
         reason: &str,
         by: UserId,
-    ) -> sqlx::Result<()> {
+    ) -> super::StoreResult<()> {
         let phi = self.phi()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for document in documents {
             let row_id = format!("{release}:{document}");
             sqlx::query(
@@ -376,7 +376,7 @@ impl Db {
         tx.commit().await
     }
 
-    pub async fn exclusions(&self, release: &str) -> sqlx::Result<Vec<Exclusion>> {
+    pub async fn exclusions(&self, release: &str) -> super::StoreResult<Vec<Exclusion>> {
         let rows = sqlx::query(
             "SELECT * FROM release_exclusions WHERE release_id = $1 ORDER BY created_at",
         )
@@ -409,7 +409,7 @@ impl Db {
         regions: &[Region],
         whole_page: bool,
         by: UserId,
-    ) -> sqlx::Result<String> {
+    ) -> super::StoreResult<String> {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO release_redactions (id, release_id, document_id, page, regions,
@@ -429,7 +429,7 @@ impl Db {
         Ok(id)
     }
 
-    pub async fn redactions(&self, release: &str) -> sqlx::Result<Vec<Redaction>> {
+    pub async fn redactions(&self, release: &str) -> super::StoreResult<Vec<Redaction>> {
         let rows = sqlx::query(
             "SELECT * FROM release_redactions WHERE release_id = $1
              ORDER BY document_id, page, created_at",
@@ -456,7 +456,7 @@ impl Db {
 
     /// Removes a redaction of a release (later productions no longer apply it); false if
     /// the release has no such redaction.
-    pub async fn delete_redaction(&self, release: &str, id: &str) -> sqlx::Result<bool> {
+    pub async fn delete_redaction(&self, release: &str, id: &str) -> super::StoreResult<bool> {
         let done = sqlx::query("DELETE FROM release_redactions WHERE release_id = $1 AND id = $2")
             .bind(release)
             .bind(id)
@@ -470,9 +470,9 @@ impl Db {
         &self,
         release: &str,
         documents: &[DocumentId],
-    ) -> sqlx::Result<u64> {
+    ) -> super::StoreResult<u64> {
         let mut removed = 0;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for document in documents {
             removed += sqlx::query(
                 "DELETE FROM release_exclusions WHERE release_id = $1 AND document_id = $2",
@@ -488,7 +488,7 @@ impl Db {
     }
 
     /// The next Bates number of a prefix (1 for a new prefix).
-    pub async fn bates_next(&self, prefix: &str) -> sqlx::Result<i64> {
+    pub async fn bates_next(&self, prefix: &str) -> super::StoreResult<i64> {
         Ok(
             sqlx::query_scalar("SELECT next FROM bates_counters WHERE prefix = $1")
                 .bind(prefix)
@@ -507,7 +507,7 @@ impl Db {
         &self,
         p: &NewProduction,
         disclosures: &[super::disclosures::NewDisclosure],
-    ) -> sqlx::Result<bool> {
+    ) -> super::StoreResult<bool> {
         let id = p.id.to_string();
         let custodian = p
             .custodian
@@ -517,7 +517,7 @@ impl Db {
                     .map(|phi| phi.seal(Column::ProductionCustodian, &id, c))
             })
             .transpose()?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_immediate().await?;
         let (prefix, first, last) = match &p.bates {
             Some((prefix, first)) => {
                 let next: i64 =
@@ -572,7 +572,7 @@ impl Db {
         Ok(true)
     }
 
-    pub async fn productions(&self, release: &str) -> sqlx::Result<Vec<Production>> {
+    pub async fn productions(&self, release: &str) -> super::StoreResult<Vec<Production>> {
         let rows =
             sqlx::query("SELECT * FROM productions WHERE release_id = $1 ORDER BY created_at, id")
                 .bind(release)
@@ -582,7 +582,10 @@ impl Db {
     }
 
     /// A production and its manifest (JSON text).
-    pub async fn production(&self, id: DocumentId) -> sqlx::Result<Option<(Production, String)>> {
+    pub async fn production(
+        &self,
+        id: DocumentId,
+    ) -> super::StoreResult<Option<(Production, String)>> {
         let row = sqlx::query("SELECT * FROM productions WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
@@ -591,7 +594,7 @@ impl Db {
             .transpose()
     }
 
-    fn production_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Production> {
+    fn production_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Production> {
         let id: String = r.try_get("id")?;
         Ok(Production {
             custodian: self.open_optional(
@@ -616,7 +619,7 @@ impl Db {
     }
 
     /// Whether a release attachment or production row names this id.
-    pub async fn release_object_exists(&self, id: DocumentId) -> sqlx::Result<bool> {
+    pub async fn release_object_exists(&self, id: DocumentId) -> super::StoreResult<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT (SELECT count(*) FROM release_attachments WHERE id = $1)
                   + (SELECT count(*) FROM productions WHERE id = $1)",

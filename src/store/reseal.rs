@@ -21,7 +21,8 @@
 use sqlx::Row;
 
 use super::Db;
-use crate::store::phi::Column;
+use crate::domain::Mrn;
+use crate::store::phi::{is_sealed, Column};
 
 /// The first 8 bytes of a version 1 object: "CVAULT", NUL, 1.
 const V1_MAGIC: &[u8; 8] = b"CVAULT\0\x01";
@@ -279,7 +280,7 @@ impl Db {
         if resealed.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_immediate().await?;
         let trigger = match column.no_update_trigger {
             Some(name) => {
                 let sql: String = sqlx::query_scalar(
@@ -310,5 +311,63 @@ impl Db {
         }
         tx.commit().await?;
         Ok(written)
+    }
+}
+
+impl Db {
+    /// Seals the PHI of rows written before columns were sealed (an upgraded archive), then
+    /// vacuums so their plaintext does not linger in free pages. Returns the rows sealed.
+    pub async fn seal_legacy_rows(&self) -> anyhow::Result<u64> {
+        let phi = self.phi()?;
+        let mut sealed = 0u64;
+        let mut tx = self.begin().await?;
+        let patients =
+            sqlx::query("SELECT id, mrn, name, birth_date FROM patients WHERE mrn_index IS NULL")
+                .fetch_all(&mut *tx)
+                .await?;
+        for row in &patients {
+            let id: String = row.try_get("id")?;
+            let text = |column: &str| -> super::StoreResult<Option<String>> {
+                Ok(row
+                    .try_get::<Option<Vec<u8>>, _>(column)?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned()))
+            };
+            let mrn = Mrn::parse(&text("mrn")?.unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("an old patient row holds an invalid MRN: {e}"))?;
+            sqlx::query(
+                "UPDATE patients SET mrn_index = $1, mrn = $2, name = $3, birth_date = $4 WHERE id = $5",
+            )
+            .bind(phi.mrn_index(&mrn))
+            .bind(phi.seal(Column::PatientMrn, &id, mrn.as_str()))
+            .bind(phi.seal(Column::PatientName, &id, &text("name")?.unwrap_or_default()))
+            .bind(text("birth_date")?.map(|d| phi.seal(Column::PatientBirthDate, &id, &d)))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            sealed += 1;
+        }
+        let documents =
+            sqlx::query("SELECT id, encounter FROM documents WHERE encounter IS NOT NULL")
+                .fetch_all(&mut *tx)
+                .await?;
+        for row in &documents {
+            let id: String = row.try_get("id")?;
+            let value: Vec<u8> = row.try_get("encounter")?;
+            if is_sealed(&value) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&value).into_owned();
+            sqlx::query("UPDATE documents SET encounter = $1 WHERE id = $2")
+                .bind(phi.seal(Column::DocumentEncounter, &id, &text))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            sealed += 1;
+        }
+        tx.commit().await?;
+        if sealed > 0 {
+            self.scrub_free_space().await?;
+        }
+        Ok(sealed)
     }
 }

@@ -4,7 +4,8 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{now, Db, Document};
+use super::documents::Document;
+use super::{now, Db};
 use crate::domain::{DocumentId, UserId};
 
 pub use super::NewCertificate;
@@ -38,7 +39,7 @@ impl Db {
     pub(super) async fn insert_certificate(
         tx: &mut sqlx::SqliteConnection,
         c: &NewCertificate,
-    ) -> sqlx::Result<()> {
+    ) -> super::StoreResult<()> {
         sqlx::query(
             "INSERT INTO destruction_certificates (id, run_id, document_id, document_sha256,
                 document_type, page_count, rule, counted_from, expired_on, destroyed_at,
@@ -67,7 +68,7 @@ impl Db {
         as_of: NaiveDate,
         applied: bool,
         by: Option<UserId>,
-    ) -> sqlx::Result<String> {
+    ) -> super::StoreResult<String> {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO retention_runs (id, as_of, applied, expired, held, destroyed, run_by,
@@ -84,7 +85,11 @@ impl Db {
         Ok(id)
     }
 
-    pub async fn finish_retention_run(&self, id: &str, counts: &RunCounts) -> sqlx::Result<()> {
+    pub async fn finish_retention_run(
+        &self,
+        id: &str,
+        counts: &RunCounts,
+    ) -> super::StoreResult<()> {
         sqlx::query(
             "UPDATE retention_runs SET expired = $1, held = $2, destroyed = $3, finished_at = $4
              WHERE id = $5",
@@ -100,7 +105,7 @@ impl Db {
     }
 
     /// Documents retention may consider: filed (not waiting in QA), not deleted.
-    pub async fn retention_candidates(&self) -> sqlx::Result<Vec<Document>> {
+    pub async fn retention_candidates(&self) -> super::StoreResult<Vec<Document>> {
         let rows = sqlx::query(
             "SELECT * FROM documents
              WHERE status IN ('indexed', 'failed') AND qa_reason IS NULL
@@ -116,7 +121,7 @@ impl Db {
         &self,
         run_id: Option<&str>,
         document_id: Option<DocumentId>,
-    ) -> sqlx::Result<Vec<Certificate>> {
+    ) -> super::StoreResult<Vec<Certificate>> {
         let rows = sqlx::query(
             "SELECT * FROM destruction_certificates
              WHERE ($1 IS NULL OR run_id = $1) AND ($2 IS NULL OR document_id = $2)

@@ -112,7 +112,7 @@ impl Vault {
         map.get(&version).copied().unwrap_or(0)
     }
 
-    pub async fn store_key(&self, key: &NewKey) -> sqlx::Result<()> {
+    pub async fn store_key(&self, key: &NewKey) -> super::StoreResult<()> {
         let mut tx = self.db.begin().await?;
         Db::insert_key(
             &mut tx,

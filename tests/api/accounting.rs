@@ -189,7 +189,7 @@ async fn accounting_lists_the_patients_disclosures_of_the_last_six_years() {
     let sealed: Vec<SealedDisclosure> = sqlx::query_as(
         "SELECT recipient_name, recipient_address, description, purpose FROM disclosures",
     )
-    .fetch_all(app.state.db.pool())
+    .fetch_all(&app.sql)
     .await
     .unwrap();
     assert_eq!(sealed.len(), 3);

@@ -133,7 +133,7 @@ async fn nothing_readable_is_left_in_the_data_dir_or_the_log() {
     let rows = sqlx::query_as::<_, (Vec<u8>, Vec<u8>, Vec<u8>, Option<Vec<u8>>)>(
         "SELECT mrn_index, mrn, name, birth_date FROM patients",
     )
-    .fetch_all(app.state.db.pool())
+    .fetch_all(&app.sql)
     .await
     .unwrap();
     assert!(!rows.is_empty());
@@ -224,7 +224,7 @@ async fn values_sealed_in_format_version_1_are_resealed_in_version_2() {
         )
         .await;
     assert_eq!(recorded.status(), 201);
-    let pool = app.state.db.pool();
+    let pool = &app.sql;
     let (key_id, key) = app.state.vault.service_key("metadata").await.unwrap();
     let seal_v1 = |aad: String, plaintext: &str| {
         let header = chartvault_storage::ObjectHeader::test_vector_v1(key_id, [7; 7]);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use chartvault::audit::verify::{verify_audit, AuditFindingKind, AuditVerifyReport};
 use chartvault::audit::{AuditCipher, AUDIT_BLIND_INDEX_KEY, AUDIT_KEY};
 use chartvault::config::Config;
-use chartvault::store::AuditEntry;
+use chartvault::store::audit_log::AuditEntry;
 use serde_json::{json, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
@@ -462,7 +462,7 @@ async fn audit_entries_are_sealed_and_keep_only_blind_indexes_in_the_clear() {
     let raw: Vec<RawAuditRow> = sqlx::query_as(
         "SELECT seq, sealed, user_index, patient_index, prev_hash, hash FROM audit ORDER BY seq",
     )
-    .fetch_all(app.state.db.pool())
+    .fetch_all(&app.sql)
     .await
     .unwrap();
     assert_eq!(raw.len(), rows.len());
@@ -713,12 +713,14 @@ async fn audit_rows_of_an_archive_older_than_the_chain_are_sealed_and_chained_at
     assert_eq!(rows[0].patient_id, Some(patient.to_string()));
     assert_eq!(rows[1].action, "search");
     assert!(!rows[1].break_glass);
+    let sql = crate::helpers::sql_pool(&config.db_path(), false).await;
     let legacy: Option<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'audit_legacy'",
     )
-    .fetch_optional(db.pool())
+    .fetch_optional(&sql)
     .await
     .unwrap();
+    sql.close().await;
     assert_eq!(legacy, None, "the plaintext table is gone");
     let report = verify_audit(&config).await.unwrap();
     assert!(report.is_clean(), "{}", report.summary());

@@ -126,7 +126,7 @@ async fn roles_without_the_action_get_403_and_unknown_ids_get_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_rows_written_outside_the_service_grant_nothing_and_console_changes_are_audited() {
     let app = spawn_app().await;
-    let pool = app.state.db.pool();
+    let pool = &app.sql;
     let (doctor, _, _) = app.state.db.user_by_name("doc").await.unwrap().unwrap();
 
     // A token row inserted straight into the file: unknown.

@@ -227,11 +227,9 @@ async fn a_backup_taken_during_ingest_restores_every_acknowledged_document() {
     // Jobs the snapshot caught running (their server was busy with them) are requeued when
     // the restored server starts, and finish.
     let running: Vec<String> = {
-        let snapshot = chartvault::store::Db::open_immutable(&backup_dir.join("chartvault.db"))
-            .await
-            .unwrap();
+        let snapshot = crate::helpers::sql_pool(&backup_dir.join("chartvault.db"), true).await;
         let running = sqlx::query_scalar("SELECT document_id FROM jobs WHERE state = 'running'")
-            .fetch_all(snapshot.pool())
+            .fetch_all(&snapshot)
             .await
             .unwrap();
         snapshot.close().await;

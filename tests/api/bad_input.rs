@@ -7,17 +7,17 @@ use crate::helpers::*;
 
 async fn nothing_stored(app: &TestApp) {
     let documents: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents")
-        .fetch_one(app.state.db.pool())
+        .fetch_one(&app.sql)
         .await
         .unwrap();
     let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
-        .fetch_one(app.state.db.pool())
+        .fetch_one(&app.sql)
         .await
         .unwrap();
     let keys: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM keyring WHERE key_id NOT IN (SELECT key_id FROM service_keys)",
     )
-    .fetch_one(app.state.db.pool())
+    .fetch_one(&app.sql)
     .await
     .unwrap();
     assert_eq!((documents, jobs, keys), (0, 0, 0));

@@ -24,6 +24,8 @@ pub struct TestApp {
     pub auditor: String,
     pub admin: String,
     pub http: reqwest::Client,
+    /// The tests' own connections to the database file (see [`sql_pool`]).
+    pub sql: sqlx::SqlitePool,
     stop: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -93,6 +95,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let auditor = chartvault::cli::user_add(&config, "aud", Role::Auditor)
         .await
         .unwrap();
+    let sql = sql_pool(&state.config.db_path(), false).await;
     TestApp {
         base,
         state,
@@ -103,6 +106,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         auditor,
         admin,
         http: reqwest::Client::new(),
+        sql,
         stop,
         _dir: dir,
     }
@@ -137,6 +141,7 @@ pub async fn spawn_app_on(
             .run_until(async move { stopped.cancelled().await })
             .await;
     });
+    let sql = sql_pool(&state.config.db_path(), false).await;
     TestApp {
         base,
         state,
@@ -147,6 +152,7 @@ pub async fn spawn_app_on(
         auditor: like.auditor.clone(),
         admin: like.admin.clone(),
         http: reqwest::Client::new(),
+        sql,
         stop,
         _dir: dir,
     }
@@ -874,4 +880,24 @@ impl Drop for ChildServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Connections of the tests' own to a database file: the file as anyone who can read (or
+/// write) it sees it, beside the service's store. `read_only` opens it immutable, for
+/// snapshots that must not change.
+pub async fn sql_pool(path: &Path, read_only: bool) -> sqlx::SqlitePool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(read_only)
+        .immutable(read_only)
+        .busy_timeout(std::time::Duration::from_secs(10));
+    // No idle or lifetime limits, so no maintenance task: one left behind by a pool still
+    // open when a test's runtime shuts down spins instead of sleeping.
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(2)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await
+        .expect("opening the database file")
 }

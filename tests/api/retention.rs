@@ -202,7 +202,7 @@ async fn expired_documents_are_listed_then_shredded_with_a_certificate_and_holds
     assert_eq!(certificate["destroyed_by"], records_id.to_string().as_str());
     let doc_sha: String = sqlx::query_scalar("SELECT sha256 FROM documents WHERE id = $1")
         .bind(&adult)
-        .fetch_one(app.state.db.pool())
+        .fetch_one(&app.sql)
         .await
         .unwrap();
     assert_eq!(certificate["document_sha256"], doc_sha.as_str());
@@ -211,10 +211,7 @@ async fn expired_documents_are_listed_then_shredded_with_a_certificate_and_holds
         "UPDATE destruction_certificates SET rule = 'none'",
         "DELETE FROM destruction_certificates",
     ] {
-        assert!(sqlx::query(statement)
-            .execute(app.state.db.pool())
-            .await
-            .is_err());
+        assert!(sqlx::query(statement).execute(&app.sql).await.is_err());
     }
     // Audited before the act, with the rule.
     let rows = app.state.db.audit_rows(0).await.unwrap();

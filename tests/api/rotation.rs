@@ -146,7 +146,7 @@ async fn rotating_and_retiring_the_kek_under_load_fails_no_request() {
     assert_eq!(key_file.versions(), vec![2]);
     let keyring: Vec<(String, i64, Vec<u8>)> =
         sqlx::query_as("SELECT key_id, kek_version, wrapped FROM keyring")
-            .fetch_all(app.state.db.pool())
+            .fetch_all(&app.sql)
             .await
             .unwrap();
     assert!(keyring.len() as i64 > rows);

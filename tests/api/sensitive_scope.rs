@@ -408,7 +408,7 @@ async fn categories_stored_before_normalisation_are_normalised_and_reindexed() {
     // database and in the index.
     sqlx::query("UPDATE documents SET category = 'HIV' WHERE id = $1")
         .bind(&id)
-        .execute(app.state.db.pool())
+        .execute(&app.sql)
         .await
         .unwrap();
     let doc = app

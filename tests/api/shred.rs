@@ -8,7 +8,7 @@ use crate::helpers::*;
 
 async fn keyring_rows(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM keyring")
-        .fetch_one(app.state.db.pool())
+        .fetch_one(&app.sql)
         .await
         .unwrap()
 }
@@ -211,14 +211,14 @@ async fn the_wal_is_truncated_once_no_reader_holds_it_back() {
     assert!(db.truncate_wal().await.unwrap(), "nothing holds the WAL");
     // A reader inside a transaction keeps an older snapshot: a write after it cannot be
     // checkpointed away under it.
-    let mut reader = db.pool().begin().await.unwrap();
+    let mut reader = app.sql.begin().await.unwrap();
     let _: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM documents")
         .fetch_one(&mut *reader)
         .await
         .unwrap();
     // (Any write that changes a page; SQLite writes nothing for an update to equal values.)
     sqlx::query("CREATE TABLE wal_probe (x)")
-        .execute(db.pool())
+        .execute(&app.sql)
         .await
         .unwrap();
     assert!(

@@ -305,7 +305,7 @@ async fn a_wrong_key_file_is_a_usage_error_not_a_finding() {
 pub async fn shred_leaving(app: &TestApp, id: DocumentId, keep: &[ObjectRef], purge_index: bool) {
     let mut objects = vec![ObjectRef::Original(id)];
     objects.extend(ObjectRef::page_artifacts(id, 1));
-    let pool = app.state.db.pool();
+    let pool = &app.sql;
     for object in &objects {
         let path = blob_path(app, *object);
         let key_id =
@@ -423,7 +423,7 @@ async fn an_original_that_does_not_hash_to_its_recorded_sha256_is_a_checksum_mis
     sqlx::query("UPDATE documents SET sha256 = $1 WHERE id = $2")
         .bind("0".repeat(64))
         .bind(id.to_string())
-        .execute(app.state.db.pool())
+        .execute(&app.sql)
         .await
         .unwrap();
     let report = verify_app(&app).await;
@@ -443,7 +443,7 @@ async fn a_blob_whose_keyring_row_is_gone_is_key_missing() {
             .unwrap();
     sqlx::query("DELETE FROM keyring WHERE key_id = $1")
         .bind(key_id.to_hex())
-        .execute(app.state.db.pool())
+        .execute(&app.sql)
         .await
         .unwrap();
     let report = verify_app(&app).await;

@@ -1,0 +1,539 @@
+//! Documents: their rows, versions, QA state, labels and tombstones.
+
+use super::pages::PageRow;
+use super::*;
+
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub id: DocumentId,
+    pub patient_id: PatientId,
+    pub document_type: String,
+    pub category: Category,
+    pub service_date: Option<NaiveDate>,
+    pub encounter: Option<String>,
+    pub content_type: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub page_count: u32,
+    pub created_by: UserId,
+    /// A DICOM instance's SOP Instance UID (stored as its blind index only).
+    pub sop_instance_uid: Option<String>,
+    /// Why the document goes to the QA queue once processed.
+    pub qa_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub id: DocumentId,
+    pub patient_id: PatientId,
+    pub document_type: String,
+    pub category: Category,
+    pub service_date: Option<NaiveDate>,
+    pub encounter: Option<String>,
+    pub content_type: String,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub page_count: u32,
+    pub status: DocumentStatus,
+    pub failure_reason: Option<String>,
+    pub created_at: String,
+    pub indexed_at: Option<String>,
+    /// Set on a tombstone (status `deleted`).
+    pub deleted_at: Option<String>,
+    pub deleted_by: Option<String>,
+    pub deletion_reason: Option<String>,
+    /// Why the document is (or, once processed, will be) in the QA queue.
+    pub qa_reason: Option<String>,
+    /// What could not be done though the document is usable (e.g. no DICOM preview).
+    pub notice: Option<String>,
+    /// The version this one corrects (entered in error).
+    pub supersedes: Option<DocumentId>,
+    /// Set on a version entered in error: its correction.
+    pub superseded_by: Option<DocumentId>,
+    pub entered_in_error_at: Option<String>,
+    pub entered_in_error_by: Option<String>,
+    pub correction_reason: Option<String>,
+}
+
+impl Db {
+    pub(super) fn document_from_row(
+        &self,
+        row: &sqlx::sqlite::SqliteRow,
+    ) -> super::StoreResult<Document> {
+        let status: String = row.try_get("status")?;
+        let id: String = row.try_get("id")?;
+        let qa_reason: Option<String> = row.try_get("qa_reason")?;
+        // In the database a document in the QA queue is `indexed` with a `qa_reason`.
+        // And a version entered in error is `indexed` with `entered_in_error_at`.
+        let entered_in_error_at: Option<String> = row.try_get("entered_in_error_at")?;
+        let status = match DocumentStatus::from_str(&status).map_err(decode_err)? {
+            DocumentStatus::Indexed if entered_in_error_at.is_some() => {
+                DocumentStatus::EnteredInError
+            }
+            DocumentStatus::Indexed if qa_reason.is_some() => DocumentStatus::Qa,
+            status => status,
+        };
+        let optional_id = |column: &str| -> super::StoreResult<Option<DocumentId>> {
+            row.try_get::<Option<String>, _>(column)?
+                .map(|id| parse_id(&id))
+                .transpose()
+        };
+        Ok(Document {
+            id: parse_id(&id)?,
+            patient_id: parse_id(row.try_get::<&str, _>("patient_id")?)?,
+            document_type: row.try_get("document_type")?,
+            category: Category::from_stored(row.try_get("category")?),
+            service_date: parse_date(row.try_get("service_date")?)?,
+            encounter: self.open_optional(
+                Column::DocumentEncounter,
+                &id,
+                row.try_get("encounter")?,
+            )?,
+            content_type: row.try_get("content_type")?,
+            sha256: row.try_get("sha256")?,
+            size_bytes: row.try_get("size_bytes")?,
+            page_count: row.try_get::<i64, _>("page_count")? as u32,
+            status,
+            failure_reason: row.try_get("failure_reason")?,
+            created_at: row.try_get("created_at")?,
+            indexed_at: row.try_get("indexed_at")?,
+            deleted_at: row.try_get("deleted_at")?,
+            deleted_by: row.try_get("deleted_by")?,
+            deletion_reason: self.open_optional(
+                Column::DocumentDeletionReason,
+                &id,
+                row.try_get("deletion_reason")?,
+            )?,
+            qa_reason,
+            notice: row.try_get("notice")?,
+            supersedes: optional_id("supersedes")?,
+            superseded_by: optional_id("superseded_by")?,
+            entered_in_error_at,
+            entered_in_error_by: row.try_get("entered_in_error_by")?,
+            correction_reason: self.open_optional(
+                Column::DocumentCorrectionReason,
+                &id,
+                row.try_get("correction_reason")?,
+            )?,
+        })
+    }
+
+    /// Records the document and its OCR job (inside the caller's transaction).
+    pub async fn insert_document_with_job(
+        &self,
+        tx: &mut Tx,
+        doc: &NewDocument,
+    ) -> super::StoreResult<()> {
+        let at = now();
+        let row_id = doc.id.to_string();
+        let encounter = match &doc.encounter {
+            Some(encounter) => Some(self.phi()?.seal(
+                Column::DocumentEncounter,
+                &row_id,
+                encounter,
+            )),
+            None => None,
+        };
+        let sop_index = match &doc.sop_instance_uid {
+            Some(uid) => Some(self.phi()?.sop_index(uid)),
+            None => None,
+        };
+        sqlx::query(
+            "INSERT INTO documents (id, patient_id, document_type, category, service_date, encounter,
+                content_type, sha256, size_bytes, page_count, status, created_at, created_by,
+                sop_index, qa_reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12, $13, $14)",
+        )
+        .bind(doc.id.to_string())
+        .bind(doc.patient_id.to_string())
+        .bind(&doc.document_type)
+        .bind(doc.category.as_str())
+        .bind(doc.service_date.map(|d| d.to_string()))
+        .bind(encounter)
+        .bind(&doc.content_type)
+        .bind(&doc.sha256)
+        .bind(doc.size_bytes as i64)
+        .bind(doc.page_count as i64)
+        .bind(&at)
+        .bind(doc.created_by.to_string())
+        .bind(sop_index)
+        .bind(&doc.qa_reason)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO jobs (document_id, state, created_at, updated_at) VALUES ($1, 'pending', $2, $2)",
+        )
+        .bind(doc.id.to_string())
+        .bind(&at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a document whose original and pages are stored already (split from a batch,
+    /// or a correction): the original's key, the document, its job (which only indexes
+    /// the pages) and its page rows, inside the caller's transaction.
+    pub async fn insert_document_with_pages(
+        &self,
+        tx: &mut Tx,
+        original_key: &crate::store::keys::NewKey,
+        doc: &NewDocument,
+        pages: &[PageRow],
+    ) -> super::StoreResult<()> {
+        Db::insert_key(
+            tx,
+            &original_key.id.to_hex(),
+            original_key.wrapped.kek_version,
+            &original_key.wrapped.bytes,
+        )
+        .await?;
+        self.insert_document_with_job(tx, doc).await?;
+        for page in pages {
+            Db::insert_page_tx(tx, doc.id, page).await?;
+        }
+        Ok(())
+    }
+
+    /// The live document holding this DICOM instance, if any.
+    pub async fn document_by_sop_instance(
+        &self,
+        uid: &str,
+    ) -> super::StoreResult<Option<Document>> {
+        let index = self.phi()?.sop_index(uid);
+        let row = sqlx::query(
+            "SELECT * FROM documents WHERE sop_index = $1 AND status != 'deleted' LIMIT 1",
+        )
+        .bind(index)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| self.document_from_row(&row)).transpose()
+    }
+
+    /// Sends a document (still being processed) to the QA queue once it is processed.
+    pub async fn set_qa_reason(&self, id: DocumentId, reason: &str) -> super::StoreResult<()> {
+        sqlx::query("UPDATE documents SET qa_reason = $1 WHERE id = $2 AND qa_reason IS NULL")
+            .bind(reason)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// What could not be done for a document that is usable all the same.
+    pub async fn set_notice(&self, id: DocumentId, notice: &str) -> super::StoreResult<()> {
+        sqlx::query("UPDATE documents SET notice = $1 WHERE id = $2")
+            .bind(notice)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks `old` entered in error, superseded by `new` (inside the transaction that records
+    /// `new`), and moves a DICOM instance's blind index to the new version. False when `old`
+    /// is no longer an indexed document outside the QA queue and not corrected before.
+    pub async fn supersede(
+        &self,
+        tx: &mut Tx,
+        old: DocumentId,
+        new: DocumentId,
+        by: UserId,
+        reason: &str,
+    ) -> super::StoreResult<bool> {
+        let old_id = old.to_string();
+        let sealed = self
+            .phi()?
+            .seal(Column::DocumentCorrectionReason, &old_id, reason);
+        let sop_index: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT sop_index FROM documents WHERE id = $1")
+                .bind(&old_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .flatten();
+        let done = sqlx::query(
+            "UPDATE documents SET superseded_by = $1, entered_in_error_at = $2,
+                entered_in_error_by = $3, correction_reason = $4, sop_index = NULL
+             WHERE id = $5 AND status = 'indexed' AND qa_reason IS NULL
+                AND entered_in_error_at IS NULL",
+        )
+        .bind(new.to_string())
+        .bind(now())
+        .bind(by.to_string())
+        .bind(sealed)
+        .bind(&old_id)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE documents SET supersedes = $1, sop_index = $2,
+                notice = (SELECT notice FROM documents WHERE id = $1)
+             WHERE id = $3",
+        )
+        .bind(&old_id)
+        .bind(sop_index)
+        .bind(new.to_string())
+        .execute(&mut **tx)
+        .await?;
+        Ok(true)
+    }
+
+    /// Takes a document out of the QA queue, filed under `patient` with this type and date.
+    /// False when it was not in the queue (any more).
+    pub async fn resolve_qa(
+        &self,
+        id: DocumentId,
+        patient: PatientId,
+        document_type: &str,
+        service_date: Option<NaiveDate>,
+    ) -> super::StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE documents SET qa_reason = NULL, patient_id = $1, document_type = $2,
+                service_date = $3
+             WHERE id = $4 AND status = 'indexed' AND qa_reason IS NOT NULL",
+        )
+        .bind(patient.to_string())
+        .bind(document_type)
+        .bind(service_date.map(|d| d.to_string()))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Documents waiting in the QA queue, oldest first.
+    pub async fn qa_documents(&self) -> super::StoreResult<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT * FROM documents WHERE status = 'indexed' AND qa_reason IS NOT NULL
+             ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| self.document_from_row(row)).collect()
+    }
+
+    /// Every live document's id, status, document type and category as stored (before any
+    /// normalisation), and whether it is entered in error.
+    pub async fn stored_labels(
+        &self,
+    ) -> super::StoreResult<Vec<(DocumentId, String, String, String, bool)>> {
+        let rows = sqlx::query(
+            "SELECT id, status, document_type, category, entered_in_error_at FROM documents
+             WHERE status != 'deleted'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_id(row.try_get::<&str, _>("id")?)?,
+                    row.try_get("status")?,
+                    row.try_get("document_type")?,
+                    row.try_get("category")?,
+                    row.try_get::<Option<String>, _>("entered_in_error_at")?
+                        .is_some(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Rewrites a document's type and category (normalised), and flags it for QA with
+    /// `qa_reason` when given and it has none.
+    pub async fn set_labels(
+        &self,
+        id: DocumentId,
+        document_type: &str,
+        category: &str,
+        qa_reason: Option<&str>,
+    ) -> super::StoreResult<()> {
+        sqlx::query(
+            "UPDATE documents SET document_type = $1, category = $2,
+                qa_reason = coalesce(qa_reason, $3)
+             WHERE id = $4",
+        )
+        .bind(document_type)
+        .bind(category)
+        .bind(qa_reason)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every document flagged for the QA queue, in whatever state (accepted, processing,
+    /// waiting in the queue, failed): `records` alone sees them. (Versions entered in error
+    /// are records-only too, but out of the index already.)
+    pub async fn records_only_document_ids(&self) -> super::StoreResult<Vec<DocumentId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM documents WHERE qa_reason IS NOT NULL AND status != 'deleted'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|id| parse_id(id)).collect()
+    }
+
+    pub async fn document(&self, id: DocumentId) -> super::StoreResult<Option<Document>> {
+        let row = sqlx::query("SELECT * FROM documents WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| self.document_from_row(&r)).transpose()
+    }
+
+    /// The patient's oldest live (not deleted) document with this original.
+    pub async fn document_by_sha256(
+        &self,
+        patient: PatientId,
+        sha256: &str,
+    ) -> super::StoreResult<Option<Document>> {
+        let row = sqlx::query(
+            "SELECT * FROM documents WHERE patient_id = $1 AND sha256 = $2 AND status != 'deleted'
+                AND entered_in_error_at IS NULL
+             ORDER BY created_at LIMIT 1",
+        )
+        .bind(patient.to_string())
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| self.document_from_row(&r)).transpose()
+    }
+
+    pub async fn documents_of_patient(
+        &self,
+        patient: PatientId,
+    ) -> super::StoreResult<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT * FROM documents WHERE patient_id = $1 ORDER BY service_date DESC, created_at DESC",
+        )
+        .bind(patient.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| self.document_from_row(r)).collect()
+    }
+
+    /// Turns a document into its tombstone, in one transaction: its keyring rows (the keys
+    /// of `key_ids`) and page rows are deleted, so from the commit on nothing of it can be
+    /// decrypted; id, sha256, when, who and the sealed reason remain. Only a document in one
+    /// of `destroyable` states and under no active legal hold is changed; returns false
+    /// (and changes nothing) otherwise. A retention destruction writes its certificate in
+    /// the same transaction.
+    /// Tombstones documents in one transaction: each `(document, its key ids)` of
+    /// `documents` (a document and the earlier versions it corrects are destroyed together),
+    /// all or none. False when one of them is no longer in a `destroyable` state or a hold
+    /// now covers it.
+    /// `batch_originals`: the batch files (batch id, key id) the documents were cut from and
+    /// that still hold their pages, destroyed in the same transaction.
+    pub async fn tombstone_document(
+        &self,
+        documents: &[(DocumentId, Vec<String>)],
+        batch_originals: &[(DocumentId, String)],
+        destroyable: &[DocumentStatus],
+        by: &str,
+        reason: &str,
+        certificate: Option<&NewCertificate>,
+    ) -> super::StoreResult<bool> {
+        let states: Vec<&str> = destroyable.iter().map(|s| s.as_str()).collect();
+        let mut tx = self.begin().await?;
+        for (id, key_ids) in documents {
+            if !self
+                .tombstone_in(&mut tx, *id, &states, key_ids, by, reason)
+                .await?
+            {
+                return Ok(false);
+            }
+        }
+        for (batch, key_id) in batch_originals {
+            Db::destroy_batch_original_in(&mut tx, *batch, key_id).await?;
+        }
+        if let Some(certificate) = certificate {
+            Db::insert_certificate(&mut tx, certificate).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(super) async fn tombstone_in(
+        &self,
+        tx: &mut Tx,
+        id: DocumentId,
+        states: &[&str],
+        key_ids: &[String],
+        by: &str,
+        reason: &str,
+    ) -> super::StoreResult<bool> {
+        let row_id = id.to_string();
+        let sealed_reason = self
+            .phi()?
+            .seal(Column::DocumentDeletionReason, &row_id, reason);
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT status FROM documents WHERE id = $1")
+                .bind(&row_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if !current.is_some_and(|status| states.contains(&status.as_str())) {
+            return Ok(false);
+        }
+        // A hold placed since the caller checked still stops the destruction.
+        if Db::held_in(tx, &row_id).await? {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE documents SET status = 'deleted', deleted_at = $1, deleted_by = $2,
+                deletion_reason = $3, encounter = NULL, failure_reason = NULL,
+                correction_reason = NULL
+             WHERE id = $4",
+        )
+        .bind(now())
+        .bind(by)
+        .bind(sealed_reason)
+        .bind(&row_id)
+        .execute(&mut **tx)
+        .await?;
+        for key_id in key_ids {
+            sqlx::query("DELETE FROM keyring WHERE key_id = $1")
+                .bind(key_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM pages WHERE document_id = $1")
+            .bind(&row_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(true)
+    }
+
+    /// Tombstones whose blobs and index entries may still exist (a stop mid-shred).
+    pub async fn unpurged_tombstones(&self) -> super::StoreResult<Vec<DocumentId>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM documents WHERE status = 'deleted' AND purged_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|id| parse_id(id)).collect()
+    }
+
+    pub async fn mark_purged(&self, id: DocumentId) -> super::StoreResult<()> {
+        sqlx::query("UPDATE documents SET purged_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_status(
+        &self,
+        id: DocumentId,
+        status: DocumentStatus,
+        failure_reason: Option<&str>,
+    ) -> super::StoreResult<()> {
+        sqlx::query("UPDATE documents SET status = $1, failure_reason = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(failure_reason)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
