@@ -38,6 +38,10 @@ macro_rules! id_type {
 id_type!(DocumentId);
 id_type!(PatientId);
 id_type!(UserId);
+id_type!(ReleaseId);
+id_type!(ProductionId);
+id_type!(AttachmentId);
+id_type!(HoldId);
 
 /// A medical record number as the hospital writes it. Leading zeros are significant
 /// (`00123` is not `123`); surrounding white space is not, and letters compare uppercase.
@@ -357,9 +361,10 @@ impl Action {
 }
 
 /// How an audited access ended, as the audit log records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Outcome {
     /// Done as asked.
+    #[default]
     Ok,
     /// Nothing of that id (or nothing the caller may know of).
     NotFound,
@@ -386,5 +391,97 @@ impl Outcome {
             Outcome::Accepted => "accepted",
             Outcome::Duplicate => "duplicate",
         }
+    }
+}
+
+/// What a release request rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LegalBasis {
+    Subpoena,
+    CourtOrder,
+    PatientAuthorization,
+    /// The patient's own request for their records (45 CFR 164.524).
+    PatientAccess,
+    Other,
+}
+
+impl LegalBasis {
+    /// Every basis, in the order error messages list them.
+    pub const ALL: [LegalBasis; 5] = [
+        LegalBasis::Subpoena,
+        LegalBasis::CourtOrder,
+        LegalBasis::PatientAuthorization,
+        LegalBasis::PatientAccess,
+        LegalBasis::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegalBasis::Subpoena => "subpoena",
+            LegalBasis::CourtOrder => "court-order",
+            LegalBasis::PatientAuthorization => "patient-authorization",
+            LegalBasis::PatientAccess => "patient-access",
+            LegalBasis::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for LegalBasis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LegalBasis {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        LegalBasis::ALL
+            .into_iter()
+            .find(|basis| basis.as_str() == raw)
+            .ok_or_else(|| {
+                let all: Vec<&str> = LegalBasis::ALL.iter().map(|b| b.as_str()).collect();
+                format!("legal_basis must be one of: {}", all.join(", "))
+            })
+    }
+}
+
+/// Where a page's text came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TextSource {
+    /// Recognised by Tesseract.
+    Ocr,
+    /// A PDF's own text layer, as its rendered page shows it.
+    TextLayer,
+    /// A DICOM instance's own text (its report), not the pixels.
+    Dicom,
+    /// A blank page: no text.
+    None,
+}
+
+impl TextSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TextSource::Ocr => "ocr",
+            TextSource::TextLayer => "text-layer",
+            TextSource::Dicom => "dicom",
+            TextSource::None => "none",
+        }
+    }
+}
+
+impl FromStr for TextSource {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        [
+            TextSource::Ocr,
+            TextSource::TextLayer,
+            TextSource::Dicom,
+            TextSource::None,
+        ]
+        .into_iter()
+        .find(|source| source.as_str() == raw)
+        .ok_or_else(|| format!("unknown text source {raw:?}"))
     }
 }

@@ -86,7 +86,7 @@ impl<'a> AuditEvent<'a> {
             action: self.action.as_str(),
             patient_id: self.patient_id,
             document_id: self.document_id,
-            outcome: self.outcome.as_str(),
+            outcome: self.outcome,
             client_addr: principal.client_addr.clone(),
             request_id: Some(current_request_id()),
             purpose_of_use: Some(purpose_of_use(principal.role, break_glass).to_string()),

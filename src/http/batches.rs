@@ -10,8 +10,7 @@ use serde_json::json;
 
 use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{Action, Principal};
-use crate::domain::DocumentId;
-use crate::domain::Outcome;
+use crate::domain::{DocumentId, Outcome};
 use crate::error::{AppError, AppResult};
 use crate::http::state::AppState;
 use crate::ingest::upload;

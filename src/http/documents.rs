@@ -17,8 +17,7 @@ use super::multipart::{read_chunk, BoundedMultipart, Meter};
 use crate::access::audit::{authorize, AuditEvent};
 use crate::access::lookup::document_in_scope;
 use crate::access::policy::{Action, Principal};
-use crate::domain::Outcome;
-use crate::domain::{DocumentId, DocumentStatus};
+use crate::domain::{DocumentId, DocumentStatus, Outcome};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::state::AppState;
 use crate::ingest::upload::{self, Staged, StagingUpload, ValidMetadata};
@@ -418,7 +417,7 @@ pub async fn original(
     ];
     Ok((
         headers,
-        Body::from_stream(decrypting_stream(reader, doc.id)),
+        Body::from_stream(decrypting_stream(reader, doc.id.0)),
     )
         .into_response())
 }
@@ -428,7 +427,7 @@ pub async fn original(
 /// with unauthenticated bytes.
 pub(super) fn decrypting_stream<R: Read + Send + 'static>(
     mut reader: R,
-    doc: DocumentId,
+    record: uuid::Uuid,
 ) -> impl futures::Stream<Item = std::io::Result<Bytes>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
@@ -445,7 +444,7 @@ pub(super) fn decrypting_stream<R: Read + Send + 'static>(
                     }
                 }
                 Err(error) => {
-                    tracing::error!(document_id = %doc, error = %error, "decryption failed while streaming");
+                    tracing::error!(record_id = %record, error = %error, "decryption failed while streaming");
                     let _ = tx.blocking_send(Err(error));
                     return;
                 }

@@ -16,8 +16,7 @@ use serde_json::json;
 
 use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{decide, Action, Principal, Resource};
-use crate::domain::Outcome;
-use crate::domain::{DocumentId, Mrn, PatientId};
+use crate::domain::{DocumentId, Mrn, Outcome, PatientId};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::state::AppState;
 use crate::store::holds::{Hold, HoldScope, NewHold};
@@ -223,7 +222,7 @@ pub async fn create(
             created_by: principal.user_id,
         })
         .await?;
-    let hold = state.db.hold(&id).await?.ok_or_else(AppError::not_found)?;
+    let hold = state.db.hold(id).await?.ok_or_else(AppError::not_found)?;
     let hold = visible_view(&state, &principal, hold).await?;
     Ok((StatusCode::CREATED, Json(hold)))
 }
@@ -246,8 +245,8 @@ pub async fn list(
 
 /// The hold `raw_id`; an unknown one is audited and 404.
 async fn hold_of(state: &AppState, principal: &Principal, raw_id: &str) -> AppResult<Hold> {
-    let hold = match raw_id.parse::<uuid::Uuid>() {
-        Ok(_) => state.db.hold(raw_id).await?,
+    let hold = match raw_id.parse::<crate::domain::HoldId>() {
+        Ok(id) => state.db.hold(id).await?,
         Err(_) => None,
     };
     match hold {
@@ -308,7 +307,7 @@ pub async fn release(
         .await?;
     if !state
         .db
-        .release_hold(&hold.id, principal.user_id, &reason)
+        .release_hold(hold.id, principal.user_id, &reason)
         .await?
     {
         return Err(AppError::new(
@@ -318,7 +317,7 @@ pub async fn release(
     }
     let hold = state
         .db
-        .hold(&hold.id)
+        .hold(hold.id)
         .await?
         .ok_or_else(AppError::not_found)?;
     let hold = visible_view(&state, &principal, hold).await?;

@@ -12,8 +12,7 @@ use serde_json::json;
 
 use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{decide, Action, Principal};
-use crate::domain::Outcome;
-use crate::domain::{parse_slug, Category, DocumentId, DocumentStatus, Mrn, PatientId};
+use crate::domain::{parse_slug, Category, DocumentId, DocumentStatus, Mrn, Outcome, PatientId};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::state::AppState;
 use crate::store::batches::{NewSegment, Segment};

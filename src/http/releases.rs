@@ -26,11 +26,15 @@ use sha2::{Digest, Sha256};
 
 use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{Action, Principal};
-use crate::domain::Outcome;
-use crate::domain::{parse_slug, DocumentId};
+use crate::domain::{
+    parse_slug, AttachmentId, DocumentId, LegalBasis, Outcome, ProductionId, ReleaseId,
+};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::state::AppState;
-use crate::legal::release::{self, ChecklistItem, ProductionRequest, LEGAL_BASES};
+use crate::legal::release::checklist::{checklist, ChecklistItem};
+use crate::legal::release::due_on;
+use crate::legal::release::production::{self, ProductionRequest};
+use crate::legal::release::scope::documents_in_scope;
 use crate::store::releases::{
     Attachment, Exclusion, NewRelease, Party, Production, Redaction, Region, Release,
     ReleaseDetails,
@@ -101,11 +105,11 @@ pub struct ReleaseView {
 }
 
 async fn view(state: &AppState, principal: &Principal, release: Release) -> AppResult<ReleaseView> {
-    let documents = release::documents_in_scope(state, principal, &release).await?;
-    let attachments = state.db.attachments(&release.id).await?;
+    let documents = documents_in_scope(state, principal, &release).await?;
+    let attachments = state.db.attachments(release.id).await?;
     let kinds: Vec<String> = attachments.iter().map(|a| a.kind.clone()).collect();
-    let checklist = release::checklist(&state.config.releases, &release, &kinds, &documents);
-    let productions = state.db.productions(&release.id).await?;
+    let checklist = checklist(&state.config.releases, &release, &kinds, &documents);
+    let productions = state.db.productions(release.id).await?;
     let status = if !productions.is_empty() {
         "produced"
     } else if release.due_on < chrono::Utc::now().date_naive() {
@@ -118,8 +122,8 @@ async fn view(state: &AppState, principal: &Principal, release: Release) -> AppR
         checklist,
         document_ids: documents.iter().map(|d| d.id).collect(),
         attachments,
-        exclusions: state.db.exclusions(&release.id).await?,
-        redactions: state.db.redactions(&release.id).await?,
+        exclusions: state.db.exclusions(release.id).await?,
+        redactions: state.db.redactions(release.id).await?,
         productions,
         release,
     })
@@ -127,8 +131,8 @@ async fn view(state: &AppState, principal: &Principal, release: Release) -> AppR
 
 /// The release `raw_id`; an unknown one is audited and 404.
 async fn release_of(state: &AppState, principal: &Principal, raw_id: &str) -> AppResult<Release> {
-    let release = match raw_id.parse::<uuid::Uuid>() {
-        Ok(_) => state.db.release(raw_id).await?,
+    let release = match raw_id.parse::<ReleaseId>() {
+        Ok(id) => state.db.release(id).await?,
         Err(_) => None,
     };
     match release {
@@ -170,12 +174,7 @@ pub async fn create(
 ) -> AppResult<(StatusCode, Json<ReleaseView>)> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let Json(body) = body.map_err(super::extract::json_rejection)?;
-    if !LEGAL_BASES.contains(&body.legal_basis.as_str()) {
-        return Err(AppError::invalid(format!(
-            "legal_basis must be one of: {}",
-            LEGAL_BASES.join(", ")
-        )));
-    }
+    let legal_basis: LegalBasis = body.legal_basis.parse().map_err(AppError::invalid)?;
     if body.patients.is_empty() || body.patients.len() > 100 {
         return Err(AppError::invalid("patients must name 1 to 100 MRNs"));
     }
@@ -185,7 +184,7 @@ pub async fn create(
         }
     }
     let config = &state.config.releases;
-    let due_on = release::due_on(config, &body.legal_basis, body.received_on, body.due_on);
+    let due_on = due_on(config, legal_basis, body.received_on, body.due_on);
     if due_on < body.received_on {
         return Err(AppError::invalid("due_on must not be before received_on"));
     }
@@ -225,15 +224,13 @@ pub async fn create(
     };
     AuditEvent::new(&principal, Action::ManageReleases)
         .patient(patients.first().copied())
-        .detail(
-            json!({ "release": "create", "legal_basis": body.legal_basis, "patients": patients }),
-        )
+        .detail(json!({ "release": "create", "legal_basis": legal_basis, "patients": patients }))
         .record(&state.db)
         .await?;
     let id = state
         .db
         .insert_release(&NewRelease {
-            legal_basis: body.legal_basis,
+            legal_basis,
             details,
             received_on: body.received_on,
             due_on,
@@ -249,7 +246,7 @@ pub async fn create(
         .await?;
     let release = state
         .db
-        .release(&id)
+        .release(id)
         .await?
         .ok_or_else(AppError::not_found)?;
     Ok((
@@ -266,7 +263,7 @@ pub async fn list(
     let today = chrono::Utc::now().date_naive();
     let mut out = Vec::new();
     for release in state.db.releases().await? {
-        let produced = !state.db.productions(&release.id).await?.is_empty();
+        let produced = !state.db.productions(release.id).await?.is_empty();
         out.push(json!({
             "id": release.id,
             "legal_basis": release.legal_basis,
@@ -397,7 +394,7 @@ pub async fn attach(
             "an attachment is a PDF, TIFF, PNG or JPEG scan",
         ));
     }
-    let id = DocumentId::new_random();
+    let id = AttachmentId::new_random();
     let attachment = Attachment {
         id,
         kind: kind.clone(),
@@ -417,7 +414,7 @@ pub async fn attach(
     state.vault.put(ObjectRef::Attachment(id), bytes).await?;
     state
         .db
-        .insert_attachment(&release.id, &attachment, config.authorizes(&kind))
+        .insert_attachment(release.id, &attachment, config.authorizes(&kind))
         .await?;
     Ok((StatusCode::CREATED, Json(attachment)))
 }
@@ -450,7 +447,7 @@ pub async fn exclude(
     .await?;
     state
         .db
-        .insert_exclusions(&release.id, &ids, &reason, principal.user_id)
+        .insert_exclusions(release.id, &ids, &reason, principal.user_id)
         .await?;
     Ok(Json(view(&state, &principal, release).await?))
 }
@@ -479,7 +476,7 @@ pub async fn include(
         json!({ "release": "include", "id": release.id, "documents": ids }),
     )
     .await?;
-    state.db.delete_exclusions(&release.id, &ids).await?;
+    state.db.delete_exclusions(release.id, &ids).await?;
     Ok(Json(view(&state, &principal, release).await?))
 }
 
@@ -494,7 +491,7 @@ pub async fn unredact(
     let release = release_of(&state, &principal, &raw_id).await?;
     let known = state
         .db
-        .redactions(&release.id)
+        .redactions(release.id)
         .await?
         .iter()
         .any(|r| r.id == raw_rid);
@@ -514,7 +511,7 @@ pub async fn unredact(
         json!({ "release": "unredact", "id": release.id, "redaction": raw_rid }),
     )
     .await?;
-    state.db.delete_redaction(&release.id, &raw_rid).await?;
+    state.db.delete_redaction(release.id, &raw_rid).await?;
     Ok(Json(view(&state, &principal, release).await?))
 }
 
@@ -540,7 +537,7 @@ async fn page_of_release(
     let doc =
         crate::access::lookup::document_in_scope(state, principal, Action::ReadDocument, raw_doc)
             .await?;
-    let covered = release::documents_in_scope(state, principal, release)
+    let covered = documents_in_scope(state, principal, release)
         .await?
         .iter()
         .any(|d| d.id == doc.id);
@@ -603,7 +600,7 @@ pub async fn redact(
     let id = state
         .db
         .insert_redaction(
-            &release.id,
+            release.id,
             doc,
             body.page,
             &body.regions,
@@ -649,12 +646,12 @@ pub async fn propose(
     let Json(body) = body.map_err(super::extract::json_rejection)?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let matcher = match (&body.pattern, &body.text) {
-        (Some(pattern), None) => crate::legal::redact::Matcher::pattern(pattern),
-        (None, Some(text)) => crate::legal::redact::Matcher::phrase(text),
+        (Some(pattern), None) => crate::legal::release::redaction::Matcher::pattern(pattern),
+        (None, Some(text)) => crate::legal::release::redaction::Matcher::phrase(text),
         _ => Err("give exactly one of pattern and text".into()),
     }
     .map_err(AppError::invalid)?;
-    let documents = release::documents_in_scope(&state, &principal, &release).await?;
+    let documents = documents_in_scope(&state, &principal, &release).await?;
     let mut proposals = Vec::new();
     for doc in &documents {
         for row in state.db.pages(doc.id).await? {
@@ -705,7 +702,7 @@ pub async fn propose(
             state
                 .db
                 .insert_redaction(
-                    &release.id,
+                    release.id,
                     p.document_id,
                     p.page,
                     &p.regions,
@@ -725,11 +722,11 @@ pub async fn produce(
     principal: Principal,
     Path(raw_id): Path<String>,
     body: JsonBody<ProductionRequest>,
-) -> AppResult<(StatusCode, Json<release::Produced>)> {
+) -> AppResult<(StatusCode, Json<production::Produced>)> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let Json(body) = body.map_err(super::extract::json_rejection)?;
     let release = release_of(&state, &principal, &raw_id).await?;
-    let produced = release::produce(&state, &principal, &release, &body).await?;
+    let produced = production::produce(&state, &principal, &release, &body).await?;
     Ok((StatusCode::CREATED, Json(produced)))
 }
 
@@ -741,7 +738,7 @@ async fn production_of(
     raw_pid: &str,
 ) -> AppResult<(Release, Production, String)> {
     let release = release_of(state, principal, raw_id).await?;
-    let found = match raw_pid.parse::<DocumentId>() {
+    let found = match raw_pid.parse::<ProductionId>() {
         Ok(pid) => state.db.production(pid).await?,
         Err(_) => None,
     };
@@ -790,7 +787,7 @@ pub async fn download(
     ];
     Ok((
         headers,
-        Body::from_stream(super::documents::decrypting_stream(reader, production.id)),
+        Body::from_stream(super::documents::decrypting_stream(reader, production.id.0)),
     )
         .into_response())
 }
@@ -837,7 +834,7 @@ pub async fn extend(
     let release = release_of(&state, &principal, &raw_id).await?;
     let reason = optional_text("reason", Some(body.reason), 1000)?
         .ok_or_else(|| AppError::invalid("reason must not be empty"))?;
-    if release.legal_basis != "patient-access" {
+    if release.legal_basis != LegalBasis::PatientAccess {
         return Err(AppError::new(
             ErrorCode::Conflict,
             "only a patient's request for access has a 30-day extension",
@@ -858,11 +855,7 @@ pub async fn extend(
         json!({ "release": "extend", "id": release.id, "due_on": due_on }),
     )
     .await?;
-    if !state
-        .db
-        .extend_release(&release.id, due_on, &reason)
-        .await?
-    {
+    if !state.db.extend_release(release.id, due_on, &reason).await? {
         return Err(AppError::new(
             ErrorCode::Conflict,
             "the request was extended already: one extension is allowed",
@@ -870,7 +863,7 @@ pub async fn extend(
     }
     let release = state
         .db
-        .release(&release.id)
+        .release(release.id)
         .await?
         .ok_or_else(AppError::not_found)?;
     Ok(Json(view(&state, &principal, release).await?))

@@ -638,7 +638,7 @@ mod tests {
                 rotation: 0,
                 skew_degrees: None,
                 ink: None,
-                text_source: "ocr".into(),
+                text_source: crate::domain::TextSource::Ocr,
             },
             cover,
         }

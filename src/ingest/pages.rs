@@ -15,7 +15,7 @@ use image::ImageEncoder;
 use tokio::sync::mpsc;
 
 use crate::app::Archive;
-use crate::domain::{DocumentId, DocumentStatus};
+use crate::domain::{DocumentId, DocumentStatus, TextSource};
 use crate::store::documents::Document;
 use crate::store::pages::PageRow;
 use crate::store::vault::ObjectRef;
@@ -101,7 +101,7 @@ pub(crate) fn low_confidence(config: &crate::config::Config, pages: &[PageRow]) 
     let (mut weighted, mut words) = (0.0, 0u64);
     // (A kept cover sheet, page 0, is mostly barcode: it does not count.)
     for page in pages.iter().filter(|p| p.page > 0) {
-        if page.text_source == "ocr" && page.word_count > 0 {
+        if page.text_source == TextSource::Ocr && page.word_count > 0 {
             weighted += page.mean_confidence * f64::from(page.word_count);
             words += u64::from(page.word_count);
         }
@@ -324,9 +324,9 @@ async fn process_page(
         Some(layer) => (
             with_text_layer(state, decoded.image, decoded.dpi, layer).await?,
             if doc.content_type == chartvault_ocr::DICOM_MIME {
-                "dicom"
+                TextSource::Dicom
             } else {
-                "text-layer"
+                TextSource::TextLayer
             },
         ),
         None => {
@@ -355,7 +355,11 @@ async fn process_page(
                         error: e.into(),
                     },
                 })?;
-            let source = if processed.blank { "none" } else { "ocr" };
+            let source = if processed.blank {
+                TextSource::None
+            } else {
+                TextSource::Ocr
+            };
             (processed, source)
         }
     };
@@ -419,7 +423,7 @@ async fn process_page(
         rotation: processed.rotation,
         skew_degrees: processed.skew_degrees.map(f64::from),
         ink: Some(f64::from(processed.ink)),
-        text_source: text_source.to_string(),
+        text_source,
     };
     let recorded = match cover {
         Some(cover) => {

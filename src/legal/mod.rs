@@ -3,11 +3,10 @@
 //! - [`shred`]: crypto-shredding of a document and the one "may this be destroyed?" check.
 //! - [`period`]: how long a document must be kept.
 //! - [`retention`]: the retention run that destroys what has expired.
-//! - [`release`]: releases of information and their Bates-numbered productions.
-//! - [`redact`]: redaction boxes burnt into produced pages.
+//! - [`release`]: releases of information: their checklist, scope, Bates-numbered
+//!   productions, manifests and redaction proposals.
 
 pub mod period;
-pub mod redact;
 pub mod release;
 pub mod retention;
 pub mod shred;

@@ -189,7 +189,7 @@ pub async fn shred(
                 action: "delete",
                 patient_id: Some(version.patient_id),
                 document_id: Some(version.id),
-                outcome: "ok",
+                outcome: crate::domain::Outcome::Ok,
                 client_addr: None,
                 request_id: Some(crate::error::current_request_id()),
                 purpose_of_use: Some("HOPERAT".to_string()),

@@ -116,7 +116,7 @@ impl Finding {
             .ok()
             .and_then(|n| ObjectRef::from_blob_name(&n))
         {
-            finding.document_id = Some(object.document().to_string());
+            finding.document_id = Some(object.record_id().to_string());
             finding.page = object.page();
         }
         finding

@@ -463,23 +463,23 @@ async fn authenticate_all(
 
 /// The SHA-256 recorded for each hashed object: a live document's original, a batch's
 /// file, a release attachment or production.
-fn recorded_sha256s(inventory: &Inventory) -> HashMap<DocumentId, &str> {
+fn recorded_sha256s(inventory: &Inventory) -> HashMap<uuid::Uuid, &str> {
     inventory
         .documents
         .iter()
         .filter(|d| !d.is_deleted())
-        .map(|d| (d.id, d.sha256.as_str()))
+        .map(|d| (d.id.0, d.sha256.as_str()))
         .chain(
             inventory
                 .batch_originals
                 .iter()
-                .map(|(id, sha)| (*id, sha.as_str())),
+                .map(|(id, sha)| (id.0, sha.as_str())),
         )
         .chain(
             inventory
                 .release_objects
                 .iter()
-                .map(|(object, sha)| (object.document(), sha.as_str())),
+                .map(|(object, sha)| (object.record_id(), sha.as_str())),
         )
         .collect()
 }
@@ -489,7 +489,7 @@ async fn report_outcome(
     db: &Db,
     check: &ToCheck,
     outcome: BlobOutcome,
-    sha_of: &HashMap<DocumentId, &str>,
+    sha_of: &HashMap<uuid::Uuid, &str>,
     report: &mut VerifyReport,
 ) -> anyhow::Result<()> {
     let name = check.name.as_str();
@@ -497,17 +497,9 @@ async fn report_outcome(
         BlobOutcome::Authentic { bytes, sha256, .. } => {
             report.checked.blobs += 1;
             report.checked.blob_bytes += bytes;
-            if let (
-                Some(actual),
-                Some(
-                    ObjectRef::Original(doc)
-                    | ObjectRef::Production(doc)
-                    | ObjectRef::Attachment(doc),
-                ),
-            ) = (sha256, check.object)
-            {
+            if let (Some(actual), Some(object)) = (sha256, check.object) {
                 report.checked.originals_hashed += 1;
-                let recorded = sha_of.get(&doc).copied().unwrap_or_default();
+                let recorded = sha_of.get(&object.record_id()).copied().unwrap_or_default();
                 if !actual.eq_ignore_ascii_case(recorded) {
                     report.findings.push(Finding::blob(
                         FindingKind::ChecksumMismatch,
@@ -618,16 +610,16 @@ fn outcome_key(outcome: &BlobOutcome) -> Option<KeyId> {
 /// Whether a blob the snapshot expected is still expected now (its document not deleted
 /// meanwhile, its page row still there).
 async fn still_expected(db: &Db, object: ObjectRef) -> anyhow::Result<bool> {
-    if matches!(object, ObjectRef::Production(_) | ObjectRef::Attachment(_)) {
-        return Ok(true); // their rows are never deleted
-    }
-    let status = db.document_status(object.document()).await?;
+    let Some(doc) = object.document() else {
+        return Ok(true); // productions and attachments: their rows are never deleted
+    };
+    let status = db.document_status(doc).await?;
     if status.is_none() || status.as_deref() == Some("deleted") {
         return Ok(false);
     }
     match object.page() {
         None => Ok(true),
-        Some(page) => Ok(db.page_exists(object.document(), page).await?),
+        Some(page) => Ok(db.page_exists(doc, page).await?),
     }
 }
 
@@ -651,8 +643,8 @@ async fn confirm_orphan(
         // Gone since the listing (deleted by a shred or a discarded write): nothing to say.
         return Ok(None);
     }
-    if matches!(object, ObjectRef::Production(_) | ObjectRef::Attachment(_)) {
-        if db.release_object_exists(object.document()).await? {
+    let Some(doc) = object.document() else {
+        if db.release_object_exists(object.record_id()).await? {
             return Ok(None); // recorded after the snapshot
         }
         return Ok(Some(Finding::blob(
@@ -661,9 +653,9 @@ async fn confirm_orphan(
             "unreferenced: no release attachment or production row refers to it (a \
              production that failed half-way, or one in the making)",
         )));
-    }
-    let status = db.document_status(object.document()).await?;
-    if status.is_none() && db.batch_holds(object.document(), object.page()).await? {
+    };
+    let status = db.document_status(doc).await?;
+    if status.is_none() && db.batch_holds(doc, object.page()).await? {
         return Ok(None);
     }
     let why = match status.as_deref() {
@@ -672,7 +664,7 @@ async fn confirm_orphan(
         Some(status) => match object.page() {
             None => return Ok(None), // the document row appeared after the snapshot
             Some(page) => {
-                if db.page_exists(object.document(), page).await? {
+                if db.page_exists(doc, page).await? {
                     return Ok(None);
                 }
                 if matches!(status, "accepted" | "processing") {

@@ -330,3 +330,59 @@ impl Db {
         Ok(changed > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::store;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_care_relationship_grants_its_patient_within_its_dates_and_not_once_altered() {
+        let store = store().await;
+        let clinician = store.create_user("carl", Role::Clinician).await.unwrap();
+        let admin = store.create_user("ada", Role::Admin).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let patient_of = |mrn: &'static str| Mrn::parse(mrn).unwrap();
+        let treated = store
+            .ensure_patient(&mut tx, &patient_of("T-1"), "Treated", None)
+            .await
+            .unwrap();
+        let other = store
+            .ensure_patient(&mut tx, &patient_of("O-1"), "Other", None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        store
+            .insert_care_relationship(
+                clinician,
+                treated,
+                day(2026, 1, 1),
+                Some(day(2026, 6, 30)),
+                admin,
+            )
+            .await
+            .unwrap();
+
+        let on = |d| store.care_patients(clinician, d);
+        assert_eq!(on(day(2026, 3, 1)).await.unwrap(), vec![treated]);
+        assert_eq!(
+            on(day(2026, 6, 30)).await.unwrap(),
+            vec![treated],
+            "the end day counts"
+        );
+        assert!(on(day(2026, 7, 1)).await.unwrap().is_empty());
+        assert!(on(day(2025, 12, 31)).await.unwrap().is_empty());
+
+        // Pointed at another patient by someone who can write the file: it grants nothing.
+        sqlx::query("UPDATE care_relationships SET patient_id = $1")
+            .bind(other.to_string())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(on(day(2026, 3, 1)).await.unwrap().is_empty());
+    }
+}

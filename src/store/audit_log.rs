@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use super::audit_record::{hash_from_slice, AuditCipher, AuditRecord, GENESIS_HASH};
 use super::{decode_err, now, Db, Tx};
-use crate::domain::{DocumentId, PatientId, Role, UserId};
+use crate::domain::{DocumentId, Outcome, PatientId, Role, UserId};
 use serde::Serialize;
 
 /// An `audit` row as stored: what `audit verify` checks.
@@ -48,7 +48,7 @@ fn record_of(entry: &AuditEntry, seq: i64, at: String) -> AuditRecord {
         action: entry.action.to_string(),
         patient_id: entry.patient_id.map(|p| p.to_string()),
         document_id: entry.document_id.map(|d| d.to_string()),
-        outcome: entry.outcome.to_string(),
+        outcome: entry.outcome.as_str().to_string(),
         client_addr: entry.client_addr.clone(),
         request_id: entry.request_id.clone(),
         purpose_of_use: entry.purpose_of_use.clone(),
@@ -329,7 +329,7 @@ pub struct AuditEntry {
     pub action: &'static str,
     pub patient_id: Option<PatientId>,
     pub document_id: Option<DocumentId>,
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub client_addr: Option<String>,
     pub request_id: Option<String>,
     /// Why the access happened (e.g. `treatment`), when the policy knows it.
@@ -349,7 +349,7 @@ impl AuditEntry {
             action,
             patient_id: None,
             document_id: None,
-            outcome: "ok",
+            outcome: Outcome::Ok,
             client_addr: None,
             request_id: None,
             purpose_of_use: Some("HSYSADMIN".to_string()),

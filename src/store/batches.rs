@@ -242,7 +242,7 @@ impl Db {
         .bind(i64::from(row.rotation))
         .bind(row.skew_degrees)
         .bind(row.ink)
-        .bind(&row.text_source)
+        .bind(row.text_source.as_str())
         .bind(page.cover_kind())
         .bind(fields)
         .bind(reason)

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{now, parse_id, Db};
-use crate::domain::{DocumentId, PatientId, UserId};
+use crate::domain::{DocumentId, HoldId, PatientId, UserId};
 use crate::store::phi::Column;
 
 /// What a hold covers.
@@ -55,7 +55,7 @@ pub struct NewHold {
 /// A hold as read back, decrypted.
 #[derive(Debug, Clone, Serialize)]
 pub struct Hold {
-    pub id: String,
+    pub id: HoldId,
     pub matter: String,
     pub custodian: String,
     pub reason: String,
@@ -76,7 +76,7 @@ pub struct Hold {
 /// An active hold covering a document, as a refusal names it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct HoldRef {
-    pub id: String,
+    pub id: HoldId,
     pub matter: String,
 }
 
@@ -90,9 +90,10 @@ const COVERING: &str = "SELECT h.id, h.matter FROM holds h
 
 impl Db {
     /// Records a hold and the documents it names; returns its id.
-    pub async fn insert_hold(&self, hold: &NewHold) -> super::StoreResult<String> {
+    pub async fn insert_hold(&self, hold: &NewHold) -> super::StoreResult<HoldId> {
         let phi = self.phi()?;
-        let id = uuid::Uuid::new_v4().to_string();
+        let hold_id = HoldId::new_random();
+        let id = hold_id.to_string();
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO holds (id, matter, custodian, reason, scope, patient_id, query,
@@ -125,7 +126,7 @@ impl Db {
             .await?;
         }
         tx.commit().await?;
-        Ok(id)
+        Ok(hold_id)
     }
 
     /// The active holds covering a document, oldest first.
@@ -139,7 +140,7 @@ impl Db {
                 let id: String = r.try_get("id")?;
                 Ok(HoldRef {
                     matter: self.open_column(Column::HoldMatter, &id, r.try_get("matter")?)?,
-                    id,
+                    id: parse_id(&id)?,
                 })
             })
             .collect()
@@ -158,9 +159,9 @@ impl Db {
             .is_some())
     }
 
-    pub async fn hold(&self, id: &str) -> super::StoreResult<Option<Hold>> {
+    pub async fn hold(&self, id: HoldId) -> super::StoreResult<Option<Hold>> {
         let row = sqlx::query("SELECT * FROM holds WHERE id = $1")
-            .bind(id)
+            .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
         match row {
@@ -186,11 +187,12 @@ impl Db {
     /// Releases an active hold; false if it was released already (or is unknown).
     pub async fn release_hold(
         &self,
-        id: &str,
+        id: HoldId,
         by: UserId,
         reason: &str,
     ) -> super::StoreResult<bool> {
-        let sealed = self.phi()?.seal(Column::HoldReleaseReason, id, reason);
+        let id = id.to_string();
+        let sealed = self.phi()?.seal(Column::HoldReleaseReason, &id, reason);
         let done = sqlx::query(
             "UPDATE holds SET released_by = $1, released_at = $2, release_reason = $3
              WHERE id = $4 AND released_at IS NULL",
@@ -198,7 +200,7 @@ impl Db {
         .bind(by.to_string())
         .bind(now())
         .bind(sealed)
-        .bind(id)
+        .bind(&id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -241,7 +243,7 @@ impl Db {
                 r.try_get("release_reason")?,
             )?,
             released_at,
-            id,
+            id: parse_id(&id)?,
         })
     }
 }

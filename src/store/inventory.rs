@@ -2,6 +2,7 @@
 
 use super::documents::Document;
 use super::*;
+use crate::domain::{AttachmentId, ProductionId};
 
 /// A document as the operator tools see it: status as stored (including `deleted`, a
 /// shredded document's tombstone, which this branch's [`DocumentStatus`] does not know).
@@ -128,12 +129,14 @@ impl Db {
             })
             .collect::<super::StoreResult<Vec<_>>>()?;
         let mut release_objects = Vec::new();
+        let attachment = |id| ObjectRef::Attachment(AttachmentId(id));
+        let production = |id| ObjectRef::Production(ProductionId(id));
         for (table, object) in [
             (
                 "release_attachments",
-                ObjectRef::Attachment as fn(DocumentId) -> ObjectRef,
+                &attachment as &dyn Fn(uuid::Uuid) -> ObjectRef,
             ),
-            ("productions", ObjectRef::Production),
+            ("productions", &production),
         ] {
             let rows = sqlx::query(&format!("SELECT id, sha256 FROM {table} ORDER BY id"))
                 .fetch_all(&mut *tx)

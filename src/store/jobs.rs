@@ -127,3 +127,77 @@ impl Db {
         tx.commit().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::documents::NewDocument;
+    use crate::store::testing::{store, TestStore};
+
+    async fn document_with_job(store: &TestStore) -> DocumentId {
+        let user = store.create_user("rita", Role::Records).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let mrn = Mrn::parse("M-1").unwrap();
+        let patient = store
+            .ensure_patient(&mut tx, &mrn, "P", None)
+            .await
+            .unwrap();
+        let doc = NewDocument {
+            id: DocumentId::new_random(),
+            patient_id: patient,
+            document_type: "progress-note".into(),
+            category: Category::general(),
+            service_date: None,
+            encounter: None,
+            content_type: "image/png".into(),
+            sha256: "00".repeat(32),
+            size_bytes: 10,
+            page_count: 1,
+            created_by: user,
+            sop_instance_uid: None,
+            qa_reason: None,
+        };
+        store.insert_document_with_job(&mut tx, &doc).await.unwrap();
+        tx.commit().await.unwrap();
+        doc.id
+    }
+
+    #[tokio::test]
+    async fn a_job_is_claimed_once_and_its_document_is_indexed_when_it_finishes() {
+        let store = store().await;
+        let doc = document_with_job(&store).await;
+        let job = store
+            .claim_job()
+            .await
+            .unwrap()
+            .expect("the new document's job");
+        assert_eq!((job.document_id, job.attempts), (doc, 1));
+        assert!(
+            store.claim_job().await.unwrap().is_none(),
+            "a running job is not claimed twice"
+        );
+        store.finish_job(&job, doc).await.unwrap();
+        let stored = store.document(doc).await.unwrap().unwrap();
+        assert_eq!(stored.status, DocumentStatus::Indexed);
+        assert_eq!(store.requeue_running_jobs().await.unwrap(), 0);
+        assert!(store.claim_job().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_job_a_stop_interrupted_is_claimed_again_with_its_attempts_counted() {
+        let store = store().await;
+        let doc = document_with_job(&store).await;
+        store.claim_job().await.unwrap().unwrap();
+        assert_eq!(store.requeue_running_jobs().await.unwrap(), 1);
+        let again = store.claim_job().await.unwrap().unwrap();
+        assert_eq!((again.document_id, again.attempts), (doc, 2));
+        store.fail_job(&again, doc, "unreadable").await.unwrap();
+        let stored = store.document(doc).await.unwrap().unwrap();
+        assert_eq!(stored.status, DocumentStatus::Failed);
+        assert!(
+            store.retry_failed(doc).await.unwrap(),
+            "a failed document can be retried"
+        );
+        assert_eq!(store.claim_job().await.unwrap().unwrap().document_id, doc);
+    }
+}

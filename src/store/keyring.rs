@@ -133,3 +133,64 @@ impl Db {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::store;
+
+    #[tokio::test]
+    async fn a_service_key_is_recorded_once_and_a_deleted_key_is_gone() {
+        let store = store().await;
+        assert!(store
+            .insert_service_key("index", "k1", 1, b"wrapped-1")
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .insert_service_key("index", "k2", 1, b"wrapped-2")
+                .await
+                .unwrap(),
+            "the first key of a purpose stays"
+        );
+        assert_eq!(
+            store.service_key_id("index").await.unwrap().as_deref(),
+            Some("k1")
+        );
+        assert_eq!(
+            store.get_key("k1").await.unwrap(),
+            Some((1, b"wrapped-1".to_vec()))
+        );
+        assert!(
+            store.get_key("k2").await.unwrap().is_none(),
+            "nothing half-recorded"
+        );
+
+        let mut tx = store.begin().await.unwrap();
+        Db::insert_key(&mut tx, "k3", 2, b"wrapped-3")
+            .await
+            .unwrap();
+        drop(tx);
+        assert!(
+            store.get_key("k3").await.unwrap().is_none(),
+            "rolled back when dropped"
+        );
+
+        let mut tx = store.begin().await.unwrap();
+        Db::insert_key(&mut tx, "k4", 2, b"wrapped-4")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.keyring_versions().await.unwrap(),
+            vec![(1, 1), (2, 1)]
+        );
+        store.delete_key("k4").await.unwrap();
+        assert!(store.get_key("k4").await.unwrap().is_none());
+        assert!(
+            store.delete_key("k1").await.is_err(),
+            "a service's key is not deleted while the service names it"
+        );
+        assert_eq!(store.keyring_versions().await.unwrap(), vec![(1, 1)]);
+    }
+}

@@ -40,6 +40,8 @@ pub mod releases;
 mod reseal;
 pub mod retention;
 pub mod row_mac;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod users;
 pub mod vault;
 

@@ -2,7 +2,7 @@
 
 use chartvault_storage::BlobName;
 
-use crate::domain::DocumentId;
+use crate::domain::{AttachmentId, DocumentId, ProductionId};
 
 /// What an object is, which fixes both its blob name and its associated data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,27 +12,31 @@ pub enum ObjectRef {
     PageText(DocumentId, u32),
     PageWords(DocumentId, u32),
     /// A production's PDF (by the production's id).
-    Production(DocumentId),
+    Production(ProductionId),
     /// A release request's supporting document (by the attachment's id).
-    Attachment(DocumentId),
+    Attachment(AttachmentId),
 }
 
 impl ObjectRef {
     pub fn blob_name(&self) -> BlobName {
         let name = match self {
-            ObjectRef::Original(doc) => format!("originals/{}/{doc}", shard(doc)),
-            ObjectRef::PageImage(doc, page) => format!("pages/{}/{doc}/{page}.image", shard(doc)),
-            ObjectRef::PageText(doc, page) => format!("pages/{}/{doc}/{page}.text", shard(doc)),
-            ObjectRef::PageWords(doc, page) => format!("pages/{}/{doc}/{page}.words", shard(doc)),
-            ObjectRef::Production(id) => format!("productions/{}/{id}.pdf", shard(id)),
-            ObjectRef::Attachment(id) => format!("releases/{}/{id}.attachment", shard(id)),
+            ObjectRef::Original(doc) => format!("originals/{}/{doc}", shard(&doc.0)),
+            ObjectRef::PageImage(doc, page) => {
+                format!("pages/{}/{doc}/{page}.image", shard(&doc.0))
+            }
+            ObjectRef::PageText(doc, page) => format!("pages/{}/{doc}/{page}.text", shard(&doc.0)),
+            ObjectRef::PageWords(doc, page) => {
+                format!("pages/{}/{doc}/{page}.words", shard(&doc.0))
+            }
+            ObjectRef::Production(id) => format!("productions/{}/{id}.pdf", shard(&id.0)),
+            ObjectRef::Attachment(id) => format!("releases/{}/{id}.attachment", shard(&id.0)),
         };
         BlobName::new(name).expect("names built from uuids and numbers are valid blob names")
     }
 
     /// The prefix under which every page artifact of a document lives.
     pub fn pages_prefix(doc: DocumentId) -> String {
-        format!("pages/{}/{doc}/", shard(&doc))
+        format!("pages/{}/{doc}/", shard(&doc.0))
     }
 
     /// Where an upload is staged before it is accepted: encrypted already under the
@@ -77,14 +81,28 @@ impl ObjectRef {
         (ObjectRef::staging_name(doc) == *name).then_some(doc)
     }
 
-    /// The record the object belongs to: its document (or batch), production or attachment.
-    pub fn document(&self) -> DocumentId {
+    /// The document (or batch) the object belongs to; `None` for a production or an
+    /// attachment, which belong to a release.
+    pub fn document(&self) -> Option<DocumentId> {
         match *self {
-            ObjectRef::Production(id) | ObjectRef::Attachment(id) => id,
+            ObjectRef::Production(_) | ObjectRef::Attachment(_) => None,
             ObjectRef::Original(doc)
             | ObjectRef::PageImage(doc, _)
             | ObjectRef::PageText(doc, _)
-            | ObjectRef::PageWords(doc, _) => doc,
+            | ObjectRef::PageWords(doc, _) => Some(doc),
+        }
+    }
+
+    /// The id of the record the object belongs to: its document (or batch), production or
+    /// attachment.
+    pub fn record_id(&self) -> uuid::Uuid {
+        match *self {
+            ObjectRef::Production(id) => id.0,
+            ObjectRef::Attachment(id) => id.0,
+            ObjectRef::Original(doc)
+            | ObjectRef::PageImage(doc, _)
+            | ObjectRef::PageText(doc, _)
+            | ObjectRef::PageWords(doc, _) => doc.0,
         }
     }
 
@@ -120,6 +138,6 @@ impl ObjectRef {
     }
 }
 
-fn shard(doc: &DocumentId) -> String {
-    doc.0.simple().to_string()[..2].to_string()
+fn shard(id: &uuid::Uuid) -> String {
+    id.simple().to_string()[..2].to_string()
 }

@@ -1,6 +1,7 @@
 //! Pages: one row per page of a document, with its OCR figures.
 
 use super::*;
+use crate::domain::TextSource;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PageRow {
@@ -20,7 +21,7 @@ pub struct PageRow {
     pub ink: Option<f64>,
     /// Where the text came from: `ocr`, `text-layer` (a PDF's own text), `dicom` (a DICOM
     /// file's attributes) or `none` (blank).
-    pub text_source: String,
+    pub text_source: TextSource,
 }
 
 /// A page row from a `pages` or `batch_pages` row (the same columns).
@@ -36,7 +37,10 @@ pub(super) fn page_row_from(r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<P
         rotation: r.try_get::<i64, _>("rotation")? as u16,
         skew_degrees: r.try_get("skew_degrees")?,
         ink: r.try_get("ink")?,
-        text_source: r.try_get("text_source")?,
+        text_source: r
+            .try_get::<&str, _>("text_source")?
+            .parse()
+            .map_err(decode_err)?,
     })
 }
 
@@ -67,7 +71,7 @@ pub(super) fn insert_page_query(
     .bind(i64::from(page.rotation))
     .bind(page.skew_degrees)
     .bind(page.ink)
-    .bind(page.text_source.clone())
+    .bind(page.text_source.as_str())
 }
 
 impl Db {

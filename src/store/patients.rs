@@ -78,3 +78,55 @@ impl Db {
         Ok(id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{file_bytes, store};
+
+    #[tokio::test]
+    async fn a_patient_is_found_by_mrn_only_and_its_name_and_mrn_are_sealed() {
+        let store = store().await;
+        let mrn = Mrn::parse("00123-x").unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let id = store
+            .ensure_patient(&mut tx, &mrn, "Zebulon Quartermaine", None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let found = store.patient_by_mrn(&mrn).await.unwrap().unwrap();
+        assert_eq!(
+            (found.id, found.name.as_str()),
+            (id, "Zebulon Quartermaine")
+        );
+        assert_eq!(found.mrn, "00123-X", "MRNs compare uppercase");
+        let other = Mrn::parse("123-X").unwrap();
+        assert!(
+            store.patient_by_mrn(&other).await.unwrap().is_none(),
+            "zeros count"
+        );
+
+        // The same MRN again is the same patient, with the details on record.
+        let mut tx = store.begin().await.unwrap();
+        let again = store
+            .ensure_patient(&mut tx, &mrn, "Someone Else", None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(again, id);
+        assert_eq!(
+            store.patient(id).await.unwrap().unwrap().name,
+            "Zebulon Quartermaine"
+        );
+
+        store.truncate_wal().await.unwrap();
+        let bytes = file_bytes(&store).await;
+        for needle in ["Zebulon", "Quartermaine", "00123-X"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} is in the database file"
+            );
+        }
+    }
+}

@@ -5,8 +5,10 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::{now, parse_date, parse_id, Db};
-use crate::domain::{DocumentId, PatientId, UserId};
+use super::{decode_err, now, parse_date, parse_id, Db};
+use crate::domain::{
+    AttachmentId, DocumentId, LegalBasis, PatientId, ProductionId, ReleaseId, UserId,
+};
 use crate::store::phi::Column;
 
 /// The sealed part of a release request.
@@ -40,7 +42,7 @@ pub struct Party {
 
 #[derive(Debug, Clone)]
 pub struct NewRelease {
-    pub legal_basis: String,
+    pub legal_basis: LegalBasis,
     pub details: ReleaseDetails,
     pub received_on: NaiveDate,
     pub due_on: NaiveDate,
@@ -56,8 +58,8 @@ pub struct NewRelease {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Release {
-    pub id: String,
-    pub legal_basis: String,
+    pub id: ReleaseId,
+    pub legal_basis: LegalBasis,
     #[serde(flatten)]
     pub details: ReleaseDetails,
     pub received_on: NaiveDate,
@@ -77,7 +79,7 @@ pub struct Release {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Attachment {
-    pub id: DocumentId,
+    pub id: AttachmentId,
     pub kind: String,
     pub content_type: String,
     pub sha256: String,
@@ -117,8 +119,8 @@ pub struct Redaction {
 
 #[derive(Debug, Clone)]
 pub struct NewProduction {
-    pub id: DocumentId,
-    pub release_id: String,
+    pub id: ProductionId,
+    pub release_id: ReleaseId,
     /// Prefix and first number, when Bates-stamped.
     pub bates: Option<(String, i64)>,
     pub record_pages: u32,
@@ -134,8 +136,8 @@ pub struct NewProduction {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Production {
-    pub id: DocumentId,
-    pub release_id: String,
+    pub id: ProductionId,
+    pub release_id: ReleaseId,
     pub bates_prefix: Option<String>,
     pub bates_first: Option<i64>,
     pub bates_last: Option<i64>,
@@ -159,8 +161,9 @@ fn to_json<T: Serialize>(value: &T) -> String {
 }
 
 impl Db {
-    pub async fn insert_release(&self, release: &NewRelease) -> super::StoreResult<String> {
-        let id = uuid::Uuid::new_v4().to_string();
+    pub async fn insert_release(&self, release: &NewRelease) -> super::StoreResult<ReleaseId> {
+        let release_id = ReleaseId::new_random();
+        let id = release_id.to_string();
         let details = self
             .phi()?
             .seal(Column::ReleaseDetails, &id, &to_json(&release.details));
@@ -172,7 +175,7 @@ impl Db {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&id)
-        .bind(&release.legal_basis)
+        .bind(release.legal_basis.as_str())
         .bind(details)
         .bind(release.received_on.to_string())
         .bind(release.due_on.to_string())
@@ -197,12 +200,12 @@ impl Db {
             .await?;
         }
         tx.commit().await?;
-        Ok(id)
+        Ok(release_id)
     }
 
-    pub async fn release(&self, id: &str) -> super::StoreResult<Option<Release>> {
+    pub async fn release(&self, id: ReleaseId) -> super::StoreResult<Option<Release>> {
         let row = sqlx::query("SELECT * FROM releases WHERE id = $1")
-            .bind(id)
+            .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
         match row {
@@ -235,7 +238,10 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         Ok(Release {
-            legal_basis: r.try_get("legal_basis")?,
+            legal_basis: r
+                .try_get::<&str, _>("legal_basis")?
+                .parse()
+                .map_err(decode_err)?,
             details,
             received_on: parse_date(r.try_get("received_on")?)?
                 .ok_or_else(|| super::decode_err("a release has no received date".into()))?,
@@ -259,18 +265,21 @@ impl Db {
                 .collect::<super::StoreResult<_>>()?,
             created_by: r.try_get("created_by")?,
             created_at: r.try_get("created_at")?,
-            id,
+            id: parse_id(&id)?,
         })
     }
 
     /// Moves a patient-access request's due date once; false if it was extended already.
     pub async fn extend_release(
         &self,
-        id: &str,
+        id: ReleaseId,
         due_on: NaiveDate,
         reason: &str,
     ) -> super::StoreResult<bool> {
-        let sealed = self.phi()?.seal(Column::ReleaseExtensionReason, id, reason);
+        let id = id.to_string();
+        let sealed = self
+            .phi()?
+            .seal(Column::ReleaseExtensionReason, &id, reason);
         let done = sqlx::query(
             "UPDATE releases SET due_on = $1, extended_at = $2, extension_reason = $3
              WHERE id = $4 AND extended_at IS NULL",
@@ -278,7 +287,7 @@ impl Db {
         .bind(due_on.to_string())
         .bind(now())
         .bind(sealed)
-        .bind(id)
+        .bind(&id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -288,7 +297,7 @@ impl Db {
     /// authorising kind (a court order, a consent) adds that authorisation to the release.
     pub async fn insert_attachment(
         &self,
-        release: &str,
+        release: ReleaseId,
         attachment: &Attachment,
         authorizes: bool,
     ) -> super::StoreResult<()> {
@@ -299,7 +308,7 @@ impl Db {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(attachment.id.to_string())
-        .bind(release)
+        .bind(release.to_string())
         .bind(&attachment.kind)
         .bind(&attachment.content_type)
         .bind(&attachment.sha256)
@@ -311,7 +320,7 @@ impl Db {
         if authorizes {
             let current: String =
                 sqlx::query_scalar("SELECT authorizations FROM releases WHERE id = $1")
-                    .bind(release)
+                    .bind(release.to_string())
                     .fetch_one(&mut *tx)
                     .await?;
             let mut list = json_list(&current)?;
@@ -319,7 +328,7 @@ impl Db {
                 list.push(attachment.kind.clone());
                 sqlx::query("UPDATE releases SET authorizations = $1 WHERE id = $2")
                     .bind(to_json(&list))
-                    .bind(release)
+                    .bind(release.to_string())
                     .execute(&mut *tx)
                     .await?;
             }
@@ -327,11 +336,11 @@ impl Db {
         tx.commit().await
     }
 
-    pub async fn attachments(&self, release: &str) -> super::StoreResult<Vec<Attachment>> {
+    pub async fn attachments(&self, release: ReleaseId) -> super::StoreResult<Vec<Attachment>> {
         let rows = sqlx::query(
             "SELECT * FROM release_attachments WHERE release_id = $1 ORDER BY created_at, id",
         )
-        .bind(release)
+        .bind(release.to_string())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -351,7 +360,7 @@ impl Db {
 
     pub async fn insert_exclusions(
         &self,
-        release: &str,
+        release: ReleaseId,
         documents: &[DocumentId],
         reason: &str,
         by: UserId,
@@ -365,7 +374,7 @@ impl Db {
                     created_at)
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             )
-            .bind(release)
+            .bind(release.to_string())
             .bind(document.to_string())
             .bind(phi.seal(Column::ReleaseExclusionReason, &row_id, reason))
             .bind(by.to_string())
@@ -376,11 +385,11 @@ impl Db {
         tx.commit().await
     }
 
-    pub async fn exclusions(&self, release: &str) -> super::StoreResult<Vec<Exclusion>> {
+    pub async fn exclusions(&self, release: ReleaseId) -> super::StoreResult<Vec<Exclusion>> {
         let rows = sqlx::query(
             "SELECT * FROM release_exclusions WHERE release_id = $1 ORDER BY created_at",
         )
-        .bind(release)
+        .bind(release.to_string())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -403,7 +412,7 @@ impl Db {
 
     pub async fn insert_redaction(
         &self,
-        release: &str,
+        release: ReleaseId,
         document: DocumentId,
         page: u32,
         regions: &[Region],
@@ -417,7 +426,7 @@ impl Db {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&id)
-        .bind(release)
+        .bind(release.to_string())
         .bind(document.to_string())
         .bind(i64::from(page))
         .bind(to_json(&regions))
@@ -429,12 +438,12 @@ impl Db {
         Ok(id)
     }
 
-    pub async fn redactions(&self, release: &str) -> super::StoreResult<Vec<Redaction>> {
+    pub async fn redactions(&self, release: ReleaseId) -> super::StoreResult<Vec<Redaction>> {
         let rows = sqlx::query(
             "SELECT * FROM release_redactions WHERE release_id = $1
              ORDER BY document_id, page, created_at",
         )
-        .bind(release)
+        .bind(release.to_string())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -456,9 +465,9 @@ impl Db {
 
     /// Removes a redaction of a release (later productions no longer apply it); false if
     /// the release has no such redaction.
-    pub async fn delete_redaction(&self, release: &str, id: &str) -> super::StoreResult<bool> {
+    pub async fn delete_redaction(&self, release: ReleaseId, id: &str) -> super::StoreResult<bool> {
         let done = sqlx::query("DELETE FROM release_redactions WHERE release_id = $1 AND id = $2")
-            .bind(release)
+            .bind(release.to_string())
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -468,7 +477,7 @@ impl Db {
     /// Puts excluded documents back into a release; returns how many were excluded.
     pub async fn delete_exclusions(
         &self,
-        release: &str,
+        release: ReleaseId,
         documents: &[DocumentId],
     ) -> super::StoreResult<u64> {
         let mut removed = 0;
@@ -477,7 +486,7 @@ impl Db {
             removed += sqlx::query(
                 "DELETE FROM release_exclusions WHERE release_id = $1 AND document_id = $2",
             )
-            .bind(release)
+            .bind(release.to_string())
             .bind(document.to_string())
             .execute(&mut *tx)
             .await?
@@ -549,7 +558,7 @@ impl Db {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&id)
-        .bind(&p.release_id)
+        .bind(p.release_id.to_string())
         .bind(prefix)
         .bind(first)
         .bind(last)
@@ -572,10 +581,10 @@ impl Db {
         Ok(true)
     }
 
-    pub async fn productions(&self, release: &str) -> super::StoreResult<Vec<Production>> {
+    pub async fn productions(&self, release: ReleaseId) -> super::StoreResult<Vec<Production>> {
         let rows =
             sqlx::query("SELECT * FROM productions WHERE release_id = $1 ORDER BY created_at, id")
-                .bind(release)
+                .bind(release.to_string())
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter().map(|r| self.production_from_row(r)).collect()
@@ -584,7 +593,7 @@ impl Db {
     /// A production and its manifest (JSON text).
     pub async fn production(
         &self,
-        id: DocumentId,
+        id: ProductionId,
     ) -> super::StoreResult<Option<(Production, String)>> {
         let row = sqlx::query("SELECT * FROM productions WHERE id = $1")
             .bind(id.to_string())
@@ -603,7 +612,7 @@ impl Db {
                 r.try_get("custodian")?,
             )?,
             id: parse_id(&id)?,
-            release_id: r.try_get("release_id")?,
+            release_id: parse_id(r.try_get::<&str, _>("release_id")?)?,
             bates_prefix: r.try_get("bates_prefix")?,
             bates_first: r.try_get("bates_first")?,
             bates_last: r.try_get("bates_last")?,
@@ -619,7 +628,7 @@ impl Db {
     }
 
     /// Whether a release attachment or production row names this id.
-    pub async fn release_object_exists(&self, id: DocumentId) -> super::StoreResult<bool> {
+    pub async fn release_object_exists(&self, id: uuid::Uuid) -> super::StoreResult<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT (SELECT count(*) FROM release_attachments WHERE id = $1)
                   + (SELECT count(*) FROM productions WHERE id = $1)",

@@ -224,3 +224,61 @@ impl Db {
         Ok(rows.len() as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::store;
+
+    #[tokio::test]
+    async fn a_token_names_its_user_until_revoked_and_says_when_the_user_is_disabled() {
+        let store = store().await;
+        let user = store.create_user("rita", Role::Records).await.unwrap();
+        let expires = Utc::now() + chrono::Duration::days(1);
+        store
+            .insert_token("t1", user, "hash-1", expires)
+            .await
+            .unwrap();
+
+        let owner = store.token_owner("hash-1").await.unwrap().unwrap();
+        assert_eq!((owner.user_id, owner.role), (user, Role::Records));
+        assert!(!owner.revoked && !owner.disabled);
+        assert!(store.token_owner("hash-2").await.unwrap().is_none());
+
+        assert!(store.set_user_disabled("rita", true).await.unwrap());
+        assert!(store.token_owner("hash-1").await.unwrap().unwrap().disabled);
+        assert_eq!(store.revoke_tokens(None, Some("rita")).await.unwrap(), 1);
+        assert!(store.token_owner("hash-1").await.unwrap().unwrap().revoked);
+    }
+
+    #[tokio::test]
+    async fn a_token_or_user_row_changed_in_the_file_grants_nothing() {
+        let store = store().await;
+        let user = store.create_user("carl", Role::Clinician).await.unwrap();
+        let expires = Utc::now() + chrono::Duration::days(1);
+        store
+            .insert_token("t1", user, "hash-1", expires)
+            .await
+            .unwrap();
+        // Someone who can write the file but holds no key extends a token...
+        sqlx::query("UPDATE tokens SET expires_at = '2999-01-01T00:00:00.000Z'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(store.token_owner("hash-1").await.unwrap().is_none());
+
+        // ... or makes a user an admin.
+        let user = store.create_user("dana", Role::Clinician).await.unwrap();
+        store
+            .insert_token("t2", user, "hash-2", expires)
+            .await
+            .unwrap();
+        assert!(store.token_owner("hash-2").await.unwrap().is_some());
+        sqlx::query("UPDATE users SET role = 'admin' WHERE name = 'dana'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(store.token_owner("hash-2").await.unwrap().is_none());
+        assert!(store.user_by_name("dana").await.unwrap().is_none());
+    }
+}

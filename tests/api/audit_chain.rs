@@ -534,7 +534,7 @@ async fn audit_query_finds_entries_by_patient_user_and_break_glass_for_auditors_
             role: Some(chartvault::domain::Role::Clinician),
             action: "read",
             patient_id: Some(patient_a),
-            outcome: "ok",
+            outcome: chartvault::domain::Outcome::Ok,
             purpose_of_use: Some("emergency-treatment".into()),
             break_glass: true,
             ..AuditEntry::default()

@@ -768,11 +768,12 @@ async fn a_production_is_never_recorded_without_its_disclosures() {
     )
     .await;
     assert_eq!(status, 201, "{release}");
-    let release_id = release["id"].as_str().unwrap().to_string();
+    let release_id: chartvault::domain::ReleaseId =
+        release["id"].as_str().unwrap().parse().unwrap();
     let (user, _, _) = app.state.db.user_by_name("law").await.unwrap().unwrap();
     let production = chartvault::store::releases::NewProduction {
-        id: chartvault::domain::DocumentId::new_random(),
-        release_id: release_id.clone(),
+        id: chartvault::domain::ProductionId::new_random(),
+        release_id,
         bates: Some(("TX".to_string(), 1)),
         record_pages: 1,
         pdf_pages: 2,
@@ -805,7 +806,7 @@ async fn a_production_is_never_recorded_without_its_disclosures() {
     assert!(app
         .state
         .db
-        .productions(&release_id)
+        .productions(release_id)
         .await
         .unwrap()
         .is_empty());
