@@ -52,7 +52,7 @@ pub struct Hit {
 #[derive(Debug, Serialize)]
 pub struct PatientSummary {
     pub id: PatientId,
-    pub mrn: String,
+    pub mrn: Mrn,
     pub name: String,
 }
 

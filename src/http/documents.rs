@@ -38,7 +38,7 @@ pub async fn upload(
         Err(response) => return response,
     };
     let Some(metadata) = metadata else {
-        state.vault.discard_staging(staged.doc);
+        drop(staged); // its staging object goes with it
         return AppError::invalid("the 'metadata' part is missing").into_response();
     };
     match upload::accept(&state, staged, metadata, &principal).await {
@@ -101,9 +101,7 @@ pub(super) async fn receive(
     match (outcome, staged.take()) {
         (Ok(()), Some(staged)) => Ok((principal, metadata, staged)),
         (outcome, staged) => {
-            if let Some(staged) = staged {
-                state.vault.discard_staging(staged.doc);
-            }
+            drop(staged); // its staging object goes with it, before the body is drained
             multipart.drain(DRAIN_BYTES as u64, DRAIN_TIME).await;
             let error = match outcome {
                 Err(error) => error,

@@ -22,7 +22,7 @@ use chartvault_ocr::CoverSheet;
 pub struct QaEntry {
     id: DocumentId,
     patient_id: PatientId,
-    mrn: String,
+    mrn: Mrn,
     patient_name: String,
     document_type: String,
     content_type: String,

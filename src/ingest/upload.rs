@@ -133,12 +133,21 @@ pub struct StagingUpload {
     vault: Vault,
 }
 
-/// A completely received, encrypted and committed staging object.
+/// A completely received, encrypted and committed staging object. It is deleted when this
+/// is dropped, whichever way the upload ends: promoted to an original first (accepted), it
+/// is gone already and the delete is a no-op; refused or failed, nothing of it remains.
 pub struct Staged {
     pub doc: DocumentId,
     pub key: NewKey,
     pub sha256: String,
     pub size: u64,
+    vault: Vault,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        self.vault.discard_staging(self.doc);
+    }
 }
 
 impl StagingUpload {
@@ -195,6 +204,7 @@ impl StagingUpload {
             key: self.key,
             sha256,
             size,
+            vault: self.vault.clone(),
         })
     }
 
@@ -226,19 +236,14 @@ pub struct Accepted {
 }
 
 /// Preflights a staged upload and, if it passes, makes it durable and queues its OCR job.
-/// On any failure the staging object is deleted.
+/// The staging object goes with `staged` whatever the outcome (promoted first if accepted).
 pub async fn accept(
     state: &Archive,
     staged: Staged,
     metadata: ValidMetadata,
     principal: &Principal,
 ) -> Result<Accepted, AppError> {
-    let doc = staged.doc;
-    let result = accept_inner(state, &staged, &metadata, principal).await;
-    if result.is_err() {
-        state.vault.discard_staging(doc);
-    }
-    result
+    accept_inner(state, &staged, &metadata, principal).await
 }
 
 async fn accept_inner(
@@ -252,7 +257,7 @@ async fn accept_inner(
     }
     if !metadata.allow_duplicate {
         if let Some(existing) = existing_copy(state, staged, metadata).await? {
-            return duplicate(state, staged, principal, existing).await;
+            return duplicate(state, principal, existing).await;
         }
     }
     let doc = staged.doc;
@@ -267,7 +272,7 @@ async fn accept_inner(
             .document_by_sop_instance(&dicom.sop_instance_uid)
             .await?
         {
-            return duplicate(state, staged, principal, existing).await;
+            return duplicate(state, principal, existing).await;
         }
         qa_reason = dicom_patient_mismatch(dicom, &metadata.mrn).map(str::to_string);
     }
@@ -359,19 +364,14 @@ pub struct BatchAccepted {
     pub duplicate: bool,
 }
 
-/// Preflights a staged batch upload and, if it passes, makes it durable and queues it. On
-/// any failure the staging object is deleted.
+/// Preflights a staged batch upload and, if it passes, makes it durable and queues it. The
+/// staging object goes with `staged` whatever the outcome (promoted first if accepted).
 pub async fn accept_batch(
     state: &Archive,
     staged: Staged,
     principal: &Principal,
 ) -> Result<BatchAccepted, AppError> {
-    let id = staged.doc;
-    let result = accept_batch_inner(state, &staged, principal).await;
-    if result.is_err() {
-        state.vault.discard_staging(id);
-    }
-    result
+    accept_batch_inner(state, &staged, principal).await
 }
 
 async fn accept_batch_inner(
@@ -383,7 +383,6 @@ async fn accept_batch_inner(
         return Err(AppError::invalid("the file is empty"));
     }
     if let Some(existing) = state.db.batch_by_sha256(&staged.sha256).await? {
-        state.vault.discard_staging(staged.doc);
         crate::access::audit::AuditEvent::new(principal, crate::access::policy::Action::Ingest)
             .outcome(crate::domain::Outcome::Duplicate)
             .document(existing.id)
@@ -455,11 +454,9 @@ async fn accept_batch_inner(
 /// (`200`, nothing stored), and audits it.
 async fn duplicate(
     state: &Archive,
-    staged: &Staged,
     principal: &Principal,
     existing: crate::store::documents::Document,
 ) -> Result<Accepted, AppError> {
-    state.vault.discard_staging(staged.doc);
     crate::access::audit::AuditEvent::new(principal, crate::access::policy::Action::Ingest)
         .outcome(crate::domain::Outcome::Duplicate)
         .patient(existing.patient_id)

@@ -5,7 +5,7 @@ use super::*;
 #[derive(Debug, Clone, Serialize)]
 pub struct Patient {
     pub id: PatientId,
-    pub mrn: String,
+    pub mrn: Mrn,
     pub name: String,
     pub birth_date: Option<NaiveDate>,
 }
@@ -20,7 +20,8 @@ impl Db {
             self.open_optional(Column::PatientBirthDate, &id, row.try_get("birth_date")?)?;
         Ok(Patient {
             id: parse_id(&id)?,
-            mrn: self.open_column(Column::PatientMrn, &id, row.try_get("mrn")?)?,
+            mrn: Mrn::parse(&self.open_column(Column::PatientMrn, &id, row.try_get("mrn")?)?)
+                .map_err(decode_err)?,
             name: self.open_column(Column::PatientName, &id, row.try_get("name")?)?,
             birth_date: parse_date(birth_date)?,
         })
@@ -100,7 +101,7 @@ mod tests {
             (found.id, found.name.as_str()),
             (id, "Zebulon Quartermaine")
         );
-        assert_eq!(found.mrn, "00123-X", "MRNs compare uppercase");
+        assert_eq!(found.mrn.as_str(), "00123-X", "MRNs compare uppercase");
         let other = Mrn::parse("123-X").unwrap();
         assert!(
             store.patient_by_mrn(&other).await.unwrap().is_none(),
