@@ -412,12 +412,6 @@ impl Db {
         rows.iter().map(|r| self.document_from_row(r)).collect()
     }
 
-    /// Turns a document into its tombstone, in one transaction: its keyring rows (the keys
-    /// of `key_ids`) and page rows are deleted, so from the commit on nothing of it can be
-    /// decrypted; id, sha256, when, who and the sealed reason remain. Only a document in one
-    /// of `destroyable` states and under no active legal hold is changed; returns false
-    /// (and changes nothing) otherwise. A retention destruction writes its certificate in
-    /// the same transaction.
     /// Tombstones documents in one transaction: each `(document, its key ids)` of
     /// `documents` (a document and the earlier versions it corrects are destroyed together),
     /// all or none. False when one of them is no longer in a `destroyable` state or a hold
@@ -453,6 +447,11 @@ impl Db {
         Ok(true)
     }
 
+    /// Turns a document into its tombstone, in the caller's transaction: its keyring rows
+    /// (the keys of `key_ids`) and page rows are deleted, so from the commit on nothing of
+    /// it can be decrypted; id, sha256, when, who and the sealed reason remain. Only a
+    /// document in one of `destroyable` states and under no active legal hold is changed;
+    /// returns false (and changes nothing) otherwise.
     pub(super) async fn tombstone_in(
         &self,
         tx: &mut Tx,
@@ -535,5 +534,82 @@ impl Db {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::holds::{HoldScope, NewHold};
+    use crate::store::testing::{document_with_job, store};
+
+    #[tokio::test]
+    async fn a_tombstone_keeps_only_what_says_a_document_was_destroyed_and_a_hold_stops_it() {
+        let store = store().await;
+        let (patient, doc) = document_with_job(&store, "T-1").await;
+        let (_, held) = document_with_job(&store, "T-1").await;
+        let destroyable = [DocumentStatus::Indexed, DocumentStatus::Failed];
+        let by = UserId::new_random().to_string();
+
+        // Still waiting for its OCR: not destroyable.
+        assert!(!store
+            .tombstone_document(&[(doc, Vec::new())], &[], &destroyable, &by, "r", None)
+            .await
+            .unwrap());
+        for id in [doc, held] {
+            store
+                .set_status(id, DocumentStatus::Indexed, None)
+                .await
+                .unwrap();
+        }
+        let lee = store.create_user("lee", Role::Legal).await.unwrap();
+        store
+            .insert_hold(&NewHold {
+                matter: "m".into(),
+                custodian: "c".into(),
+                reason: "r".into(),
+                scope: HoldScope::Documents,
+                patient_id: None,
+                query: None,
+                documents: vec![held],
+                created_by: lee,
+            })
+            .await
+            .unwrap();
+        // Both at once, one of them held: neither is destroyed.
+        assert!(!store
+            .tombstone_document(
+                &[(doc, Vec::new()), (held, Vec::new())],
+                &[],
+                &destroyable,
+                &by,
+                "r",
+                None
+            )
+            .await
+            .unwrap());
+        assert_eq!(
+            store.document(doc).await.unwrap().unwrap().status,
+            DocumentStatus::Indexed
+        );
+
+        assert!(store
+            .tombstone_document(
+                &[(doc, Vec::new())],
+                &[],
+                &destroyable,
+                &by,
+                "duplicate",
+                None
+            )
+            .await
+            .unwrap());
+        let tombstone = store.document(doc).await.unwrap().unwrap();
+        assert_eq!(tombstone.status, DocumentStatus::Deleted);
+        assert_eq!(tombstone.patient_id, patient);
+        assert!(store.pages(doc).await.unwrap().is_empty());
+        assert_eq!(store.unpurged_tombstones().await.unwrap(), vec![doc]);
+        store.mark_purged(doc).await.unwrap();
+        assert!(store.unpurged_tombstones().await.unwrap().is_empty());
     }
 }

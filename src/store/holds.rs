@@ -247,3 +247,83 @@ impl Db {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{document_with_job, file_bytes, store};
+
+    fn hold(scope: HoldScope, patient: Option<PatientId>, documents: Vec<DocumentId>) -> NewHold {
+        NewHold {
+            matter: "Quixotic v. Mercy General".into(),
+            custodian: "Records".into(),
+            reason: "litigation".into(),
+            scope,
+            patient_id: patient,
+            query: None,
+            documents,
+            created_by: UserId::new_random(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hold_covers_its_patient_or_its_documents_until_it_is_released() {
+        let store = store().await;
+        let (patient, first) = document_with_job(&store, "H-1").await;
+        let (_, other) = document_with_job(&store, "H-2").await;
+        let by = store
+            .create_user("lee", crate::domain::Role::Legal)
+            .await
+            .unwrap();
+
+        let on_patient = store
+            .insert_hold(&NewHold {
+                created_by: by,
+                ..hold(HoldScope::Patient, Some(patient), Vec::new())
+            })
+            .await
+            .unwrap();
+        let (_, later) = document_with_job(&store, "H-1").await;
+        for doc in [first, later] {
+            let covering = store.holds_covering(doc).await.unwrap();
+            assert_eq!(
+                covering.len(),
+                1,
+                "a patient hold covers what is filed later too"
+            );
+            assert_eq!(covering[0].id, on_patient);
+        }
+        assert!(store.holds_covering(other).await.unwrap().is_empty());
+
+        let on_document = store
+            .insert_hold(&NewHold {
+                created_by: by,
+                ..hold(HoldScope::Documents, None, vec![other])
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.holds_covering(other).await.unwrap()[0].id,
+            on_document
+        );
+
+        assert!(store
+            .release_hold(on_document, by, "settled")
+            .await
+            .unwrap());
+        assert!(!store.release_hold(on_document, by, "again").await.unwrap());
+        assert!(store.holds_covering(other).await.unwrap().is_empty());
+        let released = store.hold(on_document).await.unwrap().unwrap();
+        assert!(!released.active);
+        assert_eq!(released.release_reason.as_deref(), Some("settled"));
+
+        store.truncate_wal().await.unwrap();
+        let bytes = file_bytes(&store).await;
+        for needle in ["Quixotic", "settled"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} is in the database file"
+            );
+        }
+    }
+}

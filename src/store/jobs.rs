@@ -131,41 +131,12 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::documents::NewDocument;
-    use crate::store::testing::{store, TestStore};
-
-    async fn document_with_job(store: &TestStore) -> DocumentId {
-        let user = store.create_user("rita", Role::Records).await.unwrap();
-        let mut tx = store.begin().await.unwrap();
-        let mrn = Mrn::parse("M-1").unwrap();
-        let patient = store
-            .ensure_patient(&mut tx, &mrn, "P", None)
-            .await
-            .unwrap();
-        let doc = NewDocument {
-            id: DocumentId::new_random(),
-            patient_id: patient,
-            document_type: "progress-note".into(),
-            category: Category::general(),
-            service_date: None,
-            encounter: None,
-            content_type: "image/png".into(),
-            sha256: "00".repeat(32),
-            size_bytes: 10,
-            page_count: 1,
-            created_by: user,
-            sop_instance_uid: None,
-            qa_reason: None,
-        };
-        store.insert_document_with_job(&mut tx, &doc).await.unwrap();
-        tx.commit().await.unwrap();
-        doc.id
-    }
+    use crate::store::testing::{document_with_job, store};
 
     #[tokio::test]
     async fn a_job_is_claimed_once_and_its_document_is_indexed_when_it_finishes() {
         let store = store().await;
-        let doc = document_with_job(&store).await;
+        let (_, doc) = document_with_job(&store, "M-1").await;
         let job = store
             .claim_job()
             .await
@@ -186,7 +157,7 @@ mod tests {
     #[tokio::test]
     async fn a_job_a_stop_interrupted_is_claimed_again_with_its_attempts_counted() {
         let store = store().await;
-        let doc = document_with_job(&store).await;
+        let (_, doc) = document_with_job(&store, "M-1").await;
         store.claim_job().await.unwrap().unwrap();
         assert_eq!(store.requeue_running_jobs().await.unwrap(), 1);
         let again = store.claim_job().await.unwrap().unwrap();

@@ -1,12 +1,21 @@
-//! Metadata in SQLite (WAL, `synchronous=FULL` so an acknowledged upload survives a crash).
+//! The store: metadata in SQLite (WAL, `synchronous=FULL` so an acknowledged upload
+//! survives a crash), the vault of encrypted objects, and the sealing of what it keeps.
 //!
-//! All SQL lives here, behind [`Db`]; the rest of the service speaks in domain types.
-//! Queries use `$n` placeholders so the same SQL can serve PostgreSQL later.
+//! All SQL lives here, behind [`Db`]; the rest of the service speaks in domain types and
+//! never names the driver: transactions are [`Tx`], errors [`StoreError`]. Queries use
+//! `$n` placeholders so the same SQL can serve PostgreSQL later.
+//!
+//! This file holds [`Db`] itself (opening, transactions, the sealed-column helpers); each
+//! aggregate has a file of its own that adds its methods to [`Db`]: [`patients`],
+//! [`documents`], [`pages`], [`jobs`], [`users`] (and tokens), [`access`] (care, grants,
+//! break-the-glass), [`keyring`], [`batches`], [`holds`], [`releases`], [`disclosures`],
+//! [`retention`], [`audit_log`], [`inventory`] (what the operator tools read). Beside them:
+//! [`vault`] (objects and their keys), [`phi`] (sealed columns), [`audit_record`] (sealed
+//! audit entries), [`row_mac`] and [`integrity`] (MACs of the rows that grant access).
+//! The children import this file, never the other way round.
 
 use std::path::Path;
-
 use std::str::FromStr;
-
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 

@@ -3,9 +3,11 @@
 use chartvault_storage::{DataKey, KeyId};
 
 use super::audit_record::AuditCipher;
+use super::documents::NewDocument;
 use super::phi::PhiCipher;
 use super::row_mac::RowMac;
 use super::Db;
+use crate::domain::{Category, DocumentId, Mrn, PatientId, Role};
 
 /// A migrated store with its PHI, audit and row MAC keys set; the file goes with it.
 pub(crate) struct TestStore {
@@ -46,4 +48,37 @@ pub(crate) async fn file_bytes(store: &TestStore) -> Vec<u8> {
         bytes.extend(std::fs::read(entry.expect("an entry").path()).unwrap_or_default());
     }
     bytes
+}
+
+/// A document of the patient with `mrn` (created with them if new), accepted and queued:
+/// its row and its job, as an upload leaves them.
+pub(crate) async fn document_with_job(store: &TestStore, mrn: &str) -> (PatientId, DocumentId) {
+    let user = match store.user_by_name("rita").await.unwrap() {
+        Some((user, _, _)) => user,
+        None => store.create_user("rita", Role::Records).await.unwrap(),
+    };
+    let mut tx = store.begin().await.unwrap();
+    let mrn = Mrn::parse(mrn).unwrap();
+    let patient = store
+        .ensure_patient(&mut tx, &mrn, "P", None)
+        .await
+        .unwrap();
+    let doc = NewDocument {
+        id: DocumentId::new_random(),
+        patient_id: patient,
+        document_type: "progress-note".into(),
+        category: Category::general(),
+        service_date: None,
+        encounter: None,
+        content_type: "image/png".into(),
+        sha256: "00".repeat(32),
+        size_bytes: 10,
+        page_count: 1,
+        created_by: user,
+        sop_instance_uid: None,
+        qa_reason: None,
+    };
+    store.insert_document_with_job(&mut tx, &doc).await.unwrap();
+    tx.commit().await.unwrap();
+    (patient, doc.id)
 }
