@@ -566,17 +566,24 @@ enum KeyOperation {
     Retire(u32),
 }
 
+/// KEK status, rotation and retirement on a stopped archive. It must exist: run from the
+/// wrong directory, the command creates neither an archive nor a key file.
 async fn keys_offline(
     config: &Config,
     operation: KeyOperation,
 ) -> anyhow::Result<serde_json::Value> {
-    crate::app::create_data_dir(config)?;
+    if !config.db_path().is_file() {
+        bail!(
+            "no archive at {}: keys are managed on an existing archive",
+            config.data_dir.display()
+        );
+    }
     let _lock = ServerLock::acquire(config)?;
     let db = Db::open(&config.db_path()).await?;
     let blobs = chartvault_storage::LocalBlobStore::open(config.blobs_dir())?;
     let vault = crate::store::vault::Vault::new(
         std::sync::Arc::new(blobs),
-        crate::ops::keys::load_keys(config)?,
+        crate::ops::keys::load_existing_keys(config)?,
         db.clone(),
     );
     let source = crate::ops::keys::KekSource::from_config(config);

@@ -260,6 +260,25 @@ async fn the_keys_command_works_through_the_api_and_offline_only_on_a_stopped_se
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["current_version"], 2);
     assert_eq!(status["loaded_versions"], json!([2]));
+
+    // Run where there is no archive, offline key management creates nothing.
+    let nowhere = dir.path().join("not-an-archive");
+    let output = cli(&nowhere)
+        .args(["keys", "rotate", "--offline", "--data-dir"])
+        .arg(&nowhere)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no archive at"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!nowhere.exists(), "no data directory was created");
+    assert!(
+        !nowhere.with_extension("key").exists(),
+        "no key file was created"
+    );
 }
 
 /// An upload wraps its original's key when it starts and records it when it is accepted: a
