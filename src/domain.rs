@@ -43,6 +43,54 @@ id_type!(ProductionId);
 id_type!(AttachmentId);
 id_type!(HoldId);
 
+/// A closed set of names, each written one way in the database and the API: the enum, its
+/// variants' texts ([`as_str`](Role::as_str)), all of them in order (`ALL`), `Display`, and
+/// `FromStr`, whose error names every text. Serde's names are tested to be the same texts.
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($what:literal) {
+            $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order error messages list them.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(raw: &str) -> Result<Self, Self::Err> {
+                match raw {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!(
+                        "{} must be one of: {}",
+                        $what,
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
 /// A medical record number as the hospital writes it. Leading zeros are significant
 /// (`00123` is not `123`); surrounding white space is not, and letters compare uppercase.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -168,129 +216,42 @@ impl PartialEq<str> for Category {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    Records,
-    Clinician,
-    Legal,
-    Auditor,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Records => "records",
-            Role::Clinician => "clinician",
-            Role::Legal => "legal",
-            Role::Auditor => "auditor",
-        }
+text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Role ("role") {
+        Admin => "admin",
+        Records => "records",
+        Clinician => "clinician",
+        Legal => "legal",
+        Auditor => "auditor",
     }
 }
 
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "records" => Ok(Role::Records),
-            "clinician" => Ok(Role::Clinician),
-            "legal" => Ok(Role::Legal),
-            "auditor" => Ok(Role::Auditor),
-            other => Err(format!("unknown role {other:?}")),
-        }
+text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum DocumentStatus ("status") {
+        Accepted => "accepted",
+        Processing => "processing",
+        Indexed => "indexed",
+        /// Processed, but a person has to look at it first (`qa_reason` says why): listed for
+        /// `records`, invisible to everyone else.
+        Qa => "qa",
+        Failed => "failed",
+        /// A tombstone: the document was crypto-shredded.
+        Deleted => "deleted",
+        /// Filed wrongly and corrected: `superseded_by` is the corrected version. Kept,
+        /// readable to `records` only, out of the search index.
+        #[serde(rename = "entered-in-error")]
+        EnteredInError => "entered-in-error",
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DocumentStatus {
-    Accepted,
-    Processing,
-    Indexed,
-    /// Processed, but a person has to look at it first (`qa_reason` says why): listed for
-    /// `records`, invisible to everyone else.
-    Qa,
-    Failed,
-    /// A tombstone: the document was crypto-shredded.
-    Deleted,
-    /// Filed wrongly and corrected: `superseded_by` is the corrected version. Kept, readable
-    /// to `records` only, out of the search index.
-    #[serde(rename = "entered-in-error")]
-    EnteredInError,
 }
 
 impl DocumentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocumentStatus::Accepted => "accepted",
-            DocumentStatus::Processing => "processing",
-            DocumentStatus::Indexed => "indexed",
-            DocumentStatus::Qa => "qa",
-            DocumentStatus::Failed => "failed",
-            DocumentStatus::Deleted => "deleted",
-            DocumentStatus::EnteredInError => "entered-in-error",
-        }
-    }
-
     /// Seen by `records` alone: the QA queue, and versions entered in error.
     pub fn records_only(self) -> bool {
         matches!(self, DocumentStatus::Qa | DocumentStatus::EnteredInError)
-    }
-}
-
-impl FromStr for DocumentStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "accepted" => Ok(DocumentStatus::Accepted),
-            "processing" => Ok(DocumentStatus::Processing),
-            "indexed" => Ok(DocumentStatus::Indexed),
-            "qa" => Ok(DocumentStatus::Qa),
-            "failed" => Ok(DocumentStatus::Failed),
-            "deleted" => Ok(DocumentStatus::Deleted),
-            "entered-in-error" => Ok(DocumentStatus::EnteredInError),
-            other => Err(format!("unknown status {other:?}")),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mrn_keeps_leading_zeros_and_folds_case() {
-        assert_eq!(Mrn::parse(" 00123 ").unwrap().as_str(), "00123");
-        assert_eq!(Mrn::parse("ab-7").unwrap().as_str(), "AB-7");
-        assert!(Mrn::parse("").is_err());
-        assert!(Mrn::parse("12 34").is_err());
-        assert!(Mrn::parse("1;DROP").is_err());
-    }
-
-    #[test]
-    fn categories_from_every_source_fold_to_one_slug() {
-        assert_eq!(
-            Category::parse("HIV").unwrap(),
-            Category::parse(" hiv ").unwrap()
-        );
-        assert_eq!(
-            Category::parse("Substance-Use").unwrap().as_str(),
-            "substance-use"
-        );
-        assert!(Category::parse("h i v").is_err());
-        assert!(Category::parse("").is_err());
-        assert_eq!(Category::from_stored("HIV".into()).as_str(), "hiv");
-        let parsed: Category = serde_json::from_str("\"HIV\"").unwrap();
-        assert_eq!(parsed.as_str(), "hiv");
-    }
-
-    #[test]
-    fn mrn_debug_does_not_print_the_value() {
-        let mrn = Mrn::parse("00123").unwrap();
-        assert!(!format!("{mrn:?}").contains("123"));
     }
 }
 
@@ -360,128 +321,120 @@ impl Action {
     }
 }
 
-/// How an audited access ended, as the audit log records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Outcome {
-    /// Done as asked.
-    #[default]
-    Ok,
-    /// Nothing of that id (or nothing the caller may know of).
-    NotFound,
-    /// The caller's role does not allow the action (403).
-    DeniedRole,
-    /// The record is outside the caller's scope (404, like an unknown id).
-    DeniedScope,
-    /// A rule of the archive refused it (a hold, a retention period, a KEK still in use).
-    Refused,
-    /// An upload accepted for processing.
-    Accepted,
-    /// An upload whose bytes the archive already holds.
-    Duplicate,
+text_enum! {
+    /// How an audited access ended, as the audit log records it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum Outcome ("outcome") {
+        /// Done as asked.
+        #[default]
+        Ok => "ok",
+        /// Nothing of that id (or nothing the caller may know of).
+        NotFound => "not-found",
+        /// The caller's role does not allow the action (403).
+        DeniedRole => "denied-role",
+        /// The record is outside the caller's scope (404, like an unknown id).
+        DeniedScope => "denied-scope",
+        /// A rule of the archive refused it (a hold, a retention period, a KEK still in use).
+        Refused => "refused",
+        /// An upload accepted for processing.
+        Accepted => "accepted",
+        /// An upload whose bytes the archive already holds.
+        Duplicate => "duplicate",
+    }
 }
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::NotFound => "not-found",
-            Outcome::DeniedRole => "denied-role",
-            Outcome::DeniedScope => "denied-scope",
-            Outcome::Refused => "refused",
-            Outcome::Accepted => "accepted",
-            Outcome::Duplicate => "duplicate",
+text_enum! {
+    /// What a release request rests on.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum LegalBasis ("legal_basis") {
+        Subpoena => "subpoena",
+        CourtOrder => "court-order",
+        PatientAuthorization => "patient-authorization",
+        /// The patient's own request for their records (45 CFR 164.524).
+        PatientAccess => "patient-access",
+        Other => "other",
+    }
+}
+
+text_enum! {
+    /// Where a page's text came from.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum TextSource ("text_source") {
+        /// Recognised by Tesseract.
+        Ocr => "ocr",
+        /// A PDF's own text layer, as its rendered page shows it.
+        TextLayer => "text-layer",
+        /// A DICOM instance's own text (its report), not the pixels.
+        Dicom => "dicom",
+        /// A blank page: no text.
+        None => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mrn_keeps_leading_zeros_and_folds_case() {
+        assert_eq!(Mrn::parse(" 00123 ").unwrap().as_str(), "00123");
+        assert_eq!(Mrn::parse("ab-7").unwrap().as_str(), "AB-7");
+        assert!(Mrn::parse("").is_err());
+        assert!(Mrn::parse("12 34").is_err());
+        assert!(Mrn::parse("1;DROP").is_err());
+    }
+
+    #[test]
+    fn categories_from_every_source_fold_to_one_slug() {
+        assert_eq!(
+            Category::parse("HIV").unwrap(),
+            Category::parse(" hiv ").unwrap()
+        );
+        assert_eq!(
+            Category::parse("Substance-Use").unwrap().as_str(),
+            "substance-use"
+        );
+        assert!(Category::parse("h i v").is_err());
+        assert!(Category::parse("").is_err());
+        assert_eq!(Category::from_stored("HIV".into()).as_str(), "hiv");
+        let parsed: Category = serde_json::from_str("\"HIV\"").unwrap();
+        assert_eq!(parsed.as_str(), "hiv");
+    }
+
+    #[test]
+    fn mrn_debug_does_not_print_the_value() {
+        let mrn = Mrn::parse("00123").unwrap();
+        assert!(!format!("{mrn:?}").contains("123"));
+    }
+
+    /// The text of every value is the name serde gives it in the API, and parses back.
+    #[test]
+    fn text_enums_are_written_alike_everywhere() {
+        fn check<T>(all: &[T])
+        where
+            T: Copy + fmt::Display + FromStr + Serialize + PartialEq + fmt::Debug,
+        {
+            for value in all {
+                let text = value.to_string();
+                assert_eq!(
+                    serde_json::to_value(value).unwrap(),
+                    serde_json::json!(text)
+                );
+                assert_eq!(text.parse::<T>().ok(), Some(*value));
+            }
         }
-    }
-}
-
-/// What a release request rests on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LegalBasis {
-    Subpoena,
-    CourtOrder,
-    PatientAuthorization,
-    /// The patient's own request for their records (45 CFR 164.524).
-    PatientAccess,
-    Other,
-}
-
-impl LegalBasis {
-    /// Every basis, in the order error messages list them.
-    pub const ALL: [LegalBasis; 5] = [
-        LegalBasis::Subpoena,
-        LegalBasis::CourtOrder,
-        LegalBasis::PatientAuthorization,
-        LegalBasis::PatientAccess,
-        LegalBasis::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LegalBasis::Subpoena => "subpoena",
-            LegalBasis::CourtOrder => "court-order",
-            LegalBasis::PatientAuthorization => "patient-authorization",
-            LegalBasis::PatientAccess => "patient-access",
-            LegalBasis::Other => "other",
-        }
-    }
-}
-
-impl fmt::Display for LegalBasis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for LegalBasis {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        LegalBasis::ALL
-            .into_iter()
-            .find(|basis| basis.as_str() == raw)
-            .ok_or_else(|| {
-                let all: Vec<&str> = LegalBasis::ALL.iter().map(|b| b.as_str()).collect();
-                format!("legal_basis must be one of: {}", all.join(", "))
-            })
-    }
-}
-
-/// Where a page's text came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TextSource {
-    /// Recognised by Tesseract.
-    Ocr,
-    /// A PDF's own text layer, as its rendered page shows it.
-    TextLayer,
-    /// A DICOM instance's own text (its report), not the pixels.
-    Dicom,
-    /// A blank page: no text.
-    None,
-}
-
-impl TextSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TextSource::Ocr => "ocr",
-            TextSource::TextLayer => "text-layer",
-            TextSource::Dicom => "dicom",
-            TextSource::None => "none",
-        }
-    }
-}
-
-impl FromStr for TextSource {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        [
-            TextSource::Ocr,
-            TextSource::TextLayer,
-            TextSource::Dicom,
-            TextSource::None,
-        ]
-        .into_iter()
-        .find(|source| source.as_str() == raw)
-        .ok_or_else(|| format!("unknown text source {raw:?}"))
+        check(Role::ALL);
+        check(DocumentStatus::ALL);
+        check(Outcome::ALL);
+        check(LegalBasis::ALL);
+        check(TextSource::ALL);
+        assert_eq!(
+            "appeal".parse::<LegalBasis>().unwrap_err(),
+            "legal_basis must be one of: subpoena, court-order, patient-authorization, \
+             patient-access, other"
+        );
     }
 }
