@@ -105,17 +105,15 @@ def paths_in(text):
     return paths
 
 
-def resolve(path, here, modules, is_mod_file):
-    segs = path.replace("crate::", "crate::").split("::")
-    base = list(here) if is_mod_file else list(here[:-1])
+def resolve(path, here, modules):
+    """The module file a path names: the longest prefix of it that is a module of ours.
+    `self` is the file's own module and `super` its parent, whether it is `x.rs` or
+    `x/mod.rs`."""
+    segs = path.split("::")
     if segs[0] == "crate":
         cur, rest = [], segs[1:]
     elif segs[0] in ("super", "self"):
-        cur = list(here)
-        if not is_mod_file and here not in [("lib",), ("main",)]:
-            pass
-        rest = segs
-        # walk super/self
+        cur, rest = list(here), segs
         while rest and rest[0] in ("super", "self"):
             if rest[0] == "super":
                 cur = cur[:-1]
@@ -156,9 +154,8 @@ def main():
     for mod, rel in files.items():
         raw = open(os.path.join(src, rel)).read()
         text = strip_tests(strip_comments(raw))
-        is_mod_file = rel.endswith("mod.rs") or mod in [("lib",), ("main",)]
         for p in paths_in(text):
-            t = resolve(p, mod, modules, is_mod_file)
+            t = resolve(p, mod, modules)
             if t and t != mod and t not in [("lib",), ("main",)]:
                 edges[mod].add(t)
         if re.search(r"\baxum\b", text) and mod[0] not in AXUM_ALLOWED:

@@ -259,7 +259,12 @@ impl Keyring {
         let Some(row) = self.rows.get(&key_id.to_hex()) else {
             return KeyLookup::NoRow;
         };
-        match unwrap_row(self.keys.as_ref(), key_id, row.kek_version, &row.wrapped) {
+        match unwrap_row(
+            self.keys.as_ref(),
+            key_id,
+            row.kek_version,
+            row.wrapped.clone(),
+        ) {
             Ok(key) => KeyLookup::Found(key),
             Err(error) => KeyLookup::Unwrap(error.to_string()),
         }

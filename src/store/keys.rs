@@ -56,11 +56,11 @@ pub fn unwrap_row(
     keys: &dyn KeyProvider,
     key_id: &KeyId,
     kek_version: u32,
-    wrapped: &[u8],
+    wrapped: Vec<u8>,
 ) -> Result<DataKey, StorageError> {
     let wrapped = WrappedKey {
         kek_version,
-        bytes: wrapped.to_vec(),
+        bytes: wrapped,
     };
     keys.unwrap_key(key_id, &wrapped)
 }

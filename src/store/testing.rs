@@ -12,7 +12,7 @@ use crate::domain::{Category, DocumentId, Mrn, PatientId, Role};
 /// A migrated store with its PHI, audit and row MAC keys set; the file goes with it.
 pub(crate) struct TestStore {
     pub db: Db,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl std::ops::Deref for TestStore {
@@ -38,13 +38,13 @@ pub(crate) async fn store() -> TestStore {
         DataKey::generate(),
     ));
     db.set_row_mac(RowMac::from_key(DataKey::generate()));
-    TestStore { db, _dir: dir }
+    TestStore { db, dir }
 }
 
 /// Every byte of the store's database file and its WAL.
 pub(crate) async fn file_bytes(store: &TestStore) -> Vec<u8> {
     let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(store._dir.path()).expect("the store's dir") {
+    for entry in std::fs::read_dir(store.dir.path()).expect("the store's dir") {
         bytes.extend(std::fs::read(entry.expect("an entry").path()).unwrap_or_default());
     }
     bytes

@@ -201,7 +201,7 @@ impl Vault {
                 .get_key(&hex)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no keyring row for key {id}"))?;
-            match unwrap_row(self.keys().as_ref(), id, version, &wrapped) {
+            match unwrap_row(self.keys().as_ref(), id, version, wrapped) {
                 Ok(key) => return Ok(key),
                 // The row was read just before a rotation re-wrapped it and its old KEK
                 // version was retired: the row read now is under a version we hold.
