@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::domain::Role;
+use crate::store::prelude::*;
 use crate::store::Db;
 
 #[derive(Parser, Debug)]

@@ -12,6 +12,7 @@ use crate::access::policy::{decide, Action, Principal};
 use crate::app::Archive;
 use crate::domain::{DocumentId, DocumentStatus, Mrn, PatientId};
 use crate::error::{AppError, AppResult};
+use crate::store::prelude::*;
 use crate::store::vault::ObjectRef;
 
 pub const DEFAULT_LIMIT: usize = 20;

@@ -20,6 +20,7 @@ use crate::domain::Role;
 use crate::http::routes::router;
 use crate::http::state::AppState;
 use crate::ops::keys::load_keys;
+use crate::store::prelude::*;
 use crate::store::vault::Vault;
 use crate::store::Db;
 

@@ -8,6 +8,7 @@ use crate::access::policy::{decide, purpose_of_use, Decision, Principal, Resourc
 use crate::domain::{Action, DocumentId, Outcome, PatientId};
 use crate::error::{current_request_id, AppError};
 use crate::store::audit_log::AuditEntry;
+use crate::store::prelude::*;
 use crate::store::Db;
 
 /// One audited access: who, what, how it ended, about which patient and document.

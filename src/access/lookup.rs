@@ -8,6 +8,7 @@ use crate::domain::{Action, DocumentId, Mrn, Outcome};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::documents::Document;
 use crate::store::patients::Patient;
+use crate::store::prelude::*;
 
 /// The document `raw_id` if `action` on it is allowed; an unknown id is audited and 404,
 /// exactly like a document outside the caller's scope.

@@ -19,6 +19,7 @@ use crate::app::Archive;
 use crate::domain::{Category, DocumentId, PatientId, Role, UserId};
 use crate::error::AppError;
 use crate::store::documents::Document;
+use crate::store::prelude::*;
 use crate::store::Db;
 
 const TOKEN_PREFIX: &str = "cv_";

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::hash_from_slice;
 use crate::audit::signed::{append_checkpoint, read_checkpoints, Checkpoint, CheckpointSigner};
 use crate::config::Config;
+use crate::store::prelude::*;
 use crate::store::Db;
 
 /// Writes checkpoints for a running service.

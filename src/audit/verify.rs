@@ -23,6 +23,7 @@ use crate::audit::signed::{load_verifying_key, read_checkpoints, CheckpointProbl
 use crate::audit::{hash_from_slice, AuditCipher, AUDIT_BLIND_INDEX_KEY, AUDIT_KEY, GENESIS_HASH};
 use crate::config::Config;
 use crate::store::audit_log::StoredAuditRow;
+use crate::store::prelude::*;
 use crate::store::Db;
 
 const PAGE: i64 = 5000;

@@ -15,6 +15,7 @@ use crate::domain::{Outcome, PatientId, Role, UserId};
 use crate::error::{AppError, AppResult};
 use crate::http::state::AppState;
 use crate::store::access::BreakGlassRow;
+use crate::store::prelude::*;
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 

@@ -17,6 +17,7 @@ use crate::http::state::AppState;
 use crate::store::audit_log::AuditFilter;
 use crate::store::disclosures::{Disclosure, DisclosureSource, NewDisclosure};
 use crate::store::patients::Patient;
+use crate::store::prelude::*;
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 

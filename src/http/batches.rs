@@ -15,6 +15,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::state::AppState;
 use crate::ingest::upload;
 use crate::store::batches::{Batch, Segment};
+use crate::store::prelude::*;
 
 pub async fn upload(
     State(state): State<AppState>,

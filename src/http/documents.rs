@@ -23,6 +23,7 @@ use crate::http::state::AppState;
 use crate::ingest::upload::{self, Staged, StagingUpload, ValidMetadata};
 use crate::store::documents::Document;
 use crate::store::pages::PageRow;
+use crate::store::prelude::*;
 use crate::store::vault::ObjectRef;
 
 const MAX_METADATA_BYTES: usize = 64 * 1024;

@@ -20,6 +20,7 @@ use crate::domain::{DocumentId, Mrn, Outcome, PatientId};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::state::AppState;
 use crate::store::holds::{Hold, HoldScope, NewHold};
+use crate::store::prelude::*;
 
 /// Documents a search hold may cover at most.
 const MAX_QUERY_DOCUMENTS: usize = 100_000;

@@ -11,6 +11,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::state::AppState;
 use crate::store::documents::Document;
 use crate::store::patients::Patient;
+use crate::store::prelude::*;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

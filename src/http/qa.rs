@@ -16,6 +16,7 @@ use crate::domain::{parse_slug, Category, DocumentId, DocumentStatus, Mrn, Outco
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::state::AppState;
 use crate::store::batches::{NewSegment, Segment};
+use crate::store::prelude::*;
 use chartvault_ocr::CoverSheet;
 
 #[derive(Serialize)]

@@ -35,6 +35,7 @@ use crate::legal::release::checklist::{checklist, ChecklistItem};
 use crate::legal::release::due_on;
 use crate::legal::release::production::{self, ProductionRequest};
 use crate::legal::release::scope::documents_in_scope;
+use crate::store::prelude::*;
 use crate::store::releases::{
     Attachment, Exclusion, NewRelease, Party, Production, Redaction, Region, Release,
     ReleaseDetails,

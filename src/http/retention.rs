@@ -14,6 +14,7 @@ use crate::domain::DocumentId;
 use crate::error::{AppError, AppResult};
 use crate::http::state::AppState;
 use crate::legal::retention::{RunBy, RunReport};
+use crate::store::prelude::*;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

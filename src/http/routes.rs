@@ -17,6 +17,7 @@ use super::{access, admin, audit, batches, documents, holds, patients, qa, relea
 use crate::access::policy::Principal;
 use crate::error::{AppError, AppResult, REQUEST_ID};
 use crate::search::{SearchBody, SearchResponse};
+use crate::store::prelude::*;
 
 /// Every API route: method, path under `/api/v1`, handler. The router is built from this
 /// table and nothing else, so the access-control test, which walks [`api_route_table`],

@@ -32,6 +32,7 @@ use crate::domain::{parse_slug, Category, DocumentId, Mrn, PatientId, UserId};
 use crate::ingest::pages::{Failure, Target};
 use crate::store::batches::{Batch, BatchPage, NewSegment, Segment};
 use crate::store::documents::NewDocument;
+use crate::store::prelude::*;
 use crate::store::vault::ObjectRef;
 use crate::store::Db;
 

@@ -17,6 +17,7 @@ use chrono::NaiveDate;
 use crate::app::Archive;
 use crate::domain::{DocumentId, PatientId, UserId};
 use crate::store::documents::{Document, NewDocument};
+use crate::store::prelude::*;
 use crate::store::vault::ObjectRef;
 
 /// Where and how the document should have been filed.

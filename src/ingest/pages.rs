@@ -18,6 +18,7 @@ use crate::app::Archive;
 use crate::domain::{DocumentId, DocumentStatus, TextSource};
 use crate::store::documents::Document;
 use crate::store::pages::PageRow;
+use crate::store::prelude::*;
 use crate::store::vault::ObjectRef;
 
 pub(crate) struct Failure {

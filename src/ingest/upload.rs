@@ -22,6 +22,7 @@ use crate::domain::{parse_slug, Category, DocumentId, Mrn};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::documents::NewDocument;
 use crate::store::keys::NewKey;
+use crate::store::prelude::*;
 use crate::store::vault::Vault;
 use crate::store::Db;
 

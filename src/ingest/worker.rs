@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::app::Archive;
 use crate::ingest::pages::process_document;
 use crate::store::jobs::Job;
+use crate::store::prelude::*;
 
 /// A job is tried this many times at most. Attempts are counted when a job is claimed, so a
 /// document whose processing took the whole process down (and is claimed again at every

@@ -11,6 +11,7 @@ use crate::config::RetentionConfig;
 use crate::domain::{DocumentStatus, PatientId};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::documents::Document;
+use crate::store::prelude::*;
 
 /// When a document's retention period ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -30,6 +30,7 @@ use crate::legal::period::{retention_of_document, Retention};
 use crate::store::audit_log::AuditEntry;
 use crate::store::documents::Document;
 use crate::store::holds::HoldRef;
+use crate::store::prelude::*;
 use crate::store::retention::{NewCertificate, RunCounts, RETENTION_JOB};
 
 /// One expired document in a run's report.

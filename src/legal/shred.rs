@@ -26,6 +26,7 @@ use crate::domain::{DocumentId, DocumentStatus};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::documents::Document;
 use crate::store::holds::HoldRef;
+use crate::store::prelude::*;
 use crate::store::retention::NewCertificate;
 use crate::store::vault::ObjectRef;
 

@@ -52,6 +52,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::domain::DocumentId;
 use crate::ops::keys::Keyring;
+use crate::store::prelude::*;
 use crate::store::vault::{ObjectRef, Vault};
 use crate::store::Db;
 

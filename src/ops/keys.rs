@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::store::inventory::{Inventory, KeyringRow};
 use crate::store::keys::unwrap_row;
+use crate::store::prelude::*;
 use crate::store::vault::Vault;
 use crate::store::Db;
 

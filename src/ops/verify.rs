@@ -46,6 +46,7 @@ use crate::domain::DocumentId;
 use crate::ops::findings::{Checked, Finding, FindingKind, VerifyReport};
 use crate::ops::keys::{KeyLookup, Keyring};
 use crate::store::inventory::Inventory;
+use crate::store::prelude::*;
 use crate::store::vault::ObjectRef;
 use crate::store::Db;
 

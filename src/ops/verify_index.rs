@@ -22,6 +22,7 @@ use crate::domain::DocumentId;
 use crate::ops::findings::{Finding, FindingKind, VerifyReport};
 use crate::ops::keys::Keyring;
 use crate::store::inventory::Inventory;
+use crate::store::prelude::*;
 use crate::store::Db;
 
 pub(super) async fn check_index(

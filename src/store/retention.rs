@@ -1,14 +1,13 @@
 //! Retention runs and the destruction certificates they leave (append-only, no PHI).
 
+use super::base::*;
+
 use chrono::NaiveDate;
 use serde::Serialize;
-use sqlx::Row;
 
 use super::documents::Document;
-use super::{now, Db};
+pub use super::documents::NewCertificate;
 use crate::domain::{DocumentId, UserId};
-
-pub use super::NewCertificate;
 
 /// Who destroys on the service's own schedule.
 pub const RETENTION_JOB: &str = "retention-job";
@@ -35,118 +34,29 @@ pub struct RunCounts {
     pub destroyed: usize,
 }
 
-impl Db {
-    pub(super) async fn insert_certificate(
-        tx: &mut sqlx::SqliteConnection,
-        c: &NewCertificate,
-    ) -> super::StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO destruction_certificates (id, run_id, document_id, document_sha256,
-                document_type, page_count, rule, counted_from, expired_on, destroyed_at,
-                destroyed_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(&c.run_id)
-        .bind(c.document_id.to_string())
-        .bind(&c.document_sha256)
-        .bind(&c.document_type)
-        .bind(i64::from(c.page_count))
-        .bind(&c.rule)
-        .bind(c.counted_from.to_string())
-        .bind(c.expired_on.to_string())
-        .bind(now())
-        .bind(&c.destroyed_by)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
-    }
-
+/// Retention runs and the destruction certificates they leave.
+pub trait RetentionStore {
     /// Starts a retention run; returns its id.
-    pub async fn insert_retention_run(
+    fn insert_retention_run(
         &self,
         as_of: NaiveDate,
         applied: bool,
         by: Option<UserId>,
-    ) -> super::StoreResult<String> {
-        let id = uuid::Uuid::new_v4().to_string();
-        sqlx::query(
-            "INSERT INTO retention_runs (id, as_of, applied, expired, held, destroyed, run_by,
-                started_at)
-             VALUES ($1, $2, $3, 0, 0, 0, $4, $5)",
-        )
-        .bind(&id)
-        .bind(as_of.to_string())
-        .bind(applied)
-        .bind(by.map(|u| u.to_string()))
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
-        Ok(id)
-    }
+    ) -> impl Future<Output = StoreResult<String>> + Send;
 
-    pub async fn finish_retention_run(
+    fn finish_retention_run(
         &self,
         id: &str,
         counts: &RunCounts,
-    ) -> super::StoreResult<()> {
-        sqlx::query(
-            "UPDATE retention_runs SET expired = $1, held = $2, destroyed = $3, finished_at = $4
-             WHERE id = $5",
-        )
-        .bind(counts.expired as i64)
-        .bind(counts.held as i64)
-        .bind(counts.destroyed as i64)
-        .bind(now())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Documents retention may consider: filed (not waiting in QA), not deleted.
-    pub async fn retention_candidates(&self) -> super::StoreResult<Vec<Document>> {
-        let rows = sqlx::query(
-            "SELECT * FROM documents
-             WHERE status IN ('indexed', 'failed') AND qa_reason IS NULL
-             ORDER BY service_date, created_at",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| self.document_from_row(r)).collect()
-    }
+    fn retention_candidates(&self) -> impl Future<Output = StoreResult<Vec<Document>>> + Send;
 
     /// Destruction certificates, newest first; of one run, or of one document.
-    pub async fn certificates(
+    fn certificates(
         &self,
         run_id: Option<&str>,
         document_id: Option<DocumentId>,
-    ) -> super::StoreResult<Vec<Certificate>> {
-        let rows = sqlx::query(
-            "SELECT * FROM destruction_certificates
-             WHERE ($1 IS NULL OR run_id = $1) AND ($2 IS NULL OR document_id = $2)
-             ORDER BY destroyed_at DESC, id",
-        )
-        .bind(run_id)
-        .bind(document_id.map(|d| d.to_string()))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Certificate {
-                    id: r.try_get("id")?,
-                    run_id: r.try_get("run_id")?,
-                    document_id: r.try_get("document_id")?,
-                    document_sha256: r.try_get("document_sha256")?,
-                    document_type: r.try_get("document_type")?,
-                    page_count: r.try_get::<i64, _>("page_count")? as u32,
-                    rule: r.try_get("rule")?,
-                    counted_from: r.try_get("counted_from")?,
-                    expired_on: r.try_get("expired_on")?,
-                    destroyed_at: r.try_get("destroyed_at")?,
-                    destroyed_by: r.try_get("destroyed_by")?,
-                })
-            })
-            .collect()
-    }
+    ) -> impl Future<Output = StoreResult<Vec<Certificate>>> + Send;
 }

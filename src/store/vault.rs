@@ -17,6 +17,7 @@ use crate::domain::DocumentId;
 use crate::store::audit_record::{AuditCipher, AUDIT_BLIND_INDEX_KEY, AUDIT_KEY};
 use crate::store::keys::{unwrap_row, NewKey, WrapInFlight};
 use crate::store::phi::PhiCipher;
+use crate::store::prelude::*;
 use crate::store::row_mac::RowMac;
 use crate::store::Db;
 

@@ -5,6 +5,7 @@
 //! After every call, the audit must hold an entry for that principal with the matching
 //! outcome.
 
+use chartvault::store::prelude::*;
 use std::collections::BTreeMap;
 
 use chartvault::domain::Role;

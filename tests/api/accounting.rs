@@ -3,6 +3,7 @@
 //! description and purpose; older than six years or of another patient they do not. Free
 //! text is sealed at rest; recording and accounting are audited; roles are enforced.
 
+use chartvault::store::prelude::*;
 use chrono::{Months, Utc};
 use serde_json::{json, Value};
 

@@ -3,6 +3,7 @@
 //! (blobs, index, the database with its WAL and shared-memory files) and of the TRACE log
 //! finds none of them, in UTF-8 or UTF-16; every blob and index file is an envelope.
 
+use chartvault::store::prelude::*;
 use serde_json::json;
 
 use crate::helpers::*;

@@ -6,6 +6,7 @@
 //! indexes is in the clear; the audit query API finds entries by patient, user and
 //! break-glass flag, for auditors only.
 
+use chartvault::store::prelude::*;
 use std::path::{Path, PathBuf};
 
 use chartvault::audit::verify::{verify_audit, AuditFindingKind, AuditVerifyReport};

@@ -1,6 +1,7 @@
 //! Tokens and roles: missing, unknown, expired, revoked tokens and disabled users get 401;
 //! a role without the action gets 403; an unknown document gets 404.
 
+use chartvault::store::prelude::*;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 

@@ -3,6 +3,7 @@
 //! goes to the QA queue, where a person files or rejects it. The batch file is destroyed once
 //! every page has a home.
 
+use chartvault::store::prelude::*;
 use chartvault_ocr::{render_cover_page, CoverSheetFormat, Symbology};
 use image::{GrayImage, Luma};
 use serde_json::{json, Value};

@@ -1,6 +1,7 @@
 //! Misfiled documents: a correction files the document again as a new version; the old one
 //! is entered in error, out of search, readable to records alone, and both steps are audited.
 
+use chartvault::store::prelude::*;
 use serde_json::{json, Value};
 
 use crate::helpers::*;

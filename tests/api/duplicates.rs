@@ -1,6 +1,7 @@
 //! The same original for the same patient is one document: a second upload is answered with
 //! the existing id (`200`), nothing stored, unless the caller insists.
 
+use chartvault::store::prelude::*;
 use serde_json::{json, Value};
 
 use crate::helpers::*;

@@ -3,6 +3,7 @@
 //! snippet and boxes on the word, opens the page image and downloads the original. Nothing
 //! readable is left at rest in the blob store.
 
+use chartvault::store::prelude::*;
 use serde_json::json;
 
 use crate::helpers::*;

@@ -1,6 +1,7 @@
 //! Shared test machinery: a real server on port 0 with a temp data_dir, users of every role,
 //! HTTP helpers, fixtures from ../shared/fixtures, and scans the tests generate themselves.
 
+use chartvault::store::prelude::*;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

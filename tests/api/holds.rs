@@ -2,6 +2,7 @@
 //! retention's purge fail with 409 naming the hold; after its release they succeed. Placing,
 //! refusing and releasing are all audited.
 
+use chartvault::store::prelude::*;
 use serde_json::{json, Value};
 
 use crate::helpers::*;

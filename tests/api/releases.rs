@@ -4,6 +4,7 @@
 //! originals, a supplemental production, and the accounting of disclosures. Then a
 //! patient's own copy: no stamps, no certification, due dates with one extension.
 
+use chartvault::store::prelude::*;
 use std::path::Path;
 use std::process::Command;
 

@@ -2,6 +2,7 @@
 //! lists what expired under the rules (the minor rule from the patient's birth date),
 //! `--apply` crypto-shreds it, the destruction certificates remain, held documents stay.
 
+use chartvault::store::prelude::*;
 use std::process::Command;
 
 use serde_json::{json, Value};

@@ -3,6 +3,7 @@
 //! key, the PHI column and blind-index keys) ends under the new version, the old KEK is gone
 //! from the key file, and everything still decrypts.
 
+use chartvault::store::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

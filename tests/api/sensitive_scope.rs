@@ -4,6 +4,7 @@
 //! search, the QA queue and a retention run show nothing the caller may not see; a
 //! break-the-glass lookup shows the chart it was opened for.
 
+use chartvault::store::prelude::*;
 use chartvault_ocr::{render_cover_page, Symbology};
 use serde_json::{json, Value};
 

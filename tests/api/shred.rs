@@ -2,6 +2,7 @@
 //! nothing of the document can be found or read, its keys and blobs are gone, other
 //! documents are untouched, and the tombstone remains.
 
+use chartvault::store::prelude::*;
 use serde_json::json;
 
 use crate::helpers::*;

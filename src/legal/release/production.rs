@@ -18,6 +18,7 @@ use crate::domain::{DocumentId, LegalBasis, Outcome, PatientId, ProductionId};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::disclosures::{DisclosureSource, NewDisclosure};
 use crate::store::documents::Document;
+use crate::store::prelude::*;
 use crate::store::releases::{NewProduction, Production, Region, Release};
 use crate::store::vault::ObjectRef;
 

@@ -5,6 +5,7 @@ use crate::app::Archive;
 use crate::domain::{DocumentId, DocumentStatus};
 use crate::error::AppResult;
 use crate::store::documents::Document;
+use crate::store::prelude::*;
 use crate::store::releases::Release;
 
 /// The documents a request covers for this caller, in production order (patient, service

@@ -2,12 +2,13 @@
 
 use chartvault_storage::{DataKey, KeyId};
 
-use super::audit_record::AuditCipher;
-use super::documents::NewDocument;
-use super::phi::PhiCipher;
-use super::row_mac::RowMac;
-use super::Db;
+use super::SqliteStore as Db;
 use crate::domain::{Category, DocumentId, Mrn, PatientId, Role};
+use crate::store::api::prelude::*;
+use crate::store::audit_record::AuditCipher;
+use crate::store::documents::NewDocument;
+use crate::store::phi::PhiCipher;
+use crate::store::row_mac::RowMac;
 
 /// A migrated store with its PHI, audit and row MAC keys set; the file goes with it.
 pub(crate) struct TestStore {

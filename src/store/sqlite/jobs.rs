@@ -1,0 +1,160 @@
+//! [`JobStore`] on SQLite.
+
+use super::*;
+pub(super) use crate::store::jobs::*;
+
+impl JobStore for SqliteStore {
+    async fn requeue_running_jobs(&self) -> super::StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', updated_at = $1 WHERE state = 'running'",
+        )
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn requeue_job(&self, job: &Job, error: &str) -> super::StoreResult<()> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'pending', last_error = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(error)
+        .bind(now())
+        .bind(job.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn retry_failed(&self, document: DocumentId) -> super::StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let at = now();
+        let changed = sqlx::query(
+            "UPDATE documents SET status = 'accepted', failure_reason = NULL
+             WHERE id = $1 AND status = 'failed'",
+        )
+        .bind(document.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE jobs SET state = 'pending', attempts = 0, last_error = NULL, updated_at = $1
+             WHERE document_id = $2",
+        )
+        .bind(&at)
+        .bind(document.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_job(&self) -> super::StoreResult<Option<Job>> {
+        let row = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $1
+             WHERE id = (SELECT id FROM jobs WHERE state = 'pending' ORDER BY id LIMIT 1)
+             RETURNING id, document_id, attempts",
+        )
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Job {
+                id: r.try_get("id")?,
+                document_id: parse_id(r.try_get::<&str, _>("document_id")?)?,
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn finish_job(&self, job: &Job, document: DocumentId) -> super::StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let at = now();
+        sqlx::query("UPDATE jobs SET state = 'done', updated_at = $1 WHERE id = $2")
+            .bind(&at)
+            .bind(job.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE documents SET status = 'indexed', failure_reason = NULL, indexed_at = $1 WHERE id = $2",
+        )
+        .bind(&at)
+        .bind(document.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    async fn fail_job(
+        &self,
+        job: &Job,
+        document: DocumentId,
+        reason: &str,
+    ) -> super::StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let at = now();
+        sqlx::query(
+            "UPDATE jobs SET state = 'failed', last_error = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(reason)
+        .bind(&at)
+        .bind(job.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE documents SET status = 'failed', failure_reason = $1 WHERE id = $2")
+            .bind(reason)
+            .bind(document.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::testing::{document_with_job, store};
+
+    #[tokio::test]
+    async fn a_job_is_claimed_once_and_its_document_is_indexed_when_it_finishes() {
+        let store = store().await;
+        let (_, doc) = document_with_job(&store, "M-1").await;
+        let job = store
+            .claim_job()
+            .await
+            .unwrap()
+            .expect("the new document's job");
+        assert_eq!((job.document_id, job.attempts), (doc, 1));
+        assert!(
+            store.claim_job().await.unwrap().is_none(),
+            "a running job is not claimed twice"
+        );
+        store.finish_job(&job, doc).await.unwrap();
+        let stored = store.document(doc).await.unwrap().unwrap();
+        assert_eq!(stored.status, DocumentStatus::Indexed);
+        assert_eq!(store.requeue_running_jobs().await.unwrap(), 0);
+        assert!(store.claim_job().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_job_a_stop_interrupted_is_claimed_again_with_its_attempts_counted() {
+        let store = store().await;
+        let (_, doc) = document_with_job(&store, "M-1").await;
+        store.claim_job().await.unwrap().unwrap();
+        assert_eq!(store.requeue_running_jobs().await.unwrap(), 1);
+        let again = store.claim_job().await.unwrap().unwrap();
+        assert_eq!((again.document_id, again.attempts), (doc, 2));
+        store.fail_job(&again, doc, "unreadable").await.unwrap();
+        let stored = store.document(doc).await.unwrap().unwrap();
+        assert_eq!(stored.status, DocumentStatus::Failed);
+        assert!(
+            store.retry_failed(doc).await.unwrap(),
+            "a failed document can be retried"
+        );
+        assert_eq!(store.claim_job().await.unwrap().unwrap().document_id, doc);
+    }
+}

@@ -1,0 +1,303 @@
+//! The SQLite backend of the store: one file per aggregate implementing its trait on
+//! [`SqliteStore`], the embedded default (one file in the data directory, WAL,
+//! `synchronous=FULL`, `secure_delete`). This file opens the database, hands out its
+//! transactions and holds the sealed-column helpers the aggregates share.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool};
+
+use crate::store::api::prelude::*;
+use crate::store::api::Store;
+use crate::store::audit_record::AuditCipher;
+use crate::store::base::TxInner;
+use crate::store::base::*;
+use crate::store::phi::PhiCipher;
+use crate::store::row_mac;
+
+mod access;
+mod audit_log;
+mod batches;
+mod disclosures;
+mod documents;
+mod holds;
+mod integrity;
+mod inventory;
+mod jobs;
+mod keyring;
+mod pages;
+mod patients;
+mod releases;
+mod reseal;
+mod retention;
+#[cfg(test)]
+pub(crate) mod testing;
+mod users;
+
+/// Shared by every clone of a [`SqliteStore`]: the keys, the writer lock and the head.
+pub(crate) struct AuditLogState {
+    cipher: OnceLock<AuditCipher>,
+    /// One appender at a time in this process, so concurrent requests queue here instead
+    /// of failing on the `seq` primary key.
+    writer: tokio::sync::Mutex<()>,
+    /// The seq of the newest entry this process appended (checkpoints watch it).
+    head: tokio::sync::watch::Sender<i64>,
+}
+
+impl Default for AuditLogState {
+    fn default() -> Self {
+        AuditLogState {
+            cipher: OnceLock::new(),
+            writer: tokio::sync::Mutex::new(()),
+            head: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// Seals and opens PHI columns; set once at startup, when the keyring can be read.
+    phi: Arc<OnceLock<PhiCipher>>,
+    /// The audit chain's keys, its one writer, and its head (see [`audit_log`]).
+    audit: Arc<AuditLogState>,
+    /// MACs the rows that grant access; set once at startup (see [`integrity`]).
+    row_mac: Arc<OnceLock<row_mac::RowMac>>,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> anyhow::Result<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            // Deleted rows (a shredded key, an upgraded plaintext value) are overwritten.
+            .pragma("secure_delete", "ON");
+        // Migrations run on their own connection with foreign-key enforcement off, as
+        // SQLite requires for rebuilding a table; each ends by checking every reference.
+        {
+            use sqlx::Connection;
+            let mut migrating =
+                sqlx::SqliteConnection::connect_with(&options.clone().foreign_keys(false)).await?;
+            sqlx::migrate!("./migrations").run(&mut migrating).await?;
+            migrating.close().await?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore {
+            pool,
+            phi: Arc::new(OnceLock::new()),
+            audit: Arc::new(AuditLogState::default()),
+            row_mac: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Gives the database the keys of its sealed columns (once, at startup).
+    pub fn set_phi(&self, phi: PhiCipher) {
+        if self.phi.set(phi).is_err() {
+            tracing::warn!("the PHI column keys were set twice; keeping the first");
+        }
+    }
+
+    fn phi(&self) -> StoreResult<&PhiCipher> {
+        self.phi
+            .get()
+            .ok_or_else(|| StoreError::KeysNotLoaded("the PHI column keys"))
+    }
+
+    fn open_column(&self, column: Column, row_id: &str, sealed: &[u8]) -> StoreResult<String> {
+        self.phi()?
+            .open(column, row_id, sealed)
+            .map_err(StoreError::unreadable)
+    }
+
+    fn open_optional(
+        &self,
+        column: Column,
+        row_id: &str,
+        sealed: Option<Vec<u8>>,
+    ) -> StoreResult<Option<String>> {
+        sealed
+            .map(|bytes| self.open_column(column, row_id, &bytes))
+            .transpose()
+    }
+
+    /// Rewrites the database file without free pages and empties the WAL, so deleted or
+    /// replaced rows (old plaintext, shredded keys) are not left on disk.
+    pub async fn scrub_free_space(&self) -> StoreResult<()> {
+        sqlx::query("VACUUM").execute(&self.pool).await?;
+        self.truncate_wal().await.map(|_| ())
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// A transaction that takes the write lock at once (`BEGIN IMMEDIATE`): for
+    /// read-then-write sequences that must not interleave with another writer.
+    pub(crate) async fn begin_immediate(&self) -> StoreResult<Tx> {
+        Ok(Tx(TxInner::Sqlite(
+            self.pool.begin_with("BEGIN IMMEDIATE").await?,
+        )))
+    }
+
+    /// Moves the WAL into the database file and empties it, so overwritten rows (with
+    /// `secure_delete`, zeroed in the file) do not survive in old WAL frames.
+    /// Truncates the WAL after keys were destroyed, so that their rows survive in no log
+    /// frame. SQLite does not truncate while a reader still needs older frames (it reports
+    /// the checkpoint busy, not an error): then it is retried in the background, every second
+    /// for up to ten minutes (a backup's snapshot can hold it that long), and a failure is
+    /// logged; the next destruction or start truncates it too.
+    pub async fn truncate_wal_soon(&self) {
+        match self.truncate_wal().await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
+                return;
+            }
+        }
+        let db = self.clone();
+        tokio::spawn(async move {
+            for _ in 0..600 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match db.truncate_wal().await {
+                    Ok(true) => return,
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(error = %error, "could not truncate the WAL after destroying keys");
+                        return;
+                    }
+                }
+            }
+            tracing::warn!(
+                "the WAL could not be truncated after destroying keys: readers kept it busy for \
+                 ten minutes"
+            );
+        });
+    }
+
+    /// Checkpoints the WAL into the database and truncates it to zero bytes. `false` when a
+    /// reader kept the checkpoint from completing (`busy`, after waiting a moment for it):
+    /// the WAL may still hold frames.
+    pub async fn truncate_wal(&self) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await?;
+        // A reader can hold the WAL for as long as it reads: wait briefly, not the pool's
+        // ten seconds, and let the caller retry.
+        sqlx::query("PRAGMA busy_timeout = 250")
+            .execute(&mut *conn)
+            .await?;
+        let checkpoint = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await;
+        sqlx::query("PRAGMA busy_timeout = 10000")
+            .execute(&mut *conn)
+            .await?;
+        let busy: i64 = checkpoint?.try_get(0)?;
+        Ok(busy == 0)
+    }
+}
+
+impl SqliteStore {
+    /// Opens an existing database read-only: no migrations, no journal-mode change, no
+    /// writes, so it is safe beside a running server (WAL readers never block its writer).
+    pub async fn open_read_only(path: &Path) -> anyhow::Result<SqliteStore> {
+        if !path.is_file() {
+            anyhow::bail!("no database at {}", path.display());
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore {
+            pool,
+            phi: Arc::new(OnceLock::new()),
+            audit: Arc::new(AuditLogState::default()),
+            row_mac: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Opens a database file nothing writes to (a backup's snapshot) without locking it or
+    /// creating `-wal`/`-shm` files beside it.
+    pub async fn open_immutable(path: &Path) -> anyhow::Result<SqliteStore> {
+        if !path.is_file() {
+            anyhow::bail!("no database at {}", path.display());
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .immutable(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore {
+            pool,
+            phi: Arc::new(OnceLock::new()),
+            audit: Arc::new(AuditLogState::default()),
+            row_mac: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Writes a consistent copy of the whole database to `dest` (which must not exist), while
+    /// the server goes on writing: SQLite's `VACUUM INTO` reads one snapshot.
+    pub async fn vacuum_into(&self, dest: &Path) -> anyhow::Result<()> {
+        let dest = dest
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("the backup path is not valid UTF-8"))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(dest)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl Store for SqliteStore {
+    async fn begin(&self) -> StoreResult<Tx> {
+        Ok(Tx(TxInner::Sqlite(self.pool.begin().await?)))
+    }
+
+    /// Whether the database answers a trivial query.
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from)
+            .map(|_| ())
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &sqlx::SqliteConnection {
+        match &self.0 {
+            TxInner::Sqlite(tx) => tx,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
+        match &mut self.0 {
+            TxInner::Sqlite(tx) => tx,
+        }
+    }
+}

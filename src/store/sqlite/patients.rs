@@ -1,0 +1,126 @@
+//! [`PatientStore`] on SQLite.
+
+use super::*;
+pub(super) use crate::store::patients::*;
+
+impl PatientStore for SqliteStore {
+    async fn patient_by_mrn(&self, mrn: &Mrn) -> super::StoreResult<Option<Patient>> {
+        let row =
+            sqlx::query("SELECT id, mrn, name, birth_date FROM patients WHERE mrn_index = $1")
+                .bind(self.phi()?.mrn_index(mrn))
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| self.patient_from_row(&r)).transpose()
+    }
+
+    async fn patient(&self, id: PatientId) -> super::StoreResult<Option<Patient>> {
+        let row = sqlx::query("SELECT id, mrn, name, birth_date FROM patients WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| self.patient_from_row(&r)).transpose()
+    }
+
+    async fn ensure_patient(
+        &self,
+        tx: &mut Tx,
+        mrn: &Mrn,
+        name: &str,
+        birth_date: Option<NaiveDate>,
+    ) -> super::StoreResult<PatientId> {
+        let phi = self.phi()?;
+        let mrn_index = phi.mrn_index(mrn);
+        let existing = sqlx::query("SELECT id FROM patients WHERE mrn_index = $1")
+            .bind(&mrn_index)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(row) = existing {
+            return parse_id(row.try_get::<&str, _>("id")?);
+        }
+        let id = PatientId::new_random();
+        let row_id = id.to_string();
+        sqlx::query(
+            "INSERT INTO patients (id, mrn_index, mrn, name, birth_date, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&row_id)
+        .bind(&mrn_index)
+        .bind(phi.seal(Column::PatientMrn, &row_id, mrn.as_str()))
+        .bind(phi.seal(Column::PatientName, &row_id, name))
+        .bind(birth_date.map(|d| phi.seal(Column::PatientBirthDate, &row_id, &d.to_string())))
+        .bind(now())
+        .execute(&mut **tx)
+        .await?;
+        Ok(id)
+    }
+}
+
+impl SqliteStore {
+    pub(super) fn patient_from_row(
+        &self,
+        row: &sqlx::sqlite::SqliteRow,
+    ) -> super::StoreResult<Patient> {
+        let id: String = row.try_get("id")?;
+        let birth_date =
+            self.open_optional(Column::PatientBirthDate, &id, row.try_get("birth_date")?)?;
+        Ok(Patient {
+            id: parse_id(&id)?,
+            mrn: Mrn::parse(&self.open_column(Column::PatientMrn, &id, row.try_get("mrn")?)?)
+                .map_err(decode_err)?,
+            name: self.open_column(Column::PatientName, &id, row.try_get("name")?)?,
+            birth_date: parse_date(birth_date)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::testing::{file_bytes, store};
+
+    #[tokio::test]
+    async fn a_patient_is_found_by_mrn_only_and_its_name_and_mrn_are_sealed() {
+        let store = store().await;
+        let mrn = Mrn::parse("00123-x").unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let id = store
+            .ensure_patient(&mut tx, &mrn, "Zebulon Quartermaine", None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let found = store.patient_by_mrn(&mrn).await.unwrap().unwrap();
+        assert_eq!(
+            (found.id, found.name.as_str()),
+            (id, "Zebulon Quartermaine")
+        );
+        assert_eq!(found.mrn.as_str(), "00123-X", "MRNs compare uppercase");
+        let other = Mrn::parse("123-X").unwrap();
+        assert!(
+            store.patient_by_mrn(&other).await.unwrap().is_none(),
+            "zeros count"
+        );
+
+        // The same MRN again is the same patient, with the details on record.
+        let mut tx = store.begin().await.unwrap();
+        let again = store
+            .ensure_patient(&mut tx, &mrn, "Someone Else", None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(again, id);
+        assert_eq!(
+            store.patient(id).await.unwrap().unwrap().name,
+            "Zebulon Quartermaine"
+        );
+
+        store.truncate_wal().await.unwrap();
+        let bytes = file_bytes(&store).await;
+        for needle in ["Zebulon", "Quartermaine", "00123-X"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} is in the database file"
+            );
+        }
+    }
+}
