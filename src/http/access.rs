@@ -13,11 +13,10 @@ use crate::access::lookup::patient_by_mrn;
 use crate::access::policy::{Action, Principal};
 use crate::domain::{Outcome, PatientId, Role, UserId};
 use crate::error::{AppError, AppResult};
+use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 use crate::store::access::BreakGlassRow;
 use crate::store::prelude::*;
-
-type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
 /// Reason codes a break-the-glass request may give.
 pub const BREAK_GLASS_REASONS: &[&str] = &[
@@ -58,10 +57,10 @@ pub struct CareRelationship {
 pub async fn add_care(
     State(state): State<AppState>,
     principal: Principal,
-    body: JsonBody<CareBody>,
+    body: ApiJson<CareBody>,
 ) -> AppResult<(StatusCode, Json<CareRelationship>)> {
     authorize(&state.db, &principal, Action::ManageCare, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let (user, role) = user_named(&state, &body.user).await?;
     if role != Role::Clinician {
         return Err(AppError::invalid(
@@ -147,10 +146,10 @@ fn sensitive_category(state: &AppState, raw: &str) -> AppResult<crate::domain::C
 pub async fn grant_category(
     State(state): State<AppState>,
     principal: Principal,
-    body: JsonBody<GrantBody>,
+    body: ApiJson<GrantBody>,
 ) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
     authorize(&state.db, &principal, Action::GrantCategory, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let category = sensitive_category(&state, &body.category)?;
     let (user, _) = user_named(&state, &body.user).await?;
     state
@@ -173,10 +172,10 @@ pub async fn grant_category(
 pub async fn revoke_category(
     State(state): State<AppState>,
     principal: Principal,
-    body: JsonBody<GrantBody>,
+    body: ApiJson<GrantBody>,
 ) -> AppResult<Json<serde_json::Value>> {
     authorize(&state.db, &principal, Action::GrantCategory, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let category = sensitive_category(&state, &body.category)?;
     let (user, _) = user_named(&state, &body.user).await?;
     let revoked = state.db.revoke_category(user, &category).await?;
@@ -221,10 +220,10 @@ pub struct BreakGlassGrant {
 pub async fn break_glass(
     State(state): State<AppState>,
     principal: Principal,
-    body: JsonBody<BreakGlassBody>,
+    body: ApiJson<BreakGlassBody>,
 ) -> AppResult<(StatusCode, Json<BreakGlassGrant>)> {
     authorize(&state.db, &principal, Action::BreakGlass, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let reason_code = body.reason_code.trim().to_ascii_lowercase();
     if !BREAK_GLASS_REASONS.contains(&reason_code.as_str()) {
         return Err(AppError::invalid(format!(
@@ -296,10 +295,10 @@ pub async fn review(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    body: JsonBody<ReviewBody>,
+    body: ApiJson<ReviewBody>,
 ) -> AppResult<Json<serde_json::Value>> {
     authorize(&state.db, &principal, Action::ReviewBreakGlass, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     if !matches!(body.outcome.as_str(), "appropriate" | "inappropriate") {
         return Err(AppError::invalid(
             "outcome must be appropriate or inappropriate",

@@ -9,6 +9,7 @@ use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{Action, Principal};
 use crate::domain::Outcome;
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 use crate::ops::keys::{self, KekSource, KeyStatus, Rotation};
 
@@ -65,10 +66,10 @@ pub struct RetireBody {
 pub async fn retire(
     State(state): State<AppState>,
     principal: Principal,
-    body: Result<Json<RetireBody>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<RetireBody>,
 ) -> AppResult<Json<KeyStatus>> {
     authorize(&state.db, &principal, Action::ManageKeys, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let source = KekSource::from_config(&state.config);
     let result = keys::retire(&state.db, &state.vault, &source, body.version).await;
     let outcome = if result.is_ok() {

@@ -13,13 +13,12 @@ use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{Action, Principal};
 use crate::domain::{DocumentId, Mrn, UserId};
 use crate::error::{AppError, AppResult};
+use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 use crate::store::audit_log::AuditFilter;
 use crate::store::disclosures::{Disclosure, DisclosureSource, NewDisclosure};
 use crate::store::patients::Patient;
 use crate::store::prelude::*;
-
-type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
 const MAX_QUERY_LIMIT: i64 = 1000;
 const MAX_TEXT: usize = 2000;
@@ -69,10 +68,10 @@ fn parse_bound(field: &str, raw: &str) -> AppResult<String> {
 pub async fn query(
     State(state): State<AppState>,
     principal: Principal,
-    body: JsonBody<AuditQueryBody>,
+    body: ApiJson<AuditQueryBody>,
 ) -> AppResult<Json<AuditQueryResponse>> {
     authorize(&state.db, &principal, Action::QueryAudit, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let limit = body.limit.unwrap_or(100);
     if !(1..=MAX_QUERY_LIMIT).contains(&limit) {
         return Err(AppError::invalid(format!(
@@ -199,10 +198,10 @@ fn required_text(field: &str, value: &str) -> AppResult<String> {
 pub async fn record_disclosure(
     State(state): State<AppState>,
     principal: Principal,
-    body: JsonBody<DisclosureBody>,
+    body: ApiJson<DisclosureBody>,
 ) -> AppResult<(StatusCode, Json<Recorded>)> {
     authorize(&state.db, &principal, Action::RecordDisclosure, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let mrn = Mrn::parse(&body.mrn).map_err(AppError::invalid)?;
     if body.disclosed_at > Utc::now().date_naive() {
         return Err(AppError::invalid("disclosed_at must not be in the future"));
@@ -288,10 +287,10 @@ pub struct Accounting {
 pub async fn accounting(
     State(state): State<AppState>,
     principal: Principal,
-    body: JsonBody<AccountingBody>,
+    body: ApiJson<AccountingBody>,
 ) -> AppResult<Json<Accounting>> {
     authorize(&state.db, &principal, Action::AccountDisclosures, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let patient = crate::access::lookup::patient_by_mrn(
         &state,
         &principal,

@@ -19,6 +19,7 @@ use crate::access::lookup::document_in_scope;
 use crate::access::policy::{Action, Principal};
 use crate::domain::{DocumentId, DocumentStatus, Outcome};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 use crate::ingest::upload::{self, Staged, StagingUpload, ValidMetadata};
 use crate::store::documents::Document;
@@ -335,10 +336,10 @@ pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-    body: Result<Json<DeleteBody>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<DeleteBody>,
 ) -> AppResult<Json<Tombstone>> {
     authorize(&state.db, &principal, Action::DeleteDocument, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(AppError::invalid("reason must be 1 to 1000 characters"));
@@ -584,10 +585,10 @@ pub async fn correct(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-    body: Result<Json<CorrectionBody>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<CorrectionBody>,
 ) -> AppResult<(StatusCode, Json<Corrected>)> {
     authorize(&state.db, &principal, Action::CorrectDocument, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let reason = body.reason.trim().to_string();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(AppError::invalid("reason must be 1 to 1000 characters"));

@@ -1,10 +1,18 @@
 //! What handlers extract from a request: the caller ([`Principal`], from the bearer token)
-//! and JSON bodies whose rejections become the service's own error.
+//! and JSON bodies ([`ApiJson`]) whose rejections become the service's own error.
+//!
+//! There is no patient-by-MRN extractor: an MRN is PHI and never travels in a URL, so it
+//! arrives in the body, after the caller is authorised;
+//! [`crate::access::lookup::patient_by_mrn`] is the one lookup (scope check and audited 404).
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use std::convert::Infallible;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::Json;
+use serde::de::DeserializeOwned;
 
 use crate::access::policy::{principal_from_token, Principal};
 use crate::error::AppError;
@@ -37,8 +45,38 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
+/// A JSON body, read before the handler runs and judged after it has authorised the caller:
+/// a caller without the right gets 403 whatever they sent, and only then does a bad body get
+/// a 400 naming the problem (never the content). Handlers call [`ApiJson::read`] after
+/// `authorize`.
+pub struct ApiJson<T>(Result<T, AppError>);
+
+impl<T> ApiJson<T> {
+    /// The body, or the 400 (413 when too large) that says what was wrong with it.
+    pub fn read(self) -> Result<T, AppError> {
+        self.0
+    }
+}
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Infallible;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Infallible> {
+        Ok(ApiJson(
+            Json::<T>::from_request(request, state)
+                .await
+                .map(|Json(body)| body)
+                .map_err(json_rejection),
+        ))
+    }
+}
+
 /// A JSON body that could not be read: the message names the problem, not the content.
-pub(crate) fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> AppError {
+fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> AppError {
     use axum::extract::rejection::JsonRejection as R;
     if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         return AppError::new(

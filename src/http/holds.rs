@@ -18,6 +18,7 @@ use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{decide, Action, Principal, Resource};
 use crate::domain::{DocumentId, Mrn, Outcome, PatientId};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 use crate::store::holds::{Hold, HoldScope, NewHold};
 use crate::store::prelude::*;
@@ -162,10 +163,10 @@ async fn visible_view(state: &AppState, principal: &Principal, mut hold: Hold) -
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    body: Result<Json<HoldBody>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<HoldBody>,
 ) -> AppResult<(StatusCode, Json<Hold>)> {
     authorize(&state.db, &principal, Action::ManageHolds, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let matter = text_field("matter", &body.matter, 500)?;
     let custodian = text_field("custodian", &body.custodian, 500)?;
     let reason = text_field("reason", &body.reason, 1000)?;
@@ -289,10 +290,10 @@ pub async fn release(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-    body: Result<Json<ReleaseBody>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<ReleaseBody>,
 ) -> AppResult<Json<Hold>> {
     authorize(&state.db, &principal, Action::ManageHolds, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let reason = text_field("reason", &body.reason, 1000)?;
     let hold = hold_of(&state, &principal, &raw_id).await?;
     if !hold.active {

@@ -8,6 +8,7 @@ use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{Action, Principal, Resource};
 use crate::domain::Category;
 use crate::error::{AppError, AppResult};
+use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 use crate::store::documents::Document;
 use crate::store::patients::Patient;
@@ -28,10 +29,10 @@ pub struct Chart {
 pub async fn lookup(
     State(state): State<AppState>,
     principal: Principal,
-    body: Result<Json<LookupBody>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<LookupBody>,
 ) -> AppResult<Json<Chart>> {
     authorize(&state.db, &principal, Action::LookupPatient, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let patient = crate::access::lookup::patient_by_mrn(
         &state,
         &principal,
@@ -104,10 +105,10 @@ pub struct NameMatches {
 pub async fn search_by_name(
     State(state): State<AppState>,
     principal: Principal,
-    body: Result<Json<NameSearchBody>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<NameSearchBody>,
 ) -> AppResult<Json<NameMatches>> {
     authorize(&state.db, &principal, Action::LookupPatient, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     if body.name.chars().count() > 200 {
         return Err(AppError::invalid("name must be at most 200 characters"));
     }

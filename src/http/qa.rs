@@ -14,6 +14,7 @@ use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{decide, Action, Principal};
 use crate::domain::{parse_slug, Category, DocumentId, DocumentStatus, Mrn, Outcome, PatientId};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 use crate::store::batches::{NewSegment, Segment};
 use crate::store::prelude::*;
@@ -149,10 +150,10 @@ pub async fn resolve(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-    body: Result<Json<Resolution>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<Resolution>,
 ) -> AppResult<Json<Resolved>> {
     authorize(&state.db, &principal, Action::ReviewQa, None).await?;
-    let Json(resolution) = body.map_err(super::extract::json_rejection)?;
+    let resolution = body.read()?;
     if let Ok(id) = raw_id.parse::<DocumentId>() {
         if let Some(segment) = state.db.segment(id).await? {
             return resolve_page_range(&state, &principal, segment, resolution).await;

@@ -30,6 +30,7 @@ use crate::domain::{
     parse_slug, AttachmentId, DocumentId, LegalBasis, Outcome, ProductionId, ReleaseId,
 };
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 use crate::legal::release::checklist::{checklist, ChecklistItem};
 use crate::legal::release::due_on;
@@ -46,8 +47,6 @@ use crate::store::vault::ObjectRef;
 const MAX_ATTACHMENT_BYTES: usize = 50 * 1024 * 1024;
 /// An attachment's `kind` is a short name.
 const MAX_KIND_BYTES: u64 = 256;
-
-type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,10 +170,10 @@ async fn audit_release(
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    body: JsonBody<ReleaseBody>,
+    body: ApiJson<ReleaseBody>,
 ) -> AppResult<(StatusCode, Json<ReleaseView>)> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let legal_basis: LegalBasis = body.legal_basis.parse().map_err(AppError::invalid)?;
     if body.patients.is_empty() || body.patients.len() > 100 {
         return Err(AppError::invalid("patients must name 1 to 100 MRNs"));
@@ -431,10 +430,10 @@ pub async fn exclude(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-    body: JsonBody<ExclusionBody>,
+    body: ApiJson<ExclusionBody>,
 ) -> AppResult<Json<ReleaseView>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let reason = optional_text("reason", Some(body.reason), 1000)?
         .ok_or_else(|| AppError::invalid("reason must not be empty"))?;
@@ -464,10 +463,10 @@ pub async fn include(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-    body: JsonBody<IncludeBody>,
+    body: ApiJson<IncludeBody>,
 ) -> AppResult<Json<ReleaseView>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let ids = super::holds::visible_documents(&state, &principal, &body.document_ids).await?;
     audit_release(
@@ -562,10 +561,10 @@ pub async fn redact(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-    body: JsonBody<RedactionBody>,
+    body: ApiJson<RedactionBody>,
 ) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let (doc, width, height) =
         page_of_release(&state, &principal, &release, &body.document_id, body.page).await?;
@@ -641,10 +640,10 @@ pub async fn propose(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-    body: JsonBody<ProposalBody>,
+    body: ApiJson<ProposalBody>,
 ) -> AppResult<Json<serde_json::Value>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let matcher = match (&body.pattern, &body.text) {
         (Some(pattern), None) => crate::legal::release::redaction::Matcher::pattern(pattern),
@@ -722,10 +721,10 @@ pub async fn produce(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-    body: JsonBody<ProductionRequest>,
+    body: ApiJson<ProductionRequest>,
 ) -> AppResult<(StatusCode, Json<production::Produced>)> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let produced = production::produce(&state, &principal, &release, &body).await?;
     Ok((StatusCode::CREATED, Json(produced)))
@@ -828,10 +827,10 @@ pub async fn extend(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
-    body: JsonBody<ExtensionBody>,
+    body: ApiJson<ExtensionBody>,
 ) -> AppResult<Json<ReleaseView>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let reason = optional_text("reason", Some(body.reason), 1000)?
         .ok_or_else(|| AppError::invalid("reason must not be empty"))?;

@@ -12,6 +12,7 @@ use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{Action, Principal};
 use crate::domain::DocumentId;
 use crate::error::{AppError, AppResult};
+use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 use crate::legal::retention::{RunBy, RunReport};
 use crate::store::prelude::*;
@@ -26,10 +27,10 @@ pub struct RunBody {
 pub async fn run(
     State(state): State<AppState>,
     principal: Principal,
-    body: Result<Json<RunBody>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<RunBody>,
 ) -> AppResult<Json<RunReport>> {
     authorize(&state.db, &principal, Action::RunRetention, None).await?;
-    let Json(body) = body.map_err(super::extract::json_rejection)?;
+    let body = body.read()?;
     AuditEvent::new(&principal, Action::RunRetention)
         .detail(json!({ "apply": body.apply }))
         .record(&state.db)

@@ -10,12 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 
-use super::extract::json_rejection;
 use super::multipart::MULTIPART_OVERHEAD;
 use super::state::AppState;
 use super::{access, admin, audit, batches, documents, holds, patients, qa, releases, retention};
 use crate::access::policy::Principal;
 use crate::error::{AppError, AppResult, REQUEST_ID};
+use crate::http::extract::ApiJson;
 use crate::search::{SearchBody, SearchResponse};
 use crate::store::prelude::*;
 
@@ -325,8 +325,8 @@ async fn readyz(State(state): State<AppState>) -> AppResult<Json<serde_json::Val
 async fn search(
     State(state): State<AppState>,
     principal: Principal,
-    body: Result<Json<SearchBody>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<SearchBody>,
 ) -> AppResult<Json<SearchResponse>> {
-    let Json(body) = body.map_err(json_rejection)?;
+    let body = body.read()?;
     Ok(Json(crate::search::search(&state, &principal, body).await?))
 }

@@ -194,6 +194,51 @@ async fn bad_uploads_get_clear_errors_and_leave_nothing_behind() {
         assert_eq!(response.status(), 400, "{body}");
     }
 
+    // A JSON body is judged after the caller is authorised: without the right, 403 whatever
+    // was sent; with it, a 400 that names the problem and never echoes the content.
+    let raw = |token: &str, body: &'static str, content_type: &'static str| {
+        app.http
+            .post(app.url("/api/v1/holds"))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let garbage = "{\"matter\": \"Zebulon v. Mercy\",";
+    let (status, _) = json_of(
+        raw(&app.clinician, garbage, "application/json")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        status, 403,
+        "a clinician may not place holds, whatever the body"
+    );
+    for (body, content_type, says) in [
+        (garbage, "application/json", "not valid JSON"),
+        ("{}", "text/plain", "Content-Type: application/json"),
+        (
+            r#"{"matter": "Zebulon v. Mercy", "custodian": "c", "reason": "r", "mrn": "1", "colour": "red"}"#,
+            "application/json",
+            "unknown field `colour`",
+        ),
+        (
+            r#"{"matter": "Zebulon v. Mercy", "custodian": 7, "reason": "r"}"#,
+            "application/json",
+            "wrong type",
+        ),
+    ] {
+        let (status, error) = json_of(raw(&app.legal, body, content_type).await.unwrap()).await;
+        assert_eq!(status, 400, "{body}");
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{body}: {error}");
+        assert!(
+            !error.to_string().contains("Zebulon"),
+            "the body is echoed: {error}"
+        );
+    }
+
     // And the server still does its job.
     let id = app.upload(valid_tiff, &good_meta).await;
     app.wait_indexed(&id).await;
