@@ -36,6 +36,7 @@ macro_rules! id_type {
 }
 
 id_type!(DocumentId);
+id_type!(BatchId);
 id_type!(PatientId);
 id_type!(UserId);
 id_type!(ReleaseId);

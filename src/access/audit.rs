@@ -5,7 +5,7 @@
 //! access: the audit module below knows entries, their chain and checkpoints, not callers.
 
 use crate::access::policy::{decide, purpose_of_use, Decision, Principal, Resource};
-use crate::domain::{Action, DocumentId, Outcome, PatientId};
+use crate::domain::{Action, BatchId, DocumentId, Outcome, PatientId};
 use crate::error::{current_request_id, AppError};
 use crate::store::audit_log::AuditEntry;
 use crate::store::prelude::*;
@@ -49,6 +49,14 @@ impl<'a> AuditEvent<'a> {
     /// The document it concerns (a `DocumentId` or an `Option` of one).
     pub fn document(mut self, document_id: impl Into<Option<DocumentId>>) -> Self {
         self.document_id = document_id.into();
+        self
+    }
+
+    /// The batch it concerns. The audit log records a batch in the entry's document field
+    /// (the batch's uuid), as it has since batches were uploaded, so queries and
+    /// verification read old and new entries alike.
+    pub fn batch(mut self, batch_id: impl Into<Option<BatchId>>) -> Self {
+        self.document_id = batch_id.into().map(|batch| DocumentId(batch.0));
         self
     }
 

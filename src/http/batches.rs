@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{Action, Principal};
-use crate::domain::{DocumentId, Outcome};
+use crate::domain::{BatchId, Outcome};
 use crate::error::{AppError, AppResult};
 use crate::http::state::AppState;
 use crate::ingest::upload;
@@ -66,22 +66,22 @@ pub async fn status(
     Path(raw_id): Path<String>,
 ) -> AppResult<Json<BatchStatus>> {
     authorize(&state.db, &principal, Action::Ingest, None).await?;
-    let batch = match raw_id.parse::<DocumentId>() {
+    let batch = match raw_id.parse::<BatchId>() {
         Ok(id) => state.db.batch(id).await?,
         Err(_) => None,
     };
     let Some(batch) = batch else {
-        let id = raw_id.parse::<DocumentId>().ok();
+        let id = raw_id.parse::<BatchId>().ok();
         AuditEvent::new(&principal, Action::Ingest)
             .outcome(Outcome::NotFound)
-            .document(id)
+            .batch(id)
             .record(&state.db)
             .await?;
         return Err(AppError::not_found());
     };
     let segments = state.db.segments(batch.id).await?;
     AuditEvent::new(&principal, Action::Ingest)
-        .document(batch.id)
+        .batch(batch.id)
         .detail(json!({ "batch_status": batch.status }))
         .record(&state.db)
         .await?;

@@ -12,7 +12,9 @@ use serde_json::json;
 
 use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{decide, Action, Principal};
-use crate::domain::{parse_slug, Category, DocumentId, DocumentStatus, Mrn, Outcome, PatientId};
+use crate::domain::{
+    parse_slug, BatchId, Category, DocumentId, DocumentStatus, Mrn, Outcome, PatientId,
+};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
@@ -37,7 +39,7 @@ pub struct QaEntry {
 #[derive(Serialize)]
 pub struct QaPageRange {
     id: DocumentId,
-    batch_id: DocumentId,
+    batch_id: BatchId,
     /// Pages of the batch (numbered from 1 in scan order) that make up the range.
     first_page: u32,
     last_page: u32,
@@ -504,7 +506,7 @@ pub async fn page_image(
         .await?;
     let png = state
         .vault
-        .get(crate::store::vault::ObjectRef::PageImage(
+        .get(crate::store::vault::ObjectRef::batch_page_image(
             segment.batch_id,
             batch_page,
         ))
@@ -635,7 +637,7 @@ async fn merge(
 async fn replace(
     state: &AppState,
     principal: &Principal,
-    batch: DocumentId,
+    batch: BatchId,
     old: &[&Segment],
     status: &'static str,
     new: &[NewSegment],

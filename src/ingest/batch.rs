@@ -28,8 +28,8 @@ use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
 use crate::app::Archive;
-use crate::domain::{parse_slug, Category, DocumentId, Mrn, PatientId, UserId};
-use crate::ingest::pages::{Failure, Target};
+use crate::domain::{parse_slug, BatchId, Category, Mrn, PatientId, UserId};
+use crate::ingest::pages::{Failure, Owner, Target};
 use crate::store::batches::{Batch, BatchPage, NewSegment, Segment};
 use crate::store::documents::NewDocument;
 use crate::store::prelude::*;
@@ -216,10 +216,9 @@ async fn run(state: &Archive, batch: &Batch) -> Result<usize, Failure> {
             .collect();
         if !todo.is_empty() {
             let target = Target {
-                id: batch.id,
+                owner: Owner::Batch(batch.id),
                 content_type: batch.content_type.clone(),
                 page_count: batch.page_count,
-                batch: true,
             };
             crate::ingest::pages::process_pages(state, &target, format, todo).await?;
         }
@@ -369,7 +368,10 @@ pub async fn file(
             .with_context(|| format!("batch page {page} is not held by the batch"))?;
         state
             .vault
-            .copy_page((batch.id, page), (doc, number))
+            .copy_page(
+                ObjectRef::batch_page_artifacts(batch.id, page),
+                ObjectRef::page_artifacts(doc, number),
+            )
             .await?;
         let mut row = source.row.clone();
         row.page = number;
@@ -418,7 +420,7 @@ pub async fn file(
 }
 
 /// Whether a batch's file is destroyed (or the batch is gone).
-async fn original_destroyed(state: &Archive, batch: DocumentId) -> anyhow::Result<bool> {
+async fn original_destroyed(state: &Archive, batch: BatchId) -> anyhow::Result<bool> {
     Ok(state
         .db
         .batch(batch)
@@ -435,7 +437,10 @@ async fn decode_from_batch_file(
     limits: &chartvault_ocr::Limits,
     batch_pages: Vec<u32>,
 ) -> anyhow::Result<Vec<u8>> {
-    let reader = state.vault.open(ObjectRef::Original(batch.id)).await?;
+    let reader = state
+        .vault
+        .open(ObjectRef::batch_original(batch.id))
+        .await?;
     let sandbox = state.decoder.clone();
     let page_count = batch.page_count as usize;
     let limits = limits.clone();
@@ -474,7 +479,7 @@ async fn decode_from_batch_file(
 /// page range filed after the batch file itself was destroyed.
 async fn tiff_of_page_images(
     state: &Archive,
-    batch: DocumentId,
+    batch: BatchId,
     batch_pages: &[u32],
 ) -> anyhow::Result<Vec<u8>> {
     let dpi: HashMap<u32, Option<f64>> = state
@@ -486,7 +491,10 @@ async fn tiff_of_page_images(
         .collect();
     let mut pages = Vec::with_capacity(batch_pages.len());
     for &page in batch_pages {
-        let png = state.vault.get(ObjectRef::PageImage(batch, page)).await?;
+        let png = state
+            .vault
+            .get(ObjectRef::batch_page_image(batch, page))
+            .await?;
         let dpi = dpi
             .get(&page)
             .copied()
@@ -524,7 +532,7 @@ pub async fn reject(state: &Archive, segment: &Segment, by: UserId) -> anyhow::R
     if original.is_some() {
         state
             .vault
-            .delete_blob(ObjectRef::Original(segment.batch_id))
+            .delete_blob(ObjectRef::batch_original(segment.batch_id))
             .await;
         state.db.truncate_wal_soon().await;
         tracing::info!(batch_id = %segment.batch_id, "batch file destroyed with the pages rejected");
@@ -535,10 +543,13 @@ pub async fn reject(state: &Archive, segment: &Segment, by: UserId) -> anyhow::R
 }
 
 /// The key id of a batch's file while it is not destroyed (read from its header).
-async fn live_original_key(state: &Archive, batch: DocumentId) -> anyhow::Result<Option<String>> {
+async fn live_original_key(state: &Archive, batch: BatchId) -> anyhow::Result<Option<String>> {
     match state.db.batch(batch).await? {
         Some(row) if row.original_destroyed_at.is_none() => {
-            state.vault.key_id_of(ObjectRef::Original(batch)).await
+            state
+                .vault
+                .key_id_of(ObjectRef::batch_original(batch))
+                .await
         }
         _ => Ok(None),
     }
@@ -546,16 +557,12 @@ async fn live_original_key(state: &Archive, batch: DocumentId) -> anyhow::Result
 
 /// Destroys the batch's copies of a segment's pages: its cover sheet and the cover's back,
 /// and its own pages (keys first, then blobs; then the rows).
-async fn destroy_pages(
-    state: &Archive,
-    batch: DocumentId,
-    segment: &Segment,
-) -> anyhow::Result<()> {
+async fn destroy_pages(state: &Archive, batch: BatchId, segment: &Segment) -> anyhow::Result<()> {
     let from = segment.cover_page.unwrap_or(segment.first_page);
     let pages: Vec<u32> = (from.min(segment.first_page)..=segment.last_page).collect();
     let objects: Vec<ObjectRef> = pages
         .iter()
-        .flat_map(|&page| ObjectRef::page_artifacts(batch, page))
+        .flat_map(|&page| ObjectRef::batch_page_artifacts(batch, page))
         .collect();
     destroy_objects(state, objects).await?;
     state.db.delete_batch_pages(batch, &pages).await?;
@@ -563,7 +570,7 @@ async fn destroy_pages(
 }
 
 /// Once no page range of the batch is left to file, the batch file is crypto-shredded.
-async fn release_if_done(state: &Archive, batch: DocumentId) -> anyhow::Result<()> {
+async fn release_if_done(state: &Archive, batch: BatchId) -> anyhow::Result<()> {
     if state.db.batch_has_open_segments(batch).await? {
         return Ok(());
     }
@@ -582,9 +589,9 @@ async fn release_if_done(state: &Archive, batch: DocumentId) -> anyhow::Result<(
     }
     let mut objects: Vec<ObjectRef> = leftovers
         .iter()
-        .flat_map(|&page| ObjectRef::page_artifacts(batch, page))
+        .flat_map(|&page| ObjectRef::batch_page_artifacts(batch, page))
         .collect();
-    objects.push(ObjectRef::Original(batch));
+    objects.push(ObjectRef::batch_original(batch));
     destroy_objects(state, objects).await?;
     state.db.delete_batch_pages(batch, &leftovers).await?;
     if row.original_destroyed_at.is_none() {

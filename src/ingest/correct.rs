@@ -60,7 +60,10 @@ pub async fn correct(
     for page in &pages {
         state
             .vault
-            .copy_page((doc.id, page.page), (new_id, page.page))
+            .copy_page(
+                ObjectRef::page_artifacts(doc.id, page.page),
+                ObjectRef::page_artifacts(new_id, page.page),
+            )
             .await?;
     }
 

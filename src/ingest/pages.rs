@@ -15,7 +15,7 @@ use image::ImageEncoder;
 use tokio::sync::mpsc;
 
 use crate::app::Archive;
-use crate::domain::{DocumentId, DocumentStatus, TextSource};
+use crate::domain::{BatchId, DocumentId, DocumentStatus, TextSource};
 use crate::store::documents::Document;
 use crate::store::pages::PageRow;
 use crate::store::prelude::*;
@@ -219,7 +219,7 @@ pub(crate) async fn process_pages(
     let in_flight = state.ocr.threads() + 1;
     let reader = state
         .vault
-        .open(ObjectRef::Original(doc.id))
+        .open(doc.original())
         .await
         .map_err(Failure::transient)?;
     let limits = crate::ingest::upload::scan_limits(&state.config);
@@ -275,19 +275,39 @@ pub(crate) async fn process_pages(
 /// What pages are being processed for: a document, or a batch upload (whose pages are also
 /// read for cover-sheet barcodes, and recorded under the batch until it is split).
 pub(crate) struct Target {
-    pub id: DocumentId,
+    pub owner: Owner,
     pub content_type: String,
     pub page_count: u32,
-    pub batch: bool,
+}
+
+/// Whose pages they are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Owner {
+    Document(DocumentId),
+    Batch(BatchId),
 }
 
 impl Target {
     fn document(doc: &Document) -> Target {
         Target {
-            id: doc.id,
+            owner: Owner::Document(doc.id),
             content_type: doc.content_type.clone(),
             page_count: doc.page_count,
-            batch: false,
+        }
+    }
+
+    fn original(&self) -> ObjectRef {
+        match self.owner {
+            Owner::Document(doc) => ObjectRef::Original(doc),
+            Owner::Batch(batch) => ObjectRef::batch_original(batch),
+        }
+    }
+
+    /// The page's image, text and words.
+    fn page_artifacts(&self, page: u32) -> [ObjectRef; 3] {
+        match self.owner {
+            Owner::Document(doc) => ObjectRef::page_artifacts(doc, page),
+            Owner::Batch(batch) => ObjectRef::batch_page_artifacts(batch, page),
         }
     }
 }
@@ -313,11 +333,11 @@ async fn process_page(
             error: e.into(),
         },
     })?;
-    if let Some(reason) = &decoded.no_image {
+    if let (Some(reason), Owner::Document(id)) = (&decoded.no_image, doc.owner) {
         let notice = format!("stored and indexed without a preview: {reason}");
         state
             .db
-            .set_notice(doc.id, &notice)
+            .set_notice(id, &notice)
             .await
             .map_err(|e| Failure::transient(e.into()))?;
     }
@@ -366,7 +386,8 @@ async fn process_page(
     };
     let (width, height) = processed.image.dimensions();
     let image = processed.image;
-    let cover_sheet = doc.batch.then(|| state.config.batches.cover_sheet.clone());
+    let cover_sheet =
+        matches!(doc.owner, Owner::Batch(_)).then(|| state.config.batches.cover_sheet.clone());
     let blank = processed.blank;
     let (png, cover) = tokio::task::spawn_blocking(move || {
         // A batch page's codes are read on the cleaned-up page (upright, straight, 300 dpi).
@@ -397,19 +418,11 @@ async fn process_page(
     });
     let words = serde_json::to_vec(&ocr.words).map_err(|e| Failure::transient(e.into()))?;
     let word_count = ocr.words.len() as u32;
+    let [image_object, text_object, words_object] = doc.page_artifacts(page);
     let store = async {
-        state
-            .vault
-            .put(ObjectRef::PageImage(doc.id, page), png)
-            .await?;
-        state
-            .vault
-            .put(ObjectRef::PageText(doc.id, page), ocr.text.into_bytes())
-            .await?;
-        state
-            .vault
-            .put(ObjectRef::PageWords(doc.id, page), words)
-            .await?;
+        state.vault.put(image_object, png).await?;
+        state.vault.put(text_object, ocr.text.into_bytes()).await?;
+        state.vault.put(words_object, words).await?;
         anyhow::Ok(())
     };
     store.await.map_err(Failure::transient)?;
@@ -426,14 +439,16 @@ async fn process_page(
         ink: Some(f64::from(processed.ink)),
         text_source,
     };
-    let recorded = match cover {
-        Some(cover) => {
+    // A batch's pages are always read for a cover sheet; a document's never.
+    let recorded = match doc.owner {
+        Owner::Batch(batch) => {
+            let cover = cover.unwrap_or(chartvault_ocr::CoverSheet::NotCover);
             state
                 .db
-                .insert_batch_page(doc.id, &crate::store::batches::BatchPage { row, cover })
+                .insert_batch_page(batch, &crate::store::batches::BatchPage { row, cover })
                 .await
         }
-        None => state.db.insert_page(doc.id, &row).await,
+        Owner::Document(id) => state.db.insert_page(id, &row).await,
     };
     recorded.map_err(|e| Failure::transient(e.into()))?;
     Ok(())

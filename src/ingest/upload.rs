@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::access::policy::Principal;
 use crate::app::Archive;
-use crate::domain::{parse_slug, Category, DocumentId, Mrn};
+use crate::domain::{parse_slug, BatchId, Category, DocumentId, Mrn};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::documents::NewDocument;
 use crate::store::keys::NewKey;
@@ -308,7 +308,7 @@ async fn accept_inner(
     let patient_id = match committed {
         Ok(patient_id) => patient_id,
         Err(error) => {
-            discard_original(state, doc).await;
+            discard_original(state, crate::store::vault::ObjectRef::Original(doc)).await;
             return Err(error.into());
         }
     };
@@ -348,16 +348,16 @@ async fn preflight_staged(
 }
 
 /// Removes an original whose database records could not be committed.
-async fn discard_original(state: &Archive, id: DocumentId) {
+async fn discard_original(state: &Archive, original: crate::store::vault::ObjectRef) {
     let vault = state.vault.clone();
-    let name = crate::store::vault::ObjectRef::Original(id).blob_name();
+    let name = original.blob_name();
     let _ = tokio::task::spawn_blocking(move || vault.blobs.delete(&name)).await;
 }
 
 /// The answer to a batch upload.
 #[derive(Debug, Serialize)]
 pub struct BatchAccepted {
-    pub id: DocumentId,
+    pub id: BatchId,
     pub status: String,
     pub sha256: String,
     pub pages: u32,
@@ -386,7 +386,7 @@ async fn accept_batch_inner(
     if let Some(existing) = state.db.batch_by_sha256(&staged.sha256).await? {
         crate::access::audit::AuditEvent::new(principal, crate::access::policy::Action::Ingest)
             .outcome(crate::domain::Outcome::Duplicate)
-            .document(existing.id)
+            .batch(existing.id)
             .detail(serde_json::json!({ "batch": true }))
             .record(&state.db)
             .await?;
@@ -398,7 +398,7 @@ async fn accept_batch_inner(
             duplicate: true,
         });
     }
-    let id = staged.doc;
+    let id = crate::store::vault::ObjectRef::staged_batch(staged.doc);
     let preflight = preflight_staged(state, staged).await?;
     if preflight.format == ScanFormat::Dicom {
         return Err(AppError::new(
@@ -408,7 +408,8 @@ async fn accept_batch_inner(
     }
     let page_count = preflight.pages.len() as u32;
     let vault = state.vault.clone();
-    tokio::task::spawn_blocking(move || vault.promote_staging(id)).await??;
+    let staged_id = staged.doc;
+    tokio::task::spawn_blocking(move || vault.promote_staging(staged_id)).await??;
     let batch = crate::store::batches::NewBatch {
         id,
         content_type: preflight.format.content_type().to_string(),
@@ -432,12 +433,12 @@ async fn accept_batch_inner(
     }
     .await;
     if let Err(error) = committed {
-        discard_original(state, id).await;
+        discard_original(state, crate::store::vault::ObjectRef::batch_original(id)).await;
         return Err(error.into());
     }
     crate::access::audit::AuditEvent::new(principal, crate::access::policy::Action::Ingest)
         .outcome(crate::domain::Outcome::Accepted)
-        .document(id)
+        .batch(id)
         .detail(serde_json::json!({ "batch": true, "pages": page_count }))
         .record(&state.db)
         .await?;

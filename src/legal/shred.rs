@@ -164,7 +164,11 @@ pub async fn shred(
     let mut batches = Vec::new();
     for id in &ids {
         if let Some(batch) = state.db.live_batch_file_of(*id).await? {
-            if let Some(key) = state.vault.key_id_of(ObjectRef::Original(batch)).await? {
+            if let Some(key) = state
+                .vault
+                .key_id_of(ObjectRef::batch_original(batch))
+                .await?
+            {
                 batches.push((batch, key));
             }
         }
@@ -210,7 +214,10 @@ pub async fn shred(
         tracing::info!(document_id = %id, keys = keys.len(), "document keys destroyed");
     }
     for (batch, _) in &batches {
-        state.vault.delete_blob(ObjectRef::Original(*batch)).await;
+        state
+            .vault
+            .delete_blob(ObjectRef::batch_original(*batch))
+            .await;
         tracing::info!(batch_id = %batch, "batch file destroyed with pages that were shredded");
     }
     for id in &ids {

@@ -238,11 +238,11 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
     }
     // Batches not yet fully filed: their file and the pages they still hold.
     for (batch, _) in &inventory.batch_originals {
-        names.push(ObjectRef::Original(*batch).blob_name());
+        names.push(ObjectRef::batch_original(*batch).blob_name());
     }
     for (batch, page) in &inventory.batch_pages {
         names.extend(
-            ObjectRef::page_artifacts(*batch, *page)
+            ObjectRef::batch_page_artifacts(*batch, *page)
                 .iter()
                 .map(|o| o.blob_name()),
         );

@@ -344,10 +344,10 @@ fn expected_blobs(inventory: &Inventory) -> BTreeMap<BlobName, ObjectRef> {
         }
     }
     for (batch, _) in &inventory.batch_originals {
-        expect(ObjectRef::Original(*batch));
+        expect(ObjectRef::batch_original(*batch));
     }
     for (batch, page) in &inventory.batch_pages {
-        ObjectRef::page_artifacts(*batch, *page)
+        ObjectRef::batch_page_artifacts(*batch, *page)
             .into_iter()
             .for_each(&mut expect);
     }

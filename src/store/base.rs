@@ -9,7 +9,7 @@ pub(crate) use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 pub(crate) use serde::Serialize;
 
 pub(crate) use crate::domain::{
-    Category, DocumentId, DocumentStatus, Mrn, PatientId, Role, UserId,
+    BatchId, Category, DocumentId, DocumentStatus, Mrn, PatientId, Role, UserId,
 };
 pub(crate) use crate::store::objects::ObjectRef;
 pub(crate) use crate::store::phi::Column;

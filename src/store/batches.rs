@@ -8,11 +8,11 @@ use chartvault_ocr::CoverSheet;
 use serde::Serialize;
 
 use super::pages::PageRow;
-use crate::domain::{DocumentId, UserId};
+use crate::domain::{BatchId, DocumentId, UserId};
 
 #[derive(Debug, Clone)]
 pub struct NewBatch {
-    pub id: DocumentId,
+    pub id: BatchId,
     pub content_type: String,
     pub sha256: String,
     pub size_bytes: u64,
@@ -22,7 +22,7 @@ pub struct NewBatch {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Batch {
-    pub id: DocumentId,
+    pub id: BatchId,
     pub content_type: String,
     pub sha256: String,
     pub size_bytes: i64,
@@ -71,7 +71,7 @@ pub struct NewSegment {
 #[derive(Debug, Clone, Serialize)]
 pub struct Segment {
     pub id: DocumentId,
-    pub batch_id: DocumentId,
+    pub batch_id: BatchId,
     #[serde(skip)]
     pub seq: u32,
     pub first_page: u32,
@@ -96,7 +96,7 @@ impl Segment {
 pub trait BatchStore {
     fn insert_batch(tx: &mut Tx, batch: &NewBatch) -> impl Future<Output = StoreResult<()>> + Send;
 
-    fn batch(&self, id: DocumentId) -> impl Future<Output = StoreResult<Option<Batch>>> + Send;
+    fn batch(&self, id: BatchId) -> impl Future<Output = StoreResult<Option<Batch>>> + Send;
 
     /// A batch with the same file that did not fail.
     fn batch_by_sha256(
@@ -113,32 +113,32 @@ pub trait BatchStore {
     /// Ends a batch's processing: `split`, `failed` with a reason, or back to `accepted`.
     fn set_batch_status(
         &self,
-        id: DocumentId,
+        id: BatchId,
         status: &str,
         failure_reason: Option<&str>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     fn mark_batch_original_destroyed(
         &self,
-        id: DocumentId,
+        id: BatchId,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     fn insert_batch_page(
         &self,
-        batch: DocumentId,
+        batch: BatchId,
         page: &BatchPage,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// The batch's pages still held under it (filed pages move to their document), in order.
     fn batch_pages(
         &self,
-        batch: DocumentId,
+        batch: BatchId,
     ) -> impl Future<Output = StoreResult<Vec<BatchPage>>> + Send;
 
     /// Forgets batch pages whose artifacts are gone (filed in a document, or rejected).
     fn delete_batch_pages(
         &self,
-        batch: DocumentId,
+        batch: BatchId,
         pages: &[u32],
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
@@ -146,18 +146,17 @@ pub trait BatchStore {
     /// the segments as recorded.
     fn plan_segments(
         &self,
-        batch: DocumentId,
+        batch: BatchId,
         plan: &[NewSegment],
     ) -> impl Future<Output = StoreResult<Vec<Segment>>> + Send;
 
-    fn segments(&self, batch: DocumentId)
-        -> impl Future<Output = StoreResult<Vec<Segment>>> + Send;
+    fn segments(&self, batch: BatchId) -> impl Future<Output = StoreResult<Vec<Segment>>> + Send;
 
     /// The batch a document was filed from, while that batch's file is not destroyed.
     fn live_batch_file_of(
         &self,
         document: DocumentId,
-    ) -> impl Future<Output = StoreResult<Option<DocumentId>>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<BatchId>>> + Send;
 
     fn segment(&self, id: DocumentId) -> impl Future<Output = StoreResult<Option<Segment>>> + Send;
 
@@ -185,7 +184,7 @@ pub trait BatchStore {
     /// when one of `old` left the queue meanwhile.
     fn replace_segments(
         &self,
-        batch: DocumentId,
+        batch: BatchId,
         old: &[DocumentId],
         status: &str,
         new: &[NewSegment],
@@ -195,6 +194,6 @@ pub trait BatchStore {
     /// Whether any page range of the batch still waits to be filed or resolved.
     fn batch_has_open_segments(
         &self,
-        batch: DocumentId,
+        batch: BatchId,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 }

@@ -185,7 +185,7 @@ pub trait DocumentStore {
     fn tombstone_document(
         &self,
         documents: &[(DocumentId, Vec<String>)],
-        batch_originals: &[(DocumentId, String)],
+        batch_originals: &[(BatchId, String)],
         destroyable: &[DocumentStatus],
         by: &str,
         reason: &str,

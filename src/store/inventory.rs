@@ -41,9 +41,9 @@ pub struct Inventory {
     /// (document, state) of every job not done.
     pub open_jobs: Vec<(DocumentId, String)>,
     /// (batch, sha256) of every batch whose file is still held.
-    pub batch_originals: Vec<(DocumentId, String)>,
+    pub batch_originals: Vec<(BatchId, String)>,
     /// (batch, page) of every page still held under its batch.
-    pub batch_pages: Vec<(DocumentId, u32)>,
+    pub batch_pages: Vec<(BatchId, u32)>,
     /// Release attachments and productions, with the SHA-256 of their plaintext.
     pub release_objects: Vec<(ObjectRef, String)>,
 }

@@ -2,7 +2,7 @@
 
 use chartvault_storage::BlobName;
 
-use crate::domain::{AttachmentId, DocumentId, ProductionId};
+use crate::domain::{AttachmentId, BatchId, DocumentId, ProductionId};
 
 /// What an object is, which fixes both its blob name and its associated data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +114,31 @@ impl ObjectRef {
             | ObjectRef::PageText(_, page)
             | ObjectRef::PageWords(_, page) => Some(page),
         }
+    }
+
+    /// A batch's file. A batch's objects live in the documents' namespace under the batch's
+    /// uuid (`originals/…/{batch}`, `pages/…/{batch}/{n}.image`, with the same associated
+    /// data), so a batch and the documents cut from it never share an id and an archive's
+    /// names did not change when batches got an id type of their own. These functions and
+    /// [`ObjectRef::staged_batch`] are the one place that mapping is made.
+    pub fn batch_original(batch: BatchId) -> ObjectRef {
+        ObjectRef::Original(DocumentId(batch.0))
+    }
+
+    /// The batch a staged upload becomes: an upload is staged under the uuid it will have,
+    /// and [`ObjectRef::staging_name`] names it like a document's.
+    pub fn staged_batch(staged: DocumentId) -> BatchId {
+        BatchId(staged.0)
+    }
+
+    /// The image of a batch's page as processed (see [`ObjectRef::batch_original`]).
+    pub fn batch_page_image(batch: BatchId, page: u32) -> ObjectRef {
+        ObjectRef::PageImage(DocumentId(batch.0), page)
+    }
+
+    /// The artifacts of a batch's page still held under the batch.
+    pub fn batch_page_artifacts(batch: BatchId, page: u32) -> [ObjectRef; 3] {
+        ObjectRef::page_artifacts(DocumentId(batch.0), page)
     }
 
     /// The three artifacts the worker stores for each page.

@@ -279,17 +279,11 @@ impl Vault {
         tokio::task::spawn_blocking(move || vault.stored_key_id(&object.blob_name())).await?
     }
 
-    /// Copies a page's artifacts (image, text, word boxes) to another (document, page):
-    /// decrypted and encrypted again under the new identity and new keys.
-    pub async fn copy_page(
-        &self,
-        (from_doc, from_page): (DocumentId, u32),
-        (to_doc, to_page): (DocumentId, u32),
-    ) -> anyhow::Result<()> {
-        for (from, to) in ObjectRef::page_artifacts(from_doc, from_page)
-            .into_iter()
-            .zip(ObjectRef::page_artifacts(to_doc, to_page))
-        {
+    /// Copies a page's artifacts (image, text, word boxes; see [`ObjectRef::page_artifacts`]
+    /// and [`ObjectRef::batch_page_artifacts`]) to another page's: decrypted and encrypted
+    /// again under the new identity and new keys.
+    pub async fn copy_page(&self, from: [ObjectRef; 3], to: [ObjectRef; 3]) -> anyhow::Result<()> {
+        for (from, to) in from.into_iter().zip(to) {
             let bytes = self.get(from).await?;
             self.put(to, bytes).await?;
         }

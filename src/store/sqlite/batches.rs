@@ -9,14 +9,14 @@ use sqlx::Row;
 use crate::domain::{DocumentId, UserId};
 use crate::store::phi::Column;
 
-fn cover_row_id(batch: DocumentId, page: u32) -> String {
+fn cover_row_id(batch: BatchId, page: u32) -> String {
     format!("{batch}:{page}")
 }
 
 /// Records a batch's file destroyed (the first time only).
 async fn mark_original_destroyed<'e>(
     executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
-    batch: DocumentId,
+    batch: BatchId,
 ) -> super::StoreResult<()> {
     sqlx::query(
         "UPDATE batches SET original_destroyed_at = coalesce(original_destroyed_at, $1)
@@ -81,7 +81,7 @@ impl BatchStore for SqliteStore {
         Ok(())
     }
 
-    async fn batch(&self, id: DocumentId) -> super::StoreResult<Option<Batch>> {
+    async fn batch(&self, id: BatchId) -> super::StoreResult<Option<Batch>> {
         let row = sqlx::query("SELECT * FROM batches WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -122,7 +122,7 @@ impl BatchStore for SqliteStore {
 
     async fn set_batch_status(
         &self,
-        id: DocumentId,
+        id: BatchId,
         status: &str,
         failure_reason: Option<&str>,
     ) -> super::StoreResult<()> {
@@ -141,15 +141,11 @@ impl BatchStore for SqliteStore {
         Ok(())
     }
 
-    async fn mark_batch_original_destroyed(&self, id: DocumentId) -> super::StoreResult<()> {
+    async fn mark_batch_original_destroyed(&self, id: BatchId) -> super::StoreResult<()> {
         mark_original_destroyed(self.pool(), id).await
     }
 
-    async fn insert_batch_page(
-        &self,
-        batch: DocumentId,
-        page: &BatchPage,
-    ) -> super::StoreResult<()> {
+    async fn insert_batch_page(&self, batch: BatchId, page: &BatchPage) -> super::StoreResult<()> {
         let row = &page.row;
         let (fields, reason) = match &page.cover {
             CoverSheet::NotCover => (None, None),
@@ -198,7 +194,7 @@ impl BatchStore for SqliteStore {
         Ok(())
     }
 
-    async fn batch_pages(&self, batch: DocumentId) -> super::StoreResult<Vec<BatchPage>> {
+    async fn batch_pages(&self, batch: BatchId) -> super::StoreResult<Vec<BatchPage>> {
         let rows = sqlx::query("SELECT * FROM batch_pages WHERE batch_id = $1 ORDER BY page")
             .bind(batch.to_string())
             .fetch_all(self.pool())
@@ -231,7 +227,7 @@ impl BatchStore for SqliteStore {
             .collect()
     }
 
-    async fn delete_batch_pages(&self, batch: DocumentId, pages: &[u32]) -> super::StoreResult<()> {
+    async fn delete_batch_pages(&self, batch: BatchId, pages: &[u32]) -> super::StoreResult<()> {
         let mut tx = self.begin().await?;
         for page in pages {
             sqlx::query("DELETE FROM batch_pages WHERE batch_id = $1 AND page = $2")
@@ -245,7 +241,7 @@ impl BatchStore for SqliteStore {
 
     async fn plan_segments(
         &self,
-        batch: DocumentId,
+        batch: BatchId,
         plan: &[NewSegment],
     ) -> super::StoreResult<Vec<Segment>> {
         let mut tx = self.begin().await?;
@@ -283,7 +279,7 @@ impl BatchStore for SqliteStore {
         self.segments(batch).await
     }
 
-    async fn segments(&self, batch: DocumentId) -> super::StoreResult<Vec<Segment>> {
+    async fn segments(&self, batch: BatchId) -> super::StoreResult<Vec<Segment>> {
         let rows = sqlx::query(
             "SELECT * FROM batch_segments WHERE batch_id = $1 ORDER BY first_page, seq",
         )
@@ -296,7 +292,7 @@ impl BatchStore for SqliteStore {
     async fn live_batch_file_of(
         &self,
         document: DocumentId,
-    ) -> super::StoreResult<Option<DocumentId>> {
+    ) -> super::StoreResult<Option<BatchId>> {
         let batch: Option<String> = sqlx::query_scalar(
             "SELECT s.batch_id FROM batch_segments s JOIN batches b ON b.id = s.batch_id
              WHERE s.document_id = $1 AND s.status = 'filed' AND b.original_destroyed_at IS NULL
@@ -359,7 +355,7 @@ impl BatchStore for SqliteStore {
 
     async fn replace_segments(
         &self,
-        batch: DocumentId,
+        batch: BatchId,
         old: &[DocumentId],
         status: &str,
         new: &[NewSegment],
@@ -401,7 +397,7 @@ impl BatchStore for SqliteStore {
         Ok(Some(ids))
     }
 
-    async fn batch_has_open_segments(&self, batch: DocumentId) -> super::StoreResult<bool> {
+    async fn batch_has_open_segments(&self, batch: BatchId) -> super::StoreResult<bool> {
         let open: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM batch_segments
              WHERE batch_id = $1 AND status IN ('pending', 'qa')",
@@ -418,7 +414,7 @@ impl SqliteStore {
     /// (the blob itself is deleted after the commit).
     pub(crate) async fn destroy_batch_original_in(
         tx: &mut Tx,
-        batch: DocumentId,
+        batch: BatchId,
         key_id: &str,
     ) -> super::StoreResult<()> {
         sqlx::query("DELETE FROM keyring WHERE key_id = $1")

@@ -276,7 +276,7 @@ impl DocumentStore for SqliteStore {
     async fn tombstone_document(
         &self,
         documents: &[(DocumentId, Vec<String>)],
-        batch_originals: &[(DocumentId, String)],
+        batch_originals: &[(BatchId, String)],
         destroyable: &[DocumentStatus],
         by: &str,
         reason: &str,
