@@ -230,8 +230,6 @@ pub trait ReleaseStore {
     /// The next Bates number of a prefix (1 for a new prefix).
     fn bates_next(&self, prefix: &str) -> impl Future<Output = StoreResult<i64>> + Send;
 
-    /// Records a production and takes its Bates numbers, in one transaction; false (and
-    /// nothing recorded) if another production of the prefix took numbers meanwhile.
     /// Records a production, taking its Bates numbers, and the disclosures it makes (one per
     /// patient, for the accounting) in one transaction: a production never exists without
     /// its accounting. `false` when the Bates numbers were taken meanwhile.

@@ -445,3 +445,274 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Role, TextSource};
+    use crate::store::pages::PageRow;
+    use crate::store::sqlite::testing::{document_with_job, file_bytes, store};
+
+    fn page(page: u32, cover: CoverSheet) -> BatchPage {
+        BatchPage {
+            row: PageRow {
+                page,
+                width: 2550,
+                height: 3300,
+                dpi: Some(300.0),
+                mean_confidence: 91.0,
+                word_count: 120,
+                blank: false,
+                rotation: 0,
+                skew_degrees: None,
+                ink: Some(0.05),
+                text_source: TextSource::Ocr,
+            },
+            cover,
+        }
+    }
+
+    fn segment(first_page: u32, last_page: u32, qa_reason: Option<&str>) -> NewSegment {
+        NewSegment {
+            first_page,
+            last_page,
+            cover_page: Some(first_page - 1),
+            qa_reason: qa_reason.map(String::from),
+        }
+    }
+
+    async fn new_batch(store: &SqliteStore, sha256: &str) -> BatchId {
+        let created_by = store.create_user(sha256, Role::Records).await.unwrap();
+        let id = BatchId::new_random();
+        let mut tx = store.begin().await.unwrap();
+        SqliteStore::insert_batch(
+            &mut tx,
+            &NewBatch {
+                id,
+                content_type: "image/tiff".into(),
+                sha256: sha256.into(),
+                size_bytes: 1000,
+                page_count: 6,
+                created_by,
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_claimed_once_requeued_after_a_stop_and_found_by_its_file() {
+        let store = store().await;
+        let id = new_batch(&store, "aa").await;
+        assert_eq!(store.batch_by_sha256("aa").await.unwrap().unwrap().id, id);
+
+        let claimed = store.claim_batch().await.unwrap().unwrap();
+        assert_eq!((claimed.id, claimed.status.as_str()), (id, "processing"));
+        assert!(store.claim_batch().await.unwrap().is_none(), "claimed once");
+        assert_eq!(store.requeue_running_batches().await.unwrap(), 1);
+        assert_eq!(store.claim_batch().await.unwrap().unwrap().attempts, 2);
+
+        store
+            .set_batch_status(id, "failed", Some("the file is not a TIFF"))
+            .await
+            .unwrap();
+        assert!(
+            store.batch_by_sha256("aa").await.unwrap().is_none(),
+            "a failed batch is no duplicate: the file may be sent again"
+        );
+        store.set_batch_status(id, "split", None).await.unwrap();
+        let split = store.batch(id).await.unwrap().unwrap();
+        assert!(split.split_at.is_some());
+        assert!(store.batch(BatchId::new_random()).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn cover_sheet_fields_are_sealed_and_read_back_with_the_page() {
+        let store = store().await;
+        let id = new_batch(&store, "bb").await;
+        let cover = CoverSheet::Cover {
+            mrn: "MRN-QX-0042".into(),
+            document_type: "discharge-summary".into(),
+            category: None,
+            service_date: Some("1998-03-14".into()),
+        };
+        let unreadable = CoverSheet::Unreadable {
+            reason: "the cover code has no MRN field".into(),
+        };
+        store
+            .insert_batch_page(id, &page(1, cover.clone()))
+            .await
+            .unwrap();
+        store
+            .insert_batch_page(id, &page(2, CoverSheet::NotCover))
+            .await
+            .unwrap();
+        store
+            .insert_batch_page(id, &page(3, unreadable.clone()))
+            .await
+            .unwrap();
+        // A page processed again (a restart mid-batch) replaces its row.
+        store
+            .insert_batch_page(id, &page(2, CoverSheet::NotCover))
+            .await
+            .unwrap();
+
+        let pages = store.batch_pages(id).await.unwrap();
+        let read: Vec<(u32, CoverSheet)> =
+            pages.into_iter().map(|p| (p.row.page, p.cover)).collect();
+        assert!(read == vec![(1, cover), (2, CoverSheet::NotCover), (3, unreadable)]);
+
+        store.delete_batch_pages(id, &[1, 3]).await.unwrap();
+        let left: Vec<u32> = store
+            .batch_pages(id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.row.page)
+            .collect();
+        assert_eq!(left, vec![2]);
+
+        store.truncate_wal().await.unwrap();
+        let bytes = file_bytes(&store).await;
+        for needle in ["MRN-QX-0042", "discharge-summary", "1998-03-14"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} is in the database file"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn segments_are_planned_once_then_filed_or_resolved_by_a_person() {
+        let store = store().await;
+        let id = new_batch(&store, "cc").await;
+        let plan = [
+            segment(2, 3, None),
+            segment(5, 6, Some("no readable cover sheet")),
+        ];
+        let planned = store.plan_segments(id, &plan).await.unwrap();
+        assert_eq!(
+            planned
+                .iter()
+                .map(|s| s.status.as_str())
+                .collect::<Vec<_>>(),
+            ["pending", "qa"]
+        );
+        let again = store
+            .plan_segments(id, &[segment(2, 6, None)])
+            .await
+            .unwrap();
+        assert_eq!(
+            again.iter().map(|s| s.id).collect::<Vec<_>>(),
+            planned.iter().map(|s| s.id).collect::<Vec<_>>(),
+            "a second run keeps the first plan"
+        );
+        let (pending, in_qa) = (&planned[0], &planned[1]);
+        assert_eq!(
+            store
+                .qa_segments()
+                .await
+                .unwrap()
+                .iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>(),
+            [in_qa.id]
+        );
+
+        // The pending one is filed as a document; the batch file still holds its pages.
+        let mut tx = store.begin().await.unwrap();
+        assert!(
+            SqliteStore::resolve_segment(&mut tx, pending.id, "filed", None)
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        assert!(
+            !SqliteStore::resolve_segment(&mut tx, pending.id, "rejected", None)
+                .await
+                .unwrap(),
+            "a filed range is not resolved twice"
+        );
+        drop(tx);
+        assert_eq!(
+            store.live_batch_file_of(pending.document_id).await.unwrap(),
+            Some(id)
+        );
+
+        // A person splits the range in QA in two; the old one is gone from the queue.
+        let by = store.create_user("qa-person", Role::Records).await.unwrap();
+        let new = store
+            .replace_segments(
+                id,
+                &[in_qa.id],
+                "split",
+                &[segment(5, 5, None), segment(6, 6, None)],
+                by,
+            )
+            .await
+            .unwrap()
+            .expect("the range was still in QA");
+        assert_eq!(new.len(), 2);
+        let queue: Vec<DocumentId> = store
+            .qa_segments()
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(queue, new);
+        assert_eq!(
+            store.segment(in_qa.id).await.unwrap().unwrap().status,
+            "split"
+        );
+        assert!(
+            store
+                .replace_segments(id, &[in_qa.id], "merged", &[segment(5, 6, None)], by)
+                .await
+                .unwrap()
+                .is_none(),
+            "a range that left the queue cannot be replaced again"
+        );
+
+        assert!(store.batch_has_open_segments(id).await.unwrap());
+        for segment in &new {
+            let mut tx = store.begin().await.unwrap();
+            assert!(
+                SqliteStore::resolve_segment(&mut tx, *segment, "rejected", Some(by))
+                    .await
+                    .unwrap()
+            );
+            tx.commit().await.unwrap();
+        }
+        assert!(!store.batch_has_open_segments(id).await.unwrap());
+
+        // Once the batch file is destroyed, no document is held by it any more.
+        store.mark_batch_original_destroyed(id).await.unwrap();
+        let first = store
+            .batch(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .original_destroyed_at;
+        store.mark_batch_original_destroyed(id).await.unwrap();
+        assert_eq!(
+            store
+                .batch(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .original_destroyed_at,
+            first,
+            "the first destruction is the one on record"
+        );
+        assert_eq!(
+            store.live_batch_file_of(pending.document_id).await.unwrap(),
+            None
+        );
+        let (_, unrelated) = document_with_job(&store, "B-1").await;
+        assert_eq!(store.live_batch_file_of(unrelated).await.unwrap(), None);
+    }
+}

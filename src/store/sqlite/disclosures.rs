@@ -114,3 +114,93 @@ impl DisclosureStore for SqliteStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Role;
+    use crate::store::sqlite::testing::{document_with_job, file_bytes, store};
+
+    fn disclosure(patient: PatientId, doc: DocumentId, on: &str, by: UserId) -> NewDisclosure {
+        NewDisclosure {
+            patient_id: patient,
+            disclosed_at: on.parse().unwrap(),
+            document_ids: vec![doc],
+            recipient_name: "Peregrine Ashcombe".into(),
+            recipient_address: Some("4 Larch Row".into()),
+            description: "discharge summary".into(),
+            purpose: "continuity of care".into(),
+            source: DisclosureSource::Manual,
+            recorded_by: by,
+        }
+    }
+
+    #[tokio::test]
+    async fn disclosures_are_sealed_append_only_and_listed_per_patient_newest_first() {
+        let store = store().await;
+        let (patient, doc) = document_with_job(&store, "D-1").await;
+        let (other, other_doc) = document_with_job(&store, "D-2").await;
+        let by = store.create_user("lee", Role::Legal).await.unwrap();
+
+        let old = store
+            .insert_disclosure(&disclosure(patient, doc, "2019-05-01", by))
+            .await
+            .unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let new = store
+            .insert_disclosure_tx(&mut tx, &disclosure(patient, doc, "2026-10-01", by))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        store
+            .insert_disclosure(&disclosure(other, other_doc, "2026-10-02", by))
+            .await
+            .unwrap();
+
+        let all = store
+            .disclosures_of_patient(patient, "2020-01-01".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            all.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            [new.as_str()]
+        );
+        let all = store
+            .disclosures_of_patient(patient, "2019-05-01".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            all.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            [new.as_str(), old.as_str()],
+            "newest first, `since` inclusive"
+        );
+        assert_eq!(all[0].recipient_name, "Peregrine Ashcombe");
+        assert_eq!(all[0].document_ids, vec![doc]);
+        assert_eq!(all[0].source, "manual");
+
+        // The accounting is append-only: the table refuses updates and deletions.
+        for sql in [
+            "UPDATE disclosures SET purpose = 'x'",
+            "DELETE FROM disclosures",
+        ] {
+            assert!(
+                sqlx::query(sql).execute(store.pool()).await.is_err(),
+                "{sql} was allowed"
+            );
+        }
+
+        store.truncate_wal().await.unwrap();
+        let bytes = file_bytes(&store).await;
+        for needle in [
+            "Ashcombe",
+            "Larch",
+            "continuity of care",
+            "discharge summary",
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} is in the database file"
+            );
+        }
+    }
+}

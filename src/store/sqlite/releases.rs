@@ -482,3 +482,233 @@ impl SqliteStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AttachmentId, LegalBasis, Role};
+    use crate::store::disclosures::{DisclosureSource, NewDisclosure};
+    use crate::store::sqlite::testing::{document_with_job, file_bytes, store};
+
+    fn party(name: &str) -> Party {
+        Party {
+            name: name.into(),
+            organization: None,
+            address: Some("12 Quince Lane".into()),
+        }
+    }
+
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_release_keeps_its_sealed_details_exclusions_and_redactions() {
+        let store = store().await;
+        let (patient, doc) = document_with_job(&store, "R-1").await;
+        let by = store.create_user("lee", Role::Legal).await.unwrap();
+        let id = store
+            .insert_release(&NewRelease {
+                legal_basis: LegalBasis::PatientAccess,
+                details: ReleaseDetails {
+                    requester: party("Ottoline Brackenbury"),
+                    recipient: party("Ottoline Brackenbury"),
+                    matter: None,
+                    description: Some("all notes since 1998".into()),
+                    satisfactory_assurances: None,
+                },
+                received_on: day("2026-11-02"),
+                due_on: day("2026-12-02"),
+                date_from: None,
+                date_to: None,
+                document_types: vec!["progress-note".into()],
+                categories: Vec::new(),
+                authorizations: Vec::new(),
+                bates_prefix: "MERCY".into(),
+                patients: vec![patient],
+                created_by: by,
+            })
+            .await
+            .unwrap();
+        let release = store.release(id).await.unwrap().unwrap();
+        assert_eq!(release.details.requester.name, "Ottoline Brackenbury");
+        assert_eq!(release.patient_ids, vec![patient]);
+        assert_eq!(store.releases().await.unwrap().len(), 1);
+
+        // A patient-access request is extended once.
+        assert!(store
+            .extend_release(id, day("2027-01-01"), "records in storage")
+            .await
+            .unwrap());
+        assert!(!store
+            .extend_release(id, day("2027-02-01"), "again")
+            .await
+            .unwrap());
+        assert_eq!(
+            store.release(id).await.unwrap().unwrap().due_on,
+            day("2027-01-01")
+        );
+
+        // An authorising attachment adds its kind to the release's authorisations, once.
+        for _ in 0..2 {
+            let attachment = Attachment {
+                id: AttachmentId::new_random(),
+                kind: "patient-authorization".into(),
+                content_type: "application/pdf".into(),
+                sha256: "ab".repeat(32),
+                size_bytes: 100,
+                created_by: by.to_string(),
+                created_at: now(),
+            };
+            store
+                .insert_attachment(id, &attachment, true)
+                .await
+                .unwrap();
+            assert!(store.release_object_exists(attachment.id.0).await.unwrap());
+        }
+        assert_eq!(store.attachments(id).await.unwrap().len(), 2);
+        assert_eq!(
+            store.release(id).await.unwrap().unwrap().authorizations,
+            ["patient-authorization"]
+        );
+
+        store
+            .insert_exclusions(id, &[doc], "not requested", by)
+            .await
+            .unwrap();
+        assert_eq!(store.exclusions(id).await.unwrap()[0].document_id, doc);
+        assert_eq!(store.delete_exclusions(id, &[doc]).await.unwrap(), 1);
+        assert!(store.exclusions(id).await.unwrap().is_empty());
+
+        let region = Region {
+            left: 10,
+            top: 20,
+            width: 300,
+            height: 40,
+        };
+        let redaction = store
+            .insert_redaction(id, doc, 1, &[region], false, by)
+            .await
+            .unwrap();
+        let redactions = store.redactions(id).await.unwrap();
+        assert_eq!(
+            (
+                redactions[0].document_id,
+                redactions[0].page,
+                redactions[0].regions.clone()
+            ),
+            (doc, 1, vec![region])
+        );
+        assert!(store.delete_redaction(id, &redaction).await.unwrap());
+        assert!(!store.delete_redaction(id, &redaction).await.unwrap());
+
+        store.truncate_wal().await.unwrap();
+        let bytes = file_bytes(&store).await;
+        for needle in ["Brackenbury", "Quince", "since 1998"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} is in the database file"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_production_takes_its_bates_numbers_once_and_records_its_disclosures() {
+        let store = store().await;
+        let (patient, doc) = document_with_job(&store, "R-2").await;
+        let by = store.create_user("lee", Role::Legal).await.unwrap();
+        let release = store
+            .insert_release(&NewRelease {
+                legal_basis: LegalBasis::Subpoena,
+                details: ReleaseDetails {
+                    requester: party("Counsel"),
+                    recipient: party("Counsel"),
+                    matter: Some("Doe v. Mercy".into()),
+                    description: None,
+                    satisfactory_assurances: None,
+                },
+                received_on: day("2026-11-02"),
+                due_on: day("2026-11-30"),
+                date_from: None,
+                date_to: None,
+                document_types: Vec::new(),
+                categories: Vec::new(),
+                authorizations: Vec::new(),
+                bates_prefix: "MERCY".into(),
+                patients: vec![patient],
+                created_by: by,
+            })
+            .await
+            .unwrap();
+        let production = |first: i64| NewProduction {
+            id: ProductionId::new_random(),
+            release_id: release,
+            bates: Some(("MERCY".into(), first)),
+            record_pages: 3,
+            pdf_pages: 4,
+            documents: 1,
+            certified: true,
+            custodian: Some("Hortensia Vallejo".into()),
+            sha256: "cd".repeat(32),
+            size_bytes: 5000,
+            manifest: "{}".into(),
+            created_by: by,
+        };
+        let disclosure = NewDisclosure {
+            patient_id: patient,
+            disclosed_at: day("2026-11-20"),
+            document_ids: vec![doc],
+            recipient_name: "Counsel".into(),
+            recipient_address: None,
+            description: "production".into(),
+            purpose: "subpoena".into(),
+            source: DisclosureSource::Production,
+            recorded_by: by,
+        };
+
+        assert_eq!(store.bates_next("MERCY").await.unwrap(), 1);
+        let first = production(1);
+        assert!(store
+            .insert_production(&first, std::slice::from_ref(&disclosure))
+            .await
+            .unwrap());
+        assert_eq!(store.bates_next("MERCY").await.unwrap(), 4);
+        // A production that counted on numbers another one took records nothing.
+        let late = production(1);
+        assert!(!store
+            .insert_production(&late, std::slice::from_ref(&disclosure))
+            .await
+            .unwrap());
+        assert!(store.production(late.id).await.unwrap().is_none());
+        assert_eq!(
+            store
+                .disclosures_of_patient(patient, day("2026-01-01"))
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "the refused production made no disclosure"
+        );
+
+        let (stored, manifest) = store.production(first.id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                stored.bates_first,
+                stored.bates_last,
+                stored.custodian.as_deref()
+            ),
+            (Some(1), Some(3), Some("Hortensia Vallejo"))
+        );
+        assert_eq!(manifest, "{}");
+        assert_eq!(store.productions(release).await.unwrap().len(), 1);
+        assert!(store.release_object_exists(first.id.0).await.unwrap());
+        assert!(!store.release_object_exists(late.id.0).await.unwrap());
+
+        store.truncate_wal().await.unwrap();
+        let bytes = file_bytes(&store).await;
+        assert!(
+            !bytes.windows(9).any(|w| w == b"Hortensia"),
+            "the custodian is sealed"
+        );
+    }
+}

@@ -119,3 +119,85 @@ impl SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::testing::{document_with_job, store};
+
+    #[tokio::test]
+    async fn a_destruction_leaves_a_certificate_found_by_its_run_and_its_document() {
+        let store = store().await;
+        let (_, doc) = document_with_job(&store, "C-1").await;
+        let (_, waiting) = document_with_job(&store, "C-2").await;
+        let candidates = |docs: Vec<Document>| docs.iter().map(|d| d.id).collect::<Vec<_>>();
+        assert!(
+            store.retention_candidates().await.unwrap().is_empty(),
+            "documents still being processed are not retention's"
+        );
+        store
+            .set_status(doc, DocumentStatus::Indexed, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            candidates(store.retention_candidates().await.unwrap()),
+            [doc]
+        );
+
+        let as_of: NaiveDate = "2026-12-01".parse().unwrap();
+        let run = store.insert_retention_run(as_of, true, None).await.unwrap();
+        let certificate = NewCertificate {
+            run_id: run.clone(),
+            document_id: doc,
+            document_sha256: "00".repeat(32),
+            document_type: "progress-note".into(),
+            page_count: 1,
+            rule: "adult: 10 years".into(),
+            counted_from: "2016-01-01".parse().unwrap(),
+            expired_on: "2026-01-01".parse().unwrap(),
+            destroyed_by: RETENTION_JOB.into(),
+        };
+        assert!(store
+            .tombstone_document(
+                &[(doc, Vec::new())],
+                &[],
+                &[DocumentStatus::Indexed],
+                RETENTION_JOB,
+                "retention",
+                Some(&certificate),
+            )
+            .await
+            .unwrap());
+        store
+            .finish_retention_run(
+                &run,
+                &RunCounts {
+                    expired: 1,
+                    held: 0,
+                    destroyed: 1,
+                },
+            )
+            .await
+            .unwrap();
+
+        let of_run = store.certificates(Some(&run), None).await.unwrap();
+        assert_eq!(of_run.len(), 1);
+        assert_eq!(of_run[0].document_id, doc.to_string());
+        assert_eq!(of_run[0].destroyed_by, RETENTION_JOB);
+        assert_eq!(store.certificates(None, Some(doc)).await.unwrap().len(), 1);
+        assert!(store
+            .certificates(None, Some(waiting))
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .certificates(Some("another run"), None)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(
+            store.retention_candidates().await.unwrap().is_empty(),
+            "a destroyed document is no candidate any more"
+        );
+    }
+}
