@@ -177,33 +177,68 @@ fn profile_energy(points: &[(f32, f32)], degrees: f32) -> f64 {
 
 /// The page rotated clockwise by `degrees` about its centre (bilinear), same size, with white
 /// paper where nothing was.
+///
+/// Each output row walks its source coordinates incrementally in 16.16 fixed point, and
+/// interpolates with 8-bit weights: a 300-dpi letter page turns in a few tens of
+/// milliseconds, within one grey level of the exact bilinear result.
 pub fn rotate(image: &GrayImage, degrees: f32) -> GrayImage {
+    const ONE: i64 = 1 << 16;
     let (width, height) = image.dimensions();
-    let (sin, cos) = degrees.to_radians().sin_cos();
-    let (cx, cy) = ((width as f32 - 1.0) / 2.0, (height as f32 - 1.0) / 2.0);
+    let mut out = GrayImage::from_pixel(width, height, Luma([255]));
+    if width == 0 || height == 0 {
+        return out;
+    }
+    let (sin, cos) = f64::from(degrees).to_radians().sin_cos();
+    let (cx, cy) = (
+        (f64::from(width) - 1.0) / 2.0,
+        (f64::from(height) - 1.0) / 2.0,
+    );
     let src = image.as_raw();
     let stride = width as usize;
-    let mut out = GrayImage::from_pixel(width, height, Luma([255]));
+    let fixed = |value: f64| (value * ONE as f64).round() as i64;
+    let (step_x, step_y) = (fixed(cos), fixed(-sin));
+    let (max_x, max_y) = (i64::from(width - 1) * ONE, i64::from(height - 1) * ONE);
     for (y, row) in out.chunks_exact_mut(stride).enumerate() {
-        let dy = y as f32 - cy;
-        for (x, pixel) in row.iter_mut().enumerate() {
-            let dx = x as f32 - cx;
-            // The inverse rotation finds where this pixel comes from.
-            let sx = cx + dx * cos + dy * sin;
-            let sy = cy - dx * sin + dy * cos;
-            if sx < 0.0 || sy < 0.0 || sx > width as f32 - 1.0 || sy > height as f32 - 1.0 {
-                continue;
+        let dy = y as f64 - cy;
+        // The inverse rotation finds where each pixel comes from; along a row it moves by
+        // (cos, -sin) per pixel.
+        let mut sx = fixed(cx - cx * cos + dy * sin);
+        let mut sy = fixed(cy + cx * sin + dy * cos);
+        for pixel in row.iter_mut() {
+            if (0..=max_x).contains(&sx) && (0..=max_y).contains(&sy) {
+                let (x0, y0) = ((sx >> 16) as usize, (sy >> 16) as usize);
+                let x1 = (x0 + 1).min(stride - 1);
+                let y1 = (y0 + 1).min(height as usize - 1);
+                let fx = ((sx >> 8) & 0xFF) as u32;
+                let fy = ((sy >> 8) & 0xFF) as u32;
+                let at = |x: usize, y: usize| u32::from(src[y * stride + x]);
+                let top = at(x0, y0) * (256 - fx) + at(x1, y0) * fx;
+                let bottom = at(x0, y1) * (256 - fx) + at(x1, y1) * fx;
+                *pixel = ((top * (256 - fy) + bottom * fy + (1 << 15)) >> 16) as u8;
             }
-            let (x0, y0) = (sx as usize, sy as usize);
-            let (x1, y1) = (
-                (x0 + 1).min(width as usize - 1),
-                (y0 + 1).min(height as usize - 1),
-            );
-            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
-            let at = |x: usize, y: usize| f32::from(src[y * stride + x]);
-            let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
-            let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
-            *pixel = (top * (1.0 - fy) + bottom * fy).round() as u8;
+            sx += step_x;
+            sy += step_y;
+        }
+    }
+    out
+}
+
+/// The page at half the resolution in each direction, black and white: a 2×2 cell is ink
+/// when its mean is darker than the ink threshold's upper half, so thin strokes survive.
+pub fn reduce_binarised(image: &GrayImage) -> GrayImage {
+    let (width, height) = (image.width() / 2, image.height() / 2);
+    let stride = image.width() as usize;
+    let src = image.as_raw();
+    let mut out = GrayImage::new(width, height);
+    for (y, row) in out.chunks_exact_mut(width.max(1) as usize).enumerate() {
+        let top = &src[2 * y * stride..][..2 * width as usize];
+        let bottom = &src[(2 * y + 1) * stride..][..2 * width as usize];
+        for (x, pixel) in row.iter_mut().enumerate() {
+            let sum = u32::from(top[2 * x])
+                + u32::from(top[2 * x + 1])
+                + u32::from(bottom[2 * x])
+                + u32::from(bottom[2 * x + 1]);
+            *pixel = if sum < 4 * 160 { 0 } else { 255 };
         }
     }
     out
@@ -308,6 +343,47 @@ mod tests {
         let small = GrayImage::from_pixel(100, 100, Luma([255]));
         let (small, dpi) = normalise_resolution(small, 320.0, 300);
         assert_eq!((small.width(), dpi), (100, 320.0));
+    }
+
+    #[test]
+    fn rotation_is_within_a_grey_level_of_exact_bilinear() {
+        let (width, height) = (301u32, 203u32);
+        // Smooth shading and steep edges, as scans have (up to ~40 grey levels a pixel).
+        let page = GrayImage::from_fn(width, height, |x, y| {
+            let shade = 128.0 + 100.0 * (x as f32 / 5.0).sin() * (y as f32 / 7.0).cos();
+            Luma([shade.round() as u8])
+        });
+        for degrees in [0.37f32, -2.9, 9.5] {
+            let fast = rotate(&page, degrees);
+            let (sin, cos) = degrees.to_radians().sin_cos();
+            let (cx, cy) = ((width as f32 - 1.0) / 2.0, (height as f32 - 1.0) / 2.0);
+            let mut compared = 0;
+            for y in 2..height - 2 {
+                for x in 2..width - 2 {
+                    let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+                    let (sx, sy) = (cx + dx * cos + dy * sin, cy - dx * sin + dy * cos);
+                    // Exact bilinear where the source is well inside the page.
+                    if sx < 1.0 || sy < 1.0 || sx > width as f32 - 2.0 || sy > height as f32 - 2.0 {
+                        continue;
+                    }
+                    let (x0, y0) = (sx as u32, sy as u32);
+                    let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+                    let at = |x: u32, y: u32| f32::from(page.get_pixel(x, y)[0]);
+                    let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1, y0) * fx;
+                    let bottom = at(x0, y0 + 1) * (1.0 - fx) + at(x0 + 1, y0 + 1) * fx;
+                    let exact = top * (1.0 - fy) + bottom * fy;
+                    let got = f32::from(fast.get_pixel(x, y)[0]);
+                    assert!(
+                        (got - exact).abs() <= 1.5,
+                        "{degrees}° at {x},{y}: {got} vs {exact}"
+                    );
+                    compared += 1;
+                }
+            }
+            assert!(compared > 40_000);
+            // What comes into view from outside the page is white paper.
+            assert_eq!(fast.get_pixel(0, 0)[0], 255, "{degrees}°");
+        }
     }
 
     #[test]

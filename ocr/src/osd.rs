@@ -68,6 +68,18 @@ impl OsdEngine {
         Ok(engine)
     }
 
+    /// The page's orientation, asked of a copy at half the resolution, binarised, when the
+    /// page is large enough for its text to stay legible there (OSD's cost grows with the
+    /// pixels; its answer does not need them).
+    pub(crate) fn detect_on(&mut self, image: &GrayImage, dpi: u32) -> Option<Orientation> {
+        let (width, height) = image.dimensions();
+        if dpi >= 250 && width.min(height) >= 1500 {
+            self.detect(&crate::cleanup::reduce_binarised(image), dpi / 2)
+        } else {
+            self.detect(image, dpi)
+        }
+    }
+
     /// The page's orientation, or `None` when OSD cannot tell (too little text).
     pub(crate) fn detect(&mut self, image: &GrayImage, dpi: u32) -> Option<Orientation> {
         let (width, height) = image.dimensions();

@@ -7,7 +7,7 @@ mod common;
 use std::io::Cursor;
 use std::sync::OnceLock;
 
-use chartvault_ocr::cleanup::{estimate_skew, rotate};
+use chartvault_ocr::cleanup::{estimate_skew, rotate, rotate_quarter_turns};
 use chartvault_ocr::{decode_page, sniff, Limits, OcrConfig, OcrPool, ProcessedPage};
 use image::{GrayImage, Luma};
 
@@ -80,6 +80,22 @@ async fn a_crooked_scan_is_straightened() {
     assert!(after.abs() < 0.5, "stored skew {after}");
     assert_eq!(page.rotation, 0);
     assert!(words(&page).contains("metformin"));
+}
+
+#[tokio::test]
+async fn a_letter_scanned_turned_any_quarter_way_comes_out_upright() {
+    let Some(bytes) = common::fixture_bytes("letter300_clean.png") else {
+        return;
+    };
+    let (clean, dpi) = decode(bytes);
+    let upright = process(clean.clone(), dpi).await;
+    assert_eq!(upright.rotation, 0);
+    for turn in [90u16, 180, 270] {
+        let page = process(rotate_quarter_turns(clean.clone(), turn), dpi).await;
+        assert_eq!(page.rotation, (360 - turn) % 360, "scanned turned {turn}°");
+        assert_eq!(page.image.dimensions(), clean.dimensions());
+        assert!(words(&page).contains("metformin"), "scanned turned {turn}°");
+    }
 }
 
 #[tokio::test]
