@@ -24,6 +24,7 @@ mod cer;
 pub mod cleanup;
 mod decode;
 mod dicom;
+mod engine;
 mod error;
 mod format;
 #[doc(hidden)]

@@ -2,8 +2,10 @@
 //!
 //! Promises:
 //! - each thread creates its engine once, at [`OcrPool::start`], and reuses it page after
-//!   page (the `tesseract` crate's builder consumes and returns the engine; only if an error
-//!   consumed it is a new one created, on the next page);
+//!   page (only an engine that panicked is dropped, and a new one created for the next
+//!   page);
+//! - a page given a time limit ([`OcrPool::process_within`]) stops recognising when the
+//!   limit passes, and its engine takes the next page at once;
 //! - `start` fails fast, with a message naming the Debian package, when the language data is
 //!   missing;
 //! - Tesseract receives decoded pixels through `SetImage` (8-bit gray, one byte per pixel),
@@ -26,15 +28,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use image::GrayImage;
-use tesseract::Tesseract;
 use tokio::sync::oneshot;
 
 use crate::cleanup::{self, CleanupConfig};
+use crate::engine::{Engine, EngineInitError};
 use crate::osd::OsdEngine;
-use crate::words::words_from_tsv;
 use crate::{OcrError, PageOcr};
 
 /// The resolution assumed when a page states none, or an implausible one.
@@ -111,6 +112,8 @@ struct Job {
     reply: oneshot::Sender<Outcome>,
     /// Told when an engine starts on the page (time limits count from then).
     started: Option<oneshot::Sender<()>>,
+    /// How long the page may take from then.
+    limit: Option<Duration>,
 }
 
 /// What every engine is created with.
@@ -203,9 +206,8 @@ impl OcrPool {
 
     /// As [`OcrPool::process`], failing with [`OcrError::PageTimeout`] when the page takes
     /// longer than `limit` from the moment an engine starts on it: time spent waiting for a
-    /// free engine behind other pages does not count. (The engine finishes a page that runs
-    /// over in the background; libtesseract's own deadline is not reachable through the
-    /// `tesseract` crate.)
+    /// free engine behind other pages does not count. The engine stops recognising when the
+    /// limit passes (libtesseract's own deadline) and takes the next page.
     pub async fn process_within(
         &self,
         image: GrayImage,
@@ -221,6 +223,7 @@ impl OcrPool {
                 work: Work::Process,
                 reply,
                 started: Some(started),
+                limit: Some(limit),
             })
             .map_err(|_| OcrError::PoolClosed)?;
         // Queue wait: as long as it takes (the engine drops `started` unsent only when the
@@ -252,6 +255,7 @@ impl OcrPool {
                 work,
                 reply,
                 started: None,
+                limit: None,
             })
             .map_err(|_| OcrError::PoolClosed)?;
         response.await.map_err(|_| OcrError::PoolClosed)
@@ -323,17 +327,16 @@ fn language_missing(language: &str) -> OcrError {
     }
 }
 
-fn create_engine(settings: &EngineSettings) -> Result<Tesseract, OcrError> {
-    let engine = Tesseract::new(settings.tessdata_dir.as_deref(), Some(&settings.language))
-        .map_err(|error| match error {
-            tesseract::InitializeError::TessBaseAPIInitError(_) => {
-                language_missing(&settings.language)
-            }
-            other => OcrError::EngineInit(other.to_string()),
-        })?;
-    engine
-        .set_variable("tessedit_pageseg_mode", &settings.page_seg_mode)
-        .map_err(|error| OcrError::EngineInit(error.to_string()))
+fn create_engine(settings: &EngineSettings) -> Result<Engine, OcrError> {
+    Engine::new(
+        settings.tessdata_dir.as_deref(),
+        &settings.language,
+        &settings.page_seg_mode,
+    )
+    .map_err(|error| match error {
+        EngineInitError::LanguageData => language_missing(&settings.language),
+        EngineInitError::Other(message) => OcrError::EngineInit(message),
+    })
 }
 
 fn engine_thread(
@@ -383,17 +386,23 @@ fn engine_thread(
             let _ = started.send(());
         }
         let started = Instant::now();
+        let deadline = job.limit.map(|limit| (started + limit, limit));
         let (width, height) = job.image.dimensions();
         let outcome = catch_unwind(AssertUnwindSafe(|| match job.work {
-            Work::Recognize => {
-                Outcome::Recognized(recognize_page(&mut engine, settings, &job.image, job.dpi))
-            }
+            Work::Recognize => Outcome::Recognized(recognize_page(
+                &mut engine,
+                settings,
+                &job.image,
+                job.dpi,
+                deadline,
+            )),
             Work::Process => Outcome::Processed(process_page(
                 &mut engine,
                 osd.as_mut(),
                 settings,
                 job.image,
                 job.dpi,
+                deadline,
             )),
         }))
         .unwrap_or_else(|_| {
@@ -432,10 +441,11 @@ fn engine_thread(
 }
 
 fn recognize_page(
-    engine: &mut Option<Tesseract>,
+    engine: &mut Option<Engine>,
     settings: &EngineSettings,
     image: &GrayImage,
     dpi: Option<u32>,
+    deadline: Option<(Instant, Duration)>,
 ) -> Result<PageOcr, OcrError> {
     let (width, height) = image.dimensions();
     if width == 0 || height == 0 {
@@ -443,37 +453,25 @@ fn recognize_page(
             "the page is {width}x{height} pixels"
         )));
     }
-    let (Ok(width), Ok(height)) = (i32::try_from(width), i32::try_from(height)) else {
-        return Err(OcrError::InvalidPage("the page is too large".into()));
-    };
     let ppi = i32::try_from(plausible_dpi(dpi)).unwrap_or(i32::MAX);
-
-    let tess = match engine.take() {
-        Some(tess) => tess,
-        None => {
-            tracing::info!("re-creating an OCR engine after an earlier failure");
-            create_engine(settings)?
-        }
-    };
-    // On an error the builder has consumed the engine; the next page creates a new one.
-    let mut tess = tess
-        .set_frame(image.as_raw(), width, height, 1, width)
-        .map_err(|error| OcrError::InvalidPage(error.to_string()))?
-        .set_source_resolution(ppi)
-        .recognize()
-        .map_err(|error| OcrError::Recognition(error.to_string()))?;
-    let outcome = read_results(&mut tess);
-    *engine = Some(tess);
-    outcome
+    if engine.is_none() {
+        tracing::info!("re-creating an OCR engine after an earlier failure");
+        *engine = Some(create_engine(settings)?);
+    }
+    engine
+        .as_mut()
+        .expect("an engine was just created")
+        .recognize(image, ppi, deadline)
 }
 
 /// Resolution, blank check, orientation, skew, then OCR (see [`CleanupConfig`]).
 fn process_page(
-    engine: &mut Option<Tesseract>,
+    engine: &mut Option<Engine>,
     osd: Option<&mut OsdEngine>,
     settings: &EngineSettings,
     image: GrayImage,
     dpi: Option<u32>,
+    deadline: Option<(Instant, Duration)>,
 ) -> Result<ProcessedPage, OcrError> {
     let cleanup = &settings.cleanup;
     let stated = plausible_dpi(dpi);
@@ -500,7 +498,7 @@ fn process_page(
     // recognised too). A confident OSD answer is applied; an unsure one is kept only if the
     // turned page reads better.
     let (image, skew_degrees) = straighten(image, cleanup.deskew);
-    let ocr = recognize_page(engine, settings, &image, Some(dpi))?;
+    let ocr = recognize_page(engine, settings, &image, Some(dpi), deadline)?;
     let mut best = (image, 0, ocr, skew_degrees);
     let orientation = match osd {
         Some(osd) if reads_poorly(&best.2) => osd.detect_on(&best.0, dpi),
@@ -513,7 +511,7 @@ fn process_page(
             Some(_) if o.rotate == 180 => (turned, best.3),
             _ => straighten(turned, cleanup.deskew),
         };
-        let ocr = recognize_page(engine, settings, &turned, Some(dpi))?;
+        let ocr = recognize_page(engine, settings, &turned, Some(dpi), deadline)?;
         if o.confidence >= cleanup.min_orientation_confidence || score(&ocr) > score(&best.2) {
             best = (turned, o.rotate, ocr, turned_skew);
         }
@@ -586,20 +584,6 @@ fn straighten(image: GrayImage, deskew: bool) -> (GrayImage, Option<f32>) {
 fn plausible_dpi(dpi: Option<u32>) -> u32 {
     dpi.filter(|dpi| *dpi >= MIN_PLAUSIBLE_DPI)
         .unwrap_or(DEFAULT_DPI)
-}
-
-fn read_results(tess: &mut Tesseract) -> Result<PageOcr, OcrError> {
-    let text = tess
-        .get_text()
-        .map_err(|error| OcrError::Recognition(error.to_string()))?;
-    let tsv = tess
-        .get_tsv_text(0)
-        .map_err(|error| OcrError::Recognition(error.to_string()))?;
-    Ok(PageOcr {
-        text,
-        words: words_from_tsv(&tsv),
-        mean_confidence: tess.mean_text_conf() as f32,
-    })
 }
 
 /// Makes every OpenMP parallel region started from this thread run on this thread alone.
