@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what chartvault needs to build and test on Debian 12: libtesseract and its data
-# (English + orientation), clang for the bindings, fonts for generated test scans, and the
-# tesseract command line (the OCR benchmark's baseline and the CER reference in tests), and
-# poppler-utils (pdftotext and pdfinfo read the productions back in tests).
+# (English, orientation, and Spanish for the test of a second language), clang for the
+# bindings, fonts for generated test scans, the tesseract command line (the OCR benchmark's
+# baseline and the CER reference in tests), and poppler-utils (pdftotext and pdfinfo read
+# the productions back in tests).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
 packages=(
   libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
+  tesseract-ocr-spa
   clang libclang-dev pkg-config fonts-dejavu-core poppler-utils
 )
 

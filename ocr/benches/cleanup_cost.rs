@@ -3,12 +3,14 @@
 //! Run: `cargo bench -p chartvault-ocr --bench cleanup_cost --profile dev` (the profile the
 //! service runs: this crate and its dependencies at opt-level 2). Needs ../shared/fixtures.
 //!
-//! Pages: `letter300_clean.png` (a dense 300-dpi letter) upright, crooked by 2°, and turned
-//! 90°, 180° and 270°; `8087_054.3B.tif` (a real scanned letter). Prints, per page, the
-//! milliseconds of recognition alone ([`OcrPool::recognize`] on the page as given) and of the
-//! whole clean-up and recognition ([`OcrPool::process`]), their ratio, the orientation and
-//! skew found, and the time of each Rust clean-up stage on the page. The best of three runs
-//! counts, so a cold start does not.
+//! Pages: `letter300_clean.png` (a dense 300-dpi letter) upright, crooked by 2°, turned 90°,
+//! 180° and 270°, and turned and crooked by ±3° at once; `8087_054.3B.tif` (a real scanned
+//! letter). Prints, per page, the milliseconds of recognition alone ([`OcrPool::recognize`]
+//! on the page as given) and of the whole clean-up and recognition ([`OcrPool::process`]),
+//! their ratio, the orientation and skew found, and the character error rate against the
+//! ground truth of both readings (clean-up's, and the page read as it is, as the `tesseract`
+//! command line reads it); then the time of each Rust clean-up stage. The best of three
+//! runs counts, so a cold start does not.
 
 use std::io::Cursor;
 use std::path::PathBuf;
@@ -52,34 +54,64 @@ fn main() {
 
     let (letter, letter_dpi) = decode(read("letter300_clean.png"));
     let (scan, scan_dpi) = decode(read("8087_054.3B.tif"));
-    let pages: Vec<(&str, GrayImage, Option<u32>)> = vec![
-        ("letter upright", letter.clone(), letter_dpi),
-        ("letter crooked 2°", rotate(&letter, 2.0), letter_dpi),
+    let letter_truth = String::from_utf8(read("letter300.txt")).expect("UTF-8 ground truth");
+    let scan_truth = String::from_utf8(read("8087_054.3B.txt")).expect("UTF-8 ground truth");
+    let turned_crooked =
+        |turn: u16, degrees: f32| rotate_quarter_turns(rotate(&letter, degrees), turn);
+    let pages: Vec<(&str, GrayImage, Option<u32>, &str)> = vec![
+        ("letter upright", letter.clone(), letter_dpi, &letter_truth),
+        (
+            "letter crooked 2°",
+            rotate(&letter, 2.0),
+            letter_dpi,
+            &letter_truth,
+        ),
         (
             "letter turned 90°",
-            rotate_quarter_turns(letter.clone(), 90),
+            turned_crooked(90, 0.0),
             letter_dpi,
+            &letter_truth,
         ),
         (
             "letter turned 180°",
-            rotate_quarter_turns(letter.clone(), 180),
+            turned_crooked(180, 0.0),
             letter_dpi,
+            &letter_truth,
         ),
         (
             "letter turned 270°",
-            rotate_quarter_turns(letter.clone(), 270),
+            turned_crooked(270, 0.0),
             letter_dpi,
+            &letter_truth,
         ),
-        ("scanned letter", scan, scan_dpi),
+        (
+            "90° and +3°",
+            turned_crooked(90, 3.0),
+            letter_dpi,
+            &letter_truth,
+        ),
+        (
+            "180° and -3°",
+            turned_crooked(180, -3.0),
+            letter_dpi,
+            &letter_truth,
+        ),
+        (
+            "270° and -3°",
+            turned_crooked(270, -3.0),
+            letter_dpi,
+            &letter_truth,
+        ),
+        ("scanned letter", scan, scan_dpi, &scan_truth),
     ];
 
     println!(
-        "{:<20} {:>12} {:>12} {:>7} {:>9} {:>7}",
-        "page", "recognise ms", "process ms", "ratio", "rotation", "skew°"
+        "{:<20} {:>12} {:>12} {:>7} {:>9} {:>7} {:>7} {:>7}",
+        "page", "recognise ms", "process ms", "ratio", "rotation", "skew°", "CER %", "as-is %"
     );
     let mut totals = (0.0, 0.0);
-    for (name, image, dpi) in &pages {
-        let (recognise, _) = best_of(3, || {
+    for (name, image, dpi, truth) in &pages {
+        let (recognise, as_is) = best_of(3, || {
             runtime
                 .block_on(pool.recognize(image.clone(), *dpi))
                 .expect("recognised")
@@ -92,11 +124,13 @@ fn main() {
         totals.0 += recognise;
         totals.1 += process;
         println!(
-            "{name:<20} {recognise:>12.0} {process:>12.0} {:>7.2} {:>9} {:>7}",
+            "{name:<20} {recognise:>12.0} {process:>12.0} {:>7.2} {:>9} {:>7} {:>7.2} {:>7.2}",
             process / recognise,
             page.rotation,
             page.skew_degrees
                 .map_or("-".to_string(), |s| format!("{s:.2}")),
+            100.0 * character_error_rate(truth, &page.ocr.text),
+            100.0 * character_error_rate(truth, &as_is.text),
         );
     }
     println!(

@@ -19,6 +19,7 @@ mod hardening;
 mod helpers;
 mod holds;
 mod jwt;
+mod languages;
 mod pdf;
 mod qa_checks;
 mod releases;
