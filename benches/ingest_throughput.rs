@@ -5,7 +5,9 @@
 //! `letter300_scan_g4.tif` (from ../shared/fixtures when present) and generated 300-dpi
 //! letter pages, at least 12 in all. The service is timed from the first upload until every
 //! page is `indexed`; the baseline is `tesseract FILE stdout` with OMP_THREAD_LIMIT=1 run on
-//! all cores at once through `xargs -P`. Prints pages/second for both and their ratio.
+//! all cores at once through `xargs -P`. Prints pages/second for both and their ratio, and
+//! where the service's CPU went: its OCR engine threads, the rest of its threads, and its
+//! decoder processes (the share outside recognition).
 //!
 //! Run: `cargo bench --profile dev --bench ingest_throughput` (the profile the service runs
 //! with; dependencies are optimised in it).
@@ -58,6 +60,35 @@ fn letter_page(seed: u64) -> image::GrayImage {
     canvas
 }
 
+/// CPU seconds this process has used: (its OCR engine threads, all its threads, its
+/// waited-for children: the decoder processes).
+fn cpu_seconds() -> (f64, f64, f64) {
+    // SAFETY: sysconf only reads a constant.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // The fields after the command name's closing parenthesis, from field 3 (`state`) on.
+    let fields = |stat: &str| -> Vec<f64> {
+        let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+        rest.split_whitespace()
+            .map(|f| f.parse::<f64>().unwrap_or(0.0))
+            .collect()
+    };
+    let mut engines = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").expect("procfs") {
+        let path = task.expect("a task").path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if name.starts_with("ocr-engine") {
+            let stat = fields(&std::fs::read_to_string(path.join("stat")).unwrap_or_default());
+            engines += (stat[11] + stat[12]) / tick; // utime, stime
+        }
+    }
+    let stat = fields(&std::fs::read_to_string("/proc/self/stat").expect("procfs"));
+    (
+        engines,
+        (stat[11] + stat[12]) / tick,
+        (stat[13] + stat[14]) / tick, // cutime, cstime
+    )
+}
+
 fn main() {
     std::env::set_var("OMP_THREAD_LIMIT", "1");
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -87,6 +118,7 @@ async fn run() {
 
     // The service: upload everything, wait until every page is indexed.
     let app = spawn_app().await;
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut ids = Vec::new();
     for (_, bytes) in &files {
@@ -100,12 +132,24 @@ async fn run() {
         app.wait_indexed(id).await;
     }
     let service = started.elapsed();
+    let cpu_after = cpu_seconds();
     let service_rate = pages as f64 / service.as_secs_f64();
     println!(
         "chartvault:        {:>6.2} s  {:>5.3} pages/s  (all {pages} uploads acknowledged after {:.2} s)",
         service.as_secs_f64(),
         service_rate,
         accepted.as_secs_f64()
+    );
+    let engines = cpu_after.0 - cpu_before.0;
+    let others = (cpu_after.1 - cpu_before.1) - engines;
+    let children = cpu_after.2 - cpu_before.2;
+    let outside = others + children;
+    println!(
+        "CPU: OCR engines {engines:.2} s, the rest of the process {others:.2} s (this bench's \
+         client included), decoder processes {children:.2} s: {:.1} % outside the engines; \
+         engines busy {:.0} % of {cores} cores' wall time",
+        100.0 * outside / (engines + outside),
+        100.0 * engines / (cores as f64 * service.as_secs_f64()),
     );
     drop(app);
 
