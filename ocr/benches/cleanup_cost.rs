@@ -167,4 +167,6 @@ fn main() {
     println!("  quarter turn     {ms:>7.1}");
     let (ms, _) = best_of(5, || reduce_binarised(&letter));
     println!("  reduce for OSD   {ms:>7.1}");
+    let (ms, _) = best_of(5, || chartvault_ocr::read_barcodes(&letter));
+    println!("  barcode reading  {ms:>7.1}");
 }

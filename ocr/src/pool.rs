@@ -93,11 +93,22 @@ pub struct ProcessedPage {
     pub ocr: PageOcr,
 }
 
+impl ProcessedPage {
+    /// Whether clean-up rotated the page straight (a skew of [`STRAIGHTEN_MIN_DEGREES`] or
+    /// more was measured).
+    pub fn straightened(&self) -> bool {
+        self.skew_degrees
+            .is_some_and(|skew| skew.abs() >= STRAIGHTEN_MIN_DEGREES)
+    }
+}
+
 enum Work {
     /// Recognise the pixels as they are.
     Recognize,
     /// Clean up, then recognise unless blank.
     Process,
+    /// Clean up (resolution, blank detection, skew), without recognising.
+    CleanUp,
 }
 
 enum Outcome {
@@ -201,6 +212,20 @@ impl OcrPool {
         match self.submit(page, dpi, Work::Process).await? {
             Outcome::Processed(result) => result,
             Outcome::Recognized(_) => unreachable!("a process job answers Processed"),
+        }
+    }
+
+    /// Cleans a page up (resolution, blank detection, skew) without recognising it: for pages
+    /// whose content is known without reading it, such as a cover sheet whose barcode was
+    /// read. Its `ocr` is empty and it is not turned (orientation comes from a reading).
+    pub async fn clean_up(
+        &self,
+        page: GrayImage,
+        dpi: Option<u32>,
+    ) -> Result<ProcessedPage, OcrError> {
+        match self.submit(page, dpi, Work::CleanUp).await? {
+            Outcome::Processed(result) => result,
+            Outcome::Recognized(_) => unreachable!("a clean-up job answers Processed"),
         }
     }
 
@@ -404,13 +429,14 @@ fn engine_thread(
                 job.dpi,
                 deadline,
             )),
+            Work::CleanUp => Outcome::Processed(Ok(clean_up_page(settings, job.image, job.dpi))),
         }))
         .unwrap_or_else(|_| {
             engine = None;
             let error = || OcrError::Recognition("the engine panicked".into());
             match job.work {
                 Work::Recognize => Outcome::Recognized(Err(error())),
-                Work::Process => Outcome::Processed(Err(error())),
+                Work::Process | Work::CleanUp => Outcome::Processed(Err(error())),
             }
         });
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -462,6 +488,34 @@ fn recognize_page(
         .as_mut()
         .expect("an engine was just created")
         .recognize(image, ppi, deadline)
+}
+
+/// Resolution, blank check and skew, without a reading.
+fn clean_up_page(settings: &EngineSettings, image: GrayImage, dpi: Option<u32>) -> ProcessedPage {
+    let cleanup = &settings.cleanup;
+    let stated = plausible_dpi(dpi);
+    let (image, dpi) = cleanup::normalise_resolution(image, stated as f32, cleanup.target_dpi);
+    let dpi = dpi.round() as u32;
+    let ink = cleanup::ink_coverage(&image, dpi as f32);
+    let blank = ink < cleanup.blank_max_ink;
+    let (image, skew_degrees) = if blank {
+        (image, None)
+    } else {
+        straighten(image, cleanup.deskew)
+    };
+    ProcessedPage {
+        image,
+        dpi,
+        rotation: 0,
+        skew_degrees,
+        ink,
+        blank,
+        ocr: PageOcr {
+            text: String::new(),
+            words: Vec::new(),
+            mean_confidence: 0.0,
+        },
+    }
 }
 
 /// Resolution, blank check, orientation, skew, then OCR (see [`CleanupConfig`]).

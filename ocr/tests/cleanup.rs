@@ -99,6 +99,22 @@ async fn a_letter_scanned_turned_any_quarter_way_comes_out_upright() {
 }
 
 #[tokio::test]
+async fn a_page_cleaned_up_without_reading_is_straightened_and_has_no_text() {
+    let Some(bytes) = common::fixture_bytes("letter300_clean.png") else {
+        return;
+    };
+    let (clean, dpi) = decode(bytes);
+    let page = pool()
+        .clean_up(rotate(&clean, 2.0), dpi)
+        .await
+        .expect("cleaned up");
+    assert!(page.straightened() && !page.blank);
+    let after = estimate_skew(&page.image).expect("a text page");
+    assert!(after.abs() < 0.5, "stored skew {after}");
+    assert!(page.ocr.words.is_empty() && page.ocr.text.is_empty());
+}
+
+#[tokio::test]
 async fn generated_pages_rotated_by_three_degrees_are_stored_straight() {
     let Some(bytes) = common::fixture_bytes("letter300_clean.png") else {
         return;

@@ -341,7 +341,39 @@ async fn process_page(
             .await
             .map_err(|e| Failure::transient(e.into()))?;
     }
+    // A batch page's codes are read before it is recognised: a cover sheet whose code says
+    // what follows it, and which is not kept as page 0, needs no reading at all.
+    let cover_format =
+        matches!(doc.owner, Owner::Batch(_)).then(|| state.config.batches.cover_sheet.clone());
+    let (decoded, early_cover) = match (&cover_format, &decoded.text_layer) {
+        (Some(format), None) => {
+            let format = format.clone();
+            tokio::task::spawn_blocking(move || {
+                let codes = chartvault_ocr::read_barcodes(&decoded.image);
+                let cover = chartvault_ocr::parse_cover_sheet(&codes, &format);
+                (decoded, Some(cover))
+            })
+            .await
+            .map_err(|e| Failure::transient(e.into()))?
+        }
+        _ => (decoded, None),
+    };
+    let cover_unread = !matches!(early_cover, Some(chartvault_ocr::CoverSheet::Cover { .. }))
+        || state.config.batches.keep_cover_sheet;
     let (processed, text_source) = match decoded.text_layer {
+        None if !cover_unread => {
+            let dpi = decoded.dpi.map(|(x, _)| x.round() as u32);
+            let processed = state
+                .ocr
+                .clean_up(decoded.image, dpi)
+                .await
+                .map_err(|e| Failure {
+                    reason: format!("page {page} could not be cleaned up"),
+                    permanent: true,
+                    error: e.into(),
+                })?;
+            (processed, TextSource::None)
+        }
         Some(layer) => (
             with_text_layer(state, decoded.image, decoded.dpi, layer).await?,
             if doc.content_type == chartvault_ocr::DICOM_MIME {
@@ -385,18 +417,17 @@ async fn process_page(
         }
     };
     let (width, height) = processed.image.dimensions();
+    // Read as scanned, a page without a cover code is read again once clean-up has turned or
+    // straightened it (1D codes are read upright or upside down, within a few degrees).
+    let reread = matches!(early_cover, Some(chartvault_ocr::CoverSheet::NotCover))
+        && (processed.rotation != 0 || processed.straightened());
     let image = processed.image;
-    let cover_sheet =
-        matches!(doc.owner, Owner::Batch(_)).then(|| state.config.batches.cover_sheet.clone());
     let blank = processed.blank;
     let (png, cover) = tokio::task::spawn_blocking(move || {
-        // A batch page's codes are read on the cleaned-up page (upright, straight, 300 dpi).
-        let cover = cover_sheet.map(|format| {
-            if blank {
-                chartvault_ocr::CoverSheet::NotCover
-            } else {
-                chartvault_ocr::parse_cover_sheet(&chartvault_ocr::read_barcodes(&image), &format)
-            }
+        let cover = cover_format.map(|format| match early_cover {
+            _ if blank => chartvault_ocr::CoverSheet::NotCover,
+            Some(cover) if !reread => cover,
+            _ => chartvault_ocr::parse_cover_sheet(&chartvault_ocr::read_barcodes(&image), &format),
         });
         encode_png(&image).map(|png| (png, cover))
     })
