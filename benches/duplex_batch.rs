@@ -19,22 +19,7 @@ use std::time::Instant;
 
 use chartvault_ocr::{render_cover_page, CoverSheetFormat, Symbology};
 use helpers::*;
-use image::{GrayImage, Luma};
-
-/// A duplex scanner's blank back: white paper with a little speckle.
-fn blank_back(seed: u64) -> GrayImage {
-    let mut state = seed;
-    GrayImage::from_fn(2550, 3300, |_, _| {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        if (state >> 40).is_multiple_of(400) {
-            Luma([20])
-        } else {
-            Luma([250])
-        }
-    })
-}
+use image::GrayImage;
 
 /// The batch: (patients as (MRN, name), pages).
 fn duplex_batch() -> (Vec<(&'static str, &'static str)>, Vec<GrayImage>) {
@@ -61,11 +46,11 @@ fn duplex_batch() -> (Vec<(&'static str, &'static str)>, Vec<GrayImage>) {
     let cover = |i: usize| render_cover_page(covers[i].0, &covers[i].1);
     let pages = vec![
         cover(0),
-        blank_back(1),
+        blank_back(2550, 3300, 1),
         letter_page(11),
         letter_page(12),
         cover(1),
-        blank_back(2),
+        blank_back(2550, 3300, 2),
         letter_page(13),
         cover(2),
         letter_page(14),

@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use chartvault::domain::DocumentId;
 use chartvault::store::documents::NewDocument;
+use chartvault::store::prelude::*;
 use chartvault::store::vault::ObjectRef;
 use helpers::*;
 use serde_json::{json, Value};
@@ -56,7 +57,10 @@ async fn refile(app: &TestApp, doc: DocumentId, document_type: &str) -> Document
     for page in &pages {
         state
             .vault
-            .copy_page((doc, page.page), (new_id, page.page))
+            .copy_page(
+                ObjectRef::page_artifacts(doc, page.page),
+                ObjectRef::page_artifacts(new_id, page.page),
+            )
             .await
             .unwrap();
     }

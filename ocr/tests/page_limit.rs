@@ -10,6 +10,16 @@ use chartvault_ocr::{decode_page, DecodedPage, Limits, OcrConfig, OcrError, OcrP
 
 const PSM: u32 = 3;
 
+/// A pool of one engine, this test's own.
+fn one_engine() -> OcrPool {
+    OcrPool::start(&OcrConfig {
+        threads: 1,
+        page_seg_mode: PSM,
+        ..OcrConfig::default()
+    })
+    .expect("the OCR pool starts")
+}
+
 fn decode_fixture(dir: &Path, name: &str) -> DecodedPage {
     let bytes = std::fs::read(dir.join(name)).expect("fixture readable");
     decode_page(Cursor::new(bytes), ScanFormat::Tiff, 0, &Limits::default()).expect("decodes")
@@ -22,12 +32,7 @@ async fn the_page_time_limit_counts_from_the_engines_start_not_the_queue() {
     let Some(dir) = common::fixtures() else {
         return;
     };
-    let one_engine = OcrPool::start(&OcrConfig {
-        threads: 1,
-        page_seg_mode: PSM,
-        ..OcrConfig::default()
-    })
-    .expect("the OCR pool starts");
+    let one_engine = one_engine();
     let page = decode_fixture(&dir, "phototest.tif");
     let started = std::time::Instant::now();
     one_engine
@@ -70,12 +75,7 @@ async fn a_page_over_its_limit_frees_its_engine_within_a_second() {
     let Some(dir) = common::fixtures() else {
         return;
     };
-    let one_engine = OcrPool::start(&OcrConfig {
-        threads: 1,
-        page_seg_mode: PSM,
-        ..OcrConfig::default()
-    })
-    .expect("the OCR pool starts");
+    let one_engine = one_engine();
     let dense = decode_fixture(&dir, "8087_054.3B.tif");
     let small = decode_fixture(&dir, "phototest.tif");
     let dpi = dense.dpi.map(|(x, _)| x.round() as u32);

@@ -5,24 +5,14 @@
 
 use chartvault::store::prelude::*;
 use chartvault_ocr::{render_cover_page, CoverSheetFormat, Symbology};
-use image::{GrayImage, Luma};
+use image::GrayImage;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-/// A duplex scanner's blank back: white paper with a little speckle.
+/// A duplex scanner's blank back, the width of the generated text pages.
 fn blank_back(seed: u64) -> GrayImage {
-    let mut state = seed;
-    GrayImage::from_fn(2100, 1500, |_, _| {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        if (state >> 40).is_multiple_of(400) {
-            Luma([20])
-        } else {
-            Luma([250])
-        }
-    })
+    crate::helpers::blank_back(2100, 1500, seed)
 }
 
 fn text_page(title: &str, marker: &str, seed: u64) -> GrayImage {

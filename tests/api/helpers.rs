@@ -713,6 +713,22 @@ pub const NOTE_LINES: &[&str] = &[
     "Family updated by telephone in the afternoon.",
 ];
 
+/// A duplex scanner's blank back: white paper with a little speckle.
+#[allow(dead_code)] // used by some tests and the benchmarks
+pub fn blank_back(width: u32, height: u32, seed: u64) -> GrayImage {
+    let mut state = seed;
+    GrayImage::from_fn(width, height, |_, _| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        if (state >> 40).is_multiple_of(400) {
+            Luma([20])
+        } else {
+            Luma([250])
+        }
+    })
+}
+
 /// A letter-size page at 300 dpi with a progress note and a page marker.
 #[allow(dead_code)] // used by the benchmarks
 pub fn letter_page(seed: u64) -> GrayImage {
