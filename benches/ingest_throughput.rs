@@ -60,33 +60,57 @@ fn letter_page(seed: u64) -> image::GrayImage {
     canvas
 }
 
-/// CPU seconds this process has used: (its OCR engine threads, all its threads, its
-/// waited-for children: the decoder processes).
-fn cpu_seconds() -> (f64, f64, f64) {
-    // SAFETY: sysconf only reads a constant.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    // The fields after the command name's closing parenthesis, from field 3 (`state`) on.
-    let fields = |stat: &str| -> Vec<f64> {
-        let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-        rest.split_whitespace()
-            .map(|f| f.parse::<f64>().unwrap_or(0.0))
-            .collect()
-    };
-    let mut engines = 0.0;
-    for task in std::fs::read_dir("/proc/self/task").expect("procfs") {
-        let path = task.expect("a task").path();
-        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if name.starts_with("ocr-engine") {
-            let stat = fields(&std::fs::read_to_string(path.join("stat")).unwrap_or_default());
-            engines += (stat[11] + stat[12]) / tick; // utime, stime
+/// CPU seconds this process has used: each of its OCR engine threads' (by thread id), all
+/// its threads' (those that ended included), and its waited-for children's (the decoder
+/// processes).
+struct Cpu {
+    engines: std::collections::HashMap<String, f64>,
+    process: f64,
+    children: f64,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        // SAFETY: sysconf only reads a constant.
+        let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        // The fields after the command name's closing parenthesis, from field 3 on.
+        let fields = |stat: &str| -> Vec<f64> {
+            let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+            rest.split_whitespace()
+                .map(|f| f.parse::<f64>().unwrap_or(0.0))
+                .collect()
+        };
+        let mut engines = std::collections::HashMap::new();
+        for task in std::fs::read_dir("/proc/self/task").expect("procfs") {
+            let path = task.expect("a task").path();
+            let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if name.starts_with("ocr-engine") {
+                let stat = fields(&std::fs::read_to_string(path.join("stat")).unwrap_or_default());
+                let tid = path.file_name().unwrap().to_string_lossy().into_owned();
+                engines.insert(tid, (stat[11] + stat[12]) / tick); // utime, stime
+            }
+        }
+        let stat = fields(&std::fs::read_to_string("/proc/self/stat").expect("procfs"));
+        Cpu {
+            engines,
+            process: (stat[11] + stat[12]) / tick,
+            children: (stat[13] + stat[14]) / tick, // cutime, cstime
         }
     }
-    let stat = fields(&std::fs::read_to_string("/proc/self/stat").expect("procfs"));
-    (
-        engines,
-        (stat[11] + stat[12]) / tick,
-        (stat[13] + stat[14]) / tick, // cutime, cstime
-    )
+
+    /// (engine threads, the rest of the process, children) used since `before`.
+    fn since(&self, before: &Cpu) -> (f64, f64, f64) {
+        let engines: f64 = self
+            .engines
+            .iter()
+            .map(|(tid, after)| after - before.engines.get(tid).copied().unwrap_or(0.0))
+            .sum();
+        (
+            engines,
+            self.process - before.process - engines,
+            self.children - before.children,
+        )
+    }
 }
 
 fn main() {
@@ -96,32 +120,48 @@ fn main() {
 }
 
 async fn run() {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
     let work = tempfile::tempdir().unwrap();
-    let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+    // Dense: letters of ~40 lines, the real scanned letter and the simulated scan among them.
+    let mut dense: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
     for name in ["8087_054.3B.tif", "letter300_scan_g4.tif"] {
         if let Some(bytes) = fixture(name) {
-            files.push((fixtures_dir().join(name), bytes));
+            dense.push((fixtures_dir().join(name), bytes));
         }
     }
-    let generated = 12 - files.len();
-    for seed in 0..generated as u64 {
+    for seed in 0..(12 - dense.len()) as u64 {
         let path = work.path().join(format!("letter{seed}.png"));
         let bytes = png_of(&letter_page(seed));
         std::fs::write(&path, &bytes).unwrap();
-        files.push((path, bytes));
+        dense.push((path, bytes));
     }
+    // Sparse: progress notes of 9 lines on a letter-size page, as most chart pages are.
+    let sparse: Vec<(std::path::PathBuf, Vec<u8>)> = (0..12u64)
+        .map(|seed| {
+            let path = work.path().join(format!("note{seed}.png"));
+            let bytes = png_of(&helpers::letter_page(100 + seed));
+            std::fs::write(&path, &bytes).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    measure("dense letters", &dense).await;
+    measure("sparse notes", &sparse).await;
+}
+
+/// Ingests `files` through the service, then through the command line; prints both and
+/// where the service's CPU went.
+async fn measure(kind: &str, files: &[(std::path::PathBuf, Vec<u8>)]) {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let pages = files.len();
-    println!("ingest throughput: {pages} letter-size pages at 300 dpi, {cores} cores");
+    println!("\ningest throughput, {kind}: {pages} letter-size pages at 300 dpi, {cores} cores");
 
     // The service: upload everything, wait until every page is indexed.
     let app = spawn_app().await;
-    let cpu_before = cpu_seconds();
+    let cpu_before = Cpu::now();
     let started = Instant::now();
     let mut ids = Vec::new();
-    for (_, bytes) in &files {
+    for (_, bytes) in files {
         ids.push(
             app.upload(bytes.clone(), &metadata("00123", "Bench Patient", "letter"))
                 .await,
@@ -132,7 +172,7 @@ async fn run() {
         app.wait_indexed(id).await;
     }
     let service = started.elapsed();
-    let cpu_after = cpu_seconds();
+    let (engines, others, children) = Cpu::now().since(&cpu_before);
     let service_rate = pages as f64 / service.as_secs_f64();
     println!(
         "chartvault:        {:>6.2} s  {:>5.3} pages/s  (all {pages} uploads acknowledged after {:.2} s)",
@@ -140,9 +180,6 @@ async fn run() {
         service_rate,
         accepted.as_secs_f64()
     );
-    let engines = cpu_after.0 - cpu_before.0;
-    let others = (cpu_after.1 - cpu_before.1) - engines;
-    let children = cpu_after.2 - cpu_before.2;
     let outside = others + children;
     println!(
         "CPU: OCR engines {engines:.2} s, the rest of the process {others:.2} s (this bench's \
