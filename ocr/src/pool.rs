@@ -528,30 +528,22 @@ fn process_page(
     deadline: Option<(Instant, Duration)>,
 ) -> Result<ProcessedPage, OcrError> {
     let cleanup = &settings.cleanup;
-    let stated = plausible_dpi(dpi);
-    let (image, dpi) = cleanup::normalise_resolution(image, stated as f32, cleanup.target_dpi);
-    let dpi = dpi.round() as u32;
-    let ink = cleanup::ink_coverage(&image, dpi as f32);
-    if ink < cleanup.blank_max_ink {
-        return Ok(ProcessedPage {
-            image,
-            dpi,
-            rotation: 0,
-            skew_degrees: None,
-            ink,
-            blank: true,
-            ocr: PageOcr {
-                text: String::new(),
-                words: Vec::new(),
-                mean_confidence: 0.0,
-            },
-        });
+    // Resolution, blank check and skew, as for a page that is not read.
+    let page = clean_up_page(settings, image, dpi);
+    if page.blank {
+        return Ok(page);
     }
     // Almost every page of a chart is upright: it is straightened and recognised as scanned,
     // and only a poor reading asks OSD whether it is turned (then the turned page is
     // recognised too). A confident OSD answer is applied; an unsure one is kept only if the
     // turned page reads better.
-    let (image, skew_degrees) = straighten(image, cleanup.deskew);
+    let ProcessedPage {
+        image,
+        dpi,
+        skew_degrees,
+        ink,
+        ..
+    } = page;
     let ocr = recognize_page(engine, settings, &image, Some(dpi), deadline)?;
     let mut best = (image, 0, ocr, skew_degrees);
     let orientation = match osd {

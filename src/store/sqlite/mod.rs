@@ -93,12 +93,17 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore {
+        Ok(SqliteStore::on(pool))
+    }
+
+    /// A store on `pool`, its keys not given yet.
+    fn on(pool: SqlitePool) -> SqliteStore {
+        SqliteStore {
             pool,
             phi: Arc::new(OnceLock::new()),
             audit: Arc::new(AuditLogState::default()),
             row_mac: Arc::new(OnceLock::new()),
-        })
+        }
     }
 
     /// Gives the database the keys of its sealed columns (once, at startup).
@@ -222,12 +227,7 @@ impl SqliteStore {
             .max_connections(2)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore {
-            pool,
-            phi: Arc::new(OnceLock::new()),
-            audit: Arc::new(AuditLogState::default()),
-            row_mac: Arc::new(OnceLock::new()),
-        })
+        Ok(SqliteStore::on(pool))
     }
 
     /// Opens a database file nothing writes to (a backup's snapshot) without locking it or
@@ -244,12 +244,7 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore {
-            pool,
-            phi: Arc::new(OnceLock::new()),
-            audit: Arc::new(AuditLogState::default()),
-            row_mac: Arc::new(OnceLock::new()),
-        })
+        Ok(SqliteStore::on(pool))
     }
 
     /// Writes a consistent copy of the whole database to `dest` (which must not exist), while
