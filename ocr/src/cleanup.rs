@@ -89,6 +89,57 @@ pub fn ink_coverage(image: &GrayImage, dpi: f32) -> f32 {
     ink_cells as f32 / (columns * rows as usize) as f32
 }
 
+/// The part of the page that holds ink, as `(left, top, width, height)` in pixels, with a
+/// margin of a sixth of an inch around it; `None` for a page without ink. Ink is counted in
+/// cells as for [`ink_coverage`] (a cell needs a tenth of its pixels dark), so dust and
+/// isolated specks do not stretch the box; the page's own margins count here, since text
+/// can reach into them.
+///
+/// Recognition reads only this part: Tesseract's page-wide steps (thresholding, connected
+/// components, layout) cost in proportion to the area they are given, and most chart pages
+/// are a few lines at the top of a letter-size sheet.
+pub fn ink_bounds(image: &GrayImage, dpi: f32) -> Option<(u32, u32, u32, u32)> {
+    let cell = ((dpi / 37.5).round() as u32).clamp(4, 16);
+    let min_dark = u16::try_from((cell * cell / 10).max(3)).unwrap_or(u16::MAX);
+    let (width, height) = image.dimensions();
+    let (columns, rows) = ((width / cell) as usize, height / cell);
+    if columns == 0 || rows == 0 {
+        return None;
+    }
+    let raw = image.as_raw();
+    let mut counts = vec![0u16; columns];
+    // In cells: the first and last row and column with an ink cell.
+    let (mut left, mut right) = (usize::MAX, 0usize);
+    let (mut top, mut bottom) = (None, 0u32);
+    for row in 0..rows {
+        counts.iter_mut().for_each(|count| *count = 0);
+        for y in (row * cell)..((row + 1) * cell) {
+            let line = &raw[(y * width) as usize..][..columns * cell as usize];
+            for (column, pixels) in line.chunks_exact(cell as usize).enumerate() {
+                counts[column] += pixels.iter().filter(|&&p| p < INK_THRESHOLD).count() as u16;
+            }
+        }
+        let mut inked = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &count)| count >= min_dark);
+        if let Some((first, _)) = inked.next() {
+            let last = inked.last().map_or(first, |(last, _)| last);
+            left = left.min(first);
+            right = right.max(last);
+            top.get_or_insert(row);
+            bottom = row;
+        }
+    }
+    let top = top?;
+    let margin = (dpi / 6.0).round() as u32;
+    let x0 = (left as u32 * cell).saturating_sub(margin);
+    let y0 = (top * cell).saturating_sub(margin);
+    let x1 = ((right as u32 + 1) * cell + margin).min(width);
+    let y1 = ((bottom + 1) * cell + margin).min(height);
+    Some((x0, y0, x1 - x0, y1 - y0))
+}
+
 /// The page's skew in degrees, clockwise positive (text lines running down to the right),
 /// within ±10°; `None` when the page has no text lines to measure it by.
 ///
@@ -275,6 +326,41 @@ mod tests {
             }
         }
         page
+    }
+
+    #[test]
+    fn ink_bounds_hold_the_text_and_ignore_specks() {
+        let mut page = GrayImage::from_pixel(2550, 3300, Luma([255]));
+        // Three lines of "words" near the top: a progress note.
+        for line in 0..3u32 {
+            for x in 400..1900 {
+                for y in (300 + line * 60)..(322 + line * 60) {
+                    page.put_pixel(x, y, Luma([0]));
+                }
+            }
+        }
+        // Dust: single dark pixels far from the text.
+        for (x, y) in [(5, 5), (2500, 3200), (1200, 3000)] {
+            page.put_pixel(x, y, Luma([0]));
+        }
+        let (left, top, width, height) = ink_bounds(&page, 300.0).expect("ink");
+        // The text with a sixth of an inch (50 px) around it, give or take one cell.
+        assert!((340..=350).contains(&left), "left {left}");
+        assert!((240..=250).contains(&top), "top {top}");
+        assert!(
+            (1950..=1960).contains(&(left + width)),
+            "right {}",
+            left + width
+        );
+        assert!(
+            (490..=500).contains(&(top + height)),
+            "bottom {}",
+            top + height
+        );
+        assert_eq!(
+            ink_bounds(&GrayImage::from_pixel(800, 600, Luma([255])), 300.0),
+            None
+        );
     }
 
     #[test]

@@ -202,4 +202,8 @@ pub enum OcrError {
     /// moment an engine started on it).
     #[error("the page took longer than {limit_ms} ms to clean up and recognise")]
     PageTimeout { limit_ms: u64 },
+
+    /// The page image could not be encoded as PNG.
+    #[error("the page image could not be encoded: {0}")]
+    PageImage(String),
 }

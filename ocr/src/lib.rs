@@ -30,6 +30,7 @@ mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod osd;
+mod page_image;
 mod pdf;
 mod pool;
 mod preflight;
@@ -49,6 +50,7 @@ pub use dicom::{
 };
 pub use error::{OcrError, ScanError};
 pub use format::{sniff, ScanFormat, SNIFF_LEN};
+pub use page_image::encode_page_png;
 pub use pdf::{PdfFile, PdfPage, BORN_DIGITAL_DPI};
 pub use pool::{OcrConfig, OcrPool, ProcessedPage, DEFAULT_DPI};
 pub use preflight::{preflight, Limits, PageInfo, Preflight};

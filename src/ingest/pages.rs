@@ -3,15 +3,11 @@
 //! and marks the document `indexed`. Batches reuse the same steps for their page ranges.
 
 use std::collections::HashSet;
-use std::io::Cursor;
 use std::time::Duration;
 
-use anyhow::Context;
 use chartvault_index::PageRecord;
 use chartvault_ocr::{DecodedPage, ScanError, ScanFormat};
 use futures::StreamExt;
-use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use image::ImageEncoder;
 use tokio::sync::mpsc;
 
 use crate::app::Archive;
@@ -429,11 +425,11 @@ async fn process_page(
             Some(cover) if !reread => cover,
             _ => chartvault_ocr::parse_cover_sheet(&chartvault_ocr::read_barcodes(&image), &format),
         });
-        encode_png(&image).map(|png| (png, cover))
+        chartvault_ocr::encode_page_png(&image).map(|png| (png, cover))
     })
     .await
     .map_err(|e| Failure::transient(e.into()))?
-    .map_err(Failure::transient)?;
+    .map_err(|e| Failure::transient(e.into()))?;
     let ocr = processed.ocr;
     let cover = cover.map(|cover| match cover {
         chartvault_ocr::CoverSheet::NotCover
@@ -510,17 +506,4 @@ async fn with_text_layer(
     })
     .await
     .map_err(|e| Failure::transient(e.into()))
-}
-
-fn encode_png(image: &image::GrayImage) -> anyhow::Result<Vec<u8>> {
-    let mut out = Cursor::new(Vec::new());
-    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive)
-        .write_image(
-            image.as_raw(),
-            image.width(),
-            image.height(),
-            image::ExtendedColorType::L8,
-        )
-        .context("encoding the page image")?;
-    Ok(out.into_inner())
 }

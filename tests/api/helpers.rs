@@ -280,6 +280,17 @@ impl TestApp {
         wait_indexed(&self.http, &self.base, &self.records, id).await
     }
 
+    /// When the service recorded the document as indexed (to the millisecond): what a
+    /// benchmark times, rather than the moment its polling noticed.
+    pub async fn indexed_at(&self, id: &str) -> chrono::DateTime<chrono::Utc> {
+        let id: chartvault::domain::DocumentId = id.parse().unwrap();
+        let doc = self.state.db.document(id).await.unwrap().unwrap();
+        let at = doc.indexed_at.expect("the document is indexed");
+        chrono::DateTime::parse_from_rfc3339(&at)
+            .expect("an RFC 3339 time")
+            .with_timezone(&chrono::Utc)
+    }
+
     /// Polls the database (not the API: a sensitive or flagged document is hidden from the
     /// test's users) until the document is processed, `indexed` or in the QA queue.
     pub async fn wait_processed_in_db(&self, id: &str) {
