@@ -23,7 +23,7 @@ LAYERS = [
     ("core", ["app", "error"]),
     ("features", ["access", "audit", "ingest", "search", "legal", "ops"]),
     ("front ends", ["http", "cli"]),
-    ("composition root", ["startup", "main", "lib"]),
+    ("composition root", ["startup", "main", "lib", "bin"]),
 ]
 AXUM_ALLOWED = ["http", "startup", "main", "lib"]
 SQLX_ALLOWED = ["store"]

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --bin chartvault
+cargo build --bin chartvault --bin chartvault-decoder
 # libgomp reads this once at load time: set it before the process starts.
 export OMP_THREAD_LIMIT=1
 exec "${CARGO_TARGET_DIR:-target}/debug/chartvault" serve "$@"

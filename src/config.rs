@@ -145,7 +145,9 @@ pub struct DecoderConfig {
     pub memory_bytes: u64,
     /// A decoder that sends nothing for this long is stopped (its page fails).
     pub idle_timeout_secs: u64,
-    /// The chartvault executable to run as `chartvault __decoder-child`; default: this one.
+    /// The decoder executable: `chartvault-decoder`, or a chartvault binary (run as
+    /// `chartvault __decoder-child`). Default: the `chartvault-decoder` beside this binary,
+    /// else this binary itself.
     pub program: Option<PathBuf>,
 }
 
@@ -163,11 +165,21 @@ impl DecoderConfig {
     /// The argument that makes the chartvault binary a decoder process.
     pub const CHILD_ARG: &'static str = "__decoder-child";
 
+    /// The decoder binary's name; built with the service, installed beside it.
+    pub const DECODER_BINARY: &'static str = "chartvault-decoder";
+
     pub fn sandbox(&self) -> chartvault_ocr::Sandbox {
-        let program = self
-            .program
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+        // This binary links Tesseract and its libraries: it starts ~15 ms slower than the
+        // decoder binary, on every upload. A decoder binary of another build (an upgrade that
+        // replaced it under a running service) answers with another protocol version, which
+        // fails the call as transient: the job is retried once the service restarts.
+        let program = self.program.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| Some(exe.parent()?.join(Self::DECODER_BINARY)))
+                .filter(|decoder| decoder.is_file())
+                .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
+        });
         chartvault_ocr::Sandbox::new(program, [Self::CHILD_ARG], self.memory_bytes)
             .with_idle_timeout(std::time::Duration::from_secs(self.idle_timeout_secs))
     }

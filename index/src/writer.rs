@@ -4,9 +4,12 @@
 //! thread fed through a channel; [`PageRecord`], the unit of indexing.
 //!
 //! Promises:
-//! - Batching: operations are committed together, at the latest `commit_every` after the
-//!   first uncommitted one, or as soon as `max_batch` pages are pending, so ingest does not
-//!   pay a commit per page and a new page is searchable within about `commit_every`.
+//! - Group commit: the writer commits as soon as it has nothing more queued, so a page is
+//!   searchable as soon as one commit allows; what arrives while a commit runs waits for the
+//!   next one, together. Under a steady stream, the operations are committed at the latest
+//!   `commit_every` after the first uncommitted one, or as soon as `max_batch` pages are
+//!   pending. (A fixed wait before every commit saved commits, but made the last page of
+//!   every upload wait for it: up to half a second on a page read in 0.4 s.)
 //! - [`IndexWriterService::index_pages`] and [`IndexWriterService::delete_document`]
 //!   resolve only after the commit holding their change *and* the reader reload, so a
 //!   search started afterwards sees the change.
@@ -217,18 +220,14 @@ impl Batcher {
                     Ok(command) => Some(command),
                     Err(mpsc::RecvError) => break,
                 },
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        None
-                    } else {
-                        match commands.recv_timeout(deadline - now) {
-                            Ok(command) => Some(command),
-                            Err(mpsc::RecvTimeoutError::Timeout) => None,
-                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        }
-                    }
-                }
+                // Something waits for a commit: take what is already queued, and commit
+                // when nothing is (or the deadline has passed).
+                Some(deadline) if Instant::now() < deadline => match commands.try_recv() {
+                    Ok(command) => Some(command),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                },
+                Some(_) => None,
             };
             let Some(command) = command else {
                 self.commit();

@@ -421,6 +421,23 @@ async fn delete_document_removes_all_its_pages() {
 }
 
 #[tokio::test]
+async fn a_lone_page_is_committed_at_once_not_after_the_interval() {
+    let index = SearchIndex::create_in_ram().expect("ram index");
+    // An hour: only a commit on an idle writer can answer within the test's limit.
+    let writer =
+        IndexWriterService::start(&index, Duration::from_secs(3600), 1000).expect("writer");
+    let document = Uuid::new_v4();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        writer.index_pages(vec![page(document, 1, Uuid::new_v4(), "warfarin")]),
+    )
+    .await
+    .expect("committed when the writer had nothing more queued")
+    .expect("index");
+    assert_eq!(index.contains_page(document, 1).expect("count"), 1);
+}
+
+#[tokio::test]
 async fn search_right_after_index_pages_sees_them() {
     let index = SearchIndex::create_in_ram().expect("ram index");
     // A long commit interval: visibility must come from the commit the call waits for.

@@ -324,7 +324,8 @@ async fn purging_an_unknown_document_changes_nothing() {
 #[tokio::test]
 async fn purge_also_commits_changes_queued_before_it() {
     let index = SearchIndex::create_in_ram().expect("ram index");
-    // A long commit interval: only the purge can make the queued pages visible quickly.
+    // Pages queued ahead of a purge come out indexed, whether their own commit or the
+    // purge's takes them; the purged document's page does not.
     let writer =
         IndexWriterService::start(&index, Duration::from_secs(3600), 100_000).expect("writer");
     let (kept, purged) = (Uuid::new_v4(), Uuid::new_v4());

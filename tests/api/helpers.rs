@@ -65,8 +65,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::for_data_dir(&data_dir);
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.index.commit_interval_ms = 200;
-    // The server runs inside this test binary: its decoder processes are the real binary's.
-    config.decoder.program = Some(env!("CARGO_BIN_EXE_chartvault").into());
+    // The server runs inside this test binary: its decoder processes are the decoder binary
+    // the service finds beside itself when deployed (`spawn_app_on` runs the full binary's
+    // decoder subcommand instead).
+    config.decoder.program = Some(env!("CARGO_BIN_EXE_chartvault-decoder").into());
     adjust(&mut config);
     let app = Application::build(config.clone())
         .await
