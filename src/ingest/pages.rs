@@ -344,7 +344,15 @@ async fn process_page(
     let (decoded, early_cover) = match (&cover_format, &decoded.text_layer) {
         (Some(format), None) => {
             let format = format.clone();
+            let blank_max_ink = state.config.ocr.blank_max_ink;
             tokio::task::spawn_blocking(move || {
+                // A blank back holds no code: its ink is measured in 5 ms, a read takes 40.
+                let dpi = decoded
+                    .dpi
+                    .map_or(chartvault_ocr::DEFAULT_DPI as f32, |(x, _)| x);
+                if chartvault_ocr::cleanup::ink_coverage(&decoded.image, dpi) < blank_max_ink {
+                    return (decoded, Some(chartvault_ocr::CoverSheet::NotCover));
+                }
                 let codes = chartvault_ocr::read_barcodes(&decoded.image);
                 let cover = chartvault_ocr::parse_cover_sheet(&codes, &format);
                 (decoded, Some(cover))
