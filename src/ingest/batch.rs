@@ -237,6 +237,7 @@ async fn run(state: &Archive, batch: &Batch) -> Result<usize, Failure> {
         .into_iter()
         .map(|p| (p.row.page, p.cover))
         .collect();
+    let mut filings = Vec::new();
     for segment in segments.iter().filter(|s| s.status == "pending") {
         let cover = segment.cover_page.and_then(|page| covers.get(&page));
         let Some(CoverSheet::Cover {
@@ -285,9 +286,19 @@ async fn run(state: &Archive, batch: &Batch) -> Result<usize, Failure> {
             category,
             service_date: service_date.as_deref().and_then(|d| d.parse().ok()),
         };
-        file(state, batch, segment, &filing, None)
-            .await
-            .map_err(Failure::transient)?;
+        filings.push((segment, filing));
+    }
+    // The documents are cut at once: each decodes its own pages of the batch file in a
+    // decoder of its own and writes its own original; the batch file goes once all are filed.
+    // Each runs to its end (none is dropped halfway when another fails).
+    let filed = futures::future::join_all(
+        filings
+            .iter()
+            .map(|(segment, filing)| file_segment(state, batch, segment, filing, None)),
+    )
+    .await;
+    for result in filed {
+        result.map_err(Failure::transient)?;
     }
     release_if_done(state, batch.id)
         .await
@@ -299,6 +310,22 @@ async fn run(state: &Archive, batch: &Batch) -> Result<usize, Failure> {
 /// from the QA queue, `None` when the cover sheet filed it. False when the range was filed
 /// or rejected meanwhile.
 pub async fn file(
+    state: &Archive,
+    batch: &Batch,
+    segment: &Segment,
+    filing: &Filing,
+    by: Option<UserId>,
+) -> anyhow::Result<bool> {
+    let filed = file_segment(state, batch, segment, filing, by).await?;
+    if filed {
+        release_if_done(state, batch.id).await?;
+    }
+    Ok(filed)
+}
+
+/// [`file`] without destroying the batch file when it was the last range: the caller does,
+/// once (several ranges may be filed at the same time).
+async fn file_segment(
     state: &Archive,
     batch: &Batch,
     segment: &Segment,
@@ -415,7 +442,6 @@ pub async fn file(
     state.jobs_waiting.notify_one();
 
     destroy_pages(state, batch.id, segment).await?;
-    release_if_done(state, batch.id).await?;
     Ok(true)
 }
 
