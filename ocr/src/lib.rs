@@ -36,6 +36,8 @@ mod pool;
 mod preflight;
 mod sandbox;
 mod split;
+#[cfg(test)]
+mod testing;
 mod words;
 
 pub use barcode::{
