@@ -61,31 +61,19 @@ pub fn normalise_resolution(image: GrayImage, dpi: f32, target_dpi: u32) -> (Gra
 /// ink when at least a tenth of its pixels are dark (a pen stroke crossing it), so isolated
 /// specks of scanner noise count for nothing.
 pub fn ink_coverage(image: &GrayImage, dpi: f32) -> f32 {
-    let cell = ((dpi / 37.5).round() as u32).clamp(4, 16);
-    let min_dark = u16::try_from((cell * cell / 10).max(3)).unwrap_or(u16::MAX);
+    let cells = InkCells::at(dpi);
     let (width, height) = image.dimensions();
     let (margin_x, margin_y) = (width * 6 / 100, height * 6 / 100);
     let (x0, x1) = (margin_x, width.saturating_sub(margin_x));
     let (y0, y1) = (margin_y, height.saturating_sub(margin_y));
-    if x1 <= x0 + cell || y1 <= y0 + cell {
+    if x1 <= x0 + cells.side || y1 <= y0 + cells.side {
         return 0.0;
     }
-    let columns = ((x1 - x0) / cell) as usize;
-    let rows = (y1 - y0) / cell;
-    let mut counts = vec![0u16; columns];
+    let (columns, rows) = (((x1 - x0) / cells.side) as usize, (y1 - y0) / cells.side);
     let mut ink_cells = 0usize;
-    let raw = image.as_raw();
-    for row in 0..rows {
-        counts.iter_mut().for_each(|count| *count = 0);
-        for y in (y0 + row * cell)..(y0 + (row + 1) * cell) {
-            let line = &raw[(y * width) as usize..][..width as usize];
-            let line = &line[x0 as usize..x0 as usize + columns * cell as usize];
-            for (column, pixels) in line.chunks_exact(cell as usize).enumerate() {
-                counts[column] += pixels.iter().filter(|&&p| p < INK_THRESHOLD).count() as u16;
-            }
-        }
-        ink_cells += counts.iter().filter(|&&count| count >= min_dark).count();
-    }
+    cells.scan(image, (x0, y0), (columns, rows), |_, ink| {
+        ink_cells += ink.iter().filter(|&&is_ink| is_ink).count();
+    });
     ink_cells as f32 / (columns * rows as usize) as f32
 }
 
@@ -99,45 +87,77 @@ pub fn ink_coverage(image: &GrayImage, dpi: f32) -> f32 {
 /// components, layout) cost in proportion to the area they are given, and most chart pages
 /// are a few lines at the top of a letter-size sheet.
 pub fn ink_bounds(image: &GrayImage, dpi: f32) -> Option<(u32, u32, u32, u32)> {
-    let cell = ((dpi / 37.5).round() as u32).clamp(4, 16);
-    let min_dark = u16::try_from((cell * cell / 10).max(3)).unwrap_or(u16::MAX);
+    let cells = InkCells::at(dpi);
     let (width, height) = image.dimensions();
-    let (columns, rows) = ((width / cell) as usize, height / cell);
-    if columns == 0 || rows == 0 {
-        return None;
-    }
-    let raw = image.as_raw();
-    let mut counts = vec![0u16; columns];
+    let (columns, rows) = ((width / cells.side) as usize, height / cells.side);
     // In cells: the first and last row and column with an ink cell.
     let (mut left, mut right) = (usize::MAX, 0usize);
     let (mut top, mut bottom) = (None, 0u32);
-    for row in 0..rows {
-        counts.iter_mut().for_each(|count| *count = 0);
-        for y in (row * cell)..((row + 1) * cell) {
-            let line = &raw[(y * width) as usize..][..columns * cell as usize];
-            for (column, pixels) in line.chunks_exact(cell as usize).enumerate() {
-                counts[column] += pixels.iter().filter(|&&p| p < INK_THRESHOLD).count() as u16;
-            }
-        }
-        let mut inked = counts
-            .iter()
-            .enumerate()
-            .filter(|(_, &count)| count >= min_dark);
-        if let Some((first, _)) = inked.next() {
-            let last = inked.last().map_or(first, |(last, _)| last);
+    cells.scan(image, (0, 0), (columns, rows), |row, ink| {
+        let first = ink.iter().position(|&is_ink| is_ink);
+        let last = ink.iter().rposition(|&is_ink| is_ink);
+        if let (Some(first), Some(last)) = (first, last) {
             left = left.min(first);
             right = right.max(last);
             top.get_or_insert(row);
             bottom = row;
         }
-    }
+    });
     let top = top?;
-    let margin = (dpi / 6.0).round() as u32;
-    let x0 = (left as u32 * cell).saturating_sub(margin);
-    let y0 = (top * cell).saturating_sub(margin);
-    let x1 = ((right as u32 + 1) * cell + margin).min(width);
-    let y1 = ((bottom + 1) * cell + margin).min(height);
+    let (side, margin) = (cells.side, (dpi / 6.0).round() as u32);
+    let x0 = (left as u32 * side).saturating_sub(margin);
+    let y0 = (top * side).saturating_sub(margin);
+    let x1 = ((right as u32 + 1) * side + margin).min(width);
+    let y1 = ((bottom + 1) * side + margin).min(height);
     Some((x0, y0, x1 - x0, y1 - y0))
+}
+
+/// Ink counted in square cells of about 0.7 mm: a cell is ink when at least a tenth of its
+/// pixels are dark (a pen stroke crossing it), so isolated specks count for nothing.
+struct InkCells {
+    /// The cell's side in pixels.
+    side: u32,
+    /// The dark pixels that make a cell ink.
+    min_dark: u16,
+}
+
+impl InkCells {
+    fn at(dpi: f32) -> InkCells {
+        let side = ((dpi / 37.5).round() as u32).clamp(4, 16);
+        InkCells {
+            side,
+            min_dark: u16::try_from((side * side / 10).max(3)).unwrap_or(u16::MAX),
+        }
+    }
+
+    /// Walks `rows` rows of `columns` cells from `(x0, y0)` (in pixels), handing each row's
+    /// index and whether each of its cells is ink to `row_done`.
+    fn scan(
+        &self,
+        image: &GrayImage,
+        (x0, y0): (u32, u32),
+        (columns, rows): (usize, u32),
+        mut row_done: impl FnMut(u32, &[bool]),
+    ) {
+        let (width, side) = (image.width() as usize, self.side);
+        let raw = image.as_raw();
+        let mut counts = vec![0u16; columns];
+        let mut ink = vec![false; columns];
+        for row in 0..rows {
+            counts.iter_mut().for_each(|count| *count = 0);
+            for y in (y0 + row * side)..(y0 + (row + 1) * side) {
+                let start = y as usize * width + x0 as usize;
+                let line = &raw[start..][..columns * side as usize];
+                for (column, pixels) in line.chunks_exact(side as usize).enumerate() {
+                    counts[column] += pixels.iter().filter(|&&p| p < INK_THRESHOLD).count() as u16;
+                }
+            }
+            for (is_ink, &count) in ink.iter_mut().zip(&counts) {
+                *is_ink = count >= self.min_dark;
+            }
+            row_done(row, &ink);
+        }
+    }
 }
 
 /// The page's skew in degrees, clockwise positive (text lines running down to the right),
