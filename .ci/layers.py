@@ -18,7 +18,7 @@ import sys
 # Layers, from the bottom up. A module path belongs to the first prefix it starts with.
 # A file may import its own layer (without cycles) and every layer below it.
 LAYERS = [
-    ("domain", ["domain", "config"]),
+    ("domain", ["domain", "config", "metrics"]),
     ("store", ["store"]),
     ("core", ["app", "error"]),
     ("features", ["access", "audit", "ingest", "search", "legal", "ops"]),

@@ -2,8 +2,9 @@
 # Installs what chartvault needs to build and test on Debian 12: libtesseract and its data
 # (English, orientation, and Spanish for the test of a second language), clang for the
 # bindings, fonts for generated test scans, the tesseract command line (the OCR benchmark's
-# baseline and the CER reference in tests), and poppler-utils (pdftotext and pdfinfo read
-# the productions back in tests).
+# baseline and the CER reference in tests), poppler-utils (pdftotext and pdfinfo read
+# the productions back in tests), curl (a TLS client in tests) and Prometheus's Python client
+# (its parser reads /metrics in tests).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ packages=(
   libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
   tesseract-ocr-spa
   clang libclang-dev pkg-config fonts-dejavu-core poppler-utils
+  curl python3-prometheus-client
 )
 
 missing=()

@@ -34,6 +34,7 @@ pub struct Archive {
     pub shutdown: CancellationToken,
     /// `access.sensitive_categories`, shared by every principal's scope.
     pub sensitive_categories: Arc<BTreeSet<Category>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Creates `data_dir` (mode `0700`) if it does not exist.

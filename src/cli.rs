@@ -214,6 +214,9 @@ pub struct KeysTarget {
     /// An admin's API token (needed unless --offline).
     #[arg(long, env = "CHARTVAULT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A PEM file of certificate authorities trusted besides the system's.
+    #[arg(long, env = "CHARTVAULT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -230,6 +233,33 @@ pub struct ClientArgs {
     /// API token (read it from the environment rather than typing it on the command line).
     #[arg(long, env = "CHARTVAULT_TOKEN", hide_env_values = true)]
     pub token: String,
+    /// A PEM file of certificate authorities trusted besides the system's (a hospital's own
+    /// CA, for an `https://` server).
+    #[arg(long, env = "CHARTVAULT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// The HTTP client: TLS (rustls) with the system's roots and `--ca-file`.
+    pub fn http(&self) -> anyhow::Result<reqwest::Client> {
+        http_client(self.ca_file.as_deref())
+    }
+}
+
+/// An HTTP client for the server: TLS (rustls) with the system's roots and those of
+/// `ca_file`.
+fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("reading the CA file {}", path.display()))?;
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} is not a PEM certificate bundle", path.display()))?
+        {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().context("building the HTTP client")
 }
 
 pub fn load_config(cli_config: Option<&Path>, data: &DataDirArg) -> anyhow::Result<Config> {
@@ -407,7 +437,7 @@ fn read_metadata(source: &str, files: usize) -> anyhow::Result<Vec<serde_json::V
 
 pub async fn ingest(files: &[PathBuf], metadata: &str, client: &ClientArgs) -> anyhow::Result<()> {
     let metadata = read_metadata(metadata, files.len())?;
-    let http = reqwest::Client::new();
+    let http = client.http()?;
     let url = format!("{}/api/v1/documents", client.server.trim_end_matches('/'));
     let progress = indicatif::ProgressBar::new(files.len() as u64);
     progress.set_style(
@@ -478,7 +508,8 @@ fn read_query(source: &str) -> anyhow::Result<String> {
 pub async fn search(query_file: &str, limit: usize, client: &ClientArgs) -> anyhow::Result<()> {
     let query = read_query(query_file)?;
     let url = format!("{}/api/v1/search", client.server.trim_end_matches('/'));
-    let response = reqwest::Client::new()
+    let response = client
+        .http()?
         .post(&url)
         .bearer_auth(&client.token)
         .json(&serde_json::json!({ "query": query, "limit": limit }))
@@ -505,7 +536,8 @@ pub async fn retention_run(apply: bool, client: &ClientArgs) -> anyhow::Result<s
         "{}/api/v1/retention/runs",
         client.server.trim_end_matches('/')
     );
-    let response = reqwest::Client::new()
+    let response = client
+        .http()?
         .post(&url)
         .bearer_auth(&client.token)
         .json(&serde_json::json!({ "apply": apply }))
@@ -548,7 +580,7 @@ pub async fn keys(
         .as_deref()
         .context("an admin token is needed (CHARTVAULT_TOKEN), or use --offline")?;
     let base = format!("{}/api/v1/admin/keys", target.server.trim_end_matches('/'));
-    let http = reqwest::Client::new();
+    let http = http_client(target.ca_file.as_deref())?;
     let request = match operation {
         KeyOperation::Status => http.get(&base),
         KeyOperation::Rotate => http.post(format!("{base}/rotate")),

@@ -26,6 +26,7 @@ pub struct Config {
     pub decoder: DecoderConfig,
     pub retention: RetentionConfig,
     pub releases: ReleasesConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +67,42 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long open requests may finish at shutdown.
     pub shutdown_grace_secs: u64,
+    /// Reverse proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` and `X-Request-Id` are
+    /// believed: the client address in audit entries and the metrics allow-list is the
+    /// first address, from the right, that is not one of them.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `text` (for people) or `json` (one JSON object per line, for log shippers).
+    pub log_format: LogFormat,
+    /// TLS: the server terminates TLS itself when both are set (PEM files; reloaded when
+    /// they change). Responses then carry `Strict-Transport-Security`.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `GET /metrics` (Prometheus): who may read it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Client addresses (after `server.trusted_proxies`) answered; others get 403.
+    pub allow: Vec<ipnet::IpNet>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            allow: vec![
+                "127.0.0.0/8".parse().expect("a CIDR"),
+                "::1/128".parse().expect("a CIDR"),
+            ],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,6 +290,7 @@ impl Default for Config {
             decoder: DecoderConfig::default(),
             retention: RetentionConfig::default(),
             releases: ReleasesConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -265,6 +303,10 @@ impl Default for ServerConfig {
             body_idle_timeout_secs: 30,
             max_connections: 512,
             shutdown_grace_secs: 30,
+            trusted_proxies: Vec::new(),
+            log_format: LogFormat::Text,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -400,6 +442,11 @@ impl Config {
             anyhow::bail!(
                 "decoder.memory_bytes must be at least 64 MiB and decoder.idle_timeout_secs \
                  greater than zero"
+            );
+        }
+        if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
+            anyhow::bail!(
+                "server.tls_cert_file and server.tls_key_file are set together (or neither)"
             );
         }
         if self.index.commit_interval_ms == 0 {

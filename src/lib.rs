@@ -10,7 +10,7 @@
 //! features          access/ audit/ ingest/ search legal/ ops/   services over the core
 //! core              app (the Archive: store, vault, index, OCR pool, config), error
 //! store             store/ (the only sqlx user): one file per aggregate, the vault, sealing
-//! domain            domain, config: import nothing above them
+//! domain            domain, config, metrics: import nothing above them
 //! ```
 //!
 //! `main.rs` and [`startup`] are the composition root: they wire the front ends to the core.
@@ -18,6 +18,7 @@
 //! # The map
 //! - [`config`]: settings (embedded defaults < `config.toml` < environment < flags).
 //! - [`domain`]: newtypes parsed at the edge, roles, categories, statuses, actions.
+//! - [`metrics`]: the service's Prometheus metrics (`GET /metrics`).
 //! - [`store`]: SQLite metadata, one file per aggregate; [`store::vault`]: object
 //!   identities, blob names and the keyring over `chartvault-storage`; [`store::phi`]:
 //!   sealing of the PHI columns and the MRN blind index.
@@ -48,6 +49,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod legal;
+pub mod metrics;
 pub mod ops;
 pub mod search;
 pub mod startup;

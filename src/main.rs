@@ -6,6 +6,7 @@ use tracing_subscriber::EnvFilter;
 use chartvault::cli::{
     self, AuditCommand, Cli, Command, RetentionCommand, TokenCommand, UserCommand,
 };
+use chartvault::config::LogFormat;
 use chartvault::startup::{disable_core_dumps, shutdown_signal, Application};
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -29,17 +30,32 @@ fn main() -> anyhow::Result<ExitCode> {
         eprintln!("warning: could not disable core dumps: {error}");
     }
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve { .. }) {
-        "info"
-    } else {
-        "warn"
+    // `serve` reads its settings before it logs anything: they say how to log.
+    let (default_level, log_format) = match &cli.command {
+        Command::Serve { data, .. } => match cli::load_config(cli.config.as_deref(), data) {
+            Ok(config) => ("info", config.server.log_format),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        _ => ("warn", LogFormat::Text),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log_format {
+        // One JSON object per line: the event's fields at the top level, no ANSI colours.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => logs.init(),
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run(cli))
 }
@@ -79,10 +95,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             }
             let app = Application::build(config).await?;
             if let Some(token) = &app.first_admin_token {
-                eprintln!("first start: created user 'admin'. Its token (shown once):");
+                // A log line (JSON when the logs are), the token itself on stdout only.
+                tracing::warn!("first start: created user 'admin'; its token is on standard output, shown once");
                 println!("admin token: {token}");
             }
-            println!("listening on http://{}", app.local_addr());
+            println!("listening on {}", app.url());
             app.run_until(shutdown_signal()).await
         }
         Command::User(UserCommand::Add { name, role, data }) => {

@@ -72,6 +72,20 @@ pub async fn search(
     principal: &Principal,
     body: SearchBody,
 ) -> AppResult<SearchResponse> {
+    let started = std::time::Instant::now();
+    let response = search_scoped(state, principal, body).await;
+    state
+        .metrics
+        .search_seconds
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn search_scoped(
+    state: &Archive,
+    principal: &Principal,
+    body: SearchBody,
+) -> AppResult<SearchResponse> {
     authorize(&state.db, principal, Action::Search, None).await?;
     let (query, limit, offset) = checked_paging(&body)?;
     let document_type = body

@@ -26,6 +26,7 @@ use crate::store::Db;
 
 pub struct Application {
     listener: TcpListener,
+    tls: Option<crate::http::tls::Tls>,
     state: AppState,
     /// Set on the first start of an empty archive: the token of the `admin` user it created.
     pub first_admin_token: Option<String>,
@@ -131,6 +132,7 @@ impl Application {
             None
         };
 
+        let tls = crate::http::tls::Tls::from_config(&config.server)?;
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
@@ -138,8 +140,10 @@ impl Application {
         let jwt = crate::access::jwt::JwtVerifier::from_config(&config.auth)
             .context("loading the OIDC token settings")?
             .map(Arc::new);
+        let metrics = Arc::new(crate::metrics::Metrics::new(db.audit_append_histogram()));
         let archive = Archive {
             sensitive_categories,
+            metrics,
             config: Arc::new(config),
             db,
             vault,
@@ -188,6 +192,7 @@ impl Application {
         crate::legal::retention::spawn_schedule(state.archive.clone());
         Ok(Application {
             listener,
+            tls,
             state,
             first_admin_token,
         })
@@ -197,6 +202,12 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The address clients reach the service at: `http://` or, with TLS, `https://`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr())
     }
 
     pub fn state(&self) -> AppState {
@@ -213,7 +224,10 @@ impl Application {
         let app = router(self.state.clone());
         let cancel = state.shutdown.clone();
         let limits = crate::http::serve::ConnectionLimits::from_config(&state.config.server);
-        crate::http::serve::serve(self.listener, app, limits, async move {
+        if let Some(tls) = &self.tls {
+            tls.spawn_reloader(cancel.clone());
+        }
+        crate::http::serve::serve(self.listener, app, limits, self.tls, async move {
             shutdown.await;
             cancel.cancel();
         })

@@ -357,6 +357,12 @@ impl SearchIndex {
         Ok(self.searcher().num_docs())
     }
 
+    /// Live pages and segments, as the reader last loaded them.
+    pub fn stats(&self) -> (u64, usize) {
+        let searcher = self.searcher();
+        (searcher.num_docs(), searcher.segment_readers().len())
+    }
+
     /// Every live (document id, page) in the index, sorted, as the reader last loaded it: for
     /// an integrity check against the database. A page indexed twice (which the writer's
     /// replace-by-key rules out) would appear twice. Reads one fast-field column per

@@ -91,6 +91,10 @@ pub struct ProcessedPage {
     /// The page is blank: not recognised (`ocr` is empty).
     pub blank: bool,
     pub ocr: PageOcr,
+    /// Time spent recognising (every reading of the page, a turned one included).
+    pub recognition_time: Duration,
+    /// Time spent on everything else: resolution, blank check, skew, orientation.
+    pub cleanup_time: Duration,
 }
 
 impl ProcessedPage {
@@ -519,6 +523,7 @@ fn recognize_inked(
 
 /// Resolution, blank check and skew, without a reading.
 fn clean_up_page(settings: &EngineSettings, image: GrayImage, dpi: Option<u32>) -> ProcessedPage {
+    let started = Instant::now();
     let cleanup = &settings.cleanup;
     let stated = plausible_dpi(dpi);
     let (image, dpi) = cleanup::normalise_resolution(image, stated as f32, cleanup.target_dpi);
@@ -542,6 +547,8 @@ fn clean_up_page(settings: &EngineSettings, image: GrayImage, dpi: Option<u32>) 
             words: Vec::new(),
             mean_confidence: 0.0,
         },
+        recognition_time: Duration::ZERO,
+        cleanup_time: started.elapsed(),
     }
 }
 
@@ -554,6 +561,7 @@ fn process_page(
     dpi: Option<u32>,
     deadline: Option<(Instant, Duration)>,
 ) -> Result<ProcessedPage, OcrError> {
+    let started = Instant::now();
     let cleanup = &settings.cleanup;
     // Resolution, blank check and skew, as for a page that is not read.
     let page = clean_up_page(settings, image, dpi);
@@ -571,7 +579,14 @@ fn process_page(
         ink,
         ..
     } = page;
-    let ocr = recognize_inked(engine, settings, &image, dpi, deadline)?;
+    let mut recognition_time = Duration::ZERO;
+    let mut timed = |image: &GrayImage| {
+        let reading = Instant::now();
+        let ocr = recognize_inked(engine, settings, image, dpi, deadline);
+        recognition_time += reading.elapsed();
+        ocr
+    };
+    let ocr = timed(&image)?;
     let mut best = (image, 0, ocr, skew_degrees);
     let orientation = match osd {
         Some(osd) if reads_poorly(&best.2) => osd.detect_on(&best.0, dpi),
@@ -584,7 +599,7 @@ fn process_page(
             Some(_) if o.rotate == 180 => (turned, best.3),
             _ => straighten(turned, cleanup.deskew),
         };
-        let ocr = recognize_inked(engine, settings, &turned, dpi, deadline)?;
+        let ocr = timed(&turned)?;
         if o.confidence >= cleanup.min_orientation_confidence || score(&ocr) > score(&best.2) {
             best = (turned, o.rotate, ocr, turned_skew);
         }
@@ -598,6 +613,8 @@ fn process_page(
         ink,
         blank: false,
         ocr,
+        recognition_time,
+        cleanup_time: started.elapsed().saturating_sub(recognition_time),
     })
 }
 

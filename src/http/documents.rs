@@ -19,7 +19,7 @@ use crate::access::lookup::document_in_scope;
 use crate::access::policy::{Action, Principal};
 use crate::domain::{DocumentId, DocumentStatus, Outcome};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::state::AppState;
 use crate::ingest::upload::{self, Staged, StagingUpload, ValidMetadata};
 use crate::store::documents::Document;
@@ -257,6 +257,100 @@ pub async fn metadata(
         document: doc,
         pages,
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: DocumentStatus,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct DocumentList {
+    /// Documents in the status that the caller may see (a sensitive category needs a grant).
+    total: usize,
+    documents: Vec<ListedDocument>,
+}
+
+#[derive(Serialize)]
+pub struct ListedDocument {
+    id: DocumentId,
+    patient_id: crate::domain::PatientId,
+    mrn: String,
+    patient_name: String,
+    document_type: String,
+    category: crate::domain::Category,
+    content_type: String,
+    page_count: u32,
+    status: DocumentStatus,
+    /// Why it failed (says what went wrong, never what the pages say).
+    failure_reason: Option<String>,
+    created_at: String,
+}
+
+/// `GET /documents?status=failed&limit=&offset=` (records): the documents still in work
+/// (`accepted`, `processing`) or that failed, oldest first, to follow ingest and to retry
+/// failures (`POST /documents/{id}/retry`). Indexed documents are found by search.
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: ApiQuery<ListQuery>,
+) -> AppResult<Json<DocumentList>> {
+    authorize(&state.db, &principal, Action::Ingest, None).await?;
+    let query = query.read()?;
+    if !matches!(
+        query.status,
+        DocumentStatus::Accepted | DocumentStatus::Processing | DocumentStatus::Failed
+    ) {
+        return Err(AppError::invalid(
+            "status must be accepted, processing or failed (indexed documents are found by \
+             search, the QA queue at /qa)",
+        ));
+    }
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::invalid("limit must be from 1 to 500"));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let visible: Vec<Document> = state
+        .db
+        .documents_with_status(query.status)
+        .await?
+        .into_iter()
+        .filter(|doc| {
+            crate::access::policy::decide(&principal, Action::Ingest, Some(&doc.resource()))
+                .is_allow()
+        })
+        .collect();
+    let total = visible.len();
+    let mut documents = Vec::new();
+    for doc in visible.into_iter().skip(offset).take(limit) {
+        let Some(patient) = state.db.patient(doc.patient_id).await? else {
+            continue;
+        };
+        documents.push(ListedDocument {
+            id: doc.id,
+            patient_id: doc.patient_id,
+            mrn: patient.mrn.into(),
+            patient_name: patient.name,
+            document_type: doc.document_type,
+            category: doc.category,
+            content_type: doc.content_type,
+            page_count: doc.page_count,
+            status: doc.status,
+            failure_reason: doc.failure_reason,
+            created_at: doc.created_at,
+        });
+    }
+    AuditEvent::new(&principal, Action::Ingest)
+        .detail(serde_json::json!({
+            "list": query.status.as_str(), "total": total, "listed": documents.len(),
+        }))
+        .record(&state.db)
+        .await?;
+    Ok(Json(DocumentList { total, documents }))
 }
 
 /// A tombstone's artifacts are gone for good: 410, not 404, once the caller may see it.

@@ -5,15 +5,14 @@
 //! arrives in the body, after the caller is authorised;
 //! [`crate::access::lookup::patient_by_mrn`] is the one lookup (scope check and audited 404).
 
-use std::net::SocketAddr;
-
 use std::convert::Infallible;
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::Json;
 use serde::de::DeserializeOwned;
 
+use super::client::ClientAddr;
 use crate::access::policy::{principal_from_token, Principal};
 use crate::error::AppError;
 use crate::http::state::AppState;
@@ -27,8 +26,8 @@ impl FromRequestParts<AppState> for Principal {
     ) -> Result<Self, Self::Rejection> {
         let client_addr = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+            .get::<ClientAddr>()
+            .map(|ClientAddr(addr)| addr.to_string());
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -102,5 +101,39 @@ fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> AppErro
             }
         }
         _ => AppError::invalid("the body could not be read"),
+    }
+}
+
+/// A query string, judged after the handler has authorised the caller (like [`ApiJson`]).
+/// Query strings are never logged; they carry no PHI on the routes that take one.
+pub struct ApiQuery<T>(Result<T, AppError>);
+
+impl<T> ApiQuery<T> {
+    /// The parameters, or the 400 that says which one was wrong.
+    pub fn read(self) -> Result<T, AppError> {
+        self.0
+    }
+}
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
+        Ok(ApiQuery(
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map(|axum::extract::Query(query)| query)
+                .map_err(|rejection| {
+                    // serde_urlencoded names the parameter, never its value.
+                    AppError::invalid(rejection.body_text().replace(
+                        "Failed to deserialize query string: ",
+                        "the query string is not valid: ",
+                    ))
+                }),
+        ))
     }
 }

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 
+use super::client::ClientAddr;
 use super::multipart::MULTIPART_OVERHEAD;
 use super::state::AppState;
 use super::{access, admin, audit, batches, documents, holds, patients, qa, releases, retention};
@@ -25,6 +26,7 @@ use crate::store::prelude::*;
 fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![
         (Method::POST, "/documents", post(documents::upload)),
+        (Method::GET, "/documents", get(documents::list)),
         (Method::GET, "/documents/{id}", get(documents::metadata)),
         (Method::DELETE, "/documents/{id}", delete(documents::delete)),
         (
@@ -221,14 +223,26 @@ pub fn router(state: AppState) -> Router {
             api.route(path, handler)
         });
     let body_idle = Duration::from_secs(state.config.server.body_idle_timeout_secs);
+    // Browsers that reached the service over TLS keep to TLS for a year.
+    let hsts = state.config.server.tls_cert_file.as_ref().map(|_| {
+        tower_http::set_header::SetResponseHeaderLayer::overriding(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        )
+    });
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(super::metrics::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(middleware::from_fn_with_state(body_idle, body_idle_timeout))
-        .layer(middleware::from_fn(request_context))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
+        .layer(tower::util::option_layer(hsts))
         .with_state(state)
 }
 
@@ -265,10 +279,27 @@ async fn body_idle_timeout(
     next.run(request).await
 }
 
-/// Gives each request an id (echoed as `x-request-id` and in error bodies) and logs the
-/// method, the route pattern (never the raw path), the status and the latency.
-async fn request_context(request: Request, next: Next) -> Response {
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
+/// Gives each request its client address ([`ClientAddr`], after trusted proxies) and an id
+/// (a trusted proxy's, else a new one; echoed as `x-request-id` and in error bodies), and
+/// logs the method, the route pattern (never the raw path or query), the status and the
+/// latency.
+async fn request_context(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let proxies = &state.config.server.trusted_proxies;
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    let request_id = peer
+        .and_then(|peer| super::client::forwarded_request_id(peer, request.headers(), proxies))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    if let Some(peer) = peer {
+        let client = super::client::client_addr(peer, request.headers(), proxies);
+        request.extensions_mut().insert(ClientAddr(client));
+    }
     let method = request.method().clone();
     let route = request
         .extensions()

@@ -10,6 +10,9 @@
 //! - request bodies are bounded in time by the router's body idle timeout (see
 //!   [`super::router`]); responses are never timed: a large download, a production or a
 //!   stream takes as long as it takes;
+//! - with TLS ([`super::tls`]), the handshake runs on the connection's own task and must
+//!   finish within the header timeout; a client that speaks plain HTTP to the TLS port is
+//!   dropped at the handshake;
 //! - at shutdown no new connection is accepted, open ones finish their requests, and any
 //!   still open after `server.shutdown_grace_secs` are closed.
 
@@ -55,6 +58,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<super::tls::Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // HTTP/1.1 only: a connection's first bytes are read as request headers, under the
@@ -91,12 +95,40 @@ pub async fn serve(
                     .insert(ConnectInfo::<SocketAddr>(addr));
                 request
             });
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            // Errors here are a client's: a reset, a header timeout, a malformed request.
-            if let Err(error) = connection.await {
+            // Errors here are a client's: a reset, a header timeout, a malformed request, a
+            // failed handshake.
+            let served = match acceptor {
+                None => {
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                    watcher.watch(connection).await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let connection = builder.serve_connection(
+                                TokioIo::new(stream),
+                                TowerToHyperService::new(service),
+                            );
+                            watcher.watch(connection).await
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(error = %error, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(error) = served {
                 tracing::debug!(error = %error, "connection ended with an error");
             }
             drop(slot);

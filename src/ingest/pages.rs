@@ -32,6 +32,23 @@ impl Failure {
             error,
         }
     }
+
+    /// The kind of failure, for the metrics: never the reason's words.
+    pub(crate) fn class(&self) -> &'static str {
+        if !self.permanent {
+            return "internal";
+        }
+        if let Some(error) = self.error.downcast_ref::<chartvault_ocr::OcrError>() {
+            return match error {
+                chartvault_ocr::OcrError::PageTimeout { .. } => "page-timeout",
+                _ => "recognition",
+            };
+        }
+        if self.error.downcast_ref::<ScanError>().is_some() {
+            return "unreadable-scan";
+        }
+        "rejected"
+    }
 }
 
 pub(crate) async fn process_document(
@@ -412,9 +429,17 @@ async fn process_page(
                         error: e.into(),
                     },
                 })?;
+            let metrics = &state.metrics;
+            metrics
+                .cleanup_seconds
+                .observe(processed.cleanup_time.as_secs_f64());
             let source = if processed.blank {
                 TextSource::None
             } else {
+                metrics.pages_recognised.inc();
+                metrics
+                    .ocr_seconds
+                    .observe(processed.recognition_time.as_secs_f64());
                 TextSource::Ocr
             };
             (processed, source)
@@ -510,6 +535,8 @@ async fn with_text_layer(
             skew_degrees: None,
             ink,
             ocr: layer,
+            recognition_time: std::time::Duration::ZERO,
+            cleanup_time: std::time::Duration::ZERO,
         }
     })
     .await

@@ -81,6 +81,7 @@ async fn give_up(state: &Archive, job: Job) {
         job.attempts - 1
     );
     tracing::warn!(document_id = %job.document_id, attempts = job.attempts, "giving up on a job");
+    state.metrics.document_failed("gave-up");
     if let Err(error) = state.db.fail_job(&job, job.document_id, &reason).await {
         tracing::error!(document_id = %job.document_id, error = %error, "could not record the job's failure");
     }
@@ -95,12 +96,14 @@ async fn process(state: &Archive, job: Job) {
                 tracing::error!(document_id = %doc_id, error = %error, "could not mark the job done");
                 return;
             }
+            state.metrics.documents_indexed.inc();
             tracing::info!(document_id = %doc_id, pages, elapsed_ms = started.elapsed().as_millis() as u64, "document indexed");
         }
         Err(failure) => {
             let permanent = failure.permanent || job.attempts >= MAX_ATTEMPTS;
             tracing::warn!(document_id = %doc_id, error = ?failure.error, permanent, "document processing failed");
             let result = if permanent {
+                state.metrics.document_failed(failure.class());
                 state.db.fail_job(&job, doc_id, &failure.reason).await
             } else {
                 // Give whatever failed (disk, database) a moment before the retry.

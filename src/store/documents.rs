@@ -136,6 +136,12 @@ pub trait DocumentStore {
     /// Documents waiting in the QA queue, oldest first.
     fn qa_documents(&self) -> impl Future<Output = StoreResult<Vec<Document>>> + Send;
 
+    /// Every document in `status`, oldest first.
+    fn documents_with_status(
+        &self,
+        status: DocumentStatus,
+    ) -> impl Future<Output = StoreResult<Vec<Document>>> + Send;
+
     /// Every live document's id, status, document type and category as stored (before any
     /// normalisation), and whether it is entered in error.
     fn stored_labels(

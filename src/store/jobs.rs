@@ -2,6 +2,15 @@
 
 use super::base::*;
 
+/// The queue at a glance (for the metrics).
+#[derive(Debug, Clone, Default)]
+pub struct QueueSummary {
+    /// Jobs per state (`pending`, `running`, `done`, `failed`); states without jobs are absent.
+    pub by_state: Vec<(String, i64)>,
+    /// When the oldest pending job was queued (RFC 3339).
+    pub oldest_pending: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,
@@ -39,4 +48,6 @@ pub trait JobStore {
         document: DocumentId,
         reason: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn queue_summary(&self) -> impl Future<Output = StoreResult<QueueSummary>> + Send;
 }

@@ -71,6 +71,7 @@ const EXPECTED: &[Row] = &[
     ("POST /disclosures",                          "IN",  [403, 201, 201, 201, 403, 403, 403, 403]),
     ("POST /disclosures/accounting",               "IN",  [403, 403, 403, 200, 403, 403, 403, 403]),
     ("GET /qa",                                    "-",   [403, 200, 403, 403, 403, 403, 403, 403]),
+    ("GET /documents",                             "-",   [403, 200, 403, 403, 403, 403, 403, 403]),
     // A filed document is not in the queue: 409 for records.
     ("POST /qa/{id}",                              "G",   [403, 409, 403, 403, 403, 403, 403, 403]),
     ("GET /qa/{id}/pages/{page}/image",            "G",   [403, 404, 403, 403, 403, 403, 403, 403]),
@@ -224,6 +225,9 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
         url_path = url_path.replace("{id}", doc);
     }
     url_path = url_path.replace("{page}", "1");
+    if route == "GET /documents" {
+        url_path.push_str("?status=failed");
+    }
     let mrn = world.mrns.get(target).copied().unwrap_or("AC-IN-1");
     let body = match path {
         "/search" => {
@@ -405,7 +409,7 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
         };
         url_path = url_path.replace("{id}", &id);
     }
-    if path == "/documents" {
+    if route == "POST /documents" {
         let meta = metadata(mrn, "Ines Inscope", "ward-note");
         return app
             .upload_as(token, scan("dogwood", 64), &meta)

@@ -776,6 +776,8 @@ pub struct ChildServer {
     pub base: String,
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
+    /// Where the server's standard error (its log) goes; discarded when `None`.
+    log: Option<PathBuf>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -797,13 +799,22 @@ impl ChildServer {
     /// Starts `serve` on port 0 in a new temp data directory, with extra environment
     /// (`CHARTVAULT__SECTION__KEY` settings).
     pub fn start(env: &[(&str, &str)]) -> ChildServer {
+        ChildServer::start_in_temp_dir(env, None)
+    }
+
+    /// As [`ChildServer::start`], the server's log (standard error) written to `log`.
+    pub fn start_logging(env: &[(&str, &str)], log: &Path) -> ChildServer {
+        ChildServer::start_in_temp_dir(env, Some(log.to_path_buf()))
+    }
+
+    fn start_in_temp_dir(env: &[(&str, &str)], log: Option<PathBuf>) -> ChildServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        ChildServer::start_on(data_dir, env, Some(dir))
+        ChildServer::start_on(data_dir, env, log, Some(dir))
     }
 
     // The child is killed and waited for when the `ChildServer` is dropped.
@@ -811,6 +822,7 @@ impl ChildServer {
     fn start_on(
         data_dir: PathBuf,
         env: Vec<(String, String)>,
+        log: Option<PathBuf>,
         dir: Option<tempfile::TempDir>,
     ) -> ChildServer {
         use std::io::BufRead;
@@ -822,7 +834,10 @@ impl ChildServer {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(match &log {
+                Some(path) => std::fs::File::create(path).expect("the log file").into(),
+                None => std::process::Stdio::null(),
+            })
             .spawn()
             .expect("the server starts");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -841,6 +856,7 @@ impl ChildServer {
                     base: addr.trim().to_string(),
                     data_dir,
                     env,
+                    log,
                     _dir: dir,
                 };
             }
@@ -854,8 +870,9 @@ impl ChildServer {
         let _ = self.child.wait();
         let data_dir = self.data_dir.clone();
         let env = std::mem::take(&mut self.env);
+        let log = self.log.take();
         let dir = self._dir.take();
-        ChildServer::start_on(data_dir, env, dir)
+        ChildServer::start_on(data_dir, env, log, dir)
     }
 
     /// Creates a user through the command line and returns its token.

@@ -20,6 +20,7 @@ mod helpers;
 mod holds;
 mod jwt;
 mod languages;
+mod operations;
 mod pdf;
 mod qa_checks;
 mod releases;

@@ -106,6 +106,7 @@ impl AuditLogStore for SqliteStore {
 
     async fn append_audit(&self, entry: &AuditEntry) -> super::StoreResult<i64> {
         let cipher = self.audit_cipher()?;
+        let started = std::time::Instant::now();
         let _writer = self.audit.writer.lock().await;
         // IMMEDIATE: the write lock is taken before the head is read, so nothing can
         // append between the read and the insert (a deferred transaction would fail on
@@ -116,6 +117,9 @@ impl AuditLogStore for SqliteStore {
         insert_record(&mut tx, cipher, &record, &prev_hash).await?;
         tx.commit().await?;
         self.audit.head.send_replace(record.seq);
+        self.audit
+            .append_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(record.seq)
     }
 

@@ -185,6 +185,17 @@ impl DocumentStore for SqliteStore {
         rows.iter().map(|row| self.document_from_row(row)).collect()
     }
 
+    async fn documents_with_status(
+        &self,
+        status: DocumentStatus,
+    ) -> super::StoreResult<Vec<Document>> {
+        let rows = sqlx::query("SELECT * FROM documents WHERE status = $1 ORDER BY created_at, id")
+            .bind(status.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| self.document_from_row(row)).collect()
+    }
+
     async fn stored_labels(
         &self,
     ) -> super::StoreResult<Vec<(DocumentId, String, String, String, bool)>> {

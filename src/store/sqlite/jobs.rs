@@ -112,6 +112,25 @@ impl JobStore for SqliteStore {
             .await?;
         tx.commit().await
     }
+
+    async fn queue_summary(&self) -> super::StoreResult<QueueSummary> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        let by_state = rows
+            .iter()
+            .map(|row| Ok((row.try_get("state")?, row.try_get("n")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let oldest_pending = sqlx::query_scalar(
+            "SELECT created_at FROM jobs WHERE state = 'pending' ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(QueueSummary {
+            by_state,
+            oldest_pending,
+        })
+    }
 }
 
 #[cfg(test)]

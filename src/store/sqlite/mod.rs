@@ -46,6 +46,8 @@ pub(crate) struct AuditLogState {
     writer: tokio::sync::Mutex<()>,
     /// The seq of the newest entry this process appended (checkpoints watch it).
     head: tokio::sync::watch::Sender<i64>,
+    /// How long appends take (committed), for the metrics.
+    append_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Default for AuditLogState {
@@ -54,6 +56,7 @@ impl Default for AuditLogState {
             cipher: OnceLock::new(),
             writer: tokio::sync::Mutex::new(()),
             head: tokio::sync::watch::channel(0).0,
+            append_seconds: crate::metrics::audit_append_histogram(),
         }
     }
 }
@@ -104,6 +107,11 @@ impl SqliteStore {
             audit: Arc::new(AuditLogState::default()),
             row_mac: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The histogram of audit append times (registered with the service's metrics).
+    pub fn audit_append_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.audit.append_seconds.clone()
     }
 
     /// Gives the database the keys of its sealed columns (once, at startup).
