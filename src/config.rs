@@ -27,6 +27,54 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub releases: ReleasesConfig,
     pub metrics: MetricsConfig,
+    pub intake: IntakeConfig,
+}
+
+/// Scanner hot folders (`[[intake.folders]]`): files dropped there are taken into the
+/// archive, then deleted (see `ingest::intake`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// How often the folders are looked at. Polling, so network shares work too.
+    pub poll_interval_ms: u64,
+    /// A file is taken once its size and modification time have not changed for this long.
+    pub settle_ms: u64,
+    /// A document file whose sidecar `NAME.EXT.json` has not come after this long (or a
+    /// sidecar without its file) goes to `quarantine/`.
+    pub sidecar_wait_secs: u64,
+    /// Files in `quarantine/` are deleted after this many days.
+    pub quarantine_days: u32,
+    pub folders: Vec<IntakeFolder>,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            poll_interval_ms: 2000,
+            settle_ms: 5000,
+            sidecar_wait_secs: 300,
+            quarantine_days: 7,
+            folders: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeFolder {
+    pub path: PathBuf,
+    pub kind: IntakeKind,
+    /// The `records` user the intake acts as (its uploads are audited as theirs).
+    pub user: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntakeKind {
+    /// Barcode-separated batches, as `POST /batches`.
+    Batches,
+    /// One document per file, its metadata in the sidecar `NAME.EXT.json`.
+    Documents,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -291,6 +339,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             releases: ReleasesConfig::default(),
             metrics: MetricsConfig::default(),
+            intake: IntakeConfig::default(),
         }
     }
 }
@@ -448,6 +497,9 @@ impl Config {
             anyhow::bail!(
                 "server.tls_cert_file and server.tls_key_file are set together (or neither)"
             );
+        }
+        if self.intake.poll_interval_ms == 0 {
+            anyhow::bail!("intake.poll_interval_ms must be greater than zero");
         }
         if self.index.commit_interval_ms == 0 {
             anyhow::bail!("index.commit_interval_ms must be greater than zero");

@@ -105,7 +105,7 @@ impl Metrics {
         // Every class is reported from the start, at zero: a rate over a series that appears
         // only with its first failure misses that failure.
         for reason in FAILURE_CLASSES {
-            document_failures.get_or_create(&ReasonLabel {
+            let _ = document_failures.get_or_create(&ReasonLabel {
                 reason: reason.to_string(),
             });
         }

@@ -188,6 +188,7 @@ impl Application {
             }
         });
         crate::ingest::worker::spawn(state.archive.clone(), ocr_threads);
+        crate::ingest::intake::spawn(state.archive.clone());
         state.audit_checkpoints.spawn(state.shutdown.clone());
         crate::legal::retention::spawn_schedule(state.archive.clone());
         Ok(Application {

@@ -264,6 +264,28 @@ pub async fn principal_from_token(
     })
 }
 
+/// The principal of a user acting without a token: a scanner intake configured to act as
+/// `name` (see `ingest::intake`). A missing or disabled user is an error naming the user.
+pub async fn principal_of_user(archive: &Archive, name: &str) -> Result<Principal, AppError> {
+    let (user_id, role, disabled) = archive
+        .db
+        .user_by_name(name)
+        .await?
+        .ok_or_else(|| AppError::invalid(format!("there is no user '{name}'")))?;
+    if disabled {
+        return Err(AppError::invalid(format!("the user '{name}' is disabled")));
+    }
+    let scope = load_scope(archive, user_id, role).await?;
+    Ok(Principal {
+        user_id,
+        name: name.to_string(),
+        role,
+        client_addr: None,
+        scope,
+        smart: None,
+    })
+}
+
 /// A principal from an OIDC/SMART JWT (see [`crate::access::jwt`]): the user it names, with that
 /// user's role, narrowed by its scopes (and to one patient under a `patient/` scope).
 async fn jwt_principal(

@@ -5,9 +5,11 @@
 //! - [`pages`]: one document's pages: decode → OCR (engine pool) → encrypted artifacts → index.
 //! - [`batch`]: barcode-separated batches split into documents.
 //! - [`correct`]: corrections: a new version of a document, the old one kept.
+//! - [`intake`]: scanner hot folders, taken through the same upload services.
 
 pub mod batch;
 pub mod correct;
+pub mod intake;
 pub mod pages;
 pub mod upload;
 pub mod worker;

@@ -18,6 +18,7 @@ mod generated;
 mod hardening;
 mod helpers;
 mod holds;
+mod intake;
 mod jwt;
 mod languages;
 mod operations;
