@@ -40,6 +40,16 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
+    /// Create a new archive: its data directory, key-encryption key file (`0600`), audit
+    /// signing key and first admin, whose token is printed once on stdout. The only way to
+    /// create an archive in production mode; refused on an archive that has users.
+    Init {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The first admin's user name.
+        #[arg(long, default_value = "admin")]
+        admin: String,
+    },
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
@@ -278,7 +288,19 @@ pub fn load_config(cli_config: Option<&Path>, data: &DataDirArg) -> anyhow::Resu
 /// `0600`). An existing one needs its own KEK (never a new key file, which a command run from
 /// the wrong directory would otherwise create), and its keys are only read, never created.
 async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    open_db_creating(config, config.mode == crate::config::Mode::Dev).await
+}
+
+/// As [`open_db`]; a new archive is set up only when `may_create` (in production mode only
+/// `init` creates one).
+async fn open_db_creating(config: &Config, may_create: bool) -> anyhow::Result<Db> {
     let new = !config.db_path().is_file();
+    if new && !may_create {
+        bail!(
+            "there is no archive in {} (production mode creates one only with `chartvault init`)",
+            config.data_dir.display()
+        );
+    }
     let keys = if new {
         crate::app::create_data_dir(config)?;
         crate::ops::keys::load_keys(config)?
@@ -328,22 +350,57 @@ fn real_uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+/// `chartvault init`: a new archive and its first admin; the admin's token is returned (to be
+/// printed once, on the terminal).
+pub async fn init(config: &Config, admin: &str) -> anyhow::Result<String> {
+    if config.db_path().is_file() {
+        let db = open_db_creating(config, false).await?;
+        if db.user_count().await? > 0 {
+            bail!(
+                "the archive in {} is initialised already (it has users); add users with \
+                 `chartvault user add`",
+                config.data_dir.display()
+            );
+        }
+    }
+    let db = open_db_creating(config, true).await?;
+    // The audit checkpoint signing key, created now: the service only reads it.
+    crate::audit::checkpoint::Checkpointer::new(config, db.clone())
+        .context("creating the audit signing key")?;
+    let token = create_user(&db, config, admin, Role::Admin, "init").await?;
+    Ok(token)
+}
+
 pub async fn user_add(config: &Config, name: &str, role: Role) -> anyhow::Result<String> {
+    let db = open_db(config).await?;
+    create_user(&db, config, name, role, "user-add").await
+}
+
+/// Creates a user and its first token, audited as a console change.
+async fn create_user(
+    db: &Db,
+    config: &Config,
+    name: &str,
+    role: Role,
+    command: &str,
+) -> anyhow::Result<String> {
     let name = name.trim();
     if name.is_empty() || name.len() > 64 {
         bail!("a user name must be 1 to 64 characters");
     }
-    let db = open_db(config).await?;
     if db.user_by_name(name).await?.is_some() {
         bail!("a user named {name} exists already");
     }
     let user = db.create_user(name, role).await?;
     let (token_id, token) =
-        crate::access::policy::issue_token(&db, user, config.auth.token_ttl_days).await?;
+        crate::access::policy::issue_token(db, user, config.auth.token_ttl_days).await?;
     audit_admin(
-        &db,
+        db,
         "user-add",
-        serde_json::json!({ "user": user, "name": name, "role": role.as_str(), "token_id": token_id }),
+        serde_json::json!({
+            "user": user, "name": name, "role": role.as_str(), "token_id": token_id,
+            "command": command,
+        }),
     )
     .await?;
     eprintln!(

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `dev` (the embedded default: a missing archive, key file and first admin are
+    /// created on the first start) or `production` (paths must be absolute, nothing is
+    /// created by `serve`: `chartvault init` creates the archive, its keys and first admin).
+    pub mode: Mode,
     pub data_dir: PathBuf,
     pub server: ServerConfig,
     pub keys: KeysConfig,
@@ -125,6 +129,13 @@ pub struct ServerConfig {
     /// they change). Responses then carry `Strict-Transport-Security`.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Dev,
+    Production,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,6 +336,7 @@ impl Default for AuditConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            mode: Mode::Dev,
             data_dir: PathBuf::from("./data"),
             server: ServerConfig::default(),
             keys: KeysConfig::default(),
@@ -498,6 +510,9 @@ impl Config {
                 "server.tls_cert_file and server.tls_key_file are set together (or neither)"
             );
         }
+        if self.mode == Mode::Production {
+            self.check_absolute_paths()?;
+        }
         if self.intake.poll_interval_ms == 0 {
             anyhow::bail!("intake.poll_interval_ms must be greater than zero");
         }
@@ -514,6 +529,42 @@ impl Config {
         }
         self.retention.validate()?;
         self.releases.validate()?;
+        Ok(())
+    }
+
+    /// In production every path must be absolute: a relative one depends on the directory
+    /// the service happens to start in, and a wrong one would open (or create) another
+    /// archive.
+    fn check_absolute_paths(&self) -> anyhow::Result<()> {
+        let mut paths: Vec<(String, &Path)> = vec![
+            ("data_dir".into(), &self.data_dir),
+            ("keys.kek_file".into(), &self.keys.kek_file),
+        ];
+        let optional = [
+            ("audit.signing_key_file", &self.audit.signing_key_file),
+            ("audit.checkpoint_file", &self.audit.checkpoint_file),
+            ("audit.public_key_file", &self.audit.public_key_file),
+            ("auth.jwks_file", &self.auth.jwks_file),
+            ("decoder.program", &self.decoder.program),
+            ("server.tls_cert_file", &self.server.tls_cert_file),
+            ("server.tls_key_file", &self.server.tls_key_file),
+        ];
+        for (key, path) in optional {
+            if let Some(path) = path {
+                paths.push((key.into(), path));
+            }
+        }
+        for (i, folder) in self.intake.folders.iter().enumerate() {
+            paths.push((format!("intake.folders[{i}].path"), &folder.path));
+        }
+        for (key, path) in paths {
+            if !path.is_absolute() {
+                anyhow::bail!(
+                    "{key} must be an absolute path in production mode (it is {})",
+                    path.display()
+                );
+            }
+        }
         Ok(())
     }
 

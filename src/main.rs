@@ -102,6 +102,16 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             println!("listening on {}", app.url());
             app.run_until(shutdown_signal()).await
         }
+        Command::Init { data, admin } => {
+            let config = cli::load_config(config_path, &data)?;
+            let token = cli::init(&config, &admin).await?;
+            eprintln!(
+                "initialised the archive in {}. The token of '{admin}' (shown once, keep it safe):",
+                config.data_dir.display()
+            );
+            println!("{token}");
+            Ok(())
+        }
         Command::User(UserCommand::Add { name, role, data }) => {
             let config = cli::load_config(config_path, &data)?;
             let token = cli::user_add(&config, &name, role).await?;

@@ -34,8 +34,22 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        create_data_dir(&config)?;
-        let keys = load_keys(&config)?;
+        let production = config.mode == crate::config::Mode::Production;
+        // In production nothing is created here: a data directory or key file that is not
+        // where the settings say is an error, not a new, empty archive.
+        let keys = if production {
+            if !config.db_path().is_file() {
+                anyhow::bail!(
+                    "there is no archive in {}: create it with `chartvault init` (production mode \
+                     never creates one at start)",
+                    config.data_dir.display()
+                );
+            }
+            crate::ops::keys::load_existing_keys(&config)?
+        } else {
+            create_data_dir(&config)?;
+            load_keys(&config)?
+        };
         let db = Db::open(&config.db_path())
             .await
             .context("opening the database")?;
@@ -115,6 +129,11 @@ impl Application {
             tracing::info!(requeued, "resuming jobs interrupted by the last stop");
         }
 
+        if production && db.user_count().await? == 0 {
+            anyhow::bail!(
+                "the archive has no users: create the first admin with `chartvault init`"
+            );
+        }
         let first_admin_token = if db.user_count().await? == 0 {
             let user = db.create_user("admin", Role::Admin).await?;
             let (token_id, token) =

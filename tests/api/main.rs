@@ -22,6 +22,7 @@ mod intake;
 mod jwt;
 mod languages;
 mod operations;
+mod package;
 mod pdf;
 mod qa_checks;
 mod releases;
