@@ -301,6 +301,16 @@ pub struct AuthConfig {
     pub jwks_file: Option<PathBuf>,
     /// The claim naming the chartvault user a JWT acts as.
     pub jwt_user_claim: String,
+    /// Without `jwks_file`, the keys come from the issuer's discovery document: cached this
+    /// long, and fetched again when a token names a key the cache lacks.
+    pub jwks_cache_secs: u64,
+    /// Certificate authorities (PEM) trusted for the issuer's https, besides the system's.
+    pub oidc_ca_file: Option<PathBuf>,
+    /// The claim carrying the user's roles or groups (a string or an array); with
+    /// `role_mapping`, a user's first sign-in creates them with the mapped role.
+    pub role_claim: Option<String>,
+    /// Role claim value → chartvault role.
+    pub role_mapping: std::collections::BTreeMap<String, crate::domain::Role>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -428,6 +438,10 @@ impl Default for AuthConfig {
             jwt_audience: None,
             jwks_file: None,
             jwt_user_claim: "sub".to_string(),
+            jwks_cache_secs: 3600,
+            oidc_ca_file: None,
+            role_claim: None,
+            role_mapping: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -545,6 +559,7 @@ impl Config {
             ("audit.checkpoint_file", &self.audit.checkpoint_file),
             ("audit.public_key_file", &self.audit.public_key_file),
             ("auth.jwks_file", &self.auth.jwks_file),
+            ("auth.oidc_ca_file", &self.auth.oidc_ca_file),
             ("decoder.program", &self.decoder.program),
             ("server.tls_cert_file", &self.server.tls_cert_file),
             ("server.tls_key_file", &self.server.tls_key_file),

@@ -299,12 +299,14 @@ async fn jwt_principal(
             "the token is not a chartvault API token, and OIDC tokens are not configured",
         ));
     };
-    let claims = verifier.verify(token).map_err(AppError::unauthorized)?;
-    let (user_id, role, disabled) = state
-        .db
-        .user_by_name(&claims.user)
-        .await?
-        .ok_or_else(|| AppError::unauthorized("the token's user is not a chartvault user"))?;
+    let claims = verifier
+        .verify(token)
+        .await
+        .map_err(AppError::unauthorized)?;
+    let (user_id, role, disabled) = match state.db.user_by_name(&claims.user).await? {
+        Some(user) => user,
+        None => provision(state, &claims, client_addr.as_deref()).await?,
+    };
     if disabled {
         return Err(AppError::unauthorized("the token's user is disabled"));
     }
@@ -329,6 +331,45 @@ async fn jwt_principal(
         scope,
         smart: Some(claims.scopes),
     })
+}
+
+/// A user's first sign-in with the hospital's identity provider: created with the role its
+/// role claim maps to (audited), or refused when nothing maps. An existing user keeps the
+/// role chartvault gave them.
+async fn provision(
+    state: &Archive,
+    claims: &crate::access::jwt::TokenClaims,
+    client_addr: Option<&str>,
+) -> Result<(UserId, Role, bool), AppError> {
+    let Some(role) = claims.role else {
+        return Err(AppError::unauthorized(
+            "the token's user is not a chartvault user, and its role claim maps to no role",
+        ));
+    };
+    let name = claims.user.trim();
+    if name.is_empty() || name.len() > 64 {
+        return Err(AppError::unauthorized(
+            "the token's user name must be 1 to 64 characters",
+        ));
+    }
+    let user = match state.db.create_user(name, role).await {
+        Ok(user) => user,
+        // Signed in twice at once: the other request created them.
+        Err(error) => match state.db.user_by_name(name).await? {
+            Some(existing) => return Ok(existing),
+            None => return Err(AppError::internal(error)),
+        },
+    };
+    let mut entry = crate::store::audit_log::AuditEntry::administration(
+        "user-add",
+        serde_json::json!({
+            "user": user, "name": name, "role": role.as_str(), "via": "oidc first sign-in",
+        }),
+    );
+    entry.client_addr = client_addr.map(str::to_string);
+    state.db.append_audit(&entry).await?;
+    tracing::info!(user = %user, role = role.as_str(), "provisioned a user at their first OIDC sign-in");
+    Ok((user, role, false))
 }
 
 /// The caller's care list, break-the-glass accesses and category grants, as of now.

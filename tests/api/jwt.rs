@@ -181,3 +181,154 @@ async fn oidc_tokens_are_verified_and_their_scopes_narrow_access() {
             && r.document_id.as_deref() == Some(second.as_str())
     ));
 }
+
+/// The hospital's identity provider as the test runs it: a discovery document and a JWKS
+/// that the test can rotate, counting how often the JWKS is fetched.
+struct TestIssuer {
+    base: String,
+    jwks: std::sync::Arc<std::sync::Mutex<Value>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn start_issuer() -> TestIssuer {
+    use axum::routing::get;
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let jwks = std::sync::Arc::new(std::sync::Mutex::new(json!({ "keys": [] })));
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let discovery = json!({ "issuer": base, "jwks_uri": format!("{base}/protocol/certs") });
+    let (served, counted) = (jwks.clone(), fetches.clone());
+    let router = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || async move { axum::Json(discovery) }),
+        )
+        .route(
+            "/protocol/certs",
+            get(move || async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                axum::Json(served.lock().unwrap().clone())
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    TestIssuer {
+        base,
+        jwks,
+        fetches,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_come_from_discovery_rotate_without_a_restart_and_first_sign_ins_are_provisioned() {
+    use std::sync::atomic::Ordering;
+    let issuer = start_issuer().await;
+    let (key1, jwk1) = generate_key("2026-a");
+    let (key2, jwk2) = generate_key("2026-b");
+    let (unpublished, _) = generate_key("stolen");
+    *issuer.jwks.lock().unwrap() = json!({ "keys": [jwk1] });
+    let base = issuer.base.clone();
+    let app = spawn_app_with(|config| {
+        config.auth.jwt_issuer = Some(base.clone());
+        config.auth.jwt_audience = Some(AUDIENCE.to_string());
+        config.auth.role_claim = Some("groups".into());
+        config.auth.role_mapping = [
+            (
+                "cv-clinicians".to_string(),
+                chartvault::domain::Role::Clinician,
+            ),
+            ("cv-records".to_string(), chartvault::domain::Role::Records),
+        ]
+        .into();
+    })
+    .await;
+    let token = |key: &EncodingKey, kid: &str, user: &str, groups: Value| {
+        let mut claims = claims(user, "user/DocumentReference.read");
+        claims["iss"] = json!(issuer.base);
+        claims["groups"] = groups;
+        sign(key, kid, &claims)
+    };
+
+    // A first sign-in: the user is created with the role the groups map to, audited.
+    let jackie = token(
+        &key1,
+        "2026-a",
+        "nurse.jackie",
+        json!(["staff", "cv-clinicians"]),
+    );
+    assert_eq!(
+        status_and_message(&app, &jackie).await,
+        (200, String::new())
+    );
+    let (_, role, disabled) = app
+        .state
+        .db
+        .user_by_name("nurse.jackie")
+        .await
+        .unwrap()
+        .expect("provisioned");
+    assert_eq!(
+        (role, disabled),
+        (chartvault::domain::Role::Clinician, false)
+    );
+    let rows = app.state.db.audit_rows(0).await.unwrap();
+    assert!(rows.iter().any(|r| r.action == "user-add"
+        && r.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("oidc first sign-in"))));
+    // Nothing maps, or two roles do: refused, nobody created.
+    let visitor = token(&key1, "2026-a", "visitor", json!("staff"));
+    let (status, message) = status_and_message(&app, &visitor).await;
+    assert_eq!(status, 401);
+    assert!(message.contains("maps to no role"), "{message}");
+    assert!(app
+        .state
+        .db
+        .user_by_name("visitor")
+        .await
+        .unwrap()
+        .is_none());
+    let both = token(
+        &key1,
+        "2026-a",
+        "both",
+        json!(["cv-clinicians", "cv-records"]),
+    );
+    let (status, message) = status_and_message(&app, &both).await;
+    assert_eq!(status, 401);
+    assert!(message.contains("more than one"), "{message}");
+
+    // The provider rotates its key: tokens of the new key work without a restart.
+    *issuer.jwks.lock().unwrap() = json!({ "keys": [jwk2] });
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let rotated = token(&key2, "2026-b", "nurse.jackie", json!(["cv-clinicians"]));
+    assert_eq!(status_and_message(&app, &rotated).await.0, 200);
+
+    // A key the provider never published is refused, and a burst of such tokens costs the
+    // provider at most one more fetch.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let before = issuer.fetches.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        let forged = token(
+            &unpublished,
+            "stolen",
+            "nurse.jackie",
+            json!(["cv-clinicians"]),
+        );
+        let (status, message) = status_and_message(&app, &forged).await;
+        assert_eq!(status, 401);
+        assert!(
+            message.contains("signing key (kid) is unknown"),
+            "{message}"
+        );
+    }
+    assert!(issuer.fetches.load(Ordering::SeqCst) - before <= 1);
+
+    // A disabled user stays out, whatever their token.
+    chartvault::cli::user_disable(&app.config(), "nurse.jackie")
+        .await
+        .unwrap();
+    let (status, message) = status_and_message(&app, &rotated).await;
+    assert_eq!(status, 401);
+    assert!(message.contains("disabled"), "{message}");
+}
