@@ -239,3 +239,59 @@ async fn hot_folders_take_each_scan_once_whole_and_quarantine_what_they_cannot()
         assert!(left.is_empty(), "{left:?}");
     }
 }
+
+/// The service killed while a scanner is half-way through writing a batch, and started
+/// again: the batch is taken once, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_while_a_scan_is_being_written_takes_it_once_and_whole() {
+    let scans = tempfile::tempdir().unwrap();
+    let folder = scans.path().join("ward-5");
+    let folders = format!(
+        "[{{path=\"{}\",kind=\"batches\",user=\"rec\"}}]",
+        folder.display()
+    );
+    let server = ChildServer::start(&[
+        ("CHARTVAULT__INTAKE__FOLDERS", folders.as_str()),
+        ("CHARTVAULT__INTAKE__POLL_INTERVAL_MS", "100"),
+        ("CHARTVAULT__INTAKE__SETTLE_MS", "1500"),
+    ]);
+    let records = server.user("rec", "records");
+    let pages: Vec<GrayImage> = (0..3)
+        .map(|i| text_page("Nursing record", &format!("kestrel{i}"), 40 + i))
+        .collect();
+    let batch_file = g4_tiff_of(&pages);
+    let sha256 = hex::encode(sha2::Sha256::digest(&batch_file));
+    let (first, rest) = batch_file.split_at(batch_file.len() / 2);
+    let path = folder.join("ward5-0042.tif");
+    while !folder.is_dir() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::write(&path, first).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let server = server.restart();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(rest)
+        .unwrap();
+    let taken = wait_taken(&folder, "ward5-0042.tif", 1).await;
+    assert_eq!(taken[0]["sha256"], sha256.as_str(), "the whole file");
+    assert_eq!(taken[0]["duplicate"], false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receipts(&folder).len(), 1, "taken once");
+    let batch: Value = reqwest::Client::new()
+        .get(server.url(&format!(
+            "/api/v1/batches/{}",
+            taken[0]["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&records)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch["page_count"], 3, "{batch}");
+}
