@@ -43,8 +43,10 @@ fn main() -> anyhow::Result<ExitCode> {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colours only for a person at a terminal, never into the journal or a file.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match log_format {
         // One JSON object per line: the event's fields at the top level, no ANSI colours.
