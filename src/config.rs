@@ -129,6 +129,10 @@ pub struct ServerConfig {
     /// they change). Responses then carry `Strict-Transport-Security`.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// The address clients reach the service at (`https://archive.hospital.example`),
+    /// which links the service hands out are built with (`Location` headers); without it,
+    /// links are relative to the request.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -378,6 +382,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             tls_cert_file: None,
             tls_key_file: None,
+            public_url: None,
         }
     }
 }
@@ -518,6 +523,15 @@ impl Config {
                 "decoder.memory_bytes must be at least 64 MiB and decoder.idle_timeout_secs \
                  greater than zero"
             );
+        }
+        if let Some(url) = &self.server.public_url {
+            let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+            if !scheme_ok || url.contains('?') || url.contains('#') {
+                anyhow::bail!(
+                    "server.public_url must be an http(s) URL without query or fragment \
+                     (e.g. https://archive.hospital.example)"
+                );
+            }
         }
         if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
             anyhow::bail!(

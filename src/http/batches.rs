@@ -28,8 +28,20 @@ pub async fn upload(
             Err(response) => return response,
         };
     match upload::accept_batch(&state, staged, &principal).await {
-        Ok(accepted) if accepted.duplicate => (StatusCode::OK, Json(accepted)).into_response(),
-        Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+        Ok(accepted) => {
+            let status = if accepted.duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            let location = state.link(&format!("/api/v1/batches/{}", accepted.id));
+            (
+                status,
+                [(axum::http::header::LOCATION, location)],
+                Json(accepted),
+            )
+                .into_response()
+        }
         Err(error) => error.into_response(),
     }
 }

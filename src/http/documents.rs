@@ -44,8 +44,15 @@ pub async fn upload(
         return AppError::invalid("the 'metadata' part is missing").into_response();
     };
     match upload::accept(&state, staged, metadata, &principal).await {
-        Ok(accepted) if accepted.duplicate => (StatusCode::OK, Json(accepted)).into_response(),
-        Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+        Ok(accepted) => {
+            let status = if accepted.duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            let location = state.link(&format!("/api/v1/documents/{}", accepted.id));
+            (status, [(header::LOCATION, location)], Json(accepted)).into_response()
+        }
         Err(error) => error.into_response(),
     }
 }

@@ -21,3 +21,14 @@ impl std::ops::Deref for AppState {
         &self.archive
     }
 }
+
+impl AppState {
+    /// A link to `path` (under the service's root, starting with `/`): absolute under
+    /// `server.public_url` when it is set, else relative.
+    pub fn link(&self, path: &str) -> String {
+        match &self.config.server.public_url {
+            Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+            None => path.to_string(),
+        }
+    }
+}

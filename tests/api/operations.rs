@@ -328,6 +328,10 @@ async fn over_tls_with_json_logs_failed_documents_are_listed_for_records() {
             ("CHARTVAULT__SERVER__TLS_KEY_FILE", key.to_str().unwrap()),
             ("CHARTVAULT__SERVER__LOG_FORMAT", "json"),
             ("CHARTVAULT__OCR__PAGE_TIMEOUT_MS", "1"),
+            (
+                "CHARTVAULT__SERVER__PUBLIC_URL",
+                "https://archive.hospital.example",
+            ),
             ("RUST_LOG", "info"),
         ],
         &log,
@@ -364,10 +368,16 @@ async fn over_tls_with_json_logs_failed_documents_are_listed_for_records() {
         .to_str()
         .unwrap()
         .starts_with("max-age="));
+    let location = response.headers()["location"].to_str().unwrap().to_string();
     let id = response.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
+    assert_eq!(
+        location,
+        format!("https://archive.hospital.example/api/v1/documents/{id}"),
+        "links are built on server.public_url"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let doc: Value = http
