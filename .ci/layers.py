@@ -21,8 +21,8 @@ LAYERS = [
     ("domain", ["domain", "config", "metrics"]),
     ("store", ["store"]),
     ("core", ["app", "error"]),
-    ("features", ["access", "audit", "ingest", "search", "legal", "ops"]),
-    ("front ends", ["http", "cli"]),
+    ("features", ["access", "audit", "ingest", "search", "legal", "ops", "feeds"]),
+    ("front ends", ["http", "cli", "mllp"]),
     ("composition root", ["startup", "main", "lib", "bin"]),
 ]
 AXUM_ALLOWED = ["http", "startup", "main", "lib"]

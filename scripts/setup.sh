@@ -4,7 +4,8 @@
 # bindings, fonts for generated test scans, the tesseract command line (the OCR benchmark's
 # baseline and the CER reference in tests), poppler-utils (pdftotext and pdfinfo read
 # the productions back in tests), curl (a TLS client in tests) and Prometheus's Python client
-# (its parser reads /metrics in tests).
+# (its parser reads /metrics in tests), and python3-venv (the tests' HL7 toolkit, hl7apy, is
+# installed from PyPI into a virtual environment by scripts/test.sh).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -12,7 +13,7 @@ packages=(
   libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
   tesseract-ocr-spa
   clang libclang-dev pkg-config fonts-dejavu-core poppler-utils
-  curl python3-prometheus-client
+  curl python3-prometheus-client python3-venv
 )
 
 missing=()

@@ -32,6 +32,37 @@ pub struct Config {
     pub releases: ReleasesConfig,
     pub metrics: MetricsConfig,
     pub intake: IntakeConfig,
+    pub hl7: Hl7Config,
+}
+
+/// The inbound HL7 v2 ADT feed over MLLP (see `feeds::adt` and `mllp`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hl7Config {
+    /// The MLLP listener's address; unset: no listener.
+    pub listen: Option<SocketAddr>,
+    /// Sending facilities (MSH-4, first component) whose messages are applied; empty: any.
+    pub allowed_facilities: Vec<String>,
+    /// The assigning authority (PID-3.4) of this archive's MRNs: an identifier of another
+    /// authority is not taken for an MRN. Unset: identifiers are taken whatever their
+    /// authority names.
+    pub default_issuer: Option<String>,
+    /// A message larger than this is refused and its connection closed.
+    pub max_message_bytes: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for Hl7Config {
+    fn default() -> Self {
+        Hl7Config {
+            listen: None,
+            allowed_facilities: Vec::new(),
+            default_issuer: None,
+            max_message_bytes: 1024 * 1024,
+            idle_timeout_secs: 300,
+        }
+    }
 }
 
 /// Scanner hot folders (`[[intake.folders]]`): files dropped there are taken into the
@@ -366,6 +397,7 @@ impl Default for Config {
             releases: ReleasesConfig::default(),
             metrics: MetricsConfig::default(),
             intake: IntakeConfig::default(),
+            hl7: Hl7Config::default(),
         }
     }
 }

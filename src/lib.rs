@@ -6,8 +6,8 @@
 //! `.ci/layers.py` checks it on every CI run.
 //!
 //! ```text
-//! front ends        http/ (the only axum user), cli
-//! features          access/ audit/ ingest/ search legal/ ops/   services over the core
+//! front ends        http/ (the only axum user), cli, mllp/ (HL7 v2)
+//! features          access/ audit/ ingest/ search legal/ ops/ feeds/   services over the core
 //! core              app (the Archive: store, vault, index, OCR pool, config), error
 //! store             store/ (the only sqlx user): one file per aggregate, the vault, sealing
 //! domain            domain, config, metrics: import nothing above them
@@ -33,7 +33,9 @@
 //!   from decrypted page text.
 //! - [`legal`]: holds, crypto-shredding, retention, releases and productions.
 //! - [`ops`]: KEK rotation, `chartvault verify`, `backup` / `restore`.
-//! - [`http`]: the router, extractors and handlers; [`cli`]: the command line.
+//! - [`feeds`]: the registration system's ADT events applied to patients.
+//! - [`http`]: the router, extractors and handlers; [`cli`]: the command line; [`mllp`]: the
+//!   HL7 v2 listener.
 //!
 //! The at-rest guarantees live in crates of their own: `chartvault-storage` (keys, the
 //! encrypted object format, blob stores) and `chartvault-index` (tantivy); decoding and OCR
@@ -46,10 +48,12 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod feeds;
 pub mod http;
 pub mod ingest;
 pub mod legal;
 pub mod metrics;
+pub mod mllp;
 pub mod ops;
 pub mod search;
 pub mod startup;

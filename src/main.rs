@@ -101,6 +101,9 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
                 tracing::warn!("first start: created user 'admin'; its token is on standard output, shown once");
                 println!("admin token: {token}");
             }
+            if let Some(addr) = app.hl7_addr() {
+                println!("hl7 mllp on {addr}");
+            }
             println!("listening on {}", app.url());
             app.run_until(shutdown_signal()).await
         }

@@ -26,6 +26,8 @@ use crate::store::Db;
 
 pub struct Application {
     listener: TcpListener,
+    /// The HL7 MLLP listener's address, when `hl7.listen` is set.
+    hl7_addr: Option<SocketAddr>,
     tls: Option<crate::http::tls::Tls>,
     state: AppState,
     /// Set on the first start of an empty archive: the token of the `admin` user it created.
@@ -208,10 +210,12 @@ impl Application {
         });
         crate::ingest::worker::spawn(state.archive.clone(), ocr_threads);
         crate::ingest::intake::spawn(state.archive.clone());
+        let hl7_addr = crate::mllp::spawn(state.archive.clone()).await?;
         state.audit_checkpoints.spawn(state.shutdown.clone());
         crate::legal::retention::spawn_schedule(state.archive.clone());
         Ok(Application {
             listener,
+            hl7_addr,
             tls,
             state,
             first_admin_token,
@@ -228,6 +232,10 @@ impl Application {
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://{}", self.local_addr())
+    }
+
+    pub fn hl7_addr(&self) -> Option<SocketAddr> {
+        self.hl7_addr
     }
 
     pub fn state(&self) -> AppState {

@@ -9,6 +9,7 @@ use crate::store::base::{Future, StoreResult, Tx};
 use crate::store::batches::BatchStore;
 use crate::store::disclosures::DisclosureStore;
 use crate::store::documents::DocumentStore;
+use crate::store::hl7::Hl7Store;
 use crate::store::holds::HoldStore;
 use crate::store::integrity::IntegrityStore;
 use crate::store::inventory::InventoryStore;
@@ -33,6 +34,7 @@ pub trait Store:
     + KeyringStore
     + BatchStore
     + HoldStore
+    + Hl7Store
     + ReleaseStore
     + DisclosureStore
     + RetentionStore
@@ -60,6 +62,7 @@ pub mod prelude {
     pub use crate::store::batches::BatchStore as _;
     pub use crate::store::disclosures::DisclosureStore as _;
     pub use crate::store::documents::DocumentStore as _;
+    pub use crate::store::hl7::Hl7Store as _;
     pub use crate::store::holds::HoldStore as _;
     pub use crate::store::integrity::IntegrityStore as _;
     pub use crate::store::inventory::InventoryStore as _;

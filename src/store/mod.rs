@@ -27,6 +27,7 @@ pub mod base;
 pub mod batches;
 pub mod disclosures;
 pub mod documents;
+pub mod hl7;
 pub mod holds;
 pub mod integrity;
 pub mod inventory;

@@ -28,4 +28,13 @@ pub trait PatientStore {
         name: &str,
         birth_date: Option<NaiveDate>,
     ) -> impl Future<Output = StoreResult<PatientId>> + Send;
+
+    /// Sets a patient's name and birth date (the registration system changed them).
+    fn update_patient(
+        &self,
+        tx: &mut Tx,
+        id: PatientId,
+        name: &str,
+        birth_date: Option<NaiveDate>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 }

@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
     pub base: String,
+    /// The HL7 MLLP listener's address, when `hl7.listen` is set.
+    pub hl7: Option<std::net::SocketAddr>,
     pub state: AppState,
     pub data_dir: PathBuf,
     pub records: String,
@@ -74,6 +76,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .expect("the app builds");
     let base = format!("http://{}", app.local_addr());
+    let hl7 = app.hl7_addr();
     let state = app.state();
     let admin = app
         .first_admin_token
@@ -101,6 +104,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let sql = sql_pool(&state.config.db_path(), false).await;
     TestApp {
         base,
+        hl7,
         state,
         data_dir,
         records,
@@ -131,6 +135,7 @@ pub async fn spawn_app_on(
     // The server runs inside this test binary: its decoder processes are the real binary's.
     config.decoder.program = Some(env!("CARGO_BIN_EXE_chartvault").into());
     let app = Application::build(config).await.expect("the app builds");
+    let app_hl7 = app.hl7_addr();
     assert!(
         app.first_admin_token.is_none(),
         "an existing archive already has its admin"
@@ -147,6 +152,7 @@ pub async fn spawn_app_on(
     let sql = sql_pool(&state.config.db_path(), false).await;
     TestApp {
         base,
+        hl7: app_hl7,
         state,
         data_dir: data_dir.to_path_buf(),
         records: like.records.clone(),

@@ -17,6 +17,7 @@ mod fixtures;
 mod generated;
 mod hardening;
 mod helpers;
+mod hl7;
 mod holds;
 mod intake;
 mod jwt;

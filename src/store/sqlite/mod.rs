@@ -24,6 +24,7 @@ mod audit_log;
 mod batches;
 mod disclosures;
 mod documents;
+mod hl7;
 mod holds;
 mod integrity;
 mod inventory;

@@ -53,6 +53,24 @@ impl PatientStore for SqliteStore {
         .await?;
         Ok(id)
     }
+
+    async fn update_patient(
+        &self,
+        tx: &mut Tx,
+        id: PatientId,
+        name: &str,
+        birth_date: Option<NaiveDate>,
+    ) -> super::StoreResult<()> {
+        let phi = self.phi()?;
+        let row_id = id.to_string();
+        sqlx::query("UPDATE patients SET name = $1, birth_date = $2 WHERE id = $3")
+            .bind(phi.seal(Column::PatientName, &row_id, name))
+            .bind(birth_date.map(|d| phi.seal(Column::PatientBirthDate, &row_id, &d.to_string())))
+            .bind(&row_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
 }
 
 impl SqliteStore {

@@ -1,0 +1,243 @@
+//! The registration system's ADT events applied to the archive's patients: A01/A04/A05
+//! (admit, register, pre-admit) and A08/A31 (update) create the patient or update their name
+//! and birth date. The message's protocol (HL7 v2 over MLLP, its parsing and acknowledgement)
+//! is the front end's (`mllp`); this is what a message means to the archive.
+//!
+//! Promises:
+//! - a message is applied at most once: its sending facility and control id (MSH-4,
+//!   MSH-10) are recorded in the transaction of its change, and a message seen again is
+//!   acknowledged without being applied;
+//! - the change is durable before the answer is `Accept`;
+//! - every change is audited (`patient-register`, `patient-update`, with the message's type
+//!   and control id, never its content);
+//! - a name change reaches the name index: the patient's pages are indexed again under the
+//!   new name, in the background;
+//! - only the events above are applied; anything else is `Reject`ed, and a message that
+//!   cannot be applied says why (`Error`) without PHI.
+
+use chrono::NaiveDate;
+
+use crate::app::Archive;
+use crate::domain::Mrn;
+use crate::error::AppError;
+use crate::store::prelude::*;
+
+/// The events that create or update a patient.
+pub const PATIENT_EVENTS: [&str; 5] = ["A01", "A04", "A05", "A08", "A31"];
+
+/// An ADT message as the front end read it.
+#[derive(Debug, Clone)]
+pub struct AdtMessage {
+    /// MSH-4, first component.
+    pub sending_facility: String,
+    /// MSH-10.
+    pub control_id: String,
+    /// MSH-9.1 and MSH-9.2: `ADT`, `A04`.
+    pub message_code: String,
+    pub event: String,
+    /// PID-3: each repetition's ID number (CX.1), assigning authority (CX.4.1) and
+    /// identifier type (CX.5).
+    pub identifiers: Vec<Identifier>,
+    /// PID-5, the first repetition: family, given, further given names.
+    pub name: Option<String>,
+    /// PID-7.
+    pub birth_date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identifier {
+    pub id: String,
+    pub authority: Option<String>,
+    pub type_code: Option<String>,
+}
+
+/// How the message is answered (MSA-1: AA, AE, AR).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Accept,
+    /// Understood but not applied: the reason (no PHI).
+    Error(String),
+    /// Not taken at all: the reason (a type not handled, a facility not allowed).
+    Reject(String),
+}
+
+impl AdtMessage {
+    /// The MRN among the identifiers: of this archive's authority (or none named), an `MR`
+    /// identifier first.
+    fn mrn(&self, default_issuer: Option<&str>) -> Option<&Identifier> {
+        let ours = |identifier: &&Identifier| match (default_issuer, &identifier.authority) {
+            (Some(issuer), Some(authority)) => authority.eq_ignore_ascii_case(issuer),
+            _ => true,
+        };
+        let candidates: Vec<&Identifier> = self
+            .identifiers
+            .iter()
+            .filter(|i| !i.id.trim().is_empty())
+            .filter(ours)
+            .collect();
+        candidates
+            .iter()
+            .find(|i| i.type_code.as_deref() == Some("MR"))
+            .or_else(|| candidates.first())
+            .copied()
+    }
+}
+
+/// Applies one ADT message (see the module docs).
+pub async fn apply(state: &Archive, message: &AdtMessage) -> Result<Answer, AppError> {
+    let config = &state.config.hl7;
+    if !config.allowed_facilities.is_empty()
+        && !config
+            .allowed_facilities
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(&message.sending_facility))
+    {
+        return Ok(Answer::Reject(
+            "the sending facility is not allowed (hl7.allowed_facilities)".into(),
+        ));
+    }
+    if message.message_code != "ADT" || !PATIENT_EVENTS.contains(&message.event.as_str()) {
+        return Ok(Answer::Reject(format!(
+            "the message type {}^{} is not handled",
+            message.message_code, message.event
+        )));
+    }
+    if message.control_id.trim().is_empty() {
+        return Ok(Answer::Error("MSH-10 (message control id) is empty".into()));
+    }
+    let Some(identifier) = message.mrn(config.default_issuer.as_deref()) else {
+        return Ok(Answer::Error(
+            "PID-3 holds no identifier of this archive's assigning authority".into(),
+        ));
+    };
+    let mrn = match Mrn::parse(&identifier.id) {
+        Ok(mrn) => mrn,
+        Err(error) => return Ok(Answer::Error(format!("PID-3: {error}"))),
+    };
+    let name = message
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && n.len() <= 200);
+    let message_type = format!("{}^{}", message.message_code, message.event);
+    let existing = state.db.patient_by_mrn(&mrn).await?;
+    let action = match &existing {
+        None => "patient-register",
+        Some(_) => "patient-update",
+    };
+    // Resent? Then it was applied already: acknowledged, nothing done.
+    {
+        let mut tx = state.db.begin().await?;
+        if state
+            .db
+            .hl7_applied(&mut tx, &message.sending_facility, &message.control_id)
+            .await?
+            .is_some()
+        {
+            tracing::info!(message_type = %message_type, control_id = %message.control_id, "HL7 message seen before: acknowledged, not applied again");
+            return Ok(Answer::Accept);
+        }
+    }
+    if existing.is_none() && name.is_none() {
+        return Ok(Answer::Error(
+            "PID-5 (patient name) is needed to register a new patient".into(),
+        ));
+    }
+    let mut entry = crate::store::audit_log::AuditEntry::administration(
+        action,
+        serde_json::json!({
+            "via": "hl7", "message_type": message_type, "control_id": message.control_id,
+            "sending_facility": message.sending_facility,
+        }),
+    );
+    entry.patient_id = existing.as_ref().map(|p| p.id);
+    entry.purpose_of_use = Some("HOPERAT".into());
+    state.db.append_audit(&entry).await?;
+
+    let mut tx = state.db.begin().await?;
+    let renamed = match &existing {
+        None => {
+            let name = name.expect("checked above");
+            state
+                .db
+                .ensure_patient(&mut tx, &mrn, name, message.birth_date)
+                .await?;
+            None
+        }
+        Some(patient) => {
+            let new_name = name.unwrap_or(&patient.name);
+            let birth_date = message.birth_date.or(patient.birth_date);
+            if new_name != patient.name || birth_date != patient.birth_date {
+                state
+                    .db
+                    .update_patient(&mut tx, patient.id, new_name, birth_date)
+                    .await?;
+            }
+            (new_name != patient.name).then_some(patient.id)
+        }
+    };
+    state
+        .db
+        .record_hl7(
+            &mut tx,
+            &message.sending_facility,
+            &message.control_id,
+            &message_type,
+            "AA",
+        )
+        .await?;
+    tx.commit().await?;
+    if let Some(patient) = renamed {
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(error) = reindex_patient(&state, patient).await {
+                tracing::error!(error = %format!("{error:#}"), "re-indexing a renamed patient's pages failed");
+            }
+        });
+    }
+    Ok(Answer::Accept)
+}
+
+/// Indexes every page of the patient again (their name is on each page's index entry).
+async fn reindex_patient(state: &Archive, patient: crate::domain::PatientId) -> anyhow::Result<()> {
+    for doc in state.db.documents_of_patient(patient).await? {
+        if doc.status == crate::domain::DocumentStatus::Indexed {
+            crate::ingest::pages::reindex_document(state, doc.id).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(id: &str, authority: Option<&str>, type_code: Option<&str>) -> Identifier {
+        Identifier {
+            id: id.into(),
+            authority: authority.map(str::to_string),
+            type_code: type_code.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_mrn_is_the_archive_authoritys_mr_identifier() {
+        let message = AdtMessage {
+            sending_facility: "REG".into(),
+            control_id: "1".into(),
+            message_code: "ADT".into(),
+            event: "A04".into(),
+            identifiers: vec![
+                id("99887766", Some("SSA"), Some("SS")),
+                id("OTHER-5", Some("NORTH"), Some("MR")),
+                id("V-17", Some("HOSP"), Some("VN")),
+                id("H-1001", Some("HOSP"), Some("MR")),
+            ],
+            name: None,
+            birth_date: None,
+        };
+        assert_eq!(message.mrn(Some("HOSP")).unwrap().id, "H-1001");
+        assert_eq!(message.mrn(None).unwrap().id, "OTHER-5");
+        assert_eq!(message.mrn(Some("SOUTH")), None);
+    }
+}

@@ -1,0 +1,351 @@
+//! The HL7 v2 front end: an MLLP listener (`hl7.listen`) that reads ADT messages, has
+//! [`crate::feeds::adt`] apply them, and answers each with an `ACK`.
+//!
+//! Promises:
+//! - every message gets an `ACK` once its change is durable: `AA`; `AE` with the reason
+//!   (ERR-8) when it could not be applied; `AR` for a message type not handled, a facility
+//!   not allowed, or a message that does not parse;
+//! - a malformed, oversized or silent connection costs only itself: the listener keeps
+//!   serving every other connection (a message over `hl7.max_message_bytes` is refused and
+//!   its connection closed; a connection idle for `hl7.idle_timeout_secs` is closed);
+//! - the log names message types, control ids and answers, never a message's content.
+//!
+//! MLLP framing: `0x0B` message `0x1C 0x0D`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use hl7_parser::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::app::Archive;
+use crate::feeds::adt::{self, AdtMessage, Answer, Identifier};
+
+const START: u8 = 0x0B;
+const END: [u8; 2] = [0x1C, 0x0D];
+
+/// Binds `hl7.listen` (when set) and serves it until the archive shuts down. Returns the
+/// bound address.
+pub async fn spawn(state: Archive) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(listen) = state.config.hl7.listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding hl7.listen {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "HL7 MLLP listener started");
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = state.shutdown.cancelled() => return,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = serve_connection(&state, stream).await {
+                            tracing::debug!(error = %error, "HL7 connection ended");
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "accepting an HL7 connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(Some(addr))
+}
+
+async fn serve_connection(state: &Archive, mut stream: TcpStream) -> anyhow::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let max = state.config.hl7.max_message_bytes;
+    let idle = Duration::from_secs(state.config.hl7.idle_timeout_secs);
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        // Every complete frame in the buffer is answered, in order.
+        while let Some((frame, consumed)) = next_frame(&buffer) {
+            let ack = answer(state, &frame).await;
+            buffer.drain(..consumed);
+            let mut framed = Vec::with_capacity(ack.len() + 3);
+            framed.push(START);
+            framed.extend_from_slice(ack.as_bytes());
+            framed.extend_from_slice(&END);
+            stream.write_all(&framed).await?;
+        }
+        if buffer.len() > max + 3 {
+            let ack = build_ack(
+                None,
+                "AR",
+                "the message is larger than hl7.max_message_bytes",
+            );
+            let mut framed = vec![START];
+            framed.extend_from_slice(ack.as_bytes());
+            framed.extend_from_slice(&END);
+            let _ = stream.write_all(&framed).await;
+            anyhow::bail!("a message over the size limit: connection closed");
+        }
+        let read = tokio::time::timeout(idle, stream.read(&mut chunk))
+            .await
+            .context("idle connection closed")??;
+        if read == 0 {
+            return Ok(());
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// The first complete frame in `buffer` (its content) and how many bytes it took, bytes
+/// before a start byte included.
+fn next_frame(buffer: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let start = buffer.iter().position(|&b| b == START)?;
+    let end = buffer[start..]
+        .windows(2)
+        .position(|w| w == END)
+        .map(|i| start + i)?;
+    Some((buffer[start + 1..end].to_vec(), end + 2))
+}
+
+/// The ACK for one framed message.
+async fn answer(state: &Archive, frame: &[u8]) -> String {
+    let text = String::from_utf8_lossy(frame);
+    let text = text.trim_matches(|c| c == '\r' || c == '\n');
+    let message = match Message::parse_with_lenient_newlines(text, true) {
+        Ok(message) => message,
+        Err(_) => {
+            tracing::warn!("an HL7 message that does not parse: rejected");
+            return build_ack(None, "AR", "the message does not parse as HL7 v2");
+        }
+    };
+    let header = Header::of(&message);
+    let adt = read_adt(&message, &header);
+    let (code, text) = match adt::apply(state, &adt).await {
+        Ok(Answer::Accept) => ("AA", String::new()),
+        Ok(Answer::Error(reason)) => ("AE", reason),
+        Ok(Answer::Reject(reason)) => ("AR", reason),
+        Err(error) => {
+            tracing::error!(error = %error.message, "an HL7 message could not be applied");
+            (
+                "AE",
+                "the archive could not apply the message; send it again".into(),
+            )
+        }
+    };
+    tracing::info!(
+        message_type = %format!("{}^{}", adt.message_code, adt.event),
+        control_id = %header.control_id,
+        ack = code,
+        "HL7 message answered"
+    );
+    build_ack(Some(&header), code, &text)
+}
+
+/// What an acknowledgement repeats of the message's header.
+struct Header {
+    sending_application: String,
+    sending_facility: String,
+    receiving_application: String,
+    receiving_facility: String,
+    event: String,
+    control_id: String,
+    processing_id: String,
+    version: String,
+}
+
+fn field_text(message: &Message<'_>, segment: &str, field: usize) -> String {
+    message
+        .segment(segment)
+        .and_then(|s| s.field(field))
+        .map(|f| f.display(&message.separators).to_string())
+        .unwrap_or_default()
+}
+
+fn component_text(message: &Message<'_>, segment: &str, field: usize, component: usize) -> String {
+    message
+        .segment(segment)
+        .and_then(|s| s.field(field))
+        .and_then(|f| f.component(component))
+        .map(|c| c.display(&message.separators).to_string())
+        .unwrap_or_default()
+}
+
+impl Header {
+    fn of(message: &Message<'_>) -> Header {
+        Header {
+            sending_application: component_text(message, "MSH", 3, 1),
+            sending_facility: component_text(message, "MSH", 4, 1),
+            receiving_application: component_text(message, "MSH", 5, 1),
+            receiving_facility: component_text(message, "MSH", 6, 1),
+            event: component_text(message, "MSH", 9, 2),
+            control_id: field_text(message, "MSH", 10),
+            processing_id: component_text(message, "MSH", 11, 1),
+            version: component_text(message, "MSH", 12, 1),
+        }
+    }
+}
+
+fn read_adt(message: &Message<'_>, header: &Header) -> AdtMessage {
+    let separators = &message.separators;
+    let pid = message.segment("PID");
+    let identifiers = pid
+        .and_then(|pid| pid.field(3))
+        .map(|field| {
+            field
+                .repeats()
+                .map(|repeat| {
+                    let text = |n: usize| {
+                        repeat
+                            .component(n)
+                            .map(|c| {
+                                // CX.4 is an HD: its first subcomponent is the namespace.
+                                c.subcomponent(1)
+                                    .map(|s| s.display(separators).to_string())
+                                    .unwrap_or_else(|| c.display(separators).to_string())
+                            })
+                            .filter(|t| !t.is_empty())
+                    };
+                    Identifier {
+                        id: text(1).unwrap_or_default(),
+                        authority: text(4),
+                        type_code: text(5),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let name = pid.and_then(|pid| pid.field(5)).and_then(|field| {
+        let first = field.repeat(1)?;
+        let part = |n: usize| {
+            first
+                .component(n)
+                .map(|c| c.display(separators).to_string())
+                .unwrap_or_default()
+        };
+        // Given, further given, family: the order the archive shows names in.
+        let words: Vec<String> = [part(2), part(3), part(1)]
+            .into_iter()
+            .filter(|w| !w.trim().is_empty())
+            .collect();
+        (!words.is_empty()).then(|| words.join(" "))
+    });
+    let birth_date = {
+        let raw = component_text(message, "PID", 7, 1);
+        raw.get(..8)
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok())
+    };
+    AdtMessage {
+        sending_facility: header.sending_facility.clone(),
+        control_id: header.control_id.clone(),
+        message_code: component_text(message, "MSH", 9, 1),
+        event: header.event.clone(),
+        identifiers,
+        name,
+        birth_date,
+    }
+}
+
+/// Text for a field of the ACK: the separators taken out.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if "|^~\\&\r\n".contains(c) { ' ' } else { c })
+        .collect()
+}
+
+/// `MSH` + `MSA` (+ `ERR` with the reason for AE/AR).
+fn build_ack(header: Option<&Header>, code: &str, text: &str) -> String {
+    let now = chrono::Utc::now().format("%Y%m%d%H%M%S");
+    let control_id = uuid::Uuid::new_v4().simple().to_string();
+    let empty = Header {
+        sending_application: String::new(),
+        sending_facility: String::new(),
+        receiving_application: String::new(),
+        receiving_facility: String::new(),
+        event: String::new(),
+        control_id: String::new(),
+        processing_id: String::new(),
+        version: String::new(),
+    };
+    let h = header.unwrap_or(&empty);
+    let or = |value: &str, default: &str| {
+        if value.is_empty() {
+            default.to_string()
+        } else {
+            clean(value)
+        }
+    };
+    let mut ack = format!(
+        "MSH|^~\\&|{}|{}|{}|{}|{now}||ACK^{}^ACK|{control_id}|{}|{}\rMSA|{code}|{}",
+        or(&h.receiving_application, "CHARTVAULT"),
+        or(&h.receiving_facility, "CHARTVAULT"),
+        clean(&h.sending_application),
+        clean(&h.sending_facility),
+        clean(&h.event),
+        or(&h.processing_id, "P"),
+        or(&h.version, "2.5"),
+        clean(&h.control_id),
+    );
+    if code != "AA" {
+        // ERR-3 (HL7 table 0357): 200 unsupported message type, 207 application error.
+        let error = if code == "AR" {
+            "200^Unsupported message type^HL70357"
+        } else {
+            "207^Application internal error^HL70357"
+        };
+        ack.push_str(&format!("\rERR|||{error}|E||||{}", clean(text)));
+    }
+    ack.push('\r');
+    ack
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_found_whole_and_in_order() {
+        let mut buffer = b"noise\x0bMSH|first\x1c\x0d\x0bMSH|sec".to_vec();
+        let (frame, used) = next_frame(&buffer).unwrap();
+        assert_eq!(frame, b"MSH|first");
+        buffer.drain(..used);
+        assert_eq!(next_frame(&buffer), None, "the second is not complete yet");
+        buffer.extend_from_slice(b"ond\x1c\x0d");
+        assert_eq!(next_frame(&buffer).unwrap().0, b"MSH|second");
+    }
+
+    #[test]
+    fn an_adt_message_is_read_with_its_identifiers_name_and_birth_date() {
+        let text = "MSH|^~\\&|REG|NORTH^1.2.3^ISO|CV|CV|20261207||ADT^A04^ADT_A01|MSG-1|P|2.5\r\
+                    EVN|A04|20261207\r\
+                    PID|1||555^^^SSA^SS~H-1001^^^HOSP&1.2.3&ISO^MR||O\\S\\BRIEN^MAEVE^ANN||19800214|F";
+        let message = Message::parse(text).unwrap();
+        let header = Header::of(&message);
+        assert_eq!(
+            (
+                header.sending_facility.as_str(),
+                header.control_id.as_str(),
+                header.event.as_str()
+            ),
+            ("NORTH", "MSG-1", "A04")
+        );
+        let adt = read_adt(&message, &header);
+        assert_eq!(adt.message_code, "ADT");
+        assert_eq!(adt.identifiers.len(), 2);
+        assert_eq!(adt.identifiers[1].id, "H-1001");
+        assert_eq!(adt.identifiers[1].authority.as_deref(), Some("HOSP"));
+        assert_eq!(adt.identifiers[1].type_code.as_deref(), Some("MR"));
+        assert_eq!(adt.name.as_deref(), Some("MAEVE ANN O^BRIEN"));
+        assert_eq!(adt.birth_date, NaiveDate::from_ymd_opt(1980, 2, 14));
+        let ack = build_ack(Some(&header), "AE", "PID-5 | missing");
+        assert!(ack.starts_with("MSH|^~\\&|CV|CV|REG|NORTH|"), "{ack}");
+        assert!(ack.contains("|ACK^A04^ACK|"));
+        assert!(ack.contains("\rMSA|AE|MSG-1\r"));
+        assert!(ack.contains("ERR|||207^Application internal error^HL70357|E||||PID-5   missing\r"));
+    }
+}

@@ -1,0 +1,210 @@
+//! The registration system's ADT feed, sent by a real HL7 toolkit (hl7apy, in the tests'
+//! Python environment; `tests/hl7/feed.py`) over MLLP: a registered patient's cover sheet
+//! files without QA, a name change reaches the name search, a resent message is not applied
+//! twice, and malformed, unknown or foreign messages are refused while the listener keeps
+//! serving.
+
+use std::path::PathBuf;
+
+use chartvault::store::prelude::*;
+use chartvault_ocr::{render_cover_page, CoverSheetFormat, Symbology};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// The tests' Python with hl7apy (`scripts/test.sh` makes it); `None` outside CI when it is
+/// not there.
+fn python() -> Option<PathBuf> {
+    let path = std::env::var_os("CHARTVAULT_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-tests/bin/python")
+        });
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: scripts/test.sh creates it",
+        path.display()
+    );
+    eprintln!("skipped: no test Python with hl7apy at {}", path.display());
+    None
+}
+
+/// Sends the steps over one MLLP connection; the ACKs as hl7apy read them.
+fn feed(python: &PathBuf, app: &TestApp, steps: Value) -> Vec<Value> {
+    use std::io::Write;
+    let addr = app.hl7.expect("the HL7 listener is on");
+    let mut child = std::process::Command::new(python)
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hl7/feed.py"))
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(steps.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "feed.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn adt(event: &str, control_id: &str, mrn: &str, family: &str) -> Value {
+    json!({
+        "kind": "adt", "event": event, "control_id": control_id, "facility": "NORTH",
+        "mrn": mrn, "issuer": "HOSP", "family": family, "given": "JANE", "birth": "19800214",
+    })
+}
+
+async fn lookup(app: &TestApp, mrn: &str) -> (u16, Value) {
+    json_of(
+        app.post_json(
+            &app.records,
+            "/api/v1/patients/lookup",
+            &json!({ "mrn": mrn }),
+        )
+        .await,
+    )
+    .await
+}
+
+async fn names_found(app: &TestApp, name: &str) -> usize {
+    let (_, found) = json_of(
+        app.post_json(
+            &app.records,
+            "/api/v1/patients/search",
+            &json!({ "name": name }),
+        )
+        .await,
+    )
+    .await;
+    found["patients"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adt_messages_register_and_update_patients_once_and_bad_ones_are_refused() {
+    let Some(python) = python() else { return };
+    let app = spawn_app_with(|config| {
+        config.hl7.listen = Some("127.0.0.1:0".parse().unwrap());
+        config.hl7.allowed_facilities = vec!["NORTH".into()];
+        config.hl7.default_issuer = Some("HOSP".into());
+    })
+    .await;
+
+    // A04 registers a patient the archive has never seen.
+    let acks = feed(&python, &app, json!([adt("A04", "REG-1", "H-2001", "DOE")]));
+    assert_eq!(acks[0]["code"], "AA", "{acks:?}");
+    assert_eq!(acks[0]["control_id"], "REG-1");
+    assert_eq!(acks[0]["type"], "ACK^A04^ACK");
+    let (status, patient) = lookup(&app, "H-2001").await;
+    assert_eq!(status, 200, "{patient}");
+    assert_eq!(patient["patient"]["name"], "JANE DOE", "{patient}");
+    assert_eq!(patient["patient"]["birth_date"], "1980-02-14");
+
+    // Their cover sheet files the batch without QA: the patient is known.
+    let format = CoverSheetFormat::default();
+    let pages = vec![
+        render_cover_page(
+            Symbology::DataMatrix,
+            &format.encode("H-2001", "progress-note", None, None),
+        ),
+        scanned_page(&["Progress note", "Marker word: avocet"], 0.0, 81),
+    ];
+    let (status, accepted) =
+        json_of(app.upload_batch_as(&app.records, g4_tiff_of(&pages)).await).await;
+    assert_eq!(status, 202, "{accepted}");
+    let batch = app.wait_split(accepted["id"].as_str().unwrap()).await;
+    let segment = &batch["segments"][0];
+    assert_eq!(segment["status"], "filed", "{batch}");
+    app.wait_indexed(segment["document_id"].as_str().unwrap())
+        .await;
+    assert_eq!(names_found(&app, "doe").await, 1);
+
+    // A08 changes the name: the name search follows.
+    let acks = feed(
+        &python,
+        &app,
+        json!([adt("A08", "UPD-1", "H-2001", "SMITH")]),
+    );
+    assert_eq!(acks[0]["code"], "AA", "{acks:?}");
+    assert_eq!(
+        lookup(&app, "H-2001").await.1["patient"]["name"],
+        "JANE SMITH"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while names_found(&app, "smith").await != 1 || names_found(&app, "doe").await != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the name index did not follow"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // The same message again (a resend after a lost ACK): acknowledged, not applied twice.
+    let acks = feed(
+        &python,
+        &app,
+        json!([adt("A08", "UPD-1", "H-2001", "JONES")]),
+    );
+    assert_eq!(acks[0]["code"], "AA");
+    assert_eq!(
+        lookup(&app, "H-2001").await.1["patient"]["name"],
+        "JANE SMITH"
+    );
+    let rows = app.state.db.audit_rows(0).await.unwrap();
+    let updates = rows
+        .iter()
+        .filter(|r| {
+            r.action == "patient-update" && r.detail.as_deref().is_some_and(|d| d.contains("UPD-1"))
+        })
+        .count();
+    assert_eq!(updates, 1, "applied and audited once");
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.detail.as_deref().is_some_and(|d| d.contains("SMITH"))),
+        "the audit names messages, not their content"
+    );
+
+    // Refused, each with its reason, on one connection that keeps serving.
+    let acks = feed(
+        &python,
+        &app,
+        json!([
+            { "kind": "raw", "text": "this is not an HL7 message" },
+            { "kind": "oru", "control_id": "LAB-1", "facility": "NORTH" },
+            {
+                "kind": "adt", "event": "A04", "control_id": "S-1", "facility": "SOUTH",
+                "mrn": "H-2002", "issuer": "HOSP", "family": "ROE", "given": "RAY",
+                "birth": "19700101",
+            },
+            {
+                "kind": "adt", "event": "A04", "control_id": "F-1", "facility": "NORTH",
+                "mrn": "X-9", "issuer": "OTHER", "family": "ROE", "given": "RAY",
+                "birth": "19700101",
+            },
+            adt("A04", "REG-2", "H-2002", "ROE"),
+        ]),
+    );
+    let codes: Vec<&str> = acks.iter().map(|a| a["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["AR", "AR", "AR", "AE", "AA"], "{acks:?}");
+    assert!(acks[1]["text"].as_str().unwrap().contains("not handled"));
+    assert!(acks[2]["text"].as_str().unwrap().contains("not allowed"));
+    assert!(acks[3]["text"]
+        .as_str()
+        .unwrap()
+        .contains("assigning authority"));
+    assert_eq!(lookup(&app, "H-2002").await.0, 200);
+    assert_eq!(lookup(&app, "X-9").await.0, 404);
+}

@@ -1,0 +1,81 @@
+"""Sends HL7 v2 messages built with hl7apy to an MLLP listener, one after the other (each
+after the previous ACK), and prints the ACKs read back with hl7apy, as JSON.
+
+Usage: feed.py HOST PORT < steps.json, where steps is a list of
+  {"kind": "adt", "event", "control_id", "facility", "mrn", "issuer"?, "family", "given", "birth"}
+  {"kind": "oru", "control_id", "facility"}       (a message type the archive does not take)
+  {"kind": "raw", "text"}                          (sent framed as it is)
+"""
+import json
+import socket
+import sys
+
+from hl7apy.core import Message
+from hl7apy.parser import parse_message
+
+START, END = b"\x0b", b"\x1c\x0d"
+
+
+def adt(step):
+    message = Message("ADT_A01", version="2.5")
+    message.msh.msh_3 = "REGISTRATION"
+    message.msh.msh_4 = step["facility"]
+    message.msh.msh_5 = "CHARTVAULT"
+    message.msh.msh_6 = "ARCHIVE"
+    message.msh.msh_9 = "ADT^%s^ADT_A01" % step["event"]
+    message.msh.msh_10 = step["control_id"]
+    message.msh.msh_11 = "P"
+    message.evn.evn_2 = "20261207120000"
+    message.pid.pid_3 = "%s^^^%s^MR" % (step["mrn"], step.get("issuer", ""))
+    message.pid.pid_5 = "%s^%s" % (step["family"], step["given"])
+    message.pid.pid_7 = step["birth"]
+    message.pv1.pv1_2 = "O"
+    return message.to_er7().encode()
+
+
+def oru(step):
+    message = Message("ORU_R01", version="2.5")
+    message.msh.msh_3 = "LAB"
+    message.msh.msh_4 = step["facility"]
+    message.msh.msh_9 = "ORU^R01^ORU_R01"
+    message.msh.msh_10 = step["control_id"]
+    message.msh.msh_11 = "P"
+    return message.to_er7().encode()
+
+
+def send(sock, payload):
+    sock.sendall(START + payload + END)
+    data = b""
+    while END not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise SystemExit("the listener closed the connection")
+        data += chunk
+    text = data[data.index(START) + 1 : data.index(END)].decode()
+    ack = parse_message(text, find_groups=False)
+    err = ack.err.err_8.value if ack.children.get("ERR") else ""
+    return {
+        "code": ack.msa.msa_1.value,
+        "control_id": ack.msa.msa_2.value,
+        "type": ack.msh.msh_9.value,
+        "text": err,
+    }
+
+
+def main():
+    host, port = sys.argv[1], int(sys.argv[2])
+    steps = json.load(sys.stdin)
+    answers = []
+    with socket.create_connection((host, port), timeout=30) as sock:
+        for step in steps:
+            if step["kind"] == "adt":
+                payload = adt(step)
+            elif step["kind"] == "oru":
+                payload = oru(step)
+            else:
+                payload = step["text"].encode()
+            answers.append(send(sock, payload))
+    json.dump(answers, sys.stdout)
+
+
+main()
