@@ -43,7 +43,9 @@ async fn run() {
         config.hl7.default_issuer = Some("HOSP".into());
     })
     .await;
-    let mut stream = tokio::net::TcpStream::connect(app.hl7.unwrap()).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(app.hl7.unwrap())
+        .await
+        .unwrap();
     stream.set_nodelay(true).unwrap();
     let mut buffer = vec![0u8; 4096];
     let started = Instant::now();

@@ -25,6 +25,9 @@ use crate::store::prelude::*;
 /// The events that create or update a patient.
 pub const PATIENT_EVENTS: [&str; 5] = ["A01", "A04", "A05", "A08", "A31"];
 
+/// Merge patient identifier list: MRG-1's patient into PID-3's.
+pub const MERGE_EVENT: &str = "A40";
+
 /// An ADT message as the front end read it.
 #[derive(Debug, Clone)]
 pub struct AdtMessage {
@@ -38,6 +41,8 @@ pub struct AdtMessage {
     /// PID-3: each repetition's ID number (CX.1), assigning authority (CX.4.1) and
     /// identifier type (CX.5).
     pub identifiers: Vec<Identifier>,
+    /// MRG-1 (A40): the prior patient's identifiers, read like PID-3.
+    pub prior_identifiers: Vec<Identifier>,
     /// PID-5, the first repetition: family, given, further given names.
     pub name: Option<String>,
     /// PID-7.
@@ -61,25 +66,32 @@ pub enum Answer {
     Reject(String),
 }
 
+/// The MRN among identifiers: of this archive's authority (or none named), an `MR`
+/// identifier first.
+fn mrn_of<'a>(
+    identifiers: &'a [Identifier],
+    default_issuer: Option<&str>,
+) -> Option<&'a Identifier> {
+    let ours = |identifier: &&Identifier| match (default_issuer, &identifier.authority) {
+        (Some(issuer), Some(authority)) => authority.eq_ignore_ascii_case(issuer),
+        _ => true,
+    };
+    let candidates: Vec<&Identifier> = identifiers
+        .iter()
+        .filter(|i| !i.id.trim().is_empty())
+        .filter(ours)
+        .collect();
+    candidates
+        .iter()
+        .find(|i| i.type_code.as_deref() == Some("MR"))
+        .or_else(|| candidates.first())
+        .copied()
+}
+
 impl AdtMessage {
-    /// The MRN among the identifiers: of this archive's authority (or none named), an `MR`
-    /// identifier first.
+    /// The MRN among PID-3's identifiers.
     fn mrn(&self, default_issuer: Option<&str>) -> Option<&Identifier> {
-        let ours = |identifier: &&Identifier| match (default_issuer, &identifier.authority) {
-            (Some(issuer), Some(authority)) => authority.eq_ignore_ascii_case(issuer),
-            _ => true,
-        };
-        let candidates: Vec<&Identifier> = self
-            .identifiers
-            .iter()
-            .filter(|i| !i.id.trim().is_empty())
-            .filter(ours)
-            .collect();
-        candidates
-            .iter()
-            .find(|i| i.type_code.as_deref() == Some("MR"))
-            .or_else(|| candidates.first())
-            .copied()
+        mrn_of(&self.identifiers, default_issuer)
     }
 }
 
@@ -96,7 +108,8 @@ pub async fn apply(state: &Archive, message: &AdtMessage) -> Result<Answer, AppE
             "the sending facility is not allowed (hl7.allowed_facilities)".into(),
         ));
     }
-    if message.message_code != "ADT" || !PATIENT_EVENTS.contains(&message.event.as_str()) {
+    let handled = PATIENT_EVENTS.contains(&message.event.as_str()) || message.event == MERGE_EVENT;
+    if message.message_code != "ADT" || !handled {
         return Ok(Answer::Reject(format!(
             "the message type {}^{} is not handled",
             message.message_code, message.event
@@ -121,23 +134,17 @@ pub async fn apply(state: &Archive, message: &AdtMessage) -> Result<Answer, AppE
         .filter(|n| !n.is_empty() && n.len() <= 200);
     let message_type = format!("{}^{}", message.message_code, message.event);
     let existing = state.db.patient_by_mrn(&mrn).await?;
+    if already_applied(state, message).await? {
+        tracing::info!(message_type = %message_type, control_id = %message.control_id, "HL7 message seen before: acknowledged, not applied again");
+        return Ok(Answer::Accept);
+    }
+    if message.event == MERGE_EVENT {
+        return merge(state, message, &message_type, mrn, existing, name).await;
+    }
     let action = match &existing {
         None => "patient-register",
         Some(_) => "patient-update",
     };
-    // Resent? Then it was applied already: acknowledged, nothing done.
-    {
-        let mut tx = state.db.begin().await?;
-        if state
-            .db
-            .hl7_applied(&mut tx, &message.sending_facility, &message.control_id)
-            .await?
-            .is_some()
-        {
-            tracing::info!(message_type = %message_type, control_id = %message.control_id, "HL7 message seen before: acknowledged, not applied again");
-            return Ok(Answer::Accept);
-        }
-    }
     if existing.is_none() && name.is_none() {
         return Ok(Answer::Error(
             "PID-5 (patient name) is needed to register a new patient".into(),
@@ -194,6 +201,127 @@ pub async fn apply(state: &Archive, message: &AdtMessage) -> Result<Answer, AppE
                 tracing::error!(error = %format!("{error:#}"), "re-indexing a renamed patient's pages failed");
             }
         });
+    }
+    Ok(Answer::Accept)
+}
+
+/// Resent? Then it was applied already: acknowledged, nothing done.
+async fn already_applied(state: &Archive, message: &AdtMessage) -> Result<bool, AppError> {
+    let mut tx = state.db.begin().await?;
+    Ok(state
+        .db
+        .hl7_applied(&mut tx, &message.sending_facility, &message.control_id)
+        .await?
+        .is_some())
+}
+
+/// A40: everything of MRG-1's patient moves to PID-3's, whose chart the prior MRN then
+/// finds. A prior MRN the archive never saw is kept as an alias all the same (an old cover
+/// sheet with it files under the survivor); a survivor the archive never saw is registered
+/// from PID-5.
+async fn merge(
+    state: &Archive,
+    message: &AdtMessage,
+    message_type: &str,
+    survivor_mrn: Mrn,
+    survivor: Option<crate::store::patients::Patient>,
+    name: Option<&str>,
+) -> Result<Answer, AppError> {
+    let config = &state.config.hl7;
+    let Some(prior) = mrn_of(&message.prior_identifiers, config.default_issuer.as_deref()) else {
+        return Ok(Answer::Error(
+            "MRG-1 holds no identifier of this archive's assigning authority".into(),
+        ));
+    };
+    let prior_mrn = match Mrn::parse(&prior.id) {
+        Ok(mrn) => mrn,
+        Err(error) => return Ok(Answer::Error(format!("MRG-1: {error}"))),
+    };
+    if survivor.is_none() && name.is_none() {
+        return Ok(Answer::Error(
+            "PID-5 (patient name) is needed: the surviving patient is new here".into(),
+        ));
+    }
+    let prior_patient = state.db.patient_by_mrn(&prior_mrn).await?;
+    if let (Some(prior), Some(survivor)) = (&prior_patient, &survivor) {
+        if prior.id == survivor.id {
+            // Merged already (or the same patient): nothing to move.
+            let mut tx = state.db.begin().await?;
+            state
+                .db
+                .record_hl7(
+                    &mut tx,
+                    &message.sending_facility,
+                    &message.control_id,
+                    message_type,
+                    "AA",
+                )
+                .await?;
+            tx.commit().await?;
+            return Ok(Answer::Accept);
+        }
+    }
+    let mut entry = crate::store::audit_log::AuditEntry::administration(
+        "patient-merge",
+        serde_json::json!({
+            "via": "hl7", "message_type": message_type, "control_id": message.control_id,
+            "sending_facility": message.sending_facility,
+            "prior_patient": prior_patient.as_ref().map(|p| p.id),
+        }),
+    );
+    entry.patient_id = survivor.as_ref().map(|p| p.id);
+    entry.purpose_of_use = Some("HOPERAT".into());
+    state.db.append_audit(&entry).await?;
+
+    let mut tx = state.db.begin().await?;
+    let survivor_id = match &survivor {
+        Some(patient) => patient.id,
+        None => {
+            let name = name.expect("checked above");
+            state
+                .db
+                .ensure_patient(&mut tx, &survivor_mrn, name, message.birth_date)
+                .await?
+        }
+    };
+    let prior_id = match &prior_patient {
+        Some(patient) => patient.id,
+        // Never seen here: kept as an alias of the survivor.
+        None => {
+            let alias_name = match &survivor {
+                Some(patient) => patient.name.clone(),
+                None => name.expect("checked above").to_string(),
+            };
+            state
+                .db
+                .ensure_patient(&mut tx, &prior_mrn, &alias_name, None)
+                .await?
+        }
+    };
+    let moved = state
+        .db
+        .merge_patients(&mut tx, prior_id, survivor_id)
+        .await?;
+    state
+        .db
+        .record_hl7(
+            &mut tx,
+            &message.sending_facility,
+            &message.control_id,
+            message_type,
+            "AA",
+        )
+        .await?;
+    tx.commit().await?;
+    tracing::info!(documents = moved.len(), control_id = %message.control_id, "merged a patient into another (HL7 A40)");
+    if !moved.is_empty() {
+        // The index says whose each page is: the moved pages are indexed again under the
+        // survivor (and found by the survivor's MRN and name) before the answer.
+        for document in moved {
+            if let Err(error) = crate::ingest::pages::reindex_document(state, document).await {
+                tracing::error!(error = %format!("{error:#}"), "re-indexing a merged patient's document failed");
+            }
+        }
     }
     Ok(Answer::Accept)
 }

@@ -194,32 +194,11 @@ impl Header {
 fn read_adt(message: &Message<'_>, header: &Header) -> AdtMessage {
     let separators = &message.separators;
     let pid = message.segment("PID");
-    let identifiers = pid
-        .and_then(|pid| pid.field(3))
-        .map(|field| {
-            field
-                .repeats()
-                .map(|repeat| {
-                    let text = |n: usize| {
-                        repeat
-                            .component(n)
-                            .map(|c| {
-                                // CX.4 is an HD: its first subcomponent is the namespace.
-                                c.subcomponent(1)
-                                    .map(|s| s.display(separators).to_string())
-                                    .unwrap_or_else(|| c.display(separators).to_string())
-                            })
-                            .filter(|t| !t.is_empty())
-                    };
-                    Identifier {
-                        id: text(1).unwrap_or_default(),
-                        authority: text(4),
-                        type_code: text(5),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let identifiers = identifiers_of(pid.and_then(|pid| pid.field(3)), separators);
+    let prior_identifiers = identifiers_of(
+        message.segment("MRG").and_then(|mrg| mrg.field(1)),
+        separators,
+    );
     let name = pid.and_then(|pid| pid.field(5)).and_then(|field| {
         let first = field.repeat(1)?;
         let part = |n: usize| {
@@ -246,9 +225,42 @@ fn read_adt(message: &Message<'_>, header: &Header) -> AdtMessage {
         message_code: component_text(message, "MSH", 9, 1),
         event: header.event.clone(),
         identifiers,
+        prior_identifiers,
         name,
         birth_date,
     }
+}
+
+/// A CX field's repetitions: ID number (CX.1), assigning authority (CX.4, its namespace)
+/// and identifier type (CX.5).
+fn identifiers_of(
+    field: Option<&hl7_parser::message::Field<'_>>,
+    separators: &hl7_parser::message::Separators,
+) -> Vec<Identifier> {
+    let Some(field) = field else {
+        return Vec::new();
+    };
+    field
+        .repeats()
+        .map(|repeat| {
+            let text = |n: usize| {
+                repeat
+                    .component(n)
+                    .map(|c| {
+                        // CX.4 is an HD: its first subcomponent is the namespace.
+                        c.subcomponent(1)
+                            .map(|s| s.display(separators).to_string())
+                            .unwrap_or_else(|| c.display(separators).to_string())
+                    })
+                    .filter(|t| !t.is_empty())
+            };
+            Identifier {
+                id: text(1).unwrap_or_default(),
+                authority: text(4),
+                type_code: text(5),
+            }
+        })
+        .collect()
 }
 
 /// Text for a field of the ACK: the separators taken out.

@@ -20,7 +20,8 @@ pub trait PatientStore {
     fn patient(&self, id: PatientId) -> impl Future<Output = StoreResult<Option<Patient>>> + Send;
 
     /// The patient with this MRN, created with the given details if new. An existing
-    /// patient keeps the details on record.
+    /// patient keeps the details on record. An MRN merged into another patient's (see
+    /// [`PatientStore::merge_patients`]) is the survivor's, here and in `patient_by_mrn`.
     fn ensure_patient(
         &self,
         tx: &mut Tx,
@@ -28,6 +29,17 @@ pub trait PatientStore {
         name: &str,
         birth_date: Option<NaiveDate>,
     ) -> impl Future<Output = StoreResult<PatientId>> + Send;
+
+    /// Moves everything of `prior` to `survivor` (documents, care relationships and
+    /// break-the-glass accesses with new row MACs, holds, disclosures, release requests) and
+    /// marks `prior` merged into `survivor`: from then on its MRN finds the survivor. Inside
+    /// the caller's transaction. Returns the documents moved.
+    fn merge_patients(
+        &self,
+        tx: &mut Tx,
+        prior: PatientId,
+        survivor: PatientId,
+    ) -> impl Future<Output = StoreResult<Vec<DocumentId>>> + Send;
 
     /// Sets a patient's name and birth date (the registration system changed them).
     fn update_patient(

@@ -207,4 +207,80 @@ async fn adt_messages_register_and_update_patients_once_and_bad_ones_are_refused
         .contains("assigning authority"));
     assert_eq!(lookup(&app, "H-2002").await.0, 200);
     assert_eq!(lookup(&app, "X-9").await.0, 404);
+
+    // A40: the registration system merges H-2003 (a chart of its own here) into H-2001.
+    let acks = feed(&python, &app, json!([adt("A04", "REG-3", "H-2003", "ROE")]));
+    assert_eq!(acks[0]["code"], "AA");
+    let mut letter = metadata("H-2003", "JANE ROE", "letter");
+    letter["patient"]["birth_date"] = json!("1980-02-14");
+    let prior_doc = app
+        .upload(
+            png_of(&scanned_page(
+                &["Clinic letter", "Marker word: curlew"],
+                0.0,
+                82,
+            )),
+            &letter,
+        )
+        .await;
+    app.wait_indexed(&prior_doc).await;
+    let survivor = lookup(&app, "H-2001").await.1["patient"]["id"].clone();
+    let prior = lookup(&app, "H-2003").await.1["patient"]["id"].clone();
+    assert_ne!(survivor, prior);
+    let acks = feed(
+        &python,
+        &app,
+        json!([{
+            "kind": "merge", "control_id": "MRG-1", "facility": "NORTH", "mrn": "H-2001",
+            "prior_mrn": "H-2003", "issuer": "HOSP", "family": "SMITH", "given": "JANE",
+        }]),
+    );
+    assert_eq!(acks[0]["code"], "AA", "{acks:?}");
+    // The document is the survivor's; a search scoped to the survivor finds its pages; the
+    // prior MRN finds the survivor's chart.
+    let (_, doc) = json_of(
+        app.get(&app.records, &format!("/api/v1/documents/{prior_doc}"))
+            .await,
+    )
+    .await;
+    assert_eq!(doc["patient_id"], survivor);
+    let found = app
+        .search(&app.records, json!({ "query": "curlew", "mrn": "H-2001" }))
+        .await;
+    assert_eq!(found["total"], 1, "{found}");
+    let (_, chart) = lookup(&app, "H-2003").await;
+    assert_eq!(
+        chart["patient"]["id"], survivor,
+        "the prior MRN is an alias"
+    );
+    // The audit names both.
+    let rows = app.state.db.audit_rows(0).await.unwrap();
+    let merge = rows
+        .iter()
+        .find(|r| r.action == "patient-merge")
+        .expect("the merge is audited");
+    assert_eq!(merge.patient_id.as_deref(), survivor.as_str());
+    assert!(merge
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains(prior.as_str().unwrap()));
+    // An old cover sheet with the prior MRN files under the survivor.
+    let pages = vec![
+        render_cover_page(
+            Symbology::Code128,
+            &format.encode("H-2003", "lab-report", None, None),
+        ),
+        scanned_page(&["Laboratory report", "Marker word: dunlin"], 0.0, 83),
+    ];
+    let (status, accepted) =
+        json_of(app.upload_batch_as(&app.records, g4_tiff_of(&pages)).await).await;
+    assert_eq!(status, 202, "{accepted}");
+    let batch = app.wait_split(accepted["id"].as_str().unwrap()).await;
+    let segment = &batch["segments"][0];
+    assert_eq!(segment["status"], "filed", "{batch}");
+    let filed = app
+        .wait_indexed(segment["document_id"].as_str().unwrap())
+        .await;
+    assert_eq!(filed["patient_id"], survivor);
 }

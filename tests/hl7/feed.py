@@ -3,6 +3,8 @@ after the previous ACK), and prints the ACKs read back with hl7apy, as JSON.
 
 Usage: feed.py HOST PORT < steps.json, where steps is a list of
   {"kind": "adt", "event", "control_id", "facility", "mrn", "issuer"?, "family", "given", "birth"}
+  {"kind": "merge", "control_id", "facility", "mrn", "prior_mrn", "issuer", "family", "given"}
+                                                   (ADT^A40: prior_mrn merged into mrn)
   {"kind": "oru", "control_id", "facility"}       (a message type the archive does not take)
   {"kind": "raw", "text"}                          (sent framed as it is)
 """
@@ -30,6 +32,23 @@ def adt(step):
     message.pid.pid_5 = "%s^%s" % (step["family"], step["given"])
     message.pid.pid_7 = step["birth"]
     message.pv1.pv1_2 = "O"
+    return message.to_er7().encode()
+
+
+def merge(step):
+    message = Message("ADT_A39", version="2.5")
+    message.msh.msh_3 = "REGISTRATION"
+    message.msh.msh_4 = step["facility"]
+    message.msh.msh_5 = "CHARTVAULT"
+    message.msh.msh_6 = "ARCHIVE"
+    message.msh.msh_9 = "ADT^A40^ADT_A39"
+    message.msh.msh_10 = step["control_id"]
+    message.msh.msh_11 = "P"
+    message.evn.evn_2 = "20261207120000"
+    patient = message.add_group("ADT_A39_PATIENT")
+    patient.pid.pid_3 = "%s^^^%s^MR" % (step["mrn"], step["issuer"])
+    patient.pid.pid_5 = "%s^%s" % (step["family"], step["given"])
+    patient.mrg.mrg_1 = "%s^^^%s^MR" % (step["prior_mrn"], step["issuer"])
     return message.to_er7().encode()
 
 
@@ -70,6 +89,8 @@ def main():
         for step in steps:
             if step["kind"] == "adt":
                 payload = adt(step)
+            elif step["kind"] == "merge":
+                payload = merge(step)
             elif step["kind"] == "oru":
                 payload = oru(step)
             else:

@@ -5,12 +5,15 @@ pub(super) use crate::store::patients::*;
 
 impl PatientStore for SqliteStore {
     async fn patient_by_mrn(&self, mrn: &Mrn) -> super::StoreResult<Option<Patient>> {
-        let row =
-            sqlx::query("SELECT id, mrn, name, birth_date FROM patients WHERE mrn_index = $1")
-                .bind(self.phi()?.mrn_index(mrn))
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|r| self.patient_from_row(&r)).transpose()
+        let row = sqlx::query("SELECT id, merged_into FROM patients WHERE mrn_index = $1")
+            .bind(self.phi()?.mrn_index(mrn))
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut conn = self.pool.acquire().await?;
+        let id = survivor_of(&mut conn, parse_id(row.try_get::<&str, _>("id")?)?).await?;
+        drop(conn);
+        self.patient(id).await
     }
 
     async fn patient(&self, id: PatientId) -> super::StoreResult<Option<Patient>> {
@@ -35,7 +38,7 @@ impl PatientStore for SqliteStore {
             .fetch_optional(&mut **tx)
             .await?;
         if let Some(row) = existing {
-            return parse_id(row.try_get::<&str, _>("id")?);
+            return survivor_of(&mut **tx, parse_id(row.try_get::<&str, _>("id")?)?).await;
         }
         let id = PatientId::new_random();
         let row_id = id.to_string();
@@ -52,6 +55,79 @@ impl PatientStore for SqliteStore {
         .execute(&mut **tx)
         .await?;
         Ok(id)
+    }
+
+    async fn merge_patients(
+        &self,
+        tx: &mut Tx,
+        prior: PatientId,
+        survivor: PatientId,
+    ) -> super::StoreResult<Vec<DocumentId>> {
+        let (p, s) = (prior.to_string(), survivor.to_string());
+        let moved: Vec<String> = sqlx::query_scalar(
+            "UPDATE documents SET patient_id = $1 WHERE patient_id = $2 RETURNING id",
+        )
+        .bind(&s)
+        .bind(&p)
+        .fetch_all(&mut **tx)
+        .await?;
+        for table in ["disclosures", "holds"] {
+            sqlx::query(&format!(
+                "UPDATE {table} SET patient_id = $1 WHERE patient_id = $2"
+            ))
+            .bind(&s)
+            .bind(&p)
+            .execute(&mut **tx)
+            .await?;
+        }
+        // A request that named both keeps one row, the survivor's.
+        sqlx::query("UPDATE OR IGNORE release_patients SET patient_id = $1 WHERE patient_id = $2")
+            .bind(&s)
+            .bind(&p)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM release_patients WHERE patient_id = $1")
+            .bind(&p)
+            .execute(&mut **tx)
+            .await?;
+        // Access rows are MACed with their patient: each genuine one gets a new MAC; one that
+        // fails its check grants nothing and is not made genuine by moving it.
+        for (table, columns) in [row_mac::CARE, row_mac::BREAK_GLASS] {
+            let rows = sqlx::query(&format!(
+                "SELECT {}, mac FROM {table} WHERE patient_id = $1",
+                columns.join(", ")
+            ))
+            .bind(&p)
+            .fetch_all(&mut **tx)
+            .await?;
+            for row in &rows {
+                if !self.row_verifies((table, columns), row)? {
+                    continue;
+                }
+                let mut fields = super::integrity::row_fields(row, columns)?;
+                let patient = columns
+                    .iter()
+                    .position(|c| *c == "patient_id")
+                    .expect("MACed access rows name their patient");
+                fields[patient] = Some(s.clone());
+                let mac = self.row_tag(table, &super::integrity::as_refs(&fields))?;
+                sqlx::query(&format!(
+                    "UPDATE {table} SET patient_id = $1, mac = $2 WHERE id = $3"
+                ))
+                .bind(&s)
+                .bind(mac)
+                .bind(fields[0].as_deref())
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        sqlx::query("UPDATE patients SET merged_into = $1, merged_at = $2 WHERE id = $3")
+            .bind(&s)
+            .bind(now())
+            .bind(&p)
+            .execute(&mut **tx)
+            .await?;
+        moved.iter().map(|id| parse_id(id)).collect()
     }
 
     async fn update_patient(
@@ -71,6 +147,27 @@ impl PatientStore for SqliteStore {
             .await?;
         Ok(())
     }
+}
+
+/// The patient a merged patient was merged into, through every later merge (at most 16);
+/// a patient never merged is its own survivor.
+async fn survivor_of(
+    conn: &mut sqlx::SqliteConnection,
+    mut id: PatientId,
+) -> super::StoreResult<PatientId> {
+    for _ in 0..16 {
+        let next: Option<String> =
+            sqlx::query_scalar("SELECT merged_into FROM patients WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *conn)
+                .await?
+                .flatten();
+        match next {
+            Some(next) => id = parse_id(&next)?,
+            None => return Ok(id),
+        }
+    }
+    Ok(id)
 }
 
 impl SqliteStore {
