@@ -361,6 +361,7 @@ mod tests {
                 id("V-17", Some("HOSP"), Some("VN")),
                 id("H-1001", Some("HOSP"), Some("MR")),
             ],
+            prior_identifiers: Vec::new(),
             name: None,
             birth_date: None,
         };
