@@ -30,6 +30,11 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AckLabel {
+    pub ack: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     pub version: String,
 }
@@ -43,6 +48,7 @@ pub struct Metrics {
     pub document_failures: Family<ReasonLabel, Counter>,
     pub documents_indexed: Counter,
     pub search_seconds: Histogram,
+    pub hl7_messages: Family<AckLabel, Counter>,
     // Read at scrape time (see [`Snapshot`]).
     jobs: Family<StateLabel, Gauge>,
     oldest_pending_job_age: Gauge<f64, AtomicU64>,
@@ -131,6 +137,17 @@ impl Metrics {
             "Time to append one entry to the audit chain (committed)",
             audit_append_seconds,
         );
+        let hl7_messages = Family::<AckLabel, Counter>::default();
+        for ack in ["AA", "AE", "AR"] {
+            let _ = hl7_messages.get_or_create(&AckLabel {
+                ack: ack.to_string(),
+            });
+        }
+        registry.register(
+            "hl7_messages",
+            "HL7 messages received on the MLLP listener, by acknowledgement code",
+            hl7_messages.clone(),
+        );
         let jobs = Family::<StateLabel, Gauge>::default();
         registry.register("jobs", "Documents' processing jobs by state", jobs.clone());
         let oldest_pending_job_age = Gauge::<f64, AtomicU64>::default();
@@ -165,6 +182,7 @@ impl Metrics {
             document_failures,
             documents_indexed,
             search_seconds,
+            hl7_messages,
             jobs,
             oldest_pending_job_age,
             index_documents,
@@ -179,6 +197,15 @@ impl Metrics {
         self.document_failures
             .get_or_create(&ReasonLabel {
                 reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts an HL7 message under its acknowledgement code (`AA`, `AE`, `AR`).
+    pub fn hl7_answered(&self, ack: &str) {
+        self.hl7_messages
+            .get_or_create(&AckLabel {
+                ack: ack.to_string(),
             })
             .inc();
     }

@@ -183,16 +183,7 @@ pub async fn apply(state: &Archive, message: &AdtMessage) -> Result<Answer, AppE
             (new_name != patient.name).then_some(patient.id)
         }
     };
-    state
-        .db
-        .record_hl7(
-            &mut tx,
-            &message.sending_facility,
-            &message.control_id,
-            &message_type,
-            "AA",
-        )
-        .await?;
+    record_applied(state, &mut tx, message, &message_type).await?;
     tx.commit().await?;
     if let Some(patient) = renamed {
         let state = state.clone();
@@ -203,6 +194,26 @@ pub async fn apply(state: &Archive, message: &AdtMessage) -> Result<Answer, AppE
         });
     }
     Ok(Answer::Accept)
+}
+
+/// Records the message as applied, in the transaction of its change.
+async fn record_applied(
+    state: &Archive,
+    tx: &mut crate::store::base::Tx,
+    message: &AdtMessage,
+    message_type: &str,
+) -> Result<(), AppError> {
+    state
+        .db
+        .record_hl7(
+            tx,
+            &message.sending_facility,
+            &message.control_id,
+            message_type,
+            "AA",
+        )
+        .await?;
+    Ok(())
 }
 
 /// Resent? Then it was applied already: acknowledged, nothing done.
@@ -247,16 +258,7 @@ async fn merge(
         if prior.id == survivor.id {
             // Merged already (or the same patient): nothing to move.
             let mut tx = state.db.begin().await?;
-            state
-                .db
-                .record_hl7(
-                    &mut tx,
-                    &message.sending_facility,
-                    &message.control_id,
-                    message_type,
-                    "AA",
-                )
-                .await?;
+            record_applied(state, &mut tx, message, message_type).await?;
             tx.commit().await?;
             return Ok(Answer::Accept);
         }
@@ -302,16 +304,7 @@ async fn merge(
         .db
         .merge_patients(&mut tx, prior_id, survivor_id)
         .await?;
-    state
-        .db
-        .record_hl7(
-            &mut tx,
-            &message.sending_facility,
-            &message.control_id,
-            message_type,
-            "AA",
-        )
-        .await?;
+    record_applied(state, &mut tx, message, message_type).await?;
     tx.commit().await?;
     tracing::info!(documents = moved.len(), control_id = %message.control_id, "merged a patient into another (HL7 A40)");
     if !moved.is_empty() {

@@ -121,6 +121,7 @@ async fn answer(state: &Archive, frame: &[u8]) -> String {
         Ok(message) => message,
         Err(_) => {
             tracing::warn!("an HL7 message that does not parse: rejected");
+            state.metrics.hl7_answered("AR");
             return build_ack(None, "AR", "the message does not parse as HL7 v2");
         }
     };
@@ -138,6 +139,7 @@ async fn answer(state: &Archive, frame: &[u8]) -> String {
             )
         }
     };
+    state.metrics.hl7_answered(code);
     tracing::info!(
         message_type = %format!("{}^{}", adt.message_code, adt.event),
         control_id = %header.control_id,
