@@ -51,6 +51,9 @@ pub struct Hl7Config {
     pub max_message_bytes: usize,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout_secs: u64,
+    /// MLLP over TLS: both PEM files set (certificate chain, key); reloaded when they change.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for Hl7Config {
@@ -61,6 +64,8 @@ impl Default for Hl7Config {
             default_issuer: None,
             max_message_bytes: 1024 * 1024,
             idle_timeout_secs: 300,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -565,6 +570,9 @@ impl Config {
                 );
             }
         }
+        if self.hl7.tls_cert_file.is_some() != self.hl7.tls_key_file.is_some() {
+            anyhow::bail!("hl7.tls_cert_file and hl7.tls_key_file are set together (or neither)");
+        }
         if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
             anyhow::bail!(
                 "server.tls_cert_file and server.tls_key_file are set together (or neither)"
@@ -609,6 +617,8 @@ impl Config {
             ("decoder.program", &self.decoder.program),
             ("server.tls_cert_file", &self.server.tls_cert_file),
             ("server.tls_key_file", &self.server.tls_key_file),
+            ("hl7.tls_cert_file", &self.hl7.tls_cert_file),
+            ("hl7.tls_key_file", &self.hl7.tls_key_file),
         ];
         for (key, path) in optional {
             if let Some(path) = path {

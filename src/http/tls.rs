@@ -127,14 +127,22 @@ pub struct Tls {
 impl Tls {
     /// TLS as configured, or `None` for plain HTTP.
     pub fn from_config(config: &crate::config::ServerConfig) -> anyhow::Result<Option<Tls>> {
-        let (Some(cert_file), Some(key_file)) = (&config.tls_cert_file, &config.tls_key_file)
-        else {
+        Tls::from_files(
+            config.tls_cert_file.as_deref(),
+            config.tls_key_file.as_deref(),
+        )
+        .context("loading server.tls_cert_file and server.tls_key_file")
+    }
+
+    /// TLS with this certificate chain and key (PEM), or `None` when they are not set.
+    pub fn from_files(
+        cert_file: Option<&Path>,
+        key_file: Option<&Path>,
+    ) -> anyhow::Result<Option<Tls>> {
+        let (Some(cert_file), Some(key_file)) = (cert_file, key_file) else {
             return Ok(None);
         };
-        let certificates = Arc::new(
-            CertificateFiles::open(cert_file, key_file)
-                .context("loading server.tls_cert_file and server.tls_key_file")?,
-        );
+        let certificates = Arc::new(CertificateFiles::open(cert_file, key_file)?);
         let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
             .with_safe_default_protocol_versions()
             .context("the TLS protocol versions")?

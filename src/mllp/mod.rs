@@ -10,7 +10,8 @@
 //!   its connection closed; a connection idle for `hl7.idle_timeout_secs` is closed);
 //! - the log names message types, control ids and answers, never a message's content.
 //!
-//! MLLP framing: `0x0B` message `0x1C 0x0D`.
+//! MLLP framing: `0x0B` message `0x1C 0x0D`; over TLS when `hl7.tls_cert_file` and
+//! `hl7.tls_key_file` are set (then a plain connection gets no answer).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use hl7_parser::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::app::Archive;
 use crate::feeds::adt::{self, AdtMessage, Answer, Identifier};
@@ -33,11 +34,19 @@ pub async fn spawn(state: Archive) -> anyhow::Result<Option<SocketAddr>> {
     let Some(listen) = state.config.hl7.listen else {
         return Ok(None);
     };
+    let tls = crate::http::tls::Tls::from_files(
+        state.config.hl7.tls_cert_file.as_deref(),
+        state.config.hl7.tls_key_file.as_deref(),
+    )
+    .context("loading hl7.tls_cert_file and hl7.tls_key_file")?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding hl7.listen {listen}"))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "HL7 MLLP listener started");
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(state.shutdown.clone());
+    }
+    tracing::info!(%addr, tls = tls.is_some(), "HL7 MLLP listener started");
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -47,8 +56,21 @@ pub async fn spawn(state: Archive) -> anyhow::Result<Option<SocketAddr>> {
             match accepted {
                 Ok((stream, _)) => {
                     let state = state.clone();
+                    let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
                     tokio::spawn(async move {
-                        if let Err(error) = serve_connection(&state, stream).await {
+                        let _ = stream.set_nodelay(true);
+                        let served = match acceptor {
+                            None => serve_connection(&state, stream).await,
+                            Some(acceptor) => {
+                                let idle = Duration::from_secs(state.config.hl7.idle_timeout_secs);
+                                match tokio::time::timeout(idle, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => serve_connection(&state, stream).await,
+                                    Ok(Err(error)) => Err(error.into()),
+                                    Err(_) => Err(anyhow::anyhow!("TLS handshake timed out")),
+                                }
+                            }
+                        };
+                        if let Err(error) = served {
                             tracing::debug!(error = %error, "HL7 connection ended");
                         }
                     });
@@ -63,8 +85,10 @@ pub async fn spawn(state: Archive) -> anyhow::Result<Option<SocketAddr>> {
     Ok(Some(addr))
 }
 
-async fn serve_connection(state: &Archive, mut stream: TcpStream) -> anyhow::Result<()> {
-    let _ = stream.set_nodelay(true);
+async fn serve_connection<S>(state: &Archive, mut stream: S) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let max = state.config.hl7.max_message_bytes;
     let idle = Duration::from_secs(state.config.hl7.idle_timeout_secs);
     let mut buffer: Vec<u8> = Vec::new();

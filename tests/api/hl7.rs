@@ -32,7 +32,11 @@ fn python() -> Option<PathBuf> {
     None
 }
 
-/// Sends the steps over one MLLP connection; the ACKs as hl7apy read them.
+/// Where the test's MLLP-over-TLS CA lives (set once the certificates are made).
+static CA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sends the steps over one MLLP connection (over TLS, trusting the test's CA); the ACKs as
+/// hl7apy read them.
 fn feed(python: &PathBuf, app: &TestApp, steps: Value) -> Vec<Value> {
     use std::io::Write;
     let addr = app.hl7.expect("the HL7 listener is on");
@@ -40,6 +44,7 @@ fn feed(python: &PathBuf, app: &TestApp, steps: Value) -> Vec<Value> {
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hl7/feed.py"))
         .arg(addr.ip().to_string())
         .arg(addr.port().to_string())
+        .arg(CA.get().expect("the CA is made first"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -95,12 +100,41 @@ async fn names_found(app: &TestApp, name: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adt_messages_register_and_update_patients_once_and_bad_ones_are_refused() {
     let Some(python) = python() else { return };
+    // MLLP over TLS, with a certificate of the test's own CA.
+    let certificates = tempfile::tempdir().unwrap();
+    let (ca, cert, key) =
+        crate::operations::make_certificates(certificates.path(), "interface-engine");
+    CA.set(ca).unwrap();
     let app = spawn_app_with(|config| {
+        config.hl7.tls_cert_file = Some(cert.clone());
+        config.hl7.tls_key_file = Some(key.clone());
         config.hl7.listen = Some("127.0.0.1:0".parse().unwrap());
         config.hl7.allowed_facilities = vec!["NORTH".into()];
         config.hl7.default_issuer = Some("HOSP".into());
     })
     .await;
+
+    // A plain MLLP connection to the TLS listener gets no answer.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut plain = tokio::net::TcpStream::connect(app.hl7.unwrap())
+            .await
+            .unwrap();
+        plain
+            .write_all(b"\x0bMSH|^~\\&|REG|NORTH|||20261207||ADT^A04|P-1|P|2.5\r\x1c\x0d")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            plain.read_to_end(&mut answer),
+        )
+        .await;
+        assert!(
+            !String::from_utf8_lossy(&answer).contains("MSA|"),
+            "no ACK over plain TCP: {read:?}"
+        );
+    }
 
     // A04 registers a patient the archive has never seen.
     let acks = feed(&python, &app, json!([adt("A04", "REG-1", "H-2001", "DOE")]));

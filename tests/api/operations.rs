@@ -273,7 +273,7 @@ async fn metrics_parse_in_prometheus_and_proxies_are_believed_only_when_trusted(
 
 /// A certificate authority and a server certificate for `localhost` and 127.0.0.1, as PEM
 /// files in `dir`: (ca.pem, server.pem, server.key).
-fn make_certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn make_certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,

@@ -1,7 +1,8 @@
 """Sends HL7 v2 messages built with hl7apy to an MLLP listener, one after the other (each
 after the previous ACK), and prints the ACKs read back with hl7apy, as JSON.
 
-Usage: feed.py HOST PORT < steps.json, where steps is a list of
+Usage: feed.py HOST PORT [CAFILE] < steps.json (with CAFILE, over TLS trusting it), where
+steps is a list of
   {"kind": "adt", "event", "control_id", "facility", "mrn", "issuer"?, "family", "given", "birth"}
   {"kind": "merge", "control_id", "facility", "mrn", "prior_mrn", "issuer", "family", "given"}
                                                    (ADT^A40: prior_mrn merged into mrn)
@@ -10,6 +11,7 @@ Usage: feed.py HOST PORT < steps.json, where steps is a list of
 """
 import json
 import socket
+import ssl
 import sys
 
 from hl7apy.core import Message
@@ -85,7 +87,11 @@ def main():
     host, port = sys.argv[1], int(sys.argv[2])
     steps = json.load(sys.stdin)
     answers = []
-    with socket.create_connection((host, port), timeout=30) as sock:
+    sock = socket.create_connection((host, port), timeout=30)
+    if len(sys.argv) > 3:
+        context = ssl.create_default_context(cafile=sys.argv[3])
+        sock = context.wrap_socket(sock, server_hostname=host)
+    with sock:
         for step in steps:
             if step["kind"] == "adt":
                 payload = adt(step)
