@@ -935,6 +935,22 @@ impl Drop for ChildServer {
     }
 }
 
+/// Runs `command` with `input` on its standard input; its output (stdout and stderr captured).
+pub fn output_with_input(
+    command: &mut std::process::Command,
+    input: &[u8],
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Connections of the tests' own to a database file: the file as anyone who can read (or
 /// write) it sees it, beside the service's store. `read_only` opens it immutable, for
 /// snapshots that must not change.

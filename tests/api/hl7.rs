@@ -38,31 +38,49 @@ static CA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 /// Sends the steps over one MLLP connection (over TLS, trusting the test's CA); the ACKs as
 /// hl7apy read them.
 fn feed(python: &PathBuf, app: &TestApp, steps: Value) -> Vec<Value> {
-    use std::io::Write;
     let addr = app.hl7.expect("the HL7 listener is on");
-    let mut child = std::process::Command::new(python)
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hl7/feed.py"))
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .arg(CA.get().expect("the CA is made first"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(steps.to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = output_with_input(
+        std::process::Command::new(python)
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hl7/feed.py"))
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .arg(CA.get().expect("the CA is made first")),
+        steps.to_string().as_bytes(),
+    );
     assert!(
         output.status.success(),
         "feed.py failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A batch of one page behind a cover sheet for `mrn`, uploaded and filed without QA: the
+/// document it became, once indexed.
+async fn filed_behind_cover(
+    app: &TestApp,
+    mrn: &str,
+    symbology: Symbology,
+    marker: &str,
+    seed: u64,
+) -> Value {
+    let cover = CoverSheetFormat::default().encode(mrn, "progress-note", None, None);
+    let pages = vec![
+        render_cover_page(symbology, &cover),
+        scanned_page(
+            &["Progress note", &format!("Marker word: {marker}")],
+            0.0,
+            seed,
+        ),
+    ];
+    let (status, accepted) =
+        json_of(app.upload_batch_as(&app.records, g4_tiff_of(&pages)).await).await;
+    assert_eq!(status, 202, "{accepted}");
+    let batch = app.wait_split(accepted["id"].as_str().unwrap()).await;
+    let segment = &batch["segments"][0];
+    assert_eq!(segment["status"], "filed", "{batch}");
+    app.wait_indexed(segment["document_id"].as_str().unwrap())
+        .await
 }
 
 fn adt(event: &str, control_id: &str, mrn: &str, family: &str) -> Value {
@@ -147,22 +165,7 @@ async fn adt_messages_register_and_update_patients_once_and_bad_ones_are_refused
     assert_eq!(patient["patient"]["birth_date"], "1980-02-14");
 
     // Their cover sheet files the batch without QA: the patient is known.
-    let format = CoverSheetFormat::default();
-    let pages = vec![
-        render_cover_page(
-            Symbology::DataMatrix,
-            &format.encode("H-2001", "progress-note", None, None),
-        ),
-        scanned_page(&["Progress note", "Marker word: avocet"], 0.0, 81),
-    ];
-    let (status, accepted) =
-        json_of(app.upload_batch_as(&app.records, g4_tiff_of(&pages)).await).await;
-    assert_eq!(status, 202, "{accepted}");
-    let batch = app.wait_split(accepted["id"].as_str().unwrap()).await;
-    let segment = &batch["segments"][0];
-    assert_eq!(segment["status"], "filed", "{batch}");
-    app.wait_indexed(segment["document_id"].as_str().unwrap())
-        .await;
+    filed_behind_cover(&app, "H-2001", Symbology::DataMatrix, "avocet", 81).await;
     assert_eq!(names_found(&app, "doe").await, 1);
 
     // A08 changes the name: the name search follows.
@@ -320,21 +323,6 @@ async fn adt_messages_register_and_update_patients_once_and_bad_ones_are_refused
         .unwrap()
         .contains(prior.as_str().unwrap()));
     // An old cover sheet with the prior MRN files under the survivor.
-    let pages = vec![
-        render_cover_page(
-            Symbology::Code128,
-            &format.encode("H-2003", "lab-report", None, None),
-        ),
-        scanned_page(&["Laboratory report", "Marker word: dunlin"], 0.0, 83),
-    ];
-    let (status, accepted) =
-        json_of(app.upload_batch_as(&app.records, g4_tiff_of(&pages)).await).await;
-    assert_eq!(status, 202, "{accepted}");
-    let batch = app.wait_split(accepted["id"].as_str().unwrap()).await;
-    let segment = &batch["segments"][0];
-    assert_eq!(segment["status"], "filed", "{batch}");
-    let filed = app
-        .wait_indexed(segment["document_id"].as_str().unwrap())
-        .await;
+    let filed = filed_behind_cover(&app, "H-2003", Symbology::Code128, "dunlin", 83).await;
     assert_eq!(filed["patient_id"], survivor);
 }

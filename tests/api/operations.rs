@@ -13,7 +13,6 @@ use crate::helpers::*;
 /// The metrics text parsed by `prometheus_client`'s OpenMetrics parser (Python), as
 /// `{family: {"type": ..., "samples": [[name, labels, value], ...]}}`.
 fn parse_with_prometheus_client(text: &str) -> Value {
-    use std::io::Write;
     let script = r#"
 import json, sys
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -27,20 +26,10 @@ print(json.dumps(out))
 "#;
     // Debian's interpreter, where setup.sh installs python3-prometheus-client (a `python3`
     // earlier on the PATH may be another installation).
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = output_with_input(
+        std::process::Command::new("/usr/bin/python3").args(["-c", script]),
+        text.as_bytes(),
+    );
     assert!(
         output.status.success(),
         "prometheus_client could not parse the metrics: {}\n{text}",
@@ -489,20 +478,12 @@ async fn over_tls_with_json_logs_failed_documents_are_listed_for_records() {
 
     // The command line client over TLS: with the CA file it searches; without, it fails.
     let search = |ca_file: Option<&Path>| {
-        use std::io::Write;
         let mut command = cli(&server);
-        command
-            .env("CHARTVAULT_TOKEN", &records)
-            .arg("search")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+        command.env("CHARTVAULT_TOKEN", &records).arg("search");
         if let Some(ca_file) = ca_file {
             command.arg("--ca-file").arg(ca_file);
         }
-        let mut child = command.spawn().unwrap();
-        child.stdin.take().unwrap().write_all(b"slow").unwrap();
-        child.wait_with_output().unwrap()
+        output_with_input(&mut command, b"slow")
     };
     let searched = search(Some(&ca));
     assert!(searched.status.success(), "{searched:?}");
