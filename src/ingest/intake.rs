@@ -258,7 +258,8 @@ impl Folder {
             }
             present.push(path);
         }
-        self.seen.retain(|path, _| present.contains(path));
+        let here: std::collections::HashSet<&PathBuf> = present.iter().collect();
+        self.seen.retain(|path, _| here.contains(path));
         present.sort();
         Ok(present)
     }

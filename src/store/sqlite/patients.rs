@@ -5,15 +5,21 @@ pub(super) use crate::store::patients::*;
 
 impl PatientStore for SqliteStore {
     async fn patient_by_mrn(&self, mrn: &Mrn) -> super::StoreResult<Option<Patient>> {
-        let row = sqlx::query("SELECT id, merged_into FROM patients WHERE mrn_index = $1")
-            .bind(self.phi()?.mrn_index(mrn))
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, mrn, name, birth_date, merged_into FROM patients WHERE mrn_index = $1",
+        )
+        .bind(self.phi()?.mrn_index(mrn))
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
+        // Almost always the patient themself; a merged MRN is an alias of its survivor.
+        let Some(merged_into) = row.try_get::<Option<String>, _>("merged_into")? else {
+            return self.patient_from_row(&row).map(Some);
+        };
         let mut conn = self.pool.acquire().await?;
-        let id = survivor_of(&mut conn, parse_id(row.try_get::<&str, _>("id")?)?).await?;
+        let survivor = survivor_of(&mut conn, parse_id(&merged_into)?).await?;
         drop(conn);
-        self.patient(id).await
+        self.patient(survivor).await
     }
 
     async fn patient(&self, id: PatientId) -> super::StoreResult<Option<Patient>> {
@@ -33,12 +39,15 @@ impl PatientStore for SqliteStore {
     ) -> super::StoreResult<PatientId> {
         let phi = self.phi()?;
         let mrn_index = phi.mrn_index(mrn);
-        let existing = sqlx::query("SELECT id FROM patients WHERE mrn_index = $1")
+        let existing = sqlx::query("SELECT id, merged_into FROM patients WHERE mrn_index = $1")
             .bind(&mrn_index)
             .fetch_optional(&mut **tx)
             .await?;
         if let Some(row) = existing {
-            return survivor_of(&mut **tx, parse_id(row.try_get::<&str, _>("id")?)?).await;
+            return match row.try_get::<Option<String>, _>("merged_into")? {
+                None => parse_id(row.try_get::<&str, _>("id")?),
+                Some(merged_into) => survivor_of(&mut **tx, parse_id(&merged_into)?).await,
+            };
         }
         let id = PatientId::new_random();
         let row_id = id.to_string();
