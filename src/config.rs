@@ -54,6 +54,52 @@ pub struct Hl7Config {
     /// MLLP over TLS: both PEM files set (certificate chain, key); reloaded when they change.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// Document notifications to the EHR (`[hl7.mdm]`).
+    pub mdm: MdmConfig,
+}
+
+/// The outbound MDM feed (see `feeds::mdm`): each document made available is announced with
+/// MDM^T02 (or T01), each one entered in error or destroyed with T11.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MdmConfig {
+    /// The receiver's MLLP address (`host:port`); unset: no notifications.
+    pub endpoint: Option<String>,
+    /// `T02` (notification and content: the OBX points at the document) or `T01`
+    /// (notification only).
+    pub event: String,
+    /// MSH-3 / MSH-4 of the messages sent.
+    pub sending_application: String,
+    pub sending_facility: String,
+    /// MSH-5 / MSH-6.
+    pub receiving_application: String,
+    pub receiving_facility: String,
+    /// The assigning authority written in PID-3.4 with the MRN; unset: `hl7.default_issuer`.
+    pub issuer: Option<String>,
+    /// How long to wait for the receiver's ACK before the message is sent again.
+    pub ack_timeout_secs: u64,
+    /// The longest wait between attempts while the receiver cannot be reached (the wait
+    /// doubles from one second).
+    pub retry_max_secs: u64,
+    /// MLLP over TLS: the CA file the receiver's certificate must chain to.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl Default for MdmConfig {
+    fn default() -> Self {
+        MdmConfig {
+            endpoint: None,
+            event: "T02".into(),
+            sending_application: "CHARTVAULT".into(),
+            sending_facility: "CHARTVAULT".into(),
+            receiving_application: String::new(),
+            receiving_facility: String::new(),
+            issuer: None,
+            ack_timeout_secs: 30,
+            retry_max_secs: 60,
+            tls_ca_file: None,
+        }
+    }
 }
 
 impl Default for Hl7Config {
@@ -66,6 +112,7 @@ impl Default for Hl7Config {
             idle_timeout_secs: 300,
             tls_cert_file: None,
             tls_key_file: None,
+            mdm: MdmConfig::default(),
         }
     }
 }
@@ -570,6 +617,12 @@ impl Config {
                 );
             }
         }
+        if !["T01", "T02"].contains(&self.hl7.mdm.event.as_str()) {
+            anyhow::bail!("hl7.mdm.event is T02 or T01");
+        }
+        if self.hl7.mdm.ack_timeout_secs == 0 || self.hl7.mdm.retry_max_secs == 0 {
+            anyhow::bail!("hl7.mdm.ack_timeout_secs and retry_max_secs are at least 1");
+        }
         if self.hl7.tls_cert_file.is_some() != self.hl7.tls_key_file.is_some() {
             anyhow::bail!("hl7.tls_cert_file and hl7.tls_key_file are set together (or neither)");
         }
@@ -619,6 +672,7 @@ impl Config {
             ("server.tls_key_file", &self.server.tls_key_file),
             ("hl7.tls_cert_file", &self.hl7.tls_cert_file),
             ("hl7.tls_key_file", &self.hl7.tls_key_file),
+            ("hl7.mdm.tls_ca_file", &self.hl7.mdm.tls_ca_file),
         ];
         for (key, path) in optional {
             if let Some(path) = path {

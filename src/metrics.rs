@@ -49,12 +49,15 @@ pub struct Metrics {
     pub documents_indexed: Counter,
     pub search_seconds: Histogram,
     pub hl7_messages: Family<AckLabel, Counter>,
+    pub mdm_messages: Family<AckLabel, Counter>,
     // Read at scrape time (see [`Snapshot`]).
     jobs: Family<StateLabel, Gauge>,
     oldest_pending_job_age: Gauge<f64, AtomicU64>,
     index_documents: Gauge,
     index_segments: Gauge,
     kek_versions: Family<VersionLabel, Gauge>,
+    mdm_backlog: Gauge,
+    mdm_oldest_pending_age: Gauge<f64, AtomicU64>,
 }
 
 /// What the archive looks like when the metrics are scraped.
@@ -66,6 +69,9 @@ pub struct Snapshot {
     pub index_segments: u64,
     /// Key-encryption key versions and how many wrapped keys each protects.
     pub kek_versions: Vec<(u32, i64)>,
+    /// MDM notifications not answered by the receiver yet, and the age of the oldest.
+    pub mdm_backlog: i64,
+    pub mdm_oldest_pending_age: Option<Duration>,
 }
 
 /// The reason classes of failed documents (see `ingest::pages::Failure::class`).
@@ -148,6 +154,24 @@ impl Metrics {
             "HL7 messages received on the MLLP listener, by acknowledgement code",
             hl7_messages.clone(),
         );
+        let mdm_messages = Family::<AckLabel, Counter>::default();
+        registry.register(
+            "mdm_messages",
+            "MDM notifications answered by the receiver (hl7.mdm.endpoint), by acknowledgement code",
+            mdm_messages.clone(),
+        );
+        let mdm_backlog = Gauge::default();
+        registry.register(
+            "mdm_backlog",
+            "MDM notifications waiting for the receiver's acknowledgement",
+            mdm_backlog.clone(),
+        );
+        let mdm_oldest_pending_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "mdm_oldest_pending_age_seconds",
+            "How long the oldest unanswered MDM notification has waited (0 when none waits)",
+            mdm_oldest_pending_age.clone(),
+        );
         let jobs = Family::<StateLabel, Gauge>::default();
         registry.register("jobs", "Documents' processing jobs by state", jobs.clone());
         let oldest_pending_job_age = Gauge::<f64, AtomicU64>::default();
@@ -183,11 +207,14 @@ impl Metrics {
             documents_indexed,
             search_seconds,
             hl7_messages,
+            mdm_messages,
             jobs,
             oldest_pending_job_age,
             index_documents,
             index_segments,
             kek_versions,
+            mdm_backlog,
+            mdm_oldest_pending_age,
         }
     }
 
@@ -204,6 +231,15 @@ impl Metrics {
     /// Counts an HL7 message under its acknowledgement code (`AA`, `AE`, `AR`).
     pub fn hl7_answered(&self, ack: &str) {
         self.hl7_messages
+            .get_or_create(&AckLabel {
+                ack: ack.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts an MDM message the receiver answered, under its code (`AA`, `AE`, ...).
+    pub fn mdm_answered(&self, ack: &str) {
+        self.mdm_messages
             .get_or_create(&AckLabel {
                 ack: ack.to_string(),
             })
@@ -241,6 +277,12 @@ impl Metrics {
                 })
                 .set(*keys);
         }
+        self.mdm_backlog.set(snapshot.mdm_backlog);
+        self.mdm_oldest_pending_age.set(
+            snapshot
+                .mdm_oldest_pending_age
+                .map_or(0.0, |age| age.as_secs_f64()),
+        );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
@@ -269,8 +311,12 @@ mod tests {
             index_documents: 7,
             index_segments: 2,
             kek_versions: vec![(1, 4), (2, 9)],
+            mdm_backlog: 5,
+            mdm_oldest_pending_age: Some(Duration::from_secs(90)),
         });
         for line in [
+            "chartvault_mdm_backlog 5",
+            "chartvault_mdm_oldest_pending_age_seconds 90.0",
             "chartvault_pages_recognised_total 1",
             "chartvault_jobs{state=\"pending\"} 3",
             "chartvault_jobs{state=\"failed\"} 0",

@@ -34,11 +34,13 @@ pub async fn metrics(
         ));
     }
     let queue = state.db.queue_summary().await?;
-    let oldest_pending_job_age = queue.oldest_pending.as_deref().and_then(|queued| {
-        let queued = chrono::DateTime::parse_from_rfc3339(queued).ok()?;
-        let age = chrono::Utc::now().signed_duration_since(queued);
+    let age = |since: Option<&str>| {
+        let since = chrono::DateTime::parse_from_rfc3339(since?).ok()?;
+        let age = chrono::Utc::now().signed_duration_since(since);
         Some(age.to_std().unwrap_or(Duration::ZERO))
-    });
+    };
+    let oldest_pending_job_age = age(queue.oldest_pending.as_deref());
+    let outbox = state.db.outbox_backlog().await?;
     let index = state.index.clone();
     let (index_documents, index_segments) = tokio::task::spawn_blocking(move || index.stats())
         .await
@@ -49,6 +51,8 @@ pub async fn metrics(
         index_documents,
         index_segments: index_segments as u64,
         kek_versions: state.db.keyring_versions().await?,
+        mdm_backlog: outbox.pending,
+        mdm_oldest_pending_age: age(outbox.oldest_created_at.as_deref()),
     };
     let text = state.metrics.encode(&snapshot);
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())

@@ -28,7 +28,7 @@ pub const RELOAD_CHECK: Duration = Duration::from_secs(5);
 /// The `ring` crypto provider. (rustls deprecates it in favour of its post-quantum default,
 /// which needs aws-lc; the key exchanges here are X25519 and the NIST curves.)
 #[allow(deprecated)]
-fn provider() -> rustls::crypto::CryptoProvider {
+pub(crate) fn provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 

@@ -1,5 +1,6 @@
 //! The HL7 v2 front end: an MLLP listener (`hl7.listen`) that reads ADT messages, has
-//! [`crate::feeds::adt`] apply them, and answers each with an `ACK`.
+//! [`crate::feeds::adt`] apply them, and answers each with an `ACK`; and the MDM [`sender`]
+//! that tells the EHR of each document.
 //!
 //! Promises:
 //! - every message gets an `ACK` once its change is durable: `AA`; `AE` with the reason
@@ -24,6 +25,8 @@ use tokio::net::TcpListener;
 
 use crate::app::Archive;
 use crate::feeds::adt::{self, AdtMessage, Answer, Identifier};
+
+pub mod sender;
 
 const START: u8 = 0x0B;
 const END: [u8; 2] = [0x1C, 0x0D];

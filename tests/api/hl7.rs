@@ -326,3 +326,199 @@ async fn adt_messages_register_and_update_patients_once_and_bad_ones_are_refused
     let filed = filed_behind_cover(&app, "H-2003", Symbology::Code128, "dunlin", 83).await;
     assert_eq!(filed["patient_id"], survivor);
 }
+
+/// The test's receiving system (`tests/hl7/receiver.py`): what it printed, line by line.
+struct Receiver {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<Value>,
+    port: u16,
+}
+
+impl Receiver {
+    /// Starts it on `port` (0: a free one), over TLS with `(certificate, key)`.
+    fn start(python: &PathBuf, port: u16, tls: &(PathBuf, PathBuf)) -> Receiver {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(python)
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hl7/receiver.py"))
+            .arg("127.0.0.1")
+            .arg(port.to_string())
+            .arg(&tls.0)
+            .arg(&tls.1)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut receiver = Receiver {
+            child,
+            lines,
+            port: 0,
+        };
+        let listening = receiver.next();
+        receiver.port = listening["listening"].as_u64().unwrap() as u16;
+        receiver
+    }
+
+    /// The next line it printed (waiting up to a minute).
+    fn next(&mut self) -> Value {
+        self.lines
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the receiver printed nothing in time")
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ehr_is_told_of_each_document_in_order_even_after_its_receiver_was_down() {
+    let Some(python) = python() else { return };
+    // MLLP over TLS, the receiver's certificate from the test's own CA.
+    let certificates = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = crate::operations::make_certificates(certificates.path(), "ehr");
+    let tls = (cert, key);
+    let mut receiver = Receiver::start(&python, 0, &tls);
+    let port = receiver.port;
+    let app = spawn_app_with(|config| {
+        config.hl7.default_issuer = Some("HOSP".into());
+        config.hl7.mdm.endpoint = Some(format!("127.0.0.1:{port}"));
+        config.hl7.mdm.tls_ca_file = Some(ca.clone());
+        config.hl7.mdm.retry_max_secs = 1;
+        config.hl7.mdm.ack_timeout_secs = 5;
+        config.server.public_url = Some("https://archive.example".into());
+    })
+    .await;
+    let page = |marker: &str, seed| {
+        png_of(&scanned_page(
+            &["Clinic letter", &format!("Marker word: {marker}")],
+            0.0,
+            seed,
+        ))
+    };
+
+    // Indexed: T02, naming the patient under the archive's authority and pointing at the
+    // document (never its text).
+    let first = app
+        .upload(
+            page("sandpiper", 91),
+            &metadata("M-1", "ADA KING", "letter"),
+        )
+        .await;
+    app.wait_indexed(&first).await;
+    let seen = receiver.next();
+    assert_eq!(seen["type"], "MDM^T02", "{seen}");
+    assert_eq!(seen["structure"], "MDM_T02");
+    assert_eq!(
+        (seen["mrn"].as_str(), seen["issuer"].as_str()),
+        (Some("M-1"), Some("HOSP"))
+    );
+    assert_eq!(seen["document"], first.as_str());
+    assert_eq!(seen["availability"], "AV");
+    assert_eq!(
+        seen["url"],
+        format!("https://archive.example/api/v1/documents/{first}")
+    );
+    assert!(!seen["text"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .contains("sandpiper"));
+
+    // Corrected: the old version is taken back (T11, obsolete, naming its replacement),
+    // then the new one replaces it (T10, naming the old).
+    let corrected: Value = app
+        .post_json(
+            &app.records,
+            &format!("/api/v1/documents/{first}/corrections"),
+            &json!({ "document_type": "clinic-letter", "reason": "wrong type" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second = corrected["id"].as_str().unwrap().to_string();
+    app.wait_indexed(&second).await;
+    let seen = receiver.next();
+    assert_eq!(seen["type"], "MDM^T11", "{seen}");
+    assert_eq!(seen["document"], first.as_str());
+    assert_eq!(seen["related"], second.as_str());
+    assert_eq!(seen["availability"], "OB");
+    let seen = receiver.next();
+    assert_eq!(seen["type"], "MDM^T10", "{seen}");
+    assert_eq!(seen["document"], second.as_str());
+    assert_eq!(seen["related"], first.as_str());
+
+    // The receiver is down while two documents are indexed: they wait, counted.
+    receiver.stop();
+    let third = app
+        .upload(
+            page("turnstone", 92),
+            &metadata("M-2", "ALAN TURING", "letter"),
+        )
+        .await;
+    app.wait_indexed(&third).await;
+    let fourth = app
+        .upload(page("knot", 93), &metadata("M-1", "ADA KING", "letter"))
+        .await;
+    app.wait_indexed(&fourth).await;
+    assert_eq!(metric(&app, "chartvault_mdm_backlog").await, 2.0);
+    // Up again on its address: both arrive, in the order they were indexed, each once.
+    let mut receiver = Receiver::start(&python, port, &tls);
+    let seen: Vec<Value> = (0..2).map(|_| receiver.next()).collect();
+    let documents: Vec<&str> = seen
+        .iter()
+        .map(|s| s["document"].as_str().unwrap())
+        .collect();
+    assert_eq!(documents, [third.as_str(), fourth.as_str()], "{seen:?}");
+    assert!(seen.iter().all(|s| s["type"] == "MDM^T02"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metric(&app, "chartvault_mdm_backlog").await != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog did not drain"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        metric(&app, "chartvault_mdm_messages_total{ack=\"AA\"}").await,
+        5.0
+    );
+    assert!(
+        receiver
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .is_err(),
+        "nothing is sent twice"
+    );
+}

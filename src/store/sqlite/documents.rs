@@ -2,6 +2,7 @@
 
 use super::*;
 pub(super) use crate::store::documents::*;
+use crate::store::hl7::OutboxKind;
 
 use super::pages::PageRow;
 
@@ -141,6 +142,9 @@ impl DocumentStore for SqliteStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
+        // Committed by the caller: the sender finds it on its next look.
+        self.enqueue_outbox(&mut *tx, OutboxKind::Cancelled, old, Some(new))
+            .await?;
         sqlx::query(
             "UPDATE documents SET supersedes = $1, sop_index = $2,
                 notice = (SELECT notice FROM documents WHERE id = $1)
@@ -161,6 +165,7 @@ impl DocumentStore for SqliteStore {
         document_type: &str,
         service_date: Option<NaiveDate>,
     ) -> super::StoreResult<bool> {
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE documents SET qa_reason = NULL, patient_id = $1, document_type = $2,
                 service_date = $3
@@ -170,9 +175,19 @@ impl DocumentStore for SqliteStore {
         .bind(document_type)
         .bind(service_date.map(|d| d.to_string()))
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let announced = self
+            .enqueue_outbox(&mut tx, OutboxKind::Available, id, None)
+            .await?;
+        tx.commit().await?;
+        if announced {
+            self.outbox_waiting.notify_one();
+        }
+        Ok(true)
     }
 
     async fn qa_documents(&self) -> super::StoreResult<Vec<Document>> {
@@ -452,6 +467,9 @@ impl SqliteStore {
         .bind(&row_id)
         .execute(&mut **tx)
         .await?;
+        // Committed by the caller: the sender finds it on its next look.
+        self.enqueue_outbox(&mut *tx, OutboxKind::Cancelled, id, None)
+            .await?;
         for key_id in key_ids {
             sqlx::query("DELETE FROM keyring WHERE key_id = $1")
                 .bind(key_id)

@@ -1,6 +1,7 @@
 //! [`JobStore`] on SQLite.
 
 use super::*;
+use crate::store::hl7::OutboxKind;
 pub(super) use crate::store::jobs::*;
 
 impl JobStore for SqliteStore {
@@ -86,7 +87,22 @@ impl JobStore for SqliteStore {
         .bind(document.to_string())
         .execute(&mut *tx)
         .await?;
-        tx.commit().await
+        // Filed (not waiting in QA, not a version entered in error): the EHR is told.
+        let filed: Option<bool> = sqlx::query_scalar(
+            "SELECT qa_reason IS NULL AND entered_in_error_at IS NULL FROM documents WHERE id = $1",
+        )
+        .bind(document.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let announced = filed == Some(true)
+            && self
+                .enqueue_outbox(&mut tx, OutboxKind::Available, document, None)
+                .await?;
+        tx.commit().await?;
+        if announced {
+            self.outbox_waiting.notify_one();
+        }
+        Ok(())
     }
 
     async fn fail_job(

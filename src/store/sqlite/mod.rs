@@ -71,6 +71,10 @@ pub struct SqliteStore {
     audit: Arc<AuditLogState>,
     /// MACs the rows that grant access; set once at startup (see [`integrity`]).
     row_mac: Arc<OnceLock<row_mac::RowMac>>,
+    /// Documents made available or cancelled get outbox rows (see [`hl7`]).
+    outbox: Arc<std::sync::atomic::AtomicBool>,
+    /// Woken when an outbox row is written (the sender waits on it).
+    outbox_waiting: Arc<tokio::sync::Notify>,
 }
 
 impl SqliteStore {
@@ -107,6 +111,8 @@ impl SqliteStore {
             phi: Arc::new(OnceLock::new()),
             audit: Arc::new(AuditLogState::default()),
             row_mac: Arc::new(OnceLock::new()),
+            outbox: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            outbox_waiting: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
