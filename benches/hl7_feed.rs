@@ -40,7 +40,7 @@ fn main() {
 async fn run() {
     let app = spawn_app_with(|config| {
         config.hl7.listen = Some("127.0.0.1:0".parse().unwrap());
-        config.hl7.default_issuer = Some("HOSP".into());
+        config.patients.default_issuer = Some("HOSP".into());
     })
     .await;
     let mut stream = tokio::net::TcpStream::connect(app.hl7.unwrap())

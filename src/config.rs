@@ -33,6 +33,87 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub intake: IntakeConfig,
     pub hl7: Hl7Config,
+    pub patients: PatientsConfig,
+}
+
+/// Who issues the MRNs the archive keeps (`[patients]`): MRNs are unique per issuer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PatientsConfig {
+    /// The assigning authority of every MRN that names no issuer (uploads, cover codes
+    /// without `ISS=`, an HL7 PID-3 without PID-3.4, every patient from before issuers).
+    /// Its name is what HL7 PID-3.4 and the API's `issuer` call it; unset: the archive
+    /// has one nameless issuer, and an HL7 identifier of an authority not among `issuers`
+    /// is taken for it.
+    pub default_issuer: Option<String>,
+    /// The other issuers whose patients the archive keeps.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// One assigning authority (`[[patients.issuers]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Its namespace id: PID-3.4 in HL7, `issuer` in the API, `ISS=` on cover codes.
+    pub name: String,
+    /// Its identifier system in FHIR (a URI), for `Patient.identifier.system`.
+    #[serde(default)]
+    pub fhir_system: Option<String>,
+    /// Its Issuer of Patient ID in DICOM (0010,0021).
+    #[serde(default)]
+    pub dicom_issuer: Option<String>,
+}
+
+impl PatientsConfig {
+    /// The issuer a request, a cover code or a message names: `None` for the default
+    /// issuer (named or not), the configured spelling of another.
+    pub fn resolve_issuer(&self, raw: Option<&str>) -> Result<Option<String>, String> {
+        let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+            return Ok(None);
+        };
+        if self
+            .default_issuer
+            .as_deref()
+            .is_some_and(|d| d.eq_ignore_ascii_case(raw))
+        {
+            return Ok(None);
+        }
+        self.issuers
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(raw))
+            .map(|i| Some(i.name.clone()))
+            .ok_or_else(|| "issuer is not one of this archive's (patients.issuers)".to_string())
+    }
+
+    /// An MRN with the issuer a request names (see [`PatientsConfig::resolve_issuer`]).
+    pub fn mrn(&self, raw: &str, issuer: Option<&str>) -> Result<crate::domain::Mrn, String> {
+        let issuer = self.resolve_issuer(issuer)?;
+        Ok(crate::domain::Mrn::parse(raw)?.issued_by(issuer))
+    }
+
+    /// The name of an MRN's issuer as the archive shows it (`None`: the default issuer,
+    /// unnamed).
+    pub fn issuer_name<'a>(&'a self, mrn: &'a crate::domain::Mrn) -> Option<&'a str> {
+        mrn.issuer().or(self.default_issuer.as_deref())
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let mut seen: Vec<String> = Vec::new();
+        for name in self
+            .default_issuer
+            .iter()
+            .chain(self.issuers.iter().map(|i| &i.name))
+        {
+            crate::domain::parse_issuer(name)
+                .map_err(|e| anyhow::anyhow!("patients: {e} (it is {name:?})"))?;
+            let upper = name.to_ascii_uppercase();
+            if seen.contains(&upper) {
+                anyhow::bail!("patients: the issuer {name:?} is named twice");
+            }
+            seen.push(upper);
+        }
+        Ok(())
+    }
 }
 
 /// The inbound HL7 v2 ADT feed over MLLP (see `feeds::adt` and `mllp`).
@@ -43,10 +124,6 @@ pub struct Hl7Config {
     pub listen: Option<SocketAddr>,
     /// Sending facilities (MSH-4, first component) whose messages are applied; empty: any.
     pub allowed_facilities: Vec<String>,
-    /// The assigning authority (PID-3.4) of this archive's MRNs: an identifier of another
-    /// authority is not taken for an MRN. Unset: identifiers are taken whatever their
-    /// authority names.
-    pub default_issuer: Option<String>,
     /// A message larger than this is refused and its connection closed.
     pub max_message_bytes: usize,
     /// A connection that sends nothing for this long is closed.
@@ -74,8 +151,6 @@ pub struct MdmConfig {
     /// MSH-5 / MSH-6.
     pub receiving_application: String,
     pub receiving_facility: String,
-    /// The assigning authority written in PID-3.4 with the MRN; unset: `hl7.default_issuer`.
-    pub issuer: Option<String>,
     /// How long to wait for the receiver's ACK before the message is sent again.
     pub ack_timeout_secs: u64,
     /// The longest wait between attempts while the receiver cannot be reached (the wait
@@ -94,7 +169,6 @@ impl Default for MdmConfig {
             sending_facility: "CHARTVAULT".into(),
             receiving_application: String::new(),
             receiving_facility: String::new(),
-            issuer: None,
             ack_timeout_secs: 30,
             retry_max_secs: 60,
             tls_ca_file: None,
@@ -107,7 +181,6 @@ impl Default for Hl7Config {
         Hl7Config {
             listen: None,
             allowed_facilities: Vec::new(),
-            default_issuer: None,
             max_message_bytes: 1024 * 1024,
             idle_timeout_secs: 300,
             tls_cert_file: None,
@@ -450,6 +523,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             intake: IntakeConfig::default(),
             hl7: Hl7Config::default(),
+            patients: PatientsConfig::default(),
         }
     }
 }
@@ -617,6 +691,7 @@ impl Config {
                 );
             }
         }
+        self.patients.validate()?;
         if !["T01", "T02"].contains(&self.hl7.mdm.event.as_str()) {
             anyhow::bail!("hl7.mdm.event is T02 or T01");
         }
@@ -1031,6 +1106,36 @@ mod tests {
             serde_json::to_value(&from_file).unwrap(),
             serde_json::to_value(&defaults).unwrap()
         );
+    }
+
+    #[test]
+    fn issuers_are_resolved_by_name_and_named_once() {
+        let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(
+            "[patients]\ndefault_issuer = \"HOSP\"\n[[patients.issuers]]\nname = \"SouthClinic\"\n",
+        ));
+        let config: Config = figment.extract().unwrap();
+        config.validate().unwrap();
+        let patients = &config.patients;
+        assert_eq!(patients.resolve_issuer(None), Ok(None));
+        assert_eq!(patients.resolve_issuer(Some(" hosp ")), Ok(None));
+        assert_eq!(
+            patients.resolve_issuer(Some("SOUTHCLINIC")),
+            Ok(Some("SouthClinic".into()))
+        );
+        assert!(patients.resolve_issuer(Some("NORTH")).is_err());
+        let mrn = patients.mrn("00123", Some("southclinic")).unwrap();
+        assert_eq!(patients.issuer_name(&mrn), Some("SouthClinic"));
+        assert_eq!(
+            patients.issuer_name(&patients.mrn("00123", None).unwrap()),
+            Some("HOSP")
+        );
+
+        let mut twice = config.clone();
+        twice.patients.issuers[0].name = "hosp".into();
+        assert!(twice.validate().is_err(), "the default issuer named again");
+        let mut bad = config.clone();
+        bad.patients.issuers[0].name = "SOUTH CLINIC".into();
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -92,13 +92,20 @@ macro_rules! text_enum {
     };
 }
 
-/// A medical record number as the hospital writes it. Leading zeros are significant
-/// (`00123` is not `123`); surrounding white space is not, and letters compare uppercase.
+/// A medical record number as the hospital writes it, and the assigning authority that
+/// issued it. Leading zeros are significant (`00123` is not `123`); surrounding white space
+/// is not, and letters compare uppercase. MRNs are unique per issuer: two facilities'
+/// `00123` are two patients. `issuer` is `None` for the archive's default issuer
+/// (`patients.default_issuer`), which names everything that names no issuer.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Mrn(String);
+pub struct Mrn {
+    value: String,
+    issuer: Option<String>,
+}
 
 impl Mrn {
+    /// An MRN of the default issuer.
     pub fn parse(raw: &str) -> Result<Mrn, String> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
@@ -113,11 +120,44 @@ impl Mrn {
         {
             return Err("mrn may contain only letters, digits and '-'".into());
         }
-        Ok(Mrn(trimmed.to_ascii_uppercase()))
+        Ok(Mrn {
+            value: trimmed.to_ascii_uppercase(),
+            issuer: None,
+        })
     }
+
+    /// The same MRN as issued by `issuer` (a name of `[[patients.issuers]]`, checked by the
+    /// configuration; `None`: the default issuer).
+    pub fn issued_by(self, issuer: Option<String>) -> Mrn {
+        Mrn {
+            value: self.value,
+            issuer,
+        }
+    }
+
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.value
     }
+
+    /// The issuer when it is not the default one.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+}
+
+/// An issuer's name (`[[patients.issuers]]`, `patients.default_issuer`): a namespace id
+/// as HL7's PID-3.4 carries it.
+pub fn parse_issuer(raw: &str) -> Result<String, String> {
+    let value = raw.trim();
+    if value.is_empty()
+        || value.len() > 64
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err("issuer must be 1 to 64 letters, digits, '-', '_' or '.'".into());
+    }
+    Ok(value.to_string())
 }
 
 /// MRNs are PHI: they never appear in Debug output (and so in logs).
@@ -136,7 +176,7 @@ impl TryFrom<String> for Mrn {
 
 impl From<Mrn> for String {
     fn from(value: Mrn) -> Self {
-        value.0
+        value.value
     }
 }
 

@@ -24,6 +24,8 @@ const SNIPPET_CHARS: usize = 240;
 pub struct SearchBody {
     pub query: String,
     pub mrn: Option<String>,
+    /// The issuer of `mrn` (default: the archive's default issuer).
+    pub issuer: Option<String>,
     pub document_type: Option<String>,
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
@@ -54,6 +56,9 @@ pub struct Hit {
 pub struct PatientSummary {
     pub id: PatientId,
     pub mrn: Mrn,
+    /// For an MRN of another issuer than the default one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     pub name: String,
 }
 
@@ -97,7 +102,12 @@ async fn search_scoped(
     // categories without a grant never match, so totals and paging never reflect them.
     let request = SearchRequest {
         query,
-        patient_ids: patients_searched(state, principal, body.mrn.as_deref()).await?,
+        patient_ids: patients_searched(
+            state,
+            principal,
+            (body.mrn.as_deref(), body.issuer.as_deref()),
+        )
+        .await?,
         categories: None,
         excluded_categories: principal.scope.hidden_categories(),
         excluded_documents: hidden_qa_documents(state, principal).await?,
@@ -153,13 +163,17 @@ fn checked_paging(body: &SearchBody) -> AppResult<(String, usize, usize)> {
 async fn patients_searched(
     state: &Archive,
     principal: &Principal,
-    mrn: Option<&str>,
+    (mrn, issuer): (Option<&str>, Option<&str>),
 ) -> AppResult<Option<Vec<uuid::Uuid>>> {
     let visible = principal.scope.visible_patients();
     let Some(raw) = mrn else {
         return Ok(visible.map(|patients| patients.into_iter().map(|p| p.0).collect()));
     };
-    let mrn = Mrn::parse(raw).map_err(AppError::invalid)?;
+    let mrn = state
+        .config
+        .patients
+        .mrn(raw, issuer)
+        .map_err(AppError::invalid)?;
     Ok(Some(match state.db.patient_by_mrn(&mrn).await? {
         Some(patient)
             if visible
@@ -243,6 +257,7 @@ async fn readable_hit(
         snippet: results.highlighter.snippet(&text, SNIPPET_CHARS),
         patient: PatientSummary {
             id: patient.id,
+            issuer: patient.mrn.issuer().map(str::to_string),
             mrn: patient.mrn,
             name: patient.name,
         },

@@ -333,6 +333,8 @@ pub struct CoverSheetFormat {
     pub category_key: String,
     /// Key of the service date, `YYYY-MM-DD` (optional field).
     pub date_key: String,
+    /// Key of the MRN's issuer (assigning authority; optional field: the default issuer).
+    pub issuer_key: String,
     /// Printed (human-readable) marker that a cover sheet carries, for [`has_cover_marker`].
     pub marker_text: String,
 }
@@ -347,6 +349,7 @@ impl Default for CoverSheetFormat {
             type_key: "TYPE".to_owned(),
             category_key: "CAT".to_owned(),
             date_key: "DATE".to_owned(),
+            issuer_key: "ISS".to_owned(),
             // Specific enough that a fax cover sheet in a chart is not taken for one.
             marker_text: "CHARTVAULT COVER SHEET".to_owned(),
         }
@@ -362,11 +365,26 @@ impl CoverSheetFormat {
         category: Option<&str>,
         service_date: Option<&str>,
     ) -> String {
+        self.encode_issued(mrn, None, document_type, category, service_date)
+    }
+
+    /// [`CoverSheetFormat::encode`] with the MRN's issuer (none: the default issuer).
+    pub fn encode_issued(
+        &self,
+        mrn: &str,
+        issuer: Option<&str>,
+        document_type: &str,
+        category: Option<&str>,
+        service_date: Option<&str>,
+    ) -> String {
         let (s, kv) = (self.field_separator, self.key_value_separator);
         let mut text = format!(
             "{}{s}{}{kv}{mrn}{s}{}{kv}{document_type}",
             self.prefix, self.mrn_key, self.type_key
         );
+        if let Some(issuer) = issuer {
+            text.push_str(&format!("{s}{}{kv}{issuer}", self.issuer_key));
+        }
         if let Some(category) = category {
             text.push_str(&format!("{s}{}{kv}{category}", self.category_key));
         }
@@ -395,6 +413,9 @@ pub enum CoverSheet {
     /// A cover sheet: a new document starts here with this metadata.
     Cover {
         mrn: String,
+        /// The MRN's issuer, when the code names one (`ISS=`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<String>,
         document_type: String,
         category: Option<String>,
         /// `YYYY-MM-DD`, a valid calendar date.
@@ -485,8 +506,9 @@ fn parse_one(text: &str, format: &CoverSheetFormat) -> Result<CoverSheet, String
         format.type_key.as_str(),
         format.category_key.as_str(),
         format.date_key.as_str(),
+        format.issuer_key.as_str(),
     ];
-    let mut values: [Option<&str>; 4] = [None; 4];
+    let mut values: [Option<&str>; 5] = [None; 5];
     for field in fields.filter(|f| !f.is_empty()) {
         let Some((key, value)) = field.split_once(format.key_value_separator) else {
             return Err(format!(
@@ -502,7 +524,7 @@ fn parse_one(text: &str, format: &CoverSheetFormat) -> Result<CoverSheet, String
         }
         values[slot] = Some(value);
     }
-    let [mrn, document_type, category, service_date] = values;
+    let [mrn, document_type, category, service_date, issuer] = values;
     let mrn = mrn.ok_or_else(|| format!("missing {} field", format.mrn_key))?;
     let document_type =
         document_type.ok_or_else(|| format!("missing {} field", format.type_key))?;
@@ -516,6 +538,7 @@ fn parse_one(text: &str, format: &CoverSheetFormat) -> Result<CoverSheet, String
     for (key, value) in [
         (&format.type_key, Some(document_type)),
         (&format.category_key, category),
+        (&format.issuer_key, issuer),
     ] {
         if let Some(value) = value {
             if !valid_token(value, label_char) {
@@ -535,6 +558,7 @@ fn parse_one(text: &str, format: &CoverSheetFormat) -> Result<CoverSheet, String
     }
     Ok(CoverSheet::Cover {
         mrn: mrn.to_owned(),
+        issuer: issuer.map(str::to_owned),
         document_type: document_type.to_owned(),
         category: category.map(str::to_owned),
         service_date: service_date.map(str::to_owned),

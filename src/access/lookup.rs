@@ -34,16 +34,26 @@ pub async fn document_in_scope(
     Ok(doc)
 }
 
-/// The patient with the MRN `raw` (400 when it is not an MRN). An unknown MRN is audited
-/// (as `action`, `not-found`, with `detail`) and 404.
+/// An MRN of `issuer` as a request names them (400 naming the field when either is wrong).
+pub fn parse_mrn(archive: &Archive, raw: &str, issuer: Option<&str>) -> AppResult<Mrn> {
+    archive
+        .config
+        .patients
+        .mrn(raw, issuer)
+        .map_err(AppError::invalid)
+}
+
+/// The patient with the MRN `raw` of `issuer` (the default issuer when `None`; 400 when it
+/// is not an MRN or an issuer of the archive). An unknown MRN is audited (as `action`,
+/// `not-found`, with `detail`) and 404.
 pub async fn patient_by_mrn(
     archive: &Archive,
     principal: &Principal,
     action: Action,
-    raw: &str,
+    (raw, issuer): (&str, Option<&str>),
     detail: Option<serde_json::Value>,
 ) -> AppResult<Patient> {
-    let mrn = Mrn::parse(raw).map_err(AppError::invalid)?;
+    let mrn = parse_mrn(archive, raw, issuer)?;
     if let Some(patient) = archive.db.patient_by_mrn(&mrn).await? {
         return Ok(patient);
     }

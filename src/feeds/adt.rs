@@ -18,6 +18,7 @@
 use chrono::NaiveDate;
 
 use crate::app::Archive;
+use crate::config::PatientsConfig;
 use crate::domain::Mrn;
 use crate::error::AppError;
 use crate::store::prelude::*;
@@ -66,32 +67,40 @@ pub enum Answer {
     Reject(String),
 }
 
-/// The MRN among identifiers: of this archive's authority (or none named), an `MR`
-/// identifier first.
-fn mrn_of<'a>(
-    identifiers: &'a [Identifier],
-    default_issuer: Option<&str>,
-) -> Option<&'a Identifier> {
-    let ours = |identifier: &&Identifier| match (default_issuer, &identifier.authority) {
-        (Some(issuer), Some(authority)) => authority.eq_ignore_ascii_case(issuer),
-        _ => true,
+/// The MRN among identifiers: one of an issuer this archive knows (`patients`; an
+/// identifier naming no authority is the default issuer's), an `MR` identifier of the
+/// default issuer first, then an `MR` of another, then any. `None` when there is none;
+/// `Some(Err)` when the one chosen is not a valid MRN.
+fn mrn_of(identifiers: &[Identifier], patients: &PatientsConfig) -> Option<Result<Mrn, String>> {
+    let issuer_of = |identifier: &Identifier| -> Option<Option<String>> {
+        match patients.resolve_issuer(identifier.authority.as_deref()) {
+            Ok(issuer) => Some(issuer),
+            // An authority not configured is the default issuer's only while that is
+            // unnamed (an archive that names no issuers takes every identifier).
+            Err(_) if patients.default_issuer.is_none() => Some(None),
+            Err(_) => None,
+        }
     };
-    let candidates: Vec<&Identifier> = identifiers
+    let mut candidates: Vec<(&Identifier, Option<String>)> = identifiers
         .iter()
         .filter(|i| !i.id.trim().is_empty())
-        .filter(ours)
+        .filter_map(|i| issuer_of(i).map(|issuer| (i, issuer)))
         .collect();
-    candidates
-        .iter()
-        .find(|i| i.type_code.as_deref() == Some("MR"))
-        .or_else(|| candidates.first())
-        .copied()
+    // Stable: among equals, PID-3's order.
+    candidates.sort_by_key(|(identifier, issuer)| {
+        (
+            identifier.type_code.as_deref() != Some("MR"),
+            issuer.is_some(),
+        )
+    });
+    let (identifier, issuer) = candidates.into_iter().next()?;
+    Some(Mrn::parse(&identifier.id).map(|mrn| mrn.issued_by(issuer)))
 }
 
 impl AdtMessage {
     /// The MRN among PID-3's identifiers.
-    fn mrn(&self, default_issuer: Option<&str>) -> Option<&Identifier> {
-        mrn_of(&self.identifiers, default_issuer)
+    fn mrn(&self, patients: &PatientsConfig) -> Option<Result<Mrn, String>> {
+        mrn_of(&self.identifiers, patients)
     }
 }
 
@@ -118,14 +127,14 @@ pub async fn apply(state: &Archive, message: &AdtMessage) -> Result<Answer, AppE
     if message.control_id.trim().is_empty() {
         return Ok(Answer::Error("MSH-10 (message control id) is empty".into()));
     }
-    let Some(identifier) = message.mrn(config.default_issuer.as_deref()) else {
-        return Ok(Answer::Error(
-            "PID-3 holds no identifier of this archive's assigning authority".into(),
-        ));
-    };
-    let mrn = match Mrn::parse(&identifier.id) {
-        Ok(mrn) => mrn,
-        Err(error) => return Ok(Answer::Error(format!("PID-3: {error}"))),
+    let mrn = match message.mrn(&state.config.patients) {
+        None => {
+            return Ok(Answer::Error(
+                "PID-3 holds no identifier of an assigning authority of this archive".into(),
+            ))
+        }
+        Some(Err(error)) => return Ok(Answer::Error(format!("PID-3: {error}"))),
+        Some(Ok(mrn)) => mrn,
     };
     let name = message
         .name
@@ -238,15 +247,14 @@ async fn merge(
     survivor: Option<crate::store::patients::Patient>,
     name: Option<&str>,
 ) -> Result<Answer, AppError> {
-    let config = &state.config.hl7;
-    let Some(prior) = mrn_of(&message.prior_identifiers, config.default_issuer.as_deref()) else {
-        return Ok(Answer::Error(
-            "MRG-1 holds no identifier of this archive's assigning authority".into(),
-        ));
-    };
-    let prior_mrn = match Mrn::parse(&prior.id) {
-        Ok(mrn) => mrn,
-        Err(error) => return Ok(Answer::Error(format!("MRG-1: {error}"))),
+    let prior_mrn = match mrn_of(&message.prior_identifiers, &state.config.patients) {
+        None => {
+            return Ok(Answer::Error(
+                "MRG-1 holds no identifier of an assigning authority of this archive".into(),
+            ))
+        }
+        Some(Err(error)) => return Ok(Answer::Error(format!("MRG-1: {error}"))),
+        Some(Ok(mrn)) => mrn,
     };
     if survivor.is_none() && name.is_none() {
         return Ok(Answer::Error(
@@ -342,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn the_mrn_is_the_archive_authoritys_mr_identifier() {
+    fn the_mrn_is_an_mr_identifier_of_an_issuer_the_archive_knows() {
         let message = AdtMessage {
             sending_facility: "REG".into(),
             control_id: "1".into(),
@@ -358,8 +366,36 @@ mod tests {
             name: None,
             birth_date: None,
         };
-        assert_eq!(message.mrn(Some("HOSP")).unwrap().id, "H-1001");
-        assert_eq!(message.mrn(None).unwrap().id, "OTHER-5");
-        assert_eq!(message.mrn(Some("SOUTH")), None);
+        let issuers = |default: Option<&str>, others: &[&str]| PatientsConfig {
+            default_issuer: default.map(str::to_string),
+            issuers: others
+                .iter()
+                .map(|name| crate::config::IssuerConfig {
+                    name: name.to_string(),
+                    fhir_system: None,
+                    dicom_issuer: None,
+                })
+                .collect(),
+        };
+        let chosen = |patients: &PatientsConfig| {
+            message
+                .mrn(patients)
+                .map(|mrn| mrn.unwrap())
+                .map(|mrn| (mrn.as_str().to_string(), mrn.issuer().map(str::to_string)))
+        };
+        // The default issuer's MR first, whatever the order.
+        assert_eq!(
+            chosen(&issuers(Some("HOSP"), &["NORTH"])),
+            Some(("H-1001".into(), None))
+        );
+        // Another issuer's MR when the default has none.
+        assert_eq!(
+            chosen(&issuers(Some("SOUTH"), &["NORTH"])),
+            Some(("OTHER-5".into(), Some("NORTH".into())))
+        );
+        // Nothing of an issuer the archive knows.
+        assert_eq!(chosen(&issuers(Some("SOUTH"), &[])), None);
+        // No issuers named: every identifier is the default's; the first MR.
+        assert_eq!(chosen(&issuers(None, &[])), Some(("OTHER-5".into(), None)));
     }
 }

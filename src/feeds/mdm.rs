@@ -10,7 +10,7 @@
 //! - a document entered in error (corrected) or destroyed is taken back with `MDM^T11`
 //!   (TXA-19 `OB` when a replacement exists, named in TXA-13; `CA` otherwise);
 //! - the pages' text is never sent; the patient is named as the EHR knows them (PID-3 MRN
-//!   under the archive's assigning authority, PID-5, PID-7), the document by its id.
+//!   under its issuer, PID-5, PID-7), the document by its id.
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -106,11 +106,7 @@ pub fn build(
     let with_content = matches!(trigger, "T02" | "T10");
     let structure = if with_content { "MDM_T02" } else { "MDM_T01" };
     let now = now.format("%Y%m%d%H%M%S");
-    let issuer = mdm
-        .issuer
-        .as_deref()
-        .or(config.hl7.default_issuer.as_deref())
-        .unwrap_or("");
+    let issuer = config.patients.issuer_name(&patient.mrn).unwrap_or("");
     // The archive keeps one name; its last word is taken for the family name.
     let (given, family) = match patient.name.trim().rsplit_once(' ') {
         Some((given, family)) => (given.trim(), family),
@@ -247,7 +243,7 @@ mod tests {
     #[test]
     fn messages_name_the_patient_the_document_and_what_happened_to_it() {
         let mut config = Config::default();
-        config.hl7.default_issuer = Some("HOSP".into());
+        config.patients.default_issuer = Some("HOSP".into());
         config.server.public_url = Some("https://archive.example/".into());
         let patient = Patient {
             id: PatientId::new_random(),

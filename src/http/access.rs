@@ -39,6 +39,7 @@ async fn user_named(state: &AppState, name: &str) -> AppResult<(UserId, Role)> {
 pub struct CareBody {
     user: String,
     mrn: String,
+    issuer: Option<String>,
     starts_on: Option<NaiveDate>,
     ends_on: Option<NaiveDate>,
 }
@@ -71,9 +72,15 @@ pub async fn add_care(
     if body.ends_on.is_some_and(|end| end < starts_on) {
         return Err(AppError::invalid("ends_on must not be before starts_on"));
     }
-    let patient = patient_by_mrn(&state, &principal, Action::ManageCare, &body.mrn, None)
-        .await?
-        .id;
+    let patient = patient_by_mrn(
+        &state,
+        &principal,
+        Action::ManageCare,
+        (&body.mrn, body.issuer.as_deref()),
+        None,
+    )
+    .await?
+    .id;
     let id = state
         .db
         .insert_care_relationship(user, patient, starts_on, body.ends_on, principal.user_id)
@@ -203,6 +210,7 @@ pub async fn revoke_category(
 #[serde(deny_unknown_fields)]
 pub struct BreakGlassBody {
     mrn: String,
+    issuer: Option<String>,
     reason_code: String,
     reason: String,
 }
@@ -235,9 +243,15 @@ pub async fn break_glass(
     if reason.chars().count() < 5 || reason.chars().count() > 1000 {
         return Err(AppError::invalid("reason must be 5 to 1000 characters"));
     }
-    let patient = patient_by_mrn(&state, &principal, Action::BreakGlass, &body.mrn, None)
-        .await?
-        .id;
+    let patient = patient_by_mrn(
+        &state,
+        &principal,
+        Action::BreakGlass,
+        (&body.mrn, body.issuer.as_deref()),
+        None,
+    )
+    .await?
+    .id;
     let minutes = i64::from(state.config.access.break_glass_minutes.max(1));
     let expires_at = Utc::now() + Duration::minutes(minutes);
     let row = state

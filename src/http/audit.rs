@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{Action, Principal};
-use crate::domain::{DocumentId, Mrn, UserId};
+use crate::domain::{DocumentId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
@@ -29,6 +29,8 @@ const ACCOUNTING_MONTHS: u32 = 72;
 #[serde(deny_unknown_fields)]
 pub struct AuditQueryBody {
     patient_mrn: Option<String>,
+    /// The issuer of `patient_mrn` (default: the archive's default issuer).
+    patient_issuer: Option<String>,
     /// A user's name or id.
     user: Option<String>,
     /// `YYYY-MM-DD` or RFC 3339; inclusive.
@@ -98,7 +100,7 @@ pub async fn query(
     // A filter that names nobody matches nothing (never everything).
     let mut matches_nobody = false;
     if let Some(raw) = &body.patient_mrn {
-        let mrn = Mrn::parse(raw).map_err(AppError::invalid)?;
+        let mrn = crate::access::lookup::parse_mrn(&state, raw, body.patient_issuer.as_deref())?;
         match state.db.patient_by_mrn(&mrn).await? {
             Some(patient) => filter.patient_id = Some(patient.id),
             None => matches_nobody = true,
@@ -164,6 +166,7 @@ pub async fn query(
 #[serde(deny_unknown_fields)]
 pub struct DisclosureBody {
     mrn: String,
+    issuer: Option<String>,
     /// The date of the disclosure (`YYYY-MM-DD`), not in the future.
     disclosed_at: NaiveDate,
     recipient_name: String,
@@ -202,7 +205,7 @@ pub async fn record_disclosure(
 ) -> AppResult<(StatusCode, Json<Recorded>)> {
     authorize(&state.db, &principal, Action::RecordDisclosure, None).await?;
     let body = body.read()?;
-    let mrn = Mrn::parse(&body.mrn).map_err(AppError::invalid)?;
+    crate::access::lookup::parse_mrn(&state, &body.mrn, body.issuer.as_deref())?;
     if body.disclosed_at > Utc::now().date_naive() {
         return Err(AppError::invalid("disclosed_at must not be in the future"));
     }
@@ -221,7 +224,7 @@ pub async fn record_disclosure(
         &state,
         &principal,
         Action::RecordDisclosure,
-        mrn.as_str(),
+        (&body.mrn, body.issuer.as_deref()),
         None,
     )
     .await?;
@@ -271,6 +274,7 @@ pub async fn record_disclosure(
 #[serde(deny_unknown_fields)]
 pub struct AccountingBody {
     mrn: String,
+    issuer: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -295,7 +299,7 @@ pub async fn accounting(
         &state,
         &principal,
         Action::AccountDisclosures,
-        &body.mrn,
+        (&body.mrn, body.issuer.as_deref()),
         None,
     )
     .await?;

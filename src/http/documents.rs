@@ -175,7 +175,7 @@ async fn read_parts(
                         return Err(AppError::invalid("the 'metadata' part is too large"));
                     }
                 }
-                *metadata = Some(ValidMetadata::parse(&json)?);
+                *metadata = Some(ValidMetadata::parse(&json, &state.config.patients)?);
             }
             Some("file") => {
                 if staged.is_some() {
@@ -663,6 +663,8 @@ pub async fn page_words(
 pub struct CorrectionBody {
     /// The patient it belongs to (created when `name` is given and the MRN is new).
     mrn: Option<String>,
+    /// The MRN's issuer (default: the archive's default issuer).
+    issuer: Option<String>,
     name: Option<String>,
     document_type: Option<String>,
     category: Option<String>,
@@ -712,7 +714,15 @@ pub async fn correct(
         ));
     }
     let patient_id = match &body.mrn {
-        Some(mrn) => crate::ingest::upload::patient_for(&state, mrn, body.name.clone()).await?,
+        Some(mrn) => {
+            crate::ingest::upload::patient_for(
+                &state,
+                mrn,
+                body.issuer.as_deref(),
+                body.name.clone(),
+            )
+            .await?
+        }
         None => doc.patient_id,
     };
     let document_type = match &body.document_type {

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{decide, Action, Principal, Resource};
-use crate::domain::{DocumentId, Mrn, Outcome, PatientId};
+use crate::domain::{DocumentId, Outcome, PatientId};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
@@ -36,6 +36,8 @@ pub struct HoldBody {
     reason: String,
     /// Exactly one of `mrn`, `document_ids` and `query`.
     mrn: Option<String>,
+    /// The issuer of `mrn` (default: the archive's default issuer).
+    issuer: Option<String>,
     document_ids: Option<Vec<String>>,
     query: Option<HoldQuery>,
 }
@@ -46,6 +48,8 @@ pub struct HoldBody {
 pub struct HoldQuery {
     query: String,
     mrn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
     document_type: Option<String>,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
@@ -91,7 +95,7 @@ async fn documents_found(state: &AppState, query: &HoldQuery) -> AppResult<Vec<D
     let patient_ids = match &query.mrn {
         None => None,
         Some(raw) => {
-            let mrn = Mrn::parse(raw).map_err(AppError::invalid)?;
+            let mrn = crate::access::lookup::parse_mrn(state, raw, query.issuer.as_deref())?;
             Some(match state.db.patient_by_mrn(&mrn).await? {
                 Some(patient) => vec![patient.id.0],
                 None => Vec::new(),
@@ -182,7 +186,7 @@ pub async fn create(
     }
     let (scope, patient_id, query, documents): (HoldScope, Option<PatientId>, _, _) =
         if let Some(raw) = &body.mrn {
-            let mrn = Mrn::parse(raw).map_err(AppError::invalid)?;
+            let mrn = crate::access::lookup::parse_mrn(&state, raw, body.issuer.as_deref())?;
             // Legal sees every patient: an unknown MRN is simply unknown.
             let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
                 return Err(AppError::new(

@@ -18,6 +18,8 @@ use crate::store::prelude::*;
 #[serde(deny_unknown_fields)]
 pub struct LookupBody {
     mrn: String,
+    /// The MRN's issuer (default: the archive's default issuer).
+    issuer: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -37,7 +39,7 @@ pub async fn lookup(
         &state,
         &principal,
         Action::LookupPatient,
-        &body.mrn,
+        (&body.mrn, body.issuer.as_deref()),
         None,
     )
     .await?;

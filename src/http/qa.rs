@@ -123,6 +123,8 @@ pub enum Resolution {
     /// another type or service date.
     Assign {
         mrn: String,
+        /// The MRN's issuer (default: the archive's default issuer).
+        issuer: Option<String>,
         name: Option<String>,
         document_type: Option<String>,
         service_date: Option<NaiveDate>,
@@ -198,6 +200,7 @@ pub async fn resolve(
         }
         Resolution::Assign {
             mrn,
+            issuer,
             name,
             document_type,
             service_date,
@@ -206,7 +209,8 @@ pub async fn resolve(
                 Some(raw) => parse_slug("document_type", &raw).map_err(AppError::invalid)?,
                 None => doc.document_type.clone(),
             };
-            let patient_id = crate::ingest::upload::patient_for(&state, &mrn, name).await?;
+            let patient_id =
+                crate::ingest::upload::patient_for(&state, &mrn, issuer.as_deref(), name).await?;
             audit_resolution(&state, &principal, &doc, patient_id, "assign").await?;
             state
                 .db
@@ -337,10 +341,11 @@ async fn resolve_page_range(
     let cover = match readable {
         Some(CoverSheet::Cover {
             mrn,
+            issuer,
             document_type,
             category,
             service_date,
-        }) => Some((mrn, document_type, category, service_date)),
+        }) => Some((mrn, issuer, document_type, category, service_date)),
         _ => None,
     };
     let detail = |resolution: &str, patient: Option<PatientId>| {
@@ -379,14 +384,20 @@ async fn resolve_page_range(
             }));
         }
         Resolution::Accept => {
-            let Some((mrn, document_type, category, service_date)) = cover else {
+            let Some((mrn, issuer, document_type, category, service_date)) = cover else {
                 return Err(AppError::invalid(
                     "the page range has no readable cover sheet: assign it to a patient",
                 ));
             };
-            let mrn = Mrn::parse(&mrn).map_err(|_| {
-                AppError::invalid("the cover sheet's MRN is not valid: assign the page range")
-            })?;
+            let mrn = state
+                .config
+                .patients
+                .mrn(&mrn, issuer.as_deref())
+                .map_err(|_| {
+                    AppError::invalid(
+                        "the cover sheet's MRN or issuer is not valid: assign the page range",
+                    )
+                })?;
             let Some(patient) = state.db.patient_by_mrn(&mrn).await? else {
                 return Err(AppError::invalid(
                     "no patient has the cover sheet's MRN: assign the page range, with the \
@@ -409,16 +420,17 @@ async fn resolve_page_range(
         }
         Resolution::Assign {
             mrn,
+            issuer,
             name,
             document_type,
             service_date,
         } => {
             let from_cover = cover
                 .as_ref()
-                .map(|c| crate::ingest::batch::cover_fields(&c.1, c.2.as_deref()));
+                .map(|c| crate::ingest::batch::cover_fields(&c.2, c.3.as_deref()));
             let category = match &from_cover {
                 Some(Ok((_, category))) => category.clone(),
-                Some(Err(why)) if cover.as_ref().is_some_and(|c| c.2.is_some()) => {
+                Some(Err(why)) if cover.as_ref().is_some_and(|c| c.3.is_some()) => {
                     return Err(AppError::invalid(format!(
                         "{why}: it cannot be filed under it; reject the page range, or fix the \
                          cover sheet and scan it again"
@@ -436,7 +448,8 @@ async fn resolve_page_range(
                     ))
                 }
             };
-            let patient_id = crate::ingest::upload::patient_for(state, &mrn, name).await?;
+            let patient_id =
+                crate::ingest::upload::patient_for(state, &mrn, issuer.as_deref(), name).await?;
             crate::ingest::batch::Filing {
                 patient_id,
                 document_type,
@@ -444,7 +457,7 @@ async fn resolve_page_range(
                 service_date: service_date.or_else(|| {
                     cover
                         .as_ref()
-                        .and_then(|c| c.3.as_deref())
+                        .and_then(|c| c.4.as_deref())
                         .and_then(|d| d.parse().ok())
                 }),
             }

@@ -61,6 +61,9 @@ pub struct ReleaseBody {
     due_on: Option<NaiveDate>,
     /// MRNs of the patients whose records are requested.
     patients: Vec<String>,
+    /// Their issuer (default: the archive's default issuer).
+    #[serde(default)]
+    issuer: Option<String>,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
     #[serde(default)]
@@ -205,7 +208,7 @@ pub async fn create(
             &state,
             &principal,
             Action::ManageReleases,
-            raw,
+            (raw, body.issuer.as_deref()),
             Some(json!({ "release": "create", "unknown_mrn": true })),
         )
         .await?;

@@ -28,7 +28,7 @@ use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
 use crate::app::Archive;
-use crate::domain::{parse_slug, BatchId, Category, Mrn, PatientId, UserId};
+use crate::domain::{parse_slug, BatchId, Category, PatientId, UserId};
 use crate::ingest::pages::{Failure, Owner, Target};
 use crate::store::batches::{Batch, BatchPage, NewSegment, Segment};
 use crate::store::documents::NewDocument;
@@ -242,6 +242,7 @@ async fn run(state: &Archive, batch: &Batch) -> Result<usize, Failure> {
         let cover = segment.cover_page.and_then(|page| covers.get(&page));
         let Some(CoverSheet::Cover {
             mrn,
+            issuer,
             document_type,
             category,
             service_date,
@@ -254,7 +255,8 @@ async fn run(state: &Archive, batch: &Batch) -> Result<usize, Failure> {
                 .map_err(transient)?;
             continue;
         };
-        let patient = match Mrn::parse(mrn) {
+        // An MRN of an issuer the archive does not know is no known patient's either.
+        let patient = match state.config.patients.mrn(mrn, issuer.as_deref()) {
             Ok(mrn) => state.db.patient_by_mrn(&mrn).await.map_err(transient)?,
             Err(_) => None,
         };
@@ -681,6 +683,7 @@ mod tests {
     fn cover() -> CoverSheet {
         CoverSheet::Cover {
             mrn: "1".into(),
+            issuer: None,
             document_type: "letter".into(),
             category: None,
             service_date: None,

@@ -276,9 +276,11 @@ impl Folder {
             IntakeKind::Documents => {
                 let json = std::fs::read(sidecar_of(path))
                     .map_err(|e| NotTaken::Later(AppError::internal(e)))?;
-                Some(ValidMetadata::parse(&json).map_err(|error| {
-                    NotTaken::Refused(format!("the sidecar's metadata: {}", error.message))
-                })?)
+                Some(
+                    ValidMetadata::parse(&json, &state.config.patients).map_err(|error| {
+                        NotTaken::Refused(format!("the sidecar's metadata: {}", error.message))
+                    })?,
+                )
             }
             IntakeKind::Batches => None,
         };

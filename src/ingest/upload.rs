@@ -46,6 +46,8 @@ pub struct UploadMetadata {
 #[serde(deny_unknown_fields)]
 pub struct PatientMetadata {
     pub mrn: String,
+    /// The MRN's issuer (default: the archive's default issuer).
+    pub issuer: Option<String>,
     pub name: String,
     pub birth_date: Option<NaiveDate>,
 }
@@ -65,13 +67,18 @@ pub struct ValidMetadata {
 }
 
 impl ValidMetadata {
-    /// Parses the JSON of a `metadata` part. Error messages name fields, never values.
-    pub fn parse(json: &[u8]) -> Result<ValidMetadata, AppError> {
+    /// Parses the JSON of a `metadata` part, its MRN's issuer checked against `patients`.
+    /// Error messages name fields, never values.
+    pub fn parse(
+        json: &[u8],
+        patients: &crate::config::PatientsConfig,
+    ) -> Result<ValidMetadata, AppError> {
         let raw: UploadMetadata = serde_json::from_slice(json).map_err(|e| {
             // serde's messages quote unknown field names and types, not values of known fields.
             AppError::invalid(format!("metadata is not valid: {}", redact_serde(&e)))
         })?;
-        let mrn = Mrn::parse(&raw.patient.mrn)
+        let mrn = patients
+            .mrn(&raw.patient.mrn, raw.patient.issuer.as_deref())
             .map_err(|e| AppError::invalid(format!("metadata.patient.{e}")))?;
         let name = raw.patient.name.trim().to_string();
         if name.is_empty() || name.len() > 200 {
@@ -509,7 +516,8 @@ fn name_words(name: &str) -> std::collections::BTreeSet<String> {
 /// looking: its PatientID is another, or it has none. The reason never quotes either value.
 fn dicom_patient_mismatch(dicom: &chartvault_ocr::DicomInfo, mrn: &Mrn) -> Option<&'static str> {
     match dicom.patient_id.as_deref().map(Mrn::parse) {
-        Some(Ok(id)) if &id == mrn => None,
+        // The same number (DICOM's Issuer of Patient ID is not read: the upload names it).
+        Some(Ok(id)) if id.as_str() == mrn.as_str() => None,
         Some(_) => Some("the DICOM PatientID does not match the MRN given at upload"),
         None => Some("the DICOM file has no PatientID to check the MRN given at upload against"),
     }
@@ -592,13 +600,19 @@ fn scan_error(error: chartvault_ocr::ScanError) -> AppError {
     }
 }
 
-/// The patient of an MRN, created when `name` is given and no patient has the MRN yet.
+/// The patient of an MRN (of `issuer`, by default the default issuer), created when `name`
+/// is given and no patient has the MRN yet.
 pub async fn patient_for(
     state: &Archive,
     mrn: &str,
+    issuer: Option<&str>,
     name: Option<String>,
 ) -> AppResult<crate::domain::PatientId> {
-    let mrn = Mrn::parse(mrn).map_err(|e| AppError::invalid(format!("mrn: {e}")))?;
+    let mrn = state
+        .config
+        .patients
+        .mrn(mrn, issuer)
+        .map_err(|e| AppError::invalid(format!("mrn: {e}")))?;
     if let Some(patient) = state.db.patient_by_mrn(&mrn).await? {
         return Ok(patient.id);
     }
@@ -622,14 +636,15 @@ mod tests {
     fn metadata_errors_name_the_field_not_the_value() {
         let err = ValidMetadata::parse(
             br#"{"patient":{"mrn":"12 34","name":"Jane"},"document_type":"x"}"#,
+            &Default::default(),
         )
         .unwrap_err();
         assert!(err.message.contains("mrn"));
         assert!(!err.message.contains("12 34"));
-        let err = ValidMetadata::parse(br#"{"patient":{"mrn":"1","name":"Jane Q Doe"},"document_type":"x","service_date":"Jane Q Doe"}"#)
+        let err = ValidMetadata::parse(br#"{"patient":{"mrn":"1","name":"Jane Q Doe"},"document_type":"x","service_date":"Jane Q Doe"}"#, &Default::default())
             .unwrap_err();
         assert!(!err.message.contains("Jane"), "{}", err.message);
-        let err = ValidMetadata::parse(b"{not json").unwrap_err();
+        let err = ValidMetadata::parse(b"{not json", &Default::default()).unwrap_err();
         assert!(err.message.contains("malformed"));
     }
 
@@ -645,6 +660,7 @@ mod tests {
     fn category_defaults_to_general() {
         let ok = ValidMetadata::parse(
             br#"{"patient":{"mrn":"00123","name":"Jane Q Doe"},"document_type":"Discharge-Summary"}"#,
+            &Default::default(),
         )
         .unwrap();
         assert_eq!(ok.category, Category::general());

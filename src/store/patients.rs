@@ -2,12 +2,30 @@
 
 use super::base::*;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Patient {
     pub id: PatientId,
     pub mrn: Mrn,
     pub name: String,
     pub birth_date: Option<NaiveDate>,
+}
+
+/// `{id, mrn, issuer?, name, birth_date}`: `issuer` only for an MRN of another issuer than
+/// the default one.
+impl Serialize for Patient {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Patient", 5)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("mrn", &self.mrn)?;
+        match self.mrn.issuer() {
+            Some(issuer) => out.serialize_field("issuer", issuer)?,
+            None => out.skip_field("issuer")?,
+        }
+        out.serialize_field("name", &self.name)?;
+        out.serialize_field("birth_date", &self.birth_date)?;
+        out.end()
+    }
 }
 
 /// Patients, found by the blind index of their MRN.

@@ -118,10 +118,19 @@ impl PhiCipher {
         String::from_utf8(plaintext).map_err(|_| error())
     }
 
-    /// The blind index of an MRN: HMAC-SHA256 over the normalised MRN.
+    /// The blind index of an MRN: HMAC-SHA256 over the normalised MRN, in a domain of its
+    /// issuer's (the default issuer's domain is the one every archive began with, so its
+    /// patients kept their index when issuers came).
     pub fn mrn_index(&self, mrn: &Mrn) -> Vec<u8> {
-        self.fields
-            .blind_index("chartvault:mrn:", mrn.as_str().as_bytes())
+        match mrn.issuer() {
+            None => self
+                .fields
+                .blind_index("chartvault:mrn:", mrn.as_str().as_bytes()),
+            Some(issuer) => self.fields.blind_index(
+                &format!("chartvault:mrn@{}:", issuer.to_ascii_uppercase()),
+                mrn.as_str().as_bytes(),
+            ),
+        }
     }
 
     /// The blind index of a DICOM SOP Instance UID (the same key as MRNs, another domain).
@@ -174,6 +183,19 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.len(), 32);
         assert_ne!(a, phi.mrn_index(&Mrn::parse("AB-012").unwrap()));
+        // Another issuer's AB-0012 is another patient.
+        let north = Mrn::parse("AB-0012")
+            .unwrap()
+            .issued_by(Some("NORTH".into()));
+        assert_ne!(a, phi.mrn_index(&north));
+        assert_eq!(
+            phi.mrn_index(&north),
+            phi.mrn_index(
+                &Mrn::parse("ab-0012")
+                    .unwrap()
+                    .issued_by(Some("north".into()))
+            )
+        );
         assert_ne!(a, cipher().mrn_index(&Mrn::parse("AB-0012").unwrap()));
     }
 }

@@ -59,12 +59,12 @@ fn feed(python: &PathBuf, app: &TestApp, steps: Value) -> Vec<Value> {
 /// document it became, once indexed.
 async fn filed_behind_cover(
     app: &TestApp,
-    mrn: &str,
+    (mrn, issuer): (&str, Option<&str>),
     symbology: Symbology,
     marker: &str,
     seed: u64,
 ) -> Value {
-    let cover = CoverSheetFormat::default().encode(mrn, "progress-note", None, None);
+    let cover = CoverSheetFormat::default().encode_issued(mrn, issuer, "progress-note", None, None);
     let pages = vec![
         render_cover_page(symbology, &cover),
         scanned_page(
@@ -91,11 +91,15 @@ fn adt(event: &str, control_id: &str, mrn: &str, family: &str) -> Value {
 }
 
 async fn lookup(app: &TestApp, mrn: &str) -> (u16, Value) {
+    lookup_issued(app, mrn, None).await
+}
+
+async fn lookup_issued(app: &TestApp, mrn: &str, issuer: Option<&str>) -> (u16, Value) {
     json_of(
         app.post_json(
             &app.records,
             "/api/v1/patients/lookup",
-            &json!({ "mrn": mrn }),
+            &json!({ "mrn": mrn, "issuer": issuer }),
         )
         .await,
     )
@@ -128,7 +132,12 @@ async fn adt_messages_register_and_update_patients_once_and_bad_ones_are_refused
         config.hl7.tls_key_file = Some(key.clone());
         config.hl7.listen = Some("127.0.0.1:0".parse().unwrap());
         config.hl7.allowed_facilities = vec!["NORTH".into()];
-        config.hl7.default_issuer = Some("HOSP".into());
+        config.patients.default_issuer = Some("HOSP".into());
+        config.patients.issuers = vec![chartvault::config::IssuerConfig {
+            name: "SOUTHCLINIC".into(),
+            fhir_system: None,
+            dicom_issuer: None,
+        }];
     })
     .await;
 
@@ -165,7 +174,7 @@ async fn adt_messages_register_and_update_patients_once_and_bad_ones_are_refused
     assert_eq!(patient["patient"]["birth_date"], "1980-02-14");
 
     // Their cover sheet files the batch without QA: the patient is known.
-    filed_behind_cover(&app, "H-2001", Symbology::DataMatrix, "avocet", 81).await;
+    filed_behind_cover(&app, ("H-2001", None), Symbology::DataMatrix, "avocet", 81).await;
     assert_eq!(names_found(&app, "doe").await, 1);
 
     // A08 changes the name: the name search follows.
@@ -323,8 +332,82 @@ async fn adt_messages_register_and_update_patients_once_and_bad_ones_are_refused
         .unwrap()
         .contains(prior.as_str().unwrap()));
     // An old cover sheet with the prior MRN files under the survivor.
-    let filed = filed_behind_cover(&app, "H-2003", Symbology::Code128, "dunlin", 83).await;
+    let filed = filed_behind_cover(&app, ("H-2003", None), Symbology::Code128, "dunlin", 83).await;
     assert_eq!(filed["patient_id"], survivor);
+
+    // MRNs are unique per issuer: the hospital's 00123 and the south clinic's 00123 are two
+    // patients, told apart by PID-3.4, the API's `issuer` and the cover code's `ISS=`.
+    let acks = feed(
+        &python,
+        &app,
+        json!([
+            adt("A04", "ISS-1", "00123", "HOSPITALSON"),
+            {
+                "kind": "adt", "event": "A04", "control_id": "ISS-2", "facility": "NORTH",
+                "mrn": "00123", "issuer": "SOUTHCLINIC", "family": "CLINICSON", "given": "SAM",
+                "birth": "19900101",
+            },
+        ]),
+    );
+    assert_eq!(
+        (acks[0]["code"].as_str(), acks[1]["code"].as_str()),
+        (Some("AA"), Some("AA")),
+        "{acks:?}"
+    );
+    let (_, ours) = lookup(&app, "00123").await;
+    let (_, theirs) = lookup_issued(&app, "00123", Some("southclinic")).await;
+    assert_ne!(ours["patient"]["id"], theirs["patient"]["id"]);
+    assert_eq!(ours["patient"]["name"], "JANE HOSPITALSON");
+    assert!(ours["patient"].get("issuer").is_none(), "{ours}");
+    assert_eq!(theirs["patient"]["name"], "SAM CLINICSON");
+    assert_eq!(theirs["patient"]["issuer"], "SOUTHCLINIC");
+    assert_eq!(
+        lookup_issued(&app, "00123", Some("HOSP")).await.1["patient"]["id"],
+        ours["patient"]["id"]
+    );
+    let (status, refused) = lookup_issued(&app, "00123", Some("ELSEWHERE")).await;
+    assert_eq!(status, 400, "{refused}");
+    // A cover code with ISS= files under the clinic's patient; an upload naming the issuer too.
+    let filed = filed_behind_cover(
+        &app,
+        ("00123", Some("SOUTHCLINIC")),
+        Symbology::DataMatrix,
+        "plover",
+        84,
+    )
+    .await;
+    assert_eq!(filed["patient_id"], theirs["patient"]["id"]);
+    let mut letter = metadata("00123", "SAM CLINICSON", "letter");
+    letter["patient"]["issuer"] = json!("SOUTHCLINIC");
+    letter["patient"]["birth_date"] = json!("1990-01-01");
+    let uploaded = app
+        .upload(
+            png_of(&scanned_page(
+                &["Clinic letter", "Marker word: godwit"],
+                0.0,
+                85,
+            )),
+            &letter,
+        )
+        .await;
+    let uploaded = app.wait_indexed(&uploaded).await;
+    assert_eq!(uploaded["patient_id"], theirs["patient"]["id"]);
+    // A search scoped to the clinic's 00123 finds its pages, not the hospital's.
+    let found = app
+        .search(
+            &app.records,
+            json!({ "query": "godwit", "mrn": "00123", "issuer": "SOUTHCLINIC" }),
+        )
+        .await;
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(
+        found["hits"][0]["patient"]["issuer"], "SOUTHCLINIC",
+        "{found}"
+    );
+    let found = app
+        .search(&app.records, json!({ "query": "godwit", "mrn": "00123" }))
+        .await;
+    assert_eq!(found["total"], 0, "{found}");
 }
 
 /// The test's receiving system (`tests/hl7/receiver.py`): what it printed, line by line.
@@ -411,7 +494,7 @@ async fn the_ehr_is_told_of_each_document_in_order_even_after_its_receiver_was_d
     let mut receiver = Receiver::start(&python, 0, &tls);
     let port = receiver.port;
     let app = spawn_app_with(|config| {
-        config.hl7.default_issuer = Some("HOSP".into());
+        config.patients.default_issuer = Some("HOSP".into());
         config.hl7.mdm.endpoint = Some(format!("127.0.0.1:{port}"));
         config.hl7.mdm.tls_ca_file = Some(ca.clone());
         config.hl7.mdm.retry_max_secs = 1;

@@ -249,6 +249,7 @@ fn timings() {
 fn cover(mrn: &str, ty: &str, cat: Option<&str>, date: Option<&str>) -> CoverSheet {
     CoverSheet::Cover {
         mrn: mrn.to_owned(),
+        issuer: None,
         document_type: ty.to_owned(),
         category: cat.map(str::to_owned),
         service_date: date.map(str::to_owned),
@@ -277,6 +278,18 @@ fn parses_good_cover_codes() {
         parse(&["CV|DATE=2024-02-29|CAT=clinical|TYPE=lab_result|MRN=A-77|X-NEW=ignored|"]),
         cover("A-77", "lab_result", Some("clinical"), Some("2024-02-29"))
     );
+    // An issuer, written by the encoder and read back.
+    let format = CoverSheetFormat::default();
+    let issued = format.encode_issued("00123", Some("NORTH"), "note", None, None);
+    assert_eq!(issued, "CV|MRN=00123|TYPE=note|ISS=NORTH");
+    let CoverSheet::Cover { issuer, .. } = parse(&[&issued]) else {
+        panic!("a cover code");
+    };
+    assert_eq!(issuer.as_deref(), Some("NORTH"));
+    assert!(matches!(
+        parse(&["CV|MRN=00123|TYPE=note|ISS=NO RTH"]),
+        CoverSheet::Unreadable { .. }
+    ));
     // The same payload twice (two symbologies) and an unrelated code are fine.
     let codes = [
         code(Symbology::Qr, PAYLOAD),

@@ -534,6 +534,7 @@ mod tests {
         let id = new_batch(&store, "bb").await;
         let cover = CoverSheet::Cover {
             mrn: "MRN-QX-0042".into(),
+            issuer: None,
             document_type: "discharge-summary".into(),
             category: None,
             service_date: Some("1998-03-14".into()),

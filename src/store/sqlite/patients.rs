@@ -6,7 +6,7 @@ pub(super) use crate::store::patients::*;
 impl PatientStore for SqliteStore {
     async fn patient_by_mrn(&self, mrn: &Mrn) -> super::StoreResult<Option<Patient>> {
         let row = sqlx::query(
-            "SELECT id, mrn, name, birth_date, merged_into FROM patients WHERE mrn_index = $1",
+            "SELECT id, mrn, issuer, name, birth_date, merged_into FROM patients WHERE mrn_index = $1",
         )
         .bind(self.phi()?.mrn_index(mrn))
         .fetch_optional(&self.pool)
@@ -23,10 +23,11 @@ impl PatientStore for SqliteStore {
     }
 
     async fn patient(&self, id: PatientId) -> super::StoreResult<Option<Patient>> {
-        let row = sqlx::query("SELECT id, mrn, name, birth_date FROM patients WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, mrn, issuer, name, birth_date FROM patients WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| self.patient_from_row(&r)).transpose()
     }
 
@@ -52,12 +53,13 @@ impl PatientStore for SqliteStore {
         let id = PatientId::new_random();
         let row_id = id.to_string();
         sqlx::query(
-            "INSERT INTO patients (id, mrn_index, mrn, name, birth_date, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO patients (id, mrn_index, mrn, issuer, name, birth_date, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&row_id)
         .bind(&mrn_index)
         .bind(phi.seal(Column::PatientMrn, &row_id, mrn.as_str()))
+        .bind(mrn.issuer())
         .bind(phi.seal(Column::PatientName, &row_id, name))
         .bind(birth_date.map(|d| phi.seal(Column::PatientBirthDate, &row_id, &d.to_string())))
         .bind(now())
@@ -190,7 +192,8 @@ impl SqliteStore {
         Ok(Patient {
             id: parse_id(&id)?,
             mrn: Mrn::parse(&self.open_column(Column::PatientMrn, &id, row.try_get("mrn")?)?)
-                .map_err(decode_err)?,
+                .map_err(decode_err)?
+                .issued_by(row.try_get("issuer")?),
             name: self.open_column(Column::PatientName, &id, row.try_get("name")?)?,
             birth_date: parse_date(birth_date)?,
         })
@@ -224,6 +227,19 @@ mod tests {
             store.patient_by_mrn(&other).await.unwrap().is_none(),
             "zeros count"
         );
+        // Another issuer's 00123-X is another patient, who keeps their issuer.
+        let north = mrn.clone().issued_by(Some("NORTH".into()));
+        assert!(store.patient_by_mrn(&north).await.unwrap().is_none());
+        let mut tx = store.begin().await.unwrap();
+        let northern = store
+            .ensure_patient(&mut tx, &north, "Ynes Northcote", None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_ne!(northern, id);
+        let found_north = store.patient_by_mrn(&north).await.unwrap().unwrap();
+        assert_eq!(found_north.mrn.issuer(), Some("NORTH"));
+        assert_eq!(store.patient_by_mrn(&mrn).await.unwrap().unwrap().id, id);
 
         // The same MRN again is the same patient, with the details on record.
         let mut tx = store.begin().await.unwrap();
