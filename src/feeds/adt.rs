@@ -1,6 +1,7 @@
 //! The registration system's ADT events applied to the archive's patients: A01/A04/A05
 //! (admit, register, pre-admit) and A08/A31 (update) create the patient or update their name
-//! and birth date. The message's protocol (HL7 v2 over MLLP, its parsing and acknowledgement)
+//! and birth date, and record the visit their PV1 names (the encounter documents are filed
+//! against); A40 merges two patients. The message's protocol (HL7 v2 over MLLP, its parsing and acknowledgement)
 //! is the front end's (`mllp`); this is what a message means to the archive.
 //!
 //! Promises:
@@ -48,6 +49,20 @@ pub struct AdtMessage {
     pub name: Option<String>,
     /// PID-7.
     pub birth_date: Option<NaiveDate>,
+    /// PV1, when it names a visit (PV1-19).
+    pub visit: Option<Visit>,
+}
+
+/// The visit a PV1 segment reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visit {
+    /// PV1-19, CX.1.
+    pub number: String,
+    /// PV1-2.
+    pub patient_class: Option<String>,
+    /// PV1-44, PV1-45.
+    pub admitted_at: Option<chrono::NaiveDateTime>,
+    pub discharged_at: Option<chrono::NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,16 +185,41 @@ pub async fn apply(state: &Archive, message: &AdtMessage) -> Result<Answer, AppE
     entry.purpose_of_use = Some("HOPERAT".into());
     state.db.append_audit(&entry).await?;
 
+    if message.visit.as_ref().is_some_and(|v| {
+        v.number.trim().len() > 64 || v.patient_class.as_ref().is_some_and(|c| c.len() > 8)
+    }) {
+        return Ok(Answer::Error(
+            "PV1-19 (visit number) is longer than 64 characters, or PV1-2 longer than 8".into(),
+        ));
+    }
     let mut tx = state.db.begin().await?;
-    let renamed = match &existing {
+    let patient_id = match &existing {
         None => {
             let name = name.expect("checked above");
             state
                 .db
                 .ensure_patient(&mut tx, &mrn, name, message.birth_date)
-                .await?;
-            None
+                .await?
         }
+        Some(patient) => patient.id,
+    };
+    if let Some(visit) = &message.visit {
+        state
+            .db
+            .record_encounter(
+                &mut tx,
+                &crate::store::patients::Encounter {
+                    patient_id,
+                    visit_number: visit.number.trim().to_string(),
+                    patient_class: visit.patient_class.clone(),
+                    admitted_at: visit.admitted_at,
+                    discharged_at: visit.discharged_at,
+                },
+            )
+            .await?;
+    }
+    let renamed = match &existing {
+        None => None,
         Some(patient) => {
             let new_name = name.unwrap_or(&patient.name);
             let birth_date = message.birth_date.or(patient.birth_date);
@@ -365,6 +405,7 @@ mod tests {
             prior_identifiers: Vec::new(),
             name: None,
             birth_date: None,
+            visit: None,
         };
         let issuers = |default: Option<&str>, others: &[&str]| PatientsConfig {
             default_issuer: default.map(str::to_string),

@@ -25,6 +25,8 @@ pub struct LookupBody {
 #[derive(Serialize)]
 pub struct Chart {
     patient: Patient,
+    /// The visits the registration system reported, the latest first.
+    encounters: Vec<crate::store::patients::Encounter>,
     documents: Vec<Document>,
 }
 
@@ -70,8 +72,10 @@ pub async fn lookup(
         .patient(patient.id)
         .record(&state.db)
         .await?;
+    let encounters = state.db.encounters_of(patient.id).await?;
     Ok(Json(Chart {
         patient,
+        encounters,
         documents: visible,
     }))
 }

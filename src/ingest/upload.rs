@@ -287,6 +287,21 @@ async fn accept_inner(
     if let Some(reason) = patient_mismatch(state, metadata).await? {
         qa_reason.get_or_insert_with(|| reason.to_string());
     }
+    // Filed against a visit the registration system reported: it must be this patient's;
+    // its admission date is the service date when the upload gives none.
+    let mut service_date = metadata.service_date;
+    if let Some(visit) = &metadata.encounter {
+        if let Some(encounter) = state.db.encounter(visit).await? {
+            let patient = state.db.patient_by_mrn(&metadata.mrn).await?;
+            if patient.is_none_or(|p| p.id != encounter.patient_id) {
+                qa_reason.get_or_insert_with(|| {
+                    "the encounter given at upload is a visit of another patient".to_string()
+                });
+            } else if service_date.is_none() {
+                service_date = encounter.admitted_at.map(|t| t.date());
+            }
+        }
+    }
     if let Some(declared) = metadata.declared_pages.filter(|&d| d != page_count) {
         qa_reason.get_or_insert_with(|| {
             format!("the file has {page_count} pages, {declared} were declared at upload")
@@ -300,7 +315,7 @@ async fn accept_inner(
         patient_id: crate::domain::PatientId::new_random(), // replaced below
         document_type: metadata.document_type.clone(),
         category: metadata.category.clone(),
-        service_date: metadata.service_date,
+        service_date,
         encounter: metadata.encounter.clone(),
         content_type: preflight.format.content_type().to_string(),
         sha256: staged.sha256.clone(),

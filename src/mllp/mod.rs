@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::app::Archive;
-use crate::feeds::adt::{self, AdtMessage, Answer, Identifier};
+use crate::feeds::adt::{self, AdtMessage, Answer, Identifier, Visit};
 
 pub mod sender;
 
@@ -248,7 +248,19 @@ fn read_adt(message: &Message<'_>, header: &Header) -> AdtMessage {
         raw.get(..8)
             .and_then(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok())
     };
+    let visit = {
+        let number = component_text(message, "PV1", 19, 1);
+        let class = component_text(message, "PV1", 2, 1);
+        let time = |field: usize| hl7_time(&component_text(message, "PV1", field, 1));
+        (!number.trim().is_empty()).then(|| Visit {
+            number,
+            patient_class: (!class.trim().is_empty()).then(|| class.trim().to_string()),
+            admitted_at: time(44),
+            discharged_at: time(45),
+        })
+    };
     AdtMessage {
+        visit,
         sending_facility: header.sending_facility.clone(),
         control_id: header.control_id.clone(),
         message_code: component_text(message, "MSH", 9, 1),
@@ -258,6 +270,21 @@ fn read_adt(message: &Message<'_>, header: &Header) -> AdtMessage {
         name,
         birth_date,
     }
+}
+
+/// An HL7 date/time (`YYYYMMDD[HHMM[SS[.S...]]][+/-ZZZZ]`) to the minute or second, as
+/// written (the zone is not applied: visit times are the hospital's local times).
+fn hl7_time(raw: &str) -> Option<chrono::NaiveDateTime> {
+    let digits: String = raw
+        .trim()
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let date = NaiveDate::parse_from_str(digits.get(..8)?, "%Y%m%d").ok()?;
+    let part = |range: std::ops::Range<usize>| -> u32 {
+        digits.get(range).and_then(|d| d.parse().ok()).unwrap_or(0)
+    };
+    date.and_hms_opt(part(8..10), part(10..12), part(12..14))
 }
 
 /// A CX field's repetitions: ID number (CX.1), assigning authority (CX.4, its namespace)
@@ -364,7 +391,8 @@ mod tests {
     fn an_adt_message_is_read_with_its_identifiers_name_and_birth_date() {
         let text = "MSH|^~\\&|REG|NORTH^1.2.3^ISO|CV|CV|20261207||ADT^A04^ADT_A01|MSG-1|P|2.5\r\
                     EVN|A04|20261207\r\
-                    PID|1||555^^^SSA^SS~H-1001^^^HOSP&1.2.3&ISO^MR||O\\S\\BRIEN^MAEVE^ANN||19800214|F";
+                    PID|1||555^^^SSA^SS~H-1001^^^HOSP&1.2.3&ISO^MR||O\\S\\BRIEN^MAEVE^ANN||19800214|F\r\
+                    PV1|1|I|||||||||||||||||V-77^^^HOSP^VN|||||||||||||||||||||||||202612010830";
         let message = Message::parse(text).unwrap();
         let header = Header::of(&message);
         assert_eq!(
@@ -383,6 +411,19 @@ mod tests {
         assert_eq!(adt.identifiers[1].type_code.as_deref(), Some("MR"));
         assert_eq!(adt.name.as_deref(), Some("MAEVE ANN O^BRIEN"));
         assert_eq!(adt.birth_date, NaiveDate::from_ymd_opt(1980, 2, 14));
+        let visit = adt.visit.expect("PV1-19 names a visit");
+        assert_eq!(visit.number, "V-77");
+        assert_eq!(visit.patient_class.as_deref(), Some("I"));
+        assert_eq!(
+            visit.admitted_at,
+            NaiveDate::from_ymd_opt(2026, 12, 1).and_then(|d| d.and_hms_opt(8, 30, 0))
+        );
+        assert_eq!(visit.discharged_at, None);
+        assert_eq!(
+            hl7_time("20261201083015.123-0500"),
+            NaiveDate::from_ymd_opt(2026, 12, 1).and_then(|d| d.and_hms_opt(8, 30, 15))
+        );
+        assert_eq!(hl7_time("2026"), None);
         let ack = build_ack(Some(&header), "AE", "PID-5 | missing");
         assert!(ack.starts_with("MSH|^~\\&|CV|CV|REG|NORTH|"), "{ack}");
         assert!(ack.contains("|ACK^A04^ACK|"));

@@ -28,7 +28,21 @@ impl Serialize for Patient {
     }
 }
 
-/// Patients, found by the blind index of their MRN.
+/// A visit the registration system reported (HL7 PV1), which documents are filed against.
+#[derive(Debug, Clone, Serialize)]
+pub struct Encounter {
+    #[serde(skip)]
+    pub patient_id: PatientId,
+    /// PV1-19.
+    pub visit_number: String,
+    /// PV1-2: `I` inpatient, `O` outpatient, `E` emergency, ...
+    pub patient_class: Option<String>,
+    /// PV1-44, PV1-45.
+    pub admitted_at: Option<chrono::NaiveDateTime>,
+    pub discharged_at: Option<chrono::NaiveDateTime>,
+}
+
+/// Patients, found by the blind index of their MRN, and their encounters.
 pub trait PatientStore {
     fn patient_by_mrn(
         &self,
@@ -58,6 +72,27 @@ pub trait PatientStore {
         prior: PatientId,
         survivor: PatientId,
     ) -> impl Future<Output = StoreResult<Vec<DocumentId>>> + Send;
+
+    /// Records a visit of `patient` (as the registration system reported it): a visit
+    /// number seen before is updated, and is this patient's from now on; a time not given
+    /// keeps what is on record.
+    fn record_encounter(
+        &self,
+        tx: &mut Tx,
+        encounter: &Encounter,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The encounter with this visit number.
+    fn encounter(
+        &self,
+        visit_number: &str,
+    ) -> impl Future<Output = StoreResult<Option<Encounter>>> + Send;
+
+    /// A patient's encounters, the latest admitted first.
+    fn encounters_of(
+        &self,
+        patient: PatientId,
+    ) -> impl Future<Output = StoreResult<Vec<Encounter>>> + Send;
 
     /// Sets a patient's name and birth date (the registration system changed them).
     fn update_patient(

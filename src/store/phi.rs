@@ -47,6 +47,9 @@ pub enum Column {
     ReleaseExtensionReason,
     ReleaseExclusionReason,
     ProductionCustodian,
+    EncounterVisitNumber,
+    EncounterAdmittedAt,
+    EncounterDischargedAt,
 }
 
 impl Column {
@@ -74,6 +77,9 @@ impl Column {
             Column::ReleaseExtensionReason => "releases.extension_reason",
             Column::ReleaseExclusionReason => "release_exclusions.reason",
             Column::ProductionCustodian => "productions.custodian",
+            Column::EncounterVisitNumber => "encounters.visit_number",
+            Column::EncounterAdmittedAt => "encounters.admitted_at",
+            Column::EncounterDischargedAt => "encounters.discharged_at",
         }
     }
 }
@@ -131,6 +137,14 @@ impl PhiCipher {
                 mrn.as_str().as_bytes(),
             ),
         }
+    }
+
+    /// The blind index of a visit number (HL7 PV1-19): trimmed, letters uppercase.
+    pub fn visit_index(&self, visit_number: &str) -> Vec<u8> {
+        self.fields.blind_index(
+            "chartvault:visit:",
+            visit_number.trim().to_ascii_uppercase().as_bytes(),
+        )
     }
 
     /// The blind index of a DICOM SOP Instance UID (the same key as MRNs, another domain).

@@ -177,6 +177,55 @@ async fn adt_messages_register_and_update_patients_once_and_bad_ones_are_refused
     filed_behind_cover(&app, ("H-2001", None), Symbology::DataMatrix, "avocet", 81).await;
     assert_eq!(names_found(&app, "doe").await, 1);
 
+    // A visit: recorded as an encounter of the patient, which documents are filed against
+    // (its admission date is their service date unless given). Another patient's document
+    // naming it waits for QA.
+    let mut admit = adt("A01", "ADM-1", "H-2001", "DOE");
+    admit["visit"] = json!("V-5001");
+    admit["admitted"] = json!("202612010830");
+    admit["class"] = json!("I");
+    let acks = feed(&python, &app, json!([admit]));
+    assert_eq!(acks[0]["code"], "AA", "{acks:?}");
+    let (_, chart) = lookup(&app, "H-2001").await;
+    assert_eq!(
+        chart["encounters"],
+        json!([{
+            "visit_number": "V-5001", "patient_class": "I",
+            "admitted_at": "2026-12-01T08:30:00", "discharged_at": null,
+        }]),
+        "{chart}"
+    );
+    let mut note = metadata("H-2001", "JANE DOE", "progress-note");
+    note["patient"]["birth_date"] = json!("1980-02-14");
+    note["encounter"] = json!("V-5001");
+    note.as_object_mut().unwrap().remove("service_date");
+    let filed = app
+        .upload(
+            png_of(&scanned_page(
+                &["Ward note", "Marker word: whimbrel"],
+                0.0,
+                86,
+            )),
+            &note,
+        )
+        .await;
+    let filed = app.wait_indexed(&filed).await;
+    assert_eq!(filed["service_date"], "2026-12-01", "{filed}");
+    assert_eq!(filed["encounter"], "V-5001");
+    let mut stray = metadata("H-7777", "RAY STRAY", "progress-note");
+    stray["encounter"] = json!("V-5001");
+    let stray = app
+        .upload(
+            png_of(&scanned_page(&["Ward note", "Marker word: stint"], 0.0, 87)),
+            &stray,
+        )
+        .await;
+    let stray = app.wait_status(&stray, "qa").await;
+    assert_eq!(
+        stray["qa_reason"],
+        "the encounter given at upload is a visit of another patient"
+    );
+
     // A08 changes the name: the name search follows.
     let acks = feed(
         &python,
@@ -253,7 +302,7 @@ async fn adt_messages_register_and_update_patients_once_and_bad_ones_are_refused
         .contains("assigning authority"));
     assert_eq!(lookup(&app, "H-2002").await.0, 200);
     assert_eq!(lookup(&app, "X-9").await.0, 404);
-    // The answers are counted for the metrics: AA for REG-1, UPD-1 (twice), REG-2.
+    // The answers are counted for the metrics: AA for REG-1, ADM-1, UPD-1 (twice), REG-2.
     let metrics = app
         .http
         .get(app.url("/metrics"))
@@ -264,7 +313,7 @@ async fn adt_messages_register_and_update_patients_once_and_bad_ones_are_refused
         .await
         .unwrap();
     for line in [
-        "chartvault_hl7_messages_total{ack=\"AA\"} 4",
+        "chartvault_hl7_messages_total{ack=\"AA\"} 5",
         "chartvault_hl7_messages_total{ack=\"AE\"} 1",
         "chartvault_hl7_messages_total{ack=\"AR\"} 3",
     ] {

@@ -3,7 +3,8 @@ after the previous ACK), and prints the ACKs read back with hl7apy, as JSON.
 
 Usage: feed.py HOST PORT [CAFILE] < steps.json (with CAFILE, over TLS trusting it), where
 steps is a list of
-  {"kind": "adt", "event", "control_id", "facility", "mrn", "issuer"?, "family", "given", "birth"}
+  {"kind": "adt", "event", "control_id", "facility", "mrn", "issuer"?, "family", "given", "birth",
+   "visit"?, "admitted"?, "class"?}              (PV1-19, PV1-44, PV1-2)
   {"kind": "merge", "control_id", "facility", "mrn", "prior_mrn", "issuer", "family", "given"}
                                                    (ADT^A40: prior_mrn merged into mrn)
   {"kind": "oru", "control_id", "facility"}       (a message type the archive does not take)
@@ -33,7 +34,10 @@ def adt(step):
     message.pid.pid_3 = "%s^^^%s^MR" % (step["mrn"], step.get("issuer", ""))
     message.pid.pid_5 = "%s^%s" % (step["family"], step["given"])
     message.pid.pid_7 = step["birth"]
-    message.pv1.pv1_2 = "O"
+    message.pv1.pv1_2 = step.get("class", "O")
+    if "visit" in step:
+        message.pv1.pv1_19 = "%s^^^%s^VN" % (step["visit"], step.get("issuer", ""))
+        message.pv1.pv1_44 = step.get("admitted", "")
     return message.to_er7().encode()
 
 

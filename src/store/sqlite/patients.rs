@@ -132,6 +132,11 @@ impl PatientStore for SqliteStore {
                 .await?;
             }
         }
+        sqlx::query("UPDATE encounters SET patient_id = $1 WHERE patient_id = $2")
+            .bind(&s)
+            .bind(&p)
+            .execute(&mut **tx)
+            .await?;
         sqlx::query("UPDATE patients SET merged_into = $1, merged_at = $2 WHERE id = $3")
             .bind(&s)
             .bind(now())
@@ -139,6 +144,96 @@ impl PatientStore for SqliteStore {
             .execute(&mut **tx)
             .await?;
         moved.iter().map(|id| parse_id(id)).collect()
+    }
+
+    async fn record_encounter(&self, tx: &mut Tx, encounter: &Encounter) -> super::StoreResult<()> {
+        let phi = self.phi()?;
+        let index = phi.visit_index(&encounter.visit_number);
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM encounters WHERE visit_index = $1")
+                .bind(&index)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let at = now();
+        let time = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.format(TIME).to_string());
+        match existing {
+            Some(id) => {
+                let seal = |column, value: Option<String>| value.map(|v| phi.seal(column, &id, &v));
+                sqlx::query(
+                    "UPDATE encounters SET patient_id = $1,
+                        patient_class = COALESCE($2, patient_class),
+                        admitted_at = COALESCE($3, admitted_at),
+                        discharged_at = COALESCE($4, discharged_at), updated_at = $5
+                     WHERE id = $6",
+                )
+                .bind(encounter.patient_id.to_string())
+                .bind(&encounter.patient_class)
+                .bind(seal(
+                    Column::EncounterAdmittedAt,
+                    time(encounter.admitted_at),
+                ))
+                .bind(seal(
+                    Column::EncounterDischargedAt,
+                    time(encounter.discharged_at),
+                ))
+                .bind(&at)
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+            }
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                let seal = |column, value: Option<String>| value.map(|v| phi.seal(column, &id, &v));
+                sqlx::query(
+                    "INSERT INTO encounters (id, patient_id, visit_index, visit_number,
+                        patient_class, admitted_at, discharged_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                )
+                .bind(&id)
+                .bind(encounter.patient_id.to_string())
+                .bind(&index)
+                .bind(phi.seal(
+                    Column::EncounterVisitNumber,
+                    &id,
+                    encounter.visit_number.trim(),
+                ))
+                .bind(&encounter.patient_class)
+                .bind(seal(
+                    Column::EncounterAdmittedAt,
+                    time(encounter.admitted_at),
+                ))
+                .bind(seal(
+                    Column::EncounterDischargedAt,
+                    time(encounter.discharged_at),
+                ))
+                .bind(&at)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn encounter(&self, visit_number: &str) -> super::StoreResult<Option<Encounter>> {
+        let row = sqlx::query("SELECT * FROM encounters WHERE visit_index = $1")
+            .bind(self.phi()?.visit_index(visit_number))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| self.encounter_from_row(&row)).transpose()
+    }
+
+    async fn encounters_of(&self, patient: PatientId) -> super::StoreResult<Vec<Encounter>> {
+        let rows = sqlx::query("SELECT * FROM encounters WHERE patient_id = $1")
+            .bind(patient.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut encounters = rows
+            .iter()
+            .map(|row| self.encounter_from_row(row))
+            .collect::<super::StoreResult<Vec<_>>>()?;
+        // Sealed times cannot be ordered by the database.
+        encounters.sort_by(|a, b| b.admitted_at.cmp(&a.admitted_at));
+        Ok(encounters)
     }
 
     async fn update_patient(
@@ -181,7 +276,33 @@ async fn survivor_of(
     Ok(id)
 }
 
+/// How encounter times are sealed.
+const TIME: &str = "%Y-%m-%dT%H:%M:%S";
+
 impl SqliteStore {
+    fn encounter_from_row(&self, row: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Encounter> {
+        let id: String = row.try_get("id")?;
+        let time = |column: Column, name: &str| -> super::StoreResult<_> {
+            self.open_optional(column, &id, row.try_get(name)?)?
+                .map(|t| {
+                    chrono::NaiveDateTime::parse_from_str(&t, TIME)
+                        .map_err(|e| decode_err(e.to_string()))
+                })
+                .transpose()
+        };
+        Ok(Encounter {
+            patient_id: parse_id(row.try_get::<&str, _>("patient_id")?)?,
+            visit_number: self.open_column(
+                Column::EncounterVisitNumber,
+                &id,
+                row.try_get("visit_number")?,
+            )?,
+            patient_class: row.try_get("patient_class")?,
+            admitted_at: time(Column::EncounterAdmittedAt, "admitted_at")?,
+            discharged_at: time(Column::EncounterDischargedAt, "discharged_at")?,
+        })
+    }
+
     pub(super) fn patient_from_row(
         &self,
         row: &sqlx::sqlite::SqliteRow,

@@ -45,6 +45,27 @@ const COLUMNS: &[SealedColumn] = &[
     phi("patients", "name", Column::PatientName, ID, None),
     phi("patients", "birth_date", Column::PatientBirthDate, ID, None),
     phi(
+        "encounters",
+        "visit_number",
+        Column::EncounterVisitNumber,
+        ID,
+        None,
+    ),
+    phi(
+        "encounters",
+        "admitted_at",
+        Column::EncounterAdmittedAt,
+        ID,
+        None,
+    ),
+    phi(
+        "encounters",
+        "discharged_at",
+        Column::EncounterDischargedAt,
+        ID,
+        None,
+    ),
+    phi(
         "documents",
         "encounter",
         Column::DocumentEncounter,
