@@ -27,7 +27,7 @@ fn message(n: usize) -> String {
         "MSH|^~\\&|REGISTRATION|NORTH|CHARTVAULT|ARCHIVE|20261207120000||ADT^{event}^ADT_A01|BENCH-{n}|P|2.5\r\
          EVN||20261207120000\r\
          PID|||B-{patient:05}^^^HOSP^MR||{family}^PATIENT{patient}||19800214\r\
-         PV1||O\r"
+         PV1||O|||||||||||||||||V-{patient:05}|||||||||||||||||||||||||202612071200\r"
     )
 }
 
@@ -65,9 +65,18 @@ async fn run() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let rate = MESSAGES as f64 / elapsed;
+    // Applied: the last patient has their new name and their visit.
+    use chartvault::store::prelude::*;
+    let last = chartvault::domain::Mrn::parse(&format!("B-{:05}", MESSAGES / 2 - 1)).unwrap();
+    let patient = app.state.db.patient_by_mrn(&last).await.unwrap().unwrap();
+    assert!(patient.name.contains("FEEDUPDATED"));
+    assert_eq!(
+        app.state.db.encounters_of(patient.id).await.unwrap().len(),
+        1
+    );
     println!(
-        "hl7 feed: {MESSAGES} ADT messages (500 registrations, 500 updates), one connection, \
-         each after the previous ACK"
+        "hl7 feed: {MESSAGES} ADT messages (500 registrations, 500 updates, each with its \
+         visit), one connection, each after the previous ACK"
     );
     println!(
         "chartvault: {elapsed:>6.2} s  {rate:>7.1} messages/s  (goal >= 100: ratio {:.2})",

@@ -192,7 +192,7 @@ pub async fn apply(state: &Archive, message: &AdtMessage) -> Result<Answer, AppE
             "PV1-19 (visit number) is longer than 64 characters, or PV1-2 longer than 8".into(),
         ));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let patient_id = match &existing {
         None => {
             let name = name.expect("checked above");
@@ -305,7 +305,7 @@ async fn merge(
     if let (Some(prior), Some(survivor)) = (&prior_patient, &survivor) {
         if prior.id == survivor.id {
             // Merged already (or the same patient): nothing to move.
-            let mut tx = state.db.begin().await?;
+            let mut tx = state.db.begin_write().await?;
             record_applied(state, &mut tx, message, message_type).await?;
             tx.commit().await?;
             return Ok(Answer::Accept);
@@ -323,7 +323,7 @@ async fn merge(
     entry.purpose_of_use = Some("HOPERAT".into());
     state.db.append_audit(&entry).await?;
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let survivor_id = match &survivor {
         Some(patient) => patient.id,
         None => {

@@ -101,7 +101,27 @@ pub(crate) async fn process_document(
         }
     }
 
-    reindex(state, &doc).await.map_err(Failure::transient)
+    index_current(state, doc_id)
+        .await
+        .map_err(Failure::transient)
+}
+
+/// Indexes a document's pages under the patient it has when they are indexed. A merge of
+/// patients (HL7 A40) committed meanwhile moved it: it is indexed again under its new
+/// patient (a merge that commits after the check indexes the moved documents itself).
+async fn index_current(state: &Archive, id: DocumentId) -> anyhow::Result<usize> {
+    loop {
+        let doc = state
+            .db
+            .document(id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no such document"))?;
+        let count = reindex(state, &doc).await?;
+        let now = state.db.document(id).await?.map(|d| d.patient_id);
+        if now.is_none_or(|patient| patient == doc.patient_id) {
+            return Ok(count);
+        }
+    }
 }
 
 /// Sends a document whose OCRed words are, on average, less confident than

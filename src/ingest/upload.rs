@@ -637,7 +637,7 @@ pub async fn patient_for(
         .ok_or_else(|| {
             AppError::invalid("no patient has that MRN: give the patient's name to create one")
         })?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let id = state.db.ensure_patient(&mut tx, &mrn, &name, None).await?;
     tx.commit().await?;
     Ok(id)

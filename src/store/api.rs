@@ -50,6 +50,11 @@ pub trait Store:
     /// Begins a transaction.
     fn begin(&self) -> impl Future<Output = StoreResult<Tx>> + Send;
 
+    /// Begins a transaction that reads, then writes what it read decided: it holds the
+    /// write lock from the start, so another writer cannot invalidate what it read (waiting
+    /// for the lock instead of failing when it wants to write).
+    fn begin_write(&self) -> impl Future<Output = StoreResult<Tx>> + Send;
+
     /// Whether the store answers a trivial query.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 }

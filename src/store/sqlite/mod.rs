@@ -285,6 +285,10 @@ impl Store for SqliteStore {
         Ok(Tx(TxInner::Sqlite(self.pool.begin().await?)))
     }
 
+    async fn begin_write(&self) -> StoreResult<Tx> {
+        self.begin_immediate().await
+    }
+
     /// Whether the database answers a trivial query.
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
