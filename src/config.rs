@@ -34,6 +34,18 @@ pub struct Config {
     pub intake: IntakeConfig,
     pub hl7: Hl7Config,
     pub patients: PatientsConfig,
+    pub fhir: FhirConfig,
+}
+
+/// FHIR R4 at `/fhir` (see `fhir`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FhirConfig {
+    /// Document types mapped to LOINC codes for `DocumentReference.type`
+    /// (`discharge-summary = "18842-5"`); a type not mapped has the archive's code alone.
+    pub type_codes: std::collections::BTreeMap<String, String>,
+    /// `DocumentReference.custodian.display`: the organisation keeping the records.
+    pub custodian: Option<String>,
 }
 
 /// Who issues the MRNs the archive keeps (`[patients]`): MRNs are unique per issuer.
@@ -48,6 +60,8 @@ pub struct PatientsConfig {
     pub default_issuer: Option<String>,
     /// The other issuers whose patients the archive keeps.
     pub issuers: Vec<IssuerConfig>,
+    /// The default issuer's identifier system in FHIR (a URI); unset: `urn:chartvault:mrn`.
+    pub default_fhir_system: Option<String>,
 }
 
 /// One assigning authority (`[[patients.issuers]]`).
@@ -524,6 +538,7 @@ impl Default for Config {
             intake: IntakeConfig::default(),
             hl7: Hl7Config::default(),
             patients: PatientsConfig::default(),
+            fhir: FhirConfig::default(),
         }
     }
 }

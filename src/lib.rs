@@ -33,9 +33,10 @@
 //!   from decrypted page text.
 //! - [`legal`]: holds, crypto-shredding, retention, releases and productions.
 //! - [`ops`]: KEK rotation, `chartvault verify`, `backup` / `restore`.
-//! - [`feeds`]: the registration system's ADT events applied to patients.
-//! - [`http`]: the router, extractors and handlers; [`cli`]: the command line; [`mllp`]: the
-//!   HL7 v2 listener.
+//! - [`feeds`]: the registration system's ADT events applied to patients; the EHR told of
+//!   documents (MDM).
+//! - [`http`]: the router, extractors and handlers; [`fhir`]: FHIR R4 over the same
+//!   services; [`cli`]: the command line; [`mllp`]: the HL7 v2 listener and MDM sender.
 //!
 //! The at-rest guarantees live in crates of their own: `chartvault-storage` (keys, the
 //! encrypted object format, blob stores) and `chartvault-index` (tantivy); decoding and OCR
@@ -49,6 +50,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod feeds;
+pub mod fhir;
 pub mod http;
 pub mod ingest;
 pub mod legal;

@@ -321,3 +321,51 @@ async fn shredded(state: &Archive, id: DocumentId) -> AppResult<bool> {
         .await?
         .is_none_or(|doc| doc.status == DocumentStatus::Deleted))
 }
+
+/// Patients whose name matches `name` (words of it), through the encrypted name index, and
+/// how many of their pages match: the caller's scope is part of the index query, as in
+/// [`search`] (patients off their list, categories they may not see and documents waiting
+/// in QA never match, so neither the patients found, nor their page counts, nor the limit
+/// reflect them), and the policy function has the last word on each.
+pub async fn patients_named(
+    state: &Archive,
+    principal: &Principal,
+    name: &str,
+    limit: usize,
+) -> AppResult<Vec<(crate::domain::PatientId, u64)>> {
+    let allowed: Option<Vec<uuid::Uuid>> = principal
+        .scope
+        .visible_patients()
+        .map(|patients| patients.into_iter().map(|p| p.0).collect());
+    let excluded_categories = principal.scope.hidden_categories();
+    let excluded_documents = hidden_qa_documents(state, principal).await?;
+    let index = state.index.clone();
+    let name = name.to_string();
+    let found = tokio::task::spawn_blocking(move || {
+        let scope = chartvault_index::NameScope {
+            allowed_patients: allowed.as_deref(),
+            excluded_categories: &excluded_categories,
+            excluded_documents: &excluded_documents,
+        };
+        index.find_patients(&name, &scope, limit)
+    })
+    .await?
+    .map_err(|e| match e {
+        chartvault_index::IndexError::Query(message) => AppError::invalid(message),
+        other => AppError::internal(other),
+    })?;
+    let general = crate::domain::Category::general();
+    Ok(found
+        .into_iter()
+        .map(|matched| (crate::domain::PatientId(matched.patient_id), matched.pages))
+        .filter(|(patient_id, _)| {
+            let resource = crate::access::policy::Resource {
+                patient_id: *patient_id,
+                document_id: None,
+                category: &general,
+                records_only: false,
+            };
+            decide(principal, Action::LookupPatient, Some(&resource)).is_allow()
+        })
+        .collect())
+}

@@ -409,6 +409,7 @@ mod tests {
         };
         let issuers = |default: Option<&str>, others: &[&str]| PatientsConfig {
             default_issuer: default.map(str::to_string),
+            default_fhir_system: None,
             issuers: others
                 .iter()
                 .map(|name| crate::config::IssuerConfig {

@@ -526,7 +526,7 @@ pub async fn original(
 /// Streams a decrypting reader from a blocking thread, 64 KiB at a time. A chunk that fails
 /// authentication ends the stream with an error (the client sees a broken transfer), never
 /// with unauthenticated bytes.
-pub(super) fn decrypting_stream<R: Read + Send + 'static>(
+pub fn decrypting_stream<R: Read + Send + 'static>(
     mut reader: R,
     record: uuid::Uuid,
 ) -> impl futures::Stream<Item = std::io::Result<Bytes>> {

@@ -8,6 +8,7 @@ mod audit;
 mod batches;
 pub mod client;
 mod documents;
+pub use documents::decrypting_stream;
 pub mod error;
 pub mod extract;
 mod holds;

@@ -121,50 +121,12 @@ pub async fn search_by_name(
     if !(1..=100).contains(&body.limit) {
         return Err(AppError::invalid("limit must be 1 to 100"));
     }
-    // The caller's scope is part of the index query, as in `/search`: patients off their
-    // list, categories they may not see and documents waiting in QA never match, so neither
-    // the patients found, nor their page counts, nor the limit reflect them.
-    let allowed: Option<Vec<uuid::Uuid>> = principal
-        .scope
-        .visible_patients()
-        .map(|patients| patients.into_iter().map(|p| p.0).collect());
-    let excluded_categories = principal.scope.hidden_categories();
-    let excluded_documents = crate::search::hidden_qa_documents(&state, &principal).await?;
-    let index = state.index.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        let scope = chartvault_index::NameScope {
-            allowed_patients: allowed.as_deref(),
-            excluded_categories: &excluded_categories,
-            excluded_documents: &excluded_documents,
-        };
-        index.find_patients(&body.name, &scope, body.limit)
-    })
-    .await?
-    .map_err(|e| match e {
-        chartvault_index::IndexError::Query(message) => AppError::invalid(message),
-        other => AppError::internal(other),
-    })?;
-    let mut patients = Vec::with_capacity(found.len());
-    for matched in found {
-        let patient_id = crate::domain::PatientId(matched.patient_id);
-        let general = Category::general();
-        let resource = Resource {
-            patient_id,
-            document_id: None,
-            category: &general,
-            records_only: false,
-        };
-        // (The index query applied the scope already; the policy function has the last word.)
-        if !crate::access::policy::decide(&principal, Action::LookupPatient, Some(&resource))
-            .is_allow()
-        {
-            continue;
-        }
+    let mut patients = Vec::new();
+    for (patient_id, pages) in
+        crate::search::patients_named(&state, &principal, &body.name, body.limit).await?
+    {
         if let Some(patient) = state.db.patient(patient_id).await? {
-            patients.push(NameMatch {
-                patient,
-                pages: matched.pages,
-            });
+            patients.push(NameMatch { patient, pages });
         }
     }
     let ids: Vec<String> = patients.iter().map(|m| m.patient.id.to_string()).collect();

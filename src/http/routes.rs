@@ -232,6 +232,10 @@ pub fn router(state: AppState) -> Router {
     });
     Router::new()
         .nest("/api/v1", api)
+        .nest(
+            "/fhir",
+            crate::fhir::routes().layer(DefaultBodyLimit::max(json_limit)),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(super::metrics::metrics))

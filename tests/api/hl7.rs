@@ -14,7 +14,7 @@ use crate::helpers::*;
 
 /// The tests' Python with hl7apy (`scripts/test.sh` makes it); `None` outside CI when it is
 /// not there.
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     let path = std::env::var_os("CHARTVAULT_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

@@ -13,6 +13,7 @@ mod corrections;
 mod crash;
 mod dicom;
 mod duplicates;
+mod fhir;
 mod fixtures;
 mod generated;
 mod hardening;
