@@ -210,6 +210,7 @@ impl Application {
         });
         // Before the worker: a document indexed from now on gets its outbox row.
         crate::mllp::sender::spawn(state.archive.clone())?;
+        crate::ingest::hashes::spawn_backfill(state.archive.clone());
         crate::ingest::worker::spawn(state.archive.clone(), ocr_threads);
         crate::ingest::intake::spawn(state.archive.clone());
         let hl7_addr = crate::mllp::spawn(state.archive.clone()).await?;

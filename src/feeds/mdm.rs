@@ -210,6 +210,7 @@ mod tests {
             encounter: Some("V-77".into()),
             content_type: "application/pdf".into(),
             sha256: String::new(),
+            sha1: None,
             size_bytes: 1,
             page_count: 1,
             status: DocumentStatus::Indexed,

@@ -138,6 +138,17 @@ pub fn document_reference(config: &Config, base: &str, doc: &Document, patient: 
             } },
         ],
     });
+    // FHIR's hash: base64 of the SHA-1 (not recorded yet for an older document until the
+    // service filled it in).
+    if let Some(sha1) = doc
+        .sha1
+        .as_deref()
+        .and_then(|hex_digest| hex::decode(hex_digest).ok())
+    {
+        use base64::Engine;
+        resource["content"][0]["attachment"]["hash"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(sha1));
+    }
     let mut context = serde_json::Map::new();
     if let Some(day) = doc.service_date {
         context.insert(

@@ -370,6 +370,7 @@ async fn file_segment(
         None => tiff_of_page_images(state, batch.id, &batch_pages).await?,
     };
     let sha256 = hex::encode(Sha256::digest(&tiff));
+    let sha1 = hex::encode(<sha1::Sha1 as sha2::Digest>::digest(&tiff));
     let size = tiff.len() as u64;
     let key = state.vault.new_key()?;
     let vault = state.vault.clone();
@@ -417,6 +418,7 @@ async fn file_segment(
         encounter: None,
         content_type: "image/tiff".into(),
         sha256,
+        sha1: Some(sha1),
         size_bytes: size,
         page_count: last + 1 - first,
         created_by,

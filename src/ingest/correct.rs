@@ -76,6 +76,7 @@ pub async fn correct(
         encounter: doc.encounter.clone(),
         content_type: doc.content_type.clone(),
         sha256: doc.sha256.clone(),
+        sha1: doc.sha1.clone(),
         size_bytes: doc.size_bytes as u64,
         page_count: doc.page_count,
         created_by: by,

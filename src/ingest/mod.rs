@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod correct;
+pub mod hashes;
 pub mod intake;
 pub mod pages;
 pub mod upload;

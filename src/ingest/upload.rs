@@ -135,7 +135,7 @@ pub struct StagingUpload {
     pub doc: DocumentId,
     key: NewKey,
     chunks: Option<mpsc::Sender<Bytes>>,
-    task: tokio::task::JoinHandle<anyhow::Result<(String, u64)>>,
+    task: tokio::task::JoinHandle<anyhow::Result<(String, String, u64)>>,
     received: u64,
     limit: u64,
     vault: Vault,
@@ -148,6 +148,7 @@ pub struct Staged {
     pub doc: DocumentId,
     pub key: NewKey,
     pub sha256: String,
+    pub sha1: String,
     pub size: u64,
     vault: Vault,
 }
@@ -164,16 +165,22 @@ impl StagingUpload {
         let key = vault.new_key()?;
         let mut writer = vault.staging_writer(doc, &key)?;
         let (tx, mut rx) = mpsc::channel::<Bytes>(8);
-        let task = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, u64)> {
+        let task = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, String, u64)> {
             let mut hasher = Sha256::new();
+            let mut sha1 = sha1::Sha1::new();
             let mut size = 0u64;
             while let Some(chunk) = rx.blocking_recv() {
                 hasher.update(&chunk);
+                sha1.update(&chunk);
                 size += chunk.len() as u64;
                 writer.write_all(&chunk)?;
             }
             writer.finish()?.commit()?;
-            Ok((hex::encode(hasher.finalize()), size))
+            Ok((
+                hex::encode(hasher.finalize()),
+                hex::encode(sha1.finalize()),
+                size,
+            ))
         });
         Ok(StagingUpload {
             doc,
@@ -206,11 +213,12 @@ impl StagingUpload {
 
     pub async fn finish(mut self) -> Result<Staged, AppError> {
         drop(self.chunks.take());
-        let (sha256, size) = (&mut self.task).await??;
+        let (sha256, sha1, size) = (&mut self.task).await??;
         Ok(Staged {
             doc: self.doc,
             key: self.key,
             sha256,
+            sha1,
             size,
             vault: self.vault.clone(),
         })
@@ -319,6 +327,7 @@ async fn accept_inner(
         encounter: metadata.encounter.clone(),
         content_type: preflight.format.content_type().to_string(),
         sha256: staged.sha256.clone(),
+        sha1: Some(staged.sha1.clone()),
         size_bytes: staged.size,
         page_count,
         created_by: principal.user_id,

@@ -14,6 +14,8 @@ pub struct NewDocument {
     pub encounter: Option<String>,
     pub content_type: String,
     pub sha256: String,
+    /// Known at accept; `None` where it is filled in later (see `ingest::hashes`).
+    pub sha1: Option<String>,
     pub size_bytes: u64,
     pub page_count: u32,
     pub created_by: UserId,
@@ -33,6 +35,8 @@ pub struct Document {
     pub encounter: Option<String>,
     pub content_type: String,
     pub sha256: String,
+    /// The original's SHA-1 (hex); `None` until an older document's is filled in.
+    pub sha1: Option<String>,
     pub size_bytes: i64,
     pub page_count: u32,
     pub status: DocumentStatus,
@@ -96,6 +100,17 @@ pub trait DocumentStore {
         &self,
         uid: &str,
     ) -> impl Future<Output = StoreResult<Option<Document>>> + Send;
+
+    /// Documents (not destroyed) whose original's SHA-1 is not recorded yet, by id, after
+    /// `after`.
+    fn documents_without_sha1(
+        &self,
+        after: Option<DocumentId>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<DocumentId>>> + Send;
+
+    /// Records an original's SHA-1 (hex), unless one is recorded.
+    fn set_sha1(&self, id: DocumentId, sha1: &str) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Sends a document (still being processed) to the QA queue once it is processed.
     fn set_qa_reason(

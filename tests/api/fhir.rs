@@ -27,6 +27,7 @@ async fn fhir_clients_search_and_read_documents_within_the_callers_scope() {
     })
     .await;
     let mut originals = std::collections::BTreeMap::new();
+    let mut sha1s = std::collections::BTreeMap::new();
     let mut ids = Vec::new();
     for (n, (document_type, service_date, marker)) in [
         ("discharge-summary", "2019-03-01", "kittiwake"),
@@ -45,6 +46,7 @@ async fn fhir_clients_search_and_read_documents_within_the_callers_scope() {
         ));
         let id = app.upload(file.clone(), &meta).await;
         originals.insert(id.clone(), hex::encode(sha2::Sha256::digest(&file)));
+        sha1s.insert(id.clone(), hex::encode(sha1::Sha1::digest(&file)));
         ids.push(id);
     }
     // Another patient, not on the clinician's care list (uploaded without the helper that
@@ -151,6 +153,34 @@ async fn fhir_clients_search_and_read_documents_within_the_callers_scope() {
     assert_eq!(out["clinician_sees"], 3);
     assert_eq!(out["no_patient"]["status"], 400);
     assert_eq!(out["bad_token"]["status"], 401);
+
+    // A document from before SHA-1s were recorded gets its own filled in.
+    sqlx::query("UPDATE documents SET sha1 = NULL WHERE id = $1")
+        .bind(&ids[0])
+        .execute(&app.sql)
+        .await
+        .unwrap();
+    let (_, before) = json_of(
+        app.get(&app.records, &format!("/fhir/DocumentReference/{}", ids[0]))
+            .await,
+    )
+    .await;
+    assert!(
+        before["content"][0]["attachment"].get("hash").is_none(),
+        "{before}"
+    );
+    assert_eq!(
+        chartvault::ingest::hashes::backfill(&app.state)
+            .await
+            .unwrap(),
+        1
+    );
+    let stored: Option<String> = sqlx::query_scalar("SELECT sha1 FROM documents WHERE id = $1")
+        .bind(&ids[0])
+        .fetch_one(&app.sql)
+        .await
+        .unwrap();
+    assert_eq!(stored.as_ref(), Some(&sha1s[&ids[0]]));
 
     // Every read was audited with its FHIR interaction; no query string in the log.
     let rows = app.state.db.audit_rows(0).await.unwrap();

@@ -7,6 +7,7 @@ Usage: client.py < request.json, where request is
    "patient": patient id, "mrn": MRN, "system": the MRN's identifier system,
    "other_document": a document of a patient outside the clinician's care list}
 """
+import base64
 import hashlib
 import json
 import sys
@@ -98,12 +99,15 @@ def main():
         e["resource"]["id"] for e in validated(posted.json()).get("entry", [])
     )
 
-    # Every original, read as the DocumentReference points at it.
+    # Every original, read as the DocumentReference points at it, byte for byte (its size and
+    # its SHA-1 as the attachment states them).
     hashes = {}
     for doc in docs:
         attachment = doc["content"][0]["attachment"]
         data = server.session.get(attachment["url"]).content
         assert len(data) == attachment["size"], (len(data), attachment["size"])
+        sha1 = base64.b64encode(hashlib.sha1(data).digest()).decode()
+        assert attachment["hash"] == sha1, (attachment.get("hash"), sha1)
         hashes[doc["id"]] = hashlib.sha256(data).hexdigest()
     out["sha256"] = hashes
     text = server.session.get(docs[0]["content"][1]["attachment"]["url"]).text

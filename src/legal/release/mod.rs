@@ -87,6 +87,7 @@ mod tests {
             encounter: None,
             content_type: "image/png".into(),
             sha256: String::new(),
+            sha1: None,
             size_bytes: 0,
             page_count: 1,
             status: DocumentStatus::Indexed,

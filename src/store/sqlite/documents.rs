@@ -29,8 +29,8 @@ impl DocumentStore for SqliteStore {
         sqlx::query(
             "INSERT INTO documents (id, patient_id, document_type, category, service_date, encounter,
                 content_type, sha256, size_bytes, page_count, status, created_at, created_by,
-                sop_index, qa_reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12, $13, $14)",
+                sop_index, qa_reason, sha1)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12, $13, $14, $15)",
         )
         .bind(doc.id.to_string())
         .bind(doc.patient_id.to_string())
@@ -46,6 +46,7 @@ impl DocumentStore for SqliteStore {
         .bind(doc.created_by.to_string())
         .bind(sop_index)
         .bind(&doc.qa_reason)
+        .bind(&doc.sha1)
         .execute(&mut **tx)
         .await?;
         sqlx::query(
@@ -88,6 +89,31 @@ impl DocumentStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| self.document_from_row(&row)).transpose()
+    }
+
+    async fn documents_without_sha1(
+        &self,
+        after: Option<DocumentId>,
+        limit: u32,
+    ) -> super::StoreResult<Vec<DocumentId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM documents WHERE sha1 IS NULL AND status != 'deleted' AND id > $1
+             ORDER BY id LIMIT $2",
+        )
+        .bind(after.map(|id| id.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|id| parse_id(id)).collect()
+    }
+
+    async fn set_sha1(&self, id: DocumentId, sha1: &str) -> super::StoreResult<()> {
+        sqlx::query("UPDATE documents SET sha1 = $1 WHERE id = $2 AND sha1 IS NULL")
+            .bind(sha1)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn set_qa_reason(&self, id: DocumentId, reason: &str) -> super::StoreResult<()> {
@@ -398,6 +424,7 @@ impl SqliteStore {
             )?,
             content_type: row.try_get("content_type")?,
             sha256: row.try_get("sha256")?,
+            sha1: row.try_get("sha1")?,
             size_bytes: row.try_get("size_bytes")?,
             page_count: row.try_get::<i64, _>("page_count")? as u32,
             status,

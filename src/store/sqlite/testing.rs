@@ -73,6 +73,7 @@ pub(crate) async fn document_with_job(store: &TestStore, mrn: &str) -> (PatientI
         encounter: None,
         content_type: "image/png".into(),
         sha256: "00".repeat(32),
+        sha1: None,
         size_bytes: 10,
         page_count: 1,
         created_by: user,
