@@ -369,3 +369,56 @@ pub async fn patients_named(
         })
         .collect())
 }
+
+/// The documents with a page matching `query` (at most 10,000 pages looked at), best first,
+/// for `principal`: the caller's scope inside the index query as in [`search`], narrowed to
+/// `patient` when given. (FHIR's `_content`.)
+pub async fn documents_matching(
+    state: &Archive,
+    principal: &Principal,
+    query: &str,
+    patient: Option<crate::domain::PatientId>,
+) -> AppResult<Vec<DocumentId>> {
+    let query = query.trim();
+    if query.is_empty() || query.chars().count() > 1000 {
+        return Err(AppError::invalid("_content must be 1 to 1000 characters"));
+    }
+    let visible = principal.scope.visible_patients();
+    let patient_ids = match patient {
+        Some(patient) => Some(vec![patient.0]),
+        None => visible.map(|patients| patients.into_iter().map(|p| p.0).collect()),
+    };
+    let excluded_categories = principal.scope.hidden_categories();
+    let excluded_documents = hidden_qa_documents(state, principal).await?;
+    let mut documents: Vec<DocumentId> = Vec::new();
+    let page_size = chartvault_index::search::MAX_LIMIT;
+    for offset in (0..10_000).step_by(page_size) {
+        let results = run_query(
+            state,
+            SearchRequest {
+                query: query.to_string(),
+                patient_ids: patient_ids.clone(),
+                categories: None,
+                excluded_categories: excluded_categories.clone(),
+                excluded_documents: excluded_documents.clone(),
+                document_ids: None,
+                document_type: None,
+                from: None,
+                to: None,
+                limit: page_size,
+                offset,
+            },
+        )
+        .await?;
+        for hit in &results.hits {
+            let id = DocumentId(hit.document_id);
+            if !documents.contains(&id) {
+                documents.push(id);
+            }
+        }
+        if results.hits.len() < page_size {
+            break;
+        }
+    }
+    Ok(documents)
+}

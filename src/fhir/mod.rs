@@ -442,23 +442,36 @@ async fn search_documents(
     let (count, offset) = paging(&params)?;
     let filter = resources::DocumentFilter::parse(&params).map_err(AppError::invalid)?;
     let patient = searched_patient(state, principal, &params).await?;
-    let candidates: Vec<Document> =
-        match (&patient, &filter.id) {
-            (Some(None), _) => Vec::new(),
-            (Some(Some(patient)), _) => state.db.documents_of_patient(patient.id).await?,
-            (None, Some(ids)) => {
-                let mut docs = Vec::new();
-                for id in ids {
-                    if let Ok(id) = id.parse() {
-                        docs.extend(state.db.document(id).await?);
-                    }
-                }
-                docs
-            }
-            (None, None) => return Err(AppError::invalid(
-                "a DocumentReference search names a patient (patient, patient.identifier) or _id",
-            )),
-        };
+    // `_content`: words on the pages, through the encrypted index, scoped as `/search`.
+    let content = params
+        .iter()
+        .find(|(k, _)| k == "_content")
+        .map(|(_, v)| v.as_str());
+    let matching = match (content, &patient) {
+        (Some(_), Some(None)) => Some(Vec::new()),
+        (Some(words), Some(Some(patient))) => Some(
+            crate::search::documents_matching(state, principal, words, Some(patient.id)).await?,
+        ),
+        (Some(words), None) => {
+            Some(crate::search::documents_matching(state, principal, words, None).await?)
+        }
+        (None, _) => None,
+    };
+    let candidates: Vec<Document> = match (&patient, &filter.id, matching) {
+        (Some(None), _, _) => Vec::new(),
+        (_, _, Some(found)) => documents_by_id(state, found).await?,
+        (Some(Some(patient)), _, None) => state.db.documents_of_patient(patient.id).await?,
+        (None, Some(ids), None) => {
+            let ids = ids.iter().filter_map(|id| id.trim().parse().ok()).collect();
+            documents_by_id(state, ids).await?
+        }
+        (None, None, None) => {
+            return Err(AppError::invalid(
+                "a DocumentReference search names a patient (patient, patient.identifier), \
+                 an _id or _content",
+            ))
+        }
+    };
     let mut matches: Vec<Document> = candidates
         .into_iter()
         .filter(|doc| {
@@ -508,6 +521,17 @@ async fn search_documents(
         (total, offset, count),
         entries,
     )))
+}
+
+async fn documents_by_id(
+    state: &AppState,
+    ids: Vec<crate::domain::DocumentId>,
+) -> AppResult<Vec<Document>> {
+    let mut docs = Vec::with_capacity(ids.len());
+    for id in ids {
+        docs.extend(state.db.document(id).await?);
+    }
+    Ok(docs)
 }
 
 /// `Patient` search: `identifier` (`system|MRN`), `name` (through the name index), `_id`.

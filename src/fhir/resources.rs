@@ -252,7 +252,8 @@ pub struct DocumentFilter {
 }
 
 /// Parameters a search may carry besides those it filters on.
-const RESULT_PARAMETERS: [&str; 8] = [
+const RESULT_PARAMETERS: [&str; 9] = [
+    "_content",
     "_count",
     "_offset",
     "patient",
@@ -405,6 +406,7 @@ pub fn capability_statement(base: &str, oidc_issuer: Option<&str>) -> Value {
                         param("date", "date", "When the document was archived; eq, gt, lt, ge, le"),
                         param("period", "date", "The service date; eq, gt, lt, ge, le"),
                         param("status", "token", "current or entered-in-error"),
+                        param("_content", "string", "This archive's addition: words on the scanned pages (OCR text), through its encrypted full-text index, scoped as every read; alone or with the other parameters"),
                         param("_count", "number", "Page size, 1 to 500 (default 50)"),
                     ],
                 },

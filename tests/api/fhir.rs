@@ -133,6 +133,8 @@ async fn fhir_clients_search_and_read_documents_within_the_callers_scope() {
     assert_eq!(out["archived_before_2000"], json!([]));
     assert_eq!(out["served_2019"], json!(sorted(vec![&ids[0], &ids[2]])));
     assert_eq!(out["current"], json!(all));
+    assert_eq!(out["content"], json!([ids[1]]), "the word is on its page");
+    assert_eq!(out["content_anywhere"], json!([ids[1]]));
     for id in &ids {
         assert_eq!(
             out["sha256"][id], originals[id],

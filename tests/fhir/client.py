@@ -90,6 +90,8 @@ def main():
     out["archived_before_2000"] = ids("patient=%s&category=clinical-note&date=lt2000" % patient)
     out["served_2019"] = ids("patient=%s&period=ge2019-01-01&period=le2019-12-31" % patient)
     out["current"] = ids("patient=%s&status=current" % patient)
+    out["content"] = ids("patient=%s&_content=razorbill" % patient)
+    out["content_anywhere"] = ids("_content=razorbill")
     posted = server.session.post(
         request["base"] + "/DocumentReference/_search",
         data={"patient": patient, "type": "letter"},
