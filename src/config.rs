@@ -111,6 +111,45 @@ impl PatientsConfig {
         mrn.issuer().or(self.default_issuer.as_deref())
     }
 
+    /// The FHIR identifier system of an MRN's issuer: `default_fhir_system` (else
+    /// `urn:chartvault:mrn`) for the default issuer, an issuer's `fhir_system` (else
+    /// `urn:chartvault:issuer:<name>`).
+    pub fn fhir_system(&self, mrn: &crate::domain::Mrn) -> String {
+        match mrn.issuer() {
+            None => self
+                .default_fhir_system
+                .clone()
+                .unwrap_or_else(|| "urn:chartvault:mrn".to_string()),
+            Some(name) => self
+                .issuers
+                .iter()
+                .find(|i| i.name == name)
+                .and_then(|i| i.fhir_system.clone())
+                .unwrap_or_else(|| format!("urn:chartvault:issuer:{name}")),
+        }
+    }
+
+    /// The MRN a FHIR token (`system|value`, `|value`, `value`) names, under the issuer whose
+    /// identifier system it is (no system: the default issuer). `None` for a system of no
+    /// issuer here, or a value that is no MRN.
+    pub fn mrn_of_fhir_token(&self, token: &str) -> Option<crate::domain::Mrn> {
+        let (system, value) = match token.split_once('|') {
+            Some((system, value)) => (Some(system).filter(|s| !s.is_empty()), value),
+            None => (None, token),
+        };
+        let mrn = crate::domain::Mrn::parse(value).ok()?;
+        let Some(system) = system else {
+            return Some(mrn);
+        };
+        if self.fhir_system(&mrn) == system {
+            return Some(mrn);
+        }
+        self.issuers
+            .iter()
+            .map(|issuer| mrn.clone().issued_by(Some(issuer.name.clone())))
+            .find(|candidate| self.fhir_system(candidate) == system)
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         let mut seen: Vec<String> = Vec::new();
         for name in self
@@ -485,6 +524,10 @@ pub struct AuthConfig {
     pub role_claim: Option<String>,
     /// Role claim value → chartvault role.
     pub role_mapping: std::collections::BTreeMap<String, crate::domain::Role>,
+    /// The identifier system of a SMART `patient` claim that is an MRN rather than
+    /// chartvault's patient id (an EHR launch names the patient as the EHR knows them); a
+    /// claim `system|MRN` names its system itself. Unset: the claim is a patient id.
+    pub smart_patient_system: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -620,6 +663,7 @@ impl Default for AuthConfig {
             oidc_ca_file: None,
             role_claim: None,
             role_mapping: std::collections::BTreeMap::new(),
+            smart_patient_system: None,
         }
     }
 }

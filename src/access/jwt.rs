@@ -53,6 +53,10 @@ pub struct SmartScopes {
     pub admin: bool,
     /// Set by a `patient/...` scope: the token sees this patient only.
     pub patient: Option<PatientId>,
+    /// A `patient` claim that is not a chartvault patient id: the MRN it names (`system|MRN`,
+    /// or an MRN under `auth.smart_patient_system`), resolved to `patient` by the caller.
+    /// Until then `patient` is the nil id: the token sees nobody.
+    pub patient_mrn: Option<String>,
 }
 
 impl SmartScopes {
@@ -85,11 +89,15 @@ impl SmartScopes {
             patient_scoped |= context == "patient";
         }
         if patient_scoped {
-            let id = patient
-                .ok_or("a patient scope needs a patient claim")?
-                .parse::<PatientId>()
-                .map_err(|_| "the patient claim is not a chartvault patient id")?;
-            scopes.patient = Some(id);
+            let claim = patient.ok_or("a patient scope needs a patient claim")?;
+            match claim.parse::<PatientId>() {
+                Ok(id) => scopes.patient = Some(id),
+                Err(_) => {
+                    // Fail closed: nobody, until the caller resolves the MRN.
+                    scopes.patient = Some(PatientId(uuid::Uuid::nil()));
+                    scopes.patient_mrn = Some(claim.to_string());
+                }
+            }
             scopes.admin = false;
         }
         Ok(scopes)
@@ -469,6 +477,12 @@ mod tests {
         assert_eq!(patient.patient, Some(id));
         assert!(patient.read && !patient.admin && !patient.allows(Action::Ingest));
         assert!(SmartScopes::parse("patient/*.read", None).is_err());
-        assert!(SmartScopes::parse("patient/*.read", Some("00123")).is_err());
+        let by_mrn = SmartScopes::parse("patient/*.read", Some("00123")).unwrap();
+        assert_eq!(
+            by_mrn.patient,
+            Some(PatientId(uuid::Uuid::nil())),
+            "nobody until resolved"
+        );
+        assert_eq!(by_mrn.patient_mrn.as_deref(), Some("00123"));
     }
 }

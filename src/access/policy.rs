@@ -286,6 +286,29 @@ pub async fn principal_of_user(archive: &Archive, name: &str) -> Result<Principa
     })
 }
 
+/// The patient a SMART `patient` claim names by MRN: `system|MRN` under the issuer with
+/// that FHIR identifier system, or a bare MRN under `auth.smart_patient_system`. 401 when
+/// it names no patient of the archive (the claim's value is not repeated).
+async fn smart_patient(state: &Archive, claim: &str) -> Result<PatientId, AppError> {
+    let token = match (claim.contains('|'), &state.config.auth.smart_patient_system) {
+        (true, _) => claim.to_string(),
+        (false, Some(system)) => format!("{system}|{claim}"),
+        (false, None) => {
+            return Err(AppError::unauthorized(
+                "the patient claim is not a chartvault patient id (auth.smart_patient_system \
+                 is unset)",
+            ))
+        }
+    };
+    let patient = match state.config.patients.mrn_of_fhir_token(&token) {
+        Some(mrn) => state.db.patient_by_mrn(&mrn).await?,
+        None => None,
+    };
+    patient
+        .map(|p| p.id)
+        .ok_or_else(|| AppError::unauthorized("the patient claim names no patient of this archive"))
+}
+
 /// A principal from an OIDC/SMART JWT (see [`crate::access::jwt`]): the user it names, with that
 /// user's role, narrowed by its scopes (and to one patient under a `patient/` scope).
 async fn jwt_principal(
@@ -309,6 +332,10 @@ async fn jwt_principal(
     };
     if disabled {
         return Err(AppError::unauthorized("the token's user is disabled"));
+    }
+    let mut claims = claims;
+    if let Some(claim) = claims.scopes.patient_mrn.take() {
+        claims.scopes.patient = Some(smart_patient(state, &claim).await?);
     }
     let mut scope = load_scope(state, user_id, role).await?;
     if let Some(patient) = claims.scopes.patient {

@@ -35,7 +35,7 @@ use crate::store::prelude::*;
 
 mod resources;
 
-pub use resources::{CATEGORY_SYSTEM, MRN_SYSTEM, TYPE_SYSTEM};
+pub use resources::{CATEGORY_SYSTEM, TYPE_SYSTEM};
 
 /// The media type of every FHIR answer.
 pub const FHIR_JSON: &str = "application/fhir+json";

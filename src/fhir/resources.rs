@@ -15,52 +15,19 @@ pub const TYPE_SYSTEM: &str = "urn:chartvault:document-type";
 /// The code system of the archive's categories (`DocumentReference.category`), beside US
 /// Core's `clinical-note`.
 pub const CATEGORY_SYSTEM: &str = "urn:chartvault:category";
-/// The identifier system of the default issuer's MRNs when `patients.default_fhir_system`
-/// is unset (another issuer without `fhir_system`: `urn:chartvault:issuer:<name>`).
-pub const MRN_SYSTEM: &str = "urn:chartvault:mrn";
 
 const US_CORE_CATEGORY: &str =
     "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category";
 const LOINC: &str = "http://loinc.org";
 
-/// The identifier system of an MRN's issuer.
+/// The identifier system of an MRN's issuer (see [`crate::config::PatientsConfig::fhir_system`]).
 pub fn mrn_system(config: &Config, mrn: &Mrn) -> String {
-    let patients = &config.patients;
-    match mrn.issuer() {
-        None => patients
-            .default_fhir_system
-            .clone()
-            .unwrap_or_else(|| MRN_SYSTEM.to_string()),
-        Some(name) => patients
-            .issuers
-            .iter()
-            .find(|i| i.name == name)
-            .and_then(|i| i.fhir_system.clone())
-            .unwrap_or_else(|| format!("urn:chartvault:issuer:{name}")),
-    }
+    config.patients.fhir_system(mrn)
 }
 
-/// The MRN a token (`system|value`, `|value`, `value`) names, under the issuer whose system
-/// it is (no system: the default issuer). `None` for a system of no issuer here or a value
-/// that is no MRN.
+/// The MRN a token names (see [`crate::config::PatientsConfig::mrn_of_fhir_token`]).
 pub fn mrn_of_token(config: &Config, token: &str) -> Option<Mrn> {
-    let (system, value) = match token.split_once('|') {
-        Some((system, value)) => (Some(system).filter(|s| !s.is_empty()), value),
-        None => (None, token),
-    };
-    let mrn = Mrn::parse(value).ok()?;
-    let Some(system) = system else {
-        return Some(mrn);
-    };
-    let patients = &config.patients;
-    if mrn_system(config, &mrn) == system {
-        return Some(mrn);
-    }
-    patients
-        .issuers
-        .iter()
-        .map(|issuer| mrn.clone().issued_by(Some(issuer.name.clone())))
-        .find(|candidate| mrn_system(config, candidate) == system)
+    config.patients.mrn_of_fhir_token(token)
 }
 
 /// A Patient.

@@ -66,6 +66,8 @@ async fn oidc_tokens_are_verified_and_their_scopes_narrow_access() {
         config.auth.jwt_issuer = Some(ISSUER.to_string());
         config.auth.jwt_audience = Some(AUDIENCE.to_string());
         config.auth.jwks_file = Some(jwks.clone());
+        config.auth.smart_patient_system = Some("urn:oid:1.2.3.99".into());
+        config.patients.default_fhir_system = Some("urn:oid:1.2.3.99".into());
     })
     .await;
     let first = app
@@ -172,6 +174,29 @@ async fn oidc_tokens_are_verified_and_their_scopes_narrow_access() {
         )
         .await;
     assert_eq!(lookup.status(), 404);
+    // An EHR launch names the patient by MRN (bare, under auth.smart_patient_system, or
+    // system|MRN): the same patient, the same narrowing, through FHIR too. An MRN of no
+    // patient here is refused.
+    for claim in ["JW-1", "urn:oid:1.2.3.99|JW-1"] {
+        let mut by_mrn = claims("rec", "launch/patient patient/*.read");
+        by_mrn["patient"] = json!(claim);
+        let by_mrn = sign(&key, "k1", &by_mrn);
+        let mine = app
+            .get(&by_mrn, &format!("/fhir/DocumentReference/{first}"))
+            .await;
+        assert_eq!(mine.status(), 200, "{claim}");
+        let theirs = app
+            .get(&by_mrn, &format!("/fhir/DocumentReference/{second}"))
+            .await;
+        assert_eq!(theirs.status(), 404, "{claim}");
+    }
+    for claim in ["JW-404", "urn:oid:9.9.9|JW-1"] {
+        let mut unknown = claims("rec", "launch/patient patient/*.read");
+        unknown["patient"] = json!(claim);
+        let (status, message) = status_and_message(&app, &sign(&key, "k1", &unknown)).await;
+        assert_eq!(status, 401, "{claim}: {message}");
+        assert!(message.contains("names no patient"), "{message}");
+    }
     // The accesses are audited as the token's user.
     let (rec_id, _, _) = app.state.db.user_by_name("rec").await.unwrap().unwrap();
     let audit = app.state.db.audit_rows(0).await.unwrap();
