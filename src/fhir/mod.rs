@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, MethodRouter};
 use axum::{Form, Router};
 use serde_json::{json, Value};
 
@@ -40,23 +40,41 @@ pub use resources::{CATEGORY_SYSTEM, TYPE_SYSTEM};
 /// The media type of every FHIR answer.
 pub const FHIR_JSON: &str = "application/fhir+json";
 
+/// Every FHIR route: method, path under `/fhir`, handler. The router is built from this
+/// table and nothing else, so the access-control test, which walks [`route_table`], covers
+/// every route there is.
+fn fhir_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    vec![
+        (Method::GET, "/metadata", get(metadata)),
+        (Method::GET, "/DocumentReference", get(search_documents_get)),
+        (
+            Method::POST,
+            "/DocumentReference/_search",
+            post(search_documents_post),
+        ),
+        (Method::GET, "/DocumentReference/{id}", get(read_document)),
+        (Method::GET, "/Binary/{id}", get(read_binary)),
+        (Method::GET, "/Patient", get(search_patients_get)),
+        (Method::POST, "/Patient/_search", post(search_patients_post)),
+        (Method::GET, "/Patient/{id}", get(read_patient)),
+    ]
+}
+
+/// (method, path under `/fhir`) of every FHIR route.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    fhir_routes()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
 /// The `/fhir` routes (nested under `/fhir` by the service's router).
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/metadata", get(metadata))
-        .route("/DocumentReference", get(search_documents_get))
-        .route(
-            "/DocumentReference/_search",
-            axum::routing::post(search_documents_post),
-        )
-        .route("/DocumentReference/{id}", get(read_document))
-        .route("/Binary/{id}", get(read_binary))
-        .route("/Patient", get(search_patients_get))
-        .route(
-            "/Patient/_search",
-            axum::routing::post(search_patients_post),
-        )
-        .route("/Patient/{id}", get(read_patient))
+    fhir_routes()
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| {
+            router.route(path, handler)
+        })
         .layer(middleware::from_fn(operation_outcomes))
 }
 
@@ -302,12 +320,32 @@ async fn read_patient(
     Path(id): Path<String>,
 ) -> AppResult<Fhir> {
     authorize(&state.db, &principal, Action::LookupPatient, None).await?;
-    let patient = match id.parse::<PatientId>() {
+    let found = match id.parse::<PatientId>() {
         Ok(id) => state.db.patient(id).await?,
         Err(_) => None,
-    }
-    .filter(|p| patient_visible(&principal, p.id))
-    .ok_or_else(AppError::not_found)?;
+    };
+    let Some(patient) = found else {
+        AuditEvent::new(&principal, Action::LookupPatient)
+            .outcome(crate::domain::Outcome::NotFound)
+            .detail(interaction("read", "Patient"))
+            .record(&state.db)
+            .await?;
+        return Err(AppError::not_found());
+    };
+    // Out of scope: audited as refused, and 404 as for no patient.
+    let general = Category::general();
+    authorize(
+        &state.db,
+        &principal,
+        Action::LookupPatient,
+        Some(&Resource {
+            patient_id: patient.id,
+            document_id: None,
+            category: &general,
+            records_only: false,
+        }),
+    )
+    .await?;
     AuditEvent::new(&principal, Action::LookupPatient)
         .patient(patient.id)
         .detail(interaction("read", "Patient"))

@@ -49,6 +49,22 @@ const EXPECTED: &[Row] = &[
     ("GET /documents/{id}/pages/{page}/words",     "G",   [403, 200, 200, 403, 404, 200, 200, 200]),
     ("GET /documents/{id}/pages/{page}/words",     "S",   [403, 404, 404, 403, 404, 404, 404, 200]),
     ("GET /documents/{id}/pages/{page}/words",     "O",   [403, 200, 200, 403, 404, 404, 404, 404]),
+    // FHIR: the same policy as the API's routes (a search answers an empty Bundle for a
+    // patient out of scope, as /search answers nothing). The CapabilityStatement is public.
+    ("GET /fhir/metadata",                         "-",   [200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET /fhir/DocumentReference/{id}",           "G",   [403, 200, 200, 403, 404, 200, 200, 200]),
+    ("GET /fhir/DocumentReference/{id}",           "S",   [403, 404, 404, 403, 404, 404, 404, 200]),
+    ("GET /fhir/DocumentReference/{id}",           "O",   [403, 200, 200, 403, 404, 404, 404, 404]),
+    ("GET /fhir/Binary/{id}",                      "G",   [403, 200, 200, 403, 404, 200, 200, 200]),
+    ("GET /fhir/Binary/{id}",                      "S",   [403, 404, 404, 403, 404, 404, 404, 200]),
+    ("GET /fhir/Binary/{id}",                      "O",   [403, 200, 200, 403, 404, 404, 404, 404]),
+    ("GET /fhir/DocumentReference",                "IN",  [403, 200, 200, 403, 200, 200, 200, 200]),
+    ("GET /fhir/DocumentReference",                "OUT", [403, 200, 200, 403, 200, 200, 200, 200]),
+    ("POST /fhir/DocumentReference/_search",       "IN",  [403, 200, 200, 403, 200, 200, 200, 200]),
+    ("GET /fhir/Patient/{id}",                     "IN",  [403, 200, 200, 403, 404, 200, 200, 200]),
+    ("GET /fhir/Patient/{id}",                     "OUT", [403, 200, 200, 403, 404, 404, 404, 404]),
+    ("GET /fhir/Patient",                          "IN",  [403, 200, 200, 403, 200, 200, 200, 200]),
+    ("POST /fhir/Patient/_search",                 "OUT", [403, 200, 200, 403, 200, 200, 200, 200]),
     ("POST /search",                               "IN",  [403, 200, 200, 403, 200, 200, 200, 200]),
     ("POST /search",                               "OUT", [403, 200, 200, 403, 200, 200, 200, 200]),
     ("POST /patients/lookup",                      "IN",  [403, 200, 200, 403, 404, 200, 200, 200]),
@@ -115,6 +131,8 @@ struct World {
     users: BTreeMap<&'static str, String>,
     docs: BTreeMap<&'static str, String>,
     mrns: BTreeMap<&'static str, &'static str>,
+    /// The patients' ids (IN, OUT).
+    patients: BTreeMap<&'static str, String>,
 }
 
 fn scan(marker: &str, seed: u64) -> Vec<u8> {
@@ -208,11 +226,29 @@ async fn build_world(app: &TestApp) -> World {
         )
         .await;
     assert_eq!(glass.status(), 201);
+    let mut patients = BTreeMap::new();
+    for (target, mrn) in &mrns {
+        let chart: Value = app
+            .post_json(
+                &app.records,
+                "/api/v1/patients/lookup",
+                &json!({ "mrn": mrn }),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        patients.insert(
+            *target,
+            chart["patient"]["id"].as_str().unwrap().to_string(),
+        );
+    }
     World {
         tokens,
         users,
         docs: BTreeMap::from([("G", g), ("S", s), ("O", o)]),
         mrns,
+        patients,
     }
 }
 
@@ -220,6 +256,9 @@ async fn build_world(app: &TestApp) -> World {
 async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal: &str) -> u16 {
     let token = &world.tokens[principal];
     let (method, path) = route.split_once(' ').unwrap();
+    if path.starts_with("/fhir/") {
+        return call_fhir(app, world, (method, path), target, token).await;
+    }
     let mut url_path = path.to_string();
     if let Some(doc) = world.docs.get(target) {
         url_path = url_path.replace("{id}", doc);
@@ -432,6 +471,44 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
     request.send().await.unwrap().status().as_u16()
 }
 
+/// Issues a FHIR route: a search names the target patient (by id, or by MRN for Patient).
+async fn call_fhir(
+    app: &TestApp,
+    world: &World,
+    (method, path): (&str, &str),
+    target: &str,
+    token: &str,
+) -> u16 {
+    let id = world
+        .docs
+        .get(target)
+        .or_else(|| world.patients.get(target))
+        .cloned()
+        .unwrap_or_default();
+    let patient = world.patients.get(target).cloned().unwrap_or_default();
+    let identifier = format!(
+        "urn:chartvault:mrn|{}",
+        world.mrns.get(target).copied().unwrap_or("AC-IN-1")
+    );
+    let url = app.url(&path.replace("{id}", &id));
+    let request = match path {
+        "/fhir/DocumentReference" => app.http.get(url).query(&[("patient", &patient)]),
+        "/fhir/DocumentReference/_search" => app.http.post(url).form(&[("patient", &patient)]),
+        "/fhir/Patient" => app.http.get(url).query(&[("identifier", &identifier)]),
+        "/fhir/Patient/_search" => app.http.post(url).form(&[("identifier", &identifier)]),
+        _ => app
+            .http
+            .request(Method::from_bytes(method.as_bytes()).unwrap(), url),
+    };
+    request
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// A patient's request for access to their own records (no checklist item to satisfy).
 fn release_body(mrn: &str) -> Value {
     json!({
@@ -458,10 +535,15 @@ async fn every_role_and_scope_gets_the_status_written_down_for_every_route() {
     let app = spawn_app().await;
     let world = build_world(&app).await;
 
-    // The table covers exactly the router's routes.
+    // The table covers exactly the router's routes, the API's and FHIR's.
     let routes: Vec<String> = chartvault::http::routes::api_route_table()
         .into_iter()
         .map(|(method, path)| format!("{method} {path}"))
+        .chain(
+            chartvault::fhir::route_table()
+                .into_iter()
+                .map(|(method, path)| format!("{method} /fhir{path}")),
+        )
         .collect();
     for route in &routes {
         assert!(
@@ -491,7 +573,11 @@ async fn every_role_and_scope_gets_the_status_written_down_for_every_route() {
                 ));
                 continue;
             }
-            // The call left its trace: an entry for this principal with the fitting outcome.
+            // The call left its trace: an entry for this principal with the fitting outcome
+            // (the CapabilityStatement, public, says nothing of anyone).
+            if *route == "GET /fhir/metadata" {
+                continue;
+            }
             let user = &world.users[principal];
             let rows = app.state.db.audit_rows(before).await.unwrap();
             assert!(
