@@ -47,6 +47,7 @@ fn fhir_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![
         (Method::GET, "/metadata", get(metadata)),
         (Method::GET, "/DocumentReference", get(search_documents_get)),
+        (Method::POST, "/DocumentReference", post(create_document)),
         (
             Method::POST,
             "/DocumentReference/_search",
@@ -68,11 +69,20 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
         .collect()
 }
 
-/// The `/fhir` routes (nested under `/fhir` by the service's router).
-pub fn routes() -> Router<AppState> {
+/// The `/fhir` routes (nested under `/fhir` by the service's router, which bounds bodies
+/// to `limits.max_json_bytes`): a create carries its original inline, in base64, so its
+/// body may be `upload_limit` (`limits.max_upload_bytes`) and a third more.
+pub fn routes(upload_limit: u64) -> Router<AppState> {
+    let create_limit =
+        usize::try_from(upload_limit.saturating_mul(4) / 3 + 64 * 1024).unwrap_or(usize::MAX);
     fhir_routes()
         .into_iter()
-        .fold(Router::new(), |router, (_, path, handler)| {
+        .fold(Router::new(), |router, (method, path, handler)| {
+            let handler = if method == Method::POST && path == "/DocumentReference" {
+                handler.layer(axum::extract::DefaultBodyLimit::max(create_limit))
+            } else {
+                handler
+            };
             router.route(path, handler)
         })
         .layer(middleware::from_fn(operation_outcomes))
@@ -185,7 +195,10 @@ async fn fhir_document(
     authorize(&state.db, principal, Action::ReadDocument, None).await?;
     let doc = document_in_scope(state, principal, Action::ReadDocument, raw_id).await?;
     match doc.status {
-        DocumentStatus::Indexed | DocumentStatus::EnteredInError => Ok(doc),
+        DocumentStatus::Indexed
+        | DocumentStatus::EnteredInError
+        | DocumentStatus::Accepted
+        | DocumentStatus::Processing => Ok(doc),
         DocumentStatus::Deleted => Err(AppError::new(
             ErrorCode::Gone,
             "the document was deleted; only its tombstone remains",
@@ -219,6 +232,90 @@ async fn read_document(
         &doc,
         &patient,
     )))
+}
+
+/// `POST /fhir/DocumentReference`: a document with its original inline
+/// (`content[0].attachment.data`, base64) filed as an upload is (records, or a SMART
+/// `system/DocumentReference.write` token): the subject a patient of the archive (by
+/// `Patient/<id>` or by MRN identifier), the type from `type` (the archive's code, or a
+/// LOINC code `fhir.type_codes` maps), the category, `context.period.start` as the service
+/// date, `context.encounter` as the visit. `201` with `Location`; the same original for
+/// the same patient again is `200` with the existing document. Readable at once
+/// (`docStatus` `preliminary` until its pages are indexed).
+async fn create_document(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> AppResult<Response> {
+    authorize(&state.db, &principal, Action::Ingest, None).await?;
+    let resource: Value = serde_json::from_slice(&body)
+        .map_err(|_| AppError::invalid("the body is not a JSON FHIR resource"))?;
+    let request = resources::NewDocumentReference::read(&state.config, &resource)
+        .map_err(AppError::invalid)?;
+    let patient = match &request.subject {
+        resources::Subject::Id(id) => match id.parse::<PatientId>() {
+            Ok(id) => state.db.patient(id).await?,
+            Err(_) => None,
+        },
+        resources::Subject::Identifier(token) => {
+            match state.config.patients.mrn_of_fhir_token(token) {
+                Some(mrn) => state.db.patient_by_mrn(&mrn).await?,
+                None => None,
+            }
+        }
+    }
+    .ok_or_else(|| {
+        AppError::invalid("subject names no patient of this archive (register them first)")
+    })?;
+    let limit = state.config.limits.max_upload_bytes;
+    if request.data.len() as u64 > limit {
+        return Err(crate::ingest::upload::too_large(limit));
+    }
+    let mut staging = crate::ingest::upload::StagingUpload::begin(&state.vault, limit)?;
+    if let Err(error) = staging.push(axum::body::Bytes::from(request.data)).await {
+        staging.abort().await;
+        return Err(error);
+    }
+    let staged = staging.finish().await?;
+    let metadata = crate::ingest::upload::ValidMetadata {
+        mrn: patient.mrn.clone(),
+        name: patient.name.clone(),
+        birth_date: patient.birth_date,
+        document_type: request.document_type,
+        category: request.category,
+        service_date: request.service_date,
+        encounter: request.encounter,
+        allow_duplicate: false,
+        declared_pages: None,
+    };
+    let accepted = crate::ingest::upload::accept(&state, staged, metadata, &principal).await?;
+    let doc = state
+        .db
+        .document(accepted.id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    let base = base_url(&state, &headers);
+    let location = format!("{base}/DocumentReference/{}", doc.id);
+    let status = if accepted.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut response = (
+        status,
+        Fhir(resources::document_reference(
+            &state.config,
+            &base,
+            &doc,
+            &patient,
+        )),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
 }
 
 /// `GET /fhir/Binary/{id}`: the original, decrypted as it streams (`{id}` a document's

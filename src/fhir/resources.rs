@@ -74,12 +74,17 @@ pub fn document_reference(config: &Config, base: &str, doc: &Document, patient: 
         DocumentStatus::EnteredInError => "entered-in-error",
         _ => "current",
     };
+    // Its pages still being read: what it says may not be searchable yet.
+    let doc_status = match doc.status {
+        DocumentStatus::Accepted | DocumentStatus::Processing => "preliminary",
+        _ => "final",
+    };
     let mut resource = json!({
         "resourceType": "DocumentReference",
         "id": doc.id.to_string(),
         "identifier": [{ "system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", doc.id) }],
         "status": status,
-        "docStatus": "final",
+        "docStatus": doc_status,
         "type": document_type(config, doc),
         "category": [
             { "coding": [{ "system": US_CORE_CATEGORY, "code": "clinical-note", "display": "Clinical Note" }] },
@@ -190,6 +195,118 @@ pub fn searchset(
         "link": links,
         "entry": entries,
     })
+}
+
+/// Who a new DocumentReference is about.
+#[derive(Debug)]
+pub enum Subject {
+    /// `Patient/<id>`.
+    Id(String),
+    /// `system|value` of `subject.identifier`.
+    Identifier(String),
+}
+
+/// A DocumentReference to create, as read from the request.
+#[derive(Debug)]
+pub struct NewDocumentReference {
+    pub subject: Subject,
+    pub document_type: String,
+    pub category: crate::domain::Category,
+    pub service_date: Option<NaiveDate>,
+    pub encounter: Option<String>,
+    pub data: Vec<u8>,
+}
+
+impl NewDocumentReference {
+    /// Reads the fields a new document needs; the error names the element, never a value.
+    pub fn read(config: &Config, resource: &Value) -> Result<NewDocumentReference, String> {
+        if resource["resourceType"] != "DocumentReference" {
+            return Err("resourceType must be DocumentReference".into());
+        }
+        let subject = &resource["subject"];
+        let subject = if let Some(reference) = subject["reference"].as_str() {
+            Subject::Id(
+                reference
+                    .strip_prefix("Patient/")
+                    .ok_or("subject.reference must be Patient/<id>")?
+                    .to_string(),
+            )
+        } else if let Some(value) = subject["identifier"]["value"].as_str() {
+            let system = subject["identifier"]["system"].as_str().unwrap_or("");
+            Subject::Identifier(format!("{system}|{value}"))
+        } else {
+            return Err("subject needs a reference (Patient/<id>) or an identifier".into());
+        };
+        let codings = resource["type"]["coding"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let from_coding = codings.iter().find_map(|coding| {
+            let code = coding["code"].as_str()?;
+            match coding["system"].as_str() {
+                Some(TYPE_SYSTEM) => Some(code.to_string()),
+                Some(LOINC) => config
+                    .fhir
+                    .type_codes
+                    .iter()
+                    .find(|(_, loinc)| loinc.as_str() == code)
+                    .map(|(ours, _)| ours.clone()),
+                _ => None,
+            }
+        });
+        let raw_type = from_coding
+            .or_else(|| resource["type"]["text"].as_str().map(str::to_string))
+            .ok_or(
+                "type needs a coding of urn:chartvault:document-type, a mapped LOINC code, or text",
+            )?;
+        let document_type = crate::domain::parse_slug("type", &raw_type)?;
+        let category = resource["category"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["coding"].as_array().cloned().unwrap_or_default())
+            .find(|coding| coding["system"] == CATEGORY_SYSTEM)
+            .and_then(|coding| coding["code"].as_str().map(str::to_string));
+        let category = match category {
+            Some(raw) => crate::domain::Category::parse(&raw)?,
+            None => crate::domain::Category::general(),
+        };
+        let service_date = match resource["context"]["period"]["start"].as_str() {
+            Some(start) => Some(
+                start
+                    .get(..10)
+                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                    .ok_or("context.period.start must be a date (YYYY-MM-DD)")?,
+            ),
+            None => None,
+        };
+        let encounter = resource["context"]["encounter"][0]["identifier"]["value"]
+            .as_str()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty());
+        if encounter.as_ref().is_some_and(|e| e.len() > 64) {
+            return Err("context.encounter's identifier must be at most 64 characters".into());
+        }
+        let attachment = &resource["content"][0]["attachment"];
+        let data = attachment["data"]
+            .as_str()
+            .ok_or("content[0].attachment.data (base64) is required: the original, inline")?;
+        use base64::Engine;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|_| "content[0].attachment.data is not base64")?;
+        if data.is_empty() {
+            return Err("content[0].attachment.data is empty".into());
+        }
+        Ok(NewDocumentReference {
+            subject,
+            document_type,
+            category,
+            service_date,
+            encounter,
+            data,
+        })
+    }
 }
 
 /// A token parameter's alternatives (`a,b`), each `(system, code)`.
@@ -364,7 +481,7 @@ pub fn capability_statement(base: &str, oidc_issuer: Option<&str>) -> Value {
             "resource": [
                 {
                     "type": "DocumentReference",
-                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "create" }],
                     "searchParam": [
                         param("_id", "token", "The document's id"),
                         param("patient", "reference", "Patient/<id>; or patient.identifier=<system>|<MRN>"),

@@ -234,7 +234,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .nest(
             "/fhir",
-            crate::fhir::routes().layer(DefaultBodyLimit::max(json_limit)),
+            crate::fhir::routes(limits.max_upload_bytes).layer(DefaultBodyLimit::max(json_limit)),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

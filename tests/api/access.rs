@@ -61,6 +61,7 @@ const EXPECTED: &[Row] = &[
     ("GET /fhir/DocumentReference",                "IN",  [403, 200, 200, 403, 200, 200, 200, 200]),
     ("GET /fhir/DocumentReference",                "OUT", [403, 200, 200, 403, 200, 200, 200, 200]),
     ("POST /fhir/DocumentReference/_search",       "IN",  [403, 200, 200, 403, 200, 200, 200, 200]),
+    ("POST /fhir/DocumentReference",               "IN",  [403, 201, 403, 403, 403, 403, 403, 403]),
     ("GET /fhir/Patient/{id}",                     "IN",  [403, 200, 200, 403, 404, 200, 200, 200]),
     ("GET /fhir/Patient/{id}",                     "OUT", [403, 200, 200, 403, 404, 404, 404, 404]),
     ("GET /fhir/Patient",                          "IN",  [403, 200, 200, 403, 200, 200, 200, 200]),
@@ -492,8 +493,23 @@ async fn call_fhir(
     );
     let url = app.url(&path.replace("{id}", &id));
     let request = match path {
-        "/fhir/DocumentReference" => app.http.get(url).query(&[("patient", &patient)]),
+        "/fhir/DocumentReference" if method == "GET" => {
+            app.http.get(url).query(&[("patient", &patient)])
+        }
         "/fhir/DocumentReference/_search" => app.http.post(url).form(&[("patient", &patient)]),
+        "/fhir/DocumentReference" if method == "POST" => {
+            use base64::Engine;
+            app.http.post(url).json(&json!({
+                "resourceType": "DocumentReference",
+                "status": "current",
+                "subject": { "identifier": { "system": "urn:chartvault:mrn", "value": world.mrns[target] } },
+                "type": { "text": "ward-note" },
+                "content": [{ "attachment": {
+                    "contentType": "image/png",
+                    "data": base64::engine::general_purpose::STANDARD.encode(scan("elmwood", 67)),
+                } }],
+            }))
+        }
         "/fhir/Patient" => app.http.get(url).query(&[("identifier", &identifier)]),
         "/fhir/Patient/_search" => app.http.post(url).form(&[("identifier", &identifier)]),
         _ => app

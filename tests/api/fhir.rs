@@ -89,10 +89,19 @@ async fn fhir_clients_search_and_read_documents_within_the_callers_scope() {
             .status(),
         404
     );
+    let new_scan = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(png_of(&scanned_page(
+            &["Discharge summary", "Marker word: shearwater"],
+            0.0,
+            96,
+        )))
+    };
     let request = json!({
         "base": app.url("/fhir"), "token": app.records, "clinician": app.clinician,
         "patient": patient, "mrn": "F-1", "system": "urn:oid:2.16.840.1.113883.19.5",
         "other_document": other,
+        "new_scan": new_scan,
     });
     let output = output_with_input(
         std::process::Command::new(&python)
@@ -154,6 +163,22 @@ async fn fhir_clients_search_and_read_documents_within_the_callers_scope() {
     assert_eq!(out["out_of_scope"]["body"]["issue"][0]["code"], "not-found");
     assert_eq!(out["clinician_sees"], 3);
     assert_eq!(out["no_patient"]["status"], 400);
+    // Created through FHIR: filed as an upload (under the patient, the LOINC code's type,
+    // the period's date), the same original again the same document.
+    let created = &out["created"];
+    assert_eq!(created["status"], 201, "{created}");
+    let new_id = created["id"].as_str().unwrap();
+    assert!(created["location"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/fhir/DocumentReference/{new_id}")));
+    assert_eq!(created["read"], 200);
+    assert_eq!(out["created_again"], json!({ "status": 200, "id": new_id }));
+    assert_eq!(out["create_without_data"]["status"], 400);
+    let filed = app.wait_indexed(new_id).await;
+    assert_eq!(filed["patient_id"], patient.as_str());
+    assert_eq!(filed["document_type"], "discharge-summary");
+    assert_eq!(filed["service_date"], "2021-04-05");
     assert_eq!(out["bad_token"]["status"], 401);
 
     // A document from before SHA-1s were recorded gets its own filled in.

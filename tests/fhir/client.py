@@ -5,7 +5,8 @@ CapabilityStatement and OperationOutcome as in R4). Prints what it found as JSON
 Usage: client.py < request.json, where request is
   {"base": ".../fhir", "token": records token, "clinician": clinician token,
    "patient": patient id, "mrn": MRN, "system": the MRN's identifier system,
-   "other_document": a document of a patient outside the clinician's care list}
+   "other_document": a document of a patient outside the clinician's care list,
+   "new_scan": a page to file as a new document, base64}
 """
 import base64
 import hashlib
@@ -119,6 +120,36 @@ def main():
     out["patient"] = validated(server.request_json("Patient/" + patient))
     found, _, _ = search_all(server, "Patient", "identifier=%s|%s" % (system, mrn))
     out["patients_by_identifier"] = [p["id"] for p in found]
+
+    # A new document, created as FHIR writes one: the original inline, the subject by MRN,
+    # the type by its LOINC code.
+    new = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "subject": {"identifier": {"system": system, "value": mrn}},
+        "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
+        "context": {"period": {"start": "2021-04-05"}},
+        "content": [{"attachment": {"contentType": "image/png", "data": request["new_scan"]}}],
+    }
+    validated(new)
+    created = server.session.post(
+        request["base"] + "/DocumentReference",
+        json=new,
+        headers={"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"},
+    )
+    body = validated(created.json())
+    out["created"] = {
+        "status": created.status_code,
+        "location": created.headers.get("Location"),
+        "id": body["id"],
+        "docStatus": body["docStatus"],
+        "read": server.session.get(created.headers["Location"]).status_code,
+    }
+    again = server.session.post(request["base"] + "/DocumentReference", json=new)
+    out["created_again"] = {"status": again.status_code, "id": again.json()["id"]}
+    bad = dict(new, content=[{"attachment": {"contentType": "image/png", "url": "http://elsewhere/x"}}])
+    refused = server.session.post(request["base"] + "/DocumentReference", json=bad)
+    out["create_without_data"] = {"status": refused.status_code, "body": validated(refused.json())}
 
     # A clinician: the patient on their care list reads; another's document is not there.
     clinician = connect(request["base"], request["clinician"])
