@@ -74,6 +74,7 @@ async fn refile(app: &TestApp, doc: DocumentId, document_type: &str) -> Document
         encounter: None,
         content_type: old.content_type.clone(),
         sha256: old.sha256.clone(),
+        sha1: old.sha1.clone(),
         size_bytes: old.size_bytes as u64,
         page_count: old.page_count,
         created_by: user,
