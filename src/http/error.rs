@@ -1,5 +1,7 @@
-//! The HTTP side of [`AppError`]: the status of each code and the JSON body
-//! `{code, message, request_id}`.
+//! The HTTP side of [`AppError`]: the status of each code and the body, an RFC 9457 problem
+//! (`application/problem+json`: `type`, `title`, `status`, `detail`) that keeps the fields
+//! clients of the first API read (`code`, `message` — the same text as `detail` —, and
+//! `request_id`). A 401 says `WWW-Authenticate: Bearer`; a 503 says when to try again.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -28,18 +30,53 @@ pub fn status(code: ErrorCode) -> StatusCode {
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
+    /// RFC 9457: a URI naming the kind of problem (here a tag URI of the code).
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
     code: &'a str,
     message: &'a str,
     request_id: String,
 }
 
+/// The media type of error bodies.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        let status = status(self.code);
         let body = ErrorBody {
+            kind: format!("tag:chartvault,2026:problem:{}", self.code.as_str()),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: &self.message,
             code: self.code.as_str(),
             message: &self.message,
             request_id: current_request_id(),
         };
-        (status(self.code), Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static(PROBLEM_JSON),
+        );
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("5"),
+                );
+            }
+            _ => {}
+        }
+        response
     }
 }

@@ -29,6 +29,12 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/documents", get(documents::list)),
         (Method::GET, "/documents/{id}", get(documents::metadata)),
         (Method::DELETE, "/documents/{id}", delete(documents::delete)),
+        // The POST forms of DELETEs with a body (proxies may strip a DELETE's body).
+        (
+            Method::POST,
+            "/documents/{id}/delete",
+            post(documents::delete),
+        ),
         (
             Method::POST,
             "/documents/{id}/corrections",
@@ -82,6 +88,11 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             "/category-grants",
             delete(access::revoke_category),
         ),
+        (
+            Method::POST,
+            "/category-grants/revoke",
+            post(access::revoke_category),
+        ),
         (Method::POST, "/break-glass", post(access::break_glass)),
         (
             Method::GET,
@@ -133,6 +144,11 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             Method::DELETE,
             "/releases/{id}/exclusions",
             delete(releases::include),
+        ),
+        (
+            Method::POST,
+            "/releases/{id}/exclusions/remove",
+            post(releases::include),
         ),
         (
             Method::POST,

@@ -79,6 +79,7 @@ const EXPECTED: &[Row] = &[
     ("DELETE /care-relationships/{id}",            "-",   [200, 200, 403, 403, 403, 403, 403, 403]),
     ("POST /category-grants",                      "-",   [201, 403, 403, 403, 403, 403, 403, 403]),
     ("DELETE /category-grants",                    "-",   [200, 403, 403, 403, 403, 403, 403, 403]),
+    ("POST /category-grants/revoke",               "-",   [200, 403, 403, 403, 403, 403, 403, 403]),
     ("GET /break-glass/review",                    "-",   [403, 403, 403, 200, 403, 403, 403, 403]),
     ("POST /break-glass/{id}/review",              "-",   [403, 403, 403, 200, 403, 403, 403, 403]),
     ("GET /admin/keys",                            "-",   [200, 403, 403, 403, 403, 403, 403, 403]),
@@ -107,6 +108,7 @@ const EXPECTED: &[Row] = &[
     ("POST /releases/{id}/attachments",            "-",   [403, 403, 201, 403, 403, 403, 403, 403]),
     ("POST /releases/{id}/exclusions",             "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
     ("DELETE /releases/{id}/exclusions",           "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
+    ("POST /releases/{id}/exclusions/remove",      "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
     ("POST /releases/{id}/redactions",             "-",   [403, 403, 201, 403, 403, 403, 403, 403]),
     ("DELETE /releases/{id}/redactions/{rid}",     "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
     ("POST /releases/{id}/redaction-proposals",    "-",   [403, 403, 200, 403, 403, 403, 403, 403]),
@@ -124,6 +126,7 @@ const EXPECTED: &[Row] = &[
     ("POST /documents/{id}/corrections",           "O",   [403, 201, 403, 403, 403, 403, 403, 403]),
     // Destroys: last. Records have no `hiv` grant, so S is out of their scope.
     ("DELETE /documents/{id}",                     "S",   [403, 404, 403, 403, 403, 403, 403, 403]),
+    ("POST /documents/{id}/delete",                "S",   [403, 404, 403, 403, 403, 403, 403, 403]),
     ("DELETE /documents/{id}",                     "O",   [403, 200, 403, 403, 403, 403, 403, 403]),
 ];
 
@@ -281,7 +284,7 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
         "/category-grants" if method == "POST" => {
             Some(json!({ "user": "dummy", "category": "hiv" }))
         }
-        "/category-grants" => {
+        "/category-grants" | "/category-grants/revoke" => {
             let grant = app
                 .post_json(
                     &app.admin,
@@ -324,6 +327,7 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
         })),
         "/disclosures/accounting" => Some(json!({ "mrn": mrn })),
         "/documents/{id}" if method == "DELETE" => Some(json!({ "reason": "access test" })),
+        "/documents/{id}/delete" => Some(json!({ "reason": "access test" })),
         "/documents/{id}/corrections" => {
             Some(json!({ "document_type": "corrected-note", "reason": "access test" }))
         }
@@ -393,6 +397,7 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
             }
             match path.rsplit('/').next().unwrap() {
                 "exclusions" if method == "DELETE" => Some(json!({ "document_ids": [doc] })),
+                "remove" => Some(json!({ "document_ids": [doc] })),
                 "attachments" => {
                     let form = reqwest::multipart::Form::new()
                         .text("kind", "request")

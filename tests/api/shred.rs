@@ -64,6 +64,22 @@ async fn a_shredded_document_is_gone_and_only_its_tombstone_remains() {
     }
     let response = app.delete(&app.records, &path, &json!({})).await;
     assert_eq!(response.status(), 400);
+    // Errors are RFC 9457 problems that keep the first API's fields.
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], 400);
+    assert_eq!(problem["code"], "invalid_request");
+    assert_eq!(problem["detail"], problem["message"]);
+    assert!(problem["type"]
+        .as_str()
+        .unwrap()
+        .ends_with(":invalid_request"));
+    let anonymous = app.http.delete(app.url(&path)).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
     let response = app
         .delete(&app.records, &path, &json!({ "reason": "  " }))
         .await;
@@ -83,10 +99,11 @@ async fn a_shredded_document_is_gone_and_only_its_tombstone_remains() {
         "refused requests destroyed nothing"
     );
 
+    // Through the POST form (a proxy may strip a DELETE's body).
     let response = app
-        .delete(
+        .post_json(
             &app.records,
-            &path,
+            &format!("{path}/delete"),
             &json!({ "reason": "misfiled: belongs to another patient" }),
         )
         .await;
