@@ -689,7 +689,7 @@ pub async fn correct(
     principal: Principal,
     Path(raw_id): Path<String>,
     body: ApiJson<CorrectionBody>,
-) -> AppResult<(StatusCode, Json<Corrected>)> {
+) -> AppResult<super::state::Created<Corrected>> {
     authorize(&state.db, &principal, Action::CorrectDocument, None).await?;
     let body = body.read()?;
     let reason = body.reason.trim().to_string();
@@ -791,13 +791,13 @@ pub async fn correct(
             "the document changed state during the request; retry",
         ));
     };
-    Ok((
-        StatusCode::CREATED,
-        Json(Corrected {
+    Ok(super::state::Created(
+        state.link(&format!("/api/v1/documents/{new_id}")),
+        Corrected {
             id: new_id,
             status: DocumentStatus::Accepted,
             patient_id,
             supersedes: doc.id,
-        }),
+        },
     ))
 }

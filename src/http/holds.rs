@@ -8,7 +8,6 @@
 //! only the documents the caller may see.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::Json;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -168,7 +167,7 @@ pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
     body: ApiJson<HoldBody>,
-) -> AppResult<(StatusCode, Json<Hold>)> {
+) -> AppResult<super::state::Created<Hold>> {
     authorize(&state.db, &principal, Action::ManageHolds, None).await?;
     let body = body.read()?;
     let matter = text_field("matter", &body.matter, 500)?;
@@ -230,7 +229,8 @@ pub async fn create(
         .await?;
     let hold = state.db.hold(id).await?.ok_or_else(AppError::not_found)?;
     let hold = visible_view(&state, &principal, hold).await?;
-    Ok((StatusCode::CREATED, Json(hold)))
+    let location = state.link(&format!("/api/v1/holds/{}", hold.id));
+    Ok(super::state::Created(location, hold))
 }
 
 pub async fn list(

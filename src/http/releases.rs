@@ -174,7 +174,7 @@ pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
     body: ApiJson<ReleaseBody>,
-) -> AppResult<(StatusCode, Json<ReleaseView>)> {
+) -> AppResult<super::state::Created<ReleaseView>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let body = body.read()?;
     let legal_basis: LegalBasis = body.legal_basis.parse().map_err(AppError::invalid)?;
@@ -252,9 +252,10 @@ pub async fn create(
         .release(id)
         .await?
         .ok_or_else(AppError::not_found)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(view(&state, &principal, release).await?),
+    let location = state.link(&format!("/api/v1/releases/{}", release.id));
+    Ok(super::state::Created(
+        location,
+        view(&state, &principal, release).await?,
     ))
 }
 
@@ -725,12 +726,16 @@ pub async fn produce(
     principal: Principal,
     Path(raw_id): Path<String>,
     body: ApiJson<ProductionRequest>,
-) -> AppResult<(StatusCode, Json<production::Produced>)> {
+) -> AppResult<super::state::Created<production::Produced>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let body = body.read()?;
     let release = release_of(&state, &principal, &raw_id).await?;
     let produced = production::produce(&state, &principal, &release, &body).await?;
-    Ok((StatusCode::CREATED, Json(produced)))
+    let location = state.link(&format!(
+        "/api/v1/releases/{}/productions/{}",
+        release.id, produced.production.id
+    ));
+    Ok(super::state::Created(location, produced))
 }
 
 /// The production `raw_pid` of release `raw_id`.

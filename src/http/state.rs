@@ -22,6 +22,20 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// `201 Created` with the new resource's `Location` (see [`AppState::link`]) and its JSON.
+pub struct Created<T>(pub String, pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Created<T> {
+    fn into_response(self) -> axum::response::Response {
+        (
+            axum::http::StatusCode::CREATED,
+            [(axum::http::header::LOCATION, self.0)],
+            axum::Json(self.1),
+        )
+            .into_response()
+    }
+}
+
 impl AppState {
     /// A link to `path` (under the service's root, starting with `/`): absolute under
     /// `server.public_url` when it is set, else relative.

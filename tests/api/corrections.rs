@@ -41,9 +41,15 @@ async fn a_misfiled_document_is_corrected_as_a_new_version_and_the_old_one_is_en
         )
         .await;
     assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
     let corrected: Value = response.json().await.unwrap();
     assert_eq!(corrected["supersedes"], wrong.as_str());
     let new = corrected["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        location,
+        format!("/api/v1/documents/{new}"),
+        "where the new version is"
+    );
     assert_ne!(new, wrong);
     let new_doc = app.wait_indexed(&new).await;
     assert_eq!(new_doc["service_date"], "2019-06-30");

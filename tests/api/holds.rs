@@ -26,7 +26,13 @@ async fn place_hold(app: &TestApp, scope: Value) -> Value {
         .extend(scope.as_object().unwrap().clone());
     let response = app.post_json(&app.legal, "/api/v1/holds", &body).await;
     assert_eq!(response.status(), 201);
-    response.json().await.unwrap()
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let hold: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/v1/holds/{}", hold["id"].as_str().unwrap())
+    );
+    hold
 }
 
 async fn delete_status(app: &TestApp, id: &str) -> (u16, Value) {
