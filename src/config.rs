@@ -38,14 +38,28 @@ pub struct Config {
 }
 
 /// FHIR R4 at `/fhir` (see `fhir`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FhirConfig {
+    /// The largest original a DocumentReference create may carry inline (base64 in a JSON
+    /// body held in memory; at most `limits.max_upload_bytes`). Larger files go through
+    /// `POST /api/v1/documents`, which streams.
+    pub max_inline_bytes: u64,
     /// Document types mapped to LOINC codes for `DocumentReference.type`
     /// (`discharge-summary = "18842-5"`); a type not mapped has the archive's code alone.
     pub type_codes: std::collections::BTreeMap<String, String>,
     /// `DocumentReference.custodian.display`: the organisation keeping the records.
     pub custodian: Option<String>,
+}
+
+impl Default for FhirConfig {
+    fn default() -> Self {
+        FhirConfig {
+            max_inline_bytes: 64 * 1024 * 1024,
+            type_codes: Default::default(),
+            custodian: None,
+        }
+    }
 }
 
 /// Who issues the MRNs the archive keeps (`[patients]`): MRNs are unique per issuer.

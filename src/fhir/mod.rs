@@ -71,7 +71,8 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 
 /// The `/fhir` routes (nested under `/fhir` by the service's router, which bounds bodies
 /// to `limits.max_json_bytes`): a create carries its original inline, in base64, so its
-/// body may be `upload_limit` (`limits.max_upload_bytes`) and a third more.
+/// body may be `upload_limit` (`fhir.max_inline_bytes`, at most `limits.max_upload_bytes`)
+/// and a third more.
 pub fn routes(upload_limit: u64) -> Router<AppState> {
     let create_limit =
         usize::try_from(upload_limit.saturating_mul(4) / 3 + 64 * 1024).unwrap_or(usize::MAX);
@@ -268,7 +269,11 @@ async fn create_document(
     .ok_or_else(|| {
         AppError::invalid("subject names no patient of this archive (register them first)")
     })?;
-    let limit = state.config.limits.max_upload_bytes;
+    let limit = state
+        .config
+        .fhir
+        .max_inline_bytes
+        .min(state.config.limits.max_upload_bytes);
     if request.data.len() as u64 > limit {
         return Err(crate::ingest::upload::too_large(limit));
     }

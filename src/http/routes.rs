@@ -250,7 +250,14 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .nest(
             "/fhir",
-            crate::fhir::routes(limits.max_upload_bytes).layer(DefaultBodyLimit::max(json_limit)),
+            crate::fhir::routes(
+                state
+                    .config
+                    .fhir
+                    .max_inline_bytes
+                    .min(limits.max_upload_bytes),
+            )
+            .layer(DefaultBodyLimit::max(json_limit)),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -23,6 +23,7 @@ async fn fhir_clients_search_and_read_documents_within_the_callers_scope() {
             .type_codes
             .insert("discharge-summary".into(), "18842-5".into());
         config.fhir.custodian = Some("Test Hospital HIM".into());
+        config.fhir.max_inline_bytes = 1024 * 1024;
         config.patients.default_fhir_system = Some("urn:oid:2.16.840.1.113883.19.5".into());
     })
     .await;
@@ -175,6 +176,11 @@ async fn fhir_clients_search_and_read_documents_within_the_callers_scope() {
     assert_eq!(created["read"], 200);
     assert_eq!(out["created_again"], json!({ "status": 200, "id": new_id }));
     assert_eq!(out["create_without_data"]["status"], 400);
+    assert_eq!(
+        out["create_too_large"]["status"], 413,
+        "{}",
+        out["create_too_large"]
+    );
     let filed = app.wait_indexed(new_id).await;
     assert_eq!(filed["patient_id"], patient.as_str());
     assert_eq!(filed["document_type"], "discharge-summary");

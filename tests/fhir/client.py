@@ -150,6 +150,12 @@ def main():
     bad = dict(new, content=[{"attachment": {"contentType": "image/png", "url": "http://elsewhere/x"}}])
     refused = server.session.post(request["base"] + "/DocumentReference", json=bad)
     out["create_without_data"] = {"status": refused.status_code, "body": validated(refused.json())}
+    huge = dict(new, content=[{"attachment": {
+        "contentType": "image/png",
+        "data": base64.b64encode(bytes(1_600_000)).decode(),
+    }}])
+    too_large = server.session.post(request["base"] + "/DocumentReference", json=huge)
+    out["create_too_large"] = {"status": too_large.status_code, "body": validated(too_large.json())}
 
     # A clinician: the patient on their care list reads; another's document is not there.
     clinician = connect(request["base"], request["clinician"])
