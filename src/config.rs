@@ -212,6 +212,9 @@ pub struct MdmConfig {
     /// `T02` (notification and content: the OBX points at the document) or `T01`
     /// (notification only).
     pub event: String,
+    /// What OBX-5 points at: `fhir` (the document's FHIR DocumentReference) or `api` (its
+    /// `/api/v1/documents/{id}`).
+    pub link: String,
     /// MSH-3 / MSH-4 of the messages sent.
     pub sending_application: String,
     pub sending_facility: String,
@@ -232,6 +235,7 @@ impl Default for MdmConfig {
         MdmConfig {
             endpoint: None,
             event: "T02".into(),
+            link: "fhir".into(),
             sending_application: "CHARTVAULT".into(),
             sending_facility: "CHARTVAULT".into(),
             receiving_application: String::new(),
@@ -767,6 +771,9 @@ impl Config {
         self.patients.validate()?;
         if !["T01", "T02"].contains(&self.hl7.mdm.event.as_str()) {
             anyhow::bail!("hl7.mdm.event is T02 or T01");
+        }
+        if !["fhir", "api"].contains(&self.hl7.mdm.link.as_str()) {
+            anyhow::bail!("hl7.mdm.link is fhir or api");
         }
         if self.hl7.mdm.ack_timeout_secs == 0 || self.hl7.mdm.retry_max_secs == 0 {
             anyhow::bail!("hl7.mdm.ack_timeout_secs and retry_max_secs are at least 1");

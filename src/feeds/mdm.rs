@@ -4,7 +4,8 @@
 //!
 //! Promises:
 //! - a document made available (indexed and out of QA) is announced once: `MDM^T02`
-//!   (notification and content, the content being a pointer to the document: OBX-5) or
+//!   (notification and content, the content being a pointer to the document's FHIR
+//!   DocumentReference, or its API resource, per `hl7.mdm.link`: OBX-5) or
 //!   `T01` (notification only), per `hl7.mdm.event`; a corrected version is announced as
 //!   the replacement of the one it corrects (`T10` / `T09`, TXA-13 naming the old one);
 //! - a document entered in error (corrected) or destroyed is taken back with `MDM^T11`
@@ -112,8 +113,12 @@ pub fn build(
         Some((given, family)) => (given.trim(), family),
         None => ("", patient.name.trim()),
     };
+    let path = match mdm.link.as_str() {
+        "api" => "api/v1/documents",
+        _ => "fhir/DocumentReference",
+    };
     let document_url = format!(
-        "{}/api/v1/documents/{}",
+        "{}/{path}/{}",
         config
             .server
             .public_url
@@ -278,7 +283,7 @@ mod tests {
         assert_eq!(txa[12], format!("{}^CHARTVAULT", doc.id));
         assert_eq!((txa[17], txa[18], txa[19]), ("AU", "U", "AV"));
         assert!(segments[5].contains(&format!(
-            "|https://archive.example/api/v1/documents/{}^CHARTVAULT^AP^PDF|",
+            "|https://archive.example/fhir/DocumentReference/{}^CHARTVAULT^AP^PDF|",
             doc.id
         )));
 

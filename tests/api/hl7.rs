@@ -579,7 +579,7 @@ async fn the_ehr_is_told_of_each_document_in_order_even_after_its_receiver_was_d
     assert_eq!(seen["availability"], "AV");
     assert_eq!(
         seen["url"],
-        format!("https://archive.example/api/v1/documents/{first}")
+        format!("https://archive.example/fhir/DocumentReference/{first}")
     );
     assert!(!seen["text"]
         .as_str()
