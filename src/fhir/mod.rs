@@ -86,6 +86,8 @@ pub fn routes(upload_limit: u64) -> Router<AppState> {
             };
             router.route(path, handler)
         })
+        // A resource type or path this server does not have: 404, an OperationOutcome too.
+        .fallback(|| async { AppError::not_found() })
         .layer(middleware::from_fn(operation_outcomes))
 }
 

@@ -186,6 +186,8 @@ async fn fhir_clients_search_and_read_documents_within_the_callers_scope() {
     assert_eq!(filed["document_type"], "discharge-summary");
     assert_eq!(filed["service_date"], "2021-04-05");
     assert_eq!(out["bad_token"]["status"], 401);
+    assert_eq!(out["unknown_type"]["status"], 404);
+    assert_eq!(out["unknown_type"]["body"]["issue"][0]["code"], "not-found");
 
     // A document from before SHA-1s were recorded gets its own filled in.
     sqlx::query("UPDATE documents SET sha1 = NULL WHERE id = $1")

@@ -171,6 +171,8 @@ def main():
         headers={"Accept": "application/fhir+json"},
     )
     out["no_patient"] = {"status": response.status_code, "body": validated(response.json())}
+    response = clinician.session.get(request["base"] + "/Observation?patient=" + patient)
+    out["unknown_type"] = {"status": response.status_code, "body": validated(response.json())}
     response = clinician.session.get(request["base"] + "/Patient/" + patient, headers={"Authorization": "Bearer nope"})
     out["bad_token"] = {"status": response.status_code, "body": validated(response.json())}
 
