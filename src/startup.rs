@@ -252,7 +252,14 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
-        let app = router(self.state.clone());
+        let config = &state.config;
+        let fhir = crate::fhir::routes(
+            config
+                .fhir
+                .max_inline_bytes
+                .min(config.limits.max_upload_bytes),
+        );
+        let app = router(self.state.clone(), vec![("/fhir", fhir)]);
         let cancel = state.shutdown.clone();
         let limits = crate::http::serve::ConnectionLimits::from_config(&state.config.server);
         if let Some(tls) = &self.tls {

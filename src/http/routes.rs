@@ -218,7 +218,12 @@ pub fn api_route_table() -> Vec<(Method, &'static str)> {
 /// 413 as soon as the excess arrives (or at once, by its `Content-Length`); a body that
 /// pauses longer than `server.body_idle_timeout_secs` is cut off. Every extractor runs after
 /// the bearer token is checked, so an unauthenticated client's body is never read.
-pub fn router(state: AppState) -> Router {
+///
+/// `peers` are the other protocol front ends (FHIR), each nested under its prefix: they
+/// share the request middleware (ids, client address, the log by route, body timeouts)
+/// and, unless a route raises it, the JSON body limit. The composition root names them;
+/// this front end does not know them.
+pub fn router(state: AppState, peers: Vec<(&'static str, Router<AppState>)>) -> Router {
     let limits = &state.config.limits;
     let json_limit = usize::try_from(limits.max_json_bytes).unwrap_or(usize::MAX);
     let file_limit = usize::try_from(limits.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD))
@@ -246,19 +251,13 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("max-age=31536000"),
         )
     });
-    Router::new()
-        .nest("/api/v1", api)
-        .nest(
-            "/fhir",
-            crate::fhir::routes(
-                state
-                    .config
-                    .fhir
-                    .max_inline_bytes
-                    .min(limits.max_upload_bytes),
-            )
-            .layer(DefaultBodyLimit::max(json_limit)),
-        )
+    let service = peers.into_iter().fold(
+        Router::new().nest("/api/v1", api),
+        |service, (prefix, peer)| {
+            service.nest(prefix, peer.layer(DefaultBodyLimit::max(json_limit)))
+        },
+    );
+    service
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(super::metrics::metrics))
