@@ -4,8 +4,9 @@
 # bindings, fonts for generated test scans, the tesseract command line (the OCR benchmark's
 # baseline and the CER reference in tests), poppler-utils (pdftotext and pdfinfo read
 # the productions back in tests), curl (a TLS client in tests) and Prometheus's Python client
-# (its parser reads /metrics in tests), and python3-venv (the tests' HL7 toolkit, hl7apy, is
-# installed from PyPI into a virtual environment by scripts/test.sh).
+# (its parser reads /metrics in tests), and python3-venv (the tests' peers from PyPI, the HL7
+# toolkit hl7apy and FHIR's fhirclient and fhir.resources, are installed into a virtual
+# environment by scripts/test.sh).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
