@@ -82,7 +82,7 @@ impl PatientStore for SqliteStore {
         .bind(&p)
         .fetch_all(&mut **tx)
         .await?;
-        for table in ["disclosures", "holds"] {
+        for table in ["disclosures", "holds", "encounters"] {
             sqlx::query(&format!(
                 "UPDATE {table} SET patient_id = $1 WHERE patient_id = $2"
             ))
@@ -132,11 +132,6 @@ impl PatientStore for SqliteStore {
                 .await?;
             }
         }
-        sqlx::query("UPDATE encounters SET patient_id = $1 WHERE patient_id = $2")
-            .bind(&s)
-            .bind(&p)
-            .execute(&mut **tx)
-            .await?;
         sqlx::query("UPDATE patients SET merged_into = $1, merged_at = $2 WHERE id = $3")
             .bind(&s)
             .bind(now())
@@ -154,63 +149,36 @@ impl PatientStore for SqliteStore {
                 .bind(&index)
                 .fetch_optional(&mut **tx)
                 .await?;
-        let at = now();
-        let time = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.format(TIME).to_string());
-        match existing {
-            Some(id) => {
-                let seal = |column, value: Option<String>| value.map(|v| phi.seal(column, &id, &v));
-                sqlx::query(
-                    "UPDATE encounters SET patient_id = $1,
-                        patient_class = COALESCE($2, patient_class),
-                        admitted_at = COALESCE($3, admitted_at),
-                        discharged_at = COALESCE($4, discharged_at), updated_at = $5
-                     WHERE id = $6",
-                )
-                .bind(encounter.patient_id.to_string())
-                .bind(&encounter.patient_class)
-                .bind(seal(
-                    Column::EncounterAdmittedAt,
-                    time(encounter.admitted_at),
-                ))
-                .bind(seal(
-                    Column::EncounterDischargedAt,
-                    time(encounter.discharged_at),
-                ))
-                .bind(&at)
-                .bind(&id)
-                .execute(&mut **tx)
-                .await?;
-            }
-            None => {
-                let id = uuid::Uuid::new_v4().to_string();
-                let seal = |column, value: Option<String>| value.map(|v| phi.seal(column, &id, &v));
-                sqlx::query(
-                    "INSERT INTO encounters (id, patient_id, visit_index, visit_number,
-                        patient_class, admitted_at, discharged_at, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-                )
-                .bind(&id)
-                .bind(encounter.patient_id.to_string())
-                .bind(&index)
-                .bind(phi.seal(
-                    Column::EncounterVisitNumber,
-                    &id,
-                    encounter.visit_number.trim(),
-                ))
-                .bind(&encounter.patient_class)
-                .bind(seal(
-                    Column::EncounterAdmittedAt,
-                    time(encounter.admitted_at),
-                ))
-                .bind(seal(
-                    Column::EncounterDischargedAt,
-                    time(encounter.discharged_at),
-                ))
-                .bind(&at)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
+        // Sealed values are bound to their row's id: the visit's own, or a new one.
+        let id = existing.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let time = |column, t: Option<chrono::NaiveDateTime>| {
+            t.map(|t| phi.seal(column, &id, &t.format(TIME).to_string()))
+        };
+        // A visit seen before follows the message's patient; what it does not send stays.
+        sqlx::query(
+            "INSERT INTO encounters (id, patient_id, visit_index, visit_number, patient_class,
+                admitted_at, discharged_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+             ON CONFLICT (visit_index) DO UPDATE SET patient_id = excluded.patient_id,
+                patient_class = COALESCE(excluded.patient_class, patient_class),
+                admitted_at = COALESCE(excluded.admitted_at, admitted_at),
+                discharged_at = COALESCE(excluded.discharged_at, discharged_at),
+                updated_at = excluded.updated_at",
+        )
+        .bind(&id)
+        .bind(encounter.patient_id.to_string())
+        .bind(&index)
+        .bind(phi.seal(
+            Column::EncounterVisitNumber,
+            &id,
+            encounter.visit_number.trim(),
+        ))
+        .bind(&encounter.patient_class)
+        .bind(time(Column::EncounterAdmittedAt, encounter.admitted_at))
+        .bind(time(Column::EncounterDischargedAt, encounter.discharged_at))
+        .bind(now())
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 
@@ -383,5 +351,68 @@ mod tests {
                 "{needle} is in the database file"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_visit_is_recorded_once_follows_its_patient_and_keeps_what_is_not_sent() {
+        let store = store().await;
+        let mut tx = store.begin().await.unwrap();
+        let first = store
+            .ensure_patient(&mut tx, &Mrn::parse("E-1").unwrap(), "Vera Visit", None)
+            .await
+            .unwrap();
+        let second = store
+            .ensure_patient(&mut tx, &Mrn::parse("E-2").unwrap(), "Otto Other", None)
+            .await
+            .unwrap();
+        let admitted = NaiveDate::from_ymd_opt(2026, 12, 1)
+            .unwrap()
+            .and_hms_opt(8, 30, 0);
+        store
+            .record_encounter(
+                &mut tx,
+                &Encounter {
+                    patient_id: first,
+                    visit_number: "V-9".into(),
+                    patient_class: Some("I".into()),
+                    admitted_at: admitted,
+                    discharged_at: None,
+                },
+            )
+            .await
+            .unwrap();
+        // Reported again (lower case, another patient, only the discharge).
+        let discharged = NaiveDate::from_ymd_opt(2026, 12, 4)
+            .unwrap()
+            .and_hms_opt(11, 0, 0);
+        store
+            .record_encounter(
+                &mut tx,
+                &Encounter {
+                    patient_id: second,
+                    visit_number: " v-9 ".into(),
+                    patient_class: None,
+                    admitted_at: None,
+                    discharged_at: discharged,
+                },
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(store.encounters_of(first).await.unwrap().is_empty());
+        let visits = store.encounters_of(second).await.unwrap();
+        assert_eq!(visits.len(), 1);
+        let visit = store.encounter("V-9").await.unwrap().unwrap();
+        assert_eq!(visit.visit_number, "V-9");
+        assert_eq!(visit.patient_class.as_deref(), Some("I"));
+        assert_eq!(
+            (visit.admitted_at, visit.discharged_at),
+            (admitted, discharged)
+        );
+        let bytes = file_bytes(&store).await;
+        assert!(
+            !bytes.windows(3).any(|w| w == b"V-9"),
+            "the visit number is sealed"
+        );
     }
 }
