@@ -354,17 +354,11 @@ pub async fn patients_named(
         chartvault_index::IndexError::Query(message) => AppError::invalid(message),
         other => AppError::internal(other),
     })?;
-    let general = crate::domain::Category::general();
     Ok(found
         .into_iter()
         .map(|matched| (crate::domain::PatientId(matched.patient_id), matched.pages))
         .filter(|(patient_id, _)| {
-            let resource = crate::access::policy::Resource {
-                patient_id: *patient_id,
-                document_id: None,
-                category: &general,
-                records_only: false,
-            };
+            let resource = crate::access::policy::Resource::patient(*patient_id);
             decide(principal, Action::LookupPatient, Some(&resource)).is_allow()
         })
         .collect())

@@ -98,6 +98,20 @@ pub struct Resource<'a> {
     pub records_only: bool,
 }
 
+impl Resource<'static> {
+    /// A patient as such (their chart, their name): in the general category, for anyone
+    /// who may see the patient.
+    pub fn patient(patient_id: PatientId) -> Resource<'static> {
+        static GENERAL: std::sync::LazyLock<Category> = std::sync::LazyLock::new(Category::general);
+        Resource {
+            patient_id,
+            document_id: None,
+            category: &GENERAL,
+            records_only: false,
+        }
+    }
+}
+
 /// What the policy looks at in a document (here, beside the policy, not in the store).
 impl Document {
     /// Seen by `records` alone: a document in the QA queue, or flagged for it at upload in

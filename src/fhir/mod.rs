@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use crate::access::audit::{authorize, AuditEvent};
 use crate::access::lookup::document_in_scope;
 use crate::access::policy::{decide, Action, Principal, Resource};
-use crate::domain::{Category, DocumentStatus, PatientId};
+use crate::domain::{DocumentStatus, PatientId};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::state::AppState;
 use crate::store::documents::Document;
@@ -437,17 +437,11 @@ async fn read_patient(
         return Err(AppError::not_found());
     };
     // Out of scope: audited as refused, and 404 as for no patient.
-    let general = Category::general();
     authorize(
         &state.db,
         &principal,
         Action::LookupPatient,
-        Some(&Resource {
-            patient_id: patient.id,
-            document_id: None,
-            category: &general,
-            records_only: false,
-        }),
+        Some(&Resource::patient(patient.id)),
     )
     .await?;
     AuditEvent::new(&principal, Action::LookupPatient)
@@ -459,16 +453,10 @@ async fn read_patient(
 }
 
 fn patient_visible(principal: &Principal, patient: PatientId) -> bool {
-    let general = Category::general();
     decide(
         principal,
         Action::LookupPatient,
-        Some(&Resource {
-            patient_id: patient,
-            document_id: None,
-            category: &general,
-            records_only: false,
-        }),
+        Some(&Resource::patient(patient)),
     )
     .is_allow()
 }

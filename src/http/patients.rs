@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{Action, Principal, Resource};
-use crate::domain::Category;
 use crate::error::{AppError, AppResult};
 use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
@@ -60,12 +59,7 @@ pub async fn lookup(
         &state.db,
         &principal,
         Action::LookupPatient,
-        Some(&Resource {
-            patient_id: patient.id,
-            document_id: None,
-            category: &Category::general(),
-            records_only: false,
-        }),
+        Some(&Resource::patient(patient.id)),
     )
     .await?;
     AuditEvent::new(&principal, Action::LookupPatient)
