@@ -10,7 +10,8 @@
 //!   database, so a restart resumes where the sender was;
 //! - nothing twice after an ACK: an answer is recorded before the next message goes out.
 //!   `AA`/`CA` mark the notification sent; `AE`/`AR` (the receiver will not take it) mark it
-//!   refused, log the reason, and the feed moves on;
+//!   refused, log and record the receiver's error code (ERR-3; never its words, which may
+//!   name the patient), and the feed moves on;
 //! - the log names message types and control ids, never content.
 
 use std::time::Duration;
@@ -86,7 +87,8 @@ struct Sender {
 struct Ack {
     code: String,
     control_id: String,
-    reason: Option<String>,
+    /// ERR-3.1 (HL7 table 0357), when given.
+    error_code: Option<String>,
 }
 
 impl Sender {
@@ -137,12 +139,19 @@ impl Sender {
                     if accepted {
                         tracing::info!(message_type = %message.message_type, control_id = %event.control_id, ack = %ack.code, "MDM message sent");
                     } else {
-                        tracing::error!(message_type = %message.message_type, control_id = %event.control_id, ack = %ack.code, "the receiver refused an MDM message; moving on");
+                        tracing::error!(message_type = %message.message_type, control_id = %event.control_id, ack = %ack.code, error_code = ?ack.error_code, "the receiver refused an MDM message; moving on");
                     }
                     if let Err(error) = self
                         .state
                         .db
-                        .outbox_answered(event.seq, &ack.code, accepted, ack.reason.as_deref())
+                        .outbox_answered(
+                            event.seq,
+                            &ack.code,
+                            accepted,
+                            ack.error_code
+                                .map(|code| format!("ERR-3 {code}"))
+                                .as_deref(),
+                        )
                         .await
                     {
                         // Sent again after a restart: the receiver sees the same MSH-10.
@@ -235,7 +244,9 @@ impl Sender {
     }
 }
 
-/// MSA-1, MSA-2 and the reason (ERR-8, else MSA-3) of an acknowledgement.
+/// MSA-1, MSA-2 and the error code (ERR-3's identifier, HL7 table 0357) of an
+/// acknowledgement. The receiver's free text (ERR-8, MSA-3) is not read: another system's
+/// words may name the patient.
 fn read_ack(frame: &[u8]) -> anyhow::Result<Ack> {
     let text = String::from_utf8_lossy(frame);
     let text = text.trim_matches(|c| c == '\r' || c == '\n');
@@ -243,17 +254,15 @@ fn read_ack(frame: &[u8]) -> anyhow::Result<Ack> {
         .map_err(|_| anyhow::anyhow!("the answer is not an HL7 message"))?;
     let code = component_text(&message, "MSA", 1, 1);
     anyhow::ensure!(!code.is_empty(), "the answer has no MSA-1");
-    let reason = [
-        field_text(&message, "ERR", 8),
-        field_text(&message, "MSA", 3),
-    ]
-    .into_iter()
-    .find(|r| !r.is_empty())
-    .map(|r| r.chars().take(200).collect());
+    let error_code = component_text(&message, "ERR", 3, 1);
+    let error_code = (!error_code.is_empty()
+        && error_code.len() <= 16
+        && error_code.chars().all(|c| c.is_ascii_alphanumeric()))
+    .then_some(error_code);
     Ok(Ack {
         code,
         control_id: field_text(&message, "MSA", 2),
-        reason,
+        error_code,
     })
 }
 
@@ -262,7 +271,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_ack_is_read_for_its_code_control_id_and_reason() {
+    fn an_ack_is_read_for_its_code_control_id_and_error_code_not_its_words() {
         let ack = read_ack(
             b"MSH|^~\\&|EHR|H|CV|CV|20261207||ACK^T02^ACK|9|P|2.5\rMSA|AE|c0ffee\rERR|||207|E||||no such patient\r",
         )
@@ -272,7 +281,7 @@ mod tests {
             Ack {
                 code: "AE".into(),
                 control_id: "c0ffee".into(),
-                reason: Some("no such patient".into()),
+                error_code: Some("207".into()),
             }
         );
         assert!(read_ack(b"not hl7").is_err());

@@ -85,7 +85,8 @@ pub trait Hl7Store {
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// The receiver answered: `sent` (AA, CA) or `refused` (AE, AR, ...), with its code and
-    /// reason. Never sent again.
+    /// why, as codes only (no PHI: `ERR-3 207`, or the archive's own words). Never sent
+    /// again.
     fn outbox_answered(
         &self,
         seq: i64,
