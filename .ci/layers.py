@@ -22,10 +22,10 @@ LAYERS = [
     ("store", ["store"]),
     ("core", ["app", "error"]),
     ("features", ["access", "audit", "ingest", "search", "legal", "ops", "feeds"]),
-    ("front ends", ["http", "cli", "mllp", "fhir"]),
+    ("front ends", ["http", "cli", "mllp", "fhir", "dicomweb"]),
     ("composition root", ["startup", "main", "lib", "bin"]),
 ]
-AXUM_ALLOWED = ["http", "fhir", "startup", "main", "lib"]
+AXUM_ALLOWED = ["http", "fhir", "dicomweb", "startup", "main", "lib"]
 SQLX_ALLOWED = ["store"]
 
 

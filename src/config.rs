@@ -35,6 +35,26 @@ pub struct Config {
     pub hl7: Hl7Config,
     pub patients: PatientsConfig,
     pub fhir: FhirConfig,
+    pub dicomweb: DicomwebConfig,
+}
+
+/// DICOMweb at `/dicom-web` (see `dicomweb`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DicomwebConfig {
+    /// The document type of an instance stored through STOW-RS.
+    pub document_type: String,
+    /// Its category.
+    pub category: String,
+}
+
+impl Default for DicomwebConfig {
+    fn default() -> Self {
+        DicomwebConfig {
+            document_type: "diagnostic-imaging".into(),
+            category: "general".into(),
+        }
+    }
 }
 
 /// FHIR R4 at `/fhir` (see `fhir`).
@@ -162,6 +182,36 @@ impl PatientsConfig {
             .iter()
             .map(|issuer| mrn.clone().issued_by(Some(issuer.name.clone())))
             .find(|candidate| self.fhir_system(candidate) == system)
+    }
+
+    /// The MRN a DICOM instance names: its Patient ID (0010,0020), under the issuer whose
+    /// `dicom_issuer` is its Issuer of Patient ID (0010,0021), else the default issuer.
+    pub fn mrn_of_dicom(
+        &self,
+        patient_id: &str,
+        issuer_of_patient_id: Option<&str>,
+    ) -> Result<crate::domain::Mrn, String> {
+        let issuer = issuer_of_patient_id.and_then(|wanted| {
+            self.issuers
+                .iter()
+                .find(|i| {
+                    i.dicom_issuer
+                        .as_deref()
+                        .is_some_and(|d| d.trim().eq_ignore_ascii_case(wanted.trim()))
+                })
+                .map(|i| i.name.clone())
+        });
+        Ok(crate::domain::Mrn::parse(patient_id)?.issued_by(issuer))
+    }
+
+    /// The Issuer of Patient ID (0010,0021) of an MRN's issuer, where one is configured.
+    pub fn dicom_issuer(&self, mrn: &crate::domain::Mrn) -> Option<&str> {
+        let name = mrn.issuer()?;
+        self.issuers
+            .iter()
+            .find(|i| i.name == name)?
+            .dicom_issuer
+            .as_deref()
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -600,6 +650,7 @@ impl Default for Config {
             hl7: Hl7Config::default(),
             patients: PatientsConfig::default(),
             fhir: FhirConfig::default(),
+            dicomweb: DicomwebConfig::default(),
         }
     }
 }
@@ -769,6 +820,10 @@ impl Config {
             }
         }
         self.patients.validate()?;
+        crate::domain::parse_slug("dicomweb.document_type", &self.dicomweb.document_type)
+            .map_err(anyhow::Error::msg)?;
+        crate::domain::Category::parse(&self.dicomweb.category)
+            .map_err(|e| anyhow::anyhow!("dicomweb.{e}"))?;
         if !["T01", "T02"].contains(&self.hl7.mdm.event.as_str()) {
             anyhow::bail!("hl7.mdm.event is T02 or T01");
         }

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     InvalidRequest,
     InvalidScan,
     UnsupportedMediaType,
+    /// None of the representations the request accepts can be given (406).
+    NotAcceptable,
     PayloadTooLarge,
     Unauthorized,
     Forbidden,
@@ -38,6 +40,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidScan => "invalid_scan",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::NotAcceptable => "not_acceptable",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",

@@ -47,6 +47,7 @@ pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod dicomweb;
 pub mod domain;
 pub mod error;
 pub mod feeds;

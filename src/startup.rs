@@ -211,6 +211,7 @@ impl Application {
         // Before the worker: a document indexed from now on gets its outbox row.
         crate::mllp::sender::spawn(state.archive.clone())?;
         crate::ingest::hashes::spawn_backfill(state.archive.clone());
+        crate::ingest::dicom::spawn_instance_backfill(state.archive.clone());
         crate::ingest::worker::spawn(state.archive.clone(), ocr_threads);
         crate::ingest::intake::spawn(state.archive.clone());
         let hl7_addr = crate::mllp::spawn(state.archive.clone()).await?;
@@ -259,7 +260,11 @@ impl Application {
                 .max_inline_bytes
                 .min(config.limits.max_upload_bytes),
         );
-        let app = router(self.state.clone(), vec![("/fhir", fhir)]);
+        let dicomweb = crate::dicomweb::routes(config.limits.max_upload_bytes);
+        let app = router(
+            self.state.clone(),
+            vec![("/fhir", fhir), ("/dicom-web", dicomweb)],
+        );
         let cancel = state.shutdown.clone();
         let limits = crate::http::serve::ConnectionLimits::from_config(&state.config.server);
         if let Some(tls) = &self.tls {

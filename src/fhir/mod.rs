@@ -154,25 +154,7 @@ async fn operation_outcomes(request: Request, next: Next) -> Response {
 /// The base URL of the FHIR endpoint: `server.public_url` + `/fhir`, else from the request's
 /// `Host`.
 fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    match &state.config.server.public_url {
-        Some(base) => format!("{}/fhir", base.trim_end_matches('/')),
-        None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .filter(|h| {
-                    h.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
-                })
-                .unwrap_or("localhost");
-            let scheme = if state.config.server.tls_cert_file.is_some() {
-                "https"
-            } else {
-                "http"
-            };
-            format!("{scheme}://{host}/fhir")
-        }
-    }
+    state.absolute_link(headers, "/fhir")
 }
 
 /// `GET /fhir/metadata`: what this server does (no token needed, as FHIR clients expect).

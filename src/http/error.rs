@@ -16,6 +16,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
         ErrorCode::InvalidScan => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,

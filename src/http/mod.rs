@@ -13,7 +13,7 @@ pub mod error;
 pub mod extract;
 mod holds;
 mod metrics;
-mod multipart;
+pub(crate) mod multipart;
 mod patients;
 mod qa;
 mod releases;

@@ -45,4 +45,28 @@ impl AppState {
             None => path.to_string(),
         }
     }
+
+    /// An absolute link to `path` (under the service's root, starting with `/`): under
+    /// `server.public_url` when it is set, else under the scheme the service serves and the
+    /// request's `Host` (a `Host` that is not a plain host name or address reads as
+    /// `localhost`). For the protocols whose answers carry absolute URLs (FHIR, DICOMweb).
+    pub fn absolute_link(&self, headers: &axum::http::HeaderMap, path: &str) -> String {
+        if self.config.server.public_url.is_some() {
+            return self.link(path);
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+            })
+            .unwrap_or("localhost");
+        let scheme = if self.config.server.tls_cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{host}{path}")
+    }
 }

@@ -6,9 +6,11 @@
 //! - [`batch`]: barcode-separated batches split into documents.
 //! - [`correct`]: corrections: a new version of a document, the old one kept.
 //! - [`intake`]: scanner hot folders, taken through the same upload services.
+//! - [`dicom`]: DICOM instances stored through DICOMweb, and their recorded data sets.
 
 pub mod batch;
 pub mod correct;
+pub mod dicom;
 pub mod hashes;
 pub mod intake;
 pub mod pages;

@@ -259,7 +259,18 @@ pub async fn accept(
     metadata: ValidMetadata,
     principal: &Principal,
 ) -> Result<Accepted, AppError> {
-    accept_inner(state, &staged, &metadata, principal).await
+    accept_inner(state, &staged, &metadata, principal, None).await
+}
+
+/// [`accept`] for an upload preflighted already (`preflight` of `staged`).
+pub(crate) async fn accept_preflighted(
+    state: &Archive,
+    staged: Staged,
+    metadata: ValidMetadata,
+    principal: &Principal,
+    preflight: chartvault_ocr::Preflight,
+) -> Result<Accepted, AppError> {
+    accept_inner(state, &staged, &metadata, principal, Some(preflight)).await
 }
 
 async fn accept_inner(
@@ -267,6 +278,7 @@ async fn accept_inner(
     staged: &Staged,
     metadata: &ValidMetadata,
     principal: &Principal,
+    preflight: Option<chartvault_ocr::Preflight>,
 ) -> Result<Accepted, AppError> {
     if staged.size == 0 {
         return Err(AppError::invalid("the file is empty"));
@@ -277,7 +289,10 @@ async fn accept_inner(
         }
     }
     let doc = staged.doc;
-    let preflight = preflight_staged(state, staged).await?;
+    let preflight = match preflight {
+        Some(preflight) => preflight,
+        None => preflight_staged(state, staged).await?,
+    };
 
     let page_count = preflight.pages.len() as u32;
     let mut qa_reason = None;
@@ -335,7 +350,15 @@ async fn accept_inner(
         qa_reason,
     };
     let wrapped = state.vault.current_wrap(&staged.key)?;
-    let committed = record(&state.db, staged, &wrapped, metadata, new_doc).await;
+    let committed = record(
+        &state.db,
+        staged,
+        &wrapped,
+        metadata,
+        new_doc,
+        preflight.dicom.as_ref(),
+    )
+    .await;
     let patient_id = match committed {
         Ok(patient_id) => patient_id,
         Err(error) => {
@@ -360,7 +383,7 @@ async fn accept_inner(
 }
 
 /// Preflights a staged upload through the decrypting reader (headers only, no pixels).
-async fn preflight_staged(
+pub(crate) async fn preflight_staged(
     state: &Archive,
     staged: &Staged,
 ) -> Result<chartvault_ocr::Preflight, AppError> {
@@ -568,6 +591,7 @@ async fn record(
     wrapped: &chartvault_storage::WrappedKey,
     metadata: &ValidMetadata,
     mut new_doc: NewDocument,
+    dicom: Option<&chartvault_ocr::DicomInfo>,
 ) -> crate::store::StoreResult<crate::domain::PatientId> {
     let mut tx = db.begin().await?;
     Db::insert_key(
@@ -582,6 +606,16 @@ async fn record(
         .await?;
     new_doc.patient_id = patient_id;
     db.insert_document_with_job(&mut tx, &new_doc).await?;
+    if let Some(dicom) = dicom {
+        db.record_dicom_instance(
+            &mut tx,
+            new_doc.id,
+            dicom.study_instance_uid.as_deref().unwrap_or_default(),
+            dicom.series_instance_uid.as_deref().unwrap_or_default(),
+            &dicom.metadata,
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(patient_id)
 }

@@ -60,6 +60,25 @@ pub struct Document {
     pub correction_reason: Option<String>,
 }
 
+/// A DICOM document's instance as DICOMweb answers for it.
+#[derive(Debug, Clone)]
+pub struct DicomInstance {
+    pub document_id: DocumentId,
+    /// The data set as DICOM JSON, without pixel data.
+    pub metadata: serde_json::Value,
+}
+
+/// Which DICOM instances to read.
+#[derive(Debug, Clone, Copy)]
+pub enum DicomLookup<'a> {
+    /// Those of these documents.
+    Documents(&'a [DocumentId]),
+    /// Those of one study (by Study Instance UID).
+    Study(&'a str),
+    /// Every one.
+    All,
+}
+
 /// What a retention destruction certifies; written in the destruction's transaction.
 #[derive(Debug, Clone)]
 pub struct NewCertificate {
@@ -101,6 +120,32 @@ pub trait DocumentStore {
         uid: &str,
     ) -> impl Future<Output = StoreResult<Option<Document>>> + Send;
 
+    /// Records a DICOM document's instance (its UIDs' blind indexes and its data set,
+    /// sealed), inside the caller's transaction; replaces what was recorded.
+    fn record_dicom_instance(
+        &self,
+        tx: &mut Tx,
+        document: DocumentId,
+        study_instance_uid: &str,
+        series_instance_uid: &str,
+        metadata: &serde_json::Value,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The recorded DICOM instances `lookup` names (of documents in any state: the caller
+    /// reads the documents).
+    fn dicom_instances(
+        &self,
+        lookup: DicomLookup<'_>,
+    ) -> impl Future<Output = StoreResult<Vec<DicomInstance>>> + Send;
+
+    /// DICOM documents (not destroyed) whose instance is not recorded yet, by id, after
+    /// `after`.
+    fn dicom_documents_without_instance(
+        &self,
+        after: Option<DocumentId>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<DocumentId>>> + Send;
+
     /// Documents (not destroyed) whose original's SHA-1 is not recorded yet, by id, after
     /// `after`.
     fn documents_without_sha1(
@@ -127,7 +172,8 @@ pub trait DocumentStore {
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Marks `old` entered in error, superseded by `new` (inside the transaction that records
-    /// `new`), and moves a DICOM instance's blind index to the new version. False when `old`
+    /// `new`), and moves a DICOM instance's blind index and recorded instance to the new
+    /// version. False when `old`
     /// is no longer an indexed document outside the QA queue and not corrected before.
     fn supersede(
         &self,

@@ -1,5 +1,5 @@
 //! Sealing of the PHI the database holds: patient MRN, name and birth date, a document's
-//! encounter and a deletion's reason, a disclosure's recipient, description and purpose, a
+//! encounter and a deletion's reason, a DICOM instance's data set, a disclosure's recipient, description and purpose, a
 //! legal hold's matter, custodian, reasons and query, a release request's parties and notes.
 //! (The audit log is sealed under a key of its own: see [`crate::audit`].)
 //!
@@ -50,6 +50,7 @@ pub enum Column {
     EncounterVisitNumber,
     EncounterAdmittedAt,
     EncounterDischargedAt,
+    DicomMetadata,
 }
 
 impl Column {
@@ -80,6 +81,7 @@ impl Column {
             Column::EncounterVisitNumber => "encounters.visit_number",
             Column::EncounterAdmittedAt => "encounters.admitted_at",
             Column::EncounterDischargedAt => "encounters.discharged_at",
+            Column::DicomMetadata => "dicom_instances.metadata",
         }
     }
 }
@@ -151,6 +153,22 @@ impl PhiCipher {
     pub fn sop_index(&self, sop_instance_uid: &str) -> Vec<u8> {
         self.fields
             .blind_index("chartvault:dicom-sop:", sop_instance_uid.trim().as_bytes())
+    }
+
+    /// The blind index of a DICOM Study Instance UID.
+    pub fn study_index(&self, study_instance_uid: &str) -> Vec<u8> {
+        self.fields.blind_index(
+            "chartvault:dicom-study:",
+            study_instance_uid.trim().as_bytes(),
+        )
+    }
+
+    /// The blind index of a DICOM Series Instance UID.
+    pub fn series_index(&self, series_instance_uid: &str) -> Vec<u8> {
+        self.fields.blind_index(
+            "chartvault:dicom-series:",
+            series_instance_uid.trim().as_bytes(),
+        )
     }
 }
 

@@ -66,6 +66,39 @@ const EXPECTED: &[Row] = &[
     ("GET /fhir/Patient/{id}",                     "OUT", [403, 200, 200, 403, 404, 404, 404, 404]),
     ("GET /fhir/Patient",                          "IN",  [403, 200, 200, 403, 200, 200, 200, 200]),
     ("POST /fhir/Patient/_search",                 "OUT", [403, 200, 200, 403, 200, 200, 200, 200]),
+    // DICOMweb: retrieval as the API's reads (G, S, O are x-rays of their own); a search
+    // answers only what the caller may read (nothing for a patient out of scope); a store
+    // is an ingest.
+    ("GET /dicom-web/studies/{study}",              "G",   [403, 200, 200, 403, 404, 200, 200, 200]),
+    ("GET /dicom-web/studies/{study}",              "S",   [403, 404, 404, 403, 404, 404, 404, 200]),
+    ("GET /dicom-web/studies/{study}",              "O",   [403, 200, 200, 403, 404, 404, 404, 404]),
+    ("GET /dicom-web/studies/{study}/metadata",     "G",   [403, 200, 200, 403, 404, 200, 200, 200]),
+    ("GET /dicom-web/studies/{study}/metadata",     "S",   [403, 404, 404, 403, 404, 404, 404, 200]),
+    ("GET /dicom-web/studies/{study}/metadata",     "O",   [403, 200, 200, 403, 404, 404, 404, 404]),
+    ("GET /dicom-web/studies/{study}/series/{series}","G",   [403, 200, 200, 403, 404, 200, 200, 200]),
+    ("GET /dicom-web/studies/{study}/series/{series}","S",   [403, 404, 404, 403, 404, 404, 404, 200]),
+    ("GET /dicom-web/studies/{study}/series/{series}","O",   [403, 200, 200, 403, 404, 404, 404, 404]),
+    ("GET /dicom-web/studies/{study}/series/{series}/metadata","G",   [403, 200, 200, 403, 404, 200, 200, 200]),
+    ("GET /dicom-web/studies/{study}/series/{series}/metadata","S",   [403, 404, 404, 403, 404, 404, 404, 200]),
+    ("GET /dicom-web/studies/{study}/series/{series}/metadata","O",   [403, 200, 200, 403, 404, 404, 404, 404]),
+    ("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}","G",   [403, 200, 200, 403, 404, 200, 200, 200]),
+    ("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}","S",   [403, 404, 404, 403, 404, 404, 404, 200]),
+    ("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}","O",   [403, 200, 200, 403, 404, 404, 404, 404]),
+    ("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}/metadata","G",   [403, 200, 200, 403, 404, 200, 200, 200]),
+    ("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}/metadata","S",   [403, 404, 404, 403, 404, 404, 404, 200]),
+    ("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}/metadata","O",   [403, 200, 200, 403, 404, 404, 404, 404]),
+    ("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}/rendered","G",   [403, 200, 200, 403, 404, 200, 200, 200]),
+    ("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}/rendered","S",   [403, 404, 404, 403, 404, 404, 404, 200]),
+    ("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}/rendered","O",   [403, 200, 200, 403, 404, 404, 404, 404]),
+    ("GET /dicom-web/studies",                      "IN", [403, 200, 200, 403, 200, 200, 200, 200]),
+    ("GET /dicom-web/studies",                      "OUT",[403, 200, 200, 403, 200, 200, 200, 200]),
+    ("GET /dicom-web/series",                       "IN", [403, 200, 200, 403, 200, 200, 200, 200]),
+    ("GET /dicom-web/instances",                    "OUT",[403, 200, 200, 403, 200, 200, 200, 200]),
+    ("GET /dicom-web/studies/{study}/series",       "G",  [403, 200, 200, 403, 200, 200, 200, 200]),
+    ("GET /dicom-web/studies/{study}/instances",    "O",  [403, 200, 200, 403, 200, 200, 200, 200]),
+    ("GET /dicom-web/studies/{study}/series/{series}/instances","G",  [403, 200, 200, 403, 200, 200, 200, 200]),
+    ("POST /dicom-web/studies",                     "IN",  [403, 200, 403, 403, 403, 403, 403, 403]),
+    ("POST /dicom-web/studies/{study}",             "IN",  [403, 200, 403, 403, 403, 403, 403, 403]),
     ("POST /search",                               "IN",  [403, 200, 200, 403, 200, 200, 200, 200]),
     ("POST /search",                               "OUT", [403, 200, 200, 403, 200, 200, 200, 200]),
     ("POST /patients/lookup",                      "IN",  [403, 200, 200, 403, 404, 200, 200, 200]),
@@ -137,6 +170,9 @@ struct World {
     mrns: BTreeMap<&'static str, &'static str>,
     /// The patients' ids (IN, OUT).
     patients: BTreeMap<&'static str, String>,
+    /// The (study, series, SOP instance) UIDs of the x-rays beside G, S and O: the same
+    /// patient and category each.
+    xrays: BTreeMap<&'static str, (String, String, String)>,
 }
 
 fn scan(marker: &str, seed: u64) -> Vec<u8> {
@@ -197,8 +233,38 @@ async fn build_world(app: &TestApp) -> World {
     let g = upload(mrns["IN"], "Ines Inscope", "general", "alderwood", 61).await;
     let s = upload(mrns["IN"], "Ines Inscope", "hiv", "birchwood", 62).await;
     let o = upload(mrns["OUT"], "Otto Outscope", "general", "cedarwood", 63).await;
+    // An x-ray beside each, stored as the API stores DICOM files.
+    let mut xrays = BTreeMap::new();
+    let mut xray_docs = Vec::new();
+    for (n, (target, mrn, name, category)) in [
+        ("G", mrns["IN"], "Ines Inscope", "general"),
+        ("S", mrns["IN"], "Ines Inscope", "hiv"),
+        ("O", mrns["OUT"], "Otto Outscope", "general"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let uids = (
+            format!("1.2.826.0.1.3680043.2.1125.61.{n}"),
+            format!("1.2.826.0.1.3680043.2.1125.62.{n}"),
+            format!("1.2.826.0.1.3680043.2.1125.63.{n}"),
+        );
+        let bytes = crate::dicom::xray_in(
+            mrn,
+            (&uids.0, &uids.1, &uids.2),
+            "1.2.840.10008.1.2.1",
+            None,
+        );
+        let mut meta = metadata(mrn, name, "x-ray");
+        meta["category"] = json!(category);
+        let response = app.upload_as(&app.records, bytes, &meta).await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        xray_docs.push(body["id"].as_str().unwrap().to_string());
+        xrays.insert(target, uids);
+    }
     // (Through the database: no test principal may read S without the grant.)
-    for id in [&g, &s, &o] {
+    for id in [&g, &s, &o].into_iter().chain(&xray_docs) {
         let id: chartvault::domain::DocumentId = id.parse().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
         loop {
@@ -253,6 +319,7 @@ async fn build_world(app: &TestApp) -> World {
         docs: BTreeMap::from([("G", g), ("S", s), ("O", o)]),
         mrns,
         patients,
+        xrays,
     }
 }
 
@@ -262,6 +329,9 @@ async fn call(app: &TestApp, world: &World, route: &str, target: &str, principal
     let (method, path) = route.split_once(' ').unwrap();
     if path.starts_with("/fhir/") {
         return call_fhir(app, world, (method, path), target, token).await;
+    }
+    if path.starts_with("/dicom-web/") {
+        return call_dicomweb(app, world, (method, path), target, token).await;
     }
     let mut url_path = path.to_string();
     if let Some(doc) = world.docs.get(target) {
@@ -530,6 +600,59 @@ async fn call_fhir(
         .as_u16()
 }
 
+/// Issues a DICOMweb route: a retrieval names the target's x-ray, a search names the
+/// target's patient (`PatientID`), a store sends a new x-ray of patient IN.
+async fn call_dicomweb(
+    app: &TestApp,
+    world: &World,
+    (method, path): (&str, &str),
+    target: &str,
+    token: &str,
+) -> u16 {
+    let (study, series, instance) = world.xrays.get(target).cloned().unwrap_or_else(|| {
+        let g = &world.xrays["G"];
+        (g.0.clone(), g.1.clone(), g.2.clone())
+    });
+    let url = app.url(
+        &path
+            .replace("{study}", &study)
+            .replace("{series}", &series)
+            .replace("{instance}", &instance),
+    );
+    let request = if method == "POST" {
+        let sop = format!("2.25.{}", uuid::Uuid::new_v4().as_u128());
+        let bytes = crate::dicom::xray_in(
+            world.mrns["IN"],
+            (&study, &series, &sop),
+            "1.2.840.10008.1.2.1",
+            None,
+        );
+        let mut body = b"--xray\r\nContent-Type: application/dicom\r\n\r\n".to_vec();
+        body.extend(bytes);
+        body.extend(b"\r\n--xray--\r\n");
+        app.http
+            .post(url)
+            .header(
+                "content-type",
+                "multipart/related; type=\"application/dicom\"; boundary=xray",
+            )
+            .body(body)
+    } else if world.mrns.contains_key(target) {
+        app.http
+            .get(url)
+            .query(&[("PatientID", world.mrns[target])])
+    } else {
+        app.http.get(url)
+    };
+    request
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// A patient's request for access to their own records (no checklist item to satisfy).
 fn release_body(mrn: &str) -> Value {
     json!({
@@ -556,7 +679,7 @@ async fn every_role_and_scope_gets_the_status_written_down_for_every_route() {
     let app = spawn_app().await;
     let world = build_world(&app).await;
 
-    // The table covers exactly the router's routes, the API's and FHIR's.
+    // The table covers exactly the router's routes: the API's, FHIR's and DICOMweb's.
     let routes: Vec<String> = chartvault::http::routes::api_route_table()
         .into_iter()
         .map(|(method, path)| format!("{method} {path}"))
@@ -564,6 +687,11 @@ async fn every_role_and_scope_gets_the_status_written_down_for_every_route() {
             chartvault::fhir::route_table()
                 .into_iter()
                 .map(|(method, path)| format!("{method} /fhir{path}")),
+        )
+        .chain(
+            chartvault::dicomweb::route_table()
+                .into_iter()
+                .map(|(method, path)| format!("{method} /dicom-web{path}")),
         )
         .collect();
     for route in &routes {

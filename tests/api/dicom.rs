@@ -26,9 +26,28 @@ fn short(tag: dicom_core::Tag, value: u16) -> DataElement<InMemDicomObject> {
 
 /// A 64x64 DX hand x-ray, 12 bits in 16, MONOCHROME2, with a window: native pixel data, or
 /// `pixel_data` as given.
-fn hand_xray(
+pub(crate) fn hand_xray(
     patient_id: &str,
     sop_uid: &str,
+    transfer_syntax: &str,
+    pixel_data: Option<DataElement<InMemDicomObject>>,
+) -> Vec<u8> {
+    xray_in(
+        patient_id,
+        (
+            "1.2.826.0.1.3680043.2.1125.9.2",
+            "1.2.826.0.1.3680043.2.1125.9.3",
+            sop_uid,
+        ),
+        transfer_syntax,
+        pixel_data,
+    )
+}
+
+/// [`hand_xray`] in a study and series of its own: (study, series, SOP instance) UIDs.
+pub(crate) fn xray_in(
+    patient_id: &str,
+    (study, series, sop_uid): (&str, &str, &str),
     transfer_syntax: &str,
     pixel_data: Option<DataElement<InMemDicomObject>>,
 ) -> Vec<u8> {
@@ -42,16 +61,8 @@ fn hand_xray(
         text(tags::PATIENT_NAME, VR::PN, "Doe^Jane"),
         text(tags::PATIENT_ID, VR::LO, patient_id),
         text(tags::BODY_PART_EXAMINED, VR::CS, "HAND"),
-        text(
-            tags::STUDY_INSTANCE_UID,
-            VR::UI,
-            "1.2.826.0.1.3680043.2.1125.9.2",
-        ),
-        text(
-            tags::SERIES_INSTANCE_UID,
-            VR::UI,
-            "1.2.826.0.1.3680043.2.1125.9.3",
-        ),
+        text(tags::STUDY_INSTANCE_UID, VR::UI, study),
+        text(tags::SERIES_INSTANCE_UID, VR::UI, series),
         short(tags::SAMPLES_PER_PIXEL, 1),
         text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
         short(tags::ROWS, 64),

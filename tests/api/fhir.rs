@@ -4,8 +4,6 @@
 //! status with paging, the originals read through the DocumentReference byte for byte, the
 //! patient read and found, and a clinician kept to their care list with OperationOutcomes.
 
-use std::path::PathBuf;
-
 use chartvault::store::prelude::*;
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -104,17 +102,7 @@ async fn fhir_clients_search_and_read_documents_within_the_callers_scope() {
         "other_document": other,
         "new_scan": new_scan,
     });
-    let output = output_with_input(
-        std::process::Command::new(&python)
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fhir/client.py")),
-        request.to_string().as_bytes(),
-    );
-    assert!(
-        output.status.success(),
-        "client.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let out = crate::hl7::run_client(&python, "tests/fhir/client.py", &request);
     let sorted = |mut v: Vec<&String>| {
         v.sort();
         v.into_iter().cloned().collect::<Vec<String>>()

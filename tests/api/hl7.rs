@@ -32,6 +32,22 @@ pub(crate) fn python() -> Option<PathBuf> {
     None
 }
 
+/// Runs a test client script of the repository (`tests/...`) with `request` as its standard
+/// input; its standard output is the JSON it found (a failure shows its standard error).
+pub(crate) fn run_client(python: &PathBuf, script: &str, request: &Value) -> Value {
+    let output = output_with_input(
+        std::process::Command::new(python)
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(script)),
+        request.to_string().as_bytes(),
+    );
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// Where the test's MLLP-over-TLS CA lives (set once the certificates are made).
 static CA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 

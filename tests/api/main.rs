@@ -12,6 +12,7 @@ mod cleanup;
 mod corrections;
 mod crash;
 mod dicom;
+mod dicomweb;
 mod duplicates;
 mod fhir;
 mod fixtures;

@@ -27,6 +27,7 @@
 //! (tags, lengths, sizes, transfer syntax); no attribute value ever appears in one.
 
 mod codestream;
+mod json;
 mod render;
 mod walk;
 
@@ -122,6 +123,12 @@ pub struct DicomInfo {
     /// Its name in dicom-rs' registry, e.g. "JPEG 2000 Image Compression".
     #[serde(deserialize_with = "registry_name")]
     pub transfer_syntax_name: RegistryName,
+    /// The data set as DICOM JSON (PS3.18 F.2: keys `GGGGEEEE`), without Pixel Data and
+    /// binary values over 4 KiB, with the transfer syntax it is stored
+    /// in as Available Transfer Syntax UID (0008,3002): what DICOMweb answers for
+    /// `/metadata` and searches.
+    #[serde(default)]
+    pub metadata: serde_json::Value,
 }
 
 /// `&'static str` under another name: serde's derive borrows a field spelled `&str` from
@@ -251,6 +258,7 @@ fn modality_words(modality: &str) -> Option<&'static str> {
 /// truncated or malformed (including absurd lengths), uses an unknown transfer syntax, has no
 /// SOP Instance UID, or its image is over `limits`.
 pub fn dicom_info(bytes: &[u8], limits: &Limits) -> Result<DicomInfo, ScanError> {
+    let bytes = &*walk::with_group_length(bytes);
     let structure = walk::check(bytes)?;
     let obj = open(bytes, true)?;
     info_from(&obj, &structure, limits)
@@ -292,6 +300,7 @@ pub fn dicom_read(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<(DicomInfo, Result<GrayImage, ScanError>), ScanError> {
+    let bytes = &*walk::with_group_length(bytes);
     let structure = walk::check(bytes)?;
     let obj = open(bytes, false)?;
     let info = info_from(&obj, &structure, limits)?;
@@ -425,6 +434,13 @@ fn info_from(
         .map(|ts| ts.name())
         .unwrap_or(UNKNOWN_TRANSFER_SYNTAX);
 
+    let mut metadata = json::data_set_json(obj);
+    if let Some(elements) = metadata.as_object_mut() {
+        elements.insert(
+            "00083002".into(),
+            serde_json::json!({ "vr": "UI", "Value": [transfer_syntax.clone()] }),
+        );
+    }
     Ok(DicomInfo {
         sop_instance_uid,
         sop_class_uid,
@@ -449,6 +465,7 @@ fn info_from(
         photometric: text(obj, tags::PHOTOMETRIC_INTERPRETATION),
         transfer_syntax,
         transfer_syntax_name,
+        metadata,
     })
 }
 

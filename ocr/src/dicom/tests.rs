@@ -302,6 +302,27 @@ fn fixture_rg1_chest_pa_jpeg2000_lossy() {
     );
     assert!(text.ends_with("2004-08-26"), "{text}");
 
+    // Its data set as DICOM JSON: what DICOMweb serves as the instance's metadata.
+    let meta = &info.metadata;
+    assert_eq!(
+        meta["00100020"],
+        serde_json::json!({ "vr": "LO", "Value": ["9RG1"] })
+    );
+    assert_eq!(
+        meta["00100010"]["Value"][0]["Alphabetic"],
+        "CompressedSamples^RG1"
+    );
+    assert_eq!(meta["00080020"]["Value"][0], "20040826");
+    assert_eq!(
+        meta["00280010"],
+        serde_json::json!({ "vr": "US", "Value": [1955] })
+    );
+    assert_eq!(meta["00083002"]["Value"][0], "1.2.840.10008.1.2.4.91");
+    assert!(
+        meta.get("7FE00010").is_none(),
+        "no pixel data in the metadata"
+    );
+
     // As a radiologist sees a chest PA: the mediastinum and spine (centre) are bright,
     // the lung fields either side of it darker. With MONOCHROME1 not inverted, it would
     // be the other way round.
@@ -421,6 +442,32 @@ fn native_8bit_without_window_uses_min_max() {
     assert_eq!(got[200], 255);
     assert_eq!(got[100], 128); // (110 − 10) / 200 × 255 = 127.5 → 128
     assert_eq!(got[40], 51); // 40 / 200 × 255 = 51
+}
+
+#[test]
+fn a_meta_group_without_its_group_length_is_read_as_pydicom_writes_it() {
+    let values: Vec<u8> = (0..=200u8).collect();
+    let mut obj = image_attributes(1, 201, 8, 8, "MONOCHROME2");
+    obj.put(s(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4.5"));
+    obj.put(native8(&values));
+    let with = to_file(obj, EXPLICIT_LE);
+    // (0002,0000) UL, 4 bytes: the first element after "DICM".
+    assert_eq!(&with[132..136], &[0x02, 0x00, 0x00, 0x00]);
+    let mut without = with[..132].to_vec();
+    without.extend_from_slice(&with[144..]);
+    let limits = Limits::default();
+    assert_eq!(
+        dicom_info(&without, &limits).unwrap(),
+        dicom_info(&with, &limits).unwrap()
+    );
+    assert_eq!(
+        pixels(&dicom_preview(&without, &limits).unwrap()),
+        pixels(&dicom_preview(&with, &limits).unwrap())
+    );
+    // A meta group that runs past the end is still refused, as malformed.
+    let mut cut = without[..140].to_vec();
+    cut.extend_from_slice(&[0xFF; 4]);
+    assert!(dicom_info(&cut, &limits).is_err());
 }
 
 #[test]

@@ -63,6 +63,69 @@ pub(super) struct Structure {
     pub has_pixel_data: bool,
 }
 
+/// The file with a File Meta Information Group Length (0002,0000) when its meta group lacks
+/// one (pydicom writes such files unless told to enforce the file format; PS3.10 requires the
+/// element, and dicom-rs reads the group by it): the group's explicit VR little endian
+/// elements are measured and the element put in front of them. A copy for reading only; the
+/// original is kept as it came. Anything else (a group length present, a file that is not
+/// Part 10, a meta group that cannot be measured) is returned as it is, for [`check`] to
+/// judge.
+pub(super) fn with_group_length(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    let start = PREAMBLE_LEN + 4;
+    if !super::is_dicom(bytes) || bytes.len() < start + 8 {
+        return Cow::Borrowed(bytes);
+    }
+    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+    if u16_at(start) != 0x0002 || u16_at(start + 2) == 0x0000 {
+        return Cow::Borrowed(bytes);
+    }
+    let mut pos = start;
+    while pos + 8 <= bytes.len() && u16_at(pos) == 0x0002 {
+        let long = matches!(
+            &bytes[pos + 4..pos + 6],
+            b"OB"
+                | b"OD"
+                | b"OF"
+                | b"OL"
+                | b"OV"
+                | b"OW"
+                | b"SQ"
+                | b"SV"
+                | b"UC"
+                | b"UN"
+                | b"UR"
+                | b"UT"
+                | b"UV"
+        );
+        let (header, length) = if long {
+            if pos + 12 > bytes.len() {
+                return Cow::Borrowed(bytes);
+            }
+            let raw = &bytes[pos + 8..pos + 12];
+            (
+                12,
+                u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize,
+            )
+        } else {
+            (8, usize::from(u16_at(pos + 6)))
+        };
+        match pos.checked_add(header + length) {
+            Some(next) if next <= bytes.len() && length != 0xFFFF_FFFF => pos = next,
+            _ => return Cow::Borrowed(bytes),
+        }
+    }
+    let Ok(group_length) = u32::try_from(pos - start) else {
+        return Cow::Borrowed(bytes);
+    };
+    let mut out = Vec::with_capacity(bytes.len() + 12);
+    out.extend_from_slice(&bytes[..start]);
+    out.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 0x04, 0x00]);
+    out.extend_from_slice(&group_length.to_le_bytes());
+    out.extend_from_slice(&bytes[start..]);
+    Cow::Owned(out)
+}
+
 /// Checks the whole structure of `bytes` (preamble, meta group, data set); see the module doc.
 pub(super) fn check(bytes: &[u8]) -> Result<Structure, ScanError> {
     if bytes.is_empty() {

@@ -91,6 +91,102 @@ impl DocumentStore for SqliteStore {
         row.map(|row| self.document_from_row(&row)).transpose()
     }
 
+    async fn record_dicom_instance(
+        &self,
+        tx: &mut Tx,
+        document: DocumentId,
+        study_instance_uid: &str,
+        series_instance_uid: &str,
+        metadata: &serde_json::Value,
+    ) -> super::StoreResult<()> {
+        let phi = self.phi()?;
+        let row_id = document.to_string();
+        sqlx::query(
+            "INSERT INTO dicom_instances (document_id, study_index, series_index, metadata,
+                created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (document_id) DO UPDATE SET study_index = excluded.study_index,
+                series_index = excluded.series_index, metadata = excluded.metadata",
+        )
+        .bind(&row_id)
+        .bind(phi.study_index(study_instance_uid))
+        .bind(phi.series_index(series_instance_uid))
+        .bind(phi.seal(Column::DicomMetadata, &row_id, &metadata.to_string()))
+        .bind(now())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn dicom_instances(
+        &self,
+        lookup: DicomLookup<'_>,
+    ) -> super::StoreResult<Vec<DicomInstance>> {
+        let rows: Vec<(String, Vec<u8>)> = match lookup {
+            DicomLookup::Documents(ids) => {
+                let mut rows = Vec::with_capacity(ids.len());
+                for id in ids {
+                    rows.extend(
+                        sqlx::query_as(
+                            "SELECT document_id, metadata FROM dicom_instances
+                             WHERE document_id = $1",
+                        )
+                        .bind(id.to_string())
+                        .fetch_optional(&self.pool)
+                        .await?,
+                    );
+                }
+                rows
+            }
+            DicomLookup::Study(uid) => {
+                sqlx::query_as(
+                    "SELECT document_id, metadata FROM dicom_instances WHERE study_index = $1
+                     ORDER BY document_id",
+                )
+                .bind(self.phi()?.study_index(uid))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            DicomLookup::All => {
+                sqlx::query_as(
+                    "SELECT document_id, metadata FROM dicom_instances ORDER BY document_id",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        let phi = self.phi()?;
+        rows.into_iter()
+            .map(|(id, sealed)| {
+                let json = phi
+                    .open(Column::DicomMetadata, &id, &sealed)
+                    .map_err(StoreError::unreadable)?;
+                Ok(DicomInstance {
+                    document_id: parse_id(&id)?,
+                    metadata: serde_json::from_str(&json).map_err(StoreError::unreadable)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn dicom_documents_without_instance(
+        &self,
+        after: Option<DocumentId>,
+        limit: u32,
+    ) -> super::StoreResult<Vec<DocumentId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM documents d WHERE content_type = 'application/dicom'
+                AND status != 'deleted' AND id > $1
+                AND NOT EXISTS (SELECT 1 FROM dicom_instances i WHERE i.document_id = d.id)
+             ORDER BY id LIMIT $2",
+        )
+        .bind(after.map(|id| id.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|id| parse_id(id)).collect()
+    }
+
     async fn documents_without_sha1(
         &self,
         after: Option<DocumentId>,
@@ -181,6 +277,37 @@ impl DocumentStore for SqliteStore {
         .bind(new.to_string())
         .execute(&mut **tx)
         .await?;
+        // The instance is the new version's (its data set sealed again, under its row).
+        let instance: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT study_index, series_index, metadata FROM dicom_instances
+             WHERE document_id = $1",
+        )
+        .bind(&old_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some((study_index, series_index, sealed)) = instance {
+            let phi = self.phi()?;
+            let metadata = phi
+                .open(Column::DicomMetadata, &old_id, &sealed)
+                .map_err(StoreError::unreadable)?;
+            let new_id = new.to_string();
+            sqlx::query(
+                "INSERT INTO dicom_instances (document_id, study_index,
+                    series_index, metadata, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&new_id)
+            .bind(study_index)
+            .bind(series_index)
+            .bind(phi.seal(Column::DicomMetadata, &new_id, &metadata))
+            .bind(now())
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("DELETE FROM dicom_instances WHERE document_id = $1")
+                .bind(&old_id)
+                .execute(&mut **tx)
+                .await?;
+        }
         Ok(true)
     }
 
@@ -504,6 +631,10 @@ impl SqliteStore {
                 .await?;
         }
         sqlx::query("DELETE FROM pages WHERE document_id = $1")
+            .bind(&row_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM dicom_instances WHERE document_id = $1")
             .bind(&row_id)
             .execute(&mut **tx)
             .await?;

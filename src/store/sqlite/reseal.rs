@@ -66,6 +66,13 @@ const COLUMNS: &[SealedColumn] = &[
         None,
     ),
     phi(
+        "dicom_instances",
+        "metadata",
+        Column::DicomMetadata,
+        &["document_id"],
+        None,
+    ),
+    phi(
         "documents",
         "encounter",
         Column::DocumentEncounter,
