@@ -32,7 +32,27 @@ macro_rules! id_type {
                 Uuid::parse_str(s).map($name)
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                string_schema(Some(utoipa::openapi::schema::KnownFormat::Uuid), None)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
+}
+
+/// The OpenAPI schema of a value written as a string: of a known format, or one of `texts`.
+fn string_schema(
+    format: Option<utoipa::openapi::schema::KnownFormat>,
+    texts: Option<&[&str]>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .format(format.map(utoipa::openapi::schema::SchemaFormat::KnownFormat))
+        .enum_values(texts.map(|texts| texts.to_vec()))
+        .into()
 }
 
 id_type!(DocumentId);
@@ -89,6 +109,14 @@ macro_rules! text_enum {
                 }
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                string_schema(None, Some(&[$($text),+]))
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -250,6 +278,22 @@ impl From<Category> for String {
         value.0
     }
 }
+
+impl utoipa::PartialSchema for Category {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(None, None)
+    }
+}
+
+impl utoipa::ToSchema for Category {}
+
+impl utoipa::PartialSchema for Mrn {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(None, None)
+    }
+}
+
+impl utoipa::ToSchema for Mrn {}
 
 impl PartialEq<str> for Category {
     fn eq(&self, other: &str) -> bool {

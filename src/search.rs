@@ -19,7 +19,7 @@ pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
 const SNIPPET_CHARS: usize = 240;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBody {
     pub query: String,
@@ -33,13 +33,13 @@ pub struct SearchBody {
     pub offset: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     pub total: usize,
     pub hits: Vec<Hit>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Hit {
     pub document_id: DocumentId,
     pub page: u32,
@@ -52,7 +52,7 @@ pub struct Hit {
     pub boxes: Vec<WordBox>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PatientSummary {
     pub id: PatientId,
     pub mrn: Mrn,
@@ -62,7 +62,7 @@ pub struct PatientSummary {
     pub name: String,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WordBox {
     pub left: u32,
     pub top: u32,

@@ -151,18 +151,37 @@ pub(crate) fn doc_page_term(fields: &Fields, document_id: Uuid, page: u32) -> Te
     Term::from_field_text(fields.doc_page, &doc_page_key(document_id, page))
 }
 
-/// A service date is indexed as midnight UTC of that day.
+/// A service date is indexed as midnight UTC of that day. tantivy keeps nanoseconds in an
+/// i64 (the years 1678 to 2261): a date outside is indexed and searched as the nearest
+/// instant it can hold, so a range from or to the year 885 still orders correctly.
 pub(crate) fn date_value(date: NaiveDate) -> DateTime {
+    const NANOS: i64 = 1_000_000_000;
     let seconds = date
         .and_hms_opt(0, 0, 0)
         .expect("midnight exists on every calendar day")
         .and_utc()
         .timestamp();
-    DateTime::from_timestamp_secs(seconds)
+    DateTime::from_timestamp_secs(seconds.clamp(i64::MIN / NANOS + 1, i64::MAX / NANOS - 1))
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dates_beyond_what_tantivy_holds_are_held_at_its_bounds_in_order() {
+        let day = |y, m, d| super::date_value(chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap());
+        assert!(day(885, 8, 26) < day(1998, 5, 1));
+        assert!(day(1998, 5, 1) < day(9999, 12, 31));
+        assert_eq!(
+            day(1998, 5, 1).into_timestamp_secs(),
+            chrono::NaiveDate::from_ymd_opt(1998, 5, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp()
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -18,6 +18,19 @@ use crate::http::state::AppState;
 use crate::store::access::BreakGlassRow;
 use crate::store::prelude::*;
 
+/// The access routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    add_care,
+    end_care,
+    grant_category,
+    revoke_category,
+    break_glass,
+    review_queue,
+    review
+))]
+pub(super) struct ApiDoc;
+
 /// Reason codes a break-the-glass request may give.
 pub const BREAK_GLASS_REASONS: &[&str] = &[
     "emergency",
@@ -34,7 +47,7 @@ async fn user_named(state: &AppState, name: &str) -> AppResult<(UserId, Role)> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CareBody {
     user: String,
@@ -44,7 +57,7 @@ pub struct CareBody {
     ends_on: Option<NaiveDate>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CareRelationship {
     id: String,
     user_id: UserId,
@@ -55,11 +68,13 @@ pub struct CareRelationship {
 
 /// `POST /care-relationships {user, mrn, starts_on?, ends_on?}`: the clinician `user` may see
 /// the patient from `starts_on` (default today) to `ends_on` (inclusive; default open).
+#[utoipa::path(post, path = "/care-relationships", tag = "access", request_body = CareBody,
+    responses((status = 201, description = "The relationship", body = CareRelationship)))]
 pub async fn add_care(
     State(state): State<AppState>,
     principal: Principal,
     body: ApiJson<CareBody>,
-) -> AppResult<(StatusCode, Json<CareRelationship>)> {
+) -> AppResult<super::state::Created<CareRelationship>> {
     authorize(&state.db, &principal, Action::ManageCare, None).await?;
     let body = body.read()?;
     let (user, role) = user_named(&state, &body.user).await?;
@@ -91,24 +106,26 @@ pub async fn add_care(
         .detail(detail)
         .record(&state.db)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CareRelationship {
+    Ok(super::state::Created(
+        state.link(&format!("/api/v1/care-relationships/{id}")),
+        CareRelationship {
             id,
             user_id: user,
             patient_id: patient,
             starts_on,
             ends_on: body.ends_on,
-        }),
+        },
     ))
 }
 
 /// `DELETE /care-relationships/{id}`: ends the relationship; it no longer holds today.
+#[utoipa::path(delete, path = "/care-relationships/{id}", tag = "access",
+    responses((status = 200, description = "Ended today", body = Ended)))]
 pub async fn end_care(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<Ended>> {
     authorize(&state.db, &principal, Action::ManageCare, None).await?;
     let ended = state
         .db
@@ -128,10 +145,26 @@ pub async fn end_care(
     if !ended {
         return Err(AppError::not_found());
     }
-    Ok(Json(serde_json::json!({ "id": id, "ended": true })))
+    Ok(Json(Ended { id, ended: true }))
 }
 
-#[derive(Deserialize)]
+/// A care relationship ended.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Ended {
+    id: String,
+    ended: bool,
+}
+
+/// A grant of a sensitive category (`revoked` once revoked).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CategoryGrant {
+    user_id: UserId,
+    category: crate::domain::Category,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked: Option<bool>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
     user: String,
@@ -150,11 +183,13 @@ fn sensitive_category(state: &AppState, raw: &str) -> AppResult<crate::domain::C
 
 /// `POST /category-grants {user, category}`: the user may see documents of that sensitive
 /// category (within their patient scope).
+#[utoipa::path(post, path = "/category-grants", tag = "access", request_body = GrantBody,
+    responses((status = 201, description = "Granted", body = CategoryGrant)))]
 pub async fn grant_category(
     State(state): State<AppState>,
     principal: Principal,
     body: ApiJson<GrantBody>,
-) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
+) -> AppResult<(StatusCode, Json<CategoryGrant>)> {
     authorize(&state.db, &principal, Action::GrantCategory, None).await?;
     let body = body.read()?;
     let category = sensitive_category(&state, &body.category)?;
@@ -171,16 +206,22 @@ pub async fn grant_category(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "user_id": user, "category": category })),
+        Json(CategoryGrant {
+            user_id: user,
+            category,
+            revoked: None,
+        }),
     ))
 }
 
 /// `DELETE /category-grants {user, category}`.
+#[utoipa::path(delete, path = "/category-grants", tag = "access", request_body = GrantBody,
+    responses((status = 200, description = "Revoked", body = CategoryGrant)))]
 pub async fn revoke_category(
     State(state): State<AppState>,
     principal: Principal,
     body: ApiJson<GrantBody>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<CategoryGrant>> {
     authorize(&state.db, &principal, Action::GrantCategory, None).await?;
     let body = body.read()?;
     let category = sensitive_category(&state, &body.category)?;
@@ -201,12 +242,14 @@ pub async fn revoke_category(
     if !revoked {
         return Err(AppError::not_found());
     }
-    Ok(Json(
-        serde_json::json!({ "user_id": user, "category": category, "revoked": true }),
-    ))
+    Ok(Json(CategoryGrant {
+        user_id: user,
+        category,
+        revoked: Some(true),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreakGlassBody {
     mrn: String,
@@ -215,7 +258,7 @@ pub struct BreakGlassBody {
     reason: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BreakGlassGrant {
     id: String,
     patient_id: PatientId,
@@ -225,11 +268,13 @@ pub struct BreakGlassGrant {
 /// `POST /break-glass {mrn, reason_code, reason}`: a clinician's time-limited access to a
 /// patient off their care list (never to sensitive categories). Every access under it is
 /// flagged in the audit and the access waits in the privacy officer's review queue.
+#[utoipa::path(post, path = "/break-glass", tag = "access", request_body = BreakGlassBody,
+    responses((status = 201, description = "Access to the patient until `expires_at`", body = BreakGlassGrant)))]
 pub async fn break_glass(
     State(state): State<AppState>,
     principal: Principal,
     body: ApiJson<BreakGlassBody>,
-) -> AppResult<(StatusCode, Json<BreakGlassGrant>)> {
+) -> AppResult<super::state::Created<BreakGlassGrant>> {
     authorize(&state.db, &principal, Action::BreakGlass, None).await?;
     let body = body.read()?;
     let reason_code = body.reason_code.trim().to_ascii_lowercase();
@@ -266,23 +311,25 @@ pub async fn break_glass(
         .detail(detail)
         .record(&state.db)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(BreakGlassGrant {
+    Ok(super::state::Created(
+        state.link(&format!("/api/v1/break-glass/{}", row.id)),
+        BreakGlassGrant {
             id: row.id,
             patient_id: patient,
             expires_at: row.expires_at,
-        }),
+        },
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ReviewQueue {
     accesses: Vec<BreakGlassRow>,
 }
 
 /// `GET /break-glass/review`: break-the-glass accesses not reviewed yet, oldest first (the
 /// entries made under each are in the audit, flagged with its id).
+#[utoipa::path(get, path = "/break-glass/review", tag = "access",
+    responses((status = 200, description = "Accesses not reviewed yet, oldest first", body = ReviewQueue)))]
 pub async fn review_queue(
     State(state): State<AppState>,
     principal: Principal,
@@ -297,7 +344,7 @@ pub async fn review_queue(
     Ok(Json(ReviewQueue { accesses }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewBody {
     outcome: String,
@@ -305,12 +352,14 @@ pub struct ReviewBody {
 }
 
 /// `POST /break-glass/{id}/review {outcome: appropriate|inappropriate, note?}`.
+#[utoipa::path(post, path = "/break-glass/{id}/review", tag = "access", request_body = ReviewBody,
+    responses((status = 200, description = "Reviewed", body = Reviewed)))]
 pub async fn review(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
     body: ApiJson<ReviewBody>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<Reviewed>> {
     authorize(&state.db, &principal, Action::ReviewBreakGlass, None).await?;
     let body = body.read()?;
     if !matches!(body.outcome.as_str(), "appropriate" | "inappropriate") {
@@ -339,7 +388,16 @@ pub async fn review(
     if !reviewed {
         return Err(AppError::not_found());
     }
-    Ok(Json(
-        serde_json::json!({ "id": id, "outcome": body.outcome }),
-    ))
+    Ok(Json(Reviewed {
+        id,
+        outcome: body.outcome,
+    }))
+}
+
+/// A break-the-glass access reviewed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Reviewed {
+    id: String,
+    /// `appropriate` or `inappropriate`.
+    outcome: String,
 }

@@ -13,6 +13,13 @@ use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 use crate::ops::keys::{self, KekSource, KeyStatus, Rotation};
 
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(key_status, rotate, retire))]
+pub(super) struct ApiDoc;
+
+#[utoipa::path(get, path = "/admin/keys", tag = "admin",
+    responses((status = 200, description = "The key-encryption keys and how many keys each wraps", body = KeyStatus)))]
 pub async fn key_status(
     State(state): State<AppState>,
     principal: Principal,
@@ -28,6 +35,8 @@ pub async fn key_status(
 }
 
 /// `POST /admin/keys/rotate`: a new KEK version, and every keyring row re-wrapped under it.
+#[utoipa::path(post, path = "/admin/keys/rotate", tag = "admin",
+    responses((status = 200, description = "Every key re-wrapped under the new KEK", body = Rotation)))]
 pub async fn rotate(
     State(state): State<AppState>,
     principal: Principal,
@@ -56,13 +65,18 @@ pub async fn rotate(
         .map_err(|error| AppError::new(ErrorCode::Conflict, format!("{error:#}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetireBody {
     version: u32,
 }
 
 /// `POST /admin/keys/retire {"version": N}`: refused while any keyring row uses it.
+#[utoipa::path(post, path = "/admin/keys/retire", tag = "admin", request_body = RetireBody,
+    responses(
+        (status = 200, description = "Retired", body = KeyStatus),
+        (status = 409, description = "The KEK still wraps keys", body = super::error::ErrorBody, content_type = "application/problem+json"),
+    ))]
 pub async fn retire(
     State(state): State<AppState>,
     principal: Principal,

@@ -25,7 +25,12 @@ const MAX_TEXT: usize = 2000;
 /// 45 CFR 164.528(a): an accounting covers the six years before the request.
 const ACCOUNTING_MONTHS: u32 = 72;
 
-#[derive(Deserialize)]
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(query, record_disclosure, accounting))]
+pub(super) struct ApiDoc;
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQueryBody {
     patient_mrn: Option<String>,
@@ -44,7 +49,7 @@ pub struct AuditQueryBody {
     after_seq: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AuditQueryResponse {
     entries: Vec<Value>,
     /// Pass as `after_seq` for the next page; absent on the last page.
@@ -67,6 +72,8 @@ fn parse_bound(field: &str, raw: &str) -> AppResult<String> {
 }
 
 /// `POST /audit/query`: entries oldest first from `after_seq`, decrypted.
+#[utoipa::path(post, path = "/audit/query", tag = "audit", request_body = AuditQueryBody,
+    responses((status = 200, description = "Audit entries, opened", body = AuditQueryResponse)))]
 pub async fn query(
     State(state): State<AppState>,
     principal: Principal,
@@ -162,7 +169,7 @@ pub async fn query(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DisclosureBody {
     mrn: String,
@@ -179,7 +186,7 @@ pub struct DisclosureBody {
     document_ids: Vec<DocumentId>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Recorded {
     id: String,
     patient_id: String,
@@ -198,6 +205,8 @@ fn required_text(field: &str, value: &str) -> AppResult<String> {
 }
 
 /// `POST /disclosures`: records a release made outside the system.
+#[utoipa::path(post, path = "/disclosures", tag = "audit", request_body = DisclosureBody,
+    responses((status = 201, description = "Recorded", body = Recorded)))]
 pub async fn record_disclosure(
     State(state): State<AppState>,
     principal: Principal,
@@ -270,14 +279,14 @@ pub async fn record_disclosure(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountingBody {
     mrn: String,
     issuer: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Accounting {
     patient: Patient,
     /// The first day the accounting covers (six years before `period_end`).
@@ -288,6 +297,8 @@ pub struct Accounting {
 
 /// `POST /disclosures/accounting {mrn}`: every disclosure of the patient in the last six
 /// years, newest first, with date, recipient, address, description and purpose.
+#[utoipa::path(post, path = "/disclosures/accounting", tag = "audit", request_body = AccountingBody,
+    responses((status = 200, description = "The patient's accounting of disclosures", body = Accounting)))]
 pub async fn accounting(
     State(state): State<AppState>,
     principal: Principal,

@@ -17,6 +17,28 @@ use crate::ingest::upload;
 use crate::store::batches::{Batch, Segment};
 use crate::store::prelude::*;
 
+/// The form of a batch upload (`multipart/form-data`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct BatchForm {
+    /// The scanned batch: a multi-page TIFF or PDF, cover sheets between its documents.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(upload, status))]
+pub(super) struct ApiDoc;
+
+#[utoipa::path(post, path = "/batches", tag = "batches",
+    request_body(content = BatchForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Stored (encrypted) and queued to be split", body = crate::ingest::upload::BatchAccepted),
+        (status = 200, description = "The same file was uploaded as a batch already", body = crate::ingest::upload::BatchAccepted),
+        (status = 415, description = "Not a supported file type", body = super::error::ErrorBody, content_type = "application/problem+json"),
+        (status = 422, description = "The file cannot be read", body = super::error::ErrorBody, content_type = "application/problem+json"),
+    ))]
 pub async fn upload(
     State(state): State<AppState>,
     principal: Result<Principal, AppError>,
@@ -46,7 +68,7 @@ pub async fn upload(
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BatchStatus {
     #[serde(flatten)]
     batch: Batch,
@@ -55,7 +77,7 @@ pub struct BatchStatus {
     segments: Vec<SegmentView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SegmentView {
     #[serde(flatten)]
     segment: Segment,
@@ -72,6 +94,8 @@ impl From<Segment> for SegmentView {
 }
 
 /// A batch's status and what it became. Structure only: ids, page numbers, reasons.
+#[utoipa::path(get, path = "/batches/{id}", tag = "batches",
+    responses((status = 200, description = "The batch and what it became", body = BatchStatus)))]
 pub async fn status(
     State(state): State<AppState>,
     principal: Principal,

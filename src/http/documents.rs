@@ -28,8 +28,59 @@ use crate::store::prelude::*;
 use crate::store::vault::ObjectRef;
 
 const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+/// The document routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    upload, list, metadata, delete, correct, retry, original, page_image, page_text, page_words
+))]
+pub(super) struct ApiDoc;
+
+/// One recognised word of a page (the stored form of `chartvault_ocr::OcrWord`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct PageWord {
+    text: String,
+    /// Its box in page pixels, origin top left.
+    left: u32,
+    top: u32,
+    width: u32,
+    height: u32,
+    /// Tesseract's confidence, 0–100.
+    confidence: f32,
+    /// Tesseract's layout position (1-based): block, paragraph, line, word.
+    block: u32,
+    par: u32,
+    line: u32,
+    word: u32,
+    /// A word of a PDF's text layer the rendered page does not show (absent when false).
+    hidden: Option<bool>,
+}
+
+/// The form of an upload (`multipart/form-data`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    /// The scan: JPEG, PNG, TIFF, PDF or a DICOM Part 10 file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Who and what it is.
+    metadata: upload::UploadMetadata,
+}
 use super::multipart::MULTIPART_OVERHEAD;
 
+#[utoipa::path(
+    post,
+    path = "/documents",
+    tag = "documents",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Stored (encrypted) and queued for OCR", body = upload::Accepted),
+        (status = 200, description = "The patient has this original already: the existing document", body = upload::Accepted),
+        (status = 415, description = "Not a supported file type", body = super::error::ErrorBody, content_type = "application/problem+json"),
+        (status = 422, description = "The file cannot be read (corrupt, a decompression bomb, no pages)", body = super::error::ErrorBody, content_type = "application/problem+json"),
+    )
+)]
 pub async fn upload(
     State(state): State<AppState>,
     principal: Result<Principal, AppError>,
@@ -245,13 +296,19 @@ async fn audit_read(
         .await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DocumentView {
     #[serde(flatten)]
     document: Document,
     pages: Vec<PageRow>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/documents/{id}",
+    tag = "documents",
+    responses((status = 200, description = "The document and its pages", body = DocumentView))
+)]
 pub async fn metadata(
     State(state): State<AppState>,
     principal: Principal,
@@ -266,22 +323,23 @@ pub async fn metadata(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     status: DocumentStatus,
     limit: Option<usize>,
     offset: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DocumentList {
     /// Documents in the status that the caller may see (a sensitive category needs a grant).
     total: usize,
     documents: Vec<ListedDocument>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListedDocument {
     id: DocumentId,
     patient_id: crate::domain::PatientId,
@@ -300,6 +358,13 @@ pub struct ListedDocument {
 /// `GET /documents?status=failed&limit=&offset=` (records): the documents still in work
 /// (`accepted`, `processing`) or that failed, oldest first, to follow ingest and to retry
 /// failures (`POST /documents/{id}/retry`). Indexed documents are found by search.
+#[utoipa::path(
+    get,
+    path = "/documents",
+    tag = "documents",
+    params(ListQuery),
+    responses((status = 200, description = "Documents in the status", body = DocumentList))
+)]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -371,13 +436,13 @@ fn ensure_not_deleted(doc: &Document) -> AppResult<()> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteBody {
     reason: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Tombstone {
     id: DocumentId,
     status: DocumentStatus,
@@ -389,11 +454,20 @@ pub struct Tombstone {
 /// `POST /documents/{id}/retry` (records): processes a `failed` document again from its
 /// original, once whatever failed it was dealt with; `409` unless it is `failed`. Audited
 /// before the act.
+#[utoipa::path(
+    post,
+    path = "/documents/{id}/retry",
+    tag = "documents",
+    responses(
+        (status = 202, description = "Queued again", body = Retried),
+        (status = 409, description = "The document is not failed", body = super::error::ErrorBody, content_type = "application/problem+json"),
+    )
+)]
 pub async fn retry(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
+) -> AppResult<(StatusCode, [(header::HeaderName, String); 1], Json<Retried>)> {
     authorize(&state.db, &principal, Action::Ingest, None).await?;
     let doc = document_in_scope(&state, &principal, Action::Ingest, &id).await?;
     if doc.status != DocumentStatus::Failed {
@@ -427,12 +501,36 @@ pub async fn retry(
     state.jobs_waiting.notify_one();
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "id": doc.id, "status": "accepted" })),
+        [(
+            header::LOCATION,
+            state.link(&format!("/api/v1/documents/{}", doc.id)),
+        )],
+        Json(Retried {
+            id: doc.id,
+            status: DocumentStatus::Accepted,
+        }),
     ))
+}
+
+/// A failed document queued again.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Retried {
+    id: DocumentId,
+    status: DocumentStatus,
 }
 
 /// `DELETE /documents/{id}` with `{"reason": "..."}`: crypto-shreds the document
 /// (see [`crate::legal::shred`]); answers with its tombstone.
+#[utoipa::path(
+    delete,
+    path = "/documents/{id}",
+    tag = "documents",
+    request_body = DeleteBody,
+    responses(
+        (status = 200, description = "Crypto-shredded: its tombstone", body = Tombstone),
+        (status = 409, description = "A hold or a retention period keeps it", body = super::error::ErrorBody, content_type = "application/problem+json"),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -492,6 +590,15 @@ pub async fn delete(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/documents/{id}/original",
+    tag = "documents",
+    responses(
+        (status = 200, description = "The original, byte for byte, decrypted as it streams", body = super::error::Binary, content_type = "application/octet-stream"),
+        (status = 410, description = "Deleted: only its tombstone remains", body = super::error::ErrorBody, content_type = "application/problem+json"),
+    )
+)]
 pub async fn original(
     State(state): State<AppState>,
     principal: Principal,
@@ -634,6 +741,12 @@ async fn page_artifact(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/documents/{id}/pages/{page}/image",
+    tag = "documents",
+    responses((status = 200, description = "The page as the archive rendered it (PNG)", body = super::error::Binary, content_type = "image/png"))
+)]
 pub async fn page_image(
     State(state): State<AppState>,
     principal: Principal,
@@ -642,6 +755,12 @@ pub async fn page_image(
     page_artifact(state, principal, path, PageArtifact::Image).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/documents/{id}/pages/{page}/text",
+    tag = "documents",
+    responses((status = 200, description = "The page's recognised text", body = String, content_type = "text/plain"))
+)]
 pub async fn page_text(
     State(state): State<AppState>,
     principal: Principal,
@@ -650,6 +769,12 @@ pub async fn page_text(
     page_artifact(state, principal, path, PageArtifact::Text).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/documents/{id}/pages/{page}/words",
+    tag = "documents",
+    responses((status = 200, description = "The page's words with their boxes", body = Vec<PageWord>))
+)]
 pub async fn page_words(
     State(state): State<AppState>,
     principal: Principal,
@@ -658,7 +783,7 @@ pub async fn page_words(
     page_artifact(state, principal, path, PageArtifact::Words).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CorrectionBody {
     /// The patient it belongs to (created when `name` is given and the MRN is new).
@@ -672,7 +797,7 @@ pub struct CorrectionBody {
     reason: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Corrected {
     /// The new version.
     id: DocumentId,
@@ -684,6 +809,13 @@ pub struct Corrected {
 
 /// `POST /documents/{id}/corrections`: files a misfiled document again as a new version;
 /// the old one is entered in error (see [`crate::ingest::correct`]). Audited before the act.
+#[utoipa::path(
+    post,
+    path = "/documents/{id}/corrections",
+    tag = "documents",
+    request_body = CorrectionBody,
+    responses((status = 201, description = "The new version (`Location`); the old one is entered in error", body = Corrected))
+)]
 pub async fn correct(
     State(state): State<AppState>,
     principal: Principal,

@@ -29,18 +29,43 @@ pub fn status(code: ErrorCode) -> StatusCode {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    /// RFC 9457: a URI naming the kind of problem (here a tag URI of the code).
+/// An error, as every route answers it (RFC 9457 `application/problem+json`, with the fields
+/// the first clients of the API read kept as extensions). `Problem` in the OpenAPI document.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub struct ErrorBody<'a> {
+    /// A URI naming the kind of problem (`tag:chartvault,2026:problem:<code>`).
     #[serde(rename = "type")]
     kind: String,
+    /// The HTTP status's reason phrase.
     title: &'a str,
     status: u16,
+    /// What was wrong, without PHI.
     detail: &'a str,
+    /// The machine-readable code (`invalid_request`, `not_found`, ...).
     code: &'a str,
+    /// The same text as `detail`.
     message: &'a str,
+    /// The request's id, as in the service's log and audit.
     request_id: String,
 }
+
+/// The bytes of a file (an original, a page image, a production) in the OpenAPI document,
+/// as the route's media type says.
+pub struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::schema::SchemaFormat::KnownFormat(
+                utoipa::openapi::schema::KnownFormat::Binary,
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Binary {}
 
 /// The media type of error bodies.
 pub const PROBLEM_JSON: &str = "application/problem+json";

@@ -27,7 +27,12 @@ const MAX_QUERY_DOCUMENTS: usize = 100_000;
 /// Hits asked of the index at once (its largest page).
 const SEARCH_PAGE: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, get_one, release))]
+pub(super) struct ApiDoc;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldBody {
     matter: String,
@@ -42,7 +47,7 @@ pub struct HoldBody {
 }
 
 /// The search a hold covers the results of.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldQuery {
     query: String,
@@ -163,6 +168,8 @@ async fn visible_view(state: &AppState, principal: &Principal, mut hold: Hold) -
     Ok(hold)
 }
 
+#[utoipa::path(post, path = "/holds", tag = "holds", request_body = HoldBody,
+    responses((status = 201, description = "The hold (`Location`)", body = Hold)))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -233,10 +240,9 @@ pub async fn create(
     Ok(super::state::Created(location, hold))
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> AppResult<Json<serde_json::Value>> {
+#[utoipa::path(get, path = "/holds", tag = "holds",
+    responses((status = 200, description = "Every hold", body = Holds)))]
+pub async fn list(State(state): State<AppState>, principal: Principal) -> AppResult<Json<Holds>> {
     authorize(&state.db, &principal, Action::ManageHolds, None).await?;
     let mut holds = Vec::new();
     for hold in state.db.holds().await? {
@@ -246,7 +252,13 @@ pub async fn list(
         .detail(json!({ "hold": "list", "holds": holds.len() }))
         .record(&state.db)
         .await?;
-    Ok(Json(json!({ "holds": holds })))
+    Ok(Json(Holds { holds }))
+}
+
+/// Every hold.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Holds {
+    holds: Vec<Hold>,
 }
 
 /// The hold `raw_id`; an unknown one is audited and 404.
@@ -268,6 +280,8 @@ async fn hold_of(state: &AppState, principal: &Principal, raw_id: &str) -> AppRe
     }
 }
 
+#[utoipa::path(get, path = "/holds/{id}", tag = "holds",
+    responses((status = 200, description = "The hold", body = Hold)))]
 pub async fn get_one(
     State(state): State<AppState>,
     principal: Principal,
@@ -284,12 +298,14 @@ pub async fn get_one(
     Ok(Json(hold))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseBody {
     reason: String,
 }
 
+#[utoipa::path(post, path = "/holds/{id}/release", tag = "holds", request_body = ReleaseBody,
+    responses((status = 200, description = "Released", body = Hold)))]
 pub async fn release(
     State(state): State<AppState>,
     principal: Principal,

@@ -13,7 +13,12 @@ use crate::store::documents::Document;
 use crate::store::patients::Patient;
 use crate::store::prelude::*;
 
-#[derive(Deserialize)]
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(lookup, search_by_name))]
+pub(super) struct ApiDoc;
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LookupBody {
     mrn: String,
@@ -21,7 +26,7 @@ pub struct LookupBody {
     issuer: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Chart {
     patient: Patient,
     /// The visits the registration system reported, the latest first.
@@ -29,6 +34,8 @@ pub struct Chart {
     documents: Vec<Document>,
 }
 
+#[utoipa::path(post, path = "/patients/lookup", tag = "patients", request_body = LookupBody,
+    responses((status = 200, description = "The patient's chart: the documents the caller may see", body = Chart)))]
 pub async fn lookup(
     State(state): State<AppState>,
     principal: Principal,
@@ -74,7 +81,7 @@ pub async fn lookup(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NameSearchBody {
     name: String,
@@ -86,7 +93,7 @@ fn default_name_limit() -> usize {
     20
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct NameMatch {
     #[serde(flatten)]
     patient: Patient,
@@ -94,7 +101,7 @@ pub struct NameMatch {
     pages: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct NameMatches {
     patients: Vec<NameMatch>,
 }
@@ -102,6 +109,8 @@ pub struct NameMatches {
 /// `POST /patients/search {"name": "quarr"}`: patients by name, through the encrypted index
 /// (the database holds names sealed, so it cannot search them). Names go in the body, never
 /// the URL; the audit row lists the patient ids returned.
+#[utoipa::path(post, path = "/patients/search", tag = "patients", request_body = NameSearchBody,
+    responses((status = 200, description = "Patients whose name matches, within the caller's scope", body = NameMatches)))]
 pub async fn search_by_name(
     State(state): State<AppState>,
     principal: Principal,

@@ -22,7 +22,12 @@ use crate::store::batches::{NewSegment, Segment};
 use crate::store::prelude::*;
 use chartvault_ocr::CoverSheet;
 
-#[derive(Serialize)]
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, resolve, page_image))]
+pub(super) struct ApiDoc;
+
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct QaEntry {
     id: DocumentId,
     patient_id: PatientId,
@@ -36,7 +41,7 @@ pub struct QaEntry {
 }
 
 /// A page range of a batch upload that could not be filed by itself.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct QaPageRange {
     id: DocumentId,
     batch_id: BatchId,
@@ -52,12 +57,14 @@ pub struct QaPageRange {
     created_at: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct QaQueue {
     documents: Vec<QaEntry>,
     page_ranges: Vec<QaPageRange>,
 }
 
+#[utoipa::path(get, path = "/qa", tag = "qa",
+    responses((status = 200, description = "Documents and page ranges waiting for a person", body = QaQueue)))]
 pub async fn list(State(state): State<AppState>, principal: Principal) -> AppResult<Json<QaQueue>> {
     authorize(&state.db, &principal, Action::ReviewQa, None).await?;
     let mut documents = Vec::new();
@@ -114,7 +121,7 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> AppRes
 }
 
 /// How a document leaves the queue.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Resolution {
     /// Filed as it is.
@@ -137,7 +144,7 @@ pub enum Resolution {
     Merge { with: String },
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Resolved {
     /// The document (for a page range: the document it was filed as; for a split or merge,
     /// the page range that was split or merged).
@@ -150,6 +157,11 @@ pub struct Resolved {
     page_ranges: Option<Vec<DocumentId>>,
 }
 
+#[utoipa::path(post, path = "/qa/{id}", tag = "qa", request_body = Resolution,
+    responses(
+        (status = 200, description = "Resolved", body = Resolved),
+        (status = 409, description = "No longer in the queue", body = super::error::ErrorBody, content_type = "application/problem+json"),
+    ))]
 pub async fn resolve(
     State(state): State<AppState>,
     principal: Principal,
@@ -484,13 +496,17 @@ async fn resolve_page_range(
 }
 
 /// A page of a page range in the QA queue, for the person resolving it (PNG).
+#[utoipa::path(get, path = "/qa/{id}/pages/{page}/image", tag = "qa",
+    responses((status = 200, description = "The page (PNG)", body = super::error::Binary, content_type = "image/png")))]
 pub async fn page_image(
     State(state): State<AppState>,
     principal: Principal,
-    Path((raw_id, page)): Path<(String, u32)>,
+    Path((raw_id, raw_page)): Path<(String, String)>,
 ) -> AppResult<axum::response::Response> {
     use axum::response::IntoResponse;
     authorize(&state.db, &principal, Action::ReviewQa, None).await?;
+    // Not a page number: no such page (404), as a page past the end.
+    let page: u32 = raw_page.parse().unwrap_or(0);
     let segment = match raw_id.parse::<DocumentId>() {
         Ok(id) => state.db.segment(id).await?,
         Err(_) => None,

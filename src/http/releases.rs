@@ -16,7 +16,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
@@ -48,7 +48,7 @@ const MAX_ATTACHMENT_BYTES: usize = 50 * 1024 * 1024;
 /// An attachment's `kind` is a short name.
 const MAX_KIND_BYTES: u64 = 256;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseBody {
     legal_basis: String,
@@ -93,7 +93,7 @@ fn party(name: &str, p: Party) -> AppResult<Party> {
     })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReleaseView {
     #[serde(flatten)]
     release: Release,
@@ -170,6 +170,27 @@ async fn audit_release(
         .await
 }
 
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create, list, get_one, attach, exclude, include, redact, unredact, propose, produce, download,
+    manifest, extend
+))]
+pub(super) struct ApiDoc;
+
+/// The form of an attachment (`multipart/form-data`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct AttachmentForm {
+    /// The request, an authorisation or a subpoena: PDF, TIFF, PNG or JPEG.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// What it is (`request`, `authorization`, `subpoena`, ...).
+    kind: Option<String>,
+}
+
+#[utoipa::path(post, path = "/releases", tag = "releases", request_body = ReleaseBody,
+    responses((status = 201, description = "The release request (`Location`)", body = ReleaseView)))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -259,32 +280,61 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/releases", tag = "releases",
+    responses((status = 200, description = "Every release request, with its due date", body = ReleaseList)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<ReleaseList>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let today = chrono::Utc::now().date_naive();
     let mut out = Vec::new();
     for release in state.db.releases().await? {
         let produced = !state.db.productions(release.id).await?.is_empty();
-        out.push(json!({
-            "id": release.id,
-            "legal_basis": release.legal_basis,
-            "received_on": release.received_on,
-            "due_on": release.due_on,
-            "extended": release.extended_at.is_some(),
-            "status": if produced { "produced" } else if release.due_on < today { "overdue" } else { "due" },
-            "patient_ids": release.patient_ids,
-        }));
+        out.push(ListedRelease {
+            id: release.id,
+            legal_basis: release.legal_basis,
+            received_on: release.received_on,
+            due_on: release.due_on,
+            extended: release.extended_at.is_some(),
+            status: if produced {
+                "produced"
+            } else if release.due_on < today {
+                "overdue"
+            } else {
+                "due"
+            },
+            patient_ids: release.patient_ids,
+        });
     }
     AuditEvent::new(&principal, Action::ManageReleases)
         .detail(json!({ "release": "list", "releases": out.len() }))
         .record(&state.db)
         .await?;
-    Ok(Json(json!({ "releases": out })))
+    Ok(Json(ReleaseList { releases: out }))
 }
 
+/// Every release request.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReleaseList {
+    releases: Vec<ListedRelease>,
+}
+
+/// A release request as the list shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ListedRelease {
+    id: crate::domain::ReleaseId,
+    legal_basis: LegalBasis,
+    received_on: chrono::NaiveDate,
+    due_on: chrono::NaiveDate,
+    extended: bool,
+    /// `due`, `overdue` or `produced`.
+    status: &'static str,
+    patient_ids: Vec<crate::domain::PatientId>,
+}
+
+#[utoipa::path(get, path = "/releases/{id}", tag = "releases",
+    responses((status = 200, description = "The release request", body = ReleaseView)))]
 pub async fn get_one(
     State(state): State<AppState>,
     principal: Principal,
@@ -302,12 +352,15 @@ pub async fn get_one(
     Ok(Json(view(&state, &principal, release).await?))
 }
 
+#[utoipa::path(post, path = "/releases/{id}/attachments", tag = "releases",
+    request_body(content = AttachmentForm, content_type = "multipart/form-data"),
+    responses((status = 201, description = "Attached (encrypted)", body = Attachment)))]
 pub async fn attach(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
     request: axum::extract::Request,
-) -> AppResult<(StatusCode, Json<Attachment>)> {
+) -> AppResult<super::state::Created<Attachment>> {
     // Authorised before a byte of the body is read.
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let release = release_of(&state, &principal, &raw_id).await?;
@@ -420,16 +473,22 @@ pub async fn attach(
         .db
         .insert_attachment(release.id, &attachment, config.authorizes(&kind))
         .await?;
-    Ok((StatusCode::CREATED, Json(attachment)))
+    // The attachment is listed in its release.
+    Ok(super::state::Created(
+        state.link(&format!("/api/v1/releases/{}", release.id)),
+        attachment,
+    ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExclusionBody {
     document_ids: Vec<String>,
     reason: String,
 }
 
+#[utoipa::path(post, path = "/releases/{id}/exclusions", tag = "releases", request_body = ExclusionBody,
+    responses((status = 200, description = "The release with the document left out", body = ReleaseView)))]
 pub async fn exclude(
     State(state): State<AppState>,
     principal: Principal,
@@ -456,13 +515,15 @@ pub async fn exclude(
     Ok(Json(view(&state, &principal, release).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncludeBody {
     document_ids: Vec<String>,
 }
 
 /// `DELETE /releases/{id}/exclusions` with `{document_ids}`: the documents are covered again.
+#[utoipa::path(delete, path = "/releases/{id}/exclusions", tag = "releases", request_body = IncludeBody,
+    responses((status = 200, description = "The release with the document back in", body = ReleaseView)))]
 pub async fn include(
     State(state): State<AppState>,
     principal: Principal,
@@ -486,6 +547,8 @@ pub async fn include(
 
 /// `DELETE /releases/{id}/redactions/{rid}`: a wrong or too wide redaction is dropped
 /// before the next production (productions made already keep theirs).
+#[utoipa::path(delete, path = "/releases/{id}/redactions/{rid}", tag = "releases",
+    responses((status = 200, description = "The release without the redaction", body = ReleaseView)))]
 pub async fn unredact(
     State(state): State<AppState>,
     principal: Principal,
@@ -519,7 +582,7 @@ pub async fn unredact(
     Ok(Json(view(&state, &principal, release).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedactionBody {
     document_id: String,
@@ -561,12 +624,14 @@ async fn page_of_release(
     Ok((doc.id, row.width, row.height))
 }
 
+#[utoipa::path(post, path = "/releases/{id}/redactions", tag = "releases", request_body = RedactionBody,
+    responses((status = 201, description = "The redaction", body = RedactionCreated)))]
 pub async fn redact(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
     body: ApiJson<RedactionBody>,
-) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
+) -> AppResult<super::state::Created<RedactionCreated>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let body = body.read()?;
     let release = release_of(&state, &principal, &raw_id).await?;
@@ -612,10 +677,19 @@ pub async fn redact(
             principal.user_id,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
+    Ok(super::state::Created(
+        state.link(&format!("/api/v1/releases/{}/redactions/{id}", release.id)),
+        RedactionCreated { id },
+    ))
 }
 
-#[derive(Debug, Deserialize)]
+/// A redaction recorded.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RedactionCreated {
+    id: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProposalBody {
     /// A named pattern: `ssn`, `phone`, `email`, `date`.
@@ -627,7 +701,7 @@ pub struct ProposalBody {
     apply: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Proposal {
     document_id: DocumentId,
     page: u32,
@@ -640,12 +714,14 @@ pub struct Proposal {
 /// of a stroke the OCR box missed).
 const PROPOSAL_MARGIN: u32 = 6;
 
+#[utoipa::path(post, path = "/releases/{id}/redaction-proposals", tag = "releases", request_body = ProposalBody,
+    responses((status = 200, description = "Regions matching the patterns, page by page (recorded when `apply`)", body = Proposals)))]
 pub async fn propose(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw_id): Path<String>,
     body: ApiJson<ProposalBody>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<Proposals>> {
     authorize(&state.db, &principal, Action::ManageReleases, None).await?;
     let body = body.read()?;
     let release = release_of(&state, &principal, &raw_id).await?;
@@ -716,11 +792,25 @@ pub async fn propose(
                 .await?;
         }
     }
-    Ok(Json(
-        json!({ "proposals": proposals, "applied": body.apply }),
-    ))
+    Ok(Json(Proposals {
+        proposals,
+        applied: body.apply,
+    }))
 }
 
+/// Redaction proposals, page by page.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Proposals {
+    proposals: Vec<Proposal>,
+    /// Whether they were recorded as redactions.
+    applied: bool,
+}
+
+#[utoipa::path(post, path = "/releases/{id}/productions", tag = "releases", request_body = ProductionRequest,
+    responses(
+        (status = 201, description = "The Bates-numbered production (`Location`)", body = production::Produced),
+        (status = 409, description = "The checklist is not satisfied (the detail says what is missing)", body = super::error::ErrorBody, content_type = "application/problem+json"),
+    ))]
 pub async fn produce(
     State(state): State<AppState>,
     principal: Principal,
@@ -766,6 +856,8 @@ async fn production_of(
     }
 }
 
+#[utoipa::path(get, path = "/releases/{id}/productions/{pid}", tag = "releases",
+    responses((status = 200, description = "The production PDF, decrypted as it streams", body = super::error::Binary, content_type = "application/pdf")))]
 pub async fn download(
     State(state): State<AppState>,
     principal: Principal,
@@ -800,6 +892,8 @@ pub async fn download(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/releases/{id}/productions/{pid}/manifest", tag = "releases",
+    responses((status = 200, description = "What the production holds, Bates number by Bates number", body = crate::legal::release::manifest::Manifest)))]
 pub async fn manifest(
     State(state): State<AppState>,
     principal: Principal,
@@ -825,12 +919,14 @@ pub async fn manifest(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtensionBody {
     reason: String,
 }
 
+#[utoipa::path(post, path = "/releases/{id}/extension", tag = "releases", request_body = ExtensionBody,
+    responses((status = 200, description = "The release with its due date extended", body = ReleaseView)))]
 pub async fn extend(
     State(state): State<AppState>,
     principal: Principal,

@@ -3,7 +3,7 @@
 //! `GET /retention/certificates` lists the destruction certificates (`records`, `legal`,
 //! `auditor`).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
@@ -12,18 +12,25 @@ use crate::access::audit::{authorize, AuditEvent};
 use crate::access::policy::{Action, Principal};
 use crate::domain::DocumentId;
 use crate::error::{AppError, AppResult};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::state::AppState;
 use crate::legal::retention::{RunBy, RunReport};
 use crate::store::prelude::*;
 
-#[derive(Debug, Default, Deserialize)]
+/// This file's routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(run, certificates))]
+pub(super) struct ApiDoc;
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
     #[serde(default)]
     apply: bool,
 }
 
+#[utoipa::path(post, path = "/retention/runs", tag = "retention", request_body = RunBody,
+    responses((status = 200, description = "What the rules make destroyable, and what was destroyed when `apply`", body = RunReport)))]
 pub async fn run(
     State(state): State<AppState>,
     principal: Principal,
@@ -41,19 +48,23 @@ pub async fn run(
     Ok(Json(report))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CertificateFilter {
     run_id: Option<String>,
     document_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/retention/certificates", tag = "retention", params(CertificateFilter),
+    responses((status = 200, description = "Certificates of destruction", body = Certificates)))]
 pub async fn certificates(
     State(state): State<AppState>,
     principal: Principal,
-    Query(filter): Query<CertificateFilter>,
-) -> AppResult<Json<serde_json::Value>> {
+    filter: ApiQuery<CertificateFilter>,
+) -> AppResult<Json<Certificates>> {
     authorize(&state.db, &principal, Action::ReadCertificates, None).await?;
+    let filter = filter.read()?;
     let document_id = filter
         .document_id
         .as_deref()
@@ -71,5 +82,11 @@ pub async fn certificates(
         .detail(json!({ "certificates": certificates.len() }))
         .record(&state.db)
         .await?;
-    Ok(Json(json!({ "certificates": certificates })))
+    Ok(Json(Certificates { certificates }))
+}
+
+/// Certificates of destruction.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Certificates {
+    certificates: Vec<crate::store::retention::Certificate>,
 }

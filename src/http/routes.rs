@@ -13,11 +13,10 @@ use axum::{Json, Router};
 use super::client::ClientAddr;
 use super::multipart::MULTIPART_OVERHEAD;
 use super::state::AppState;
-use super::{access, admin, audit, batches, documents, holds, patients, qa, releases, retention};
-use crate::access::policy::Principal;
+use super::{
+    access, admin, audit, batches, documents, holds, patients, qa, releases, retention, search,
+};
 use crate::error::{AppError, AppResult, REQUEST_ID};
-use crate::http::extract::ApiJson;
-use crate::search::{SearchBody, SearchResponse};
 use crate::store::prelude::*;
 
 /// Every API route: method, path under `/api/v1`, handler. The router is built from this
@@ -65,7 +64,7 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             "/documents/{id}/pages/{page}/words",
             get(documents::page_words),
         ),
-        (Method::POST, "/search", post(search)),
+        (Method::POST, "/search", post(search::search)),
         (Method::POST, "/patients/lookup", post(patients::lookup)),
         (
             Method::POST,
@@ -242,7 +241,9 @@ pub fn router(state: AppState, peers: Vec<(&'static str, Router<AppState>)>) -> 
                 )
             };
             api.route(path, handler)
-        });
+        })
+        // The interface's description: no token, no record; outside the route table.
+        .route("/openapi.json", get(super::openapi::openapi_json));
     let body_idle = Duration::from_secs(state.config.server.body_idle_timeout_secs);
     // Browsers that reached the service over TLS keep to TLS for a year.
     let hsts = state.config.server.tls_cert_file.as_ref().map(|_| {
@@ -377,13 +378,4 @@ async fn readyz(State(state): State<AppState>) -> AppResult<Json<serde_json::Val
     Ok(Json(
         serde_json::json!({ "status": "ready", "ocr_threads": state.ocr.threads() }),
     ))
-}
-
-async fn search(
-    State(state): State<AppState>,
-    principal: Principal,
-    body: ApiJson<SearchBody>,
-) -> AppResult<Json<SearchResponse>> {
-    let body = body.read()?;
-    Ok(Json(crate::search::search(&state, &principal, body).await?))
 }

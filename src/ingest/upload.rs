@@ -27,7 +27,7 @@ use crate::store::vault::Vault;
 use crate::store::Db;
 
 /// The `metadata` part of an upload, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadMetadata {
     pub patient: PatientMetadata,
@@ -42,7 +42,7 @@ pub struct UploadMetadata {
     pub declared_pages: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatientMetadata {
     pub mrn: String,
@@ -240,7 +240,7 @@ pub fn too_large(limit: u64) -> AppError {
     )
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub id: DocumentId,
     pub status: &'static str,
@@ -409,7 +409,7 @@ async fn discard_original(state: &Archive, original: crate::store::vault::Object
 }
 
 /// The answer to a batch upload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchAccepted {
     pub id: BatchId,
     pub status: String,

@@ -34,7 +34,7 @@ use crate::store::prelude::*;
 use crate::store::retention::{NewCertificate, RunCounts, RETENTION_JOB};
 
 /// One expired document in a run's report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Expired {
     pub document_id: DocumentId,
     pub document_type: String,
@@ -47,7 +47,7 @@ pub struct Expired {
     pub destroyed: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunReport {
     pub run_id: String,
     pub as_of: NaiveDate,

@@ -88,13 +88,14 @@ impl KekSource {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct KeyStatus {
     /// The version new keys are wrapped under.
     pub current_version: u32,
     /// The versions loaded.
     pub loaded_versions: Vec<u32>,
-    /// Keyring rows per KEK version, ascending by version.
+    /// Keyring rows per KEK version, ascending by version: pairs `[version, rows]`.
+    #[schema(value_type = Vec<Vec<i64>>)]
     pub rows_by_version: Vec<(u32, i64)>,
 }
 
@@ -107,7 +108,7 @@ pub async fn status(db: &Db, vault: &Vault) -> anyhow::Result<KeyStatus> {
     })
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Rotation {
     pub previous_version: u32,
     pub current_version: u32,

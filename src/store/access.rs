@@ -3,7 +3,7 @@
 use super::base::*;
 
 /// One break-the-glass access, its reason opened.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BreakGlassRow {
     pub id: String,
     pub user_id: String,

@@ -20,7 +20,7 @@ pub struct NewBatch {
     pub created_by: UserId,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Batch {
     pub id: BatchId,
     pub content_type: String,
@@ -68,7 +68,7 @@ pub struct NewSegment {
     pub qa_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Segment {
     pub id: DocumentId,
     pub batch_id: BatchId,

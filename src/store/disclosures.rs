@@ -40,7 +40,7 @@ pub struct NewDisclosure {
     pub recorded_by: UserId,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Disclosure {
     pub id: String,
     pub patient_id: PatientId,

@@ -25,7 +25,7 @@ pub struct NewDocument {
     pub qa_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Document {
     pub id: DocumentId,
     pub patient_id: PatientId,

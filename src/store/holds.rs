@@ -7,7 +7,7 @@ use crate::domain::{DocumentId, HoldId, PatientId, UserId};
 use serde::Serialize;
 
 /// What a hold covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HoldScope {
     /// Every document filed under the patient, now or later.
@@ -51,7 +51,7 @@ pub struct NewHold {
 }
 
 /// A hold as read back, decrypted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Hold {
     pub id: HoldId,
     pub matter: String,
@@ -72,7 +72,7 @@ pub struct Hold {
 }
 
 /// An active hold covering a document, as a refusal names it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct HoldRef {
     pub id: HoldId,
     pub matter: String,

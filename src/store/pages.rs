@@ -3,7 +3,7 @@
 use super::base::*;
 use crate::domain::TextSource;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PageRow {
     pub page: u32,
     pub width: u32,

@@ -2,7 +2,7 @@
 
 use super::base::*;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, utoipa::ToSchema)]
 pub struct Patient {
     pub id: PatientId,
     pub mrn: Mrn,
@@ -29,7 +29,7 @@ impl Serialize for Patient {
 }
 
 /// A visit the registration system reported (HL7 PV1), which documents are filed against.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Encounter {
     #[serde(skip)]
     pub patient_id: PatientId,

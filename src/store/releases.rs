@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 /// The sealed part of a release request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseDetails {
     pub requester: Party,
@@ -28,7 +28,7 @@ pub struct ReleaseDetails {
     pub satisfactory_assurances: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Party {
     pub name: String,
@@ -54,7 +54,7 @@ pub struct NewRelease {
     pub created_by: UserId,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Release {
     pub id: ReleaseId,
     pub legal_basis: LegalBasis,
@@ -75,7 +75,7 @@ pub struct Release {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Attachment {
     pub id: AttachmentId,
     pub kind: String,
@@ -86,7 +86,7 @@ pub struct Attachment {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Exclusion {
     pub document_id: DocumentId,
     pub reason: String,
@@ -95,7 +95,7 @@ pub struct Exclusion {
 }
 
 /// A rectangle of page-image pixels.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Region {
     pub left: u32,
@@ -104,7 +104,7 @@ pub struct Region {
     pub height: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Redaction {
     pub id: String,
     pub document_id: DocumentId,
@@ -132,7 +132,7 @@ pub struct NewProduction {
     pub created_by: UserId,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Production {
     pub id: ProductionId,
     pub release_id: ReleaseId,

@@ -12,7 +12,7 @@ use crate::domain::{DocumentId, UserId};
 /// Who destroys on the service's own schedule.
 pub const RETENTION_JOB: &str = "retention-job";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Certificate {
     pub id: String,
     pub run_id: String,

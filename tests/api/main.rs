@@ -24,6 +24,7 @@ mod holds;
 mod intake;
 mod jwt;
 mod languages;
+mod openapi;
 mod operations;
 mod package;
 mod pdf;

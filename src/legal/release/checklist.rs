@@ -8,7 +8,7 @@ use crate::store::documents::Document;
 use crate::store::releases::Release;
 
 /// One item of the checklist.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChecklistItem {
     pub item: String,
     /// `pass` or `blocked`.

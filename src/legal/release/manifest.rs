@@ -7,7 +7,7 @@ use crate::store::documents::Document;
 use crate::store::releases::Release;
 
 /// One produced page in the manifest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ManifestPage {
     /// The Bates number; `None` for an unstamped copy.
     pub bates: Option<String>,
@@ -21,7 +21,7 @@ pub struct ManifestPage {
     pub withheld: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Manifest {
     pub production_id: ProductionId,
     pub release_id: ReleaseId,

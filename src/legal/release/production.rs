@@ -28,7 +28,7 @@ use super::manifest::*;
 use super::scope::*;
 
 /// What the production request asks for.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductionRequest {
     /// Who certifies (name and title); required when certified.
@@ -39,7 +39,7 @@ pub struct ProductionRequest {
     pub bates: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Produced {
     pub production: Production,
     pub manifest: Manifest,
