@@ -308,8 +308,8 @@ async fn open_db_creating(config: &Config, may_create: bool) -> anyhow::Result<D
         crate::ops::keys::load_existing_keys(config)?
     };
     let db = Db::open(&config.db_path()).await?;
-    let blobs = chartvault_storage::LocalBlobStore::open(config.blobs_dir())?;
-    let vault = crate::store::vault::Vault::new(std::sync::Arc::new(blobs), keys, db.clone());
+    let blobs = crate::store::vault::open_blobs(config)?;
+    let vault = crate::store::vault::Vault::new(blobs, keys, db.clone());
     if new {
         db.set_audit_cipher(vault.audit_cipher().await?);
         db.set_row_mac(vault.row_mac().await?);
@@ -670,9 +670,9 @@ async fn keys_offline(
     }
     let _lock = ServerLock::acquire(config)?;
     let db = Db::open(&config.db_path()).await?;
-    let blobs = chartvault_storage::LocalBlobStore::open(config.blobs_dir())?;
+    let blobs = crate::store::vault::open_blobs(config)?;
     let vault = crate::store::vault::Vault::new(
-        std::sync::Arc::new(blobs),
+        blobs,
         crate::ops::keys::load_existing_keys(config)?,
         db.clone(),
     );

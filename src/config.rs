@@ -36,6 +36,66 @@ pub struct Config {
     pub patients: PatientsConfig,
     pub fhir: FhirConfig,
     pub dicomweb: DicomwebConfig,
+    pub storage: StorageConfig,
+}
+
+/// Where the encrypted objects live (`[storage]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `file://<dir>`, or `s3://<bucket>[/<prefix>]` for S3-compatible object storage
+    /// (credentials from the standard `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`
+    /// environment). Unset: `<data_dir>/blobs`.
+    pub url: Option<String>,
+    pub s3: S3Config,
+}
+
+/// The S3 endpoint (`[storage.s3]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// A non-AWS server's address (`http://127.0.0.1:8333`); unset: AWS.
+    pub endpoint: Option<String>,
+    /// Unset: `AWS_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+}
+
+/// Where [`StorageConfig`] puts the objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectStorage {
+    /// A local directory.
+    Local(PathBuf),
+    /// An S3 bucket, under a prefix.
+    S3 { bucket: String, prefix: String },
+}
+
+impl Config {
+    /// Where the encrypted objects live.
+    pub fn object_storage(&self) -> anyhow::Result<ObjectStorage> {
+        let Some(url) = self.storage.url.as_deref().map(str::trim) else {
+            return Ok(ObjectStorage::Local(self.blobs_dir()));
+        };
+        if let Some(path) = url.strip_prefix("file://") {
+            return Ok(ObjectStorage::Local(PathBuf::from(path)));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.len() < 3
+                || !bucket
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c))
+            {
+                anyhow::bail!(
+                    "storage.url: an S3 bucket name is 3 or more of a-z, 0-9, '-' and '.'"
+                );
+            }
+            return Ok(ObjectStorage::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        anyhow::bail!("storage.url is file://<directory> or s3://<bucket>[/<prefix>]")
+    }
 }
 
 /// DICOMweb at `/dicom-web` (see `dicomweb`).
@@ -651,6 +711,7 @@ impl Default for Config {
             patients: PatientsConfig::default(),
             fhir: FhirConfig::default(),
             dicomweb: DicomwebConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -820,6 +881,7 @@ impl Config {
             }
         }
         self.patients.validate()?;
+        self.object_storage()?;
         crate::domain::parse_slug("dicomweb.document_type", &self.dicomweb.document_type)
             .map_err(anyhow::Error::msg)?;
         crate::domain::Category::parse(&self.dicomweb.category)

@@ -55,9 +55,11 @@ impl Application {
         let db = Db::open(&config.db_path())
             .await
             .context("opening the database")?;
-        let blobs = LocalBlobStore::open(config.blobs_dir())?;
-        blobs.remove_stale_temp_files()?;
-        let vault = Vault::new(Arc::new(blobs), keys, db.clone());
+        if let crate::config::ObjectStorage::Local(dir) = config.object_storage()? {
+            LocalBlobStore::open(dir)?.remove_stale_temp_files()?;
+        }
+        let blobs = crate::store::vault::open_blobs(&config)?;
+        let vault = Vault::new(blobs, keys, db.clone());
         db.set_phi(
             vault
                 .phi_cipher()

@@ -252,7 +252,10 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
         names.push(object.blob_name());
     }
     let (blob_files, missing_blobs) = {
-        let (src, dst) = (config.blobs_dir(), dest.join("blobs"));
+        let (src, dst) = (
+            crate::ops::local_objects_dir(config, "backup")?,
+            dest.join("blobs"),
+        );
         tokio::task::spawn_blocking(move || copy_blobs(&src, &dst, &names)).await??
     };
     let index_files: Vec<_> = files
@@ -741,7 +744,7 @@ async fn reconcile_index_with(
     db: &Db,
     keys: Arc<dyn chartvault_storage::KeyProvider>,
 ) -> anyhow::Result<ReconcileSummary> {
-    let blobs = LocalBlobStore::open(config.blobs_dir())?;
+    let blobs = LocalBlobStore::open(crate::ops::local_objects_dir(config, "restore")?)?;
     let vault = Vault::new(Arc::new(blobs), keys, db.clone());
     // Re-indexing reads document metadata, whose PHI columns are sealed.
     db.set_phi(vault.phi_cipher().await?);

@@ -10,3 +10,19 @@ pub mod findings;
 pub mod keys;
 pub mod verify;
 pub mod verify_index;
+
+/// The directory of the objects, for the tools that read their files directly (`verify`,
+/// `backup`, `restore`): on object storage they say they cannot yet.
+pub fn local_objects_dir(
+    config: &crate::config::Config,
+    tool: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    match config.object_storage()? {
+        crate::config::ObjectStorage::Local(dir) => Ok(dir),
+        crate::config::ObjectStorage::S3 { .. } => anyhow::bail!(
+            "{tool} reads the objects' files and works on local storage only for now \
+             (storage.url is s3://); meanwhile the bucket's own versioning and replication \
+             keep its objects"
+        ),
+    }
+}

@@ -258,7 +258,7 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
     let keys = crate::ops::keys::load_existing_keys(config)?;
 
     // Blobs first, then the snapshot: every row in the snapshot has its blob committed.
-    let blobs_dir = config.blobs_dir();
+    let blobs_dir = crate::ops::local_objects_dir(config, "verify")?;
     let listing = {
         let root = blobs_dir.clone();
         tokio::task::spawn_blocking(move || list_blob_dir(&root)).await??

@@ -23,6 +23,26 @@ use crate::store::Db;
 
 pub use crate::store::objects::ObjectRef;
 
+/// The blob store the configuration names (`storage.url`): a local directory, or a bucket of
+/// S3-compatible object storage (credentials from the `AWS_*` environment).
+pub fn open_blobs(config: &crate::config::Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    Ok(match config.object_storage()? {
+        crate::config::ObjectStorage::Local(dir) => {
+            Arc::new(chartvault_storage::LocalBlobStore::open(dir)?)
+        }
+        crate::config::ObjectStorage::S3 { bucket, prefix } => Arc::new(
+            chartvault_storage::S3BlobStore::open(&chartvault_storage::S3Location {
+                bucket,
+                prefix,
+                endpoint: config.storage.s3.endpoint.clone(),
+                region: config.storage.s3.region.clone(),
+                access_key_id: None,
+                secret_access_key: None,
+            })?,
+        ),
+    })
+}
+
 #[derive(Clone)]
 pub struct Vault {
     pub blobs: Arc<dyn BlobStore>,

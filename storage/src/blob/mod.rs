@@ -1,8 +1,8 @@
 //! Blob stores: named, immutable-once-committed byte objects.
 //!
 //! Owns the [`BlobStore`] contract and the [`BlobName`] rules; [`LocalBlobStore`] implements
-//! it on a local directory (an S3 backend will implement the same trait and pass the same
-//! `testsuite`).
+//! it on a local directory, `S3BlobStore` (feature `s3`) on S3-compatible object storage;
+//! both pass the same `testsuite`.
 //!
 //! Contract every backend keeps:
 //! - **Atomic create.** [`BlobStore::create`] returns a writer; nothing is visible under the
@@ -18,11 +18,15 @@
 //! Blob stores move bytes only: callers store envelope-encrypted objects in them.
 
 mod local;
+#[cfg(feature = "s3")]
+mod s3;
 
 use std::fmt;
 use std::io::{Read, Seek, Write};
 
 pub use local::LocalBlobStore;
+#[cfg(feature = "s3")]
+pub use s3::{S3BlobStore, S3Location};
 
 use crate::StorageError;
 

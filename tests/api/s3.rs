@@ -1,0 +1,109 @@
+//! The archive on S3-compatible object storage (`storage.url = "s3://…"`), against a real S3
+//! server the test starts (SeaweedFS): a scan is stored, recognised, found and read back byte
+//! for byte; every object is in the bucket and is an envelope; none is in the data
+//! directory; the tools that read objects' files say they cannot yet, rather than report a
+//! healthy archive as empty.
+
+use chartvault_storage::testsuite::seaweed::{weed, Seaweed};
+use chartvault_storage::{BlobStore, S3BlobStore, S3Location};
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_on_object_storage_keeps_every_object_in_the_bucket_encrypted() {
+    let Some(weed) = weed() else {
+        return;
+    };
+    let server = Seaweed::start(&weed, "chartvault-archive");
+    let endpoint = format!("http://127.0.0.1:{}", server.s3_port);
+    // Credentials come from the environment, as in production (SeaweedFS without
+    // identities takes any).
+    std::env::set_var("AWS_ACCESS_KEY_ID", "chartvault");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "chartvault");
+    let app = spawn_app_with(|c| {
+        c.storage.url = Some("s3://chartvault-archive/hospital-a".into());
+        c.storage.s3.endpoint = Some(endpoint.clone());
+        c.storage.s3.region = Some("us-east-1".into());
+    })
+    .await;
+    let scan = png_of(&scanned_page(
+        &[
+            "Outpatient clinic letter",
+            "Plan: bandicoot splint for six weeks",
+        ],
+        0.2,
+        21,
+    ));
+    let id = app
+        .upload(
+            scan.clone(),
+            &metadata("S3-1", "Sasha Bucket", "clinic-letter"),
+        )
+        .await;
+    app.wait_indexed(&id).await;
+    let hits = app
+        .search(&app.clinician, json!({ "query": "bandicoot" }))
+        .await;
+    assert_eq!(hits["total"], 1, "{hits}");
+    let original = app
+        .get(&app.records, &format!("/api/v1/documents/{id}/original"))
+        .await;
+    assert_eq!(original.status(), 200);
+    assert!(original.bytes().await.unwrap() == scan, "byte for byte");
+
+    // Every object is in the bucket, under the archive's prefix, and is an envelope.
+    let bucket = S3BlobStore::open(&S3Location {
+        bucket: "chartvault-archive".into(),
+        prefix: "hospital-a".into(),
+        endpoint: Some(endpoint.clone()),
+        region: Some("us-east-1".into()),
+        access_key_id: None,
+        secret_access_key: None,
+    })
+    .unwrap();
+    let names = tokio::task::spawn_blocking(move || {
+        let names = bucket.list("").unwrap();
+        let objects: Vec<(String, Vec<u8>)> = names
+            .iter()
+            .map(|name| {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut bucket.open(name).unwrap(), &mut bytes).unwrap();
+                (name.as_str().to_string(), bytes)
+            })
+            .collect();
+        objects
+    })
+    .await
+    .unwrap();
+    assert!(
+        names.iter().any(|(n, _)| n.contains(&id)),
+        "the document's objects are in the bucket: {:?}",
+        names.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    for (name, bytes) in &names {
+        assert!(
+            chartvault_storage::FormatVersion::of_object(bytes)
+                == Some(chartvault_storage::FormatVersion::CURRENT),
+            "{name} is not an envelope"
+        );
+        for word in ["bandicoot", "Sasha", "S3-1"] {
+            assert!(
+                !contains_in_any_encoding(bytes, word),
+                "{word} readable in {name}"
+            );
+        }
+    }
+    let local: Vec<_> = files_under(&app.data_dir.join("blobs"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(local.is_empty(), "objects on local disk: {local:?}");
+
+    // The tools that read object files directly say what they cannot do yet.
+    let refused = chartvault::ops::verify::verify(&app.state.config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("storage.url is s3://"), "{refused}");
+}
