@@ -17,6 +17,44 @@ use serde_json::{json, Map, Value};
 /// Binary values (OB, OW, UN, ...) at most this long are kept inline (base64).
 pub const INLINE_BINARY_MAX: usize = 4096;
 
+/// The most a data set's JSON may take (it is kept, sealed, beside the document): past it,
+/// sequences and binary values are left out, then everything but the attributes searches
+/// and viewers need. A file of hundreds of thousands of elements cannot make it large.
+pub const METADATA_MAX_BYTES: usize = 1 << 20;
+
+/// What is kept of a data set whose JSON is too large even without its sequences and binary
+/// values: identity, study, series and image geometry.
+const ESSENTIAL: &[&str] = &[
+    "00080005", "00080016", "00080018", "00080020", "00080030", "00080050", "00080060", "00080090",
+    "00081030", "0008103E", "00100010", "00100020", "00100021", "00100030", "00100040", "00180015",
+    "00185101", "0020000D", "0020000E", "00200010", "00200011", "00200013", "00280002", "00280004",
+    "00280008", "00280010", "00280011", "00280100", "00280101",
+];
+
+/// The data set's JSON within [`METADATA_MAX_BYTES`] (see there).
+pub fn bounded(metadata: Value) -> Value {
+    let size = |value: &Value| value.to_string().len();
+    if size(&metadata) <= METADATA_MAX_BYTES {
+        return metadata;
+    }
+    let Value::Object(elements) = metadata else {
+        return Value::Object(Map::new());
+    };
+    let flat: Map<String, Value> = elements
+        .iter()
+        .filter(|(_, e)| e["vr"] != "SQ" && e.get("InlineBinary").is_none())
+        .map(|(k, e)| (k.clone(), e.clone()))
+        .collect();
+    if size(&Value::Object(flat.clone())) <= METADATA_MAX_BYTES {
+        return Value::Object(flat);
+    }
+    let essential: Map<String, Value> = flat
+        .into_iter()
+        .filter(|(k, e)| ESSENTIAL.contains(&k.as_str()) && e.to_string().len() <= 4096)
+        .collect();
+    Value::Object(essential)
+}
+
 /// The data set's elements as a DICOM JSON object (keys `GGGGEEEE`, upper-case hex).
 pub fn data_set_json(obj: &InMemDicomObject) -> Value {
     let mut out = Map::new();

@@ -434,7 +434,7 @@ fn info_from(
         .map(|ts| ts.name())
         .unwrap_or(UNKNOWN_TRANSFER_SYNTAX);
 
-    let mut metadata = json::data_set_json(obj);
+    let mut metadata = json::bounded(json::data_set_json(obj));
     if let Some(elements) = metadata.as_object_mut() {
         elements.insert(
             "00083002".into(),

@@ -471,6 +471,33 @@ fn a_meta_group_without_its_group_length_is_read_as_pydicom_writes_it() {
 }
 
 #[test]
+fn a_data_set_of_countless_elements_keeps_bounded_metadata() {
+    // 40 000 private text elements of 40 bytes: 1.6 MB of values, more JSON than is kept.
+    let mut obj = image_attributes(1, 4, 8, 8, "MONOCHROME2");
+    obj.put(s(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4.6"));
+    obj.put(s(tags::PATIENT_ID, VR::LO, "BIG-1"));
+    for n in 0..40_000u32 {
+        let tag = Tag(0x0009, 0x1000 + (n % 0xEFFF) as u16);
+        let tag = if n < 0xEFFF {
+            tag
+        } else {
+            Tag(0x0011, 0x1000 + (n - 0xEFFF) as u16)
+        };
+        obj.put(s(tag, VR::LO, &format!("{n:040}")));
+    }
+    obj.put(native8(&[1, 2, 3, 4]));
+    let info = dicom_info(&to_file(obj, EXPLICIT_LE), &Limits::default()).unwrap();
+    let json = info.metadata.to_string();
+    assert!(
+        json.len() <= super::json::METADATA_MAX_BYTES,
+        "{} bytes",
+        json.len()
+    );
+    assert_eq!(info.metadata["00100020"]["Value"][0], "BIG-1");
+    assert_eq!(info.metadata["00080018"]["Value"][0], "1.2.3.4.6");
+}
+
+#[test]
 fn native_signed_with_linear_exact_and_implicit_vr() {
     // Signed 16-bit, as CT stores it; Implicit VR Little Endian; LINEAR_EXACT.
     let values: Vec<i16> = vec![-1000, -500, 0, 250, 1000];
