@@ -98,6 +98,19 @@ impl Modify for Conventions {
                     .build(),
             ),
         );
+        // Operation ids are the handlers' names, which repeat from file to file (`list`):
+        // each is prefixed with its tag, so that generated clients get one method each.
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                let tag = operation.tags.as_ref().and_then(|t| t.first()).cloned();
+                if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut()) {
+                    *id = format!("{tag}_{id}");
+                }
+            }
+        }
         for (delete_path, post_path) in POST_FORMS {
             let delete = openapi
                 .paths
@@ -282,6 +295,15 @@ mod tests {
             }
         }
         assert!(stale.is_empty(), "operations of no route: {stale:?}");
+        let mut ids: Vec<&str> = paths
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .map(|operation| operation["operationId"].as_str().unwrap())
+            .collect();
+        let count = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "operation ids are unique");
         assert!(untyped.is_empty(), "free-form bodies: {untyped:?}");
         // Every operation is under the bearer scheme, and errors are problems.
         assert_eq!(doc["security"][0]["bearer"], Value::Array(vec![]));
