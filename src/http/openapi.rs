@@ -127,7 +127,8 @@ impl Modify for Conventions {
                 item.post = Some(operation);
             }
         }
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let creates_without_address = NO_LOCATION.contains(&path.as_str());
             for operation in [
                 &mut item.get,
                 &mut item.post,
@@ -139,8 +140,45 @@ impl Modify for Conventions {
             .flatten()
             {
                 add_problems(operation);
+                add_headers(operation, !creates_without_address);
             }
         }
+    }
+}
+
+/// The routes whose `201` has no address to give (a grant is a user and a category; a
+/// disclosure has no route of its own).
+const NO_LOCATION: &[&str] = &["/category-grants", "/disclosures"];
+
+/// The headers answers carry: `Location` on a `201`/`202` (where there is an address),
+/// `WWW-Authenticate` on a `401`, `Retry-After` on a `503`.
+fn add_headers(operation: &mut Operation, located: bool) {
+    let header = |description: &str| {
+        utoipa::openapi::header::HeaderBuilder::new()
+            .schema(
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String),
+            )
+            .description(Some(description))
+            .build()
+    };
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        let (name, description) = match status.as_str() {
+            "201" | "202" if located => (
+                "Location",
+                "Where the new resource (or the document being processed) is",
+            ),
+            "401" => ("WWW-Authenticate", "`Bearer`"),
+            "503" => ("Retry-After", "Seconds to wait before trying again"),
+            _ => continue,
+        };
+        response
+            .headers
+            .entry(name.to_string())
+            .or_insert_with(|| header(description));
     }
 }
 

@@ -84,7 +84,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
                 "--header",
                 &format!("Authorization: Bearer {token}"),
                 "--checks",
-                "not_a_server_error,response_schema_conformance,content_type_conformance",
+                "not_a_server_error,response_schema_conformance,content_type_conformance,response_headers_conformance",
                 "--phases",
                 "examples,coverage,fuzzing",
                 "--max-examples",
