@@ -158,6 +158,7 @@ impl BackupSummary {
 
 /// Takes a backup of `config.data_dir` into `dest` (created; must be empty if it exists).
 pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummary> {
+    let objects = crate::ops::local_objects_dir(config, "backup")?;
     let db_path = config.db_path();
     if !db_path.is_file() {
         bail!("no database at {}", db_path.display());
@@ -252,10 +253,7 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
         names.push(object.blob_name());
     }
     let (blob_files, missing_blobs) = {
-        let (src, dst) = (
-            crate::ops::local_objects_dir(config, "backup")?,
-            dest.join("blobs"),
-        );
+        let (src, dst) = (objects, dest.join("blobs"));
         tokio::task::spawn_blocking(move || copy_blobs(&src, &dst, &names)).await??
     };
     let index_files: Vec<_> = files
@@ -552,6 +550,7 @@ pub async fn restore_with(
     src: &Path,
     legacy: bool,
 ) -> anyhow::Result<RestoreSummary> {
+    crate::ops::local_objects_dir(config, "restore")?;
     let target = config.data_dir.clone();
     let manifest = read_manifest(src)?;
     // Before anything is written: the KEK is there, the target is empty, the files are intact.

@@ -69,7 +69,7 @@ enum BlobOutcome {
 /// Opens `name`, reads its key id, unwraps its key and decrypts it to the end under `aad`,
 /// hashing the plaintext when `hash` is set.
 fn authenticate(
-    store: &LocalBlobStore,
+    store: &dyn BlobStore,
     keyring: &Keyring,
     name: &BlobName,
     aad: &[u8],
@@ -258,10 +258,28 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
     let keys = crate::ops::keys::load_existing_keys(config)?;
 
     // Blobs first, then the snapshot: every row in the snapshot has its blob committed.
-    let blobs_dir = crate::ops::local_objects_dir(config, "verify")?;
+    // On local disk the directory is walked too (temporary files, strays); on object storage
+    // the bucket's listing is all there is.
+    let local_dir = match config.object_storage()? {
+        crate::config::ObjectStorage::Local(dir) => Some(dir),
+        crate::config::ObjectStorage::S3 { .. } => None,
+    };
+    let store: Option<Arc<dyn BlobStore>> = match &local_dir {
+        Some(dir) if !dir.is_dir() => None,
+        _ => Some(crate::store::vault::open_blobs(config)?),
+    };
     let listing = {
-        let root = blobs_dir.clone();
-        tokio::task::spawn_blocking(move || list_blob_dir(&root)).await??
+        let (root, store) = (local_dir.clone(), store.clone());
+        tokio::task::spawn_blocking(move || match (root, store) {
+            (Some(root), _) => list_blob_dir(&root),
+            (None, Some(store)) => Ok(Listing {
+                blobs: store.list("")?,
+                temp_files: Vec::new(),
+                strays: Vec::new(),
+            }),
+            (None, None) => unreachable!("object storage always has a store"),
+        })
+        .await??
     };
     let db = Db::open_read_only(&db_path)
         .await
@@ -274,7 +292,7 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
     let expected = expected_blobs(&inventory);
     let to_check = blobs_to_check(&listing, &expected, &mut report);
     let keyring = Arc::new(keyring);
-    let checked = authenticate_all(blobs_dir, keyring.clone(), to_check).await?;
+    let checked = authenticate_all(store, keyring.clone(), to_check).await?;
     let sha_of = recorded_sha256s(&inventory);
     let mut referenced_keys: BTreeSet<String> = inventory
         .service_keys
@@ -422,12 +440,13 @@ fn blobs_to_check(
 /// Decrypts every blob to check to its end (blocking I/O and CPU, off the async threads);
 /// originals, productions and attachments are hashed on the way.
 async fn authenticate_all(
-    root: PathBuf,
+    store: Option<Arc<dyn BlobStore>>,
     keyring: Arc<Keyring>,
     to_check: Vec<ToCheck>,
 ) -> anyhow::Result<Vec<CheckedBlob>> {
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<CheckedBlob>> {
-        if !root.is_dir() {
+        // No objects directory at all: every object is missing.
+        let Some(store) = store else {
             return Ok(to_check
                 .into_iter()
                 .map(|check| CheckedBlob {
@@ -435,14 +454,14 @@ async fn authenticate_all(
                     outcome: BlobOutcome::Missing,
                 })
                 .collect());
-        }
-        let store = LocalBlobStore::open(&root)?;
+        };
+        let store = &*store;
         Ok(to_check
             .into_iter()
             .map(|check| {
                 let outcome = match check.object {
                     Some(object) => authenticate(
-                        &store,
+                        store,
                         &keyring,
                         &check.name,
                         &object.aad(),
@@ -453,7 +472,7 @@ async fn authenticate_all(
                                 | ObjectRef::Attachment(_)
                         ),
                     ),
-                    None => header_only(&store, &check.name),
+                    None => header_only(store, &check.name),
                 };
                 CheckedBlob { check, outcome }
             })
@@ -575,7 +594,7 @@ fn report_orphan_keys(
 
 /// Reads just the key id of a blob whose name is not an object (so there is no identity to
 /// authenticate it against).
-fn header_only(store: &LocalBlobStore, name: &BlobName) -> BlobOutcome {
+fn header_only(store: &dyn BlobStore, name: &BlobName) -> BlobOutcome {
     let mut reader = match store.open(name) {
         Ok(reader) => reader,
         Err(StorageError::NotFound(_)) => return BlobOutcome::Missing,

@@ -1,8 +1,8 @@
 //! The archive on S3-compatible object storage (`storage.url = "s3://…"`), against a real S3
 //! server the test starts (SeaweedFS): a scan is stored, recognised, found and read back byte
 //! for byte; every object is in the bucket and is an envelope; none is in the data
-//! directory; the tools that read objects' files say they cannot yet, rather than report a
-//! healthy archive as empty.
+//! directory; `verify` checks the bucket (and finds an object deleted from it); `backup`,
+//! which copies files, says it cannot yet.
 
 use chartvault_storage::testsuite::seaweed::{weed, Seaweed};
 use chartvault_storage::{BlobStore, S3BlobStore, S3Location};
@@ -100,8 +100,38 @@ async fn an_archive_on_object_storage_keeps_every_object_in_the_bucket_encrypted
         .collect();
     assert!(local.is_empty(), "objects on local disk: {local:?}");
 
-    // The tools that read object files directly say what they cannot do yet.
-    let refused = chartvault::ops::verify::verify(&app.state.config)
+    // `verify` reads the bucket as it reads a local directory: clean, then a deleted object
+    // is found missing. (`backup` and `restore` still copy files: they refuse an S3
+    // archive.)
+    let report = chartvault::ops::verify::verify(&app.state.config)
+        .await
+        .expect("verify runs");
+    assert_eq!(report.errors(), 0, "{}", report.summary());
+    assert!(report.checked.blobs >= 3, "{}", report.summary());
+    let original = names
+        .iter()
+        .map(|(n, _)| n.clone())
+        .find(|n| n.contains(&id) && n.starts_with("originals/"))
+        .expect("the original is in the bucket");
+    let blobs = app.state.vault.blobs.clone();
+    let gone = original.clone();
+    tokio::task::spawn_blocking(move || {
+        blobs.delete(&chartvault_storage::BlobName::new(gone).unwrap())
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let report = chartvault::ops::verify::verify(&app.state.config)
+        .await
+        .expect("verify runs");
+    assert!(
+        report.findings.iter().any(|f| f.kind
+            == chartvault::ops::findings::FindingKind::BlobMissing
+            && f.blob.as_deref() == Some(original.as_str())),
+        "{}",
+        report.summary()
+    );
+    let refused = chartvault::ops::backup::backup(&app.state.config, &app.data_dir.join("backup"))
         .await
         .unwrap_err()
         .to_string();
