@@ -48,7 +48,8 @@ pub use cer::character_error_rate;
 pub use cleanup::CleanupConfig;
 pub use decode::{decode_page, DecodedPage, PageReader};
 pub use dicom::{
-    dicom_info, dicom_preview, dicom_read, is_dicom, DicomInfo, DICOM_MIME, DICOM_PREVIEW_MAX_SIDE,
+    dicom_info, dicom_json_text, dicom_preview, dicom_read, is_dicom, DicomInfo, DICOM_MIME,
+    DICOM_PREVIEW_MAX_SIDE,
 };
 pub use error::{OcrError, ScanError};
 pub use format::{sniff, ScanFormat, SNIFF_LEN};

@@ -25,10 +25,7 @@ pub(super) struct Uids {
     pub instance: Option<String>,
 }
 
-/// The first value of an element of a DICOM JSON data set, as text.
-pub(super) fn text<'a>(metadata: &'a Value, tag: &str) -> Option<&'a str> {
-    metadata[tag]["Value"][0].as_str()
-}
+pub(super) use chartvault_ocr::dicom_json_text as text;
 
 /// A DICOM JSON answer.
 pub(super) fn dicom_json(status: StatusCode, body: Value) -> Response {

@@ -82,14 +82,6 @@ pub async fn accept_instance(
     }
 }
 
-/// The first value of a DICOM JSON element, as text.
-pub fn first_text<'a>(metadata: &'a serde_json::Value, tag: &str) -> Option<&'a str> {
-    metadata[tag]["Value"][0]
-        .as_str()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
 /// What an upload would say about the instance: its patient (by PatientID and issuer),
 /// name, birth date and study date.
 async fn instance_metadata(state: &Archive, info: &DicomInfo) -> Result<ValidMetadata, AppError> {
@@ -102,7 +94,10 @@ async fn instance_metadata(state: &Archive, info: &DicomInfo) -> Result<ValidMet
     let mrn = state
         .config
         .patients
-        .mrn_of_dicom(patient_id, first_text(&info.metadata, "00100021"))
+        .mrn_of_dicom(
+            patient_id,
+            chartvault_ocr::dicom_json_text(&info.metadata, "00100021"),
+        )
         .map_err(|e| AppError::invalid(format!("the instance's PatientID: {e}")))?;
     let on_record = state.db.patient_by_mrn(&mrn).await?;
     let name = match (info.patient_name_readable(), &on_record) {
@@ -119,7 +114,7 @@ async fn instance_metadata(state: &Archive, info: &DicomInfo) -> Result<ValidMet
     Ok(ValidMetadata {
         mrn,
         name: name.chars().take(200).collect(),
-        birth_date: date(first_text(&info.metadata, "00100030")),
+        birth_date: date(chartvault_ocr::dicom_json_text(&info.metadata, "00100030")),
         document_type: config.document_type.clone(),
         category: Category::parse(&config.category).map_err(AppError::invalid)?,
         service_date: info

@@ -55,6 +55,15 @@ pub fn bounded(metadata: Value) -> Value {
     Value::Object(essential)
 }
 
+/// The first value of an element of a DICOM JSON data set, as text (`None` when absent or
+/// not text).
+pub fn first_text<'a>(metadata: &'a Value, tag: &str) -> Option<&'a str> {
+    metadata[tag]["Value"][0]
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
 /// The data set's elements as a DICOM JSON object (keys `GGGGEEEE`, upper-case hex).
 pub fn data_set_json(obj: &InMemDicomObject) -> Value {
     let mut out = Map::new();

@@ -48,6 +48,7 @@ use image::GrayImage;
 
 use crate::{Limits, ScanError};
 
+pub use json::first_text as dicom_json_text;
 pub use render::DICOM_PREVIEW_MAX_SIDE;
 
 /// MIME type of DICOM Part 10 files.
