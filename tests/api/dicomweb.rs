@@ -101,7 +101,9 @@ async fn dicomweb_clients_store_find_and_retrieve_instances_within_the_callers_s
     assert_eq!(out["patient_back"], "DW-1");
     assert_eq!(out["fixture_pixels_back"], true);
     assert_eq!(out["fixture_syntax_back"], "1.2.840.10008.1.2.4.91");
-    for (uid, parts) in out["byte_for_byte"].as_object().unwrap() {
+    let byte_for_byte = out["byte_for_byte"].as_object().unwrap();
+    assert_eq!(byte_for_byte.len(), 4, "each instance sent was read back");
+    for (uid, parts) in byte_for_byte {
         assert_eq!(parts, &json!([true]), "{uid} comes back as it was sent");
     }
     assert_eq!(out["explicit_le_of_jpeg2000"], 406);
