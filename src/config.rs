@@ -508,10 +508,80 @@ impl Default for MetricsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
+    /// Where the key-encryption key lives.
+    pub provider: KeyProviderKind,
     /// Path of the key-encryption key file (created `0600` on first run).
     pub kek_file: PathBuf,
     /// Name of an environment variable that holds the key file's contents instead.
     pub kek_env: Option<String>,
+    /// The KMS, when `provider = "openbao"`.
+    pub openbao: OpenBaoConfig,
+}
+
+/// Where the key-encryption key lives (`keys.provider`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyProviderKind {
+    /// A key file (`keys.kek_file`) or environment variable (`keys.kek_env`).
+    #[default]
+    File,
+    /// OpenBao's (or HashiCorp Vault's) Transit engine (`[keys.openbao]`): the KEK never
+    /// leaves the KMS.
+    Openbao,
+}
+
+/// The Transit key in OpenBao or Vault (`[keys.openbao]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenBaoConfig {
+    /// The KMS's address.
+    pub address: String,
+    /// Where the Transit engine is mounted.
+    pub mount: String,
+    /// The Transit key (created on first start when missing).
+    pub key: String,
+    /// The environment variable holding the access token.
+    pub token_env: String,
+    /// A file holding the access token, read instead of `token_env` when set.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for OpenBaoConfig {
+    fn default() -> Self {
+        OpenBaoConfig {
+            address: "http://127.0.0.1:8200".into(),
+            mount: "transit".into(),
+            key: "chartvault".into(),
+            token_env: "BAO_TOKEN".into(),
+            token_file: None,
+        }
+    }
+}
+
+impl OpenBaoConfig {
+    /// Where the key is, with the token read from its file or environment variable.
+    pub fn location(&self) -> anyhow::Result<chartvault_storage::TransitLocation> {
+        use anyhow::Context as _;
+        let token = match &self.token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading keys.openbao.token_file {}", path.display()))?,
+            None => std::env::var(&self.token_env).map_err(|_| {
+                anyhow::anyhow!(
+                    "the OpenBao token is missing: set the environment variable {} (or \
+                     keys.openbao.token_file)",
+                    self.token_env
+                )
+            })?,
+        };
+        let token = token.trim();
+        anyhow::ensure!(!token.is_empty(), "the OpenBao token is empty");
+        Ok(chartvault_storage::TransitLocation {
+            address: self.address.clone(),
+            mount: self.mount.clone(),
+            key: self.key.clone(),
+            token: token.to_string().into(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -736,8 +806,10 @@ impl Default for ServerConfig {
 impl Default for KeysConfig {
     fn default() -> Self {
         KeysConfig {
+            provider: KeyProviderKind::File,
             kek_file: PathBuf::from("./chartvault.key"),
             kek_env: None,
+            openbao: OpenBaoConfig::default(),
         }
     }
 }
@@ -929,11 +1001,12 @@ impl Config {
     /// the service happens to start in, and a wrong one would open (or create) another
     /// archive.
     fn check_absolute_paths(&self) -> anyhow::Result<()> {
-        let mut paths: Vec<(String, &Path)> = vec![
-            ("data_dir".into(), &self.data_dir),
-            ("keys.kek_file".into(), &self.keys.kek_file),
-        ];
+        let mut paths: Vec<(String, &Path)> = vec![("data_dir".into(), &self.data_dir)];
+        if self.keys.provider == KeyProviderKind::File {
+            paths.push(("keys.kek_file".into(), &self.keys.kek_file));
+        }
         let optional = [
+            ("keys.openbao.token_file", &self.keys.openbao.token_file),
             ("audit.signing_key_file", &self.audit.signing_key_file),
             ("audit.checkpoint_file", &self.audit.checkpoint_file),
             ("audit.public_key_file", &self.audit.public_key_file),

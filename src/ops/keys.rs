@@ -1,13 +1,14 @@
 //! KEK lifecycle: where the KEK comes from, rotation and retirement.
 //!
 //! Promises:
-//! - [`rotate`] adds a KEK version (to the key file; an environment variable is changed by
-//!   the operator) and re-wraps every keyring row still under an older version: object
+//! - [`rotate`] adds a KEK version (to the key file, or to the KMS's Transit key; an
+//!   environment variable is changed by the operator) and re-wraps every keyring row still under an older version: object
 //!   keys, the index key, the PHI column and blind-index keys. No object, index file or
 //!   column value is touched, and the running service keeps serving: old versions stay
 //!   loaded until [`retire`], and each row is swapped in one compare-and-set update.
 //! - [`retire`] removes a version only when no keyring row uses it any more, then reloads
-//!   the provider: from then on the old KEK decrypts nothing.
+//!   the provider: from then on the old KEK decrypts nothing. A KMS retires in order: every
+//!   version up to the one named, each of them unused.
 //! - The same functions serve the admin API of a running server and the offline CLI.
 //! - [`Keyring`] is the one reader of a keyring snapshot for the offline tools (`verify`,
 //!   `backup`, `audit verify`): data keys unwrapped on demand, never a key file created.
@@ -17,10 +18,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use chartvault_storage::{DataKey, KeyFile, KeyId, KeyProvider, WrappedKey};
+use chartvault_storage::{DataKey, KeyFile, KeyId, KeyProvider, TransitKeyProvider, WrappedKey};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, KeyProviderKind, OpenBaoConfig};
 use crate::store::inventory::{Inventory, KeyringRow};
 use crate::store::keys::unwrap_row;
 use crate::store::prelude::*;
@@ -54,10 +55,15 @@ pub enum KekSource {
     File(PathBuf),
     /// An environment variable holding the key-file format (or one bare base64 key).
     Env(String),
+    /// A Transit key in OpenBao or Vault (the key created on first start).
+    OpenBao(OpenBaoConfig),
 }
 
 impl KekSource {
     pub fn from_config(config: &Config) -> KekSource {
+        if config.keys.provider == KeyProviderKind::Openbao {
+            return KekSource::OpenBao(config.keys.openbao.clone());
+        }
         match &config.keys.kek_env {
             Some(var) if std::env::var_os(var).is_some() => KekSource::Env(var.clone()),
             _ => KekSource::File(config.keys.kek_file.clone()),
@@ -65,11 +71,18 @@ impl KekSource {
     }
 
     pub fn load(&self) -> anyhow::Result<Arc<dyn KeyProvider>> {
-        let keys = match self {
-            KekSource::File(path) => KeyFile::load_or_create(path)?,
-            KekSource::Env(var) => KeyFile::from_env(var)?,
-        };
-        Ok(Arc::new(keys))
+        Ok(match self {
+            KekSource::File(path) => Arc::new(KeyFile::load_or_create(path)?),
+            KekSource::Env(var) => Arc::new(KeyFile::from_env(var)?),
+            KekSource::OpenBao(kms) => {
+                Arc::new(TransitKeyProvider::open_or_create(&kms.location()?)?)
+            }
+        })
+    }
+
+    /// The KMS's key, for the operations the provider trait does not have (rotate, retire).
+    fn transit(kms: &OpenBaoConfig) -> anyhow::Result<TransitKeyProvider> {
+        Ok(TransitKeyProvider::open(&kms.location()?)?)
     }
 
     /// As [`KekSource::load`], but never creates a key file: tools working on an existing
@@ -83,6 +96,7 @@ impl KekSource {
                 )
             })?,
             KekSource::Env(var) => KeyFile::from_env(var)?,
+            KekSource::OpenBao(kms) => return Ok(Arc::new(KekSource::transit(kms)?)),
         };
         Ok(Arc::new(keys))
     }
@@ -128,6 +142,13 @@ pub async fn rotate(db: &Db, vault: &Vault, source: &KekSource) -> anyhow::Resul
             let added = KeyFile::add_version(path).context("adding a KEK version")?;
             vault.replace_keys(source.load()?);
             tracing::info!(kek_version = added, "KEK version added");
+        }
+        KekSource::OpenBao(kms) => {
+            let added = KekSource::transit(kms)?
+                .rotate()
+                .context("adding a version to the KMS's key")?;
+            vault.replace_keys(source.load()?);
+            tracing::info!(kek_version = added, "KEK version added in the KMS");
         }
         KekSource::Env(var) => {
             let pending = db
@@ -203,19 +224,29 @@ pub async fn retire(
     // Keys wrapped under it whose rows are not committed yet (an upload in progress) come
     // first: checked before the keyring, since a key leaves this count only once its row is
     // committed, where the keyring check below then finds it.
-    let in_flight = vault.wraps_in_flight(version);
+    // The KMS retires versions in order: every one up to `version` goes.
+    let retired: Vec<u32> = match source {
+        KekSource::OpenBao(_) => keys
+            .versions()
+            .into_iter()
+            .filter(|v| *v <= version)
+            .collect(),
+        _ => vec![version],
+    };
+    let in_flight: usize = retired.iter().map(|v| vault.wraps_in_flight(*v)).sum();
     if in_flight > 0 {
         bail!(
             "{in_flight} uploads or filings in progress hold keys wrapped under KEK version \
              {version}; retry when they are done, then rotate and retire"
         );
     }
-    let in_use = db
+    let in_use: i64 = db
         .keyring_versions()
         .await?
         .into_iter()
-        .find(|(v, _)| *v == version)
-        .map_or(0, |(_, rows)| rows);
+        .filter(|(v, _)| retired.contains(v))
+        .map(|(_, rows)| rows)
+        .sum();
     if in_use > 0 {
         bail!("{in_use} keyring rows are still wrapped under KEK version {version}; rotate first");
     }
@@ -230,6 +261,17 @@ pub async fn retire(
             "no keyring row uses KEK version {version}: remove its line from the environment \
              variable {var} and restart"
         ),
+        KekSource::OpenBao(kms) => {
+            KekSource::transit(kms)?
+                .retire_below(version + 1)
+                .context("retiring versions of the KMS's key")?;
+            vault.replace_keys(source.load()?);
+            tracing::info!(
+                kek_version = version,
+                "KEK versions up to this one retired in the KMS"
+            );
+            Ok(())
+        }
     }
 }
 

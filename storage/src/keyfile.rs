@@ -379,6 +379,15 @@ mod tests {
     }
 
     #[test]
+    fn key_file_keeps_the_key_provider_contract() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kek");
+        KeyFile::load_or_create(&path).expect("create");
+        KeyFile::add_version(&path).expect("a second version");
+        crate::testsuite::run_key_provider_conformance(&KeyFile::load(&path).expect("load"));
+    }
+
+    #[test]
     fn missing_key_file_is_created_with_mode_0600_and_version_1() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("kek");

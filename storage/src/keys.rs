@@ -31,7 +31,7 @@ pub const KEY_ID_LEN: usize = 16;
 /// Length in bytes of an AES-256 key ([`DataKey`], [`Kek`]).
 pub const KEY_LEN: usize = 32;
 
-const WRAP_DOMAIN: &[u8] = b"chartvault-wrapped-key-v1\0";
+pub(crate) const WRAP_DOMAIN: &[u8] = b"chartvault-wrapped-key-v1\0";
 const WRAP_NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 /// Length in bytes of [`WrappedKey::bytes`].

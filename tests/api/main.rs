@@ -23,6 +23,7 @@ mod hl7;
 mod holds;
 mod intake;
 mod jwt;
+mod kms;
 mod languages;
 mod openapi;
 mod operations;

@@ -18,7 +18,6 @@
 //! runtime of the store's own, so a call never needs the caller's.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::sync::mpsc;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -27,6 +26,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload, WriteMultipart};
 
 use super::{BlobName, BlobReader, BlobStore, BlobWriter};
+use crate::runtime::{run_on, OwnRuntime};
 use crate::StorageError;
 
 /// Bytes fetched per ranged read.
@@ -58,28 +58,6 @@ pub struct S3BlobStore {
     runtime: Arc<OwnRuntime>,
 }
 
-/// The store's runtime, shared with its readers and writers: it lives as long as any of them.
-struct OwnRuntime(Option<tokio::runtime::Runtime>);
-
-impl OwnRuntime {
-    fn handle(&self) -> &tokio::runtime::Handle {
-        self.0
-            .as_ref()
-            .expect("the runtime is taken only when it is dropped")
-            .handle()
-    }
-}
-
-impl Drop for OwnRuntime {
-    fn drop(&mut self) {
-        // The last holder may be dropped on an async thread, where waiting for a runtime's
-        // threads is not allowed: they are left to finish on their own.
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
 impl S3BlobStore {
     /// Connects to the bucket (no request is made until the first operation).
     pub fn open(location: &S3Location) -> Result<S3BlobStore, StorageError> {
@@ -102,16 +80,10 @@ impl S3BlobStore {
         let store = builder
             .build()
             .map_err(|e| StorageError::io("the S3 bucket", io::Error::other(e)))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("s3-blobs")
-            .enable_all()
-            .build()
-            .map_err(|e| StorageError::io("the S3 client's runtime", e))?;
         Ok(S3BlobStore {
             store: Arc::new(store),
             prefix: location.prefix.trim_matches('/').to_string(),
-            runtime: Arc::new(OwnRuntime(Some(runtime))),
+            runtime: Arc::new(OwnRuntime::new("s3-blobs")?),
         })
     }
 
@@ -134,19 +106,6 @@ impl S3BlobStore {
     fn handle(&self) -> &tokio::runtime::Handle {
         self.runtime.handle()
     }
-}
-
-fn run_on<T: Send + 'static>(
-    runtime: &tokio::runtime::Handle,
-    request: impl std::future::Future<Output = T> + Send + 'static,
-) -> T {
-    let (done, result) = mpsc::sync_channel(1);
-    runtime.spawn(async move {
-        let _ = done.send(request.await);
-    });
-    result
-        .recv()
-        .expect("the S3 runtime runs every request it is given to its end")
 }
 
 /// An object store error as a storage error (a missing object is [`StorageError::NotFound`]).
