@@ -1,6 +1,6 @@
 //! The store's contract: [`Store`], which every backend implements, made of one trait per
 //! aggregate (each in the aggregate's file, with its records). The SQLite backend
-//! ([`crate::store::sqlite`]) is the one there is today; a PostgreSQL one sits beside it as
+//! ([`crate::store::sql::sqlite`]) is the one there is today; a PostgreSQL one sits beside it as
 //! a folder of its own and passes the same tests.
 
 use crate::store::access::AccessStore;

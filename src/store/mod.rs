@@ -7,7 +7,7 @@
 //! (and tokens), [`access`] (care, grants, break-the-glass), [`keyring`], [`batches`],
 //! [`holds`], [`releases`], [`disclosures`], [`retention`], [`audit_log`], [`inventory`]
 //! (what the operator tools read), [`integrity`] and [`reseal`] (upgrades of what is
-//! stored). A backend is a folder implementing all of them: [`sqlite`] is the one today
+//! stored). A backend implements all of them: [`sql::sqlite`] is the one today
 //! ([`Db`] names it for the rest of the service). Queries use `$n` placeholders so most SQL
 //! can serve PostgreSQL too.
 //!
@@ -42,11 +42,11 @@ pub mod releases;
 pub mod reseal;
 pub mod retention;
 pub mod row_mac;
-pub mod sqlite;
+pub mod sql;
 pub mod users;
 pub mod vault;
 
 pub use api::{prelude, Store};
 pub use base::{now, StoreError, StoreResult, Tx};
 /// The store the archive runs on.
-pub use sqlite::SqliteStore as Db;
+pub use sql::sqlite::SqliteStore as Db;

@@ -1,10 +1,10 @@
-//! [`JobStore`] on SQLite.
+//! [`JobStore`] in SQL, for every backend.
 
 use super::*;
 use crate::store::hl7::OutboxKind;
 pub(super) use crate::store::jobs::*;
 
-impl JobStore for SqliteStore {
+impl JobStore for Backend {
     async fn requeue_running_jobs(&self) -> super::StoreResult<u64> {
         let done = sqlx::query(
             "UPDATE jobs SET state = 'pending', updated_at = $1 WHERE state = 'running'",
@@ -35,7 +35,7 @@ impl JobStore for SqliteStore {
              WHERE id = $1 AND status = 'failed'",
         )
         .bind(document.to_string())
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?
         .rows_affected();
         if changed == 0 {
@@ -47,7 +47,7 @@ impl JobStore for SqliteStore {
         )
         .bind(&at)
         .bind(document.to_string())
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         tx.commit().await?;
         Ok(true)
@@ -78,25 +78,25 @@ impl JobStore for SqliteStore {
         sqlx::query("UPDATE jobs SET state = 'done', updated_at = $1 WHERE id = $2")
             .bind(&at)
             .bind(job.id)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         sqlx::query(
             "UPDATE documents SET status = 'indexed', failure_reason = NULL, indexed_at = $1 WHERE id = $2",
         )
         .bind(&at)
         .bind(document.to_string())
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         // Filed (not waiting in QA, not a version entered in error): the EHR is told.
         let filed: Option<bool> = sqlx::query_scalar(
             "SELECT qa_reason IS NULL AND entered_in_error_at IS NULL FROM documents WHERE id = $1",
         )
         .bind(document.to_string())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.conn())
         .await?;
         let announced = filed == Some(true)
             && self
-                .enqueue_outbox(&mut tx, OutboxKind::Available, document, None)
+                .enqueue_outbox(tx.conn(), OutboxKind::Available, document, None)
                 .await?;
         tx.commit().await?;
         if announced {
@@ -119,12 +119,12 @@ impl JobStore for SqliteStore {
         .bind(reason)
         .bind(&at)
         .bind(job.id)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         sqlx::query("UPDATE documents SET status = 'failed', failure_reason = $1 WHERE id = $2")
             .bind(reason)
             .bind(document.to_string())
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         tx.commit().await
     }
@@ -152,7 +152,7 @@ impl JobStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::testing::{document_with_job, store};
+    use super::super::testing::{document_with_job, store};
 
     #[tokio::test]
     async fn a_job_is_claimed_once_and_its_document_is_indexed_when_it_finishes() {

@@ -1,80 +1,81 @@
-//! The SQLite backend of the store: one file per aggregate implementing its trait on
-//! [`SqliteStore`], the embedded default (one file in the data directory, WAL,
-//! `synchronous=FULL`, `secure_delete`). This file opens the database, hands out its
-//! transactions and holds the sealed-column helpers the aggregates share.
+//! The SQLite backend of the store, the embedded default: one file in the data directory,
+//! WAL, `synchronous=FULL` (an acknowledged upload survives a crash), `secure_delete`.
+//! This file opens the database and hands out its transactions; the aggregates are the
+//! folder's SQL files, compiled here for SQLite.
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool};
 
+pub(crate) use super::SqlStore;
 use crate::store::api::prelude::*;
 use crate::store::api::Store;
-use crate::store::audit_record::AuditCipher;
 use crate::store::base::TxInner;
 use crate::store::base::*;
-use crate::store::phi::PhiCipher;
 use crate::store::row_mac;
 
+#[path = "access.rs"]
 mod access;
+#[path = "audit_log.rs"]
 mod audit_log;
+#[path = "batches.rs"]
 mod batches;
+#[path = "disclosures.rs"]
 mod disclosures;
+#[path = "documents.rs"]
 mod documents;
+#[path = "hl7.rs"]
 mod hl7;
+#[path = "holds.rs"]
 mod holds;
+#[path = "integrity.rs"]
 mod integrity;
+#[path = "inventory.rs"]
 mod inventory;
+#[path = "jobs.rs"]
 mod jobs;
+#[path = "keyring.rs"]
 mod keyring;
+#[path = "pages.rs"]
 mod pages;
+#[path = "patients.rs"]
 mod patients;
+#[path = "releases.rs"]
 mod releases;
+#[path = "reseal.rs"]
 mod reseal;
+#[path = "retention.rs"]
 mod retention;
 #[cfg(test)]
+#[path = "testing.rs"]
 pub(crate) mod testing;
+#[path = "users.rs"]
 mod users;
 
-/// Shared by every clone of a [`SqliteStore`]: the keys, the writer lock and the head.
-pub(crate) struct AuditLogState {
-    cipher: OnceLock<AuditCipher>,
-    /// One appender at a time in this process, so concurrent requests queue here instead
-    /// of failing on the `seq` primary key.
-    writer: tokio::sync::Mutex<()>,
-    /// The seq of the newest entry this process appended (checkpoints watch it).
-    head: tokio::sync::watch::Sender<i64>,
-    /// How long appends take (committed), for the metrics.
-    append_seconds: prometheus_client::metrics::histogram::Histogram,
+/// The store on SQLite.
+pub type SqliteStore = SqlStore<SqlitePool>;
+/// What the aggregate files implement their traits on, in this backend.
+type Backend = SqliteStore;
+/// The driver, its connection and its row, as the aggregate files name them.
+type Driver = Sqlite;
+type Conn = sqlx::SqliteConnection;
+type DbRow = sqlx::sqlite::SqliteRow;
+
+/// The driver's connection inside a [`Tx`] of this backend.
+trait TxConn {
+    fn conn(&mut self) -> &mut Conn;
 }
 
-impl Default for AuditLogState {
-    fn default() -> Self {
-        AuditLogState {
-            cipher: OnceLock::new(),
-            writer: tokio::sync::Mutex::new(()),
-            head: tokio::sync::watch::channel(0).0,
-            append_seconds: crate::metrics::audit_append_histogram(),
+impl TxConn for Tx {
+    fn conn(&mut self) -> &mut Conn {
+        match &mut self.0 {
+            TxInner::Sqlite(tx) => tx,
         }
     }
-}
-
-#[derive(Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    /// Seals and opens PHI columns; set once at startup, when the keyring can be read.
-    phi: Arc<OnceLock<PhiCipher>>,
-    /// The audit chain's keys, its one writer, and its head (see [`audit_log`]).
-    audit: Arc<AuditLogState>,
-    /// MACs the rows that grant access; set once at startup (see [`integrity`]).
-    row_mac: Arc<OnceLock<row_mac::RowMac>>,
-    /// Documents made available or cancelled get outbox rows (see [`hl7`]).
-    outbox: Arc<std::sync::atomic::AtomicBool>,
-    /// Woken when an outbox row is written (the sender waits on it).
-    outbox_waiting: Arc<tokio::sync::Notify>,
 }
 
 impl SqliteStore {
@@ -102,53 +103,6 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(SqliteStore::on(pool))
-    }
-
-    /// A store on `pool`, its keys not given yet.
-    fn on(pool: SqlitePool) -> SqliteStore {
-        SqliteStore {
-            pool,
-            phi: Arc::new(OnceLock::new()),
-            audit: Arc::new(AuditLogState::default()),
-            row_mac: Arc::new(OnceLock::new()),
-            outbox: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            outbox_waiting: Arc::new(tokio::sync::Notify::new()),
-        }
-    }
-
-    /// The histogram of audit append times (registered with the service's metrics).
-    pub fn audit_append_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
-        self.audit.append_seconds.clone()
-    }
-
-    /// Gives the database the keys of its sealed columns (once, at startup).
-    pub fn set_phi(&self, phi: PhiCipher) {
-        if self.phi.set(phi).is_err() {
-            tracing::warn!("the PHI column keys were set twice; keeping the first");
-        }
-    }
-
-    fn phi(&self) -> StoreResult<&PhiCipher> {
-        self.phi
-            .get()
-            .ok_or_else(|| StoreError::KeysNotLoaded("the PHI column keys"))
-    }
-
-    fn open_column(&self, column: Column, row_id: &str, sealed: &[u8]) -> StoreResult<String> {
-        self.phi()?
-            .open(column, row_id, sealed)
-            .map_err(StoreError::unreadable)
-    }
-
-    fn open_optional(
-        &self,
-        column: Column,
-        row_id: &str,
-        sealed: Option<Vec<u8>>,
-    ) -> StoreResult<Option<String>> {
-        sealed
-            .map(|bytes| self.open_column(column, row_id, &bytes))
-            .transpose()
     }
 
     /// Rewrites the database file without free pages and empties the WAL, so deleted or
@@ -296,22 +250,5 @@ impl Store for SqliteStore {
             .await
             .map_err(StoreError::from)
             .map(|_| ())
-    }
-}
-
-impl std::ops::Deref for Tx {
-    type Target = sqlx::SqliteConnection;
-    fn deref(&self) -> &sqlx::SqliteConnection {
-        match &self.0 {
-            TxInner::Sqlite(tx) => tx,
-        }
-    }
-}
-
-impl std::ops::DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
-        match &mut self.0 {
-            TxInner::Sqlite(tx) => tx,
-        }
     }
 }

@@ -1,4 +1,4 @@
-//! [`DisclosureStore`] on SQLite.
+//! [`DisclosureStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::disclosures::*;
@@ -8,7 +8,7 @@ use crate::store::phi::Column;
 use chrono::NaiveDate;
 use sqlx::Row;
 
-impl DisclosureStore for SqliteStore {
+impl DisclosureStore for Backend {
     async fn insert_disclosure(&self, disclosure: &NewDisclosure) -> super::StoreResult<String> {
         let mut tx = self.begin().await?;
         let id = self.insert_disclosure_tx(&mut tx, disclosure).await?;
@@ -53,7 +53,7 @@ impl DisclosureStore for SqliteStore {
         .bind(disclosure.source.as_str())
         .bind(disclosure.recorded_by.to_string())
         .bind(now())
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         Ok(id)
     }
@@ -119,7 +119,7 @@ impl DisclosureStore for SqliteStore {
 mod tests {
     use super::*;
     use crate::domain::Role;
-    use crate::store::sqlite::testing::{document_with_job, file_bytes, store};
+    use super::super::testing::{document_with_job, file_bytes, store};
 
     fn disclosure(patient: PatientId, doc: DocumentId, on: &str, by: UserId) -> NewDisclosure {
         NewDisclosure {

@@ -1,9 +1,9 @@
-//! [`UserStore`] on SQLite.
+//! [`UserStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::users::*;
 
-impl UserStore for SqliteStore {
+impl UserStore for Backend {
     async fn create_user(&self, name: &str, role: Role) -> super::StoreResult<UserId> {
         let id = UserId::new_random();
         let id_text = id.to_string();
@@ -56,7 +56,7 @@ impl UserStore for SqliteStore {
         let mut tx = self.begin_immediate().await?;
         let row = sqlx::query("SELECT id, name, role, disabled, mac FROM users WHERE name = $1")
             .bind(name)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(tx.conn())
             .await?;
         // A row that fails its integrity check is not made genuine by a new MAC.
         let Some(row) = row.filter(|r| self.row_verifies(row_mac::USERS, r).unwrap_or(false))
@@ -73,7 +73,7 @@ impl UserStore for SqliteStore {
             .bind(disabled as i64)
             .bind(mac)
             .bind(&id)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         tx.commit().await?;
         Ok(true)
@@ -163,7 +163,7 @@ impl UserStore for SqliteStore {
                      WHERE id = $1 AND revoked_at IS NULL",
                 )
                 .bind(id)
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn())
                 .await?
             }
             (None, Some(name)) => {
@@ -172,7 +172,7 @@ impl UserStore for SqliteStore {
                      WHERE revoked_at IS NULL AND user_id = (SELECT id FROM users WHERE name = $1)",
                 )
                 .bind(name)
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn())
                 .await?
             }
             (None, None) => return Ok(0),
@@ -204,7 +204,7 @@ impl UserStore for SqliteStore {
                 .bind(&at)
                 .bind(mac)
                 .bind(&fields[0])
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
         tx.commit().await?;
@@ -215,7 +215,7 @@ impl UserStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::testing::store;
+    use super::super::testing::store;
 
     #[tokio::test]
     async fn a_token_names_its_user_until_revoked_and_says_when_the_user_is_disabled() {

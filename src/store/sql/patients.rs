@@ -1,9 +1,9 @@
-//! [`PatientStore`] on SQLite.
+//! [`PatientStore`] in SQL.
 
 use super::*;
 pub(super) use crate::store::patients::*;
 
-impl PatientStore for SqliteStore {
+impl PatientStore for Backend {
     async fn patient_by_mrn(&self, mrn: &Mrn) -> super::StoreResult<Option<Patient>> {
         let row = sqlx::query(
             "SELECT id, mrn, issuer, name, birth_date, merged_into FROM patients WHERE mrn_index = $1",
@@ -42,12 +42,12 @@ impl PatientStore for SqliteStore {
         let mrn_index = phi.mrn_index(mrn);
         let existing = sqlx::query("SELECT id, merged_into FROM patients WHERE mrn_index = $1")
             .bind(&mrn_index)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(tx.conn())
             .await?;
         if let Some(row) = existing {
             return match row.try_get::<Option<String>, _>("merged_into")? {
                 None => parse_id(row.try_get::<&str, _>("id")?),
-                Some(merged_into) => survivor_of(&mut **tx, parse_id(&merged_into)?).await,
+                Some(merged_into) => survivor_of(tx.conn(), parse_id(&merged_into)?).await,
             };
         }
         let id = PatientId::new_random();
@@ -63,7 +63,7 @@ impl PatientStore for SqliteStore {
         .bind(phi.seal(Column::PatientName, &row_id, name))
         .bind(birth_date.map(|d| phi.seal(Column::PatientBirthDate, &row_id, &d.to_string())))
         .bind(now())
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         Ok(id)
     }
@@ -80,7 +80,7 @@ impl PatientStore for SqliteStore {
         )
         .bind(&s)
         .bind(&p)
-        .fetch_all(&mut **tx)
+        .fetch_all(tx.conn())
         .await?;
         for table in ["disclosures", "holds", "encounters"] {
             sqlx::query(&format!(
@@ -88,18 +88,18 @@ impl PatientStore for SqliteStore {
             ))
             .bind(&s)
             .bind(&p)
-            .execute(&mut **tx)
+            .execute(tx.conn())
             .await?;
         }
         // A request that named both keeps one row, the survivor's.
         sqlx::query("UPDATE OR IGNORE release_patients SET patient_id = $1 WHERE patient_id = $2")
             .bind(&s)
             .bind(&p)
-            .execute(&mut **tx)
+            .execute(tx.conn())
             .await?;
         sqlx::query("DELETE FROM release_patients WHERE patient_id = $1")
             .bind(&p)
-            .execute(&mut **tx)
+            .execute(tx.conn())
             .await?;
         // Access rows are MACed with their patient: each genuine one gets a new MAC; one that
         // fails its check grants nothing and is not made genuine by moving it.
@@ -109,7 +109,7 @@ impl PatientStore for SqliteStore {
                 columns.join(", ")
             ))
             .bind(&p)
-            .fetch_all(&mut **tx)
+            .fetch_all(tx.conn())
             .await?;
             for row in &rows {
                 if !self.row_verifies((table, columns), row)? {
@@ -128,7 +128,7 @@ impl PatientStore for SqliteStore {
                 .bind(&s)
                 .bind(mac)
                 .bind(fields[0].as_deref())
-                .execute(&mut **tx)
+                .execute(tx.conn())
                 .await?;
             }
         }
@@ -136,7 +136,7 @@ impl PatientStore for SqliteStore {
             .bind(&s)
             .bind(now())
             .bind(&p)
-            .execute(&mut **tx)
+            .execute(tx.conn())
             .await?;
         moved.iter().map(|id| parse_id(id)).collect()
     }
@@ -147,7 +147,7 @@ impl PatientStore for SqliteStore {
         let existing: Option<String> =
             sqlx::query_scalar("SELECT id FROM encounters WHERE visit_index = $1")
                 .bind(&index)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(tx.conn())
                 .await?;
         // Sealed values are bound to their row's id: the visit's own, or a new one.
         let id = existing.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -177,7 +177,7 @@ impl PatientStore for SqliteStore {
         .bind(time(Column::EncounterAdmittedAt, encounter.admitted_at))
         .bind(time(Column::EncounterDischargedAt, encounter.discharged_at))
         .bind(now())
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         Ok(())
     }
@@ -217,7 +217,7 @@ impl PatientStore for SqliteStore {
             .bind(phi.seal(Column::PatientName, &row_id, name))
             .bind(birth_date.map(|d| phi.seal(Column::PatientBirthDate, &row_id, &d.to_string())))
             .bind(&row_id)
-            .execute(&mut **tx)
+            .execute(tx.conn())
             .await?;
         Ok(())
     }
@@ -226,7 +226,7 @@ impl PatientStore for SqliteStore {
 /// The patient a merged patient was merged into, through every later merge (at most 16);
 /// a patient never merged is its own survivor.
 async fn survivor_of(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut Conn,
     mut id: PatientId,
 ) -> super::StoreResult<PatientId> {
     for _ in 0..16 {
@@ -247,8 +247,8 @@ async fn survivor_of(
 /// How encounter times are sealed.
 const TIME: &str = "%Y-%m-%dT%H:%M:%S";
 
-impl SqliteStore {
-    fn encounter_from_row(&self, row: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Encounter> {
+impl Backend {
+    fn encounter_from_row(&self, row: &DbRow) -> super::StoreResult<Encounter> {
         let id: String = row.try_get("id")?;
         let time = |column: Column, name: &str| -> super::StoreResult<_> {
             self.open_optional(column, &id, row.try_get(name)?)?
@@ -273,7 +273,7 @@ impl SqliteStore {
 
     pub(super) fn patient_from_row(
         &self,
-        row: &sqlx::sqlite::SqliteRow,
+        row: &DbRow,
     ) -> super::StoreResult<Patient> {
         let id: String = row.try_get("id")?;
         let birth_date =
@@ -292,7 +292,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::testing::{file_bytes, store};
+    use super::super::testing::{file_bytes, store};
 
     #[tokio::test]
     async fn a_patient_is_found_by_mrn_only_and_its_name_and_mrn_are_sealed() {

@@ -1,9 +1,9 @@
-//! [`AccessStore`] on SQLite.
+//! [`AccessStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::access::*;
 
-impl AccessStore for SqliteStore {
+impl AccessStore for Backend {
     async fn care_patients(
         &self,
         user: UserId,
@@ -82,7 +82,7 @@ impl AccessStore for SqliteStore {
         )
         .bind(id)
         .bind(&yesterday)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.conn())
         .await?;
         // A row that fails its integrity check is not made genuine by a new MAC.
         let Some(row) = row.filter(|r| self.row_verifies(row_mac::CARE, r).unwrap_or(false)) else {
@@ -110,7 +110,7 @@ impl AccessStore for SqliteStore {
         .bind(by.to_string())
         .bind(mac)
         .bind(id)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         tx.commit().await?;
         Ok(true)
@@ -309,7 +309,7 @@ impl AccessStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::testing::store;
+    use super::super::testing::store;
 
     fn day(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()

@@ -1,4 +1,4 @@
-//! [`HoldStore`] on SQLite.
+//! [`HoldStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::holds::*;
@@ -15,7 +15,7 @@ const COVERING: &str = "SELECT h.id, h.matter FROM holds h
                        WHERE hd.hold_id = h.id AND hd.document_id = $1))
      ORDER BY h.created_at, h.id";
 
-impl HoldStore for SqliteStore {
+impl HoldStore for Backend {
     async fn insert_hold(&self, hold: &NewHold) -> super::StoreResult<HoldId> {
         let phi = self.phi()?;
         let hold_id = HoldId::new_random();
@@ -39,7 +39,7 @@ impl HoldStore for SqliteStore {
         )
         .bind(hold.created_by.to_string())
         .bind(now())
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         for document in &hold.documents {
             sqlx::query(
@@ -48,7 +48,7 @@ impl HoldStore for SqliteStore {
             )
             .bind(&id)
             .bind(document.to_string())
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         }
         tx.commit().await?;
@@ -112,11 +112,11 @@ impl HoldStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl Backend {
     /// Whether any active hold covers the document, inside a transaction that is about to
     /// destroy it (so a hold placed meanwhile still stops the destruction).
     pub(super) async fn held_in(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut Conn,
         document: &str,
     ) -> super::StoreResult<bool> {
         Ok(sqlx::query(COVERING)
@@ -126,7 +126,7 @@ impl SqliteStore {
             .is_some())
     }
 
-    async fn hold_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Hold> {
+    async fn hold_from_row(&self, r: &DbRow) -> super::StoreResult<Hold> {
         let id: String = r.try_get("id")?;
         let documents: Vec<String> = sqlx::query_scalar(
             "SELECT document_id FROM hold_documents WHERE hold_id = $1 ORDER BY document_id",
@@ -171,7 +171,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::testing::{document_with_job, file_bytes, store};
+    use super::super::testing::{document_with_job, file_bytes, store};
 
     fn hold(scope: HoldScope, patient: Option<PatientId>, documents: Vec<DocumentId>) -> NewHold {
         NewHold {

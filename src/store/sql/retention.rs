@@ -1,4 +1,4 @@
-//! [`RetentionStore`] on SQLite.
+//! [`RetentionStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::retention::*;
@@ -9,7 +9,7 @@ use sqlx::Row;
 use super::documents::Document;
 use crate::domain::{DocumentId, UserId};
 
-impl RetentionStore for SqliteStore {
+impl RetentionStore for Backend {
     async fn insert_retention_run(
         &self,
         as_of: NaiveDate,
@@ -92,9 +92,9 @@ impl RetentionStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl Backend {
     pub(super) async fn insert_certificate(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut Conn,
         c: &NewCertificate,
     ) -> super::StoreResult<()> {
         sqlx::query(
@@ -123,7 +123,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::testing::{document_with_job, store};
+    use super::super::testing::{document_with_job, store};
 
     #[tokio::test]
     async fn a_destruction_leaves_a_certificate_found_by_its_run_and_its_document() {

@@ -1,4 +1,4 @@
-//! [`IntegrityStore`] on SQLite.
+//! [`IntegrityStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::integrity::*;
@@ -12,7 +12,7 @@ const UPGRADE_ACTION: &str = "row-integrity-upgrade";
 
 /// The values of `columns` in `row`, as text (NULL as `None`; integers written out).
 pub(crate) fn row_fields(
-    row: &sqlx::sqlite::SqliteRow,
+    row: &DbRow,
     columns: &[&str],
 ) -> super::StoreResult<Vec<Option<String>>> {
     columns
@@ -32,7 +32,7 @@ pub(crate) fn as_refs(fields: &[Option<String>]) -> Vec<Option<&str>> {
     fields.iter().map(|f| f.as_deref()).collect()
 }
 
-impl IntegrityStore for SqliteStore {
+impl IntegrityStore for Backend {
     fn set_row_mac(&self, row_mac: RowMac) {
         if self.row_mac.set(row_mac).is_err() {
             tracing::warn!("the row MAC key was set twice; keeping the first");
@@ -58,7 +58,7 @@ impl IntegrityStore for SqliteStore {
             let rows = sqlx::query(&format!(
                 "SELECT rowid AS row_number, * FROM {table} WHERE mac IS NULL"
             ))
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?;
             for row in &rows {
                 let fields = row_fields(row, columns)?;
@@ -66,7 +66,7 @@ impl IntegrityStore for SqliteStore {
                 sqlx::query(&format!("UPDATE {table} SET mac = $1 WHERE rowid = $2"))
                     .bind(self.row_tag(table, &as_refs(&fields))?)
                     .bind(row_number)
-                    .execute(&mut *tx)
+                    .execute(tx.conn())
                     .await?;
                 count += 1;
             }
@@ -81,7 +81,7 @@ impl IntegrityStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl Backend {
     pub(crate) fn row_mac(&self) -> super::StoreResult<&RowMac> {
         self.row_mac
             .get()
@@ -93,7 +93,7 @@ impl SqliteStore {
     pub(crate) fn row_verifies(
         &self,
         (table, columns): (&str, &[&str]),
-        row: &sqlx::sqlite::SqliteRow,
+        row: &DbRow,
     ) -> super::StoreResult<bool> {
         let fields = row_fields(row, columns)?;
         let tag: Option<Vec<u8>> = row.try_get("mac")?;

@@ -1,10 +1,10 @@
-//! [`PageStore`] on SQLite.
+//! [`PageStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::pages::*;
 
 /// A page row from a `pages` or `batch_pages` row (the same columns).
-pub(super) fn page_row_from(r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<PageRow> {
+pub(super) fn page_row_from(r: &DbRow) -> super::StoreResult<PageRow> {
     Ok(PageRow {
         page: r.try_get::<i64, _>("page")? as u32,
         width: r.try_get::<i64, _>("width")? as u32,
@@ -26,7 +26,7 @@ pub(super) fn page_row_from(r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<P
 pub(super) fn insert_page_query(
     document: DocumentId,
     page: &PageRow,
-) -> sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
+) -> sqlx::query::Query<'_, Driver, <Driver as sqlx::Database>::Arguments<'_>> {
     sqlx::query(
         "INSERT INTO pages (document_id, page, width, height, dpi, mean_confidence, word_count,
             created_at, blank, rotation, skew_degrees, ink, text_source)
@@ -53,7 +53,7 @@ pub(super) fn insert_page_query(
     .bind(page.text_source.as_str())
 }
 
-impl PageStore for SqliteStore {
+impl PageStore for Backend {
     async fn insert_page(&self, document: DocumentId, page: &PageRow) -> super::StoreResult<()> {
         insert_page_query(document, page)
             .execute(&self.pool)
@@ -66,7 +66,7 @@ impl PageStore for SqliteStore {
         document: DocumentId,
         page: &PageRow,
     ) -> super::StoreResult<()> {
-        insert_page_query(document, page).execute(&mut **tx).await?;
+        insert_page_query(document, page).execute(tx.conn()).await?;
         Ok(())
     }
 

@@ -1,11 +1,11 @@
-//! [`Hl7Store`] on SQLite.
+//! [`Hl7Store`] in SQL, for every backend.
 
 use std::sync::atomic::Ordering;
 
 use super::*;
 pub(super) use crate::store::hl7::*;
 
-impl Hl7Store for SqliteStore {
+impl Hl7Store for Backend {
     async fn hl7_applied(
         &self,
         tx: &mut Tx,
@@ -17,7 +17,7 @@ impl Hl7Store for SqliteStore {
         )
         .bind(sending_facility)
         .bind(control_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(tx.conn())
         .await?)
     }
 
@@ -38,7 +38,7 @@ impl Hl7Store for SqliteStore {
         .bind(message_type)
         .bind(ack_code)
         .bind(now())
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         Ok(())
     }
@@ -126,14 +126,14 @@ impl Hl7Store for SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl Backend {
     /// Writes the outbox row of a document made available or cancelled, in the caller's
     /// transaction, when the outbox is on; true when written. The caller notifies the sender
     /// once it committed. A document is announced once, and cancelled only
     /// after it was announced.
     pub(super) async fn enqueue_outbox(
         &self,
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut Conn,
         kind: OutboxKind,
         document: DocumentId,
         replaced_by: Option<DocumentId>,
@@ -176,7 +176,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::testing::{document_with_job, store};
+    use super::super::testing::{document_with_job, store};
 
     #[tokio::test]
     async fn a_document_is_announced_once_taken_back_once_and_answers_are_kept() {
@@ -195,19 +195,19 @@ mod tests {
         // Indexed again (a re-index) is not news; a document never announced is not taken
         // back; one announced is, once.
         assert!(!store
-            .enqueue_outbox(&mut tx, OutboxKind::Available, doc, None)
+            .enqueue_outbox(tx.conn(), OutboxKind::Available, doc, None)
             .await
             .unwrap());
         assert!(!store
-            .enqueue_outbox(&mut tx, OutboxKind::Cancelled, before, None)
+            .enqueue_outbox(tx.conn(), OutboxKind::Cancelled, before, None)
             .await
             .unwrap());
         assert!(store
-            .enqueue_outbox(&mut tx, OutboxKind::Cancelled, doc, None)
+            .enqueue_outbox(tx.conn(), OutboxKind::Cancelled, doc, None)
             .await
             .unwrap());
         assert!(!store
-            .enqueue_outbox(&mut tx, OutboxKind::Cancelled, doc, None)
+            .enqueue_outbox(tx.conn(), OutboxKind::Cancelled, doc, None)
             .await
             .unwrap());
         tx.commit().await.unwrap();

@@ -1,4 +1,4 @@
-//! [`InventoryStore`] on SQLite.
+//! [`InventoryStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::inventory::*;
@@ -6,7 +6,7 @@ pub(super) use crate::store::inventory::*;
 use super::documents::Document;
 use crate::domain::{AttachmentId, ProductionId};
 
-impl InventoryStore for SqliteStore {
+impl InventoryStore for Backend {
     async fn inventory(&self) -> super::StoreResult<Inventory> {
         let mut tx = self.begin().await?;
         // A version entered in error is kept but out of the index: not `indexed` here.
@@ -15,7 +15,7 @@ impl InventoryStore for SqliteStore {
                 ELSE 'entered-in-error' END AS status
              FROM documents ORDER BY id",
         )
-        .fetch_all(&mut *tx)
+        .fetch_all(tx.conn())
         .await?
         .iter()
         .map(|r| {
@@ -27,7 +27,7 @@ impl InventoryStore for SqliteStore {
         })
         .collect::<super::StoreResult<Vec<_>>>()?;
         let pages = sqlx::query("SELECT document_id, page FROM pages ORDER BY document_id, page")
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?
             .iter()
             .map(|r| {
@@ -38,7 +38,7 @@ impl InventoryStore for SqliteStore {
             })
             .collect::<super::StoreResult<Vec<_>>>()?;
         let keyring = sqlx::query("SELECT key_id, kek_version, wrapped FROM keyring")
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?
             .iter()
             .map(|r| {
@@ -50,13 +50,13 @@ impl InventoryStore for SqliteStore {
             })
             .collect::<super::StoreResult<Vec<_>>>()?;
         let service_keys = sqlx::query("SELECT purpose, key_id FROM service_keys")
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?
             .iter()
             .map(|r| Ok((r.try_get("purpose")?, r.try_get("key_id")?)))
             .collect::<super::StoreResult<Vec<_>>>()?;
         let open_jobs = sqlx::query("SELECT document_id, state FROM jobs WHERE state <> 'done'")
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?
             .iter()
             .map(|r| {
@@ -69,13 +69,13 @@ impl InventoryStore for SqliteStore {
         let batch_originals = sqlx::query(
             "SELECT id, sha256 FROM batches WHERE original_destroyed_at IS NULL ORDER BY id",
         )
-        .fetch_all(&mut *tx)
+        .fetch_all(tx.conn())
         .await?
         .iter()
         .map(|r| Ok((parse_id(r.try_get::<&str, _>("id")?)?, r.try_get("sha256")?)))
         .collect::<super::StoreResult<Vec<_>>>()?;
         let batch_pages = sqlx::query("SELECT batch_id, page FROM batch_pages")
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?
             .iter()
             .map(|r| {
@@ -96,7 +96,7 @@ impl InventoryStore for SqliteStore {
             ("productions", &production),
         ] {
             let rows = sqlx::query(&format!("SELECT id, sha256 FROM {table} ORDER BY id"))
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn())
                 .await?;
             for r in &rows {
                 release_objects.push((

@@ -1,4 +1,4 @@
-//! [`DocumentStore`] on SQLite.
+//! [`DocumentStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::documents::*;
@@ -6,7 +6,7 @@ use crate::store::hl7::OutboxKind;
 
 use super::pages::PageRow;
 
-impl DocumentStore for SqliteStore {
+impl DocumentStore for Backend {
     async fn insert_document_with_job(
         &self,
         tx: &mut Tx,
@@ -47,14 +47,14 @@ impl DocumentStore for SqliteStore {
         .bind(sop_index)
         .bind(&doc.qa_reason)
         .bind(&doc.sha1)
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         sqlx::query(
             "INSERT INTO jobs (document_id, state, created_at, updated_at) VALUES ($1, 'pending', $2, $2)",
         )
         .bind(doc.id.to_string())
         .bind(&at)
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         Ok(())
     }
@@ -66,7 +66,7 @@ impl DocumentStore for SqliteStore {
         doc: &NewDocument,
         pages: &[PageRow],
     ) -> super::StoreResult<()> {
-        SqliteStore::insert_key(
+        Backend::insert_key(
             tx,
             &original_key.id.to_hex(),
             original_key.wrapped.kek_version,
@@ -75,7 +75,7 @@ impl DocumentStore for SqliteStore {
         .await?;
         self.insert_document_with_job(tx, doc).await?;
         for page in pages {
-            SqliteStore::insert_page_tx(tx, doc.id, page).await?;
+            Backend::insert_page_tx(tx, doc.id, page).await?;
         }
         Ok(())
     }
@@ -113,7 +113,7 @@ impl DocumentStore for SqliteStore {
         .bind(phi.series_index(series_instance_uid))
         .bind(phi.seal(Column::DicomMetadata, &row_id, &metadata.to_string()))
         .bind(now())
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         Ok(())
     }
@@ -245,7 +245,7 @@ impl DocumentStore for SqliteStore {
         let sop_index: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT sop_index FROM documents WHERE id = $1")
                 .bind(&old_id)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(tx.conn())
                 .await?
                 .flatten();
         let done = sqlx::query(
@@ -259,13 +259,13 @@ impl DocumentStore for SqliteStore {
         .bind(by.to_string())
         .bind(sealed)
         .bind(&old_id)
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
         // Committed by the caller: the sender finds it on its next look.
-        self.enqueue_outbox(&mut *tx, OutboxKind::Cancelled, old, Some(new))
+        self.enqueue_outbox(tx.conn(), OutboxKind::Cancelled, old, Some(new))
             .await?;
         sqlx::query(
             "UPDATE documents SET supersedes = $1, sop_index = $2,
@@ -275,7 +275,7 @@ impl DocumentStore for SqliteStore {
         .bind(&old_id)
         .bind(sop_index)
         .bind(new.to_string())
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         // The instance is the new version's (its data set sealed again, under its row).
         let instance: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = sqlx::query_as(
@@ -283,7 +283,7 @@ impl DocumentStore for SqliteStore {
              WHERE document_id = $1",
         )
         .bind(&old_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(tx.conn())
         .await?;
         if let Some((study_index, series_index, sealed)) = instance {
             let phi = self.phi()?;
@@ -301,11 +301,11 @@ impl DocumentStore for SqliteStore {
             .bind(series_index)
             .bind(phi.seal(Column::DicomMetadata, &new_id, &metadata))
             .bind(now())
-            .execute(&mut **tx)
+            .execute(tx.conn())
             .await?;
             sqlx::query("DELETE FROM dicom_instances WHERE document_id = $1")
                 .bind(&old_id)
-                .execute(&mut **tx)
+                .execute(tx.conn())
                 .await?;
         }
         Ok(true)
@@ -328,13 +328,13 @@ impl DocumentStore for SqliteStore {
         .bind(document_type)
         .bind(service_date.map(|d| d.to_string()))
         .bind(id.to_string())
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
         let announced = self
-            .enqueue_outbox(&mut tx, OutboxKind::Available, id, None)
+            .enqueue_outbox(tx.conn(), OutboxKind::Available, id, None)
             .await?;
         tx.commit().await?;
         if announced {
@@ -472,10 +472,10 @@ impl DocumentStore for SqliteStore {
             }
         }
         for (batch, key_id) in batch_originals {
-            SqliteStore::destroy_batch_original_in(&mut tx, *batch, key_id).await?;
+            Backend::destroy_batch_original_in(&mut tx, *batch, key_id).await?;
         }
         if let Some(certificate) = certificate {
-            SqliteStore::insert_certificate(&mut tx, certificate).await?;
+            Backend::insert_certificate(tx.conn(), certificate).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -515,10 +515,10 @@ impl DocumentStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl Backend {
     pub(super) fn document_from_row(
         &self,
-        row: &sqlx::sqlite::SqliteRow,
+        row: &DbRow,
     ) -> super::StoreResult<Document> {
         let status: String = row.try_get("status")?;
         let id: String = row.try_get("id")?;
@@ -600,13 +600,13 @@ impl SqliteStore {
         let current: Option<String> =
             sqlx::query_scalar("SELECT status FROM documents WHERE id = $1")
                 .bind(&row_id)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(tx.conn())
                 .await?;
         if !current.is_some_and(|status| states.contains(&status.as_str())) {
             return Ok(false);
         }
         // A hold placed since the caller checked still stops the destruction.
-        if SqliteStore::held_in(tx, &row_id).await? {
+        if Backend::held_in(tx.conn(), &row_id).await? {
             return Ok(false);
         }
         sqlx::query(
@@ -619,24 +619,24 @@ impl SqliteStore {
         .bind(by)
         .bind(sealed_reason)
         .bind(&row_id)
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         // Committed by the caller: the sender finds it on its next look.
-        self.enqueue_outbox(&mut *tx, OutboxKind::Cancelled, id, None)
+        self.enqueue_outbox(tx.conn(), OutboxKind::Cancelled, id, None)
             .await?;
         for key_id in key_ids {
             sqlx::query("DELETE FROM keyring WHERE key_id = $1")
                 .bind(key_id)
-                .execute(&mut **tx)
+                .execute(tx.conn())
                 .await?;
         }
         sqlx::query("DELETE FROM pages WHERE document_id = $1")
             .bind(&row_id)
-            .execute(&mut **tx)
+            .execute(tx.conn())
             .await?;
         sqlx::query("DELETE FROM dicom_instances WHERE document_id = $1")
             .bind(&row_id)
-            .execute(&mut **tx)
+            .execute(tx.conn())
             .await?;
         Ok(true)
     }
@@ -646,7 +646,7 @@ impl SqliteStore {
 mod tests {
     use super::*;
     use crate::store::holds::{HoldScope, NewHold};
-    use crate::store::sqlite::testing::{document_with_job, store};
+    use super::super::testing::{document_with_job, store};
 
     #[tokio::test]
     async fn a_tombstone_keeps_only_what_says_a_document_was_destroyed_and_a_hold_stops_it() {

@@ -1,4 +1,4 @@
-//! [`ResealStore`] on SQLite.
+//! [`ResealStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::reseal::*;
@@ -178,7 +178,7 @@ const COLUMNS: &[SealedColumn] = &[
     },
 ];
 
-impl ResealStore for SqliteStore {
+impl ResealStore for Backend {
     async fn reseal_v1_values(&self, batch: i64) -> anyhow::Result<u64> {
         let mut total = 0;
         for column in COLUMNS {
@@ -193,7 +193,7 @@ impl ResealStore for SqliteStore {
         let mut tx = self.begin().await?;
         let patients =
             sqlx::query("SELECT id, mrn, name, birth_date FROM patients WHERE mrn_index IS NULL")
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn())
                 .await?;
         for row in &patients {
             let id: String = row.try_get("id")?;
@@ -212,13 +212,13 @@ impl ResealStore for SqliteStore {
             .bind(phi.seal(Column::PatientName, &id, &text("name")?.unwrap_or_default()))
             .bind(text("birth_date")?.map(|d| phi.seal(Column::PatientBirthDate, &id, &d)))
             .bind(&id)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
             sealed += 1;
         }
         let documents =
             sqlx::query("SELECT id, encounter FROM documents WHERE encounter IS NOT NULL")
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn())
                 .await?;
         for row in &documents {
             let id: String = row.try_get("id")?;
@@ -230,7 +230,7 @@ impl ResealStore for SqliteStore {
             sqlx::query("UPDATE documents SET encounter = $1 WHERE id = $2")
                 .bind(phi.seal(Column::DocumentEncounter, &id, &text))
                 .bind(&id)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
             sealed += 1;
         }
@@ -242,7 +242,7 @@ impl ResealStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl Backend {
     /// One column, in rowid order: each batch is read (and re-sealed in memory) outside the
     /// write lock, then written in one short transaction, only where the value is still the
     /// one read. The scan resumes after the last row of the batch before, so the work is
@@ -304,7 +304,7 @@ impl SqliteStore {
     fn reseal_value(
         &self,
         column: &SealedColumn,
-        row: &sqlx::sqlite::SqliteRow,
+        row: &DbRow,
         value: &[u8],
     ) -> anyhow::Result<Vec<u8>> {
         let key: Vec<String> = column
@@ -351,10 +351,10 @@ impl SqliteStore {
                     "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = $1",
                 )
                 .bind(name)
-                .fetch_one(&mut *tx)
+                .fetch_one(tx.conn())
                 .await?;
                 sqlx::query(&format!("DROP TRIGGER {name}"))
-                    .execute(&mut *tx)
+                    .execute(tx.conn())
                     .await?;
                 Some(sql)
             }
@@ -366,12 +366,12 @@ impl SqliteStore {
                 .bind(new)
                 .bind(row_number)
                 .bind(old)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?
                 .rows_affected();
         }
         if let Some(sql) = trigger {
-            sqlx::query(&sql).execute(&mut *tx).await?;
+            sqlx::query(&sql).execute(tx.conn()).await?;
         }
         tx.commit().await?;
         Ok(written)

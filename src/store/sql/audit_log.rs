@@ -1,9 +1,9 @@
-//! [`AuditLogStore`] on SQLite.
+//! [`AuditLogStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::audit_log::*;
 
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row};
 use tokio::sync::watch;
 
 use crate::store::audit_record::{hash_from_slice, AuditCipher, AuditRecord, GENESIS_HASH};
@@ -26,7 +26,7 @@ fn record_of(entry: &AuditEntry, seq: i64, at: String) -> AuditRecord {
     }
 }
 
-fn stored_row(r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<StoredAuditRow> {
+fn stored_row(r: &DbRow) -> super::StoreResult<StoredAuditRow> {
     Ok(StoredAuditRow {
         seq: r.try_get("seq")?,
         at: r.try_get("at")?,
@@ -65,13 +65,13 @@ async fn insert_record(
     .bind(cipher.seal(record))
     .bind(&prev_hash[..])
     .bind(&hash[..])
-    .execute(&mut **tx)
+    .execute(tx.conn())
     .await?;
     for index in &plain.other_patient_indexes {
         sqlx::query("INSERT INTO audit_patients (patient_index, seq) VALUES ($1, $2)")
             .bind(index)
             .bind(record.seq)
-            .execute(&mut **tx)
+            .execute(tx.conn())
             .await?;
     }
     Ok(hash)
@@ -80,7 +80,7 @@ async fn insert_record(
 /// The newest entry's (seq, hash), read inside the writer's transaction.
 async fn chain_head(tx: &mut Tx) -> super::StoreResult<(i64, [u8; 32])> {
     let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
+        .fetch_optional(tx.conn())
         .await?;
     match row {
         None => Ok((0, GENESIS_HASH)),
@@ -93,7 +93,7 @@ async fn chain_head(tx: &mut Tx) -> super::StoreResult<(i64, [u8; 32])> {
     }
 }
 
-impl AuditLogStore for SqliteStore {
+impl AuditLogStore for Backend {
     fn set_audit_cipher(&self, cipher: AuditCipher) {
         if self.audit.cipher.set(cipher).is_err() {
             tracing::warn!("the audit keys were set twice; keeping the first");
@@ -141,7 +141,7 @@ impl AuditLogStore for SqliteStore {
 
     async fn audit_query(&self, filter: &AuditFilter) -> super::StoreResult<Vec<AuditRow>> {
         let cipher = self.audit_cipher()?;
-        let mut query: QueryBuilder<Sqlite> =
+        let mut query: QueryBuilder<Driver> =
             QueryBuilder::new("SELECT seq, sealed, hash FROM audit WHERE seq > ");
         query.push_bind(filter.after_seq);
         if let Some(user) = filter.user_id {
@@ -225,7 +225,7 @@ impl AuditLogStore for SqliteStore {
                 request_id, detail
              FROM audit_legacy ORDER BY seq",
         )
-        .fetch_all(&mut *tx)
+        .fetch_all(tx.conn())
         .await?;
         let (mut last, mut prev_hash) = chain_head(&mut tx).await?;
         for row in &rows {
@@ -248,7 +248,7 @@ impl AuditLogStore for SqliteStore {
             last = record.seq;
         }
         sqlx::query("DROP TABLE audit_legacy")
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         tx.commit().await?;
         self.audit.head.send_replace(last);
@@ -259,7 +259,7 @@ impl AuditLogStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl Backend {
     pub(crate) fn audit_cipher(&self) -> super::StoreResult<&AuditCipher> {
         self.audit
             .cipher
@@ -267,7 +267,7 @@ impl SqliteStore {
             .ok_or_else(|| StoreError::KeysNotLoaded("the audit keys"))
     }
 
-    fn audit_row(&self, r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<AuditRow> {
+    fn audit_row(&self, r: &DbRow) -> super::StoreResult<AuditRow> {
         let seq: i64 = r.try_get("seq")?;
         let sealed: Vec<u8> = r.try_get("sealed")?;
         let hash: Vec<u8> = r.try_get("hash")?;

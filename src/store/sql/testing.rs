@@ -2,7 +2,7 @@
 
 use chartvault_storage::{DataKey, KeyId};
 
-use super::SqliteStore as Db;
+use super::Backend as Db;
 use crate::domain::{Category, DocumentId, Mrn, PatientId, Role};
 use crate::store::api::prelude::*;
 use crate::store::audit_record::AuditCipher;

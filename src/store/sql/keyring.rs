@@ -1,9 +1,9 @@
-//! [`KeyringStore`] on SQLite.
+//! [`KeyringStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::keyring::*;
 
-impl KeyringStore for SqliteStore {
+impl KeyringStore for Backend {
     async fn insert_key(
         tx: &mut Tx,
         key_id: &str,
@@ -17,7 +17,7 @@ impl KeyringStore for SqliteStore {
         .bind(kek_version as i64)
         .bind(wrapped)
         .bind(now())
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         Ok(())
     }
@@ -77,7 +77,7 @@ impl KeyringStore for SqliteStore {
             .bind(bytes)
             .bind(key_id)
             .bind(*old as i64)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?
             .rows_affected();
         }
@@ -104,17 +104,17 @@ impl KeyringStore for SqliteStore {
         let taken: Option<String> =
             sqlx::query_scalar("SELECT key_id FROM service_keys WHERE purpose = $1")
                 .bind(purpose)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(tx.conn())
                 .await?;
         if taken.is_some() {
             return Ok(false);
         }
-        SqliteStore::insert_key(&mut tx, key_id, kek_version, wrapped).await?;
+        Backend::insert_key(&mut tx, key_id, kek_version, wrapped).await?;
         sqlx::query("INSERT INTO service_keys (purpose, key_id, created_at) VALUES ($1, $2, $3)")
             .bind(purpose)
             .bind(key_id)
             .bind(now())
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         tx.commit().await?;
         Ok(true)
@@ -132,7 +132,7 @@ impl KeyringStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::testing::store;
+    use super::super::testing::store;
 
     #[tokio::test]
     async fn a_service_key_is_recorded_once_and_a_deleted_key_is_gone() {
@@ -162,7 +162,7 @@ mod tests {
         );
 
         let mut tx = store.begin().await.unwrap();
-        SqliteStore::insert_key(&mut tx, "k3", 2, b"wrapped-3")
+        Backend::insert_key(&mut tx, "k3", 2, b"wrapped-3")
             .await
             .unwrap();
         drop(tx);
@@ -172,7 +172,7 @@ mod tests {
         );
 
         let mut tx = store.begin().await.unwrap();
-        SqliteStore::insert_key(&mut tx, "k4", 2, b"wrapped-4")
+        Backend::insert_key(&mut tx, "k4", 2, b"wrapped-4")
             .await
             .unwrap();
         tx.commit().await.unwrap();

@@ -1,4 +1,4 @@
-//! [`ReleaseStore`] on SQLite.
+//! [`ReleaseStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::releases::*;
@@ -17,7 +17,7 @@ fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serialises")
 }
 
-impl ReleaseStore for SqliteStore {
+impl ReleaseStore for Backend {
     async fn insert_release(&self, release: &NewRelease) -> super::StoreResult<ReleaseId> {
         let release_id = ReleaseId::new_random();
         let id = release_id.to_string();
@@ -44,7 +44,7 @@ impl ReleaseStore for SqliteStore {
         .bind(&release.bates_prefix)
         .bind(release.created_by.to_string())
         .bind(now())
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         for patient in &release.patients {
             sqlx::query(
@@ -53,7 +53,7 @@ impl ReleaseStore for SqliteStore {
             )
             .bind(&id)
             .bind(patient.to_string())
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         }
         tx.commit().await?;
@@ -125,13 +125,13 @@ impl ReleaseStore for SqliteStore {
         .bind(attachment.size_bytes)
         .bind(&attachment.created_by)
         .bind(&attachment.created_at)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         if authorizes {
             let current: String =
                 sqlx::query_scalar("SELECT authorizations FROM releases WHERE id = $1")
                     .bind(release.to_string())
-                    .fetch_one(&mut *tx)
+                    .fetch_one(tx.conn())
                     .await?;
             let mut list = json_list(&current)?;
             if !list.contains(&attachment.kind) {
@@ -139,7 +139,7 @@ impl ReleaseStore for SqliteStore {
                 sqlx::query("UPDATE releases SET authorizations = $1 WHERE id = $2")
                     .bind(to_json(&list))
                     .bind(release.to_string())
-                    .execute(&mut *tx)
+                    .execute(tx.conn())
                     .await?;
             }
         }
@@ -189,7 +189,7 @@ impl ReleaseStore for SqliteStore {
             .bind(phi.seal(Column::ReleaseExclusionReason, &row_id, reason))
             .bind(by.to_string())
             .bind(now())
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         }
         tx.commit().await
@@ -294,7 +294,7 @@ impl ReleaseStore for SqliteStore {
             )
             .bind(release.to_string())
             .bind(document.to_string())
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?
             .rows_affected();
         }
@@ -332,7 +332,7 @@ impl ReleaseStore for SqliteStore {
                 let next: i64 =
                     sqlx::query_scalar("SELECT next FROM bates_counters WHERE prefix = $1")
                         .bind(prefix)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(tx.conn())
                         .await?
                         .unwrap_or(1);
                 if next != *first {
@@ -345,7 +345,7 @@ impl ReleaseStore for SqliteStore {
                 )
                 .bind(prefix)
                 .bind(last + 1)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
                 (Some(prefix.clone()), Some(*first), Some(last))
             }
@@ -372,7 +372,7 @@ impl ReleaseStore for SqliteStore {
         .bind(&p.manifest)
         .bind(p.created_by.to_string())
         .bind(now())
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         for disclosure in disclosures {
             self.insert_disclosure_tx(&mut tx, disclosure).await?;
@@ -414,8 +414,8 @@ impl ReleaseStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
-    async fn release_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Release> {
+impl Backend {
+    async fn release_from_row(&self, r: &DbRow) -> super::StoreResult<Release> {
         let id: String = r.try_get("id")?;
         let details = self.open_column(Column::ReleaseDetails, &id, r.try_get("details")?)?;
         let details: ReleaseDetails =
@@ -458,7 +458,7 @@ impl SqliteStore {
         })
     }
 
-    fn production_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Production> {
+    fn production_from_row(&self, r: &DbRow) -> super::StoreResult<Production> {
         let id: String = r.try_get("id")?;
         Ok(Production {
             custodian: self.open_optional(
@@ -488,7 +488,7 @@ mod tests {
     use super::*;
     use crate::domain::{AttachmentId, LegalBasis, Role};
     use crate::store::disclosures::{DisclosureSource, NewDisclosure};
-    use crate::store::sqlite::testing::{document_with_job, file_bytes, store};
+    use super::super::testing::{document_with_job, file_bytes, store};
 
     fn party(name: &str) -> Party {
         Party {

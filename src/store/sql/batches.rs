@@ -1,4 +1,4 @@
-//! [`BatchStore`] on SQLite.
+//! [`BatchStore`] in SQL, for every backend.
 
 use super::*;
 pub(super) use crate::store::batches::*;
@@ -15,7 +15,7 @@ fn cover_row_id(batch: BatchId, page: u32) -> String {
 
 /// Records a batch's file destroyed (the first time only).
 async fn mark_original_destroyed<'e>(
-    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    executor: impl sqlx::Executor<'e, Database = Driver>,
     batch: BatchId,
 ) -> super::StoreResult<()> {
     sqlx::query(
@@ -29,7 +29,7 @@ async fn mark_original_destroyed<'e>(
     Ok(())
 }
 
-fn batch_from_row(r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Batch> {
+fn batch_from_row(r: &DbRow) -> super::StoreResult<Batch> {
     Ok(Batch {
         id: parse_id(r.try_get::<&str, _>("id")?)?,
         content_type: r.try_get("content_type")?,
@@ -46,7 +46,7 @@ fn batch_from_row(r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Batch> {
     })
 }
 
-fn segment_from_row(r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Segment> {
+fn segment_from_row(r: &DbRow) -> super::StoreResult<Segment> {
     Ok(Segment {
         id: parse_id(r.try_get::<&str, _>("id")?)?,
         batch_id: parse_id(r.try_get::<&str, _>("batch_id")?)?,
@@ -62,7 +62,7 @@ fn segment_from_row(r: &sqlx::sqlite::SqliteRow) -> super::StoreResult<Segment> 
     })
 }
 
-impl BatchStore for SqliteStore {
+impl BatchStore for Backend {
     async fn insert_batch(tx: &mut Tx, batch: &NewBatch) -> super::StoreResult<()> {
         sqlx::query(
             "INSERT INTO batches (id, content_type, sha256, size_bytes, page_count, status,
@@ -76,7 +76,7 @@ impl BatchStore for SqliteStore {
         .bind(batch.page_count as i64)
         .bind(now())
         .bind(batch.created_by.to_string())
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         Ok(())
     }
@@ -233,7 +233,7 @@ impl BatchStore for SqliteStore {
             sqlx::query("DELETE FROM batch_pages WHERE batch_id = $1 AND page = $2")
                 .bind(batch.to_string())
                 .bind(*page as i64)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
         tx.commit().await
@@ -248,7 +248,7 @@ impl BatchStore for SqliteStore {
         let existing: i64 =
             sqlx::query_scalar("SELECT count(*) FROM batch_segments WHERE batch_id = $1")
                 .bind(batch.to_string())
-                .fetch_one(&mut *tx)
+                .fetch_one(tx.conn())
                 .await?;
         if existing == 0 {
             for (seq, segment) in plan.iter().enumerate() {
@@ -271,7 +271,7 @@ impl BatchStore for SqliteStore {
                 .bind(status)
                 .bind(&segment.qa_reason)
                 .bind(DocumentId::new_random().to_string())
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
             }
         }
@@ -348,7 +348,7 @@ impl BatchStore for SqliteStore {
         .bind(now())
         .bind(by.map(|u| u.to_string()))
         .bind(id.to_string())
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -363,7 +363,7 @@ impl BatchStore for SqliteStore {
     ) -> super::StoreResult<Option<Vec<DocumentId>>> {
         let mut tx = self.begin().await?;
         for id in old {
-            if !SqliteStore::resolve_segment_from(&mut tx, *id, "qa", status, Some(by)).await? {
+            if !Backend::resolve_segment_from(&mut tx, *id, "qa", status, Some(by)).await? {
                 return Ok(None);
             }
         }
@@ -371,7 +371,7 @@ impl BatchStore for SqliteStore {
             "SELECT coalesce(max(seq), -1) + 1 FROM batch_segments WHERE batch_id = $1",
         )
         .bind(batch.to_string())
-        .fetch_one(&mut *tx)
+        .fetch_one(tx.conn())
         .await?;
         let mut ids = Vec::new();
         for (i, segment) in new.iter().enumerate() {
@@ -389,7 +389,7 @@ impl BatchStore for SqliteStore {
             .bind(segment.cover_page.map(i64::from))
             .bind(&segment.qa_reason)
             .bind(DocumentId::new_random().to_string())
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
             ids.push(id);
         }
@@ -409,7 +409,7 @@ impl BatchStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl Backend {
     /// Destroys a batch file's key and records it destroyed, inside the caller's transaction
     /// (the blob itself is deleted after the commit).
     pub(crate) async fn destroy_batch_original_in(
@@ -419,9 +419,9 @@ impl SqliteStore {
     ) -> super::StoreResult<()> {
         sqlx::query("DELETE FROM keyring WHERE key_id = $1")
             .bind(key_id)
-            .execute(&mut **tx)
+            .execute(tx.conn())
             .await?;
-        mark_original_destroyed(&mut **tx, batch).await
+        mark_original_destroyed(tx.conn(), batch).await
     }
 
     async fn resolve_segment_from(
@@ -440,7 +440,7 @@ impl SqliteStore {
         .bind(by.map(|u| u.to_string()))
         .bind(id.to_string())
         .bind(from)
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -451,7 +451,7 @@ mod tests {
     use super::*;
     use crate::domain::{Role, TextSource};
     use crate::store::pages::PageRow;
-    use crate::store::sqlite::testing::{document_with_job, file_bytes, store};
+    use super::super::testing::{document_with_job, file_bytes, store};
 
     fn page(page: u32, cover: CoverSheet) -> BatchPage {
         BatchPage {
@@ -481,11 +481,11 @@ mod tests {
         }
     }
 
-    async fn new_batch(store: &SqliteStore, sha256: &str) -> BatchId {
+    async fn new_batch(store: &Backend, sha256: &str) -> BatchId {
         let created_by = store.create_user(sha256, Role::Records).await.unwrap();
         let id = BatchId::new_random();
         let mut tx = store.begin().await.unwrap();
-        SqliteStore::insert_batch(
+        Backend::insert_batch(
             &mut tx,
             &NewBatch {
                 id,
@@ -625,14 +625,14 @@ mod tests {
         // The pending one is filed as a document; the batch file still holds its pages.
         let mut tx = store.begin().await.unwrap();
         assert!(
-            SqliteStore::resolve_segment(&mut tx, pending.id, "filed", None)
+            Backend::resolve_segment(&mut tx, pending.id, "filed", None)
                 .await
                 .unwrap()
         );
         tx.commit().await.unwrap();
         let mut tx = store.begin().await.unwrap();
         assert!(
-            !SqliteStore::resolve_segment(&mut tx, pending.id, "rejected", None)
+            !Backend::resolve_segment(&mut tx, pending.id, "rejected", None)
                 .await
                 .unwrap(),
             "a filed range is not resolved twice"
@@ -682,7 +682,7 @@ mod tests {
         for segment in &new {
             let mut tx = store.begin().await.unwrap();
             assert!(
-                SqliteStore::resolve_segment(&mut tx, *segment, "rejected", Some(by))
+                Backend::resolve_segment(&mut tx, *segment, "rejected", Some(by))
                     .await
                     .unwrap()
             );
