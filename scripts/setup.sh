@@ -6,7 +6,8 @@
 # the productions back in tests), curl (a TLS client in tests) and Prometheus's Python client
 # (its parser reads /metrics in tests), and python3-venv (the tests' peers from PyPI, the HL7
 # toolkit hl7apy and FHIR's fhirclient and fhir.resources, are installed into a virtual
-# environment by scripts/test.sh).
+# environment by scripts/test.sh), and PostgreSQL (the store's tests run on a throwaway
+# cluster they make with initdb and pg_ctl, not the system's own).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ packages=(
   tesseract-ocr-spa
   clang libclang-dev pkg-config fonts-dejavu-core poppler-utils
   curl python3-prometheus-client python3-venv
+  postgresql
 )
 
 missing=()

@@ -294,7 +294,7 @@ async fn open_db(config: &Config) -> anyhow::Result<Db> {
 /// As [`open_db`]; a new archive is set up only when `may_create` (in production mode only
 /// `init` creates one).
 async fn open_db_creating(config: &Config, may_create: bool) -> anyhow::Result<Db> {
-    let new = !config.db_path().is_file();
+    let new = !Db::archive_exists(&config.database()?).await?;
     if new && !may_create {
         bail!(
             "there is no archive in {} (production mode creates one only with `chartvault init`)",
@@ -307,7 +307,7 @@ async fn open_db_creating(config: &Config, may_create: bool) -> anyhow::Result<D
     } else {
         crate::ops::keys::load_existing_keys(config)?
     };
-    let db = Db::open(&config.db_path()).await?;
+    let db = Db::open_at(&config.database()?).await?;
     let blobs = crate::store::vault::open_blobs(config)?;
     let vault = crate::store::vault::Vault::new(blobs, keys, db.clone());
     if new {
@@ -353,7 +353,7 @@ fn real_uid() -> u32 {
 /// `chartvault init`: a new archive and its first admin; the admin's token is returned (to be
 /// printed once, on the terminal).
 pub async fn init(config: &Config, admin: &str) -> anyhow::Result<String> {
-    if config.db_path().is_file() {
+    if Db::archive_exists(&config.database()?).await? {
         let db = open_db_creating(config, false).await?;
         if db.user_count().await? > 0 {
             bail!(
@@ -662,14 +662,14 @@ async fn keys_offline(
     config: &Config,
     operation: KeyOperation,
 ) -> anyhow::Result<serde_json::Value> {
-    if !config.db_path().is_file() {
+    if !Db::archive_exists(&config.database()?).await? {
         bail!(
             "no archive at {}: keys are managed on an existing archive",
             config.data_dir.display()
         );
     }
     let _lock = ServerLock::acquire(config)?;
-    let db = Db::open(&config.db_path()).await?;
+    let db = Db::open_at(&config.database()?).await?;
     let blobs = crate::store::vault::open_blobs(config)?;
     let vault = crate::store::vault::Vault::new(
         blobs,

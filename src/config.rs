@@ -37,6 +37,59 @@ pub struct Config {
     pub fhir: FhirConfig,
     pub dicomweb: DicomwebConfig,
     pub storage: StorageConfig,
+    pub database: DatabaseConfig,
+}
+
+/// Where the metadata lives (`[database]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://<file>`, or `postgres://user@host:port/database` (a password, if any, from
+    /// the standard `PGPASSWORD` environment variable rather than the URL). Unset:
+    /// `<data_dir>/chartvault.db`.
+    pub url: Option<String>,
+}
+
+/// Where [`DatabaseConfig`] puts the metadata.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (`postgres://…`).
+    Postgres(String),
+}
+
+impl DatabaseLocation {
+    /// The location for messages: a PostgreSQL URL without the password it may carry.
+    fn shown(&self) -> String {
+        match self {
+            DatabaseLocation::Sqlite(path) => path.display().to_string(),
+            DatabaseLocation::Postgres(url) => {
+                let Some((scheme, rest)) = url.split_once("://") else {
+                    return "a PostgreSQL database".into();
+                };
+                match rest.split_once('@') {
+                    Some((user, host)) => {
+                        let user = user.split(':').next().unwrap_or_default();
+                        format!("{scheme}://{user}@{host}")
+                    }
+                    None => url.clone(),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+impl std::fmt::Debug for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseLocation({})", self.shown())
+    }
 }
 
 /// Where the encrypted objects live (`[storage]`).
@@ -70,6 +123,20 @@ pub enum ObjectStorage {
 }
 
 impl Config {
+    /// Where the metadata lives.
+    pub fn database(&self) -> anyhow::Result<DatabaseLocation> {
+        let Some(url) = self.database.url.as_deref().map(str::trim) else {
+            return Ok(DatabaseLocation::Sqlite(self.db_path()));
+        };
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Ok(DatabaseLocation::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseLocation::Postgres(url.to_string()));
+        }
+        anyhow::bail!("database.url is sqlite://<file> or postgres://<user>@<host>/<database>")
+    }
+
     /// Where the encrypted objects live.
     pub fn object_storage(&self) -> anyhow::Result<ObjectStorage> {
         let Some(url) = self.storage.url.as_deref().map(str::trim) else {
@@ -782,6 +849,7 @@ impl Default for Config {
             fhir: FhirConfig::default(),
             dicomweb: DicomwebConfig::default(),
             storage: StorageConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -1363,6 +1431,30 @@ pub fn parse_bates_prefix(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_database_is_sqlite_in_the_data_dir_unless_a_url_names_another() {
+        let mut config = Config::for_data_dir(Path::new("/srv/archive"));
+        assert_eq!(
+            config.database().unwrap(),
+            DatabaseLocation::Sqlite(PathBuf::from("/srv/archive/chartvault.db"))
+        );
+        config.database.url = Some("sqlite:///var/lib/cv.db".into());
+        assert_eq!(
+            config.database().unwrap(),
+            DatabaseLocation::Sqlite(PathBuf::from("/var/lib/cv.db"))
+        );
+        let url = "postgres://chartvault:s3cret@db.example:5432/archive";
+        config.database.url = Some(url.into());
+        let location = config.database().unwrap();
+        assert_eq!(location, DatabaseLocation::Postgres(url.into()));
+        for shown in [location.to_string(), format!("{location:?}")] {
+            assert!(shown.contains("chartvault@db.example:5432/archive"), "{shown}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        config.database.url = Some("mysql://db/archive".into());
+        assert!(config.database().is_err());
+    }
 
     #[test]
     fn the_committed_config_toml_equals_the_embedded_defaults() {

@@ -40,7 +40,7 @@ impl Application {
         // In production nothing is created here: a data directory or key file that is not
         // where the settings say is an error, not a new, empty archive.
         let keys = if production {
-            if !config.db_path().is_file() {
+            if !Db::archive_exists(&config.database()?).await? {
                 anyhow::bail!(
                     "there is no archive in {}: create it with `chartvault init` (production mode \
                      never creates one at start)",
@@ -52,7 +52,7 @@ impl Application {
             create_data_dir(&config)?;
             load_keys(&config)?
         };
-        let db = Db::open(&config.db_path())
+        let db = Db::open_at(&config.database()?)
             .await
             .context("opening the database")?;
         if let crate::config::ObjectStorage::Local(dir) = config.object_storage()? {

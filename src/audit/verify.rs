@@ -299,7 +299,7 @@ pub async fn verify_audit(config: &Config) -> anyhow::Result<AuditVerifyReport> 
         );
     }
     let keys = crate::ops::keys::load_existing_keys(config)?;
-    let db = Db::open_read_only(&config.db_path()).await?;
+    let db = Db::open_for_reading(&config.database()?).await?;
     let result = verify_with(config, &db, keys, lines, key).await;
     db.close().await;
     result

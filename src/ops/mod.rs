@@ -17,6 +17,13 @@ pub fn local_objects_dir(
     config: &crate::config::Config,
     tool: &str,
 ) -> anyhow::Result<std::path::PathBuf> {
+    if let crate::config::DatabaseLocation::Postgres(_) = config.database()? {
+        anyhow::bail!(
+            "{tool} copies a SQLite database file and works on the embedded archive only for \
+             now (database.url is postgres://); meanwhile PostgreSQL's own backups keep the \
+             metadata"
+        );
+    }
     match config.object_storage()? {
         crate::config::ObjectStorage::Local(dir) => Ok(dir),
         crate::config::ObjectStorage::S3 { .. } => anyhow::bail!(

@@ -251,9 +251,9 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
     if !data_dir.is_dir() {
         bail!("no data directory at {}", data_dir.display());
     }
-    let db_path = config.db_path();
-    if !db_path.is_file() {
-        bail!("no database at {}", db_path.display());
+    let database = config.database()?;
+    if !Db::archive_exists(&database).await? {
+        bail!("no archive at {database}");
     }
     let keys = crate::ops::keys::load_existing_keys(config)?;
 
@@ -281,7 +281,7 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
         })
         .await??
     };
-    let db = Db::open_read_only(&db_path)
+    let db = Db::open_for_reading(&database)
         .await
         .context("opening the database read-only")?;
     let inventory = db.inventory().await.context("reading the database")?;

@@ -75,6 +75,7 @@ pub struct Tx(pub(crate) TxInner);
 /// The driver's transaction inside a [`Tx`].
 pub(crate) enum TxInner {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 impl Tx {
@@ -82,6 +83,7 @@ impl Tx {
     pub async fn commit(self) -> StoreResult<()> {
         match self.0 {
             TxInner::Sqlite(tx) => Ok(tx.commit().await?),
+            TxInner::Postgres(tx) => Ok(tx.commit().await?),
         }
     }
 }

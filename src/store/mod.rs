@@ -1,15 +1,16 @@
-//! The store: the archive's metadata (SQLite today: WAL, `synchronous=FULL` so an
-//! acknowledged upload survives a crash), the vault of encrypted objects, and the sealing of
-//! what it keeps.
+//! The store: the archive's metadata (SQLite by default: WAL, `synchronous=FULL` so an
+//! acknowledged upload survives a crash; PostgreSQL for a scaled setup), the vault of
+//! encrypted objects, and the sealing of what it keeps.
 //!
 //! The contract is [`Store`] ([`api`]): one trait per aggregate, each in the aggregate's
 //! file beside its records: [`patients`], [`documents`], [`pages`], [`jobs`], [`users`]
 //! (and tokens), [`access`] (care, grants, break-the-glass), [`keyring`], [`batches`],
 //! [`holds`], [`releases`], [`disclosures`], [`retention`], [`audit_log`], [`inventory`]
 //! (what the operator tools read), [`integrity`] and [`reseal`] (upgrades of what is
-//! stored). A backend implements all of them: [`sql::sqlite`] is the one today
-//! ([`Db`] names it for the rest of the service). Queries use `$n` placeholders so most SQL
-//! can serve PostgreSQL too.
+//! stored). A backend implements all of them: [`sql`] holds the SQL, written once and
+//! compiled for [`sql::sqlite`] and [`sql::postgres`]; [`Db`] is the one the archive runs
+//! on, chosen by `database.url`, and hands each call to it ([`dispatch`], generated from
+//! the traits by `scripts/store-dispatch.py`).
 //!
 //! Beside the metadata: [`vault`] (objects and their keys), [`phi`] (sealed columns),
 //! [`audit_record`] (sealed audit entries), [`row_mac`] (MACs of the rows that grant
@@ -25,7 +26,9 @@ pub mod audit_log;
 pub mod audit_record;
 pub mod base;
 pub mod batches;
+pub mod db;
 pub mod disclosures;
+mod dispatch;
 pub mod documents;
 pub mod hl7;
 pub mod holds;
@@ -48,5 +51,4 @@ pub mod vault;
 
 pub use api::{prelude, Store};
 pub use base::{now, StoreError, StoreResult, Tx};
-/// The store the archive runs on.
-pub use sql::sqlite::SqliteStore as Db;
+pub use db::{DatabaseLocation, Db};

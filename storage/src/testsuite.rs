@@ -585,3 +585,198 @@ pub mod openbao {
         }
     }
 }
+
+/// A real PostgreSQL for the store's tests: a throwaway cluster of Debian's `postgresql`
+/// (scripts/setup.sh installs it), made by `initdb` in a temporary directory and started by
+/// `pg_ctl` on a free port, as a non-root user (`postgres` when the tests run as root). One
+/// cluster serves a whole test process ([`shared`]); each test makes a database of its own.
+/// A watchdog stops the cluster and removes its directory when the process exits.
+pub mod postgres {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+
+    /// A running cluster; the user `chartvault` may do anything (trust authentication on
+    /// 127.0.0.1 only).
+    pub struct Postgres {
+        bin: PathBuf,
+        /// The port it listens on (127.0.0.1).
+        pub port: u16,
+        databases: AtomicU64,
+    }
+
+    /// Debian's PostgreSQL programs: `CHARTVAULT_TEST_PG_BIN`, else the newest
+    /// `/usr/lib/postgresql/<version>/bin`. Missing outside CI: the test is skipped.
+    pub fn bin_dir() -> Option<PathBuf> {
+        let found = std::env::var_os("CHARTVAULT_TEST_PG_BIN")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+                    .ok()?
+                    .filter_map(|e| {
+                        let e = e.ok()?;
+                        Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin")))
+                    })
+                    .collect();
+                versions.sort();
+                versions.pop().map(|(_, bin)| bin)
+            })
+            .filter(|bin| bin.join("initdb").is_file());
+        if found.is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "PostgreSQL is missing: scripts/setup.sh installs it"
+            );
+            eprintln!("skipped: no PostgreSQL in /usr/lib/postgresql");
+        }
+        found
+    }
+
+    /// The cluster of this test process, started on first use; `None` when PostgreSQL is
+    /// not installed (outside CI).
+    pub fn shared() -> Option<&'static Postgres> {
+        static CLUSTER: OnceLock<Option<Postgres>> = OnceLock::new();
+        CLUSTER
+            .get_or_init(|| bin_dir().map(|bin| Postgres::start(&bin)))
+            .as_ref()
+    }
+
+    /// Runs a PostgreSQL server program as a user it accepts (never root).
+    fn server_command(program: &Path) -> Command {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        if root {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    impl Postgres {
+        /// Makes and starts a cluster (see the module docs).
+        pub fn start(bin: &Path) -> Postgres {
+            let dir = tempfile::Builder::new()
+                .prefix("chartvault-pg-")
+                .tempdir()
+                .unwrap()
+                .keep();
+            let _ = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&dir)
+                .stderr(Stdio::null())
+                .status();
+            let data = dir.join("data");
+            let status = server_command(&bin.join("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "chartvault",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ])
+                .stdout(Stdio::null())
+                .status()
+                .expect("initdb runs");
+            assert!(status.success(), "initdb failed");
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let options = format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                dir.display()
+            );
+            let status = server_command(&bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-o", &options, "-l"])
+                .arg(dir.join("log"))
+                .args(["-w", "start"])
+                .stdout(Stdio::null())
+                .status()
+                .expect("pg_ctl runs");
+            assert!(status.success(), "pg_ctl start failed");
+            // Stops the cluster and removes it once this process is gone.
+            let pg_ctl = bin.join("pg_ctl");
+            let stop = format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+                 {runuser} {pg_ctl} -D {data} stop -m immediate >/dev/null 2>&1; rm -rf {dir}",
+                pid = std::process::id(),
+                runuser = if server_command(&pg_ctl).get_program() == "runuser" {
+                    "runuser -u postgres --"
+                } else {
+                    ""
+                },
+                pg_ctl = pg_ctl.display(),
+                data = data.display(),
+                dir = dir.display(),
+            );
+            Command::new("setsid")
+                .args(["sh", "-c", &stop])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the cluster's watchdog starts");
+            Postgres {
+                bin: bin.to_path_buf(),
+                port,
+                databases: AtomicU64::new(0),
+            }
+        }
+
+        /// The URL of database `name` on this cluster.
+        pub fn url(&self, name: &str) -> String {
+            format!("postgres://chartvault@127.0.0.1:{}/{name}", self.port)
+        }
+
+        /// Makes a new, empty database; returns its URL.
+        pub fn new_database(&self) -> String {
+            let name = format!(
+                "test_{}_{}",
+                std::process::id(),
+                self.databases.fetch_add(1, Ordering::SeqCst)
+            );
+            let status = Command::new(self.bin.join("createdb"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "chartvault",
+                ])
+                .arg(&name)
+                .status()
+                .expect("createdb runs");
+            assert!(status.success(), "createdb {name} failed");
+            self.url(&name)
+        }
+
+        /// Everything the database at `url` holds, as `pg_dump` writes it (schema and data).
+        pub fn dump(&self, url: &str) -> Vec<u8> {
+            let output = Command::new(self.bin.join("pg_dump"))
+                .arg(url)
+                .output()
+                .expect("pg_dump runs");
+            assert!(
+                output.status.success(),
+                "pg_dump failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            output.stdout
+        }
+    }
+}

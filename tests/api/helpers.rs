@@ -39,6 +39,14 @@ impl Drop for TestApp {
     }
 }
 
+/// A new database on the test process's PostgreSQL cluster: its URL.
+/// (`CHARTVAULT_TEST_DATABASE=postgres` runs every server of this suite on one of them.)
+pub fn postgres_database() -> String {
+    chartvault_storage::testsuite::postgres::shared()
+        .expect("PostgreSQL: scripts/setup.sh installs it")
+        .new_database()
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -71,6 +79,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     // the service finds beside itself when deployed (`spawn_app_on` runs the full binary's
     // decoder subcommand instead).
     config.decoder.program = Some(env!("CARGO_BIN_EXE_chartvault-decoder").into());
+    if std::env::var("CHARTVAULT_TEST_DATABASE").as_deref() == Ok("postgres") {
+        config.database.url = Some(postgres_database());
+    }
     adjust(&mut config);
     let app = Application::build(config.clone())
         .await
@@ -101,7 +112,13 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let auditor = chartvault::cli::user_add(&config, "aud", Role::Auditor)
         .await
         .unwrap();
-    let sql = sql_pool(&state.config.db_path(), false).await;
+    let sql = match state.config.database().unwrap() {
+        chartvault::config::DatabaseLocation::Sqlite(path) => sql_pool(&path, false).await,
+        // The tests that read the SQLite file itself are SQLite's own.
+        chartvault::config::DatabaseLocation::Postgres(_) => {
+            sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap()
+        }
+    };
     TestApp {
         base,
         hl7,

@@ -29,6 +29,7 @@ mod openapi;
 mod operations;
 mod package;
 mod pdf;
+mod postgres;
 mod qa_checks;
 mod releases;
 mod retention;

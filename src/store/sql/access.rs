@@ -308,8 +308,8 @@ impl AccessStore for Backend {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::testing::store;
+    use super::*;
 
     fn day(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()

@@ -209,11 +209,10 @@ impl AuditLogStore for Backend {
     }
 
     async fn chain_legacy_audit(&self) -> anyhow::Result<u64> {
-        let legacy: Option<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'audit_legacy'",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
+        let legacy: Option<String> = sqlx::query_scalar(TABLE_NAMED)
+            .bind("audit_legacy")
+            .fetch_optional(&self.pool)
+            .await?;
         if legacy.is_none() {
             return Ok(0);
         }

@@ -448,10 +448,10 @@ impl Backend {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{document_with_job, file_bytes, store};
     use super::*;
     use crate::domain::{Role, TextSource};
     use crate::store::pages::PageRow;
-    use super::super::testing::{document_with_job, file_bytes, store};
 
     fn page(page: u32, cover: CoverSheet) -> BatchPage {
         BatchPage {
@@ -624,11 +624,9 @@ mod tests {
 
         // The pending one is filed as a document; the batch file still holds its pages.
         let mut tx = store.begin().await.unwrap();
-        assert!(
-            Backend::resolve_segment(&mut tx, pending.id, "filed", None)
-                .await
-                .unwrap()
-        );
+        assert!(Backend::resolve_segment(&mut tx, pending.id, "filed", None)
+            .await
+            .unwrap());
         tx.commit().await.unwrap();
         let mut tx = store.begin().await.unwrap();
         assert!(

@@ -117,9 +117,9 @@ impl DisclosureStore for Backend {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{document_with_job, file_bytes, store};
     use super::*;
     use crate::domain::Role;
-    use super::super::testing::{document_with_job, file_bytes, store};
 
     fn disclosure(patient: PatientId, doc: DocumentId, on: &str, by: UserId) -> NewDisclosure {
         NewDisclosure {

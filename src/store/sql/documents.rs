@@ -516,10 +516,7 @@ impl DocumentStore for Backend {
 }
 
 impl Backend {
-    pub(super) fn document_from_row(
-        &self,
-        row: &DbRow,
-    ) -> super::StoreResult<Document> {
+    pub(super) fn document_from_row(&self, row: &DbRow) -> super::StoreResult<Document> {
         let status: String = row.try_get("status")?;
         let id: String = row.try_get("id")?;
         let qa_reason: Option<String> = row.try_get("qa_reason")?;
@@ -644,9 +641,9 @@ impl Backend {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{document_with_job, store};
     use super::*;
     use crate::store::holds::{HoldScope, NewHold};
-    use super::super::testing::{document_with_job, store};
 
     #[tokio::test]
     async fn a_tombstone_keeps_only_what_says_a_document_was_destroyed_and_a_hold_stops_it() {

@@ -175,8 +175,8 @@ impl Backend {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::testing::{document_with_job, store};
+    use super::*;
 
     #[tokio::test]
     async fn a_document_is_announced_once_taken_back_once_and_answers_are_kept() {

@@ -115,10 +115,7 @@ impl HoldStore for Backend {
 impl Backend {
     /// Whether any active hold covers the document, inside a transaction that is about to
     /// destroy it (so a hold placed meanwhile still stops the destruction).
-    pub(super) async fn held_in(
-        tx: &mut Conn,
-        document: &str,
-    ) -> super::StoreResult<bool> {
+    pub(super) async fn held_in(tx: &mut Conn, document: &str) -> super::StoreResult<bool> {
         Ok(sqlx::query(COVERING)
             .bind(document)
             .fetch_optional(&mut *tx)
@@ -170,8 +167,8 @@ impl Backend {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::testing::{document_with_job, file_bytes, store};
+    use super::*;
 
     fn hold(scope: HoldScope, patient: Option<PatientId>, documents: Vec<DocumentId>) -> NewHold {
         NewHold {

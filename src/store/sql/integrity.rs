@@ -11,10 +11,7 @@ use crate::store::row_mac::{RowMac, TABLES};
 const UPGRADE_ACTION: &str = "row-integrity-upgrade";
 
 /// The values of `columns` in `row`, as text (NULL as `None`; integers written out).
-pub(crate) fn row_fields(
-    row: &DbRow,
-    columns: &[&str],
-) -> super::StoreResult<Vec<Option<String>>> {
+pub(crate) fn row_fields(row: &DbRow, columns: &[&str]) -> super::StoreResult<Vec<Option<String>>> {
     columns
         .iter()
         .map(|column| {

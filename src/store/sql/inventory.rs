@@ -165,7 +165,7 @@ impl InventoryStore for Backend {
 
     async fn page_exists(&self, id: DocumentId, page: u32) -> super::StoreResult<bool> {
         let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM pages WHERE document_id = $1 AND page = $2")
+            sqlx::query_scalar("SELECT page FROM pages WHERE document_id = $1 AND page = $2")
                 .bind(id.to_string())
                 .bind(page as i64)
                 .fetch_optional(&self.pool)

@@ -151,8 +151,8 @@ impl JobStore for Backend {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::testing::{document_with_job, store};
+    use super::*;
 
     #[tokio::test]
     async fn a_job_is_claimed_once_and_its_document_is_indexed_when_it_finishes() {

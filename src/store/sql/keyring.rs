@@ -131,8 +131,8 @@ impl KeyringStore for Backend {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::testing::store;
+    use super::*;
 
     #[tokio::test]
     async fn a_service_key_is_recorded_once_and_a_deleted_key_is_gone() {

@@ -15,6 +15,7 @@ use crate::store::base::*;
 use crate::store::phi::PhiCipher;
 use crate::store::row_mac;
 
+pub mod postgres;
 pub mod sqlite;
 
 /// Shared by every clone of a [`SqlStore`]: the keys, the writer lock and the head.
@@ -104,5 +105,4 @@ impl<P> SqlStore<P> {
             .map(|bytes| self.open_column(column, row_id, &bytes))
             .transpose()
     }
-
 }

@@ -92,11 +92,14 @@ impl PatientStore for Backend {
             .await?;
         }
         // A request that named both keeps one row, the survivor's.
-        sqlx::query("UPDATE OR IGNORE release_patients SET patient_id = $1 WHERE patient_id = $2")
-            .bind(&s)
-            .bind(&p)
-            .execute(tx.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE release_patients SET patient_id = $1 WHERE patient_id = $2
+             AND release_id NOT IN (SELECT release_id FROM release_patients WHERE patient_id = $1)",
+        )
+        .bind(&s)
+        .bind(&p)
+        .execute(tx.conn())
+        .await?;
         sqlx::query("DELETE FROM release_patients WHERE patient_id = $1")
             .bind(&p)
             .execute(tx.conn())
@@ -160,9 +163,9 @@ impl PatientStore for Backend {
                 admitted_at, discharged_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
              ON CONFLICT (visit_index) DO UPDATE SET patient_id = excluded.patient_id,
-                patient_class = COALESCE(excluded.patient_class, patient_class),
-                admitted_at = COALESCE(excluded.admitted_at, admitted_at),
-                discharged_at = COALESCE(excluded.discharged_at, discharged_at),
+                patient_class = COALESCE(excluded.patient_class, encounters.patient_class),
+                admitted_at = COALESCE(excluded.admitted_at, encounters.admitted_at),
+                discharged_at = COALESCE(excluded.discharged_at, encounters.discharged_at),
                 updated_at = excluded.updated_at",
         )
         .bind(&id)
@@ -225,10 +228,7 @@ impl PatientStore for Backend {
 
 /// The patient a merged patient was merged into, through every later merge (at most 16);
 /// a patient never merged is its own survivor.
-async fn survivor_of(
-    conn: &mut Conn,
-    mut id: PatientId,
-) -> super::StoreResult<PatientId> {
+async fn survivor_of(conn: &mut Conn, mut id: PatientId) -> super::StoreResult<PatientId> {
     for _ in 0..16 {
         let next: Option<String> =
             sqlx::query_scalar("SELECT merged_into FROM patients WHERE id = $1")
@@ -271,10 +271,7 @@ impl Backend {
         })
     }
 
-    pub(super) fn patient_from_row(
-        &self,
-        row: &DbRow,
-    ) -> super::StoreResult<Patient> {
+    pub(super) fn patient_from_row(&self, row: &DbRow) -> super::StoreResult<Patient> {
         let id: String = row.try_get("id")?;
         let birth_date =
             self.open_optional(Column::PatientBirthDate, &id, row.try_get("birth_date")?)?;
@@ -291,8 +288,8 @@ impl Backend {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::testing::{file_bytes, store};
+    use super::*;
 
     #[tokio::test]
     async fn a_patient_is_found_by_mrn_only_and_its_name_and_mrn_are_sealed() {

@@ -485,10 +485,10 @@ impl Backend {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{document_with_job, file_bytes, store};
     use super::*;
     use crate::domain::{AttachmentId, LegalBasis, Role};
     use crate::store::disclosures::{DisclosureSource, NewDisclosure};
-    use super::super::testing::{document_with_job, file_bytes, store};
 
     fn party(name: &str) -> Party {
         Party {

@@ -346,18 +346,7 @@ impl Backend {
         }
         let mut tx = self.begin_immediate().await?;
         let trigger = match column.no_update_trigger {
-            Some(name) => {
-                let sql: String = sqlx::query_scalar(
-                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = $1",
-                )
-                .bind(name)
-                .fetch_one(tx.conn())
-                .await?;
-                sqlx::query(&format!("DROP TRIGGER {name}"))
-                    .execute(tx.conn())
-                    .await?;
-                Some(sql)
-            }
+            Some(name) => Some(suspend_trigger(tx.conn(), column.table, name).await?),
             None => None,
         };
         let mut written = 0;

@@ -122,8 +122,8 @@ impl Backend {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::testing::{document_with_job, store};
+    use super::*;
 
     #[tokio::test]
     async fn a_destruction_leaves_a_certificate_found_by_its_run_and_its_document() {

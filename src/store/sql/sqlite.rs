@@ -65,6 +65,23 @@ type Driver = Sqlite;
 type Conn = sqlx::SqliteConnection;
 type DbRow = sqlx::sqlite::SqliteRow;
 
+/// The name of the table named `$1`, if there is one.
+const TABLE_NAMED: &str = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1";
+
+/// Suspends trigger `name` (an append-only guard of `table`) inside the transaction of
+/// `conn`; returns the statement that puts it back exactly as it was.
+async fn suspend_trigger(conn: &mut Conn, _table: &str, name: &str) -> StoreResult<String> {
+    let sql: String =
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = $1")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+    sqlx::query(&format!("DROP TRIGGER {name}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(sql)
+}
+
 /// The driver's connection inside a [`Tx`] of this backend.
 trait TxConn {
     fn conn(&mut self) -> &mut Conn;
@@ -74,8 +91,33 @@ impl TxConn for Tx {
     fn conn(&mut self) -> &mut Conn {
         match &mut self.0 {
             TxInner::Sqlite(tx) => tx,
+            TxInner::Postgres(_) => unreachable!("a PostgreSQL transaction given to SQLite"),
         }
     }
+}
+
+/// Where a unit test's store lives: a temporary directory with the database file.
+#[cfg(test)]
+type TestPlace = tempfile::TempDir;
+
+/// A fresh, migrated store for a unit test (see `testing`).
+#[cfg(test)]
+async fn open_test_store() -> (SqliteStore, TestPlace) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let db = SqliteStore::open(&dir.path().join("chartvault.db"))
+        .await
+        .expect("a new store opens");
+    (db, dir)
+}
+
+/// Every byte of a test store's database file and its WAL.
+#[cfg(test)]
+fn stored_bytes(dir: &TestPlace) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).expect("the store's dir") {
+        bytes.extend(std::fs::read(entry.expect("an entry").path()).unwrap_or_default());
+    }
+    bytes
 }
 
 impl SqliteStore {

@@ -1,4 +1,6 @@
-//! A store of its own for each unit test: a temp SQLite file, migrated, with fresh keys.
+//! A store of its own for each unit test, on the backend that includes this file (a temp
+//! SQLite file, or a database of its own on the test cluster of PostgreSQL), migrated,
+//! with fresh keys.
 
 use chartvault_storage::{DataKey, KeyId};
 
@@ -13,7 +15,7 @@ use crate::store::row_mac::RowMac;
 /// A migrated store with its PHI, audit and row MAC keys set; the file goes with it.
 pub(crate) struct TestStore {
     pub db: Db,
-    dir: tempfile::TempDir,
+    place: super::TestPlace,
 }
 
 impl std::ops::Deref for TestStore {
@@ -24,10 +26,7 @@ impl std::ops::Deref for TestStore {
 }
 
 pub(crate) async fn store() -> TestStore {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let db = Db::open(&dir.path().join("chartvault.db"))
-        .await
-        .expect("a new store opens");
+    let (db, place) = super::open_test_store().await;
     db.set_phi(PhiCipher::from_keys(
         KeyId::generate(),
         DataKey::generate(),
@@ -39,16 +38,13 @@ pub(crate) async fn store() -> TestStore {
         DataKey::generate(),
     ));
     db.set_row_mac(RowMac::from_key(DataKey::generate()));
-    TestStore { db, dir }
+    TestStore { db, place }
 }
 
-/// Every byte of the store's database file and its WAL.
+/// Every byte the database holds: a SQLite file and its WAL, a dump of a PostgreSQL
+/// database.
 pub(crate) async fn file_bytes(store: &TestStore) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(store.dir.path()).expect("the store's dir") {
-        bytes.extend(std::fs::read(entry.expect("an entry").path()).unwrap_or_default());
-    }
-    bytes
+    super::stored_bytes(&store.place)
 }
 
 /// A document of the patient with `mrn` (created with them if new), accepted and queued:

@@ -214,8 +214,8 @@ impl UserStore for Backend {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::testing::store;
+    use super::*;
 
     #[tokio::test]
     async fn a_token_names_its_user_until_revoked_and_says_when_the_user_is_disabled() {
