@@ -1449,7 +1449,10 @@ mod tests {
         let location = config.database().unwrap();
         assert_eq!(location, DatabaseLocation::Postgres(url.into()));
         for shown in [location.to_string(), format!("{location:?}")] {
-            assert!(shown.contains("chartvault@db.example:5432/archive"), "{shown}");
+            assert!(
+                shown.contains("chartvault@db.example:5432/archive"),
+                "{shown}"
+            );
             assert!(!shown.contains("s3cret"), "{shown}");
         }
         config.database.url = Some("mysql://db/archive".into());

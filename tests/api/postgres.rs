@@ -1,6 +1,6 @@
-//! The archive on the engines of a scaled setup, all real and started by the test: its
-//! metadata in PostgreSQL (`database.url`), its objects in S3 (SeaweedFS), its KEK in a KMS
-//! (OpenBao). Scans are stored, recognised, found on their page and read back byte for
+//! The archive on the engines of a scaled setup, real and started by the test: its metadata
+//! in PostgreSQL (`database.url`), its KEK in a KMS (OpenBao); S3 has a test of its own.
+//! Scans are stored, recognised, found on their page and read back byte for
 //! byte; another clinician's scope still hides them; the audit chain and `verify` are clean
 //! on PostgreSQL; and a `pg_dump` of the database holds no name, MRN or word of a page.
 
@@ -8,29 +8,22 @@ use chartvault::config::KeyProviderKind;
 use chartvault::domain::Role;
 use chartvault_storage::testsuite::openbao::{bao, OpenBao};
 use chartvault_storage::testsuite::postgres;
-use chartvault_storage::testsuite::seaweed::{weed, Seaweed};
 use serde_json::json;
 
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_archive_on_postgresql_s3_and_a_kms_keeps_its_promises() {
-    let (Some(cluster), Some(weed), Some(bao)) = (postgres::shared(), weed(), bao()) else {
+async fn an_archive_on_postgresql_and_a_kms_keeps_its_promises() {
+    let (Some(cluster), Some(bao)) = (postgres::shared(), bao()) else {
         return;
     };
     let database = cluster.new_database();
-    let bucket = Seaweed::start(&weed, "chartvault-scaled");
     let kms = OpenBao::start(&bao);
     let secrets = tempfile::tempdir().unwrap();
     let token_file = secrets.path().join("openbao-token");
     std::fs::write(&token_file, &kms.token).unwrap();
-    std::env::set_var("AWS_ACCESS_KEY_ID", "chartvault");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "chartvault");
     let app = spawn_app_with(|c| {
         c.database.url = Some(database.clone());
-        c.storage.url = Some("s3://chartvault-scaled/archive".into());
-        c.storage.s3.endpoint = Some(format!("http://127.0.0.1:{}", bucket.s3_port));
-        c.storage.s3.region = Some("us-east-1".into());
         c.keys.provider = KeyProviderKind::Openbao;
         c.keys.openbao.address = kms.address.clone();
         c.keys.openbao.token_file = Some(token_file.clone());
