@@ -109,6 +109,19 @@ pub enum Command {
     /// Retention: what has expired under the configured rules, and its destruction.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Move an embedded archive (SQLite, local objects, a key file) to the stores another
+    /// config file names: PostgreSQL (`database.url`), object storage (`storage.url`) and
+    /// its KEK provider (a KMS). Rows and objects are copied as the ciphertext they are,
+    /// every data key re-wrapped under the target's KEK; resumable (run it again to finish
+    /// a move that stopped); the target's `verify` report ends it. The server must be
+    /// stopped; the data directory (index, audit checkpoints) stays where it is.
+    MigrateStore {
+        /// The target's config file (same data_dir; database.url = postgres://…).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// Restore a backup into a new, empty data directory (needs the archive's KEK).
     Restore {
         /// A backup directory written by `chartvault backup` (with its MANIFEST.json).
@@ -691,6 +704,16 @@ async fn keys_offline(
 
 /// The index writer's lock file, held (flock) by a running server: taking it proves no
 /// server runs on the data directory, and keeps one from starting meanwhile.
+/// `chartvault migrate-store`: the move of [`crate::ops::migrate`], with the source's
+/// server stopped (its lock held throughout).
+pub async fn migrate_store(
+    source: &Config,
+    target: &Config,
+) -> anyhow::Result<crate::ops::migrate::Migration> {
+    let _lock = ServerLock::acquire(source)?;
+    crate::ops::migrate::migrate_store(source, target).await
+}
+
 pub struct ServerLock {
     _file: std::fs::File,
 }

@@ -164,6 +164,16 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             eprintln!("{}", summary.describe());
             Ok(())
         }
+        Command::MigrateStore { to, data } => {
+            let source = cli::load_config(config_path, &data)?;
+            let target = cli::load_config(Some(&to), &data)?;
+            let moved = cli::migrate_store(&source, &target).await?;
+            println!("{}", serde_json::to_string_pretty(&moved)?);
+            if moved.verify_errors > 0 {
+                anyhow::bail!("the target does not verify: {}", moved.verify_summary);
+            }
+            Ok(())
+        }
         Command::Restore {
             src,
             data_dir,

@@ -4,10 +4,13 @@
 //! - [`verify`]: `chartvault verify`, the read-only integrity check of a data directory,
 //!   with [`verify_index`] for the search index and [`findings`] for what it reports.
 //! - [`backup`]: `chartvault backup` / `restore`, online snapshots and their restore.
+//! - [`migrate`]: `chartvault migrate-store`, an embedded archive moved to PostgreSQL,
+//!   object storage and a KMS.
 
 pub mod backup;
 pub mod findings;
 pub mod keys;
+pub mod migrate;
 pub mod verify;
 pub mod verify_index;
 

@@ -136,6 +136,21 @@ impl Db {
         }
     }
 
+    /// Copies this SQLite archive's metadata into the PostgreSQL store `target` (see
+    /// [`crate::store::sql::transfer`]); returns the rows inserted per table.
+    pub async fn copy_into_postgres(
+        &self,
+        target: &Db,
+        rewrap: &crate::store::sql::transfer::Rewrap<'_>,
+    ) -> anyhow::Result<Vec<(&'static str, u64)>> {
+        match (self, target) {
+            (Db::Sqlite(source), Db::Postgres(target)) => {
+                crate::store::sql::transfer::copy_sqlite_into_postgres(source, target, rewrap).await
+            }
+            _ => anyhow::bail!("the metadata moves from SQLite to PostgreSQL only"),
+        }
+    }
+
     /// Which backend this is, for messages and metrics.
     pub fn backend(&self) -> &'static str {
         match self {

@@ -184,6 +184,41 @@ pub async fn spawn_app_on(
     }
 }
 
+/// Starts the service on `config` (an archive that exists: a moved one, say), reusing the
+/// users and tokens of `like`, whose archive it holds.
+pub async fn spawn_app_from(config: Config, like: &TestApp) -> TestApp {
+    let app = Application::build(config).await.expect("the app builds");
+    assert!(
+        app.first_admin_token.is_none(),
+        "an existing archive already has its admin"
+    );
+    let base = format!("http://{}", app.local_addr());
+    let hl7 = app.hl7_addr();
+    let state = app.state();
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let _ = app
+            .run_until(async move { stopped.cancelled().await })
+            .await;
+    });
+    TestApp {
+        base,
+        hl7,
+        state,
+        data_dir: like.data_dir.clone(),
+        records: like.records.clone(),
+        clinician: like.clinician.clone(),
+        legal: like.legal.clone(),
+        auditor: like.auditor.clone(),
+        admin: like.admin.clone(),
+        http: reqwest::Client::new(),
+        sql: sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap(),
+        stop,
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
 /// A response's status and JSON body (`null` when the body is not JSON).
 pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();

@@ -17,6 +17,7 @@ use crate::store::row_mac;
 
 pub mod postgres;
 pub mod sqlite;
+pub mod transfer;
 
 /// Shared by every clone of a [`SqlStore`]: the keys, the writer lock and the head.
 pub(crate) struct AuditLogState {
