@@ -280,3 +280,47 @@ impl Backend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{second_handle, store};
+    use super::*;
+
+    /// Two nodes append at once: one chain, no seq taken twice, each entry linked to the
+    /// one before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_from_two_nodes_form_one_chain() {
+        let store = store().await;
+        let other = second_handle(&store).await;
+        let append = |db: Backend, node: &'static str| async move {
+            for i in 0..25 {
+                let entry = AuditEntry::administration(node, serde_json::json!({ "i": i }));
+                db.append_audit(&entry).await.expect("append");
+            }
+        };
+        let (a, b) = tokio::join!(
+            tokio::spawn(append(store.db.clone(), "node-a")),
+            tokio::spawn(append(other, "node-b"))
+        );
+        a.unwrap();
+        b.unwrap();
+        let rows = store.stored_audit_rows(0, i64::MAX, 1000).await.unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            (1..=50).collect::<Vec<_>>()
+        );
+        let mut previous = GENESIS_HASH.to_vec();
+        for row in &rows {
+            assert_eq!(
+                row.prev_hash, previous,
+                "entry {} links to the one before",
+                row.seq
+            );
+            previous = row.hash.clone();
+        }
+        let opened = store.audit_rows(0).await.unwrap();
+        for node in ["node-a", "node-b"] {
+            assert_eq!(opened.iter().filter(|r| r.action == node).count(), 25);
+        }
+    }
+}

@@ -102,17 +102,23 @@ impl TxConn for Tx {
 
 /// Where a unit test's store lives: the URL of its database on the test cluster.
 #[cfg(test)]
-type TestPlace = String;
+pub(super) type TestPlace = String;
 
 /// A fresh, migrated store for a unit test (see `testing`), in a database of its own on the
 /// test process's PostgreSQL cluster.
 #[cfg(test)]
-async fn open_test_store() -> (PgStore, TestPlace) {
+pub(super) async fn open_test_store() -> (PgStore, TestPlace) {
     let cluster = chartvault_storage::testsuite::postgres::shared()
         .expect("PostgreSQL for the store's tests: scripts/setup.sh installs it");
     let url = cluster.new_database();
     let db = PgStore::open(&url).await.expect("a new store opens");
     (db, url)
+}
+
+/// Another handle on a test store's database.
+#[cfg(test)]
+async fn reopen_test_store(url: &TestPlace) -> PgStore {
+    PgStore::open(url).await.expect("the store opens again")
 }
 
 /// Everything a test store's database holds, as `pg_dump` writes it.

@@ -98,16 +98,24 @@ impl TxConn for Tx {
 
 /// Where a unit test's store lives: a temporary directory with the database file.
 #[cfg(test)]
-type TestPlace = tempfile::TempDir;
+pub(super) type TestPlace = tempfile::TempDir;
 
 /// A fresh, migrated store for a unit test (see `testing`).
 #[cfg(test)]
-async fn open_test_store() -> (SqliteStore, TestPlace) {
+pub(super) async fn open_test_store() -> (SqliteStore, TestPlace) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let db = SqliteStore::open(&dir.path().join("chartvault.db"))
         .await
         .expect("a new store opens");
     (db, dir)
+}
+
+/// Another handle on a test store's database.
+#[cfg(test)]
+async fn reopen_test_store(dir: &TestPlace) -> SqliteStore {
+    SqliteStore::open(&dir.path().join("chartvault.db"))
+        .await
+        .expect("the store opens again")
 }
 
 /// Every byte of a test store's database file and its WAL.

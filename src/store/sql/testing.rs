@@ -16,6 +16,8 @@ use crate::store::row_mac::RowMac;
 pub(crate) struct TestStore {
     pub db: Db,
     place: super::TestPlace,
+    /// Its audit keys, for a second handle on the same database.
+    audit: (KeyId, DataKey, DataKey),
 }
 
 impl std::ops::Deref for TestStore {
@@ -32,13 +34,26 @@ pub(crate) async fn store() -> TestStore {
         DataKey::generate(),
         DataKey::generate(),
     ));
+    let audit = (KeyId::generate(), DataKey::generate(), DataKey::generate());
     db.set_audit_cipher(AuditCipher::from_keys(
-        KeyId::generate(),
-        DataKey::generate(),
-        DataKey::generate(),
+        audit.0,
+        audit.1.clone(),
+        audit.2.clone(),
     ));
     db.set_row_mac(RowMac::from_key(DataKey::generate()));
-    TestStore { db, place }
+    TestStore { db, place, audit }
+}
+
+/// Another handle on the same database, with its own connections and the same audit keys:
+/// what a second node (or process) of the archive holds.
+pub(crate) async fn second_handle(store: &TestStore) -> Db {
+    let db = super::reopen_test_store(&store.place).await;
+    db.set_audit_cipher(AuditCipher::from_keys(
+        store.audit.0,
+        store.audit.1.clone(),
+        store.audit.2.clone(),
+    ));
+    db
 }
 
 /// Every byte the database holds: a SQLite file and its WAL, a dump of a PostgreSQL

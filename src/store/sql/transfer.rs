@@ -197,3 +197,38 @@ fn rewrap_row(names: &[&str], row: &mut [Value], rewrap: &Rewrap<'_>) -> anyhow:
     row[wrapped] = Value::Bytes(Some(new_bytes));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// A table added to either schema and not to [`TABLES`] would be left behind by a move.
+    #[tokio::test]
+    async fn every_table_of_both_schemas_is_copied() {
+        let listed: BTreeSet<String> = TABLES.iter().map(|t| t.to_string()).collect();
+        let (sqlite, _dir) = super::super::sqlite::open_test_store().await;
+        let tables: BTreeSet<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table'
+             AND name NOT IN ('sqlite_sequence', '_sqlx_migrations', 'audit_legacy')",
+        )
+        .fetch_all(&sqlite.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        assert_eq!(tables, listed, "SQLite's tables");
+        let (postgres, _url) = super::super::postgres::open_test_store().await;
+        let tables: BTreeSet<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'",
+        )
+        .fetch_all(&postgres.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        assert_eq!(tables, listed, "PostgreSQL's tables");
+    }
+}
