@@ -15,6 +15,51 @@ use crate::store::base::*;
 use crate::store::phi::PhiCipher;
 use crate::store::row_mac;
 
+/// The aggregate files, compiled into the backend that invokes this (each names its
+/// `Backend`, `Driver`, `Conn` and `DbRow`), with its unit-test store.
+macro_rules! aggregates {
+    () => {
+        #[path = "access.rs"]
+        mod access;
+        #[path = "audit_log.rs"]
+        mod audit_log;
+        #[path = "batches.rs"]
+        mod batches;
+        #[path = "disclosures.rs"]
+        mod disclosures;
+        #[path = "documents.rs"]
+        mod documents;
+        #[path = "hl7.rs"]
+        mod hl7;
+        #[path = "holds.rs"]
+        mod holds;
+        #[path = "integrity.rs"]
+        mod integrity;
+        #[path = "inventory.rs"]
+        mod inventory;
+        #[path = "jobs.rs"]
+        mod jobs;
+        #[path = "keyring.rs"]
+        mod keyring;
+        #[path = "pages.rs"]
+        mod pages;
+        #[path = "patients.rs"]
+        mod patients;
+        #[path = "releases.rs"]
+        mod releases;
+        #[path = "reseal.rs"]
+        mod reseal;
+        #[path = "retention.rs"]
+        mod retention;
+        #[cfg(test)]
+        #[path = "testing.rs"]
+        pub(crate) mod testing;
+        #[path = "users.rs"]
+        mod users;
+    };
+}
+use aggregates;
+
 pub mod postgres;
 pub mod sqlite;
 pub mod transfer;

@@ -18,43 +18,7 @@ use crate::store::base::TxInner;
 use crate::store::base::*;
 use crate::store::row_mac;
 
-#[path = "access.rs"]
-mod access;
-#[path = "audit_log.rs"]
-mod audit_log;
-#[path = "batches.rs"]
-mod batches;
-#[path = "disclosures.rs"]
-mod disclosures;
-#[path = "documents.rs"]
-mod documents;
-#[path = "hl7.rs"]
-mod hl7;
-#[path = "holds.rs"]
-mod holds;
-#[path = "integrity.rs"]
-mod integrity;
-#[path = "inventory.rs"]
-mod inventory;
-#[path = "jobs.rs"]
-mod jobs;
-#[path = "keyring.rs"]
-mod keyring;
-#[path = "pages.rs"]
-mod pages;
-#[path = "patients.rs"]
-mod patients;
-#[path = "releases.rs"]
-mod releases;
-#[path = "reseal.rs"]
-mod reseal;
-#[path = "retention.rs"]
-mod retention;
-#[cfg(test)]
-#[path = "testing.rs"]
-pub(crate) mod testing;
-#[path = "users.rs"]
-mod users;
+super::aggregates!();
 
 /// The store on SQLite.
 pub type SqliteStore = SqlStore<SqlitePool>;
