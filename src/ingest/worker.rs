@@ -2,7 +2,12 @@
 //! document's pages, [`super::batch`] splits a batch. Every step is idempotent, so after a
 //! crash the job is simply run again: pages already stored are skipped, and re-indexing a page
 //! replaces it.
+//!
+//! A claim is a lease ([`crate::store::jobs::LEASE_SECS`]): renewed while the work goes on,
+//! so a job whose worker died (a process killed on another node sharing PostgreSQL) goes
+//! back to the queue when its lease runs out, found by the sweep every loop runs.
 
+use std::future::Future;
 use std::time::Duration;
 
 use crate::app::Archive;
@@ -23,6 +28,64 @@ pub fn spawn(state: Archive, engines: usize) {
     for _ in 0..engines.max(1) * 2 {
         let state = state.clone();
         tokio::spawn(async move { run(state).await });
+    }
+    tokio::spawn(sweep(state));
+}
+
+/// How often a lease is renewed, and expired ones are looked for: a third of the lease.
+const RENEW_EVERY: Duration = Duration::from_secs(crate::store::jobs::LEASE_SECS as u64 / 3);
+
+/// Puts the jobs and batches whose lease ran out back in the queue, until shutdown.
+async fn sweep(state: Archive) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RENEW_EVERY) => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+        let requeued = match state.db.requeue_expired_jobs().await {
+            Ok(jobs) => state.db.requeue_expired_batches().await.map(|b| jobs + b),
+            Err(error) => Err(error),
+        };
+        match requeued {
+            Ok(0) => {}
+            Ok(requeued) => {
+                tracing::warn!(
+                    requeued,
+                    "jobs whose worker stopped renewing went back to the queue"
+                );
+                state.jobs_waiting.notify_waiters();
+            }
+            Err(error) => tracing::error!(error = %error, "could not look for expired leases"),
+        }
+    }
+}
+
+/// What a running piece of work holds the lease of.
+enum Leased<'a> {
+    Job(&'a Job),
+    Batch(crate::domain::BatchId),
+}
+
+/// Runs `work`, renewing its lease every [`RENEW_EVERY`] until it is done.
+async fn holding_lease<T>(state: &Archive, lease: Leased<'_>, work: impl Future<Output = T>) -> T {
+    tokio::pin!(work);
+    let mut renew =
+        tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = renew.tick() => {
+                let renewed = match &lease {
+                    Leased::Job(job) => state.db.renew_job_lease(job).await,
+                    Leased::Batch(id) => state.db.renew_batch_lease(*id).await,
+                };
+                match renewed {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("a lease ran out while its work went on"),
+                    Err(error) => tracing::error!(error = %error, "could not renew a lease"),
+                }
+            }
+        }
     }
 }
 
@@ -55,7 +118,15 @@ async fn run(state: Archive) {
             {
                 crate::ingest::batch::give_up(&state, batch).await
             }
-            Ok(Some(Claimed::Batch(batch))) => crate::ingest::batch::process(&state, batch).await,
+            Ok(Some(Claimed::Batch(batch))) => {
+                let id = batch.id;
+                holding_lease(
+                    &state,
+                    Leased::Batch(id),
+                    crate::ingest::batch::process(&state, batch),
+                )
+                .await
+            }
             Ok(None) => {
                 tokio::select! {
                     _ = state.jobs_waiting.notified() => {}
@@ -90,7 +161,7 @@ async fn give_up(state: &Archive, job: Job) {
 async fn process(state: &Archive, job: Job) {
     let doc_id = job.document_id;
     let started = std::time::Instant::now();
-    match process_document(state, doc_id).await {
+    match holding_lease(state, Leased::Job(&job), process_document(state, doc_id)).await {
         Ok(pages) => {
             if let Err(error) = state.db.finish_job(&job, doc_id).await {
                 tracing::error!(document_id = %doc_id, error = %error, "could not mark the job done");

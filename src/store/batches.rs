@@ -104,8 +104,15 @@ pub trait BatchStore {
         sha256: &str,
     ) -> impl Future<Output = StoreResult<Option<Batch>>> + Send;
 
-    /// Claims the oldest batch waiting to be processed.
+    /// Claims the oldest batch waiting to be processed, leased as a job is
+    /// ([`crate::store::jobs::LEASE_SECS`]).
     fn claim_batch(&self) -> impl Future<Output = StoreResult<Option<Batch>>> + Send;
+
+    /// Renews the lease of a batch still being processed.
+    fn renew_batch_lease(&self, id: BatchId) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Batches being processed whose lease ran out go back to the queue; returns how many.
+    fn requeue_expired_batches(&self) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Batches that were being processed when the process stopped go back to the queue.
     fn requeue_running_batches(&self) -> impl Future<Output = StoreResult<u64>> + Send;

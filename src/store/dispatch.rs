@@ -290,6 +290,18 @@ impl BatchStore for Db {
             Db::Postgres(store) => store.claim_batch().await,
         }
     }
+    async fn renew_batch_lease(&self, id: BatchId) -> StoreResult<bool> {
+        match self {
+            Db::Sqlite(store) => store.renew_batch_lease(id).await,
+            Db::Postgres(store) => store.renew_batch_lease(id).await,
+        }
+    }
+    async fn requeue_expired_batches(&self) -> StoreResult<u64> {
+        match self {
+            Db::Sqlite(store) => store.requeue_expired_batches().await,
+            Db::Postgres(store) => store.requeue_expired_batches().await,
+        }
+    }
     async fn requeue_running_batches(&self) -> StoreResult<u64> {
         match self {
             Db::Sqlite(store) => store.requeue_running_batches().await,
@@ -889,6 +901,18 @@ impl JobStore for Db {
         match self {
             Db::Sqlite(store) => store.claim_job().await,
             Db::Postgres(store) => store.claim_job().await,
+        }
+    }
+    async fn renew_job_lease(&self, job: &Job) -> StoreResult<bool> {
+        match self {
+            Db::Sqlite(store) => store.renew_job_lease(job).await,
+            Db::Postgres(store) => store.renew_job_lease(job).await,
+        }
+    }
+    async fn requeue_expired_jobs(&self) -> StoreResult<u64> {
+        match self {
+            Db::Sqlite(store) => store.requeue_expired_jobs().await,
+            Db::Postgres(store) => store.requeue_expired_jobs().await,
         }
     }
     async fn finish_job(&self, job: &Job, document: DocumentId) -> StoreResult<()> {

@@ -18,7 +18,17 @@ pub struct Job {
     pub attempts: i64,
 }
 
-/// The queue of OCR jobs: claimed, finished, failed, retried.
+/// How long a claim holds a job or batch without being renewed: its worker renews the lease
+/// while it works; a job whose lease ran out (its worker died) goes back to the queue.
+pub const LEASE_SECS: i64 = 60;
+
+/// The end of a lease taken now.
+pub fn lease_expiry() -> String {
+    (Utc::now() + chrono::Duration::seconds(LEASE_SECS))
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The queue of OCR jobs: claimed (leased), finished, failed, retried.
 pub trait JobStore {
     /// Jobs that were running when the process stopped go back to the queue.
     fn requeue_running_jobs(&self) -> impl Future<Output = StoreResult<u64>> + Send;
@@ -31,10 +41,18 @@ pub trait JobStore {
     /// `false` when the document is not `failed`.
     fn retry_failed(&self, document: DocumentId) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Claims the oldest pending job (the single UPDATE is atomic in SQLite). Its attempts
-    /// are counted here, at the claim: a job whose processing kills the process is claimed
-    /// again after every restart, and the count is what stops it.
+    /// Claims the oldest pending job, leased for [`LEASE_SECS`]: one UPDATE, and on
+    /// PostgreSQL the row is taken with `FOR UPDATE SKIP LOCKED`, so any number of workers
+    /// claim at once and no job twice. Its attempts are counted here, at the claim: a job
+    /// whose processing kills its worker is claimed again, and the count is what stops it.
     fn claim_job(&self) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+
+    /// Renews the lease of a job still being worked on; `false` when it is no longer this
+    /// claim's (its lease ran out and it went back to the queue).
+    fn renew_job_lease(&self, job: &Job) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Running jobs whose lease ran out go back to the queue; returns how many.
+    fn requeue_expired_jobs(&self) -> impl Future<Output = StoreResult<u64>> + Send;
 
     fn finish_job(
         &self,

@@ -101,15 +101,40 @@ impl BatchStore for Backend {
     }
 
     async fn claim_batch(&self) -> super::StoreResult<Option<Batch>> {
-        let row = sqlx::query(
-            "UPDATE batches SET status = 'processing', attempts = attempts + 1
+        let row = sqlx::query(&format!(
+            "UPDATE batches SET status = 'processing', attempts = attempts + 1,
+                lease_expires = $1
              WHERE id = (SELECT id FROM batches WHERE status = 'accepted'
-                         ORDER BY created_at LIMIT 1)
-             RETURNING *",
-        )
+                         ORDER BY created_at LIMIT 1 {SKIP_LOCKED})
+               AND status = 'accepted'
+             RETURNING *"
+        ))
+        .bind(crate::store::jobs::lease_expiry())
         .fetch_optional(self.pool())
         .await?;
         row.map(|r| batch_from_row(&r)).transpose()
+    }
+
+    async fn renew_batch_lease(&self, id: BatchId) -> super::StoreResult<bool> {
+        let renewed = sqlx::query(
+            "UPDATE batches SET lease_expires = $1 WHERE id = $2 AND status = 'processing'",
+        )
+        .bind(crate::store::jobs::lease_expiry())
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    async fn requeue_expired_batches(&self) -> super::StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE batches SET status = 'accepted'
+             WHERE status = 'processing' AND (lease_expires IS NULL OR lease_expires < $1)",
+        )
+        .bind(now())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn requeue_running_batches(&self) -> super::StoreResult<u64> {

@@ -54,12 +54,16 @@ impl JobStore for Backend {
     }
 
     async fn claim_job(&self) -> super::StoreResult<Option<Job>> {
-        let row = sqlx::query(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $1
-             WHERE id = (SELECT id FROM jobs WHERE state = 'pending' ORDER BY id LIMIT 1)
-             RETURNING id, document_id, attempts",
-        )
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $1,
+                lease_expires = $2
+             WHERE id = (SELECT id FROM jobs WHERE state = 'pending' ORDER BY id LIMIT 1
+                         {SKIP_LOCKED})
+               AND state = 'pending'
+             RETURNING id, document_id, attempts"
+        ))
         .bind(now())
+        .bind(lease_expiry())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
@@ -70,6 +74,31 @@ impl JobStore for Backend {
             })
         })
         .transpose()
+    }
+
+    async fn renew_job_lease(&self, job: &Job) -> super::StoreResult<bool> {
+        let renewed = sqlx::query(
+            "UPDATE jobs SET lease_expires = $1
+             WHERE id = $2 AND state = 'running' AND attempts = $3",
+        )
+        .bind(lease_expiry())
+        .bind(job.id)
+        .bind(job.attempts)
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    async fn requeue_expired_jobs(&self) -> super::StoreResult<u64> {
+        let at = now();
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', updated_at = $1
+             WHERE state = 'running' AND (lease_expires IS NULL OR lease_expires < $1)",
+        )
+        .bind(&at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn finish_job(&self, job: &Job, document: DocumentId) -> super::StoreResult<()> {
@@ -191,5 +220,54 @@ mod tests {
             "a failed document can be retried"
         );
         assert_eq!(store.claim_job().await.unwrap().unwrap().document_id, doc);
+    }
+
+    /// Workers on two nodes claim at once: every job is claimed, none twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workers_on_two_nodes_claim_every_job_once() {
+        let store = store().await;
+        for i in 0..20 {
+            document_with_job(&store, &format!("M-{i}")).await;
+        }
+        let other = super::super::testing::second_handle(&store).await;
+        let claim_all = |db: Backend| async move {
+            let mut claimed = Vec::new();
+            while let Some(job) = db.claim_job().await.unwrap() {
+                claimed.push(job.id);
+            }
+            claimed
+        };
+        let (a, b) = tokio::join!(
+            tokio::spawn(claim_all(store.db.clone())),
+            tokio::spawn(claim_all(other))
+        );
+        let mut all: Vec<i64> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+        all.sort();
+        let before = all.len();
+        all.dedup();
+        assert_eq!((before, all.len()), (20, 20), "every job claimed once");
+    }
+
+    /// A job whose worker stops renewing its lease goes back to the queue, and the old
+    /// claim can no longer renew it.
+    #[tokio::test]
+    async fn a_job_whose_lease_ran_out_is_claimed_again() {
+        let store = store().await;
+        let (_, doc) = document_with_job(&store, "M-1").await;
+        let job = store.claim_job().await.unwrap().unwrap();
+        assert!(store.renew_job_lease(&job).await.unwrap());
+        assert_eq!(store.requeue_expired_jobs().await.unwrap(), 0, "the lease holds");
+        sqlx::query("UPDATE jobs SET lease_expires = $1 WHERE id = $2")
+            .bind("2000-01-01T00:00:00.000Z")
+            .bind(job.id)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(store.requeue_expired_jobs().await.unwrap(), 1);
+        assert!(!store.renew_job_lease(&job).await.unwrap(), "the old claim is gone");
+        let again = store.claim_job().await.unwrap().unwrap();
+        assert_eq!((again.document_id, again.attempts), (doc, 2));
+        assert!(!store.renew_job_lease(&job).await.unwrap(), "nor after the new claim");
+        assert!(store.renew_job_lease(&again).await.unwrap());
     }
 }

@@ -36,6 +36,10 @@ type DbRow = sqlx::postgres::PgRow;
 /// The advisory lock that [`Store::begin_write`] transactions take, one at a time.
 const WRITE_LOCK: i64 = 0x6368_6172_7476_6c74; // "chartvlt"
 
+/// What a claim's subquery adds to take its row: the row is locked, and rows other claims
+/// hold are passed over, so concurrent claims take different rows without waiting.
+const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
+
 /// The name of the table named `$1`, if there is one.
 const TABLE_NAMED: &str =
     "SELECT table_name::text FROM information_schema.tables WHERE table_name = $1";

@@ -29,6 +29,10 @@ type Driver = Sqlite;
 type Conn = sqlx::SqliteConnection;
 type DbRow = sqlx::sqlite::SqliteRow;
 
+/// What a claim's subquery adds to take its row: nothing in SQLite, whose one writer makes
+/// the claim's UPDATE atomic.
+const SKIP_LOCKED: &str = "";
+
 /// The name of the table named `$1`, if there is one.
 const TABLE_NAMED: &str = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1";
 
