@@ -659,8 +659,21 @@ pub mod postgres {
     }
 
     impl Postgres {
-        /// Makes and starts a cluster (see the module docs).
+        /// Makes and starts a cluster (see the module docs), without waiting for the disk
+        /// (`fsync` and `synchronous_commit` off: the tests lose nothing to a crash of theirs).
         pub fn start(bin: &Path) -> Postgres {
+            Postgres::start_with(
+                bin,
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            )
+        }
+
+        /// As [`Postgres::start`], with PostgreSQL's durable defaults (for benchmarks).
+        pub fn start_durable(bin: &Path) -> Postgres {
+            Postgres::start_with(bin, "")
+        }
+
+        fn start_with(bin: &Path, settings: &str) -> Postgres {
             let dir = tempfile::Builder::new()
                 .prefix("chartvault-pg-")
                 .tempdir()
@@ -694,8 +707,7 @@ pub mod postgres {
                 .unwrap()
                 .port();
             let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 {settings}",
                 dir.display()
             );
             let status = server_command(&bin.join("pg_ctl"))
