@@ -128,17 +128,7 @@ impl Application {
                 .await?
                 .context("starting a decoder process (decoder.program, decoder.memory_bytes)")?;
         }
-        // On SQLite this process is the only worker: whatever was running stopped with the
-        // last run. On PostgreSQL other nodes' workers may be running theirs: only jobs whose
-        // lease ran out go back (and the workers keep sweeping for those).
-        let requeued = match &db {
-            Db::Sqlite(_) => {
-                db.requeue_running_jobs().await? + db.requeue_running_batches().await?
-            }
-            Db::Postgres(_) => {
-                db.requeue_expired_jobs().await? + db.requeue_expired_batches().await?
-            }
-        };
+        let requeued = db.requeue_interrupted().await?;
         if requeued > 0 {
             tracing::info!(requeued, "resuming jobs interrupted by the last stop");
         }

@@ -151,11 +151,19 @@ impl Db {
         }
     }
 
-    /// Which backend this is, for messages and metrics.
-    pub fn backend(&self) -> &'static str {
-        match self {
-            Db::Sqlite(_) => "sqlite",
-            Db::Postgres(_) => "postgres",
-        }
+    /// Puts the work a stop interrupted back in the queue, at start. On SQLite this process
+    /// is the only worker, so whatever was running stopped with it; on PostgreSQL other
+    /// nodes' workers may be running theirs, so only jobs and batches whose lease ran out go
+    /// back. Returns how many.
+    pub async fn requeue_interrupted(&self) -> StoreResult<u64> {
+        use crate::store::prelude::*;
+        Ok(match self {
+            Db::Sqlite(_) => {
+                self.requeue_running_jobs().await? + self.requeue_running_batches().await?
+            }
+            Db::Postgres(_) => {
+                self.requeue_expired_jobs().await? + self.requeue_expired_batches().await?
+            }
+        })
     }
 }

@@ -264,6 +264,11 @@ impl TransitKeyProvider {
         BASE64.encode(aad)
     }
 
+    /// Whether `version` is one the KMS still decrypts with (as far as this node knows).
+    fn unwraps_under(&self, version: u32) -> bool {
+        (self.min_decryption.load(Ordering::SeqCst)..=self.current_version()).contains(&version)
+    }
+
     /// Notes a version seen in a response (another node may have rotated).
     fn saw_version(&self, version: u32) {
         self.latest.fetch_max(version, Ordering::SeqCst);
@@ -316,7 +321,7 @@ impl KeyProvider for TransitKeyProvider {
 
     fn unwrap_key(&self, id: &KeyId, wrapped: &WrappedKey) -> Result<DataKey, StorageError> {
         if let Some((bytes, key)) = self.lock_cache().get(id) {
-            if *bytes == wrapped.bytes && self.versions().contains(&wrapped.kek_version) {
+            if *bytes == wrapped.bytes && self.unwraps_under(wrapped.kek_version) {
                 return Ok(key.clone());
             }
         }
@@ -328,7 +333,7 @@ impl KeyProvider for TransitKeyProvider {
             // Made by a node that saw a rotation this one has not.
             self.refresh()?;
         }
-        if !self.versions().contains(&wrapped.kek_version) {
+        if !self.unwraps_under(wrapped.kek_version) {
             return Err(StorageError::Key(format!(
                 "KEK version {} is not available from the key provider",
                 wrapped.kek_version
