@@ -5,7 +5,7 @@
 //!
 //! A claim is a lease ([`crate::store::jobs::LEASE_SECS`]): renewed while the work goes on,
 //! so a job whose worker died (a process killed on another node sharing PostgreSQL) goes
-//! back to the queue when its lease runs out, found by the sweep every loop runs.
+//! back to the queue when its lease runs out, found by the sweep each process runs.
 
 use std::future::Future;
 use std::time::Duration;

@@ -2,10 +2,11 @@
 //!
 //! Promises:
 //! - [`rotate`] adds a KEK version (to the key file, or to the KMS's Transit key; an
-//!   environment variable is changed by the operator) and re-wraps every keyring row still under an older version: object
-//!   keys, the index key, the PHI column and blind-index keys. No object, index file or
-//!   column value is touched, and the running service keeps serving: old versions stay
-//!   loaded until [`retire`], and each row is swapped in one compare-and-set update.
+//!   environment variable is changed by the operator) and re-wraps every keyring row still
+//!   under an older version: object keys, the index key, the PHI column and blind-index
+//!   keys. No object, index file or column value is touched, and the running service keeps
+//!   serving: old versions stay loaded until [`retire`], and each row is swapped in one
+//!   compare-and-set update.
 //! - [`retire`] removes a version only when no keyring row uses it any more, then reloads
 //!   the provider: from then on the old KEK decrypts nothing. A KMS retires in order: every
 //!   version up to the one named, each of them unused.
