@@ -156,7 +156,7 @@ impl Db {
     /// nodes' workers may be running theirs, so only jobs and batches whose lease ran out go
     /// back. Returns how many.
     pub async fn requeue_interrupted(&self) -> StoreResult<u64> {
-        use crate::store::prelude::*;
+        use crate::store::api::prelude::*;
         Ok(match self {
             Db::Sqlite(_) => {
                 self.requeue_running_jobs().await? + self.requeue_running_batches().await?
