@@ -147,13 +147,18 @@ async fn run() {
     sql.commit().await.unwrap();
     while !records.is_empty() {
         let batch: Vec<PageRecord> = records.drain(..records.len().min(10_000)).collect();
-        app.state.index_writer.index_pages(batch).await.unwrap();
+        app.state
+            .index_writer()
+            .unwrap()
+            .index_pages(batch)
+            .await
+            .unwrap();
     }
     // Searches see what the index committed (every `index.commit_interval_ms`): measured
     // once every page is in.
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let index = app.state.index.clone();
+        let index = app.state.index().unwrap().clone();
         let (in_index, _) = tokio::task::spawn_blocking(move || index.stats())
             .await
             .unwrap();

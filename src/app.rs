@@ -25,8 +25,12 @@ pub struct Archive {
     pub config: Arc<Config>,
     pub db: Db,
     pub vault: Vault,
-    pub index: SearchIndex,
-    pub index_writer: IndexWriterService,
+    /// The search index; `None` in a worker process (`chartvault worker`), which only
+    /// recognises pages.
+    pub index: Option<SearchIndex>,
+    /// The index's one writer; `None` in a worker process, whose recognised documents the
+    /// process holding the writer indexes (see [`crate::store::jobs::JobStage`]).
+    pub index_writer: Option<IndexWriterService>,
     pub ocr: OcrPool,
     /// Preflight and page decoding run in child processes under a memory ceiling.
     pub decoder: chartvault_ocr::Sandbox,
@@ -35,6 +39,22 @@ pub struct Archive {
     /// `access.sensitive_categories`, shared by every principal's scope.
     pub sensitive_categories: Arc<BTreeSet<Category>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Archive {
+    /// The search index, in the processes that have one.
+    pub fn index(&self) -> anyhow::Result<&SearchIndex> {
+        self.index
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("this process keeps no search index"))
+    }
+
+    /// The index writer, in the process that holds it.
+    pub fn index_writer(&self) -> anyhow::Result<&IndexWriterService> {
+        self.index_writer
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("this process does not hold the index writer"))
+    }
 }
 
 /// Creates `data_dir` (mode `0700`) if it does not exist.

@@ -40,6 +40,14 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
+    /// Run an OCR worker: recognise documents' pages and split batches from the shared
+    /// PostgreSQL queue, storing what it makes in the object store, and hand each recognised
+    /// document to the process holding the index writer. Start any number, on any number of
+    /// machines, with the API nodes' config (`ocr.engines_in_serve = false` there).
+    Worker {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// Create a new archive: its data directory, key-encryption key file (`0600`), audit
     /// signing key and first admin, whose token is printed once on stdout. The only way to
     /// create an archive in production mode; refused on an archive that has users.

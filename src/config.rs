@@ -686,6 +686,14 @@ pub struct OcrConfig {
     pub qa_min_confidence: f32,
     /// How long one page may take to clean up and recognise before its document fails.
     pub page_timeout_ms: u64,
+    /// Whether `serve` runs OCR engines and recognises pages itself. False on the API nodes
+    /// of a scaled setup, where `chartvault worker` processes recognise the pages and
+    /// `serve` only indexes them.
+    pub engines_in_serve: bool,
+    /// How long a claim on a document's job or a batch holds without being renewed: the
+    /// process working on it renews it every third of this; one whose process died goes
+    /// back to the queue once it runs out.
+    pub lease_seconds: u64,
 }
 
 impl OcrConfig {
@@ -907,6 +915,8 @@ impl Default for OcrConfig {
             blank_max_ink: 0.001,
             qa_min_confidence: 40.0,
             page_timeout_ms: 120_000,
+            engines_in_serve: true,
+            lease_seconds: 60,
         }
     }
 }
@@ -1000,6 +1010,15 @@ impl Config {
             anyhow::bail!(
                 "server.header_timeout_secs, body_idle_timeout_secs and max_connections must be \
                  greater than zero"
+            );
+        }
+        if self.ocr.lease_seconds < 3 {
+            anyhow::bail!("ocr.lease_seconds must be at least 3 (a lease is renewed every third)");
+        }
+        if !self.ocr.engines_in_serve && !matches!(self.database()?, DatabaseLocation::Postgres(_))
+        {
+            anyhow::bail!(
+                "ocr.engines_in_serve = false needs `chartvault worker` processes to recognise                  the pages, and they share the queue through PostgreSQL (database.url =                  postgres://…); the embedded archive runs its engines in `serve`"
             );
         }
         if self.audit.checkpoint_every_entries == 0 || self.audit.checkpoint_interval_secs == 0 {

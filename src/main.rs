@@ -7,7 +7,7 @@ use chartvault::cli::{
     self, AuditCommand, Cli, Command, RetentionCommand, TokenCommand, UserCommand,
 };
 use chartvault::config::LogFormat;
-use chartvault::startup::{disable_core_dumps, shutdown_signal, Application};
+use chartvault::startup::{disable_core_dumps, shutdown_signal, Application, Worker};
 
 fn main() -> anyhow::Result<ExitCode> {
     // A decoder process (see `chartvault_ocr::Sandbox`): nothing else runs first.
@@ -32,13 +32,15 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // `serve` reads its settings before it logs anything: they say how to log.
     let (default_level, log_format) = match &cli.command {
-        Command::Serve { data, .. } => match cli::load_config(cli.config.as_deref(), data) {
-            Ok(config) => ("info", config.server.log_format),
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                return Ok(ExitCode::from(2));
+        Command::Serve { data, .. } | Command::Worker { data } => {
+            match cli::load_config(cli.config.as_deref(), data) {
+                Ok(config) => ("info", config.server.log_format),
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    return Ok(ExitCode::from(2));
+                }
             }
-        },
+        }
         _ => ("warn", LogFormat::Text),
     };
     let filter =
@@ -106,6 +108,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             }
             println!("listening on {}", app.url());
             app.run_until(shutdown_signal()).await
+        }
+        Command::Worker { data } => {
+            let config = cli::load_config(config_path, &data)?;
+            let worker = Worker::build(config).await?;
+            worker.run_until(shutdown_signal()).await
         }
         Command::Init { data, admin } => {
             let config = cli::load_config(config_path, &data)?;

@@ -189,7 +189,7 @@ async fn patients_searched(
 /// Runs the query on the index (off the async threads); a query the index cannot parse is
 /// the caller's error.
 async fn run_query(state: &Archive, request: SearchRequest) -> AppResult<SearchResults> {
-    let index = state.index.clone();
+    let index = state.index()?.clone();
     tokio::task::spawn_blocking(move || index.search(&request))
         .await?
         .map_err(|e| match e {
@@ -339,7 +339,7 @@ pub async fn patients_named(
         .map(|patients| patients.into_iter().map(|p| p.0).collect());
     let excluded_categories = principal.scope.hidden_categories();
     let excluded_documents = hidden_qa_documents(state, principal).await?;
-    let index = state.index.clone();
+    let index = state.index()?.clone();
     let name = name.to_string();
     let found = tokio::task::spawn_blocking(move || {
         let scope = chartvault_index::NameScope {

@@ -20,6 +20,7 @@ use crate::domain::Role;
 use crate::http::routes::router;
 use crate::http::state::AppState;
 use crate::ops::keys::load_keys;
+use crate::store::jobs::{Claim, JobStage};
 use crate::store::prelude::*;
 use crate::store::vault::Vault;
 use crate::store::Db;
@@ -52,26 +53,7 @@ impl Application {
             create_data_dir(&config)?;
             load_keys(&config)?
         };
-        let db = Db::open_at(&config.database()?)
-            .await
-            .context("opening the database")?;
-        if let crate::config::ObjectStorage::Local(dir) = config.object_storage()? {
-            LocalBlobStore::open(dir)?.remove_stale_temp_files()?;
-        }
-        let blobs = crate::store::vault::open_blobs(&config)?;
-        let vault = Vault::new(blobs, keys, db.clone());
-        db.set_phi(
-            vault
-                .phi_cipher()
-                .await
-                .context("loading the PHI column keys")?,
-        );
-        db.set_audit_cipher(
-            vault
-                .audit_cipher()
-                .await
-                .context("loading the audit keys")?,
-        );
+        let (db, vault) = open_stores(&config, keys).await?;
         let chained = db.chain_legacy_audit().await?;
         if chained > 0 {
             tracing::info!(
@@ -79,12 +61,6 @@ impl Application {
                 "sealed and chained audit rows written before the chain"
             );
         }
-        db.set_row_mac(
-            vault
-                .row_mac()
-                .await
-                .context("loading the row integrity key")?,
-        );
         let maced = db.mac_legacy_rows().await?;
         if maced > 0 {
             tracing::info!(maced, "gave access rows written before row MACs their MAC");
@@ -112,22 +88,12 @@ impl Application {
             Duration::from_millis(config.index.commit_interval_ms),
             config.index.max_batch,
         )?;
-        let ocr_threads = config.ocr_threads();
-        let ocr = OcrPool::start(&OcrConfig {
-            threads: ocr_threads,
-            language: config.ocr.language.clone(),
-            page_seg_mode: config.ocr.page_seg_mode,
-            tessdata_dir: None,
-            cleanup: config.ocr.cleanup(),
-        })
-        .context("starting the OCR engines")?;
-        let decoder = config.decoder.sandbox();
-        {
-            let decoder = decoder.clone();
-            tokio::task::spawn_blocking(move || decoder.check())
-                .await?
-                .context("starting a decoder process (decoder.program, decoder.memory_bytes)")?;
-        }
+        let ocr = if config.ocr.engines_in_serve {
+            start_engines(&config)?
+        } else {
+            OcrPool::without_engines()
+        };
+        let decoder = start_decoder(&config).await?;
         let requeued = db.requeue_interrupted().await?;
         if requeued > 0 {
             tracing::info!(requeued, "resuming jobs interrupted by the last stop");
@@ -170,8 +136,8 @@ impl Application {
             config: Arc::new(config),
             db,
             vault,
-            index,
-            index_writer,
+            index: Some(index),
+            index_writer: Some(index_writer),
             ocr,
             decoder,
             jobs_waiting: Arc::new(Notify::new()),
@@ -214,7 +180,13 @@ impl Application {
         crate::mllp::sender::spawn(state.archive.clone())?;
         crate::ingest::hashes::spawn_backfill(state.archive.clone());
         crate::ingest::dicom::spawn_instance_backfill(state.archive.clone());
-        crate::ingest::worker::spawn(state.archive.clone(), ocr_threads);
+        // With engines, two job loops per engine; without, the loops only index what the
+        // worker processes recognised.
+        let (loops, claim) = match state.ocr.threads() {
+            0 => (2, Claim::Only(JobStage::Index)),
+            engines => (engines * 2, Claim::Any),
+        };
+        crate::ingest::worker::spawn(state.archive.clone(), loops, claim);
         crate::ingest::intake::spawn(state.archive.clone());
         let hl7_addr = crate::mllp::spawn(state.archive.clone()).await?;
         state.audit_checkpoints.spawn(state.shutdown.clone());
@@ -278,11 +250,141 @@ impl Application {
         })
         .await?;
         state.shutdown.cancel();
-        state.index_writer.clone().shutdown().await?;
+        if let Some(writer) = state.index_writer.clone() {
+            writer.shutdown().await?;
+        }
         // The last entries of this run get their checkpoint before the process ends.
         if let Err(error) = state.audit_checkpoints.checkpoint_now().await {
             tracing::error!(error = %error, "could not write the shutdown audit checkpoint");
         }
+        Ok(())
+    }
+}
+
+/// Opens the database and the vault over the object store, and gives the database the keys
+/// of its sealed columns, its audit chain and its row MACs.
+async fn open_stores(
+    config: &Config,
+    keys: Arc<dyn chartvault_storage::KeyProvider>,
+) -> anyhow::Result<(Db, Vault)> {
+    let db = Db::open_at(&config.database()?)
+        .await
+        .context("opening the database")?;
+    db.set_lease_secs(i64::try_from(config.ocr.lease_seconds).unwrap_or(i64::MAX));
+    if let crate::config::ObjectStorage::Local(dir) = config.object_storage()? {
+        LocalBlobStore::open(dir)?.remove_stale_temp_files()?;
+    }
+    let blobs = crate::store::vault::open_blobs(config)?;
+    let vault = Vault::new(blobs, keys, db.clone());
+    db.set_phi(
+        vault
+            .phi_cipher()
+            .await
+            .context("loading the PHI column keys")?,
+    );
+    db.set_audit_cipher(
+        vault
+            .audit_cipher()
+            .await
+            .context("loading the audit keys")?,
+    );
+    db.set_row_mac(
+        vault
+            .row_mac()
+            .await
+            .context("loading the row integrity key")?,
+    );
+    Ok((db, vault))
+}
+
+/// Starts the OCR engines, `ocr.threads` of them (one per core by default).
+fn start_engines(config: &Config) -> anyhow::Result<OcrPool> {
+    OcrPool::start(&OcrConfig {
+        threads: config.ocr_threads(),
+        language: config.ocr.language.clone(),
+        page_seg_mode: config.ocr.page_seg_mode,
+        tessdata_dir: None,
+        cleanup: config.ocr.cleanup(),
+    })
+    .context("starting the OCR engines")
+}
+
+/// The decoder sandbox, checked by starting one decoder process.
+async fn start_decoder(config: &Config) -> anyhow::Result<chartvault_ocr::Sandbox> {
+    let decoder = config.decoder.sandbox();
+    let checked = decoder.clone();
+    tokio::task::spawn_blocking(move || checked.check())
+        .await?
+        .context("starting a decoder process (decoder.program, decoder.memory_bytes)")?;
+    Ok(decoder)
+}
+
+/// A worker process (`chartvault worker`): OCR engines and job loops on the shared
+/// PostgreSQL queue, no index, no listener. It recognises documents' pages and splits
+/// batches, stores what it made in the object store, and hands each recognised document to
+/// the process holding the index writer. Any number of them, on any number of machines.
+pub struct Worker {
+    archive: Archive,
+}
+
+impl Worker {
+    pub async fn build(config: Config) -> anyhow::Result<Worker> {
+        let location = config.database()?;
+        if !matches!(location, crate::config::DatabaseLocation::Postgres(_)) {
+            anyhow::bail!(
+                "a worker process shares the queue through PostgreSQL (database.url = \
+                 postgres://…); the embedded archive recognises its pages in `serve`"
+            );
+        }
+        if !Db::archive_exists(&location).await? {
+            anyhow::bail!(
+                "there is no archive at the configured database: start `serve` (or run \
+                 `chartvault init`) first; a worker never creates one"
+            );
+        }
+        let keys = crate::ops::keys::load_existing_keys(&config)?;
+        let (db, vault) = open_stores(&config, keys).await?;
+        let ocr = start_engines(&config)?;
+        let decoder = start_decoder(&config).await?;
+        let requeued = db.requeue_interrupted().await?;
+        if requeued > 0 {
+            tracing::info!(
+                requeued,
+                "requeued jobs whose worker stopped renewing their lease"
+            );
+        }
+        let metrics = Arc::new(crate::metrics::Metrics::new(db.audit_append_histogram()));
+        let archive = Archive {
+            sensitive_categories: Arc::new(config.sensitive_categories()),
+            metrics,
+            config: Arc::new(config),
+            db,
+            vault,
+            index: None,
+            index_writer: None,
+            ocr,
+            decoder,
+            jobs_waiting: Arc::new(Notify::new()),
+            shutdown: CancellationToken::new(),
+        };
+        Ok(Worker { archive })
+    }
+
+    /// Works until `shutdown` resolves, then stops claiming and lets the work in hand end
+    /// (a job cut short is claimed again once its lease runs out).
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let engines = self.archive.ocr.threads();
+        crate::ingest::worker::spawn(
+            self.archive.clone(),
+            engines * 2,
+            Claim::Only(JobStage::Recognise),
+        );
+        tracing::info!(engines, "worker started");
+        shutdown.await;
+        self.archive.shutdown.cancel();
         Ok(())
     }
 }

@@ -197,6 +197,14 @@ impl OcrPool {
         })
     }
 
+    /// A pool with no engines, for a process that recognises nothing itself (an API node
+    /// whose pages worker processes recognise): every page it is given fails with
+    /// [`OcrError::PoolClosed`].
+    pub fn without_engines() -> OcrPool {
+        let (jobs, _) = mpsc::channel::<Job>();
+        OcrPool { jobs, threads: 0 }
+    }
+
     /// Recognises one page of pixels. `dpi` is the page's resolution if known; unknown or
     /// implausible (< 70) values become [`DEFAULT_DPI`].
     pub async fn recognize(&self, page: GrayImage, dpi: Option<u32>) -> Result<PageOcr, OcrError> {

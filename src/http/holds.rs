@@ -127,7 +127,7 @@ async fn documents_found(state: &AppState, query: &HoldQuery) -> AppResult<Vec<D
             limit: SEARCH_PAGE,
             offset,
         };
-        let index = state.index.clone();
+        let index = state.index()?.clone();
         let results = tokio::task::spawn_blocking(move || index.search(&request))
             .await?
             .map_err(|e| match e {

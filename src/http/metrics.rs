@@ -41,7 +41,7 @@ pub async fn metrics(
     };
     let oldest_pending_job_age = age(queue.oldest_pending.as_deref());
     let outbox = state.db.outbox_backlog().await?;
-    let index = state.index.clone();
+    let index = state.index()?.clone();
     let (index_documents, index_segments) = tokio::task::spawn_blocking(move || index.stats())
         .await
         .map_err(AppError::internal)?;

@@ -365,7 +365,7 @@ async fn readyz(State(state): State<AppState>) -> AppResult<Json<serde_json::Val
         .await
         .map(|r| r.is_ok())
         .unwrap_or(false);
-    let index = state.index.clone();
+    let index = state.index()?.clone();
     let index_ok = tokio::task::spawn_blocking(move || index.page_count().is_ok())
         .await
         .unwrap_or(false);

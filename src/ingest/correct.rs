@@ -102,7 +102,7 @@ pub async fn correct(
     tx.commit().await?;
     state.jobs_waiting.notify_one();
     // Out of the index now; the new version is indexed by its job (its pages are there).
-    state.index_writer.purge_document(doc.id.0).await?;
+    state.index_writer()?.purge_document(doc.id.0).await?;
     Ok(Some(new_id))
 }
 

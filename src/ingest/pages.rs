@@ -51,10 +51,26 @@ impl Failure {
     }
 }
 
+/// Recognises a document's pages and indexes them: the whole job, in a process that holds
+/// the index writer and runs OCR engines.
 pub(crate) async fn process_document(
     state: &Archive,
     doc_id: DocumentId,
 ) -> Result<usize, Failure> {
+    recognise_document(state, doc_id).await?;
+    index_document(state, doc_id).await
+}
+
+/// Indexes a document whose pages are recognised and stored (its job's second stage).
+pub(crate) async fn index_document(state: &Archive, doc_id: DocumentId) -> Result<usize, Failure> {
+    index_current(state, doc_id)
+        .await
+        .map_err(Failure::transient)
+}
+
+/// Decodes, cleans up, recognises and stores the pages of a document not stored yet, and
+/// sends a document read with low confidence to QA (its job's first stage).
+pub(crate) async fn recognise_document(state: &Archive, doc_id: DocumentId) -> Result<(), Failure> {
     let doc = state
         .db
         .document(doc_id)
@@ -100,10 +116,7 @@ pub(crate) async fn process_document(
                 .map_err(|e| Failure::transient(e.into()))?;
         }
     }
-
-    index_current(state, doc_id)
-        .await
-        .map_err(Failure::transient)
+    Ok(())
 }
 
 /// Indexes a document's pages under the patient it has when they are indexed. A merge of
@@ -216,7 +229,7 @@ async fn reindex(state: &Archive, doc: &Document) -> anyhow::Result<usize> {
         ));
     }
     let count = records.len();
-    state.index_writer.index_pages(records).await?;
+    state.index_writer()?.index_pages(records).await?;
     Ok(count)
 }
 

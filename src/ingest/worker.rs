@@ -3,16 +3,21 @@
 //! crash the job is simply run again: pages already stored are skipped, and re-indexing a page
 //! replaces it.
 //!
-//! A claim is a lease ([`crate::store::jobs::LEASE_SECS`]): renewed while the work goes on,
-//! so a job whose worker died (a process killed on another node sharing PostgreSQL) goes
-//! back to the queue when its lease runs out, found by the sweep each process runs.
+//! A document's job has two stages ([`JobStage`]): its pages are recognised and stored, then
+//! indexed. The embedded archive's one process runs both in one claim. In a scaled setup,
+//! `chartvault worker` processes run OCR engines and do the first stage of any job (and
+//! batches), then hand the job to the index writer's process, whose loops do the second.
+//!
+//! A claim is a lease (`ocr.lease_seconds`): renewed while the work goes on, so a job whose
+//! worker died (a process killed on another node sharing PostgreSQL) goes back to the queue
+//! when its lease runs out, found by the sweep each process runs.
 
 use std::future::Future;
 use std::time::Duration;
 
 use crate::app::Archive;
-use crate::ingest::pages::process_document;
-use crate::store::jobs::Job;
+use crate::ingest::pages::{index_document, process_document, recognise_document};
+use crate::store::jobs::{Claim, Job, JobStage};
 use crate::store::prelude::*;
 
 /// A job is tried this many times at most. Attempts are counted when a job is claimed, so a
@@ -20,26 +25,39 @@ use crate::store::prelude::*;
 /// start) fails with a reason instead of taking it down again and again.
 const MAX_ATTEMPTS: i64 = 3;
 
-/// Starts the job loops: two per OCR engine, each working on one document at a time with up
-/// to one page more than there are engines in flight. While one document waits for its
+/// Starts `loops` job loops claiming what `claim` says, and the sweep of expired leases.
+/// With OCR engines, two loops per engine, each working on one document at a time with up
+/// to one page more than there are engines in flight: while one document waits for its
 /// pages to be decoded, stored or committed to the index, the engines already have the
 /// next pages queued: OCR, the bottleneck, never waits for the rest.
-pub fn spawn(state: Archive, engines: usize) {
-    for _ in 0..engines.max(1) * 2 {
+pub fn spawn(state: Archive, loops: usize, claim: Claim) {
+    for _ in 0..loops.max(1) {
         let state = state.clone();
-        tokio::spawn(async move { run(state).await });
+        tokio::spawn(async move { run(state, claim).await });
     }
     tokio::spawn(sweep(state));
 }
 
 /// How often a lease is renewed, and expired ones are looked for: a third of the lease.
-const RENEW_EVERY: Duration = Duration::from_secs(crate::store::jobs::LEASE_SECS as u64 / 3);
+fn renew_every(state: &Archive) -> Duration {
+    Duration::from_secs(state.config.ocr.lease_seconds / 3)
+}
+
+/// How long an idle loop waits before it looks at the queue again. Work queued in this
+/// process wakes it at once; work another process queued (on PostgreSQL, a worker handing
+/// a recognised document to the index writer) is found at the next look.
+fn idle_wait(state: &Archive) -> Duration {
+    match state.db {
+        crate::store::Db::Postgres(_) => Duration::from_millis(250),
+        crate::store::Db::Sqlite(_) => Duration::from_secs(2),
+    }
+}
 
 /// Puts the jobs and batches whose lease ran out back in the queue, until shutdown.
 async fn sweep(state: Archive) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(RENEW_EVERY) => {}
+            _ = tokio::time::sleep(renew_every(&state)) => {}
             _ = state.shutdown.cancelled() => return,
         }
         let requeued = match state.db.requeue_expired_jobs().await {
@@ -66,11 +84,11 @@ enum Leased<'a> {
     Batch(crate::domain::BatchId),
 }
 
-/// Runs `work`, renewing its lease every [`RENEW_EVERY`] until it is done.
+/// Runs `work`, renewing its lease every third of the lease until it is done.
 async fn holding_lease<T>(state: &Archive, lease: Leased<'_>, work: impl Future<Output = T>) -> T {
     tokio::pin!(work);
-    let mut renew =
-        tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
+    let every = renew_every(state);
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
             done = &mut work => return done,
@@ -94,13 +112,16 @@ enum Claimed {
     Batch(crate::store::batches::Batch),
 }
 
-async fn run(state: Archive) {
+async fn run(state: Archive, claim: Claim) {
+    // Batches are recognised page by page: claimed where there are engines.
+    let batches = claim != Claim::Only(JobStage::Index);
     loop {
         if state.shutdown.is_cancelled() {
             return;
         }
-        let claimed = match state.db.claim_job().await {
+        let claimed = match state.db.claim_job(claim).await {
             Ok(Some(job)) => Ok(Some(Claimed::Job(job))),
+            Ok(None) if !batches => Ok(None),
             Ok(None) => state
                 .db
                 .claim_batch()
@@ -130,7 +151,7 @@ async fn run(state: Archive) {
             Ok(None) => {
                 tokio::select! {
                     _ = state.jobs_waiting.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = tokio::time::sleep(idle_wait(&state)) => {}
                     _ = state.shutdown.cancelled() => return,
                 }
             }
@@ -158,11 +179,31 @@ async fn give_up(state: &Archive, job: Job) {
     }
 }
 
+/// What became of a job's work.
+enum Outcome {
+    /// Recognised and indexed: the document is done.
+    Indexed(usize),
+    /// Recognised and stored, to be indexed by the process holding the index writer.
+    Recognised,
+}
+
 async fn process(state: &Archive, job: Job) {
     let doc_id = job.document_id;
     let started = std::time::Instant::now();
-    match holding_lease(state, Leased::Job(&job), process_document(state, doc_id)).await {
-        Ok(pages) => {
+    let indexes_here = state.index_writer.is_some();
+    let work = async {
+        match job.stage {
+            JobStage::Index => index_document(state, doc_id).await.map(Outcome::Indexed),
+            JobStage::Recognise if indexes_here => {
+                process_document(state, doc_id).await.map(Outcome::Indexed)
+            }
+            JobStage::Recognise => recognise_document(state, doc_id)
+                .await
+                .map(|()| Outcome::Recognised),
+        }
+    };
+    match holding_lease(state, Leased::Job(&job), work).await {
+        Ok(Outcome::Indexed(pages)) => {
             if let Err(error) = state.db.finish_job(&job, doc_id).await {
                 tracing::error!(document_id = %doc_id, error = %error, "could not mark the job done");
                 return;
@@ -170,6 +211,17 @@ async fn process(state: &Archive, job: Job) {
             state.metrics.documents_indexed.inc();
             tracing::info!(document_id = %doc_id, pages, elapsed_ms = started.elapsed().as_millis() as u64, "document indexed");
         }
+        Ok(Outcome::Recognised) => match state.db.hand_to_indexer(&job).await {
+            Ok(true) => {
+                tracing::info!(document_id = %doc_id, elapsed_ms = started.elapsed().as_millis() as u64, "document recognised, handed to the index writer");
+            }
+            Ok(false) => {
+                tracing::warn!(document_id = %doc_id, "a recognised document's job was no longer this worker's (its lease ran out)");
+            }
+            Err(error) => {
+                tracing::error!(document_id = %doc_id, error = %error, "could not hand a recognised document to the index writer");
+            }
+        },
         Err(failure) => {
             let permanent = failure.permanent || job.attempts >= MAX_ATTEMPTS;
             tracing::warn!(document_id = %doc_id, error = ?failure.error, permanent, "document processing failed");

@@ -241,7 +241,7 @@ fn key_ids_of(state: &Archive, id: DocumentId) -> anyhow::Result<Vec<String>> {
 /// Removes what is left of a tombstone: index entries, blobs; then marks it purged.
 async fn purge(state: &Archive, id: DocumentId) -> anyhow::Result<()> {
     state.db.truncate_wal_soon().await;
-    state.index_writer.purge_document(id.0).await?;
+    state.index_writer()?.purge_document(id.0).await?;
     let worker_state = state.clone();
     let removed = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
         let names = blobs_of(&worker_state, id)?;

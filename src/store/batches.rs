@@ -105,7 +105,7 @@ pub trait BatchStore {
     ) -> impl Future<Output = StoreResult<Option<Batch>>> + Send;
 
     /// Claims the oldest batch waiting to be processed, leased as a job is
-    /// ([`crate::store::jobs::LEASE_SECS`]).
+    /// (`ocr.lease_seconds`).
     fn claim_batch(&self) -> impl Future<Output = StoreResult<Option<Batch>>> + Send;
 
     /// Renews the lease of a batch still being processed.

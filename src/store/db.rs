@@ -108,6 +108,15 @@ impl Db {
         }
     }
 
+    /// Sets how long a claim on a job or batch holds without being renewed
+    /// (`ocr.lease_seconds`).
+    pub fn set_lease_secs(&self, secs: i64) {
+        match self {
+            Db::Sqlite(store) => store.set_lease_secs(secs),
+            Db::Postgres(store) => store.set_lease_secs(secs),
+        }
+    }
+
     /// The histogram of audit append times (registered with the service's metrics).
     pub fn audit_append_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
         match self {

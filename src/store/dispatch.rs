@@ -897,10 +897,16 @@ impl JobStore for Db {
             Db::Postgres(store) => store.retry_failed(document).await,
         }
     }
-    async fn claim_job(&self) -> StoreResult<Option<Job>> {
+    async fn claim_job(&self, claim: Claim) -> StoreResult<Option<Job>> {
         match self {
-            Db::Sqlite(store) => store.claim_job().await,
-            Db::Postgres(store) => store.claim_job().await,
+            Db::Sqlite(store) => store.claim_job(claim).await,
+            Db::Postgres(store) => store.claim_job(claim).await,
+        }
+    }
+    async fn hand_to_indexer(&self, job: &Job) -> StoreResult<bool> {
+        match self {
+            Db::Sqlite(store) => store.hand_to_indexer(job).await,
+            Db::Postgres(store) => store.hand_to_indexer(job).await,
         }
     }
     async fn renew_job_lease(&self, job: &Job) -> StoreResult<bool> {

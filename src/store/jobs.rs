@@ -16,17 +16,59 @@ pub struct Job {
     pub id: i64,
     pub document_id: DocumentId,
     pub attempts: i64,
+    pub stage: JobStage,
 }
 
-/// How long a claim holds a job or batch without being renewed: its worker renews the lease
-/// while it works; a job whose lease ran out (its worker died) goes back to the queue.
-pub const LEASE_SECS: i64 = 60;
-
-/// The end of a lease taken now.
-pub fn lease_expiry() -> String {
-    (Utc::now() + chrono::Duration::seconds(LEASE_SECS))
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+/// Where a document's job is: its pages to be recognised (by any process running OCR
+/// engines), or, recognised and stored, to be indexed (by the process holding the index
+/// writer). A process that does both takes a job through both in one claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStage {
+    Recognise,
+    Index,
 }
+
+impl JobStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStage::Recognise => "recognise",
+            JobStage::Index => "index",
+        }
+    }
+
+    pub fn parse(stage: &str) -> Option<JobStage> {
+        match stage {
+            "recognise" => Some(JobStage::Recognise),
+            "index" => Some(JobStage::Index),
+            _ => None,
+        }
+    }
+}
+
+/// Which jobs a job loop claims: a process with OCR engines and the index writer claims
+/// any; a worker process (engines, no index) only those to recognise; an API node holding
+/// the index writer but running no engines only those to index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Any,
+    Only(JobStage),
+}
+
+impl Claim {
+    /// The stages claimed, as an SQL list.
+    pub(crate) fn stages_sql(self) -> &'static str {
+        match self {
+            Claim::Any => "('recognise', 'index')",
+            Claim::Only(JobStage::Recognise) => "('recognise')",
+            Claim::Only(JobStage::Index) => "('index')",
+        }
+    }
+}
+
+/// How long a claim holds a job or batch without being renewed, unless `ocr.lease_seconds`
+/// says otherwise: its worker renews the lease while it works; a job whose lease ran out
+/// (its worker died) goes back to the queue.
+pub const DEFAULT_LEASE_SECS: i64 = 60;
 
 /// The queue of OCR jobs: claimed (leased), finished, failed, retried.
 pub trait JobStore {
@@ -41,11 +83,16 @@ pub trait JobStore {
     /// `false` when the document is not `failed`.
     fn retry_failed(&self, document: DocumentId) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Claims the oldest pending job, leased for [`LEASE_SECS`]: one UPDATE, and on
+    /// Claims the oldest pending job, leased (`ocr.lease_seconds`): one UPDATE, and on
     /// PostgreSQL the row is taken with `FOR UPDATE SKIP LOCKED`, so any number of workers
     /// claim at once and no job twice. Its attempts are counted here, at the claim: a job
     /// whose processing kills its worker is claimed again, and the count is what stops it.
-    fn claim_job(&self) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    fn claim_job(&self, claim: Claim) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+
+    /// Hands a job whose pages are recognised and stored to the index writer: pending again
+    /// in the `index` stage, its attempts counted afresh. `false` when the claim is no longer
+    /// this one's (its lease ran out and another worker has it).
+    fn hand_to_indexer(&self, job: &Job) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Renews the lease of a job still being worked on; `false` when it is no longer this
     /// claim's (its lease ran out and it went back to the queue).

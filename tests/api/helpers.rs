@@ -319,6 +319,7 @@ impl TestApp {
 
     /// When the service recorded the document as indexed (to the millisecond): what a
     /// benchmark times, rather than the moment its polling noticed.
+    #[allow(dead_code)] // used by the benchmarks
     pub async fn indexed_at(&self, id: &str) -> chrono::DateTime<chrono::Utc> {
         let id: chartvault::domain::DocumentId = id.parse().unwrap();
         let doc = self.state.db.document(id).await.unwrap().unwrap();
@@ -998,4 +999,52 @@ pub async fn sql_pool(path: &Path, read_only: bool) -> sqlx::SqlitePool {
         .connect_with(options)
         .await
         .expect("opening the database file")
+}
+
+/// A `chartvault worker` process on the app's archive, its log (standard error) in `log`.
+pub struct WorkerProcess {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+#[allow(dead_code)] // the benchmarks kill none
+impl WorkerProcess {
+    /// With `engines` OCR engines and leases of 3 s.
+    pub fn start(app: &TestApp, database: &str, engines: usize, log: &Path) -> WorkerProcess {
+        let config = app.config();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_chartvault"))
+            .arg("worker")
+            .arg("--data-dir")
+            .arg(&config.data_dir)
+            .env("CHARTVAULT__DATABASE__URL", database)
+            .env("CHARTVAULT__KEYS__KEK_FILE", &config.keys.kek_file)
+            .env("CHARTVAULT__OCR__THREADS", engines.to_string())
+            .env("CHARTVAULT__OCR__LEASE_SECONDS", "3")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("chartvault worker starts");
+        WorkerProcess {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`: no shutdown, no clean-up, its claims left as they were.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

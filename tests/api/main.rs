@@ -38,3 +38,4 @@ mod s3;
 mod sensitive_scope;
 mod shred;
 mod verify;
+mod workers;

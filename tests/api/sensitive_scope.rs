@@ -420,7 +420,8 @@ async fn categories_stored_before_normalisation_are_normalised_and_reindexed() {
         .unwrap()
         .unwrap();
     app.state
-        .index_writer
+        .index_writer()
+        .unwrap()
         .index_pages(vec![chartvault_index::PageRecord {
             document_id: doc.id.0,
             page: 1,

@@ -124,11 +124,20 @@ async fn a_shredded_document_is_gone_and_only_its_tombstone_remains() {
     // ... and its terms left the index files: no segment's term dictionary holds them.
     for word in ["wolfsbane", "larkspur"] {
         assert!(
-            !app.state.index.term_in_any_segment(word).unwrap(),
+            !app.state
+                .index()
+                .unwrap()
+                .term_in_any_segment(word)
+                .unwrap(),
             "{word} is still in a segment"
         );
     }
-    assert!(app.state.index.term_in_any_segment("hollyhock").unwrap());
+    assert!(app
+        .state
+        .index()
+        .unwrap()
+        .term_in_any_segment("hollyhock")
+        .unwrap());
 
     // Its artifacts are gone for good; its tombstone remains.
     for artifact in ["original", "pages/1/image", "pages/1/text", "pages/2/words"] {

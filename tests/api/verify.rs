@@ -341,7 +341,12 @@ pub async fn shred_leaving(app: &TestApp, id: DocumentId, keep: &[ObjectRef], pu
         .unwrap();
     drop(conn);
     if purge_index {
-        app.state.index_writer.purge_document(id.0).await.unwrap();
+        app.state
+            .index_writer()
+            .unwrap()
+            .purge_document(id.0)
+            .await
+            .unwrap();
     }
 }
 
@@ -371,7 +376,12 @@ async fn a_shredded_documents_tombstone_expects_nothing_but_a_leftover_blob_is_a
         report.findings
     );
 
-    app.state.index_writer.purge_document(id.0).await.unwrap();
+    app.state
+        .index_writer()
+        .unwrap()
+        .purge_document(id.0)
+        .await
+        .unwrap();
     std::fs::remove_file(blob_path(&app, leftover)).unwrap();
     let report = verify_app(&app).await;
     assert!(report.findings.is_empty(), "{:?}", report.findings);
@@ -407,7 +417,12 @@ async fn a_flipped_byte_in_an_index_file_is_index_file_corrupt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_missing_from_the_index_is_row_page_not_indexed() {
     let (app, id) = archive_with_one_document("basalt").await;
-    app.state.index_writer.delete_document(id.0).await.unwrap();
+    app.state
+        .index_writer()
+        .unwrap()
+        .delete_document(id.0)
+        .await
+        .unwrap();
     let report = verify_app(&app).await;
     let missing: Vec<_> = report
         .of_kind(FindingKind::RowPageNotIndexed)

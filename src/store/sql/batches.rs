@@ -109,7 +109,7 @@ impl BatchStore for Backend {
                AND status = 'accepted'
              RETURNING *"
         ))
-        .bind(crate::store::jobs::lease_expiry())
+        .bind(self.lease_expiry())
         .fetch_optional(self.pool())
         .await?;
         row.map(|r| batch_from_row(&r)).transpose()
@@ -119,7 +119,7 @@ impl BatchStore for Backend {
         let renewed = sqlx::query(
             "UPDATE batches SET lease_expires = $1 WHERE id = $2 AND status = 'processing'",
         )
-        .bind(crate::store::jobs::lease_expiry())
+        .bind(self.lease_expiry())
         .bind(id.to_string())
         .execute(self.pool())
         .await?;

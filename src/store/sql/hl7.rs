@@ -184,12 +184,12 @@ mod tests {
         let (_, before) = document_with_job(&store, "O-1").await;
         let (_, doc) = document_with_job(&store, "O-1").await;
         // Indexed before the outbox was on: nothing to tell.
-        let job = store.claim_job().await.unwrap().unwrap();
+        let job = store.claim_job(crate::store::jobs::Claim::Any).await.unwrap().unwrap();
         store.finish_job(&job, before).await.unwrap();
         assert!(store.next_outbox_event().await.unwrap().is_none());
 
         store.enable_outbox();
-        let job = store.claim_job().await.unwrap().unwrap();
+        let job = store.claim_job(crate::store::jobs::Claim::Any).await.unwrap().unwrap();
         store.finish_job(&job, doc).await.unwrap();
         let mut tx = store.begin().await.unwrap();
         // Indexed again (a re-index) is not news; a document never announced is not taken

@@ -53,27 +53,45 @@ impl JobStore for Backend {
         Ok(true)
     }
 
-    async fn claim_job(&self) -> super::StoreResult<Option<Job>> {
+    async fn claim_job(&self, claim: Claim) -> super::StoreResult<Option<Job>> {
+        let stages = claim.stages_sql();
         let row = sqlx::query(&format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $1,
                 lease_expires = $2
-             WHERE id = (SELECT id FROM jobs WHERE state = 'pending' ORDER BY id LIMIT 1
-                         {SKIP_LOCKED})
+             WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND stage IN {stages}
+                         ORDER BY id LIMIT 1 {SKIP_LOCKED})
                AND state = 'pending'
-             RETURNING id, document_id, attempts"
+             RETURNING id, document_id, attempts, stage"
         ))
         .bind(now())
-        .bind(lease_expiry())
+        .bind(self.lease_expiry())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
+            let stage: &str = r.try_get("stage")?;
             Ok(Job {
                 id: r.try_get("id")?,
                 document_id: parse_id(r.try_get::<&str, _>("document_id")?)?,
                 attempts: r.try_get("attempts")?,
+                stage: JobStage::parse(stage)
+                    .ok_or_else(|| StoreError::Unreadable(format!("job stage {stage:?}").into()))?,
             })
         })
         .transpose()
+    }
+
+    async fn hand_to_indexer(&self, job: &Job) -> super::StoreResult<bool> {
+        let handed = sqlx::query(
+            "UPDATE jobs SET stage = 'index', state = 'pending', attempts = 0,
+                lease_expires = NULL, updated_at = $1
+             WHERE id = $2 AND state = 'running' AND attempts = $3",
+        )
+        .bind(now())
+        .bind(job.id)
+        .bind(job.attempts)
+        .execute(&self.pool)
+        .await?;
+        Ok(handed.rows_affected() == 1)
     }
 
     async fn renew_job_lease(&self, job: &Job) -> super::StoreResult<bool> {
@@ -81,7 +99,7 @@ impl JobStore for Backend {
             "UPDATE jobs SET lease_expires = $1
              WHERE id = $2 AND state = 'running' AND attempts = $3",
         )
-        .bind(lease_expiry())
+        .bind(self.lease_expiry())
         .bind(job.id)
         .bind(job.attempts)
         .execute(&self.pool)
@@ -188,29 +206,29 @@ mod tests {
         let store = store().await;
         let (_, doc) = document_with_job(&store, "M-1").await;
         let job = store
-            .claim_job()
+            .claim_job(Claim::Any)
             .await
             .unwrap()
             .expect("the new document's job");
         assert_eq!((job.document_id, job.attempts), (doc, 1));
         assert!(
-            store.claim_job().await.unwrap().is_none(),
+            store.claim_job(Claim::Any).await.unwrap().is_none(),
             "a running job is not claimed twice"
         );
         store.finish_job(&job, doc).await.unwrap();
         let stored = store.document(doc).await.unwrap().unwrap();
         assert_eq!(stored.status, DocumentStatus::Indexed);
         assert_eq!(store.requeue_running_jobs().await.unwrap(), 0);
-        assert!(store.claim_job().await.unwrap().is_none());
+        assert!(store.claim_job(Claim::Any).await.unwrap().is_none());
     }
 
     #[tokio::test]
     async fn a_job_a_stop_interrupted_is_claimed_again_with_its_attempts_counted() {
         let store = store().await;
         let (_, doc) = document_with_job(&store, "M-1").await;
-        store.claim_job().await.unwrap().unwrap();
+        store.claim_job(Claim::Any).await.unwrap().unwrap();
         assert_eq!(store.requeue_running_jobs().await.unwrap(), 1);
-        let again = store.claim_job().await.unwrap().unwrap();
+        let again = store.claim_job(Claim::Any).await.unwrap().unwrap();
         assert_eq!((again.document_id, again.attempts), (doc, 2));
         store.fail_job(&again, doc, "unreadable").await.unwrap();
         let stored = store.document(doc).await.unwrap().unwrap();
@@ -219,7 +237,57 @@ mod tests {
             store.retry_failed(doc).await.unwrap(),
             "a failed document can be retried"
         );
-        assert_eq!(store.claim_job().await.unwrap().unwrap().document_id, doc);
+        assert_eq!(store.claim_job(Claim::Any).await.unwrap().unwrap().document_id, doc);
+    }
+
+    /// A worker (engines, no index) claims only jobs to recognise and hands each on; the
+    /// index writer's loops (no engines) claim only jobs to index; the hand-off is the
+    /// claim's own (a claim whose lease ran out hands nothing on).
+    #[tokio::test]
+    async fn a_recognised_job_goes_from_the_workers_to_the_index_writer() {
+        let store = store().await;
+        let (_, doc) = document_with_job(&store, "M-1").await;
+        let indexer = Claim::Only(JobStage::Index);
+        assert!(store.claim_job(indexer).await.unwrap().is_none(), "nothing to index yet");
+        let job = store
+            .claim_job(Claim::Only(JobStage::Recognise))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((job.stage, job.attempts), (JobStage::Recognise, 1));
+        assert!(store.hand_to_indexer(&job).await.unwrap());
+        assert!(
+            !store.hand_to_indexer(&job).await.unwrap(),
+            "handed on once"
+        );
+        assert!(
+            store
+                .claim_job(Claim::Only(JobStage::Recognise))
+                .await
+                .unwrap()
+                .is_none(),
+            "a worker does not take it back"
+        );
+        let indexing = store.claim_job(indexer).await.unwrap().unwrap();
+        assert_eq!(
+            (indexing.document_id, indexing.stage, indexing.attempts),
+            (doc, JobStage::Index, 1),
+            "attempts counted afresh"
+        );
+        store.finish_job(&indexing, doc).await.unwrap();
+        assert_eq!(
+            store.document(doc).await.unwrap().unwrap().status,
+            DocumentStatus::Indexed
+        );
+
+        // A claim that lost its lease hands nothing on.
+        let (_, other) = document_with_job(&store, "M-2").await;
+        let lost = store.claim_job(Claim::Any).await.unwrap().unwrap();
+        assert_eq!(lost.document_id, other);
+        store.requeue_job(&lost, "stopped").await.unwrap();
+        let again = store.claim_job(Claim::Any).await.unwrap().unwrap();
+        assert!(!store.hand_to_indexer(&lost).await.unwrap());
+        assert!(store.hand_to_indexer(&again).await.unwrap());
     }
 
     /// Workers on two nodes claim at once: every job is claimed, none twice.
@@ -232,7 +300,7 @@ mod tests {
         let other = super::super::testing::second_handle(&store).await;
         let claim_all = |db: Backend| async move {
             let mut claimed = Vec::new();
-            while let Some(job) = db.claim_job().await.unwrap() {
+            while let Some(job) = db.claim_job(Claim::Any).await.unwrap() {
                 claimed.push(job.id);
             }
             claimed
@@ -254,7 +322,7 @@ mod tests {
     async fn a_job_whose_lease_ran_out_is_claimed_again() {
         let store = store().await;
         let (_, doc) = document_with_job(&store, "M-1").await;
-        let job = store.claim_job().await.unwrap().unwrap();
+        let job = store.claim_job(Claim::Any).await.unwrap().unwrap();
         assert!(store.renew_job_lease(&job).await.unwrap());
         assert_eq!(store.requeue_expired_jobs().await.unwrap(), 0, "the lease holds");
         sqlx::query("UPDATE jobs SET lease_expires = $1 WHERE id = $2")
@@ -265,7 +333,7 @@ mod tests {
             .unwrap();
         assert_eq!(store.requeue_expired_jobs().await.unwrap(), 1);
         assert!(!store.renew_job_lease(&job).await.unwrap(), "the old claim is gone");
-        let again = store.claim_job().await.unwrap().unwrap();
+        let again = store.claim_job(Claim::Any).await.unwrap().unwrap();
         assert_eq!((again.document_id, again.attempts), (doc, 2));
         assert!(!store.renew_job_lease(&job).await.unwrap(), "nor after the new claim");
         assert!(store.renew_job_lease(&again).await.unwrap());

@@ -102,6 +102,9 @@ pub struct SqlStore<P> {
     outbox: Arc<std::sync::atomic::AtomicBool>,
     /// Woken when an outbox row is written (the sender waits on it).
     outbox_waiting: Arc<tokio::sync::Notify>,
+    /// How long a claim on a job or batch holds without being renewed, in seconds
+    /// (`ocr.lease_seconds`).
+    lease_secs: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl<P> SqlStore<P> {
@@ -114,7 +117,23 @@ impl<P> SqlStore<P> {
             row_mac: Arc::new(OnceLock::new()),
             outbox: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             outbox_waiting: Arc::new(tokio::sync::Notify::new()),
+            lease_secs: Arc::new(std::sync::atomic::AtomicI64::new(
+                crate::store::jobs::DEFAULT_LEASE_SECS,
+            )),
         }
+    }
+
+    /// Sets how long a claim holds without being renewed (every handle of the store).
+    pub fn set_lease_secs(&self, secs: i64) {
+        self.lease_secs
+            .store(secs.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The end of a lease taken now.
+    fn lease_expiry(&self) -> String {
+        let secs = self.lease_secs.load(std::sync::atomic::Ordering::Relaxed);
+        (chrono::Utc::now() + chrono::Duration::seconds(secs))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     }
 
     /// The histogram of audit append times (registered with the service's metrics).
