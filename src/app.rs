@@ -28,9 +28,11 @@ pub struct Archive {
     /// The search index; `None` in a worker process (`chartvault worker`), which only
     /// recognises pages.
     pub index: Option<SearchIndex>,
-    /// The index's one writer; `None` in a worker process, whose recognised documents the
-    /// process holding the writer indexes (see [`crate::store::jobs::JobStage`]).
-    pub index_writer: Option<IndexWriterService>,
+    /// The index's one writer, set in the process that holds the writer's role (see
+    /// [`crate::store::db::WriterRole`]): at start, or when a standby takes the role over.
+    /// Never set in a worker process; the process holding it indexes what the others
+    /// recognised (see [`crate::store::jobs::JobStage`]).
+    pub index_writer: Arc<std::sync::OnceLock<IndexWriterService>>,
     pub ocr: OcrPool,
     /// Preflight and page decoding run in child processes under a memory ceiling.
     pub decoder: chartvault_ocr::Sandbox,
@@ -52,8 +54,13 @@ impl Archive {
     /// The index writer, in the process that holds it.
     pub fn index_writer(&self) -> anyhow::Result<&IndexWriterService> {
         self.index_writer
-            .as_ref()
+            .get()
             .ok_or_else(|| anyhow::anyhow!("this process does not hold the index writer"))
+    }
+
+    /// Whether this process holds the index writer.
+    pub fn writes_index(&self) -> bool {
+        self.index_writer.get().is_some()
     }
 }
 

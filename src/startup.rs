@@ -20,7 +20,7 @@ use crate::domain::Role;
 use crate::http::routes::router;
 use crate::http::state::AppState;
 use crate::ops::keys::load_keys;
-use crate::store::jobs::{Claim, JobStage};
+use crate::store::db::WriterRole;
 use crate::store::prelude::*;
 use crate::store::vault::Vault;
 use crate::store::Db;
@@ -83,11 +83,8 @@ impl Application {
             tracing::info!(leftovers, "removed staging objects of interrupted uploads");
         }
         let index = open_index(&config, &vault).await?;
-        let index_writer = IndexWriterService::start(
-            &index,
-            Duration::from_millis(config.index.commit_interval_ms),
-            config.index.max_batch,
-        )?;
+        // The index writer's role: this process's, or a standby's until the holder dies.
+        let role = db.try_writer_role().await?;
         let ocr = if config.ocr.engines_in_serve {
             start_engines(&config)?
         } else {
@@ -137,7 +134,7 @@ impl Application {
             db,
             vault,
             index: Some(index),
-            index_writer: Some(index_writer),
+            index_writer: Arc::new(std::sync::OnceLock::new()),
             ocr,
             decoder,
             jobs_waiting: Arc::new(Notify::new()),
@@ -147,20 +144,16 @@ impl Application {
             archive,
             jwt,
             audit_checkpoints,
+            writer_role: Arc::new(tokio::sync::Mutex::new(None)),
         };
-        let normalised = crate::ingest::pages::normalise_stored_labels(&state).await?;
-        if normalised > 0 {
-            tracing::info!(
-                normalised,
-                "normalised the categories and types of documents filed before they were"
-            );
-        }
-        let finished = crate::legal::shred::finish_pending(&state).await?;
-        if finished > 0 {
-            tracing::info!(
-                finished,
-                "finished purging documents shredded before the last stop"
-            );
+        match role {
+            Some(role) => become_writer(&state, role).await?,
+            None => {
+                tracing::info!(
+                    "another process holds the index writer: searching its commits, standing by"
+                );
+                tokio::spawn(stand_by(state.clone()));
+            }
         }
         // Values sealed in envelope version 1 under the service keys are sealed again in
         // version 2, in the background (resumable; both versions open meanwhile).
@@ -180,16 +173,15 @@ impl Application {
         crate::mllp::sender::spawn(state.archive.clone())?;
         crate::ingest::hashes::spawn_backfill(state.archive.clone());
         crate::ingest::dicom::spawn_instance_backfill(state.archive.clone());
-        // With engines, two job loops per engine; without, the loops only index what the
-        // worker processes recognised.
-        let (loops, claim) = match state.ocr.threads() {
-            0 => (2, Claim::Only(JobStage::Index)),
-            engines => (engines * 2, Claim::Any),
+        // With engines, two job loops per engine; without, two that only index what the
+        // worker processes recognised (once this process holds the index writer).
+        let loops = match state.ocr.threads() {
+            0 => 2,
+            engines => engines * 2,
         };
-        crate::ingest::worker::spawn(state.archive.clone(), loops, claim);
+        crate::ingest::worker::spawn(state.archive.clone(), loops);
         crate::ingest::intake::spawn(state.archive.clone());
         let hl7_addr = crate::mllp::spawn(state.archive.clone()).await?;
-        state.audit_checkpoints.spawn(state.shutdown.clone());
         crate::legal::retention::spawn_schedule(state.archive.clone());
         Ok(Application {
             listener,
@@ -244,20 +236,124 @@ impl Application {
         if let Some(tls) = &self.tls {
             tls.spawn_reloader(cancel.clone());
         }
+        // The service also stops by itself when it lost the index writer's role.
         crate::http::serve::serve(self.listener, app, limits, self.tls, async move {
-            shutdown.await;
+            tokio::select! {
+                _ = shutdown => {}
+                _ = cancel.cancelled() => {}
+            }
             cancel.cancel();
         })
         .await?;
         state.shutdown.cancel();
-        if let Some(writer) = state.index_writer.clone() {
+        if let Some(writer) = state.index_writer.get().cloned() {
             writer.shutdown().await?;
+            // The last entries of this run get their checkpoint before the process ends.
+            if let Err(error) = state.audit_checkpoints.checkpoint_now().await {
+                tracing::error!(error = %error, "could not write the shutdown audit checkpoint");
+            }
         }
-        // The last entries of this run get their checkpoint before the process ends.
-        if let Err(error) = state.audit_checkpoints.checkpoint_now().await {
-            tracing::error!(error = %error, "could not write the shutdown audit checkpoint");
-        }
+        // Only now may a standby take the writer's role.
+        drop(state.writer_role.lock().await.take());
         Ok(())
+    }
+}
+
+/// Takes up the index writer's role: starts the index writer, then what only its holder
+/// runs (documents' labels normalised, shredded documents purged, the audit checkpoints),
+/// and watches that the role stays this process's. A process whose role ended (its
+/// database session broke, and a standby may hold it now) stops: two writers never run.
+async fn become_writer(state: &AppState, role: WriterRole) -> anyhow::Result<()> {
+    let config = &state.config;
+    *state.writer_role.lock().await = Some(role);
+    // The last holder's writer may take a moment to let go of the index's own lock.
+    let mut tries = 0;
+    let writer = loop {
+        match IndexWriterService::start(
+            state.index()?,
+            Duration::from_millis(config.index.commit_interval_ms),
+            config.index.max_batch,
+        ) {
+            Ok(writer) => break writer,
+            Err(error) if tries < 30 => {
+                tries += 1;
+                tracing::warn!(error = %error, "the index writer could not start yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
+    if state.index_writer.set(writer).is_err() {
+        anyhow::bail!("the index writer was started twice");
+    }
+    let normalised = crate::ingest::pages::normalise_stored_labels(state).await?;
+    if normalised > 0 {
+        tracing::info!(
+            normalised,
+            "normalised the categories and types of documents filed before they were"
+        );
+    }
+    let finished = crate::legal::shred::finish_pending(state).await?;
+    if finished > 0 {
+        tracing::info!(
+            finished,
+            "finished purging documents shredded before the last stop"
+        );
+    }
+    state.audit_checkpoints.spawn(state.shutdown.clone());
+    state.jobs_waiting.notify_waiters();
+    let shutdown = state.shutdown.clone();
+    let role = state.writer_role.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let held = match role.lock().await.as_mut() {
+                Some(role) => role.still_held().await,
+                None => return,
+            };
+            if !held {
+                tracing::error!(
+                    "the index writer's role ended (its database session broke): stopping, \
+                     so that the process that takes it over is the only writer"
+                );
+                shutdown.cancel();
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// A standby: searches what the writer commits (reading the shared index again every
+/// second) and takes the writer's role over when its holder's session ends.
+async fn stand_by(state: AppState) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+        if let Ok(index) = state.index() {
+            if let Err(error) = index.follow() {
+                tracing::debug!(error = %error, "could not read the writer's latest commit yet");
+            }
+        }
+        match state.db.try_writer_role().await {
+            Ok(None) => {}
+            Ok(Some(role)) => {
+                tracing::warn!("took over the index writer's role");
+                if let Err(error) = become_writer(&state, role).await {
+                    tracing::error!(error = %format!("{error:#}"), "could not take up the index writer's role: stopping");
+                    state.shutdown.cancel();
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "could not ask for the index writer's role")
+            }
+        }
     }
 }
 
@@ -361,7 +457,7 @@ impl Worker {
             db,
             vault,
             index: None,
-            index_writer: None,
+            index_writer: Arc::new(std::sync::OnceLock::new()),
             ocr,
             decoder,
             jobs_waiting: Arc::new(Notify::new()),
@@ -377,11 +473,7 @@ impl Worker {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let engines = self.archive.ocr.threads();
-        crate::ingest::worker::spawn(
-            self.archive.clone(),
-            engines * 2,
-            Claim::Only(JobStage::Recognise),
-        );
+        crate::ingest::worker::spawn(self.archive.clone(), engines * 2);
         tracing::info!(engines, "worker started");
         shutdown.await;
         self.archive.shutdown.cancel();

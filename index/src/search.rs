@@ -166,6 +166,12 @@ impl SearchIndex {
     }
 
     /// Makes the latest commit visible to searches.
+    /// Searches from the index's latest commit from now on: for a process that follows the
+    /// commits another process's writer makes in the same directory.
+    pub fn follow(&self) -> Result<(), IndexError> {
+        self.reload()
+    }
+
     pub(crate) fn reload(&self) -> Result<(), IndexError> {
         Ok(self.inner.reader.reload()?)
     }

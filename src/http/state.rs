@@ -13,6 +13,9 @@ pub struct AppState {
     pub audit_checkpoints: crate::audit::checkpoint::Checkpointer,
     /// Verifies OIDC/SMART bearer tokens, when configured.
     pub jwt: Option<Arc<crate::access::jwt::JwtVerifier>>,
+    /// The index writer's role, while this process holds it: given up only once the writer
+    /// has stopped, at the end of a shutdown.
+    pub writer_role: Arc<tokio::sync::Mutex<Option<crate::store::db::WriterRole>>>,
 }
 
 impl std::ops::Deref for AppState {

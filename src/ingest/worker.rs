@@ -25,15 +25,16 @@ use crate::store::prelude::*;
 /// start) fails with a reason instead of taking it down again and again.
 const MAX_ATTEMPTS: i64 = 3;
 
-/// Starts `loops` job loops claiming what `claim` says, and the sweep of expired leases.
+/// Starts `loops` job loops, and the sweep of expired leases. Each claims what this process
+/// can do when it claims (see [`claim_now`]).
 /// With OCR engines, two loops per engine, each working on one document at a time with up
 /// to one page more than there are engines in flight: while one document waits for its
 /// pages to be decoded, stored or committed to the index, the engines already have the
 /// next pages queued: OCR, the bottleneck, never waits for the rest.
-pub fn spawn(state: Archive, loops: usize, claim: Claim) {
+pub fn spawn(state: Archive, loops: usize) {
     for _ in 0..loops.max(1) {
         let state = state.clone();
-        tokio::spawn(async move { run(state, claim).await });
+        tokio::spawn(async move { run(state).await });
     }
     tokio::spawn(sweep(state));
 }
@@ -112,15 +113,35 @@ enum Claimed {
     Batch(crate::store::batches::Batch),
 }
 
-async fn run(state: Archive, claim: Claim) {
+/// What a job loop claims now: jobs to recognise where there are OCR engines, jobs to
+/// index where the index writer is (a standby that takes the writer's role over starts
+/// claiming them then).
+fn claim_now(state: &Archive) -> Option<Claim> {
+    match (state.ocr.threads() > 0, state.writes_index()) {
+        (true, true) => Some(Claim::Any),
+        (true, false) => Some(Claim::Only(JobStage::Recognise)),
+        (false, true) => Some(Claim::Only(JobStage::Index)),
+        (false, false) => None,
+    }
+}
+
+async fn run(state: Archive) {
     // Batches are recognised page by page: claimed where there are engines.
-    let batches = claim != Claim::Only(JobStage::Index);
+    let batches = state.ocr.threads() > 0;
     loop {
         if state.shutdown.is_cancelled() {
             return;
         }
-        let claimed = match state.db.claim_job(claim).await {
-            Ok(Some(job)) => Ok(Some(Claimed::Job(job))),
+        let claimed = match claim_now(&state) {
+            None => Ok(None),
+            Some(claim) => state
+                .db
+                .claim_job(claim)
+                .await
+                .map(|job| job.map(Claimed::Job)),
+        };
+        let claimed = match claimed {
+            Ok(Some(job)) => Ok(Some(job)),
             Ok(None) if !batches => Ok(None),
             Ok(None) => state
                 .db
@@ -190,7 +211,7 @@ enum Outcome {
 async fn process(state: &Archive, job: Job) {
     let doc_id = job.document_id;
     let started = std::time::Instant::now();
-    let indexes_here = state.index_writer.is_some();
+    let indexes_here = state.writes_index();
     let work = async {
         match job.stage {
             JobStage::Index => index_document(state, doc_id).await.map(Outcome::Indexed),

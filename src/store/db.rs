@@ -13,6 +13,25 @@ use crate::store::phi::PhiCipher;
 use crate::store::sql::postgres::PgStore;
 use crate::store::sql::sqlite::SqliteStore;
 
+/// The role of the process that writes the search index: exactly one process holds it.
+/// On SQLite that is the archive's one process. On PostgreSQL it is a session advisory lock
+/// held on a connection of its own: the role lasts as long as that session, so a process
+/// that dies hands it on (a standby takes it), and one whose session broke must stop writing.
+pub enum WriterRole {
+    Sole,
+    Lock(sqlx::PgConnection),
+}
+
+impl WriterRole {
+    /// Whether the role is still this process's: its session still answers.
+    pub async fn still_held(&mut self) -> bool {
+        match self {
+            WriterRole::Sole => true,
+            WriterRole::Lock(conn) => sqlx::query("SELECT 1").execute(conn).await.is_ok(),
+        }
+    }
+}
+
 /// The store the archive runs on.
 #[derive(Clone)]
 pub enum Db {
@@ -106,6 +125,14 @@ impl Db {
             Db::Sqlite(store) => store.set_phi(phi),
             Db::Postgres(store) => store.set_phi(phi),
         }
+    }
+
+    /// Takes the index writer's role if no other process holds it (see [`WriterRole`]).
+    pub async fn try_writer_role(&self) -> StoreResult<Option<WriterRole>> {
+        Ok(match self {
+            Db::Sqlite(_) => Some(WriterRole::Sole),
+            Db::Postgres(store) => store.try_writer_role().await?.map(WriterRole::Lock),
+        })
     }
 
     /// Sets how long a claim on a job or batch holds without being renewed

@@ -181,3 +181,89 @@ async fn worker_processes_recognise_the_api_node_indexes_and_a_killed_worker_los
     }
     drop((second, third));
 }
+
+/// Polls `node`'s search until `word` has `total` hits: a standby reads the writer's
+/// commits again every second.
+async fn hits_on(node: &TestApp, word: &str, total: u64) -> serde_json::Value {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let hits = node.search(&node.clinician, json!({ "query": word })).await;
+        if hits["total"] == total || Instant::now() > until {
+            return hits;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Two API nodes on one archive: the first to start holds the index writer's role, the
+/// second stands by. A scan uploaded through the standby is recognised by its engines and
+/// indexed by the writer, and the standby finds it in the writer's commits. When the writer
+/// stops, the standby takes the role over and indexes what comes next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_searches_the_writers_commits_and_takes_the_role_over() {
+    let Some(cluster) = postgres::shared() else {
+        return;
+    };
+    let database = cluster.new_database();
+    let writer = spawn_app_with(|c| {
+        c.database.url = Some(database.clone());
+        c.ocr.threads = 1;
+    })
+    .await;
+    let mut config = writer.config();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    let standby = spawn_app_from(config, &writer, tempfile::tempdir().unwrap()).await;
+    assert!(writer.state.writes_index());
+    assert!(!standby.state.writes_index(), "one writer");
+
+    let scan = |word: &str, seed| {
+        png_of(&scanned_page(
+            &["Ward round", &format!("Given {word}")],
+            0.0,
+            seed,
+        ))
+    };
+    let first = standby
+        .upload(
+            scan("platypuvir", 91),
+            &metadata("SB-1", "Stella Standby", "progress-note"),
+        )
+        .await;
+    standby.wait_indexed(&first).await;
+    let hits = hits_on(&standby, "platypuvir", 1).await;
+    assert_eq!(
+        hits["total"], 1,
+        "the standby searches the writer's commit: {hits}"
+    );
+    assert_eq!(hits["hits"][0]["document_id"], first.as_str());
+    let hits = writer
+        .search(&writer.clinician, json!({ "query": "platypuvir" }))
+        .await;
+    assert_eq!(hits["total"], 1, "{hits}");
+
+    writer.stop_server();
+    let until = Instant::now() + Duration::from_secs(30);
+    while !standby.state.writes_index() {
+        assert!(
+            Instant::now() < until,
+            "the standby did not take the role over"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = standby
+        .upload(
+            scan("echidnamab", 92),
+            &metadata("SB-2", "Stella Standby", "progress-note"),
+        )
+        .await;
+    standby.wait_indexed(&second).await;
+    for (word, id) in [("platypuvir", &first), ("echidnamab", &second)] {
+        let hits = hits_on(&standby, word, 1).await;
+        assert_eq!(hits["total"], 1, "{word}: {hits}");
+        assert_eq!(hits["hits"][0]["document_id"], id.as_str());
+    }
+    let audit = chartvault::audit::verify::verify_audit(&standby.config())
+        .await
+        .expect("audit verify runs");
+    assert!(audit.is_clean(), "{:?}", audit.findings);
+}

@@ -36,6 +36,10 @@ type DbRow = sqlx::postgres::PgRow;
 /// The advisory lock that [`Store::begin_write`] transactions take, one at a time.
 const WRITE_LOCK: i64 = 0x6368_6172_7476_6c74; // "chartvlt"
 
+/// The advisory lock the index writer's process holds for as long as it lives (see
+/// [`PgStore::try_writer_role`]).
+const WRITER_ROLE_LOCK: i64 = 0x6368_6172_7476_6978; // "chartvix"
+
 /// What a claim's subquery adds to take its row: the row is locked, and rows other claims
 /// hold are passed over, so concurrent claims take different rows without waiting.
 const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
@@ -119,6 +123,25 @@ impl PgStore {
     }
 
     /// Whether the database holds an archive: its schema and the archive's service keys.
+    /// Takes the index writer's role if no other process holds it: a session advisory lock
+    /// on a connection of its own, taken out of the pool. The role is this process's for as
+    /// long as the connection lives; when the process dies, PostgreSQL ends the session and
+    /// a standby takes the role.
+    pub async fn try_writer_role(&self) -> StoreResult<Option<sqlx::PgConnection>> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(WRITER_ROLE_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(if taken {
+            Some(conn)
+        } else {
+            use sqlx::Connection;
+            let _ = conn.close().await;
+            None
+        })
+    }
+
     pub async fn holds_service_keys(&self) -> anyhow::Result<bool> {
         let table: Option<String> = sqlx::query_scalar(TABLE_NAMED)
             .bind("service_keys")
