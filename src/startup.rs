@@ -169,8 +169,11 @@ impl Application {
                 }
             }
         });
-        // Before the worker: a document indexed from now on gets its outbox row.
-        crate::mllp::sender::spawn(state.archive.clone())?;
+        // Before the worker: a document indexed from now on gets its outbox row (on every
+        // node; the index writer's holder sends them).
+        if state.config.hl7.mdm.endpoint.is_some() {
+            state.db.enable_outbox();
+        }
         crate::ingest::hashes::spawn_backfill(state.archive.clone());
         crate::ingest::dicom::spawn_instance_backfill(state.archive.clone());
         // With engines, two job loops per engine; without, two that only index what the
@@ -182,7 +185,6 @@ impl Application {
         crate::ingest::worker::spawn(state.archive.clone(), loops);
         crate::ingest::intake::spawn(state.archive.clone());
         let hl7_addr = crate::mllp::spawn(state.archive.clone()).await?;
-        crate::legal::retention::spawn_schedule(state.archive.clone());
         Ok(Application {
             listener,
             hl7_addr,
@@ -260,7 +262,8 @@ impl Application {
 }
 
 /// Takes up the index writer's role: starts the index writer, then what only its holder
-/// runs (documents' labels normalised, shredded documents purged, the audit checkpoints),
+/// runs (documents' labels normalised, shredded documents purged, the audit checkpoints,
+/// the HL7 outbox's sender, the retention schedule),
 /// and watches that the role stays this process's. A process whose role ended (its
 /// database session broke, and a standby may hold it now) stops: two writers never run.
 async fn become_writer(state: &AppState, role: WriterRole) -> anyhow::Result<()> {
@@ -301,6 +304,9 @@ async fn become_writer(state: &AppState, role: WriterRole) -> anyhow::Result<()>
         );
     }
     state.audit_checkpoints.spawn(state.shutdown.clone());
+    // One sender of the HL7 outbox, one retention schedule: the role's holder runs them.
+    crate::mllp::sender::spawn(state.archive.clone())?;
+    crate::legal::retention::spawn_schedule(state.archive.clone());
     state.jobs_waiting.notify_waiters();
     let shutdown = state.shutdown.clone();
     let role = state.writer_role.clone();
