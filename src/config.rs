@@ -1018,7 +1018,9 @@ impl Config {
         if !self.ocr.engines_in_serve && !matches!(self.database()?, DatabaseLocation::Postgres(_))
         {
             anyhow::bail!(
-                "ocr.engines_in_serve = false needs `chartvault worker` processes to recognise                  the pages, and they share the queue through PostgreSQL (database.url =                  postgres://…); the embedded archive runs its engines in `serve`"
+                "ocr.engines_in_serve = false needs `chartvault worker` processes to recognise \
+                 the pages, and they share the queue through PostgreSQL (database.url = \
+                 postgres://…); the embedded archive runs its engines in `serve`"
             );
         }
         if self.audit.checkpoint_every_entries == 0 || self.audit.checkpoint_interval_secs == 0 {

@@ -165,13 +165,13 @@ impl SearchIndex {
         &self.inner.fields
     }
 
-    /// Makes the latest commit visible to searches.
     /// Searches from the index's latest commit from now on: for a process that follows the
     /// commits another process's writer makes in the same directory.
     pub fn follow(&self) -> Result<(), IndexError> {
         self.reload()
     }
 
+    /// Makes the latest commit visible to searches.
     pub(crate) fn reload(&self) -> Result<(), IndexError> {
         Ok(self.inner.reader.reload()?)
     }

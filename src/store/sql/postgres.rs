@@ -122,7 +122,6 @@ impl PgStore {
         Ok(PgStore::on(pool))
     }
 
-    /// Whether the database holds an archive: its schema and the archive's service keys.
     /// Takes the index writer's role if no other process holds it: a session advisory lock
     /// on a connection of its own, taken out of the pool. The role is this process's for as
     /// long as the connection lives; when the process dies, PostgreSQL ends the session and
@@ -142,6 +141,7 @@ impl PgStore {
         })
     }
 
+    /// Whether the database holds an archive: its schema and the archive's service keys.
     pub async fn holds_service_keys(&self) -> anyhow::Result<bool> {
         let table: Option<String> = sqlx::query_scalar(TABLE_NAMED)
             .bind("service_keys")
