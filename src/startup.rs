@@ -176,13 +176,7 @@ impl Application {
         }
         crate::ingest::hashes::spawn_backfill(state.archive.clone());
         crate::ingest::dicom::spawn_instance_backfill(state.archive.clone());
-        // With engines, two job loops per engine; without, two that only index what the
-        // worker processes recognised (once this process holds the index writer).
-        let loops = match state.ocr.threads() {
-            0 => 2,
-            engines => engines * 2,
-        };
-        crate::ingest::worker::spawn(state.archive.clone(), loops);
+        crate::ingest::worker::spawn(state.archive.clone());
         crate::ingest::intake::spawn(state.archive.clone());
         let hl7_addr = crate::mllp::spawn(state.archive.clone()).await?;
         Ok(Application {
@@ -479,7 +473,7 @@ impl Worker {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let engines = self.archive.ocr.threads();
-        crate::ingest::worker::spawn(self.archive.clone(), engines * 2);
+        crate::ingest::worker::spawn(self.archive.clone());
         tracing::info!(engines, "worker started");
         shutdown.await;
         self.archive.shutdown.cancel();

@@ -25,14 +25,14 @@ use crate::store::prelude::*;
 /// start) fails with a reason instead of taking it down again and again.
 const MAX_ATTEMPTS: i64 = 3;
 
-/// Starts `loops` job loops, and the sweep of expired leases. Each claims what this process
-/// can do when it claims (see [`claim_now`]).
-/// With OCR engines, two loops per engine, each working on one document at a time with up
-/// to one page more than there are engines in flight: while one document waits for its
-/// pages to be decoded, stored or committed to the index, the engines already have the
-/// next pages queued: OCR, the bottleneck, never waits for the rest.
-pub fn spawn(state: Archive, loops: usize) {
-    for _ in 0..loops.max(1) {
+/// Starts the job loops and the sweep of expired leases. Each loop claims what this
+/// process can do when it claims (see [`claim_now`]). Two loops per OCR engine, each
+/// working on one document at a time with up to one page more than there are engines in
+/// flight: while one document waits for its pages to be decoded, stored or committed to
+/// the index, the engines already have the next pages queued: OCR, the bottleneck, never
+/// waits for the rest. Without engines, two loops that index what workers recognised.
+pub fn spawn(state: Archive) {
+    for _ in 0..state.ocr.threads().max(1) * 2 {
         let state = state.clone();
         tokio::spawn(async move { run(state).await });
     }
@@ -132,7 +132,7 @@ async fn run(state: Archive) {
         if state.shutdown.is_cancelled() {
             return;
         }
-        let claimed = match claim_now(&state) {
+        let mut claimed = match claim_now(&state) {
             None => Ok(None),
             Some(claim) => state
                 .db
@@ -140,16 +140,13 @@ async fn run(state: Archive) {
                 .await
                 .map(|job| job.map(Claimed::Job)),
         };
-        let claimed = match claimed {
-            Ok(Some(job)) => Ok(Some(job)),
-            Ok(None) if !batches => Ok(None),
-            Ok(None) => state
+        if batches && matches!(claimed, Ok(None)) {
+            claimed = state
                 .db
                 .claim_batch()
                 .await
-                .map(|batch| batch.map(Claimed::Batch)),
-            Err(error) => Err(error),
-        };
+                .map(|batch| batch.map(Claimed::Batch));
+        }
         match claimed {
             Ok(Some(Claimed::Job(job))) if job.attempts > MAX_ATTEMPTS => {
                 give_up(&state, job).await
