@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chartvault_index::{EncryptedDirectory, IndexWriterService, SearchIndex};
+use chartvault_index::{EncryptedDirectory, Follower, IndexWriterService, SearchIndex};
 use chartvault_ocr::OcrPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -72,6 +72,35 @@ pub fn create_data_dir(config: &Config) -> anyhow::Result<()> {
         .mode(0o700)
         .create(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))
+}
+
+/// With the objects on object storage (`storage.url = "s3://…"`), the index writer publishes
+/// its commits there and every other node follows them into its own index directory (its
+/// `data_dir`): the follower of this node, its directory already made the published commit
+/// (a new node starts with the whole index). `None` on local storage, where the processes of
+/// one machine share the index directory.
+pub async fn index_follower(config: &Config, vault: &Vault) -> anyhow::Result<Option<Follower>> {
+    if !matches!(
+        config.object_storage()?,
+        crate::config::ObjectStorage::S3 { .. }
+    ) {
+        return Ok(None);
+    }
+    let (key_id, key) = vault
+        .service_key("index")
+        .await
+        .context("loading the index key")?;
+    let mut follower = Follower::new(
+        &config.index_dir(),
+        vault.blobs.clone(),
+        Arc::new(key),
+        key_id,
+    )
+    .context("opening the index directory")?;
+    let follower = tokio::task::spawn_blocking(move || follower.sync().map(|_| follower))
+        .await?
+        .context("copying the published index")?;
+    Ok(Some(follower))
 }
 
 /// The search index, every file of it encrypted under the index's own key (wrapped in the

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chartvault_index::IndexWriterService;
+use chartvault_index::{Follower, IndexWriterService};
 use chartvault_ocr::{OcrConfig, OcrPool};
 use chartvault_storage::LocalBlobStore;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{create_data_dir, open_index, Archive};
+use crate::app::{create_data_dir, index_follower, open_index, Archive};
 use crate::audit::checkpoint::Checkpointer;
 use crate::config::Config;
 use crate::domain::Role;
@@ -82,6 +82,7 @@ impl Application {
         if leftovers > 0 {
             tracing::info!(leftovers, "removed staging objects of interrupted uploads");
         }
+        let follower = index_follower(&config, &vault).await?;
         let index = open_index(&config, &vault).await?;
         // The index writer's role: this process's, or a standby's until the holder dies.
         let role = db.try_writer_role().await?;
@@ -147,12 +148,12 @@ impl Application {
             writer_role: Arc::new(tokio::sync::Mutex::new(None)),
         };
         match role {
-            Some(role) => become_writer(&state, role).await?,
+            Some(role) => become_writer(&state, role, follower, false).await?,
             None => {
                 tracing::info!(
                     "another process holds the index writer: searching its commits, standing by"
                 );
-                tokio::spawn(stand_by(state.clone()));
+                tokio::spawn(stand_by(state.clone(), follower));
             }
         }
         // Values sealed in envelope version 1 under the service keys are sealed again in
@@ -255,24 +256,60 @@ impl Application {
     }
 }
 
+/// How often the index writer's holder checks that its role is still its own.
+const ROLE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Takes up the index writer's role: starts the index writer, then what only its holder
 /// runs (documents' labels normalised, shredded documents purged, the audit checkpoints,
 /// the HL7 outbox's sender, the retention schedule),
 /// and watches that the role stays this process's. A process whose role ended (its
 /// database session broke, and a standby may hold it now) stops: two writers never run.
-async fn become_writer(state: &AppState, role: WriterRole) -> anyhow::Result<()> {
+///
+/// With a published index (`follower`), the writer starts from the latest published commit
+/// and publishes each of its own; `taking_over` (from a holder that just lost the role)
+/// first waits out the old holder's own check, so that it stops before the copy is made.
+async fn become_writer(
+    state: &AppState,
+    role: WriterRole,
+    follower: Option<Follower>,
+    taking_over: bool,
+) -> anyhow::Result<()> {
     let config = &state.config;
     *state.writer_role.lock().await = Some(role);
-    // The last holder's writer may take a moment to let go of the index's own lock.
+    let mut publisher = match follower {
+        None => None,
+        Some(follower) => {
+            if taking_over {
+                tokio::time::sleep(ROLE_CHECK_INTERVAL + Duration::from_secs(1)).await;
+            }
+            let publisher = tokio::task::spawn_blocking(move || {
+                let mut follower = follower;
+                follower.sync()?;
+                let mut publisher = follower.into_publisher()?;
+                // The commit this writer starts from is published as its own first one: a
+                // process still publishing as the old writer fails from now on.
+                publisher.publish()?;
+                Ok::<_, chartvault_index::IndexError>(publisher)
+            })
+            .await?
+            .context("taking up the published index")?;
+            state.index()?.follow()?;
+            Some(publisher)
+        }
+    };
+    // The last holder's writer may take a moment to let go of the index's own lock (in a
+    // shared directory; a published index's directory is this node's own).
+    let publishes = publisher.is_some();
     let mut tries = 0;
     let writer = loop {
-        match IndexWriterService::start(
+        match IndexWriterService::start_publishing(
             state.index()?,
             Duration::from_millis(config.index.commit_interval_ms),
             config.index.max_batch,
+            publisher.take(),
         ) {
             Ok(writer) => break writer,
-            Err(error) if tries < 30 => {
+            Err(error) if tries < 30 && !publishes => {
                 tries += 1;
                 tracing::warn!(error = %error, "the index writer could not start yet");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -307,7 +344,7 @@ async fn become_writer(state: &AppState, role: WriterRole) -> anyhow::Result<()>
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = tokio::time::sleep(ROLE_CHECK_INTERVAL) => {}
                 _ = shutdown.cancelled() => return,
             }
             let held = match role.lock().await.as_mut() {
@@ -327,13 +364,26 @@ async fn become_writer(state: &AppState, role: WriterRole) -> anyhow::Result<()>
     Ok(())
 }
 
-/// A standby: searches what the writer commits (reading the shared index again every
-/// second) and takes the writer's role over when its holder's session ends.
-async fn stand_by(state: AppState) {
+/// A standby: searches what the writer commits (every second, the shared index read again,
+/// or the published commit copied and read) and takes the writer's role over when its
+/// holder's session ends.
+async fn stand_by(state: AppState, mut follower: Option<Follower>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = state.shutdown.cancelled() => return,
+        }
+        if let Some(mut synced) = follower.take() {
+            let (synced, result) = tokio::task::spawn_blocking(move || {
+                let result = synced.sync();
+                (synced, result)
+            })
+            .await
+            .expect("the index follower does not panic");
+            follower = Some(synced);
+            if let Err(error) = result {
+                tracing::warn!(error = %error, "could not copy the published index");
+            }
         }
         if let Ok(index) = state.index() {
             if let Err(error) = index.follow() {
@@ -344,7 +394,7 @@ async fn stand_by(state: AppState) {
             Ok(None) => {}
             Ok(Some(role)) => {
                 tracing::warn!("took over the index writer's role");
-                if let Err(error) = become_writer(&state, role).await {
+                if let Err(error) = become_writer(&state, role, follower, true).await {
                     tracing::error!(error = %format!("{error:#}"), "could not take up the index writer's role: stopping");
                     state.shutdown.cancel();
                 }

@@ -28,6 +28,9 @@ pub enum IndexError {
     /// `meta.json` does not decrypt, or is not tantivy index metadata.
     #[error("the search index metadata is corrupt: {0}")]
     CorruptMeta(String),
+    /// Publishing a commit to object storage, or following the published commits, failed.
+    #[error("the published search index: {0}")]
+    Published(String),
     /// The writer thread has stopped (shut down or crashed); nothing more can be written.
     #[error("the search index writer has stopped")]
     WriterGone,

@@ -13,6 +13,8 @@
 //! - [`writer`] — [`IndexWriterService`], the single batching writer thread.
 //! - [`encrypted_directory`] — [`EncryptedDirectory`], the tantivy directory that keeps every
 //!   index file encrypted at rest.
+//! - [`publish`] — [`Publisher`] and [`Follower`]: commits published to object storage and
+//!   followed from other machines.
 //! - [`verify`] — [`verify_index_dir`], the offline integrity check of an encrypted index
 //!   directory, file by file, without tantivy.
 //! - [`error`] — [`IndexError`].
@@ -28,6 +30,7 @@ pub mod error;
 pub mod highlight;
 pub mod live;
 pub mod patients;
+pub mod publish;
 pub mod query;
 pub mod schema;
 pub mod search;
@@ -39,6 +42,7 @@ pub use error::IndexError;
 pub use highlight::Highlighter;
 pub use live::LiveIndexFiles;
 pub use patients::{NameScope, PatientMatch};
+pub use publish::{Follower, Publisher, PUBLISHED_PREFIX};
 pub use search::{SearchHit, SearchIndex, SearchRequest, SearchResults};
 pub use verify::{verify_index_dir, IndexFileProblem, IndexVerifyReport};
 pub use writer::{IndexWriterService, PageRecord};

@@ -41,6 +41,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::error::IndexError;
+use crate::publish::Publisher;
 use crate::schema::{date_value, doc_page_key, doc_page_term, uuid_string, Fields};
 use crate::search::SearchIndex;
 
@@ -124,6 +125,18 @@ impl IndexWriterService {
         commit_every: Duration,
         max_batch: usize,
     ) -> Result<Self, IndexError> {
+        Self::start_publishing(index, commit_every, max_batch, None)
+    }
+
+    /// [`Self::start`], and with a `publisher`, every commit (a purge's merges, and the
+    /// merges finished at shutdown, too) is published before anyone is told it is done: a
+    /// caller told "done" knows its pages are in the published commit.
+    pub fn start_publishing(
+        index: &SearchIndex,
+        commit_every: Duration,
+        max_batch: usize,
+        publisher: Option<Publisher>,
+    ) -> Result<Self, IndexError> {
         let options = IndexWriterOptions::builder()
             .num_worker_threads(1)
             .num_merge_threads(1)
@@ -137,6 +150,7 @@ impl IndexWriterService {
             writer,
             waiting: Vec::new(),
             pending_pages: 0,
+            publisher,
         };
         let thread = std::thread::Builder::new()
             .name("cv-index-writer".to_string())
@@ -209,6 +223,7 @@ struct Batcher {
     writer: IndexWriter,
     waiting: Vec<Reply>,
     pending_pages: usize,
+    publisher: Option<Publisher>,
 }
 
 impl Batcher {
@@ -267,7 +282,7 @@ impl Batcher {
                 }
                 Command::Shutdown { done } => {
                     self.commit();
-                    let result = self.writer.wait_merging_threads().map_err(IndexError::from);
+                    let result = self.finish();
                     let _ = done.send(result);
                     return;
                 }
@@ -281,8 +296,33 @@ impl Batcher {
         }
         // Every handle is gone: make what was accepted durable before stopping.
         self.commit();
-        if let Err(error) = self.writer.wait_merging_threads() {
+        if let Err(error) = self.finish() {
             tracing::warn!(%error, "search index merges failed while stopping the writer");
+        }
+    }
+
+    /// Waits for the merges, and publishes what they committed.
+    fn finish(self) -> Result<(), IndexError> {
+        let Batcher {
+            writer,
+            mut publisher,
+            ..
+        } = self;
+        writer.wait_merging_threads()?;
+        match publisher.as_mut() {
+            Some(publisher) => publisher.publish(),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes the latest commit, when the index is published.
+    fn publish(&mut self) -> Result<(), IndexError> {
+        match self.publisher.as_mut() {
+            Some(publisher) => publisher.publish().map_err(|error| {
+                tracing::error!(%error, "a search index commit could not be published");
+                IndexError::CommitFailed(format!("the commit could not be published: {error}"))
+            }),
+            None => Ok(()),
         }
     }
 
@@ -340,7 +380,7 @@ impl Batcher {
             "search index committed"
         );
         self.pending_pages = 0;
-        match reloaded {
+        match reloaded.and_then(|()| self.publish()) {
             Ok(()) => {
                 for done in waiting {
                     let _ = done.send(Ok(()));
@@ -348,10 +388,11 @@ impl Batcher {
                 Ok(())
             }
             Err(error) => {
-                // Committed but not yet visible: callers retry (re-indexing is idempotent).
-                tracing::error!(%error, "search index reader reload failed after commit");
-                let failure =
-                    || IndexError::CommitFailed("the index reader could not reload".to_string());
+                // Committed but not yet visible (or not published): callers retry
+                // (re-indexing is idempotent).
+                tracing::error!(%error, "search index reload or publish failed after commit");
+                let message = error.to_string();
+                let failure = || IndexError::CommitFailed(message.clone());
                 for done in waiting {
                     let _ = done.send(Err(failure()));
                 }
@@ -393,6 +434,7 @@ impl Batcher {
         }
         let collected = self.writer.garbage_collect_files().wait()?;
         self.index.reload()?;
+        self.publish()?;
         if !collected.failed_to_delete_files.is_empty() {
             return Err(IndexError::CommitFailed(format!(
                 "{} obsolete index files could not be deleted",

@@ -272,8 +272,18 @@ pub async fn verify(config: &Config) -> anyhow::Result<VerifyReport> {
         let (root, store) = (local_dir.clone(), store.clone());
         tokio::task::spawn_blocking(move || match (root, store) {
             (Some(root), _) => list_blob_dir(&root),
+            // The published search index (`index/`) is a copy of the index's commits, not
+            // archive objects; the index itself is checked below.
             (None, Some(store)) => Ok(Listing {
-                blobs: store.list("")?,
+                blobs: store
+                    .list("")?
+                    .into_iter()
+                    .filter(|name| {
+                        !name
+                            .as_str()
+                            .starts_with(chartvault_index::PUBLISHED_PREFIX)
+                    })
+                    .collect(),
                 temp_files: Vec::new(),
                 strays: Vec::new(),
             }),

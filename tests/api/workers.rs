@@ -5,10 +5,16 @@
 //! (`kill -9`) in the middle of a document loses nothing: its job's lease runs out and
 //! another worker finishes it; every page is indexed once and nothing PHI reaches a
 //! worker's log.
+//!
+//! Two API nodes: the first holds the index writer's role, the other stands by and takes it
+//! over. On local storage they share the index directory; on S3 each keeps its own copy,
+//! following the commits the writer publishes to the bucket. The whole scaled setup as
+//! processes (API nodes, workers, PostgreSQL, S3) loses nothing when a worker and the writer
+//! are killed.
 
 use std::time::{Duration, Instant};
 
-use chartvault_storage::testsuite::postgres;
+use chartvault_storage::testsuite::{postgres, seaweed};
 use serde_json::json;
 
 use crate::helpers::*;
@@ -195,6 +201,33 @@ async fn hits_on(node: &TestApp, word: &str, total: u64) -> serde_json::Value {
     }
 }
 
+/// Uploads a one-page ward-round note through `node` that mentions `word`, and waits until
+/// it is indexed: its id.
+async fn note_indexed(node: &TestApp, word: &str, seed: u64, mrn: &str, name: &str) -> String {
+    let scan = png_of(&scanned_page(
+        &["Ward round", &format!("Given {word}")],
+        0.0,
+        seed,
+    ));
+    let id = node
+        .upload(scan, &metadata(mrn, name, "progress-note"))
+        .await;
+    node.wait_indexed(&id).await;
+    id
+}
+
+/// Waits until the standby `node` holds the index writer's role.
+async fn takes_the_role_over(node: &TestApp) {
+    let until = Instant::now() + Duration::from_secs(40);
+    while !node.state.writes_index() {
+        assert!(
+            Instant::now() < until,
+            "the standby did not take the role over"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Two API nodes on one archive: the first to start holds the index writer's role, the
 /// second stands by. A scan uploaded through the standby is recognised by its engines and
 /// indexed by the writer, and the standby finds it in the writer's commits. When the writer
@@ -216,20 +249,7 @@ async fn a_standby_searches_the_writers_commits_and_takes_the_role_over() {
     assert!(writer.state.writes_index());
     assert!(!standby.state.writes_index(), "one writer");
 
-    let scan = |word: &str, seed| {
-        png_of(&scanned_page(
-            &["Ward round", &format!("Given {word}")],
-            0.0,
-            seed,
-        ))
-    };
-    let first = standby
-        .upload(
-            scan("platypuvir", 91),
-            &metadata("SB-1", "Stella Standby", "progress-note"),
-        )
-        .await;
-    standby.wait_indexed(&first).await;
+    let first = note_indexed(&standby, "platypuvir", 91, "SB-1", "Stella Standby").await;
     let hits = hits_on(&standby, "platypuvir", 1).await;
     assert_eq!(
         hits["total"], 1,
@@ -242,21 +262,8 @@ async fn a_standby_searches_the_writers_commits_and_takes_the_role_over() {
     assert_eq!(hits["total"], 1, "{hits}");
 
     writer.stop_server();
-    let until = Instant::now() + Duration::from_secs(30);
-    while !standby.state.writes_index() {
-        assert!(
-            Instant::now() < until,
-            "the standby did not take the role over"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let second = standby
-        .upload(
-            scan("echidnamab", 92),
-            &metadata("SB-2", "Stella Standby", "progress-note"),
-        )
-        .await;
-    standby.wait_indexed(&second).await;
+    takes_the_role_over(&standby).await;
+    let second = note_indexed(&standby, "echidnamab", 92, "SB-2", "Stella Standby").await;
     for (word, id) in [("platypuvir", &first), ("echidnamab", &second)] {
         let hits = hits_on(&standby, word, 1).await;
         assert_eq!(hits["total"], 1, "{word}: {hits}");
@@ -266,4 +273,337 @@ async fn a_standby_searches_the_writers_commits_and_takes_the_role_over() {
         .await
         .expect("audit verify runs");
     assert!(audit.is_clean(), "{:?}", audit.findings);
+}
+
+/// API nodes on different machines, the objects on S3: each node keeps its own copy of the
+/// index in its own data directory. The writer publishes every commit to the bucket; a
+/// standby copies the published commits and finds what the writer indexed; when the writer
+/// stops, the standby takes over from the published commit and publishes its own; a new node
+/// started with nothing but the config finds everything at once. The bucket holds the index
+/// encrypted, and only the files of the current commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_with_their_own_disks_follow_the_index_published_to_object_storage() {
+    let Some(cluster) = postgres::shared() else {
+        return;
+    };
+    let Some(server) = seaweed::shared() else {
+        return;
+    };
+    server.create_bucket("chartvault-published");
+    let endpoint = format!("http://127.0.0.1:{}", server.s3_port);
+    std::env::set_var("AWS_ACCESS_KEY_ID", "chartvault");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "chartvault");
+    let database = cluster.new_database();
+    let writer = spawn_app_with(|c| {
+        c.database.url = Some(database.clone());
+        c.storage.url = Some("s3://chartvault-published/hospital-b".into());
+        c.storage.s3.endpoint = Some(endpoint.clone());
+        c.storage.s3.region = Some("us-east-1".into());
+        c.ocr.threads = 1;
+    })
+    .await;
+    // Another machine: a data directory of its own; the same database, bucket, key file and
+    // audit signing key (a deployment copies the two files to each node).
+    let other_machine = || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = writer.config();
+        config.data_dir = dir.path().join("data");
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.audit.signing_key_file = Some(writer.config().audit_signing_key_file());
+        config.audit.checkpoint_file = Some(writer.config().audit_checkpoint_file());
+        (config, dir)
+    };
+    let (config, dir) = other_machine();
+    let standby = spawn_app_from(config, &writer, dir).await;
+    assert!(writer.state.writes_index());
+    assert!(!standby.state.writes_index(), "one writer");
+
+    let first = note_indexed(&standby, "wombatinib", 93, "PB-1", "Petra Published").await;
+    let hits = hits_on(&standby, "wombatinib", 1).await;
+    assert_eq!(
+        hits["total"], 1,
+        "the standby finds the published commit: {hits}"
+    );
+    assert_eq!(hits["hits"][0]["document_id"], first.as_str());
+    let standby_index = standby.data_dir.join("index");
+    assert_ne!(standby_index, writer.data_dir.join("index"));
+
+    // The published index: a head and the commit's files, every one an envelope, no word of
+    // the page or the patient readable.
+    let bucket = chartvault_storage::S3BlobStore::open(&chartvault_storage::S3Location {
+        bucket: "chartvault-published".into(),
+        prefix: "hospital-b".into(),
+        endpoint: Some(endpoint.clone()),
+        region: Some("us-east-1".into()),
+        access_key_id: None,
+        secret_access_key: None,
+    })
+    .unwrap();
+    let bucket = std::sync::Arc::new(bucket);
+    let published = |bucket: std::sync::Arc<chartvault_storage::S3BlobStore>| async move {
+        tokio::task::spawn_blocking(move || {
+            use chartvault_storage::BlobStore as _;
+            bucket
+                .list("index/")
+                .unwrap()
+                .into_iter()
+                .map(|name| {
+                    let mut bytes = Vec::new();
+                    std::io::Read::read_to_end(&mut bucket.open(&name).unwrap(), &mut bytes)
+                        .unwrap();
+                    (name.as_str().to_string(), bytes)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap()
+    };
+    let objects = published(bucket.clone()).await;
+    assert!(
+        objects.iter().any(|(name, _)| name == "index/HEAD"),
+        "{:?}",
+        objects.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    assert!(objects.len() > 3, "the commit's files are published");
+    for (name, bytes) in &objects {
+        assert!(
+            chartvault_storage::FormatVersion::of_object(bytes)
+                == Some(chartvault_storage::FormatVersion::CURRENT),
+            "{name} is not an envelope"
+        );
+        for word in ["wombatinib", "Petra", "PB-1"] {
+            assert!(
+                !contains_in_any_encoding(bytes, word),
+                "{word} readable in {name}"
+            );
+        }
+    }
+
+    writer.stop_server();
+    takes_the_role_over(&standby).await;
+    let second = note_indexed(&standby, "quokkazole", 94, "PB-2", "Petra Published").await;
+    for (word, id) in [("wombatinib", &first), ("quokkazole", &second)] {
+        let hits = hits_on(&standby, word, 1).await;
+        assert_eq!(hits["total"], 1, "{word}: {hits}");
+        assert_eq!(hits["hits"][0]["document_id"], id.as_str());
+    }
+
+    // A new node: nothing on its disk, the config only. Its first search finds everything.
+    let (config, dir) = other_machine();
+    let fresh = spawn_app_from(config, &writer, dir).await;
+    for (word, id) in [("wombatinib", &first), ("quokkazole", &second)] {
+        let hits = fresh
+            .search(&fresh.clinician, json!({ "query": word }))
+            .await;
+        assert_eq!(hits["total"], 1, "{word} on a new node: {hits}");
+        assert_eq!(hits["hits"][0]["document_id"], id.as_str());
+    }
+
+    // The bucket keeps the current commit's files only: each is in the new writer's index.
+    let objects = published(bucket).await;
+    let local: std::collections::BTreeSet<String> = std::fs::read_dir(&standby_index)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for (name, _) in &objects {
+        if let Some(file) = name.strip_prefix("index/files/") {
+            assert!(
+                local.contains(file),
+                "{file} is published but not in the writer's commit"
+            );
+        }
+    }
+    let report = chartvault::ops::verify::verify(&standby.config())
+        .await
+        .expect("verify runs");
+    assert_eq!(report.errors(), 0, "{}", report.summary());
+    let audit = chartvault::audit::verify::verify_audit(&standby.config())
+        .await
+        .expect("audit verify runs");
+    assert!(audit.is_clean(), "{:?}", audit.findings);
+}
+
+/// The scaled setup as processes: two `chartvault serve` API nodes (each with its own data
+/// directory, no engines), three `chartvault worker`s, PostgreSQL and S3. 100 pages are
+/// uploaded through both nodes; a worker is killed (`kill -9`) while it recognises a page
+/// and the index writer while it indexes; the standby takes the writer's role over from the
+/// published index. Every page ends up indexed exactly once (`verify` finds no page missing
+/// or indexed twice), both API nodes answer the same hits, the audit chain verifies, and no
+/// process's log holds a patient's name or MRN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_nodes_and_workers_as_processes_lose_nothing_when_a_worker_and_the_writer_die() {
+    let Some(cluster) = postgres::shared() else {
+        return;
+    };
+    let Some(server) = seaweed::shared() else {
+        return;
+    };
+    server.create_bucket("chartvault-scaled");
+    let endpoint = format!("http://127.0.0.1:{}", server.s3_port);
+    std::env::set_var("AWS_ACCESS_KEY_ID", "chartvault");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "chartvault");
+    let database = cluster.new_database();
+    // Makes the archive and its users, then steps aside for the processes.
+    let setup = spawn_app_with(|c| {
+        c.database.url = Some(database.clone());
+        c.storage.url = Some("s3://chartvault-scaled/cluster".into());
+        c.storage.s3.endpoint = Some(endpoint.clone());
+        c.storage.s3.region = Some("us-east-1".into());
+        c.ocr.engines_in_serve = false;
+    })
+    .await;
+    setup.stop_server();
+    let until = Instant::now() + Duration::from_secs(30);
+    while setup.state.writer_role.lock().await.is_some() {
+        assert!(
+            Instant::now() < until,
+            "the set-up node kept the writer's role"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let disks = tempfile::tempdir().unwrap();
+    let mut writer = ServeProcess::start(
+        &setup,
+        &disks.path().join("node-a"),
+        &logs.path().join("node-a.log"),
+    )
+    .await;
+    let standby = ServeProcess::start(
+        &setup,
+        &disks.path().join("node-b"),
+        &logs.path().join("node-b.log"),
+    )
+    .await;
+    let (a, b) = (setup.through(&writer.base), setup.through(&standby.base));
+
+    let mut documents = Vec::new();
+    for i in 0..100u32 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let scan = png_of(&scanned_page(
+            &["Ward round", &format!("Entry {i} reviewed")],
+            0.0,
+            1000 + u64::from(i),
+        ));
+        let mrn = format!("SC-{}", i % 10);
+        let name = format!(
+            "Scaled Patient{}",
+            [
+                "Ash", "Birch", "Cedar", "Daisy", "Elm", "Fern", "Gorse", "Hazel", "Iris",
+                "Juniper"
+            ][i as usize % 10]
+        );
+        documents.push(
+            node.upload(scan, &metadata(&mrn, &name, "progress-note"))
+                .await,
+        );
+    }
+    let queue = sqlx::PgPool::connect(&database).await.unwrap();
+    let count = |sql: &'static str| {
+        let queue = queue.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&queue)
+                .await
+                .unwrap()
+        }
+    };
+    let workers_log = |n: usize| logs.path().join(format!("worker-{n}.log"));
+    let mut workers: Vec<WorkerProcess> = (0..3)
+        .map(|n| WorkerProcess::start(&setup, &database, 1, &workers_log(n)))
+        .collect();
+
+    // A worker dies while recognising: some pages are done, its claim is running.
+    let until = Instant::now() + Duration::from_secs(180);
+    while count("SELECT COUNT(*) FROM pages").await < 10
+        || count("SELECT COUNT(*) FROM jobs WHERE state = 'running' AND stage = 'recognise'").await
+            == 0
+    {
+        assert!(Instant::now() < until, "the workers did not get going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    workers[0].kill();
+    // The writer dies while indexing: a document's job claimed in the `index` stage.
+    while count("SELECT COUNT(*) FROM jobs WHERE state = 'running' AND stage = 'index'").await == 0
+    {
+        assert!(Instant::now() < until, "the writer indexed nothing");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    writer.kill();
+
+    let until = Instant::now() + Duration::from_secs(300);
+    while count("SELECT COUNT(*) FROM documents WHERE status = 'indexed'").await < 100 {
+        assert!(
+            Instant::now() < until,
+            "not every document was indexed: {} of 100\n{}",
+            count("SELECT COUNT(*) FROM documents WHERE status = 'indexed'").await,
+            standby.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        standby.log().contains("took over the index writer's role"),
+        "{}",
+        standby.log()
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM pages").await,
+        100,
+        "one page row per page"
+    );
+
+    // A second API node beside the new writer: both answer the same hits, every page once.
+    let third = ServeProcess::start(
+        &setup,
+        &disks.path().join("node-c"),
+        &logs.path().join("node-c.log"),
+    )
+    .await;
+    let c = setup.through(&third.base);
+    let everything = json!({ "query": "ward", "limit": 100 });
+    let on_b = b.search(&b.clinician, everything.clone()).await;
+    let on_c = c.search(&c.clinician, everything).await;
+    assert_eq!(on_b["total"], 100, "every page found once: {on_b}");
+    let ids = |hits: &serde_json::Value| {
+        let mut ids: Vec<String> = hits["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hit| format!("{}#{}", hit["document_id"], hit["page"]))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        ids(&on_b),
+        ids(&on_c),
+        "both API nodes answer the same hits"
+    );
+    let mut expected: Vec<String> = documents.iter().map(|id| format!("\"{id}\"#1")).collect();
+    expected.sort();
+    assert_eq!(ids(&on_b), expected);
+
+    // No page missing from the index, none indexed twice, every object sound; the chain holds.
+    let mut config = setup.config();
+    config.data_dir = standby.data_dir.clone();
+    let report = chartvault::ops::verify::verify(&config)
+        .await
+        .expect("verify runs");
+    assert_eq!(report.errors(), 0, "{}", report.summary());
+    let audit = chartvault::audit::verify::verify_audit(&config)
+        .await
+        .expect("audit verify runs");
+    assert!(audit.is_clean(), "{:?}", audit.findings);
+    for (who, log) in [
+        ("node a", writer.log()),
+        ("node b", standby.log()),
+        ("node c", third.log()),
+    ]
+    .into_iter()
+    .chain(workers.iter().map(|worker| ("a worker", worker.log())))
+    {
+        for word in ["Scaled", "PatientAsh", "SC-1", "Entry"] {
+            assert!(!log.contains(word), "{word} in the log of {who}");
+        }
+    }
 }
