@@ -4,7 +4,9 @@
 //! - embedded: one `serve` process, SQLite, its own engines (one per core);
 //! - PostgreSQL with 1 worker: an API node running no engines (`ocr.engines_in_serve =
 //!   false`) that indexes, and one `chartvault worker` process with one engine per core;
-//! - PostgreSQL with 2 workers: the same, two worker processes of half the engines each.
+//! - PostgreSQL with 2 workers: the same, two worker processes of half the engines each;
+//! - PostgreSQL + S3 with 2 workers: the same, the objects in a SeaweedFS bucket and the
+//!   index published there after every commit.
 //!
 //! Throughput: every page uploaded at once (one generated 300-dpi letter page per document),
 //! timed until the last is `indexed`. Latency: single pages uploaded one at a time on the
@@ -24,11 +26,13 @@ use std::time::{Duration, Instant};
 
 use helpers::*;
 
-/// The setups measured: a name, and how many worker processes (0: the embedded service).
-const SETUPS: &[(&str, usize)] = &[
-    ("embedded (SQLite, engines in serve)", 0),
-    ("PostgreSQL, 1 worker process", 1),
-    ("PostgreSQL, 2 worker processes", 2),
+/// The setups measured: a name, how many worker processes (0: the embedded service), and
+/// whether the objects are on S3.
+const SETUPS: &[(&str, usize, bool)] = &[
+    ("embedded (SQLite, engines in serve)", 0, false),
+    ("PostgreSQL, 1 worker process", 1, false),
+    ("PostgreSQL, 2 worker processes", 2, false),
+    ("PostgreSQL + S3, 2 worker processes", 2, true),
 ];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -54,12 +58,30 @@ async fn main() {
     );
     let mut baseline = None;
     let setups = if benching { SETUPS } else { &SETUPS[..2] };
-    for &(name, workers) in setups {
+    for &(name, workers, on_s3) in setups {
+        let bucket = match on_s3 {
+            false => None,
+            true => {
+                let Some(server) = chartvault_storage::testsuite::seaweed::shared() else {
+                    eprintln!("no SeaweedFS: {name} skipped");
+                    continue;
+                };
+                server.create_bucket("chartvault-bench");
+                std::env::set_var("AWS_ACCESS_KEY_ID", "chartvault");
+                std::env::set_var("AWS_SECRET_ACCESS_KEY", "chartvault");
+                Some(format!("http://127.0.0.1:{}", server.s3_port))
+            }
+        };
         let database = (workers > 0).then(|| cluster.new_database());
         let app = spawn_app_with(|c| {
             if let Some(url) = &database {
                 c.database.url = Some(url.clone());
                 c.ocr.engines_in_serve = false;
+            }
+            if let Some(endpoint) = &bucket {
+                c.storage.url = Some(format!("s3://chartvault-bench/{}", std::process::id()));
+                c.storage.s3.endpoint = Some(endpoint.clone());
+                c.storage.s3.region = Some("us-east-1".into());
             }
         })
         .await;
