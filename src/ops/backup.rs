@@ -1,5 +1,12 @@
-//! `chartvault backup` and `chartvault restore`: consistent online snapshots of a data
-//! directory, and their restore into a new one.
+//! `chartvault backup` and `chartvault restore`: consistent online snapshots of an archive,
+//! and their restore into a new one.
+//!
+//! One backup format for every setup: an embedded archive's files (a SQLite database, the
+//! objects, the index). On PostgreSQL the database is copied into a new SQLite file in one
+//! `REPEATABLE READ` snapshot (instead of `VACUUM INTO`); on object storage the objects
+//! are read from the bucket, and the index is the commit the writer last published there.
+//! A restore into PostgreSQL and object storage restores the embedded archive, then moves
+//! it into those stores as `migrate-store` does.
 //!
 //! What a backup promises:
 //! - **Consistent while the server runs** (in another process). The index is copied first,
@@ -156,13 +163,25 @@ impl BackupSummary {
     }
 }
 
-/// Takes a backup of `config.data_dir` into `dest` (created; must be empty if it exists).
+/// Takes a backup of the archive `config` names into `dest` (created; must be empty if it
+/// exists).
 pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummary> {
-    let objects = crate::ops::local_objects_dir(config, "backup")?;
-    let db_path = config.db_path();
-    if !db_path.is_file() {
-        bail!("no database at {}", db_path.display());
+    let database = config.database()?;
+    if !Db::archive_exists(&database).await? {
+        match &database {
+            crate::config::DatabaseLocation::Sqlite(path) => {
+                bail!("no database at {}", path.display())
+            }
+            crate::config::DatabaseLocation::Postgres(_) => {
+                bail!("the PostgreSQL database (database.url) holds no archive")
+            }
+        }
     }
+    let published = matches!(
+        config.object_storage()?,
+        crate::config::ObjectStorage::S3 { .. }
+    );
+    let objects = crate::store::vault::open_blobs(config)?;
     let created = !dest.exists();
     prepare_empty_dir(dest, "backup destination")?;
     if let Err(error) = refuse_nested(&config.data_dir, dest) {
@@ -172,9 +191,9 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
         return Err(error);
     }
     let keys = crate::ops::keys::load_existing_keys(config)?;
-    let db = Db::open_read_only(&db_path)
+    let db = Db::open_for_reading(&database)
         .await
-        .context("opening the database read-only")?;
+        .context("opening the database for reading")?;
     let mut files = Vec::new();
 
     // 1. The index, first: every page it holds then has its rows in the later snapshot.
@@ -185,8 +204,11 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
     let index_key = keyring.service_key(&live_inventory, "index")?;
     if let Some((key_id, key)) = index_key.clone() {
         let (index_dir, dest_index) = (config.index_dir(), dest.join("index"));
-        let (copied, retries) = tokio::task::spawn_blocking(move || {
-            copy_live_index(&index_dir, &dest_index, key, key_id)
+        let blobs = objects.clone();
+        let (copied, retries) = tokio::task::spawn_blocking(move || match published {
+            // The nodes share no index directory: the writer's published commit is the index.
+            true => copy_published_index(blobs, &dest_index, key, key_id),
+            false => copy_live_index(&index_dir, &dest_index, key, key_id),
         })
         .await??;
         index_copy_retries = retries;
@@ -195,9 +217,9 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
 
     // 2. The database: one consistent snapshot.
     let dest_db = dest.join(DB_FILE);
-    db.vacuum_into(&dest_db)
+    db.snapshot_into(&dest_db)
         .await
-        .context("snapshotting the database (VACUUM INTO)")?;
+        .context("snapshotting the database")?;
     db.close().await;
     files.push(hash_file(&dest_db, DB_FILE).context("hashing the database snapshot")?);
     fsync_file(&dest_db)?;
@@ -254,7 +276,7 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupSummar
     }
     let (blob_files, missing_blobs) = {
         let (src, dst) = (objects, dest.join("blobs"));
-        tokio::task::spawn_blocking(move || copy_blobs(&src, &dst, &names)).await??
+        tokio::task::spawn_blocking(move || copy_blobs(src.as_ref(), &dst, &names)).await??
     };
     let index_files: Vec<_> = files
         .iter()
@@ -468,8 +490,31 @@ fn segment_files_in(live: &LiveIndexFiles, dir: &Path) -> io::Result<BTreeSet<St
     Ok(files)
 }
 
+/// Copies the index the writer published to the object store into `dst` (see
+/// [`chartvault_index::publish`]). Returns its files and 0 restarts (the published commit
+/// changes in one step).
+fn copy_published_index(
+    blobs: Arc<dyn chartvault_storage::BlobStore>,
+    dst: &Path,
+    key: chartvault_storage::DataKey,
+    key_id: chartvault_storage::KeyId,
+) -> anyhow::Result<(Vec<ManifestFile>, usize)> {
+    create_dir_private(dst)?;
+    let mut follower = chartvault_index::Follower::new(dst, blobs, Arc::new(key), key_id)?;
+    follower.sync().context("copying the published index")?;
+    remove_lock_files(dst)?;
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dst)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        files.push(hash_file(&entry.path(), &format!("index/{name}"))?);
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((files, 0))
+}
+
 fn copy_blobs(
-    src_root: &Path,
+    store: &dyn chartvault_storage::BlobStore,
     dst_root: &Path,
     names: &[chartvault_storage::BlobName],
 ) -> anyhow::Result<(Vec<ManifestFile>, Vec<String>)> {
@@ -480,7 +525,11 @@ fn copy_blobs(
         if let Some(parent) = dst.parent() {
             create_dir_private(parent)?;
         }
-        match copy_file(&src_root.join(name.as_str()), &dst) {
+        let copied = store
+            .open(name)
+            .map_err(io::Error::from)
+            .and_then(|mut reader| copy_from(&mut reader, &dst));
+        match copied {
             Ok((size, sha256)) => files.push(ManifestFile {
                 path: format!("blobs/{name}"),
                 size,
@@ -546,6 +595,96 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<RestoreSumma
 /// [`restore`]; with `legacy`, a backup whose manifest carries no MAC (written before they
 /// did) is accepted.
 pub async fn restore_with(
+    config: &Config,
+    src: &Path,
+    legacy: bool,
+) -> anyhow::Result<RestoreSummary> {
+    let embedded = matches!(
+        config.database()?,
+        crate::config::DatabaseLocation::Sqlite(_)
+    ) && matches!(
+        config.object_storage()?,
+        crate::config::ObjectStorage::Local(_)
+    );
+    if embedded {
+        restore_embedded(config, src, legacy).await
+    } else {
+        restore_scaled(config, src, legacy).await
+    }
+}
+
+/// Restores into PostgreSQL or object storage: the backup is restored (checked as always)
+/// as an embedded archive in `config.data_dir`, then moved into the stores `config` names:
+/// into PostgreSQL by `migrate-store` (rows copied, keyring re-wrapped, objects uploaded as
+/// ciphertext, `verify` on the target), or, with the database still SQLite, the objects
+/// uploaded and the archive verified. Then the staging copies go. The target database must
+/// hold no archive and the target object storage must be empty. The index stays in
+/// `data_dir`, and the first index writer to start publishes it.
+async fn restore_scaled(
+    config: &Config,
+    src: &Path,
+    legacy: bool,
+) -> anyhow::Result<RestoreSummary> {
+    let postgres = matches!(
+        config.database()?,
+        crate::config::DatabaseLocation::Postgres(_)
+    );
+    let bucket = matches!(
+        config.object_storage()?,
+        crate::config::ObjectStorage::S3 { .. }
+    );
+    if postgres && Db::archive_exists(&config.database()?).await? {
+        bail!("the restore target's database already holds an archive");
+    }
+    let target_blobs = crate::store::vault::open_blobs(config)?;
+    let listed = target_blobs.clone();
+    let occupied = tokio::task::spawn_blocking(move || listed.list("")).await??;
+    if !occupied.is_empty() {
+        bail!(
+            "the restore target's object storage is not empty ({} objects)",
+            occupied.len()
+        );
+    }
+    let mut staging = config.clone();
+    if postgres {
+        staging.database.url = None;
+    }
+    staging.storage.url = None;
+    let summary = restore_embedded(&staging, src, legacy).await?;
+    let (errors, report) = if postgres {
+        let moved = crate::ops::migrate::migrate_store(&staging, config)
+            .await
+            .context("moving the restored archive into the target's stores")?;
+        (moved.verify_errors, moved.verify_summary)
+    } else {
+        let staged = crate::store::vault::open_blobs(&staging)?;
+        tokio::task::spawn_blocking(move || {
+            crate::ops::migrate::copy_objects(staged, target_blobs)
+        })
+        .await?
+        .context("uploading the restored objects")?;
+        let report = crate::ops::verify::verify(config).await?;
+        (report.errors(), report.summary())
+    };
+    if errors > 0 {
+        bail!("the restored archive does not verify in the target's stores: {report}");
+    }
+    if postgres {
+        let path = staging.db_path().into_os_string();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone();
+            file.push(suffix);
+            let _ = fs::remove_file(file);
+        }
+    }
+    if bucket {
+        fs::remove_dir_all(staging.blobs_dir()).context("removing the staging objects")?;
+    }
+    Ok(summary)
+}
+
+/// [`restore_with`] into an embedded archive (SQLite, objects on local disk).
+async fn restore_embedded(
     config: &Config,
     src: &Path,
     legacy: bool,
@@ -885,7 +1024,12 @@ fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Copies `src` to the new file `dst` byte for byte, fsyncs it, and returns its size and
 /// hex SHA-256. `NotFound` when `src` does not exist.
 fn copy_file(src: &Path, dst: &Path) -> io::Result<(u64, String)> {
-    let mut input = File::open(src)?;
+    copy_from(&mut File::open(src)?, dst)
+}
+
+/// Copies what `input` reads to the new file `dst`, fsyncs it, and returns its size and hex
+/// SHA-256.
+fn copy_from(input: &mut dyn Read, dst: &Path) -> io::Result<(u64, String)> {
     let mut output = create_new(dst)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 256 * 1024];

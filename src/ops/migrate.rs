@@ -110,7 +110,10 @@ pub async fn migrate_store(source: &Config, target: &Config) -> anyhow::Result<M
 }
 
 /// Copies every object of `from` that `to` lacks, byte for byte.
-fn copy_objects(from: Arc<dyn BlobStore>, to: Arc<dyn BlobStore>) -> anyhow::Result<(u64, u64)> {
+pub(crate) fn copy_objects(
+    from: Arc<dyn BlobStore>,
+    to: Arc<dyn BlobStore>,
+) -> anyhow::Result<(u64, u64)> {
     let present: HashSet<String> = to
         .list("")?
         .into_iter()

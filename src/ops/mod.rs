@@ -14,8 +14,10 @@ pub mod migrate;
 pub mod verify;
 pub mod verify_index;
 
-/// The directory of the objects, for the tools that read their files directly (`verify`,
-/// `backup`, `restore`): on object storage they say they cannot yet.
+/// The directory of the objects, for the steps that work on an embedded archive's files
+/// directly (a restore's copy into a data directory, the index reconcile after it): on
+/// PostgreSQL or object storage they say they cannot (a restore into those stores goes
+/// through an embedded archive first).
 pub fn local_objects_dir(
     config: &crate::config::Config,
     tool: &str,

@@ -86,13 +86,20 @@ impl Db {
         Ok(Db::Sqlite(SqliteStore::open_immutable(path).await?))
     }
 
-    /// Writes a consistent copy of a SQLite database to `dest`.
-    pub async fn vacuum_into(&self, dest: &Path) -> anyhow::Result<()> {
+    /// Writes a consistent copy of the database, as a new SQLite file, to `dest`: SQLite's
+    /// `VACUUM INTO`, or every table of PostgreSQL read in one snapshot (see
+    /// [`crate::store::sql::transfer::snapshot_postgres_into_sqlite`]).
+    pub async fn snapshot_into(&self, dest: &Path) -> anyhow::Result<()> {
         match self {
             Db::Sqlite(store) => store.vacuum_into(dest).await,
-            Db::Postgres(_) => anyhow::bail!(
-                "the database is PostgreSQL: a snapshot of it is taken by the PostgreSQL backup"
-            ),
+            Db::Postgres(source) => {
+                let target = SqliteStore::open(dest).await?;
+                let copied =
+                    crate::store::sql::transfer::snapshot_postgres_into_sqlite(source, &target)
+                        .await;
+                target.close().await;
+                copied.map(|_| ())
+            }
         }
     }
 

@@ -80,7 +80,7 @@ impl Tampered {
         std::fs::create_dir_all(&data_dir).unwrap();
         app.state
             .db
-            .vacuum_into(&data_dir.join("chartvault.db"))
+            .snapshot_into(&data_dir.join("chartvault.db"))
             .await
             .unwrap();
         let original = app.config();

@@ -742,6 +742,23 @@ pub fn contains_ignore_case(haystack: &[u8], needle: &str) -> bool {
     contains_bytes_ignore_case(haystack, needle.as_bytes())
 }
 
+/// Panics if any file under `dir` holds one of `words` in any encoding.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn assert_unreadable_under(dir: &Path, words: &[&str]) {
+    for path in files_under(dir) {
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            for word in words {
+                assert!(
+                    !contains_in_any_encoding(&bytes, word),
+                    "{word} readable in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
 /// Case-insensitive (ASCII) search for `needle` as UTF-8, UTF-16LE or UTF-16BE: how SQLite,
 /// tantivy or a log could hold a string.
 pub fn contains_in_any_encoding(haystack: &[u8], needle: &str) -> bool {

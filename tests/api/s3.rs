@@ -1,8 +1,9 @@
 //! The archive on S3-compatible object storage (`storage.url = "s3://…"`), against a real S3
 //! server the test starts (SeaweedFS): a scan is stored, recognised, found and read back byte
 //! for byte; every object is in the bucket and is an envelope; none is in the data
-//! directory; `verify` checks the bucket (and finds an object deleted from it); `backup`,
-//! which copies files, says it cannot yet.
+//! directory; a backup reads the bucket, and its restore into another bucket prefix is
+//! searchable with the original byte for byte; `verify` checks the bucket (and finds an
+//! object deleted from it).
 
 use chartvault_storage::testsuite::seaweed;
 use chartvault_storage::{BlobStore, S3BlobStore, S3Location};
@@ -100,9 +101,46 @@ async fn an_archive_on_object_storage_keeps_every_object_in_the_bucket_encrypted
         .collect();
     assert!(local.is_empty(), "objects on local disk: {local:?}");
 
+    // A backup reads the objects from the bucket; its restore goes into another prefix.
+    let backup_dir = tempfile::tempdir().unwrap();
+    let taken = chartvault::ops::backup::backup(&app.state.config, &backup_dir.path().join("b"))
+        .await
+        .expect("the backup of an archive on S3");
+    assert!(taken.manifest.counts.blobs >= 3, "{}", taken.describe());
+    assert!(
+        taken.manifest.counts.index_files > 0,
+        "{}",
+        taken.describe()
+    );
+    assert_unreadable_under(backup_dir.path(), &["bandicoot", "Sasha", "S3-1"]);
+    let restored_root = tempfile::tempdir().unwrap();
+    let mut restored = app.config();
+    restored.data_dir = restored_root.path().join("data");
+    restored.storage.url = Some("s3://chartvault-archive/hospital-a-restored".into());
+    restored.audit.signing_key_file = Some(app.config().audit_signing_key_file());
+    restored.audit.checkpoint_file = Some(restored_root.path().join("checkpoints"));
+    restored.server.listen = "127.0.0.1:0".parse().unwrap();
+    let summary = chartvault::ops::backup::restore(&restored, &backup_dir.path().join("b"))
+        .await
+        .expect("the restore into another bucket prefix");
+    assert_eq!(summary.documents, 1, "{}", summary.describe());
+    assert!(
+        !restored.data_dir.join("blobs").exists(),
+        "the staging objects are gone"
+    );
+    let back = spawn_app_from(restored, &app, restored_root).await;
+    let hits = back
+        .search(&back.clinician, json!({ "query": "bandicoot" }))
+        .await;
+    assert_eq!(hits["total"], 1, "the restored archive: {hits}");
+    let original = back
+        .get(&back.records, &format!("/api/v1/documents/{id}/original"))
+        .await;
+    assert!(original.bytes().await.unwrap() == scan, "byte for byte");
+    back.stop_server();
+
     // `verify` reads the bucket as it reads a local directory: clean, then a deleted object
-    // is found missing. (`backup` and `restore` still copy files: they refuse an S3
-    // archive.)
+    // is found missing.
     let report = chartvault::ops::verify::verify(&app.state.config)
         .await
         .expect("verify runs");
@@ -131,9 +169,4 @@ async fn an_archive_on_object_storage_keeps_every_object_in_the_bucket_encrypted
         "{}",
         report.summary()
     );
-    let refused = chartvault::ops::backup::backup(&app.state.config, &app.data_dir.join("backup"))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(refused.contains("storage.url is s3://"), "{refused}");
 }

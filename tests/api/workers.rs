@@ -421,6 +421,39 @@ async fn nodes_with_their_own_disks_follow_the_index_published_to_object_storage
         .await
         .expect("audit verify runs");
     assert!(audit.is_clean(), "{:?}", audit.findings);
+
+    // A backup while the nodes run: PostgreSQL at one snapshot, the objects from the bucket,
+    // the published index; nothing readable in it. Restored into another database and
+    // bucket prefix, it finds both scans.
+    let backup_dir = tempfile::tempdir().unwrap();
+    let taken = chartvault::ops::backup::backup(&standby.config(), &backup_dir.path().join("b"))
+        .await
+        .expect("the backup of a PostgreSQL + S3 archive");
+    assert_eq!(taken.manifest.counts.documents, 2, "{}", taken.describe());
+    assert!(
+        taken.manifest.counts.index_files > 0,
+        "{}",
+        taken.describe()
+    );
+    assert_unreadable_under(
+        backup_dir.path(),
+        &["wombatinib", "quokkazole", "Petra", "PB-1"],
+    );
+    let (mut restored, dir) = other_machine();
+    restored.database.url = Some(cluster.new_database());
+    restored.storage.url = Some("s3://chartvault-published/hospital-b-restored".into());
+    restored.audit.checkpoint_file = Some(dir.path().join("checkpoints"));
+    let summary = chartvault::ops::backup::restore(&restored, &backup_dir.path().join("b"))
+        .await
+        .expect("the restore into PostgreSQL + S3");
+    assert_eq!(summary.documents, 2, "{}", summary.describe());
+    assert!(!restored.db_path().exists(), "the staging database is gone");
+    let back = spawn_app_from(restored, &writer, dir).await;
+    for (word, id) in [("wombatinib", &first), ("quokkazole", &second)] {
+        let hits = back.search(&back.clinician, json!({ "query": word })).await;
+        assert_eq!(hits["total"], 1, "{word} in the restored archive: {hits}");
+        assert_eq!(hits["hits"][0]["document_id"], id.as_str());
+    }
 }
 
 /// The scaled setup as processes: two `chartvault serve` API nodes (each with its own data

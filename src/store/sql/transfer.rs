@@ -1,5 +1,6 @@
 //! Copies an embedded archive's metadata (SQLite) into PostgreSQL, table by table, for
-//! `chartvault migrate-store`. Sealed columns and blind indexes are copied as the bytes they
+//! `chartvault migrate-store`; and a PostgreSQL archive's metadata into a new SQLite file at
+//! one snapshot, for `chartvault backup` ([`snapshot_postgres_into_sqlite`]). Sealed columns and blind indexes are copied as the bytes they
 //! are (both backends keep the same bytes); each keyring row goes through `rewrap`, so the
 //! target's KEK provider (a KMS, say) can wrap the data keys on the way.
 //!
@@ -104,18 +105,7 @@ async fn copy_table(
     table: &str,
     rewrap: &Rewrap<'_>,
 ) -> anyhow::Result<u64> {
-    let columns: Vec<(String, String)> = sqlx::query(
-        "SELECT column_name::text AS name, data_type::text AS type
-         FROM information_schema.columns
-         WHERE table_schema = current_schema() AND table_name = $1 AND column_name <> 'rowid'
-         ORDER BY ordinal_position",
-    )
-    .bind(table)
-    .fetch_all(&target.pool)
-    .await?
-    .iter()
-    .map(|r| Ok((r.try_get("name")?, r.try_get("type")?)))
-    .collect::<Result<_, sqlx::Error>>()?;
+    let columns = pg_columns(&target.pool, table).await?;
     anyhow::ensure!(!columns.is_empty(), "the target has no table {table}");
     let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
     let select = format!(
@@ -171,6 +161,119 @@ async fn copy_table(
         insert.push(" ON CONFLICT DO NOTHING");
         inserted += insert.build().execute(&target.pool).await?.rows_affected();
     }
+}
+
+/// Copies every table of `source` into `target` (a freshly migrated, empty SQLite file), all
+/// read in one `REPEATABLE READ` transaction: the copy is the database as it was at one
+/// moment, while other nodes go on writing. Values are copied as the bytes they are (sealed
+/// columns stay sealed); PostgreSQL's booleans become SQLite's integers. Returns the rows
+/// copied per table.
+pub async fn snapshot_postgres_into_sqlite(
+    source: &PgStore,
+    target: &SqliteStore,
+) -> anyhow::Result<Vec<(&'static str, u64)>> {
+    // A new SQLite file's migrations leave the (empty) table of audit rows from before the
+    // chain, which a server drops at its first start: PostgreSQL's rows are all chained.
+    let legacy: Option<i64> = sqlx::query_scalar("SELECT COUNT(*) FROM audit_legacy")
+        .fetch_optional(&target.pool)
+        .await
+        .ok()
+        .flatten();
+    if legacy == Some(0) {
+        sqlx::query("DROP TABLE audit_legacy")
+            .execute(&target.pool)
+            .await?;
+    }
+    let mut snapshot = source.pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *snapshot)
+        .await?;
+    let mut copied = Vec::new();
+    for table in TABLES {
+        let columns = pg_columns(&mut *snapshot, table).await?;
+        anyhow::ensure!(!columns.is_empty(), "PostgreSQL has no table {table}");
+        let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+        let select = format!(
+            "SELECT rowid AS row_number, {} FROM {table} WHERE rowid > $1 ORDER BY rowid LIMIT $2",
+            names.join(", ")
+        );
+        let mut after = 0i64;
+        let mut rows_copied = 0u64;
+        loop {
+            let rows = sqlx::query(&select)
+                .bind(after)
+                .bind(BATCH)
+                .fetch_all(&mut *snapshot)
+                .await?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = last.try_get("row_number")?;
+            let mut values = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let mut typed = Vec::with_capacity(columns.len());
+                for (name, kind) in &columns {
+                    let name = name.as_str();
+                    typed.push(match kind.as_str() {
+                        "bigint" => Value::Int(row.try_get(name)?),
+                        "integer" => {
+                            Value::Int(row.try_get::<Option<i32>, _>(name)?.map(i64::from))
+                        }
+                        "smallint" => {
+                            Value::Int(row.try_get::<Option<i16>, _>(name)?.map(i64::from))
+                        }
+                        "boolean" => {
+                            Value::Int(row.try_get::<Option<bool>, _>(name)?.map(i64::from))
+                        }
+                        "double precision" => Value::Real(row.try_get(name)?),
+                        "real" => Value::Real(row.try_get::<Option<f32>, _>(name)?.map(f64::from)),
+                        "bytea" => Value::Bytes(row.try_get(name)?),
+                        "text" => Value::Text(row.try_get(name)?),
+                        other => anyhow::bail!("{table}.{name}: no copy for the type {other}"),
+                    });
+                }
+                values.push(typed);
+            }
+            let mut insert = QueryBuilder::<sqlx::Sqlite>::new(format!(
+                "INSERT INTO {table} ({}) ",
+                names.join(", ")
+            ));
+            insert.push_values(values, |mut b, row| {
+                for value in row {
+                    match value {
+                        Value::Int(v) => b.push_bind(v),
+                        Value::Bool(v) => b.push_bind(v),
+                        Value::Real(v) => b.push_bind(v),
+                        Value::Bytes(v) => b.push_bind(v),
+                        Value::Text(v) => b.push_bind(v),
+                    };
+                }
+            });
+            rows_copied += insert.build().execute(&target.pool).await?.rows_affected();
+        }
+        copied.push((*table, rows_copied));
+    }
+    snapshot.commit().await?;
+    Ok(copied)
+}
+
+/// A PostgreSQL table's columns (but `rowid`) and their types, in order.
+async fn pg_columns<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    table: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(sqlx::query(
+        "SELECT column_name::text AS name, data_type::text AS type
+         FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name = $1 AND column_name <> 'rowid'
+         ORDER BY ordinal_position",
+    )
+    .bind(table)
+    .fetch_all(executor)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("name")?, r.try_get("type")?)))
+    .collect::<Result<_, sqlx::Error>>()?)
 }
 
 /// Puts a keyring row through `rewrap`.
