@@ -178,7 +178,11 @@ impl Application {
         crate::ingest::hashes::spawn_backfill(state.archive.clone());
         crate::ingest::dicom::spawn_instance_backfill(state.archive.clone());
         crate::ingest::worker::spawn(state.archive.clone());
-        crate::ingest::intake::spawn(state.archive.clone());
+        // One process takes the scanners' hot folders: the index writer's (a standby starts
+        // them when it takes the role over), so two nodes never race for a file.
+        if state.writes_index() {
+            crate::ingest::intake::spawn(state.archive.clone());
+        }
         let hl7_addr = crate::mllp::spawn(state.archive.clone()).await?;
         Ok(Application {
             listener,
@@ -261,7 +265,8 @@ const ROLE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Takes up the index writer's role: starts the index writer, then what only its holder
 /// runs (documents' labels normalised, shredded documents purged, the audit checkpoints,
-/// the HL7 outbox's sender, the retention schedule),
+/// the HL7 outbox's sender, the retention schedule; its caller starts the scanners' hot
+/// folders),
 /// and watches that the role stays this process's. A process whose role ended (its
 /// database session broke, and a standby may hold it now) stops: two writers never run.
 ///
@@ -397,7 +402,9 @@ async fn stand_by(state: AppState, mut follower: Option<Follower>) {
                 if let Err(error) = become_writer(&state, role, follower, true).await {
                     tracing::error!(error = %format!("{error:#}"), "could not take up the index writer's role: stopping");
                     state.shutdown.cancel();
+                    return;
                 }
+                crate::ingest::intake::spawn(state.archive.clone());
                 return;
             }
             Err(error) => {

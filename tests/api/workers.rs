@@ -238,9 +238,19 @@ async fn a_standby_searches_the_writers_commits_and_takes_the_role_over() {
         return;
     };
     let database = cluster.new_database();
+    let mut hot_folder = std::path::PathBuf::new();
     let writer = spawn_app_with(|c| {
         c.database.url = Some(database.clone());
         c.ocr.threads = 1;
+        hot_folder = c.data_dir.with_file_name("scans-ward-7");
+        std::fs::create_dir_all(&hot_folder).unwrap();
+        c.intake.poll_interval_ms = 100;
+        c.intake.settle_ms = 300;
+        c.intake.folders = vec![chartvault::config::IntakeFolder {
+            path: hot_folder.clone(),
+            kind: chartvault::config::IntakeKind::Documents,
+            user: "rec".into(),
+        }];
     })
     .await;
     let mut config = writer.config();
@@ -269,6 +279,35 @@ async fn a_standby_searches_the_writers_commits_and_takes_the_role_over() {
         assert_eq!(hits["total"], 1, "{word}: {hits}");
         assert_eq!(hits["hits"][0]["document_id"], id.as_str());
     }
+    // The scanners' hot folder is taken by the role's holder: now the former standby.
+    std::fs::write(
+        hot_folder.join("ward7.png.json"),
+        metadata("SB-1", "Stella Standby", "progress-note").to_string(),
+    )
+    .unwrap();
+    let scan = png_of(&scanned_page(&["Ward round", "Given bilbyzumab"], 0.0, 95));
+    std::fs::write(hot_folder.join("ward7.png"), scan).unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    let receipt = loop {
+        let receipt = std::fs::read_dir(hot_folder.join("done"))
+            .into_iter()
+            .flatten()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|e| e == "json"));
+        if let Some(path) = receipt {
+            break serde_json::from_slice::<serde_json::Value>(&std::fs::read(path).unwrap())
+                .unwrap();
+        }
+        assert!(
+            Instant::now() < until,
+            "the new writer did not take the hot folder's file"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let taken = receipt["id"].as_str().unwrap().to_string();
+    standby.wait_indexed(&taken).await;
+    let hits = hits_on(&standby, "bilbyzumab", 1).await;
+    assert_eq!(hits["hits"][0]["document_id"], taken.as_str(), "{hits}");
     let audit = chartvault::audit::verify::verify_audit(&standby.config())
         .await
         .expect("audit verify runs");
