@@ -262,6 +262,8 @@ impl Application {
 
 /// How often the index writer's holder checks that its role is still its own.
 const ROLE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the index writer's holder purges documents shredded through other nodes.
+const TOMBSTONE_SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Takes up the index writer's role: starts the index writer, then what only its holder
 /// runs (documents' labels normalised, shredded documents purged, the audit checkpoints,
@@ -339,6 +341,25 @@ async fn become_writer(
             "finished purging documents shredded before the last stop"
         );
     }
+    // Documents shredded through a standby are purged here, soon after.
+    let sweeper = state.archive.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(TOMBSTONE_SWEEP_INTERVAL) => {}
+                _ = sweeper.shutdown.cancelled() => return,
+            }
+            match crate::legal::shred::finish_pending(&sweeper).await {
+                Ok(0) => {}
+                Ok(purged) => {
+                    tracing::info!(purged, "purged documents shredded through another node")
+                }
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "purging shredded documents failed; trying again")
+                }
+            }
+        }
+    });
     state.audit_checkpoints.spawn(state.shutdown.clone());
     // One sender of the HL7 outbox, one retention schedule: the role's holder runs them.
     crate::mllp::sender::spawn(state.archive.clone())?;

@@ -238,8 +238,15 @@ fn key_ids_of(state: &Archive, id: DocumentId) -> anyhow::Result<Vec<String>> {
     Ok(key_ids)
 }
 
-/// Removes what is left of a tombstone: index entries, blobs; then marks it purged.
+/// Removes what is left of a tombstone: index entries, blobs; then marks it purged. In a
+/// process that does not hold the index writer (a standby API node) the tombstone is left
+/// for the writer, which purges tombstones every few seconds ([`finish_pending`]): the
+/// document's keys are destroyed already, so nothing of it can be read meanwhile.
 async fn purge(state: &Archive, id: DocumentId) -> anyhow::Result<()> {
+    if !state.writes_index() {
+        tracing::info!(document_id = %id, "document left for the index writer to purge");
+        return Ok(());
+    }
     state.db.truncate_wal_soon().await;
     state.index_writer()?.purge_document(id.0).await?;
     let worker_state = state.clone();
@@ -256,7 +263,8 @@ async fn purge(state: &Archive, id: DocumentId) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Finishes shredding interrupted by a stop (run at startup, once the index writer runs).
+/// Finishes shredding interrupted by a stop, or left by a standby (run by the index writer's
+/// holder when it takes the role, then every few seconds).
 pub async fn finish_pending(state: &Archive) -> anyhow::Result<usize> {
     let pending = state.db.unpurged_tombstones().await?;
     for id in &pending {

@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use chartvault::store::prelude::*;
 use chartvault_storage::testsuite::{postgres, seaweed};
 use serde_json::json;
 
@@ -493,6 +494,37 @@ async fn nodes_with_their_own_disks_follow_the_index_published_to_object_storage
         assert_eq!(hits["total"], 1, "{word} in the restored archive: {hits}");
         assert_eq!(hits["hits"][0]["document_id"], id.as_str());
     }
+    back.stop_server();
+
+    // A document shredded through a node that does not write the index: its keys go at
+    // once, and the writer purges it from the index (and the bucket's commit) soon after.
+    let shredded = fresh
+        .delete(
+            &fresh.records,
+            &format!("/api/v1/documents/{first}"),
+            &json!({ "reason": "patient request, duplicate record" }),
+        )
+        .await;
+    assert_eq!(shredded.status(), 200, "{}", shredded.text().await.unwrap());
+    let until = Instant::now() + Duration::from_secs(30);
+    while !standby
+        .state
+        .db
+        .unpurged_tombstones()
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < until,
+            "the writer did not purge the document"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hits = hits_on(&fresh, "wombatinib", 0).await;
+    assert_eq!(hits["total"], 0, "purged from the published index: {hits}");
+    let hits = hits_on(&fresh, "quokkazole", 1).await;
+    assert_eq!(hits["total"], 1, "{hits}");
 }
 
 /// The scaled setup as processes: two `chartvault serve` API nodes (each with its own data
